@@ -1,0 +1,1 @@
+"""Reading and writing studies, case folders and images; geometry; atomic writes."""

@@ -1,0 +1,107 @@
+"""Atomic file writing: a reader never sees a half-written file or folder.
+
+Everything the engine writes goes to a temporary name in the destination folder first and is
+then renamed into place (os.replace is atomic on one file system), so a crash leaves either
+the old file or the new one, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import OutputExistsError
+
+
+def _temp_path_beside(path: Path, suffix: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` when the block succeeds.
+
+    The temporary name keeps the file's full suffix (e.g. `.nii.gz`) so that writers which
+    choose the format from the file name (SimpleITK, matplotlib) do the right thing.
+    """
+    path = Path(path)
+    suffix = "".join(path.suffixes)
+    tmp = _temp_path_beside(path, suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, Paths: the common non-JSON types in engine results
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n"
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, to_json(obj))
+
+
+def write_image(image, path: str | Path, compress: bool = True) -> Path:
+    """Write a SimpleITK image atomically (format from the extension, e.g. .nii.gz, .nrrd)."""
+    import SimpleITK as sitk
+
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), compress)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Build a folder under a temporary name and move it into place only when complete.
+
+    Refuses (OutputExistsError) when `path` exists and is not empty, unless `overwrite`; with
+    `overwrite` the old folder is replaced only after the new one is complete.
+    """
+    path = Path(path)
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{path}: output folder exists and is not empty (use --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / "content")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

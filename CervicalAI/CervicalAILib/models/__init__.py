@@ -1,0 +1,1 @@
+"""Model bundles, scores, the DLRC logistic model and its nomogram."""

@@ -1,0 +1,37 @@
+"""Shared pytest fixtures: outside reference data, module Lib folders on sys.path."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# ../shared/refdata beside the checkout (CI and developer machines); a user's fresh clone has none.
+REFDATA = Path(os.environ.get("CERVICALAI_REFDATA", REPO.parent / "shared" / "refdata"))
+
+# The Slicer modules' MRML logic packages (CervicalAISegmentLib, ...) are imported by the MRML tests.
+for module in ("CervicalAISegment", "CervicalAIPredict", "CervicalAI"):
+    path = str(REPO / module)
+    if path not in sys.path:
+        sys.path.append(path)
+
+
+def refdata_path(*parts: str) -> Path:
+    """Path inside ../shared/refdata, or skip the test with the reason when it is absent."""
+    path = REFDATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"outside reference data not available: {path} (needs ../shared/refdata beside the checkout)")
+    return path
+
+
+@pytest.fixture
+def refdata():
+    return refdata_path
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
