@@ -1,0 +1,101 @@
+"""The review record of a tumour mask: who reviewed it, when, and how much they changed.
+
+Written beside the mask as `<mask name>.review.json` (e.g. `tumor.nii.gz.review.json`) by the
+Segment module's "Mark as reviewed" and read by the readout (warns on unreviewed masks) and the
+exporters (DICOM SEG algorithm type, provenance manifest). The SHA-256 of the reviewed mask is
+recorded, so a mask edited after review is detected as unreviewed again.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import SimpleITK as sitk
+
+from . import measure
+from .errors import InputError
+from .io import atomic
+from .io.hashing import sha256_file
+
+SUFFIX = ".review.json"
+
+# How the contour came to be, in DICOM SEG terms (SegmentAlgorithmType).
+ORIGINS = ("automatic", "edited", "manual")
+
+
+@dataclass
+class ReviewRecord:
+    reviewed: bool
+    origin: str  # "automatic" (model output, unchanged), "edited" (model output corrected), "manual"
+    reviewer: str | None = None
+    reviewed_at: str | None = None  # ISO 8601, UTC
+    mask_sha256: str | None = None  # of the mask file this record describes
+    automatic_model: str | None = None  # "name@version" of the model that drew the automatic contour
+    edit_metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def algorithm_type(self) -> str:
+        """DICOM SEG SegmentAlgorithmType: MANUAL, SEMIAUTOMATIC or AUTOMATIC."""
+        return {"manual": "MANUAL", "edited": "SEMIAUTOMATIC", "automatic": "AUTOMATIC"}[self.origin]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def record_path(mask_path: str | Path) -> Path:
+    mask_path = Path(mask_path)
+    return mask_path.with_name(mask_path.name + SUFFIX)
+
+
+def mark_reviewed(
+    mask_path: str | Path,
+    reviewer: str,
+    automatic_mask: sitk.Image | None = None,
+    automatic_model: str | None = None,
+    now: _dt.datetime | None = None,
+) -> ReviewRecord:
+    """Record that `reviewer` reviewed the mask file; with the automatic contour, measure the edits."""
+    mask_path = Path(mask_path)
+    if not reviewer or not reviewer.strip():
+        raise InputError("a review needs the reviewer's name")
+    origin = "manual"
+    metrics: dict[str, Any] = {}
+    if automatic_mask is not None:
+        reviewed_mask = sitk.ReadImage(str(mask_path))
+        metrics = measure.edit_metrics(automatic_mask, reviewed_mask)
+        origin = "automatic" if metrics["dice"] == 1.0 else "edited"
+    now = now or _dt.datetime.now(_dt.UTC)
+    record = ReviewRecord(
+        reviewed=True,
+        origin=origin,
+        reviewer=reviewer.strip(),
+        reviewed_at=now.replace(microsecond=0).isoformat(),
+        mask_sha256=sha256_file(mask_path),
+        automatic_model=automatic_model,
+        edit_metrics=metrics,
+    )
+    atomic.write_json(record_path(mask_path), record.to_dict())
+    return record
+
+
+def read_review(mask_path: str | Path) -> ReviewRecord:
+    """The mask's review record; an unreviewed record when there is none or the mask changed since."""
+    mask_path = Path(mask_path)
+    path = record_path(mask_path)
+    if not path.is_file():
+        return ReviewRecord(reviewed=False, origin="automatic")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        record = ReviewRecord(**data)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise InputError(f"review record is not valid ({exc})", path) from exc
+    if record.origin not in ORIGINS:
+        raise InputError(f"review record has unknown origin {record.origin!r}", path)
+    if record.reviewed and record.mask_sha256 != sha256_file(mask_path):
+        # the mask was edited after the review: the review no longer describes it
+        return ReviewRecord(reviewed=False, origin="edited", automatic_model=record.automatic_model)
+    return record
