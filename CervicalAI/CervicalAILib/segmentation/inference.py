@@ -1,0 +1,320 @@
+"""Tumour segmentation at run time: ONNX network + onnxruntime, no torch.
+
+`segment_case(images)` takes the co-registered sequences (SimpleITK images in the T2WI's
+physical space, normally on the T2WI grid), prepares them exactly as the bundle declares,
+runs the network in overlapping patches with Gaussian blending, once on the image and once on
+its left-right mirror (test-time augmentation), maps the probability back onto the T2WI grid,
+post-processes it into a mask and measures it. Every stage is timed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import measure
+from ..errors import BundleError, InputError
+from ..io.geometry import overlap_fraction, same_grid
+from ..models.bundle import Bundle, load_bundle
+from ..progress import ProgressCallback, no_progress, sub_progress
+from ..resources import default_bundle_path
+from .confidence import confidence_report
+from .postprocess import postprocess_mask
+from .preprocess import check_preprocessing, foreground_mask, intensity_summary, prepare_inputs
+from .sliding_window import sliding_window_predict
+
+log = logging.getLogger(__name__)
+
+# A sequence must cover at least this fraction of the T2WI body to be used.
+MIN_SEQUENCE_COVERAGE = 0.3
+
+_SESSIONS: dict[tuple[str, str], SegmentationModel] = {}
+
+
+@dataclass
+class SegmentationResult:
+    """Outputs on the T2WI grid: `mask` (uint8 0/1), `probability` (uint8, 255 = 1.0), `summary`."""
+
+    mask: sitk.Image
+    probability: sitk.Image
+    summary: dict[str, Any]
+
+    @property
+    def found(self) -> bool:
+        return bool(self.summary["tumor_found"])
+
+
+class SegmentationModel:
+    """A verified segmentation bundle with its onnxruntime session."""
+
+    def __init__(self, bundle: Bundle, device: str = "cpu"):
+        if bundle.task != "segmentation":
+            raise BundleError(f"{bundle.path}: bundle task is {bundle.task!r}, expected 'segmentation'")
+        manifest = bundle.manifest
+        for key in ("preprocessing", "network", "inference"):
+            if key not in manifest:
+                raise BundleError(f"{bundle.path}: segmentation bundle.json lacks {key!r}")
+        self.bundle = bundle
+        self.roles: list[str] = [entry["role"] for entry in manifest["inputs"]]
+        if not self.roles or self.roles[0] != "T2W":
+            raise BundleError(f"{bundle.path}: a segmentation bundle's first input must be T2W, found {self.roles}")
+        self.preprocessing = manifest["preprocessing"]
+        check_preprocessing(self.preprocessing, self.roles)
+        self.inference = manifest["inference"]
+        self.patch_size_zyx = [int(v) for v in self.inference["patch_size_xyz"]][::-1]
+        self.postprocessing = manifest.get("postprocessing", {})
+        self.session, self.provider, self.device_note = _make_session(bundle.file(manifest["network"]["file"]), device)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def predict_patch(self, patch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: patch})[0]
+
+    def probability(self, volume: np.ndarray, flip_axes: tuple[int, ...] = (), progress=None) -> np.ndarray:
+        """Tumour probability (z, y, x) on the working grid for one (optionally mirrored) pass."""
+        if flip_axes:
+            volume = np.ascontiguousarray(np.flip(volume, axis=tuple(a + 1 for a in flip_axes)))
+        output = sliding_window_predict(
+            volume,
+            self.predict_patch,
+            self.patch_size_zyx,
+            overlap=float(self.inference.get("overlap", 0.25)),
+            sigma_scale=float(self.inference.get("sigma_scale", 0.125)),
+            progress=progress,
+        )[int(self.bundle.manifest["outputs"][0].get("channel", 0))]
+        return np.flip(output, axis=flip_axes) if flip_axes else output
+
+
+def _make_session(onnx_path: Path, device: str):
+    import onnxruntime as ort
+
+    if device not in ("cpu", "gpu"):
+        raise InputError(f"unknown device {device!r} (use cpu or gpu)")
+    available = ort.get_available_providers()
+    providers = ["CPUExecutionProvider"]
+    note = "cpu"
+    if device == "gpu":
+        if "CUDAExecutionProvider" in available:
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        else:
+            note = "gpu requested but onnxruntime has no CUDAExecutionProvider here; fell back to cpu"
+            log.warning(note)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+    except Exception as exc:  # a corrupt or incompatible network file
+        raise BundleError(f"{onnx_path}: onnxruntime cannot load the network ({exc})") from exc
+    provider = session.get_providers()[0]
+    if device == "gpu" and provider != "CUDAExecutionProvider" and "fell back" not in note:
+        note = "gpu requested but the CUDA provider failed to start; fell back to cpu"
+        log.warning(note)
+    elif device == "gpu" and provider == "CUDAExecutionProvider":
+        note = "gpu"
+    log.info("segmentation network runs on %s", provider)
+    return session, provider, note
+
+
+def load_model(bundle: Bundle | str | Path, device: str = "cpu") -> SegmentationModel:
+    """Load (once per process) a segmentation bundle and its onnxruntime session."""
+    if not isinstance(bundle, Bundle):
+        bundle = load_bundle(bundle, task="segmentation")
+    key = (str(Path(bundle.path).resolve()) + "|" + bundle.manifest["files"][bundle.manifest["network"]["file"]]["sha256"], device)
+    if key not in _SESSIONS:
+        _SESSIONS[key] = SegmentationModel(bundle, device)
+    return _SESSIONS[key]
+
+
+def _choose_model(
+    images: Mapping[str, sitk.Image], bundle: Bundle | str | Path | None, device: str, warnings: list[str]
+) -> tuple[SegmentationModel, str | None]:
+    """The bundle to use and, when the T2WI-only fallback was taken, why."""
+    if bundle is not None:
+        model = load_model(bundle, device)
+        missing = [role for role in model.roles if role not in images]
+        if missing:
+            raise InputError(
+                f"model {model.bundle.label} needs {', '.join(model.roles)}; missing: {', '.join(missing)} "
+                "(leave out --model to use the T2WI-only fallback automatically)"
+            )
+        return model, None
+    model = load_model(default_bundle_path("segmentation"), device)
+    missing = [role for role in model.roles if role not in images]
+    if not missing:
+        return model, None
+    reason = (
+        f"the multi-sequence model {model.bundle.label} needs {', '.join(model.roles)}; "
+        f"missing {', '.join(missing)}: used the T2WI-only model instead"
+    )
+    log.warning(reason)
+    warnings.append(reason)
+    return load_model(default_bundle_path("segmentation-t2"), device), reason
+
+
+def check_sequence_overlap(images: Mapping[str, sitk.Image], roles: list[str]) -> dict[str, float]:
+    """Fraction of the T2WI body each other sequence covers; InputError below MIN_SEQUENCE_COVERAGE."""
+    t2 = images["T2W"]
+    body = foreground_mask(sitk.GetArrayViewFromImage(t2).astype(np.float32), 0.1, 99.0)
+    coverage: dict[str, float] = {}
+    for role in roles:
+        if role == "T2W":
+            continue
+        image = images[role]
+        if same_grid(image, t2):
+            values = sitk.GetArrayViewFromImage(image)
+            covered = float((values[body] != 0).mean()) if body.any() else 0.0
+        else:
+            covered = overlap_fraction(image, t2)
+        coverage[role] = round(covered, 4)
+        if covered < MIN_SEQUENCE_COVERAGE:
+            raise InputError(
+                f"the {role} image covers only {100 * covered:.0f}% of the T2WI field of view after registration "
+                f"(at least {100 * MIN_SEQUENCE_COVERAGE:.0f}% needed): the sequences do not overlap - check the "
+                "series assignment and the registration, or segment from the T2WI alone (--t2-only)"
+            )
+    return coverage
+
+
+def range_warnings(images: Mapping[str, sitk.Image], roles: list[str], training_range: Mapping[str, Any]) -> list[str]:
+    """Warnings for inputs outside the spacing or intensity range the network was trained on."""
+    warnings: list[str] = []
+    if not training_range:
+        return warnings
+    factor = float(training_range.get("tolerance_factor", 1.5))
+    spacing_range = training_range.get("t2w_spacing_mm")
+    spacing = np.asarray(images["T2W"].GetSpacing(), dtype=float)
+    if spacing_range:
+        low, high = np.asarray(spacing_range["min"], float), np.asarray(spacing_range["max"], float)
+        if np.any(spacing < low / factor) or np.any(spacing > high * factor):
+            warnings.append(
+                f"T2W voxel spacing {tuple(np.round(spacing, 2))} mm is far outside the training range "
+                f"{tuple(np.round(low, 2))}-{tuple(np.round(high, 2))} mm: check the contour carefully"
+            )
+    intensity_factor = float(training_range.get("intensity_tolerance_factor", 3.0))
+    for role in roles:
+        bounds = training_range.get("intensity_p99", {}).get(role)
+        if not bounds:
+            continue
+        p99 = intensity_summary(images[role])["p99"]
+        if p99 < bounds[0] / intensity_factor or p99 > bounds[1] * intensity_factor:
+            warnings.append(
+                f"{role} intensities (99th percentile {p99:.4g}) are far outside the training range "
+                f"{bounds[0]:.4g}-{bounds[1]:.4g} (wrong units or an unusual scanner?): check the contour carefully"
+            )
+    return warnings
+
+
+def _to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    return image
+
+
+def segment_case(
+    images: Mapping[str, sitk.Image],
+    bundle: Bundle | str | Path | None = None,
+    device: str = "cpu",
+    progress: ProgressCallback | None = None,
+) -> SegmentationResult:
+    """Segment the primary tumour; outputs are on the T2WI grid of `images["T2W"]`.
+
+    `images` maps roles (T2W, ADC, DWI, CET1) to co-registered images. With `bundle=None`
+    the default multi-sequence bundle is used, or the T2WI-only bundle when a sequence it needs
+    is missing (said in `summary["warnings"]` and `summary["fallback"]`).
+    """
+    progress = progress or no_progress
+    seconds: dict[str, float] = {}
+    warnings: list[str] = []
+    start = time.perf_counter()
+    if "T2W" not in images:
+        raise InputError(
+            f"no T2W image among the inputs ({', '.join(images) or 'none'}): the tumour is segmented on the T2WI"
+        )
+    model, fallback = _choose_model(images, bundle, device, warnings)
+    t2 = images["T2W"]
+    coverage = check_sequence_overlap(images, model.roles)
+    warnings += range_warnings(images, model.roles, model.bundle.manifest.get("training_range", {}))
+    seconds["load_model"] = time.perf_counter() - start
+
+    tick = time.perf_counter()
+    progress(0.02, "preparing the sequences on the working grid")
+    volume, grid = prepare_inputs(images, model.roles, model.preprocessing)
+    seconds["preprocess"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    flips = [()] + [tuple(axes) for axes in model.inference.get("tta_flip_axes_zyx", [[2]])]
+    working_passes = []
+    for number, axes in enumerate(flips):
+        name = "original" if not axes else "mirrored"
+        working_passes.append(
+            model.probability(volume, axes, sub_progress(progress, 0.05 + 0.8 * number / len(flips), 0.05 + 0.8 * (number + 1) / len(flips)))
+        )
+        log.debug("pass %s done", name)
+    seconds["network"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    progress(0.88, "mapping the probability back onto the T2WI grid")
+    passes = []
+    for probability in working_passes:
+        on_grid = _to_image(np.ascontiguousarray(probability, dtype=np.float32), grid)
+        resampled = sitk.Resample(on_grid, t2, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        passes.append(sitk.GetArrayFromImage(resampled))
+    mean = np.mean(passes, axis=0)
+    seconds["resample_to_t2"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    progress(0.93, "post-processing and confidence")
+    spacing_zyx = t2.GetSpacing()[::-1]
+    mask_array, post_report = postprocess_mask(mean, spacing_zyx, model.postprocessing)
+    confidence = confidence_report(passes, flag_below=float(model.inference.get("flag_below", 0.75)))
+    mask = _to_image(mask_array.astype(np.uint8), t2)
+    probability = _to_image(np.round(np.clip(mean, 0, 1) * 255).astype(np.uint8), t2)
+    seconds["postprocess"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    found = bool(mask_array.any())
+    if not found:
+        warnings.append("no tumour found: the network predicted no lesion above the size threshold")
+        log.warning("no tumour found")
+    summary: dict[str, Any] = {
+        "tumor_found": found,
+        "status": "tumour found" if found else "no tumour found",
+        "volume_ml": round(measure.volume_ml(mask), 3),
+        "max_diameter_mm": round(measure.max_diameter_mm(mask), 2) if found else 0.0,
+        "largest_slice": measure.largest_slice_index(mask) if found else None,
+        "confidence": confidence["confidence"],
+        "certainty": confidence["certainty"],
+        "flip_agreement": confidence["flip_agreement"],
+        "flagged_slices": confidence["flagged_slices"],
+        "slices": confidence["slices"],
+        "confidence_formula": confidence["formula"],
+        "model": {
+            "name": model.bundle.name,
+            "version": model.bundle.version,
+            "label": model.bundle.label,
+            "path": str(model.bundle.path),
+            "training_data": model.bundle.manifest["training_data"],
+        },
+        "device": {"requested": device, "provider": model.provider, "note": model.device_note},
+        "sequences_used": list(model.roles),
+        "sequences_available": [role for role in images],
+        "fallback": fallback,
+        "sequence_coverage": coverage,
+        "postprocessing": post_report,
+        "t2w_geometry": {
+            "size": list(t2.GetSize()),
+            "spacing_mm": [round(s, 5) for s in t2.GetSpacing()],
+        },
+        "warnings": warnings,
+    }
+    seconds["measure"] = time.perf_counter() - tick
+    seconds["total"] = time.perf_counter() - start
+    summary["seconds"] = {key: round(value, 3) for key, value in seconds.items()}
+    progress(1.0, summary["status"])
+    return SegmentationResult(mask=mask, probability=probability, summary=summary)
