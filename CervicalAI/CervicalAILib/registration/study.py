@@ -1,0 +1,188 @@
+"""Bring every sequence of a study onto the T2WI grid and write the result as a case folder.
+
+The T2WI is the reference (it is where the tumour is contoured). DWI, ADC and CE-T1WI are
+rigidly registered onto it and resampled onto its voxel grid; the T2WI itself is not touched.
+
+ADC maps are computed by the scanner from the DWI acquisition, so the ADC and the DWI share one
+position: when both exist the high-b DWI is registered (it shows anatomy, the tumour is bright)
+and the same transform is applied to the ADC. A lone ADC is registered by itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import __version__
+from ..errors import InputError, OutputExistsError
+from ..io import atomic
+from ..io.case import REQUIRED_ROLE, ROLES, write_case
+from ..io.geometry import orientation_label, overlap_fraction, resample_to_reference, same_grid
+from ..progress import ProgressCallback, no_progress, sub_progress
+from .rigid import DEFAULT_SEED, RegistrationResult, register_rigid, transform_text
+
+# Below this fraction of T2WI voxels covered by a sequence (after registration) it is refused.
+MIN_OVERLAP = 0.10
+REGISTRATION_FILE = "registration.json"
+TRANSFORMS_DIR = "transforms"
+
+
+def grid_summary(image: sitk.Image) -> dict[str, Any]:
+    return {
+        "size": list(image.GetSize()),
+        "spacing_mm": [round(s, 6) for s in image.GetSpacing()],
+        "origin_mm": [round(o, 6) for o in image.GetOrigin()],
+        "direction": [round(d, 8) for d in image.GetDirection()],
+        "orientation": orientation_label(image),
+    }
+
+
+def register_to_t2(
+    images: dict[str, sitk.Image],
+    progress: ProgressCallback | None = None,
+    *,
+    max_seconds: float = 60.0,
+    seed: int = DEFAULT_SEED,
+    min_overlap: float = MIN_OVERLAP,
+    **rigid_options: Any,
+) -> tuple[dict[str, sitk.Image], dict[str, RegistrationResult]]:
+    """Register DWI/ADC/CE-T1WI onto the T2WI; return (images on the T2W grid, results per role).
+
+    images: role -> volume, roles from io.case.ROLES; "T2W" is required and returned unchanged.
+    The others are resampled with linear interpolation onto the T2WI grid as float32 (0 outside
+    their field of view). ADC takes the DWI's transform when both are given (its result's
+    `settings["transform_from"]` says "DWI"). max_seconds bounds each registration.
+    Raises InputError for a missing T2WI, an unknown role, or a sequence that covers less than
+    `min_overlap` of the T2WI after registration. `rigid_options` go to `register_rigid`.
+    """
+    progress = progress or no_progress
+    unknown = sorted(set(images) - set(ROLES))
+    if unknown:
+        raise InputError(f"unknown sequence role(s) {unknown}; known: {', '.join(ROLES)}")
+    if REQUIRED_ROLE not in images:
+        raise InputError(f"no {REQUIRED_ROLE} image: the T2WI is the reference grid for co-registration")
+    fixed = images[REQUIRED_ROLE]
+    # register the DWI before the ADC so that the ADC can reuse its transform
+    order = [role for role in ("DWI", "ADC", "CET1") if role in images]
+    to_register = [role for role in order if not (role == "ADC" and "DWI" in images)]
+    results: dict[str, RegistrationResult] = {}
+    resampled: dict[str, sitk.Image] = {REQUIRED_ROLE: fixed}
+    for number, role in enumerate(order):
+        moving = images[role]
+        if role in to_register:
+            step = sub_progress(progress, number / max(len(order), 1), (number + 1) / max(len(order), 1))
+            step(0.0, f"registering {role} onto T2W")
+            try:
+                result = register_rigid(
+                    fixed, moving, max_seconds=max_seconds, seed=seed, progress=step, **rigid_options
+                )
+            except InputError as exc:
+                raise InputError(f"{role} onto T2W: {exc}") from exc
+        else:
+            source = results["DWI"]
+            result = RegistrationResult(
+                transform=sitk.Euler3DTransform(source.transform),
+                metric_value=float("nan"),
+                initial_metric_value=float("nan"),
+                iterations=0,
+                seconds=0.0,
+                converged=source.converged,
+                stop_reason="transform of the DWI applied (ADC is computed from the DWI acquisition)",
+                initializer=source.initializer,
+                settings={"transform_from": "DWI"},
+                warnings=list(source.warnings),
+            )
+        covered = overlap_fraction(moving, fixed, result.transform)
+        if covered < min_overlap:
+            raise InputError(
+                f"{role} does not overlap the T2W image after registration: it covers {covered:.0%} of the "
+                f"T2W volume (at least {min_overlap:.0%} needed); is it from the same study and region?"
+            )
+        result.settings["overlap_fraction"] = round(covered, 4)
+        results[role] = result
+        resampled[role] = resample_to_reference(
+            moving, fixed, result.transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32
+        )
+        progress((number + 1) / max(len(order), 1), f"{role} resampled onto the T2W grid")
+    progress(1.0, "co-registration done")
+    return resampled, results
+
+
+def _result_record(result: RegistrationResult) -> dict[str, Any]:
+    record = result.to_dict()
+    # NaN is not JSON: the ADC's metric is not measured (it reuses the DWI's transform)
+    for key in ("initial_metric_value", "final_metric_value"):
+        if record[key] is not None and not np.isfinite(record[key]):
+            record[key] = None
+    return record
+
+
+def register_study_to_case(
+    study: Any,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    **register_options: Any,
+) -> Path:
+    """Co-register a study's sequences onto its T2WI and write them as a case folder.
+
+    `study` is an `io.study.Study` (has `.roles_present()`) or an `io.case.Case` (has `.roles`);
+    both have `.image(role)`. Writes `out_dir/` with T2W.nii.gz (unchanged), the other sequences
+    on the T2W grid, `registration.json` (source grids, every transform with its parameters,
+    metric, iterations, seconds) and `transforms/<ROLE>.tfm` (ITK transform files, loadable in
+    3D Slicer). A Case's clinical.json and labels (on the T2W grid) are carried over.
+    Refuses to replace a non-empty `out_dir` unless `overwrite`.
+    """
+    progress = progress or no_progress
+    out_dir = Path(out_dir)
+    # fail before minutes of work, not after
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out_dir}: output folder exists and is not empty (use --overwrite to replace it)")
+    if hasattr(study, "roles_present"):
+        roles = list(study.roles_present())
+    elif hasattr(study, "roles"):
+        roles = list(study.roles)
+    else:
+        raise InputError(f"cannot register {type(study).__name__}: expected a study or a case folder")
+    roles = [role for role in ROLES if role in roles]
+    if REQUIRED_ROLE not in roles:
+        raise InputError(
+            f"study has no {REQUIRED_ROLE} series (found: {', '.join(roles) or 'none'}); "
+            "the T2WI is the reference for co-registration", getattr(study, "path", None)
+        )
+    progress(0.0, "reading sequences")
+    images = {role: study.image(role) for role in roles}
+    resampled, results = register_to_t2(images, sub_progress(progress, 0.05, 0.9), **register_options)
+
+    fixed = images[REQUIRED_ROLE]
+    labels: dict[str, sitk.Image] = {}
+    for name in sorted(getattr(study, "label_paths", None) or {}):
+        label = study.label(name)
+        if not same_grid(label, fixed):  # the contract puts labels on the T2W grid; repair if not
+            label = resample_to_reference(label, fixed, None, sitk.sitkNearestNeighbor)
+        labels[name] = label
+    record = {
+        "reference": REQUIRED_ROLE,
+        "reference_grid": grid_summary(fixed),
+        "software": {"cervicalai": __version__, "SimpleITK": sitk.Version_VersionString()},
+        "sequences": {
+            role: {"source_grid": grid_summary(images[role]), **_result_record(results[role])} for role in results
+        },
+    }
+    extra_files: dict[str, str] = {REGISTRATION_FILE: atomic.to_json(record)}
+    for role, result in results.items():
+        extra_files[f"{TRANSFORMS_DIR}/{role}.tfm"] = transform_text(result.transform)
+    progress(0.92, "writing the case folder")
+    write_case(
+        out_dir,
+        resampled,
+        labels=labels or None,
+        clinical=getattr(study, "clinical", None),
+        extra_files=extra_files,
+        overwrite=overwrite,
+    )
+    progress(1.0, f"case folder written: {out_dir}")
+    return out_dir
