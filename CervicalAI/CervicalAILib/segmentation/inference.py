@@ -69,6 +69,9 @@ class SegmentationModel:
         check_preprocessing(self.preprocessing, self.roles)
         self.inference = manifest["inference"]
         self.patch_size_zyx = [int(v) for v in self.inference["patch_size_xyz"]][::-1]
+        self.size_multiple_zyx = [int(v) for v in manifest["network"].get("size_multiple_xyz", [1, 1, 1])][::-1]
+        if any(p % m for p, m in zip(self.patch_size_zyx, self.size_multiple_zyx, strict=True)):
+            raise BundleError(f"{bundle.path}: inference patch size is not a multiple of the network's size multiple")
         self.postprocessing = manifest.get("postprocessing", {})
         self.session, self.provider, self.device_note = _make_session(bundle.file(manifest["network"]["file"]), device)
         self.input_name = self.session.get_inputs()[0].name
@@ -80,10 +83,15 @@ class SegmentationModel:
         """Tumour probability (z, y, x) on the working grid for one (optionally mirrored) pass."""
         if flip_axes:
             volume = np.ascontiguousarray(np.flip(volume, axis=tuple(a + 1 for a in flip_axes)))
+        # a volume smaller than the declared patch is run as one patch just large enough for it
+        patch = [
+            min(p, int(np.ceil(n / m)) * m)
+            for p, n, m in zip(self.patch_size_zyx, volume.shape[1:], self.size_multiple_zyx, strict=True)
+        ]
         output = sliding_window_predict(
             volume,
             self.predict_patch,
-            self.patch_size_zyx,
+            patch,
             overlap=float(self.inference.get("overlap", 0.25)),
             sigma_scale=float(self.inference.get("sigma_scale", 0.125)),
             progress=progress,

@@ -1,0 +1,108 @@
+"""`cervicalai segment`: automatic contour of the primary tumour on a case folder or DICOM study."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "Writes into DIR:\n"
+        "  tumor.nii.gz               the tumour mask on the T2WI grid (0/1)\n"
+        "  tumor_probability.nii.gz   the network's tumour probability (0-255 = 0-100%)\n"
+        "  segmentation.json          volume (mL), maximum 3D diameter (mm), confidence, the T2WI slices to\n"
+        "                             check first (lowest confidence), model, device, seconds, warnings\n"
+        "DWI/ADC (and CE-T1WI) are co-registered onto the T2WI first. Without ADC or DWI the T2WI-only\n"
+        "model is used, and segmentation.json says so. The shipped models were trained on synthetic\n"
+        "data and are not for clinical use: review every contour."
+    )
+    parser.add_argument(
+        "path", type=Path, metavar="CASE_OR_STUDY",
+        help="a case folder (T2W.nii.gz, ADC.nii.gz, DWI.nii.gz, CET1.nii.gz) or a DICOM study folder",
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
+    parser.add_argument(
+        "--model", type=Path, metavar="BUNDLE",
+        help="segmentation model bundle folder (default: the shipped multi-sequence model, with the "
+        "T2WI-only model as fallback)",
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "gpu"), default="cpu",
+        help="run the network on the CPU (default) or on a CUDA GPU when onnxruntime-gpu is installed "
+        "(falls back to the CPU, and says so, when it is not)",
+    )
+    parser.add_argument("--t2-only", action="store_true", help="use only the T2WI (skip DWI/ADC/CE-T1WI)")
+    parser.add_argument("--json", action="store_true", help="print segmentation.json to standard output")
+    parser.add_argument("--overwrite", action="store_true", help="replace DIR if it exists (never done otherwise)")
+
+
+def load_images(path: Path, t2_only: bool = False, progress=None):
+    """Images of the study on the T2WI grid (co-registered) and the registration records."""
+    from ..errors import InputError
+    from ..io.case import ROLES
+    from ..io.study import load_study
+    from ..progress import sub_progress
+    from ..registration import register_to_t2
+
+    study = load_study(path)
+    roles = [role for role in ROLES if role in study.roles_present()]
+    if "T2W" not in roles:
+        raise InputError(
+            f"no T2-weighted image found (found: {', '.join(roles) or 'no usable series'}); "
+            "the tumour is segmented on the T2WI",
+            path,
+        )
+    if t2_only:
+        roles = ["T2W"]
+    images = {role: study.image(role) for role in roles}
+    records = {}
+    if len(images) > 1:
+        images, results = register_to_t2(images, sub_progress(progress, 0.0, 1.0))
+        records = {role: result.to_dict() for role, result in results.items()}
+    return images, records
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from ..errors import OutputExistsError
+    from ..io.atomic import to_json
+    from ..progress import line_progress, sub_progress
+    from ..segmentation import write_segmentation
+    from ..segmentation.inference import segment_case
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise OutputExistsError(f"{out}: output folder exists and is not empty (use --overwrite to replace it)")
+    start = time.perf_counter()
+    images, registration = load_images(args.path, args.t2_only, sub_progress(line_progress, 0.0, 0.3))
+    registration_seconds = time.perf_counter() - start
+    result = segment_case(images, bundle=args.model, device=args.device, progress=sub_progress(line_progress, 0.3, 1.0))
+    result.summary["seconds"]["registration"] = round(registration_seconds, 3)
+    extra = {
+        "input": str(args.path),
+        "registration": json.loads(to_json(registration)) if registration else {},
+    }
+    write_segmentation(result, out, overwrite=args.overwrite, extra=extra)
+    summary = json.loads((out / "segmentation.json").read_text(encoding="utf-8"))
+    if args.json:
+        sys.stdout.write(to_json(summary))
+        return 0
+    if summary["tumor_found"]:
+        print(
+            f"tumour: {summary['volume_ml']:.2f} mL, maximum diameter {summary['max_diameter_mm']:.1f} mm, "
+            f"confidence {summary['confidence']:.2f} (model {summary['model']['label']}, {summary['device']['provider']})"
+        )
+        if summary["flagged_slices"]:
+            slices = ", ".join(f"{s['slice']} ({s['confidence']:.2f})" for s in summary["flagged_slices"])
+            print(f"check these T2WI slices first: {slices}")
+    else:
+        print(f"no tumour found (model {summary['model']['label']}, confidence {summary['confidence']:.2f})")
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}")
+    print(f"written: {out}")
+    return 0
