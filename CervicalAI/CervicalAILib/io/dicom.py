@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -530,7 +531,9 @@ def scan_paths(paths: Iterable[str | Path], progress: ProgressCallback | None = 
                 result.ignored.append(path)
             continue
         try:
-            frames = read_frames(path)
+            with warnings.catch_warnings():  # pydicom warns about odd headers; problems are reported below
+                warnings.simplefilter("ignore")
+                frames = read_frames(path)
         except Exception as exc:  # any parse failure: skip the file, report it, continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             result.unreadable.append((path, f"cannot read DICOM file ({reason})"))
@@ -716,8 +719,10 @@ def _frame_pixels(frame: DicomFrame, decoded: dict[Path, np.ndarray]) -> np.ndar
 
     if frame.path not in decoded:
         try:
-            ds = pydicom.dcmread(str(frame.path), force=True)
-            array = ds.pixel_array
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(str(frame.path), force=True)
+                array = ds.pixel_array
         except Exception as pydicom_error:  # e.g. a compression pydicom has no decoder for: try GDCM
             try:
                 array = sitk.GetArrayFromImage(sitk.ReadImage(str(frame.path)))
