@@ -1,0 +1,88 @@
+"""`cervicalai icc`: feature reproducibility between two segmentations of the same cases.
+
+    cervicalai icc FEATURES_A FEATURES_B --out DIR [--kind ICC3|ICC2] [--threshold 0.75]
+
+writes DIR/icc.csv (one row per feature: ICC, 95% CI, F test, cases, kept) and
+DIR/kept_features.txt (one feature name per line, ICC > threshold), as seed 004 does with
+two readers' (or one reader's repeated) contours of the same 30 cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+EPILOG = """\
+input:
+  Two feature tables (CSV or parquet) from `cervicalai extract`, one per segmentation (reader 1 and
+  reader 2, or reader and automatic contour), each with a `case_id` column. Rows are matched by
+  case_id; cases in only one table are left out with a warning. Features are the numeric columns
+  present in both tables; when the tables use the project's {ROLE}_feature names (T2W_, ADC_, DWI_,
+  CET1_), only those columns are features (clinical and outcome columns are ignored).
+
+kinds:
+  ICC3  ICC(3,1), two-way mixed, consistency (default; the usual choice for fixed readers)
+  ICC2  ICC(2,1), two-way random, absolute agreement (stricter: a systematic offset lowers it)
+
+example:
+  cervicalai icc reader1_features.csv reader2_features.csv --out icc/ --threshold 0.75
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("features_a", metavar="FEATURES_A", help="feature table of the first segmentation")
+    parser.add_argument("features_b", metavar="FEATURES_B", help="feature table of the second segmentation")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (icc.csv, kept_features.txt)")
+    parser.add_argument("--kind", default="ICC3", type=str.upper, choices=("ICC3", "ICC2"),
+                        help="ICC3 = ICC(3,1) consistency (default), ICC2 = ICC(2,1) absolute agreement")
+    parser.add_argument("--threshold", type=float, default=0.75,
+                        help="keep features with ICC strictly above this value (default 0.75, seed 004)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..io.atomic import atomic_directory, write_text
+    from ..progress import line_progress
+    from ..stats.reproducibility import icc_table, read_feature_table, reproducible_features
+
+    if not -1.0 <= args.threshold <= 1.0:
+        raise InputError(f"--threshold must lie in [-1, 1], got {args.threshold}")
+    _refuse_existing_output(args.out, args.overwrite)
+    line_progress(0.0, "reading feature tables")
+    table_a = read_feature_table(args.features_a)
+    table_b = read_feature_table(args.features_b)
+    line_progress(0.3, f"computing {args.kind} for every feature")
+    result = icc_table(table_a, table_b, kind=args.kind)
+    kept = reproducible_features(result["icc"], args.threshold)
+    result["kept"] = result.index.isin(kept)
+    undefined = int(result["icc"].isna().sum())
+    if undefined:
+        log.warning("%d feature(s) have no ICC (constant over the cases, or fewer than 2 complete cases) "
+                    "and are not kept", undefined)
+    line_progress(0.9, "writing results")
+    with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
+        write_text(tmp / "icc.csv", result.reset_index().to_csv(index=False, lineterminator="\n", float_format="%.10g"))
+        write_text(tmp / "kept_features.txt", "".join(f"{name}\n" for name in kept))
+    line_progress(1.0, "done")
+    cases = int(result["n_cases"].max()) if len(result) else 0
+    print(f"{args.kind} over {cases} case(s): {len(kept)} of {len(result)} feature(s) have ICC > {args.threshold:g}")
+    print(f"results written to {args.out}")
+    return 0
+
+
+def _refuse_existing_output(out: str, overwrite: bool) -> None:
+    """Fail before any work when the output folder is taken (it is checked again when written)."""
+    from pathlib import Path
+
+    from ..errors import OutputExistsError
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(f"{path}: exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{path}: output folder exists and is not empty (use --overwrite to replace it)")
