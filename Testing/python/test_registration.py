@@ -283,10 +283,11 @@ def test_lone_adc_is_registered_by_itself(study_images):
 
 
 class FakeStudy:
-    """What io.study.Study offers the registration: roles_present() and image(role)."""
+    """What io.study.Study offers the registration: roles_present(), image(role), .case."""
 
-    def __init__(self, images):
+    def __init__(self, images, case=None):
         self._images = images
+        self.case = case
 
     def roles_present(self):
         return ["other", *self._images]
@@ -319,13 +320,15 @@ def test_register_study_to_case_writes_case_transforms_and_record(tmp_path, stud
         assert point_errors(truths[role], stored, tumour_points()).max() < 1.5
 
 
-def test_register_case_folder_keeps_labels_and_clinical(tmp_path, study_images):
+@pytest.mark.parametrize("as_study", [False, True])
+def test_register_case_folder_keeps_labels_and_clinical(tmp_path, study_images, as_study):
     images, _ = study_images
     t2 = images["T2W"]
     label = sitk.Cast(render(t2, "DWI", None, noise=0.0) > 0.8, sitk.sitkUInt8)  # the tumour, on the T2 grid
-    source = write_case(tmp_path / "in", {"T2W": t2, "ADC": images["ADC"]}, labels={"tumor": label},
-                        clinical={"age": 51})
-    out = register_study_to_case(load_case(source), tmp_path / "out")
+    source = load_case(write_case(tmp_path / "in", {"T2W": t2, "ADC": images["ADC"]}, labels={"tumor": label},
+                                  clinical={"age": 51}))
+    study = FakeStudy(source.images(), case=source) if as_study else source
+    out = register_study_to_case(study, tmp_path / "out")
     case = load_case(out)
     assert case.roles == ["T2W", "ADC"] and case.clinical == {"age": 51}
     assert np.array_equal(sitk.GetArrayFromImage(case.label("tumor")), sitk.GetArrayFromImage(label))

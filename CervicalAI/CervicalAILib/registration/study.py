@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from .. import __version__
 from ..errors import InputError, OutputExistsError
 from ..io import atomic
-from ..io.case import REQUIRED_ROLE, ROLES, write_case
+from ..io.case import REQUIRED_ROLE, ROLES, Case, write_case
 from ..io.geometry import orientation_label, overlap_fraction, resample_to_reference, same_grid
 from ..progress import ProgressCallback, no_progress, sub_progress
 from .rigid import DEFAULT_SEED, RegistrationResult, register_rigid, transform_text
@@ -130,10 +130,11 @@ def register_study_to_case(
     """Co-register a study's sequences onto its T2WI and write them as a case folder.
 
     `study` is an `io.study.Study` (has `.roles_present()`) or an `io.case.Case` (has `.roles`);
-    both have `.image(role)`. Writes `out_dir/` with T2W.nii.gz (unchanged), the other sequences
+    both have `.image(role)`. Labels and clinical.json are carried over from a case folder (a
+    Case, or a Study's `.case`). Writes `out_dir/` with T2W.nii.gz (unchanged), the other sequences
     on the T2W grid, `registration.json` (source grids, every transform with its parameters,
     metric, iterations, seconds) and `transforms/<ROLE>.tfm` (ITK transform files, loadable in
-    3D Slicer). A Case's clinical.json and labels (on the T2W grid) are carried over.
+    3D Slicer).
     Refuses to replace a non-empty `out_dir` unless `overwrite`.
     """
     progress = progress or no_progress
@@ -158,13 +159,16 @@ def register_study_to_case(
     resampled, results = register_to_t2(images, sub_progress(progress, 0.05, 0.9), **register_options)
 
     fixed = images[REQUIRED_ROLE]
+    # labels and clinical.json come from a case folder (a Study loaded from one keeps it as .case)
+    source_case = study if isinstance(study, Case) else getattr(study, "case", None)
     labels: dict[str, sitk.Image] = {}
-    for name in sorted(getattr(study, "label_paths", None) or {}):
-        label = study.label(name)
+    for name in sorted(source_case.label_paths if source_case is not None else {}):
+        label = source_case.label(name)
         if not same_grid(label, fixed):  # the contract puts labels on the T2W grid; repair if not
             label = resample_to_reference(label, fixed, None, sitk.sitkNearestNeighbor)
         labels[name] = label
     record = {
+        "source": str(getattr(study, "path", "")),
         "reference": REQUIRED_ROLE,
         "reference_grid": grid_summary(fixed),
         "software": {"cervicalai": __version__, "SimpleITK": sitk.Version_VersionString()},
@@ -180,7 +184,7 @@ def register_study_to_case(
         out_dir,
         resampled,
         labels=labels or None,
-        clinical=getattr(study, "clinical", None),
+        clinical=source_case.clinical if source_case is not None else None,
         extra_files=extra_files,
         overwrite=overwrite,
     )
