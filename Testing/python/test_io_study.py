@@ -15,8 +15,9 @@ from CervicalAILib.cli import main
 from CervicalAILib.errors import InputError
 from CervicalAILib.io.atomic import to_json
 from CervicalAILib.io.case import write_case
+from CervicalAILib.io.dicom import SeriesHeader
 from CervicalAILib.io.geometry import resample_to_reference
-from CervicalAILib.io.study import load_study
+from CervicalAILib.io.study import load_study, recognise
 from conftest import refdata_path
 
 PROSTATEX = ("mri", "ProstateX-0000_dicom")
@@ -135,6 +136,64 @@ def synthetic_study(folder, *series_specs, **load_kwargs):
     for index, spec in enumerate(series_specs):
         make_series(folder, study_uid=study_uid, seed=index, **spec)
     return load_study(folder, **load_kwargs)
+
+
+SE_T2 = dict(scanning_sequence="SE", echo_time=100.0, repetition_time=4000.0)
+SE_T1 = dict(scanning_sequence="SE", echo_time=12.0, repetition_time=600.0)
+GRE_T1 = dict(scanning_sequence="GR", echo_time=2.0, repetition_time=4.5, flip_angle=10.0)
+EPI = dict(scanning_sequence="EP", echo_time=63.0, repetition_time=2700.0)
+DIFF = ("ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW")
+
+
+@pytest.mark.parametrize(
+    "fields, b_values, kind, calculated",
+    [
+        (dict(series_description="t2_tse_tra", **SE_T2), [], "T2W", False),
+        (dict(series_description="Ax T2 FRFSE", **SE_T2), [], "T2W", False),
+        (dict(series_description="sT2W_TSE_ax", **SE_T2), [], "T2W", False),
+        (dict(series_description="AX FRFSE", **SE_T2), [], "T2W", False),  # from TR/TE
+        (dict(series_description="t2_tirm_tra", scanning_sequence="IR", inversion_time=150.0, echo_time=60.0,
+              repetition_time=5000.0), [], "T2W", False),
+        (dict(series_description="t2_tse_tra", contrast_agent="Gadovist", **SE_T2), [], "T2W", False),
+        # a trace-weighted series whose protocol name ends in _ADC is still the DWI
+        (dict(series_description="ep2d_diff_3scan_trace_p2_TRACEW", protocol_name="ep2d_diff_3scan_trace_p2_ADC",
+              image_type=DIFF, **EPI), [0.0, 1000.0], "DWI", False),
+        (dict(series_description="ep2d_diff_3scan_trace_p2_ADC", image_type=("DERIVED", "PRIMARY", "DIFFUSION", "ADC"),
+              **EPI), [], "ADC", False),
+        (dict(series_description="dADC", image_type=("DERIVED", "PRIMARY"), **EPI), [], "ADC", False),
+        (dict(series_description="Apparent Diffusion Coefficient (mm2/s)", image_type=("DERIVED", "PRIMARY")), [],
+         "ADC", False),
+        (dict(series_description="eADC", image_type=("DERIVED", "PRIMARY"), **EPI), [], "other", False),
+        (dict(series_description="DWI b0 b1000", image_type=("ORIGINAL", "PRIMARY", "OTHER"), **EPI), [0.0, 1000.0],
+         "DWI", False),
+        (dict(series_description="AX DIFFUSION", **EPI), [], "DWI", False),  # keyword + echo-planar, no b tags
+        (dict(series_description="ep2d_diff_tra_CALC_BVAL", image_type=DIFF, **EPI), [1400.0], "DWI", True),
+        (dict(series_description="cDWI b1500", image_type=DIFF, **EPI), [1500.0], "DWI", True),
+        (dict(series_description="diff tra", sequence_name="*ep_b50_800", image_type=DIFF, **EPI), [1000.0], "DWI", True),
+        (dict(series_description="t1_vibe_fs_tra_post", **GRE_T1), [], "CET1", False),
+        (dict(series_description="AX LAVA +C", **GRE_T1), [], "CET1", False),
+        (dict(series_description="T1W_TSE_TRA", contrast_agent="Dotarem", **SE_T1), [], "CET1", False),
+        (dict(series_description="ax pelvis", contrast_agent="Gadovist", **SE_T1), [], "CET1", False),
+        (dict(series_description="sT1W_3D_TFE_GD", **GRE_T1), [], "CET1", False),
+        (dict(series_description="t1_vibe_pre", contrast_agent="Gadovist", **GRE_T1), [], "T1W", False),
+        (dict(series_description="t1_tse_tra", **SE_T1), [], "T1W", False),
+        (dict(series_description="localizer", **GRE_T1), [], "other", False),
+        (dict(series_description="AAHScout", **GRE_T1), [], "other", False),
+        (dict(series_description="pelvis", image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), **GRE_T1), [], "other", False),
+        (dict(series_description="t2_flair_tra", **SE_T2), [], "other", False),
+        (dict(series_description="t2*_fl2d_tra", scanning_sequence="GR", echo_time=20.0, repetition_time=600.0), [],
+         "other", False),
+        (dict(series_description="pd_tse_tra", scanning_sequence="SE", echo_time=12.0, repetition_time=3000.0), [],
+         "other", False),
+        (dict(series_description="t1_vibe_sub", **GRE_T1), [], "other", False),
+        (dict(series_description="ep2d_bold", **EPI), [], "other", False),
+        (dict(series_description="t2 abdomen", modality="CT"), [], "other", False),
+    ],
+)
+def test_recognition_table(fields, b_values, kind, calculated):
+    header = SeriesHeader(modality=fields.pop("modality", "MR"), **fields)
+    result = recognise(header, b_values)
+    assert (result.kind, result.is_calculated) == (kind, calculated), result.reason
 
 
 def test_axial_t2_preferred_over_sagittal_and_coronal(tmp_path):

@@ -92,9 +92,9 @@ CALCULATED_WORDS = [r"calc", r"comput", r"synth", _B + r"c-?dwi" + _E, r"extrapo
 CALCULATED_IMAGE_TYPES = {"CALC", "CALCULATED", "COMPUTED", "SYNTHETIC", "CALC_BVAL", "CALC_IMAGE"}
 DIFFUSION_IMAGE_TYPES = {"DIFFUSION", "TRACEW", "TRACE", "ISODWI", "DWI"}
 T2_STAR_WORDS = [r"t2\s*\*", r"t2[-_ ]?star", _B + r"(swi|swan|medic|merge|hemo)" + _E]
-T2_WORDS = [_B + r"t2(?![0-9*])", _B + r"(haste|ssfse|ss-fse)" + _E]
+T2_WORDS = [_B + r"[sr]?t2(?![0-9*])", _B + r"(haste|ssfse|ss-fse)" + _E]
 T1_WORDS = [
-    _B + r"t1(?![0-9])",
+    _B + r"[sr]?t1(?![0-9])",
     r"vibe",
     _B + r"(lava|thrive|e-?thrive|flash|mprage|spgr|fspgr|bravo|twist|disco|fl3d|quick3d)",
 ]
@@ -164,8 +164,16 @@ def _weighting_from_parameters(header: SeriesHeader) -> tuple[str | None, str]:
 
 
 def recognise(header: SeriesHeader, b_values: Sequence[float]) -> Recognition:
-    """Recognise a DICOM series from its tags (never from file names)."""
-    text = f"{header.series_description} {header.protocol_name}".lower()
+    """Recognise a DICOM series from its tags (never from file names).
+
+    Keywords that distinguish series made by one protocol (ADC, calculated b-value, subtraction)
+    are read from SeriesDescription only, since ProtocolName is shared by all of them (a Siemens
+    protocol "..._ADC" also names its trace-weighted series); weighting and contrast keywords
+    come from SeriesDescription first, then ProtocolName, then the timing tags.
+    """
+    description = (header.series_description or header.protocol_name).lower()
+    protocol = header.protocol_name.lower()
+    text = f"{description} {protocol}"
     image_type = set(header.image_type)
     derived = bool(header.image_type) and header.image_type[0] == "DERIVED"
     fat = _any(FAT_SUPPRESSION_WORDS, text) is not None or any(
@@ -173,13 +181,16 @@ def recognise(header: SeriesHeader, b_values: Sequence[float]) -> Recognition:
     )
     if header.modality and header.modality != "MR":
         return Recognition(OTHER, f"modality {header.modality}, not MR")
-    if "LOCALIZER" in image_type or (word := _any(LOCALIZER_WORDS, text)):
-        return Recognition(OTHER, "localizer/reference scan" + (f" ('{word}' in description)" if "LOCALIZER" not in image_type else ""))
-    if "EADC" in image_type or "FA" in image_type or (word := _any(DIFFUSION_MAP_WORDS, text)):
+    if "LOCALIZER" in image_type:
+        return Recognition(OTHER, "localizer (ImageType LOCALIZER)")
+    if word := _any(LOCALIZER_WORDS, text):
+        return Recognition(OTHER, f"localizer/reference scan ('{word}' in description)")
+    if image_type & {"EADC", "FA", "EXP"} or (word := _any(DIFFUSION_MAP_WORDS, description)):
         return Recognition(OTHER, "diffusion map other than ADC (exponential ADC, FA, ...)", derived=True)
     if "ADC" in image_type:
         return Recognition("ADC", "ImageType ADC", derived=True)
-    if word := _any(ADC_WORDS, text):
+    several_b = len(set(b_values)) > 1
+    if (word := _any(ADC_WORDS, description)) and not ("TRACEW" in image_type or several_b):
         return Recognition("ADC", f"'{word}' in description", derived=True)
     diffusion_type = image_type & DIFFUSION_IMAGE_TYPES
     diffusion_word = _any(DIFFUSION_WORDS, text)
@@ -191,7 +202,7 @@ def recognise(header: SeriesHeader, b_values: Sequence[float]) -> Recognition:
             else f"echo-planar with '{diffusion_word}' in description"
         )
         calculated = image_type & CALCULATED_IMAGE_TYPES
-        word = _any(CALCULATED_WORDS, text)
+        word = _any(CALCULATED_WORDS, description)
         b_range = sequence_name_b_range(header.sequence_name)
         if calculated or word or b_range:
             why = (
@@ -205,26 +216,31 @@ def recognise(header: SeriesHeader, b_values: Sequence[float]) -> Recognition:
         return Recognition(OTHER, f"T2*-weighted ('{word}' in description)")
     if word := _any(OTHER_CONTRAST_WORDS, text):
         return Recognition(OTHER, f"'{word}' in description (not used for any role)")
-    if word := _any(PROCESSED_WORDS, text):
+    if word := _any(PROCESSED_WORDS, description):
         return Recognition(OTHER, f"processed image ('{word}' in description)", derived=True)
     if "EP" in header.scanning_sequence and not (_any(T2_WORDS, text) or _any(T1_WORDS, text)):
         return Recognition(OTHER, "echo-planar series without diffusion information")
 
     weighting, why = None, ""
-    t2_word, t1_word, pd_word = _any(T2_WORDS, text), _any(T1_WORDS, text), _any(PD_WORDS, text)
-    if pd_word and not (t2_word or t1_word):
-        return Recognition(OTHER, f"proton-density weighted ('{pd_word}' in description)")
-    if t2_word and not t1_word:
-        weighting, why = "T2", f"'{t2_word}' in description"
-    elif t1_word and not t2_word:
-        weighting, why = "T1", f"'{t1_word}' in description"
-    else:
+    for source in (description, protocol):
+        t2_word, t1_word, pd_word = _any(T2_WORDS, source), _any(T1_WORDS, source), _any(PD_WORDS, source)
+        if pd_word and not (t2_word or t1_word):
+            return Recognition(OTHER, f"proton-density weighted ('{pd_word}' in description)")
+        if t2_word and not t1_word:
+            weighting, why = "T2", f"'{t2_word}' in description"
+        elif t1_word and not t2_word:
+            weighting, why = "T1", f"'{t1_word}' in description"
+        if weighting:
+            break
+    if weighting is None:
         weighting, why = _weighting_from_parameters(header)
     if weighting == "T2":
         return Recognition("T2W", f"T2-weighted: {why}", fat_suppressed=fat, derived=derived)
     if weighting == "T1":
-        pre = _any(PRE_CONTRAST_WORDS, text)
-        post = _any(POST_CONTRAST_WORDS, text)
+        pre = _any(PRE_CONTRAST_WORDS, description)
+        post = _any(POST_CONTRAST_WORDS, description)
+        if not (pre or post):
+            pre, post = _any(PRE_CONTRAST_WORDS, protocol), _any(POST_CONTRAST_WORDS, protocol)
         if pre:
             return Recognition(T1_WITHOUT_CONTRAST, f"T1-weighted ({why}), pre-contrast ('{pre}' in description)")
         if header.contrast_agent or post:
