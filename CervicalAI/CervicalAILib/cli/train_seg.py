@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=2, help="patches per iteration (default 2)")
     parser.add_argument("--patience", type=int, default=10, help="early stop after this many epochs without gain")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of cases held out for validation")
-    parser.add_argument("--patch", default="96,96,16", help="training patch size x,y,z in voxels (default 96,96,16)")
+    parser.add_argument("--patch", default="80,80,16", help="training patch size x,y,z in voxels (default 80,80,16)")
     parser.add_argument(
-        "--inference-patch", default="160,160,32", help="run-time patch size x,y,z in voxels (default 160,160,32)"
+        "--inference-patch", default="192,192,32", help="run-time patch size x,y,z in voxels (default 192,192,32)"
     )
     parser.add_argument("--spacing", default="1.5,1.5,4.0", help="working spacing x,y,z in mm (default 1.5,1.5,4.0)")
     parser.add_argument("--lr", type=float, default=2e-3, help="initial learning rate (default 0.002)")

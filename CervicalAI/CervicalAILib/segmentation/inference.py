@@ -28,7 +28,7 @@ from ..resources import default_bundle_path
 from .confidence import confidence_report
 from .postprocess import postprocess_mask
 from .preprocess import check_preprocessing, foreground_mask, intensity_summary, prepare_inputs
-from .sliding_window import sliding_window_predict
+from .sliding_window import fit_patch, sliding_window_predict
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,7 @@ class SegmentationModel:
         """Tumour probability (z, y, x) on the working grid for one (optionally mirrored) pass."""
         if flip_axes:
             volume = np.ascontiguousarray(np.flip(volume, axis=tuple(a + 1 for a in flip_axes)))
-        # a volume smaller than the declared patch is run as one patch just large enough for it
-        patch = [
-            min(p, int(np.ceil(n / m)) * m)
-            for p, n, m in zip(self.patch_size_zyx, volume.shape[1:], self.size_multiple_zyx, strict=True)
-        ]
+        patch = fit_patch(self.patch_size_zyx, volume.shape[1:], self.size_multiple_zyx)
         output = sliding_window_predict(
             volume,
             self.predict_patch,

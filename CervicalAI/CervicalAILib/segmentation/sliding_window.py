@@ -27,6 +27,15 @@ def patch_starts(length: int, patch: int, overlap: float) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, length - patch, count)})
 
 
+def fit_patch(patch: Sequence[int], shape: Sequence[int], multiple: Sequence[int]) -> list[int]:
+    """The patch to use on a volume of `shape`: never larger than the volume rounded up to `multiple`.
+
+    A fully convolutional network accepts any size that is a multiple of its strides, so a volume
+    smaller than the declared patch is run as one patch just large enough for it.
+    """
+    return [min(int(p), int(np.ceil(n / m)) * int(m)) for p, n, m in zip(patch, shape, multiple, strict=True)]
+
+
 def gaussian_weights(patch: Sequence[int], sigma_scale: float = 0.125) -> np.ndarray:
     """Separable Gaussian importance map (z, y, x), peak 1, never below 1e-3 (no zero weights)."""
     weights = np.ones(tuple(int(p) for p in patch), dtype=np.float32)

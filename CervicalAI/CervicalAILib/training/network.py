@@ -3,7 +3,7 @@
 Why a U-Net with anisotropic strides: the working grid is 1.5 x 1.5 x 4 mm, so the first
 down-sampling is in-plane only ((1, 2, 2) in z, y, x) and later ones are isotropic; MONAI's
 UNet does its first convolution already strided, so most of the arithmetic runs at half
-resolution and one training step on a 16 x 96 x 96 patch takes about a second on two CPU
+resolution and one training step (two 16 x 80 x 80 patches) takes about a second on two CPU
 cores, while inference on a whole pelvis stays within a few seconds. SegResNet was about four
 times slower per step here for no expected gain on this task (see docs/segmentation.md).
 """

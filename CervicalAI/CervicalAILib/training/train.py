@@ -1,7 +1,7 @@
 """Training the tumour segmentation network (MONAI + torch) and exporting it as a bundle.
 
 Recipe (docs/segmentation.md): co-registered sequences on a 1.5 x 1.5 x 4 mm working grid,
-z-score normalisation inside the body per sequence; 96 x 96 x 16 patches, two of three centred
+z-score normalisation inside the body per sequence; 80 x 80 x 16 patches, two of three centred
 on tumour; left-right flips, small in-plane rotations and scaling, intensity scale/shift,
 Gaussian noise; Dice + binary cross-entropy; AdamW with polynomial learning-rate decay;
 validation Dice on whole held-out volumes after every epoch (sliding window, exactly as at run
@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..io.atomic import atomic_path, write_json
 from ..progress import ProgressCallback, no_progress, sub_progress
 from ..segmentation.preprocess import pad_to_shape
-from ..segmentation.sliding_window import sliding_window_predict
+from ..segmentation.sliding_window import fit_patch, sliding_window_predict
 from .dataset import CachedCase, build_cache, find_cases, training_range
 from .network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
 
@@ -61,8 +61,8 @@ class TrainConfig:
     epochs: int = 60
     iterations_per_epoch: int = 60
     batch_size: int = 2
-    patch_size_xyz: list[int] = field(default_factory=lambda: [96, 96, 16])
-    inference_patch_size_xyz: list[int] = field(default_factory=lambda: [160, 160, 32])
+    patch_size_xyz: list[int] = field(default_factory=lambda: [80, 80, 16])
+    inference_patch_size_xyz: list[int] = field(default_factory=lambda: [192, 192, 32])
     working_spacing_mm: list[float] = field(default_factory=lambda: [1.5, 1.5, 4.0])
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
     learning_rate: float = 2e-3
@@ -173,7 +173,9 @@ def dice_score(prediction: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * float(np.logical_and(prediction, truth).sum()) / total
 
 
-def predict_volume(net, volume: np.ndarray, patch_zyx: Sequence[int], device: str) -> np.ndarray:
+def predict_volume(
+    net, volume: np.ndarray, patch_zyx: Sequence[int], multiple_zyx: Sequence[int], device: str
+) -> np.ndarray:
     """Tumour probability (z, y, x) of a whole working-grid volume, as the runtime computes it."""
     import torch
 
@@ -181,7 +183,8 @@ def predict_volume(net, volume: np.ndarray, patch_zyx: Sequence[int], device: st
         with torch.no_grad():
             return torch.sigmoid(net(torch.from_numpy(patch).to(device))).cpu().numpy()
 
-    return sliding_window_predict(volume, run, patch_zyx, overlap=0.25)[0]
+    patch = fit_patch(patch_zyx, volume.shape[1:], multiple_zyx)
+    return sliding_window_predict(volume, run, patch, overlap=0.25)[0]
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -279,7 +282,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
                 progress(fraction, f"epoch {epoch + 1}/{config.epochs} iteration {iteration + 1} loss {loss.item():.4f}")
         net.eval()
         val_dice = [
-            dice_score(predict_volume(net, case.image, inference_zyx, device) >= 0.5, case.label > 0) for case in val_data
+            dice_score(predict_volume(net, case.image, inference_zyx, multiple, device) >= 0.5, case.label > 0) for case in val_data
         ]
         record = {
             "epoch": epoch,
