@@ -11,7 +11,7 @@ import pytest
 
 from CervicalAILib.cli import main
 from CervicalAILib.errors import InputError
-from CervicalAILib.stats import evaluate_scores, table2, table2_rows, table4, table4_rows
+from CervicalAILib.stats import cutoffs_from, evaluate_scores, table2, table2_rows, table4, table4_rows
 from CervicalAILib.stats.tables import format_auc, format_p, format_percent
 from conftest import refdata_path
 
@@ -23,9 +23,8 @@ def asah_path():
     return refdata_path("statistics", "aSAH.csv")
 
 
-def _run(args, capsys=None):
-    code = main(["evaluate", *map(str, args)])
-    return code
+def _run(args):
+    return main(["evaluate", *map(str, args)])
 
 
 def test_cli_contract_on_asah_equals_proc(asah_path, tmp_path):
@@ -229,3 +228,20 @@ def test_cutoff_file_without_the_score_is_refused(asah_path, tmp_path, capsys):
 def test_evaluate_scores_refuses_one_class_after_dropping_missing():
     with pytest.raises(InputError, match="both cases and controls"):
         evaluate_scores([1, 0, 1], {"s": [0.5, np.nan, 0.7]})
+
+
+def test_cutoffs_and_directions_carry_through_the_api():
+    rng = np.random.default_rng(5)
+    y_train, y_ext = rng.random(200) < 0.3, rng.random(150) < 0.3
+    # a score where LOWER values mean a case (e.g. ADC): 'auto' finds it on training
+    s_train, s_ext = -(rng.normal(size=200) + y_train), -(rng.normal(size=150) + y_ext)
+    train = evaluate_scores(y_train, {"adc": s_train}, directions="auto")
+    assert train["scores"]["adc"]["direction"] == "lower" and train["scores"]["adc"]["auc"] > 0.6
+    cutoffs, directions = cutoffs_from(train)
+    external = evaluate_scores(y_ext, {"adc": s_ext}, cutoffs, directions=directions, cutoff_from="training")
+    entry = external["scores"]["adc"]
+    assert entry["cutoff"] == train["scores"]["adc"]["cutoff"] and entry["cutoff_from"] == "training"
+    calls = s_ext <= entry["cutoff"]  # 'lower': positive when score <= cut-off
+    assert entry["tp"] == int((calls & y_ext).sum()) and entry["fp"] == int((calls & ~y_ext).sum())
+    with pytest.raises(InputError, match="no cut-off for score 'other'"):
+        cutoffs_from(train, ["other"])

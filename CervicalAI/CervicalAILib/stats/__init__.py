@@ -13,7 +13,7 @@ Needs numpy, scipy and pandas (the research extra); matplotlib only for `figures
 
 from .calibration import HosmerLemeshowResult, calibration_curve, hosmer_lemeshow, r_quantile_type7
 from .decision_curve import decision_curves, net_benefit, parse_threshold_range, treat_all_net_benefit
-from .evaluate import evaluate_scores, evaluate_table, write_evaluation
+from .evaluate import cutoffs_from, evaluate_scores, evaluate_table, write_evaluation
 from .reproducibility import icc, icc_table, read_feature_table, reproducible_features
 from .roc import (
     AucResult,
@@ -31,7 +31,7 @@ from .thresholds import DiagnosticMetrics, diagnostic_metrics, metrics_at_cutoff
 
 __all__ = [
     "AucResult", "DelongTest", "DiagnosticMetrics", "HosmerLemeshowResult", "RocCurve", "auc", "auc_ci",
-    "calibration_curve", "decision_curves", "delong_covariance", "delong_paired_test", "delong_unpaired_test",
+    "calibration_curve", "cutoffs_from", "decision_curves", "delong_covariance", "delong_paired_test", "delong_unpaired_test",
     "diagnostic_metrics", "evaluate_scores", "evaluate_table", "hosmer_lemeshow", "icc", "icc_table",
     "metrics_at_cutoff", "net_benefit", "parse_threshold_range", "r_quantile_type7", "read_feature_table",
     "reproducible_features", "roc_curve", "table2", "table2_rows", "table4", "table4_rows", "treat_all_net_benefit",

@@ -51,7 +51,12 @@ YOUDEN_HERE = "this data (maximum Youden index)"
 
 def _numeric_score(values, name: str, length: int) -> np.ndarray:
     """Float array with NaN for missing values; refuses non-numeric and infinite values."""
-    series = pd.Series(np.asarray(values, dtype=object) if not isinstance(values, pd.Series) else values)
+    if isinstance(values, pd.Series):
+        series = values.reset_index(drop=True)
+    elif isinstance(values, np.ndarray):
+        series = pd.Series(values)
+    else:
+        series = pd.Series(list(values))
     if len(series) != length:
         raise InputError(f"score {name!r} has {len(series)} values but the outcome has {length}")
     if pd.api.types.is_bool_dtype(series):
@@ -316,6 +321,26 @@ def _decision_rows(y: np.ndarray, scores: dict[str, np.ndarray], paired: bool, t
     return rows + decision_curves(y, {}, thresholds)
 
 
+def cutoffs_from(metrics: dict, names=None) -> tuple[dict[str, float], dict[str, str]]:
+    """(cut-offs, directions) of an `evaluate_scores` result, to carry to validation cohorts.
+
+        train = evaluate_scores(y_train, scores_train)
+        cutoffs, directions = cutoffs_from(train)
+        external = evaluate_scores(y_ext, scores_ext, cutoffs, directions=directions, cutoff_from="training")
+    """
+    scores = metrics.get("scores") if isinstance(metrics, dict) else None
+    if not isinstance(scores, dict):
+        raise InputError("not a metrics structure: no 'scores' object")
+    cutoffs, directions = {}, {}
+    for name in (scores if names is None else names):
+        entry = scores.get(name)
+        if not isinstance(entry, dict) or entry.get("cutoff") is None:
+            raise InputError(f"no cut-off for score {name!r} (it has: {', '.join(scores)})")
+        cutoffs[name] = float(entry["cutoff"])
+        directions[name] = normalise_direction(entry.get("direction", "higher"))
+    return cutoffs, directions
+
+
 def read_cutoffs(path: str | Path, names) -> tuple[dict[str, float], dict[str, str]]:
     """Cut-offs and directions of `names` from an earlier metrics.json (e.g. the training cohort's)."""
     path = Path(path)
@@ -325,17 +350,10 @@ def read_cutoffs(path: str | Path, names) -> tuple[dict[str, float], dict[str, s
         raise InputError("cut-off file not found", path) from None
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read the cut-off file as JSON ({exc})", path) from exc
-    scores = data.get("scores") if isinstance(data, dict) else None
-    if not isinstance(scores, dict):
-        raise InputError("not a metrics.json: no 'scores' object", path)
-    cutoffs, directions = {}, {}
-    for name in names:
-        entry = scores.get(name)
-        if not isinstance(entry, dict) or entry.get("cutoff") is None:
-            raise InputError(f"no cut-off for score {name!r} (it has: {', '.join(scores)})", path)
-        cutoffs[name] = float(entry["cutoff"])
-        directions[name] = normalise_direction(entry.get("direction", "higher"))
-    return cutoffs, directions
+    try:
+        return cutoffs_from(data, names)
+    except InputError as exc:
+        raise InputError(str(exc), path) from None
 
 
 def evaluate_table(table: pd.DataFrame, label: str, scores: list[str], positive=None, rules: list[str] = (),
@@ -402,8 +420,7 @@ def evaluate_table(table: pd.DataFrame, label: str, scores: list[str], positive=
             group_results.append(result)
             if i == 0 and train_group is not None:
                 # the training group's Youden cut-offs and directions go to every other group
-                carried = {k: v["cutoff"] for k, v in result.metrics["scores"].items()}
-                carried_dirs = {k: v["direction"] for k, v in result.metrics["scores"].items()}
+                carried, carried_dirs = cutoffs_from(result.metrics)
                 source = f"group {value} (maximum Youden index)"
     progress(0.9, "evaluating all rows")
     overall = run(cohort_name, np.ones(len(data), dtype=bool), taken, carried, carried_dirs, source)
