@@ -1,0 +1,197 @@
+"""`fit`: the whole chain on a synthetic multi-centre table, the bundle it writes, determinism, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from CervicalAILib.errors import InputError
+from CervicalAILib.models.fit import FitConfig, fit_risk_model
+from CervicalAILib.models.risk_bundle import SYNTHETIC_STATEMENT, write_risk_bundle
+from CervicalAILib.models.scores import score_patient
+from CervicalAILib.models.selection import SelectionConfig
+from CervicalAILib.models.simulate import simulate_feature_table
+from CervicalAILib.models.table import SplitSpec, feature_table_from_frame
+
+FAST = SelectionConfig(lasso_folds=5, lasso_n_c=12)
+
+
+def _config(**kw):
+    base = dict(split=SplitSpec(train_centers=["A", "B"], train_fraction=0.7, seed=1), selection=FAST, family_cv_folds=3)
+    base.update(kw)
+    return FitConfig(**base)
+
+
+def _table_with_defects():
+    sim = simulate_feature_table(420, seed=21, center_weights=(2, 1, 1), n_noise_radiomics=24, deep_width=10)
+    frame = sim.frame.drop(columns=["split"])
+    frame["T2W_original_firstorder_Constant"] = 5.0
+    frame["DWI_original_firstorder_AllNaN"] = np.nan
+    mostly = np.random.default_rng(0).normal(size=len(frame))
+    mostly[: len(frame) // 2] = np.nan
+    frame["ADC_original_glcm_MostlyNaN"] = mostly
+    frame["extraction_error"] = ""
+    frame.loc[3, "extraction_error"] = "pyradiomics: mask has only 1 voxel"
+    frame.loc[7, "CET1_wavelet-HLH_gldm_SmallDependenceEmphasis"] = np.nan
+    return sim, frame
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    sim, frame = _table_with_defects()
+    table = feature_table_from_frame(frame)
+    result = fit_risk_model(table, _config())
+    out = tmp_path_factory.mktemp("fit") / "bundle"
+    model = write_risk_bundle(result, out, name="test-lnm", synthetic=True)
+    return sim, frame, result, model
+
+
+def test_bundle_contents(fitted):
+    _, frame, result, model = fitted
+    manifest = model.manifest
+    assert manifest["task"] == "risk-model" and manifest["endpoint"] == "lnm"
+    assert SYNTHETIC_STATEMENT in manifest["training_data"]
+    assert manifest["synthetic_training_data"] is True
+    assert (model.bundle.path / "MODEL_CARD.md").read_text().count(SYNTHETIC_STATEMENT) >= 1
+    for name in ("model.json", "combat.json", "nomogram.json", "selection.json", "cohort/split.csv", "cohort/scores.csv"):
+        assert name in manifest["files"]
+    # the scores' inputs are declared with their sequences
+    for score, info in manifest["inputs"]["scores"].items():
+        assert info["features"] == model.score_features(score)
+        assert set(info["sequences"]) <= set(manifest["inputs"]["sequences"])
+    # ComBat learned on the two training centres; parameters exactly for the features in use
+    combat = model.combat
+    assert combat["applied"] and combat["training_centers"] == ["A", "B"]
+    for family, params in combat["families"].items():
+        assert list(params["features"]) == model.model["families"][family]["features"]
+        assert set(params["centers"]) == {"A", "B"}
+    # provenance holds every choice and the software versions
+    prov = manifest["provenance"]
+    assert prov["fit"]["selection"]["mwu_p"] == 0.01 and prov["fit"]["selection"]["spearman_rho"] == 0.8
+    assert prov["fit"]["split"] == {"mode": "centres", "train_centers": ["A", "B"], "train_fraction": 0.7, "seed": 1,
+                                    "stratified_by": "endpoint"}
+    assert "figo_stage" in prov["fit"]["excluded_clinical"]
+    assert "scikit-learn" in prov["software"] and "neuroHarmonize" in prov["software"]
+    # ranges and cut-off
+    doc = model.model
+    for feature in model.required_features:
+        rng = doc["training_ranges"]["features"][feature]
+        assert rng["min"] <= rng["p01"] <= rng["p99"] <= rng["max"]
+    assert 0 < doc["cutoffs"]["dlrc_probability"]["cutoff"] < 1
+
+
+def test_defects_are_reported_not_hidden(fitted):
+    _, frame, result, model = fitted
+    dropped = {d["name"]: d["reason"] for items in result.dropped_features.values() for d in items}
+    assert "constant" in dropped["T2W_original_firstorder_Constant"]
+    assert "all values missing" in dropped["DWI_original_firstorder_AllNaN"]
+    assert "missing in" in dropped["ADC_original_glcm_MostlyNaN"]
+    cases = result.cases.set_index("case_id")
+    failed, nan_case = frame.loc[3, "case_id"], frame.loc[7, "case_id"]
+    assert cases.loc[failed, "cohort"] == "excluded" and "1 voxel" in cases.loc[failed, "reason"]
+    assert cases.loc[nan_case, "cohort"] == "excluded"
+    assert "CET1_wavelet-HLH_gldm_SmallDependenceEmphasis" in cases.loc[nan_case, "reason"]
+    split = pd.read_csv(model.bundle.path / "cohort" / "split.csv")
+    assert set(split.loc[split["cohort"] == "excluded", "case_id"]) == {failed, nan_case}
+    # every other case is in exactly one cohort; C was never in training
+    kept = split[split["cohort"] != "excluded"]
+    assert len(kept) == len(frame) - 2
+    assert set(kept.loc[kept["center"] == "C", "cohort"]) == {"external_validation"}
+    assert any("centre C" in w and "pooled reference" in w for w in result.warnings)
+    assert model.manifest["provenance"]["excluded_cases"] == 2
+    selection = json.loads((model.bundle.path / "selection.json").read_text())
+    assert {e["case_id"] for e in selection["excluded_cases"]} == {failed, nan_case}
+
+
+def test_stratified_split_follows_the_fraction(fitted):
+    _, frame, result, _ = fitted
+    cases = result.cases[result.cases["cohort"] != "excluded"]
+    home = cases[cases["center"].isin(["A", "B"])]
+    share = (home["cohort"] == "training").mean()
+    assert share == pytest.approx(0.7, abs=0.01)
+    prevalence = home.groupby("cohort")["lnm"].mean()
+    assert abs(prevalence["training"] - prevalence["internal_validation"]) < 0.03
+
+
+def test_cohort_scores_equal_the_patient_readout_and_statsmodels(fitted):
+    import statsmodels.api as sm
+
+    _, frame, result, model = fitted
+    scores = pd.read_csv(model.bundle.path / "cohort" / "scores.csv").set_index("case_id")
+    rows = frame.set_index("case_id")
+    for case_id in list(scores.index[:3]) + list(scores.index[scores["center"] == "C"][:2]):
+        row = rows.loc[case_id]
+        features = {f: float(row[f]) for f in model.required_features}
+        clinical = {t["name"]: row[t["name"]] for t in model.clinical_inputs}
+        readout = score_patient(model, features, clinical, center=row["center"])
+        assert readout["probability"] == pytest.approx(scores.loc[case_id, "dlrc_probability"], rel=1e-12)
+        for score in ("rad_score", "dl_score"):
+            if readout[score] is not None:
+                assert readout[score] == pytest.approx(scores.loc[case_id, score], rel=1e-12)
+        assert readout["harmonisation"]["mode"] == ("pooled" if row["center"] == "C" else "centre")
+    # the DLRC coefficients are the maximum-likelihood fit of its terms on the training cohort
+    train = scores[scores["cohort"] == "training"]
+    dlrc = result.dlrc
+    design = np.column_stack([train[c] if c in train else rows.loc[train.index, c] for c in dlrc.coefficients])
+    direct = sm.Logit(train["lnm"].to_numpy(), sm.add_constant(design.astype(float))).fit(disp=0)
+    np.testing.assert_allclose([dlrc.intercept, *dlrc.coefficients.values()], direct.params, rtol=1e-7)
+    np.testing.assert_allclose(train["dlrc_probability"], direct.predict(), rtol=1e-9)
+    # the chosen deep family is the one with the best cross-validated training AUC
+    assert result.deep_family == max(result.family_cv_auc, key=result.family_cv_auc.get)
+    assert result.metrics["auc"]["external_validation"]["dlrc_probability"] > 0.65
+
+
+def test_refit_is_byte_identical_and_row_order_free(fitted, tmp_path):
+    _, frame, result, model = fitted
+    shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    again = fit_risk_model(feature_table_from_frame(shuffled), _config())
+    copy = write_risk_bundle(again, tmp_path / "again", name="test-lnm", synthetic=True)
+    names = sorted(model.manifest["files"]) + ["bundle.json"]
+    assert sorted(copy.manifest["files"]) + ["bundle.json"] == names
+    for name in names:
+        assert (copy.bundle.path / name).read_bytes() == (model.bundle.path / name).read_bytes(), name
+
+
+def _small(n=160, seed=4, **kw):
+    return simulate_feature_table(n, seed=seed, centers=("A",), n_noise_radiomics=8, deep_families={}, **kw).frame
+
+
+def test_endpoint_problems_are_refused():
+    frame = _small()
+    with pytest.raises(InputError, match="no column for endpoint 'lnm'"):
+        fit_risk_model(feature_table_from_frame(frame.drop(columns=["lnm"])), FitConfig())
+    one_class = frame.assign(lnm=0)
+    with pytest.raises(InputError, match="only one class"):
+        fit_risk_model(feature_table_from_frame(one_class), FitConfig())
+    few = frame.copy()
+    positives = few.index[few["lnm"] == 1]
+    few.loc[positives[9:], "lnm"] = 0  # 9 events left
+    with pytest.raises(InputError, match=r"only 9 case\(s\) with pathological pelvic lymph-node metastasis.*at least 10"):
+        fit_risk_model(feature_table_from_frame(few), FitConfig())
+    bad = frame.astype({"lnm": object})
+    bad.loc[0, "lnm"] = "maybe"
+    with pytest.raises(InputError, match="'maybe'"):
+        fit_risk_model(feature_table_from_frame(bad), FitConfig())
+
+
+def test_table_problems_are_refused():
+    frame = _small()
+    duplicated = pd.concat([frame, frame.iloc[[5, 6]]])
+    with pytest.raises(InputError, match=r"duplicate case IDs \(2\)"):
+        feature_table_from_frame(duplicated)
+    text = frame.astype({"T2W_original_firstorder_Skewness": object})
+    text.loc[2, "T2W_original_firstorder_Skewness"] = "n/a?"
+    with pytest.raises(InputError, match="not numeric"):
+        feature_table_from_frame(text)
+    with pytest.raises(InputError, match="no feature columns"):
+        feature_table_from_frame(frame[["case_id", "center", "lnm"]])
+    with pytest.raises(InputError, match="no 'case_id' column"):
+        feature_table_from_frame(frame.drop(columns=["case_id"]))
+    table = feature_table_from_frame(frame)
+    with pytest.raises(InputError, match="training centre\\(s\\) Z not found"):
+        fit_risk_model(table, FitConfig(split=SplitSpec(train_centers=["Z"])))
+    with pytest.raises(InputError, match="figo_stage.*define the 'stage_group' endpoint"):
+        fit_risk_model(table, FitConfig(endpoint="stage_group", clinical=["figo_stage", "age"]))
