@@ -277,6 +277,16 @@ def outcome_from_column(table: pd.DataFrame, label: str, positive=None) -> tuple
     return y, present
 
 
+def _same_value(value, text) -> bool:
+    """A group value equals a command-line string (1.0 == "1" for numeric group columns)."""
+    if str(value) == str(text):
+        return True
+    try:
+        return float(value) == float(text)
+    except (TypeError, ValueError):
+        return False
+
+
 def _slug(name: str, taken: set[str]) -> str:
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "group"
     slug, i = base, 2
@@ -391,11 +401,11 @@ def evaluate_table(table: pd.DataFrame, label: str, scores: list[str], positive=
                         group, int(group_column.isna().sum()))
         names = [v for v in pd.unique(group_column.dropna())]
         if train_group is not None:
-            matches = [v for v in names if str(v) == str(train_group)]
+            matches = [v for v in names if _same_value(v, train_group)]
             if not matches:
                 raise InputError(f"--train-group {train_group!r} is not a value of group column {group!r} "
                                  f"(values: {', '.join(map(str, names[:8]))})")
-            names = matches + [v for v in names if str(v) != str(train_group)]
+            names = matches[:1] + [v for v in names if v is not matches[0]]
         group_values = (group_column, names)
 
     def run(name: str, mask: np.ndarray, slug_taken: set[str], cut, dirs, source) -> CohortEvaluation:
@@ -459,7 +469,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, overwrite: boo
 
 def _write_dca(path: Path, rows: list[dict]) -> None:
     frame = pd.DataFrame(rows, columns=["threshold", "model", "net_benefit"])
-    write_text(path, frame.to_csv(index=False, lineterminator="\n", float_format="%.10g"))
+    write_text(path, frame.to_csv(index=False, lineterminator="\n", float_format="%.15g"))
 
 
 def _cohort_figures(fig, folder: Path, suffix: str, cohort: CohortEvaluation, evaluation: Evaluation) -> None:
