@@ -463,12 +463,43 @@ def _looks_like_dicom(path: Path) -> bool | None:
     return False
 
 
+# The attributes read from each file (pydicom skips the rest, e.g. vendor blobs and sequences
+# that are not needed, which makes scanning several times faster).
+HEADER_KEYWORDS = (
+    "SOPClassUID", "SOPInstanceUID", "Modality", "StudyInstanceUID", "PatientID", "PatientName", "StudyDate",
+    "StudyDescription", "AccessionNumber", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription",
+    "ProtocolName", "SequenceName", "PulseSequenceName", "ScanningSequence", "SequenceVariant", "ScanOptions",
+    "ImageType", "EchoTime", "RepetitionTime", "InversionTime", "FlipAngle", "ContrastBolusAgent",
+    "ContrastBolusAgentSequence", "ImageComments", "Manufacturer", "MRAcquisitionType", "FrameOfReferenceUID",
+    "SamplesPerPixel", "Rows", "Columns", "PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient",
+    "RescaleSlope", "RescaleIntercept", "InstanceNumber", "DiffusionBValue", "DiffusionGradientOrientation",
+    "TemporalPositionIdentifier", "TriggerTime", "EchoNumbers", "AcquisitionNumber", "NumberOfFrames",
+    "PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence",
+    "PixelData", "FloatPixelData", "DoubleFloatPixelData",
+)
+# Vendor b-value tags, with their private creators in the usual and the next reserved blocks.
+PRIVATE_B_VALUE_GROUPS = ((0x0019, 0x0C), (0x0043, 0x39), (0x2001, 0x03))
+
+
+def _header_tags() -> list[int]:
+    from pydicom.datadict import tag_for_keyword
+
+    tags = [tag_for_keyword(keyword) for keyword in HEADER_KEYWORDS]
+    for group, offset in PRIVATE_B_VALUE_GROUPS:
+        for block in range(0x10, 0x14):
+            tags += [(group << 16) | block, (group << 16) | (block << 8) | offset]
+    return sorted(tags)
+
+
 def _named_like_dicom(name: str) -> bool:
     """A name DICOM exports use: *.dcm/*.ima, no extension (IM0001), or a UID (1.3.12.2...)."""
     if name.endswith(NON_DICOM_SUFFIXES) or name in ("thumbs.db", "dicomdir", "readme", "license"):
         return False
     suffix = name.rsplit(".", 1)[-1] if "." in name else ""
     return name.endswith(DICOM_SUFFIXES) or not suffix or suffix.isdigit()
+
+
+_HEADER_TAGS: list[int] | None = None
 
 
 def read_frames(path: Path) -> list[DicomFrame]:
@@ -479,7 +510,10 @@ def read_frames(path: Path) -> list[DicomFrame]:
     import pydicom
 
     # defer_size: large values (pixel data, vendor blobs) are not read now, only located
-    ds = pydicom.dcmread(str(path), defer_size=2048, force=True)
+    global _HEADER_TAGS
+    if _HEADER_TAGS is None:
+        _HEADER_TAGS = _header_tags()
+    ds = pydicom.dcmread(str(path), defer_size=2048, force=True, specific_tags=_HEADER_TAGS)
     file_meta = getattr(ds, "file_meta", None)
     if file_meta is not None and _text(file_meta.get("MediaStorageSOPClassUID")) == MEDIA_DIRECTORY_SOP_CLASS:
         return []  # DICOMDIR: an index, not an image
