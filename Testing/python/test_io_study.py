@@ -283,6 +283,35 @@ def test_dwi_recognised_from_vendor_b_values_without_keywords(tmp_path):
     )
 
 
+def test_b_value_from_description_only_for_diffusion_series(tmp_path):
+    study = synthetic_study(
+        tmp_path,
+        dwi_kwargs(series_number=4, description="AX DWI b1000", b_values=None),
+        dict(series_number=5, description="t2 tse b1 corrected"),
+    )
+    assert study.series_for("DWI").b_values == [1000.0] and study.series_for("DWI").b_value == 1000.0
+    assert study.find_series("5").kind == "T2W" and study.find_series("5").b_values == []
+
+
+def test_dynamic_post_contrast_series_gives_its_last_phase(tmp_path):
+    uid, study_uid = "1.2.826.0.1.3680043.8.498.5", "1.2.826.0.1.3680043.8.498.6"
+    phases = []
+    for phase in (1, 2, 3):
+        synthetic = make_series(tmp_path, write=False, series_uid=uid, study_uid=study_uid, series_number=11,
+                                description="t1_vibe_dyn_tra", contrast_agent="Gadovist", base_value=5000 * phase,
+                                **GRE_T1)
+        for index, ds in enumerate(synthetic.datasets):
+            ds.TemporalPositionIdentifier = phase
+            ds.save_as(tmp_path / f"p{phase}_{index}.dcm", enforce_file_format=True)
+        phases.append(synthetic.image)
+    make_series(tmp_path, study_uid=study_uid, series_number=2, description="t2_tse_tra")
+    study = load_study(tmp_path)
+    cet1 = study.series_for("CET1")
+    assert cet1.key == "11" and cet1.split_by == ["temporal_position"] and len(cet1.volumes) == 3
+    assert np.array_equal(sitk.GetArrayFromImage(study.image("CET1")), sitk.GetArrayFromImage(phases[-1]))
+    assert np.array_equal(sitk.GetArrayFromImage(cet1.image(volume=0)), sitk.GetArrayFromImage(phases[0]))
+
+
 def test_localizer_and_other_contrasts_get_no_role(tmp_path):
     study = synthetic_study(
         tmp_path,

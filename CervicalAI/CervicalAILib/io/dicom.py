@@ -184,6 +184,16 @@ def read_b_value(ds: Any) -> float | None:
     return None
 
 
+def description_b_value(description: str) -> float | None:
+    """A single b-value named in a series description ("DWI_b1000", "diff b=800"), else None.
+
+    Used only for series already recognised as diffusion with no b-value in any tag: a
+    description names the series, not each image, and several b-values in it are ambiguous.
+    """
+    found = {float(m) for m in _TEXT_B.findall(description.lower())}
+    return found.pop() if len(found) == 1 else None
+
+
 def sequence_name_b_range(sequence_name: str) -> tuple[float, float] | None:
     """The b-value range a derived Siemens image was computed from ("*ep_b50_800" -> (50, 800))."""
     match = _SEQUENCE_NAME_B_RANGE.search(sequence_name.lower())
@@ -609,6 +619,7 @@ class DicomVolume:
     direction: tuple[float, ...] | None = None  # 9 values, row-major, columns = row, column, normal
     spacing: tuple[float, float, float] | None = None
     size: tuple[int, int, int] | None = None
+    description_b: float | None = None  # b-value from the series description, when no tag has one
 
     @property
     def usable(self) -> bool:
@@ -616,7 +627,8 @@ class DicomVolume:
 
     @property
     def b_value(self) -> float | None:
-        return self.split.get("b_value", self.frames[0].b_value if self.frames else None)
+        b_value = self.split.get("b_value", self.frames[0].b_value if self.frames else None)
+        return b_value if b_value is not None else self.description_b
 
     @property
     def folder(self) -> Path:

@@ -44,6 +44,7 @@ from .dicom import (
     DicomVolume,
     ScanResult,
     SeriesHeader,
+    description_b_value,
     group_series,
     scan_paths,
     sequence_name_b_range,
@@ -639,6 +640,8 @@ def _series_from_dicom(dicom: DicomSeries) -> Series:
         volumes=dicom.volumes,
         split_by=dicom.split_by,
     )
+    if series.kind == "DWI" and len(series.volumes) == 1 and series.volumes[0].b_value is None:
+        series.volumes[0].description_b = description_b_value(header.series_description)
     series.default_volume = _default_volume(series)
     several = len(dicom.volumes) > 1
     for volume in dicom.volumes:
