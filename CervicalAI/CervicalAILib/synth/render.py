@@ -55,6 +55,8 @@ class SyntheticCase:
     latent: dict[str, Any]
     truth: dict[str, Any]
     timings: dict[str, float]
+    center: CenterProfile | None = None
+    dwi_b0: sitk.Image | None = None  # the b=0 image of the diffusion series (DICOM output)
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,6 +374,7 @@ def generate_case(case_index: int, seed: int, params: SynthParams | None = None,
             adc = np.log(np.maximum(s0n, F32(1e-3)) / np.maximum(sbn, F32(1e-3)))
             adc *= F32(1e6 / center.b_value)
             adc[s0n < F32(5 * sigma)] = 0  # scanners blank the ADC of background noise
+            dwi_b0 = _image(_to_int16(s0n.copy()), geometry)
             images["DWI"] = _image(_to_int16(sbn), geometry)
             images["ADC"] = _image(_to_int16(adc), geometry)
             labels["tumor_DWI"] = _image(rendered.tumour, geometry)
@@ -395,7 +398,8 @@ def generate_case(case_index: int, seed: int, params: SynthParams | None = None,
     clinical["tumor_max_diameter_mm"] = round(anatomy.tumour_max_diameter_mm, 1)
     truth = case_truth(bio, anatomy, center, geometries, seed, params)
     images = {role: images[role] for role in IMAGE_ROLES}
-    return SyntheticCase(bio.case_id, case_index, images, labels, clinical, dict(bio.latent), truth, timings)
+    return SyntheticCase(bio.case_id, case_index, images, labels, clinical, dict(bio.latent), truth, timings,
+                         center, dwi_b0)
 
 
 def case_truth(bio, anatomy: Anatomy, center: CenterProfile, geometries: dict[str, SeriesGeometry], seed: int,
