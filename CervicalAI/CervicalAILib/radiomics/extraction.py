@@ -6,8 +6,9 @@ pyradiomics' own functions, in the same order and with the same settings:
     load (normalise, resample / crop to the mask's bounding box) -> check the mask -> shape
     -> for each enabled image type: filter -> crop to the mask -> feature classes
 
-The full extraction computes every feature the settings enable (and equals pyradiomics'
-`execute` on the same input; a test checks it). The model-driven extraction computes only the
+The full extraction computes every feature the settings enable and agrees with pyradiomics'
+`execute` on the same input (to ~1e-12 relative: the image is cropped before resampling, see
+`_load_image`; a test checks it). The model-driven extraction computes only the
 image types, LoG sigmas, filtered images (e.g. one wavelet sub-band out of eight) and feature
 classes that the requested names need, and enables only the requested features in each class.
 Because every value comes from the same pyradiomics call on the same filtered image, the values
@@ -53,6 +54,9 @@ logger = logging.getLogger(__name__)
 # Fewer voxels than this (after resampling) leave texture matrices with a handful of entries:
 # refuse rather than report numbers that mean nothing.
 MIN_ROI_VOXELS = 10
+# Voxels of image kept beyond the region pyradiomics resamples: the cubic B-spline prefilter's
+# influence falls by 0.268 per voxel, to below double precision (~1e-16) after 28 voxels.
+_BSPLINE_MARGIN = 28
 # ADC in 1e-6 mm2/s is ~300-3000 inside a tumour; values this small mean 1e-3 mm2/s (or s/mm2).
 ADC_UNIT_THRESHOLD = 20.0
 
@@ -468,10 +472,6 @@ def _extract_role(
     label = int(settings.get("label", 1))
 
     mask, messages, mask_resampled = _prepare_mask(role, image, mask, label)
-    # 32-bit float before pyradiomics: its B-spline resampling keeps the input pixel type, which
-    # would truncate (and, for unsigned types, wrap) interpolated integer intensities.
-    if image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
-        image = sitk.Cast(image, sitk.sitkFloat32)
     roi_voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask) == label))
     if role == "ADC":
         messages.extend(_check_adc_units(image, mask, label))
@@ -480,12 +480,16 @@ def _extract_role(
     computed_images: list[str] = []
     with _pyradiomics_messages_collected() as collector:
         with warnings.catch_warnings():
-            # pyradiomics uses scipy/importlib functions that are deprecated (LBP3D, settings
-            # validation); that is not the user's concern
+            # pyradiomics uses scipy functions that scipy has deprecated (LBP3D); not the user's concern
             warnings.simplefilter("ignore", DeprecationWarning)
-            extractor = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params))
+            # The settings are already validated: an extractor without parameters skips pyradiomics'
+            # (slow) re-validation; only its computeShape (with our feature lists) is used.
+            extractor = featureextractor.RadiomicsFeatureExtractor()
+            if settings.get("geometryTolerance") is not None:  # what the extractor would set from params
+                sitk.ProcessObject.SetGlobalDefaultCoordinateTolerance(settings["geometryTolerance"])
+                sitk.ProcessObject.SetGlobalDefaultDirectionTolerance(settings["geometryTolerance"])
             try:
-                image_p, mask_p = extractor.loadImage(image, mask, None, **settings)
+                image_p, mask_p, read_size = _load_image(image, mask, settings)
                 bounding_box, corrected = imageoperations.checkMask(image_p, mask_p, **settings)
             except ValueError as exc:
                 raise InputError(f"pyradiomics refused the tumour mask on the {role} image: {exc}") from exc
@@ -544,6 +548,7 @@ def _extract_role(
     provenance = {
         "image_size": list(image.GetSize()),
         "image_spacing": _rounded(image.GetSpacing()),
+        "image_cropped_to": read_size,  # the part of the image read (the rest only enters normalisation)
         "radiomics_spacing": _rounded(image_p.GetSpacing()),
         "mask_resampled_to_image_grid": mask_resampled,
         "roi_voxels": roi_voxels,
@@ -554,6 +559,97 @@ def _extract_role(
     }
     progress(1.0, f"radiomics {role}: {len(values)} features")
     return values, provenance, messages
+
+
+def _load_image(
+    image: sitk.Image, mask: sitk.Image, settings: dict[str, Any]
+) -> tuple[sitk.Image, sitk.Image, list[int]]:
+    """pyradiomics' `loadImage` (normalise, then resample or pre-crop), done on less of the image.
+
+    Same functions, same order as pyradiomics, without its three whole-image costs that
+    dominate a model-driven extraction on a large T2WI:
+    - normalisation: the mean and standard deviation come from the whole image (pyradiomics'
+      semantics) but the shift and scale are applied only where the extraction reads;
+    - B-spline resampling: pyradiomics resamples only the mask's bounding box (+ padDistance),
+      on a grid defined by the mask (kept whole here, so the grid is pyradiomics' own), but its
+      interpolator first prefilters the whole image. The image is cropped with _BSPLINE_MARGIN
+      voxels beyond the sampled region, where the prefilter's boundary effect has decayed below
+      double precision;
+    - the mask's label check (`getMask`): done already by `_prepare_mask`.
+    `mask` is a UInt32 label map on the image's grid. An image that is not normalised is cast to
+    32-bit float: pyradiomics' B-spline resampling keeps the input pixel type, which would
+    truncate (and for unsigned types wrap) interpolated integer intensities.
+
+    The values agree with pyradiomics' own `execute()` on the float image to ~1e-12 relative,
+    not bit for bit: with the image's origin moved by the crop, the grid's continuous indices
+    round differently in the last bit (a test checks the agreement). Full and model-driven
+    extractions crop identically, so they are identical to each other bit for bit.
+    """
+    from radiomics import imageoperations  # pyradiomics
+
+    resample = settings.get("interpolator") is not None and settings.get("resampledPixelSpacing") is not None
+    region = _read_region(image, mask, settings) if resample else None
+    if settings.get("normalize", False):
+        image = _normalise(image, region, settings)
+    else:
+        if region is not None:
+            image = sitk.RegionOfInterest(image, *region)
+        if image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
+            image = sitk.Cast(image, sitk.sitkFloat32)
+    read_size = list(image.GetSize())
+    if resample:
+        return (*imageoperations.resampleImage(image, mask, **settings), read_size)
+    if settings.get("preCrop", False):
+        bounding_box, corrected = imageoperations.checkMask(image, mask, **settings)
+        if corrected is not None:
+            mask = corrected
+        return (*imageoperations.cropToTumorMask(image, mask, bounding_box, **settings), read_size)
+    return image, mask, read_size
+
+
+def _read_region(
+    image: sitk.Image, mask: sitk.Image, settings: dict[str, Any]
+) -> tuple[list[int], list[int]]:
+    """(size, index) of the part of the image that resampling the tumour's bounding box reads."""
+    label = int(settings.get("label", 1))
+    zyx = np.argwhere(sitk.GetArrayViewFromImage(mask) == label)
+    lower, upper = zyx.min(axis=0)[::-1], zyx.max(axis=0)[::-1]  # (i, j, k) bounds of the tumour
+    spacing = np.asarray(image.GetSpacing(), dtype=float)
+    target = np.asarray(settings["resampledPixelSpacing"], dtype=float)
+    target = np.where(target == 0, spacing, target)
+    pad_mm = (int(settings.get("padDistance", 5)) + 2) * target  # pyradiomics' padding, a new voxel to spare
+    margin = np.ceil(pad_mm / spacing).astype(int) + _BSPLINE_MARGIN
+    start = np.maximum(lower - margin, 0)
+    stop = np.minimum(upper + margin + 1, np.asarray(image.GetSize()))
+    return [int(v) for v in stop - start], [int(v) for v in start]
+
+
+def _normalise(
+    image: sitk.Image, region: tuple[list[int], list[int]] | None, settings: dict[str, Any]
+) -> sitk.Image:
+    """pyradiomics' `normalizeImage` (sitk.Normalize, optional outlier clip, scale) on `region` only.
+
+    sitk.Normalize is a StatisticsImageFilter over the whole image followed by a ShiftScale with
+    shift -mean and scale 1/sigma into a double image; here the statistics are the same and the
+    shift-scale runs on the region (same arithmetic, same double output).
+    """
+    statistics = sitk.StatisticsImageFilter()
+    statistics.Execute(image)
+    if region is not None:
+        image = sitk.RegionOfInterest(image, *region)
+    image = sitk.ShiftScale(
+        sitk.Cast(image, sitk.sitkFloat64), -statistics.GetMean(), 1.0 / statistics.GetSigma()
+    )
+    outliers = settings.get("removeOutliers")
+    if outliers is not None:  # as pyradiomics: clip at +-outliers standard deviations, before the scale
+        array = sitk.GetArrayFromImage(image)
+        array[array > outliers] = outliers
+        array[array < -outliers] = -outliers
+        clipped = sitk.GetImageFromArray(array)
+        clipped.CopyInformation(image)
+        image = clipped
+    image *= settings.get("normalizeScale", 1)
+    return image
 
 
 def _compute_classes(

@@ -22,6 +22,7 @@ from ..io.case import ROLES
 
 SETTINGS_DIR = Path(__file__).resolve().parent / "settings"
 SECTIONS = ("setting", "imageType", "featureClass", "voxelSetting")
+_VALIDATED: set[str] = set()  # settings_sha256 of parameter dicts pyradiomics' schema accepted
 
 
 def default_settings_path(role: str) -> Path:
@@ -62,6 +63,9 @@ def validate_settings(params: Any, where: str = "settings") -> None:
     for section in ("imageType", "featureClass"):
         if not params.get(section):
             raise InputError(f"{where}: the {section!r} section is missing or empty; list it explicitly")
+    digest = settings_sha256(params)
+    if digest in _VALIDATED:  # validation is a pure function of the content; pykwalify is slow
+        return
     import pykwalify.core
     from radiomics import getParameterValidationFiles  # pyradiomics (absolute import)
 
@@ -83,6 +87,7 @@ def validate_settings(params: Any, where: str = "settings") -> None:
         raise InputError(f"{where}: pyradiomics rejects these settings: {message.strip()}") from exc
     finally:
         pykwalify_log.setLevel(previous)
+    _VALIDATED.add(digest)
 
 
 def settings_sha256(params: dict[str, Any]) -> str:
