@@ -13,7 +13,6 @@ from CervicalAILib.errors import InputError, OutputExistsError
 from CervicalAILib.io.atomic import to_json
 from CervicalAILib.io.case import load_case, write_case
 from CervicalAILib.io.geometry import index_to_physical_matrix, resample_to_reference, same_grid
-from CervicalAILib.io.images import read_image
 from CervicalAILib.registration import (
     RegistrationResult,
     register_rigid,
@@ -272,9 +271,10 @@ def test_register_to_t2_puts_every_sequence_on_the_t2_grid(study_images, registe
         assert same_grid(resampled[role], images["T2W"]) and resampled[role].GetPixelID() == sitk.sitkFloat32
         errors = point_errors(truths[role], results[role].transform, tumour_points())
         assert errors.max() < 1.5, f"{role}: tumour misregistered by up to {errors.max():.2f} mm"
-    # the ADC is moved with the DWI's transform, not registered on its own
-    assert results["ADC"].transform.GetParameters() == results["DWI"].transform.GetParameters()
-    assert results["ADC"].settings["transform_from"] == "DWI" and results["ADC"].iterations == 0
+    # the DWI is moved with the ADC's transform (one acquisition), not registered on its own
+    assert results["DWI"].transform.GetParameters() == results["ADC"].transform.GetParameters()
+    assert results["DWI"].settings["transform_from"] == "ADC" and results["DWI"].iterations == 0
+    assert "transform_from" not in results["ADC"].settings and results["ADC"].iterations > 0
     # resampled DWI looks like the DWI rendered directly on the T2 grid without displacement
     reference = sitk.GetArrayFromImage(render(images["T2W"], "DWI", None, noise=0.0))
     moved = sitk.GetArrayFromImage(resampled["DWI"])
@@ -287,12 +287,21 @@ def test_register_to_t2_puts_every_sequence_on_the_t2_grid(study_images, registe
     assert corr > 0.9 and corr > corr_before + 0.05
 
 
-def test_lone_adc_is_registered_by_itself(study_images):
+def test_lone_dwi_is_registered_by_itself(study_images):
     images, truths = study_images
-    resampled, results = register_to_t2({"T2W": images["T2W"], "ADC": images["ADC"]})
-    assert set(resampled) == {"T2W", "ADC"}
-    assert "transform_from" not in results["ADC"].settings and results["ADC"].iterations > 0
-    assert point_errors(truths["ADC"], results["ADC"].transform, tumour_points()).max() < 1.5
+    resampled, results = register_to_t2({"T2W": images["T2W"], "DWI": images["DWI"]})
+    assert set(resampled) == {"T2W", "DWI"}
+    assert "transform_from" not in results["DWI"].settings and results["DWI"].iterations > 0
+    assert point_errors(truths["DWI"], results["DWI"].transform, tumour_points()).max() < 1.5
+
+
+def test_dwi_and_adc_on_different_grids_are_registered_separately(study_images):
+    images, truths = study_images
+    adc = resample_to_reference(images["ADC"], images["CET1"], None)  # another grid, same position
+    _, results = register_to_t2({"T2W": images["T2W"], "DWI": images["DWI"], "ADC": adc})
+    for role in ("DWI", "ADC"):
+        assert "transform_from" not in results[role].settings and results[role].iterations > 0
+        assert point_errors(truths[role], results[role].transform, tumour_points()).max() < 1.5
 
 
 class FakeStudy:
@@ -325,11 +334,13 @@ def test_register_study_to_case_writes_case_transforms_and_record(tmp_path, stud
     assert record["reference_grid"]["size"] == list(images["T2W"].GetSize())
     dwi_record = record["sequences"]["DWI"]
     assert dwi_record["source_grid"]["spacing_mm"] == [2.0, 2.0, 5.0]
-    assert record["sequences"]["ADC"]["settings"]["transform_from"] == "DWI"
-    assert record["sequences"]["ADC"]["final_metric_value"] is None
+    assert record["sequences"]["DWI"]["settings"]["transform_from"] == "ADC"
+    assert record["sequences"]["DWI"]["final_metric_value"] is None
+    adc_record = record["sequences"]["ADC"]
+    assert adc_record["final_metric_value"] < adc_record["initial_metric_value"]
     for role in ("DWI", "ADC"):
         stored = sitk.ReadTransform(str(out / "transforms" / f"{role}.tfm"))
-        assert np.allclose(stored.GetParameters(), dwi_record["parameters"], atol=1e-9)
+        assert np.allclose(stored.GetParameters(), adc_record["parameters"], atol=1e-9)
         assert point_errors(truths[role], stored, tumour_points()).max() < 1.5
 
 
@@ -416,15 +427,19 @@ def test_bad_options_are_refused(pair):
 
 # --- real data ------------------------------------------------------------------------------------
 
-def test_prostatex_adc_onto_t2_is_a_small_correction():
-    folder = refdata_path("mri", "monai_ProstateX-0000_nifti")
-    t2 = read_image(folder / "test_0000_t2_tse_tra_4.nii.gz")
-    adc = read_image(folder / "test_0000_ep2d_diff_tra_7.nii.gz")
-    result = register_rigid(t2, adc)
-    # one session, one patient: a small motion correction, and a better match than the scanner geometry
-    assert np.linalg.norm(result.translation_mm) < 3.0 and result.rotation_deg < 3.0
-    assert result.metric_value < result.initial_metric_value
-    assert not result.warnings
-    # a point in the prostate region moves by less than 3 mm
-    centre = np.asarray(t2.TransformContinuousIndexToPhysicalPoint([191.5, 191.5, 9.0]))
-    assert result.displacement_mm(centre)[0] < 3.0
+def test_prostatex_dicom_study_onto_t2_keeps_dwi_and_adc_together(tmp_path):
+    """The real study through the study loader: one small transform for the DWI acquisition."""
+    from CervicalAILib.io.study import load_study
+
+    study = load_study(refdata_path("mri", "ProstateX-0000_dicom"))
+    images = {role: study.image(role) for role in ("T2W", "DWI", "ADC")}
+    resampled, results = register_to_t2(images)
+    t2 = images["T2W"]
+    prostate = np.asarray(t2.TransformContinuousIndexToPhysicalPoint([191.5, 191.5, 9.0]))
+    for role in ("DWI", "ADC"):
+        assert same_grid(resampled[role], t2)
+        assert results[role].displacement_mm(prostate)[0] < 3.0 and results[role].rotation_deg < 3.0
+    assert results["DWI"].settings["transform_from"] == "ADC"
+    # and a better match than the scanner geometry, with nothing unusual to report
+    assert results["ADC"].metric_value < results["ADC"].initial_metric_value
+    assert not results["ADC"].warnings

@@ -45,8 +45,8 @@ from ..progress import ProgressCallback, no_progress
 DEFAULT_SEED = 20261122
 INITIALIZERS = ("scanner", "geometry", "moments")
 # Corrections larger than these are unusual between sequences of one session: say so.
-LARGE_TRANSLATION_MM = 20.0
-LARGE_ROTATION_DEG = 10.0
+LARGE_TRANSLATION_MM = 10.0
+LARGE_ROTATION_DEG = 5.0
 
 
 @dataclass
