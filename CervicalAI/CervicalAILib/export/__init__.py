@@ -1,0 +1,35 @@
+"""Export of corrected tumour masks as annotation data sets (issue 8).
+
+    from CervicalAILib.export import export_nnunet, export_dicom_seg, export_mask_file, Deidentifier, load_key
+
+- `nnunet`: nnU-Net v2 raw data set (`DatasetNNN_NAME/imagesTr, labelsTr, dataset.json`).
+- `dicom_seg`: DICOM SEG (highdicom) referencing the source T2WI series, SNOMED CT coded.
+- `seg_nrrd`: 3D Slicer's `.seg.nrrd`; `masks`: NIfTI masks and the shared mask preparation.
+- `deidentify`: DICOM PS3.15 Basic Profile with keyed (HMAC-SHA256) pseudonyms, UIDs and dates.
+- `manifest`: provenance manifest with the SHA-256 of every exported file.
+
+See docs/export.md.
+"""
+
+from .deidentify import Deidentifier, load_key
+from .dicom_seg import export_dicom_seg, load_reference_series, read_dicom_seg
+from .manifest import mask_provenance, verify_manifest
+from .masks import export_mask_file, mask_on_reference, write_nifti_mask
+from .nnunet import check_nnunet_dataset, export_nnunet
+from .seg_nrrd import write_seg_nrrd
+
+__all__ = [
+    "Deidentifier",
+    "check_nnunet_dataset",
+    "export_dicom_seg",
+    "export_mask_file",
+    "export_nnunet",
+    "load_key",
+    "load_reference_series",
+    "mask_on_reference",
+    "mask_provenance",
+    "read_dicom_seg",
+    "verify_manifest",
+    "write_nifti_mask",
+    "write_seg_nrrd",
+]

@@ -1,0 +1,319 @@
+"""DICOM SEG export of a tumour mask with highdicom, referencing the source T2WI series.
+
+The SEG is a binary segmentation with one segment, "tumor", coded in SNOMED CT:
+
+    property category  SCT 49755003  Morphologically Altered Structure
+    property type      SCT 108369006 Neoplasm
+    anatomic region    SCT 71252005  Cervix uteri
+
+Its SegmentAlgorithmType comes from the mask's review record (`CervicalAILib.review`):
+MANUAL for a contour drawn by a reader, SEMIAUTOMATIC for an automatic contour the reader
+edited, AUTOMATIC otherwise, with the model's name and version (Algorithm Identification) when
+an algorithm was involved. Every frame of the reference series gets a SEG frame (empty frames
+included), so the SEG maps one-to-one onto the source images.
+
+The reference series is read with `io.dicom` (slices sorted along the normal, spacing checked):
+a series with missing or duplicated slices is refused rather than referenced wrongly.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import __version__
+from ..errors import InputError, OutputExistsError
+from ..io import atomic
+from ..io.hashing import sha256_file
+from ..io.images import read_image
+from ..progress import ProgressCallback, no_progress
+from . import manifest as manifest_module
+from .masks import mask_on_reference
+
+log = logging.getLogger(__name__)
+
+SEGMENT_LABEL = "tumor"
+SEG_SERIES_NUMBER = 9901
+SEG_SERIES_DESCRIPTION = "CervicalAI tumour segmentation"
+# (code value, coding scheme, meaning): the tumour's terminology, as Slicer's and DICOM's lists spell it
+CATEGORY = ("49755003", "SCT", "Morphologically Altered Structure")
+PROPERTY_TYPE = ("108369006", "SCT", "Neoplasm")
+ANATOMIC_REGION = ("71252005", "SCT", "Cervix uteri")
+TUMOUR_COLOR_RGB = (227, 26, 28)
+# Type 2 attributes highdicom copies from the source images; absent ones are added empty.
+TYPE2_SOURCE_ATTRIBUTES = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                           "ReferringPhysicianName", "AccessionNumber", "StudyID")
+
+
+@dataclass
+class ReferenceSeries:
+    """The source series a SEG references: its image, and its data sets in slice order."""
+
+    folder: Path
+    image: sitk.Image
+    datasets: list[Any]  # pydicom Datasets, sorted along the slice normal (the image's k order)
+    files: list[Path]
+    series_uid: str
+    patient_id: str
+    description: str
+
+
+@dataclass
+class DicomSegExport:
+    path: Path
+    manifest_path: Path
+    algorithm_type: str
+    warnings: list[str] = field(default_factory=list)
+    image_files: list[Path] = field(default_factory=list)
+
+
+def coded(concept: tuple[str, str, str]):
+    from highdicom.sr import CodedConcept
+
+    return CodedConcept(*concept)
+
+
+def load_reference_series(folder: str | Path, series: str | None = None) -> ReferenceSeries:
+    """Read the reference series (one image series; `series` picks one by number, key or UID).
+
+    InputError when the folder has no image series, several without `series`, several volumes
+    (e.g. b-values), or an incomplete volume (missing/duplicated slices, irregular spacing).
+    """
+    import pydicom
+
+    from ..io.dicom import load_dicom_series
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError("reference DICOM folder not found", folder)
+    found, scan = load_dicom_series([folder])
+    if not found:
+        reason = f"; {len(scan.unreadable)} unreadable file(s), e.g. {scan.unreadable[0][1]}" if scan.unreadable else ""
+        raise InputError(f"no DICOM image series found{reason}", folder)
+    if series is not None:
+        chosen = [s for s in found if series in (s.key, s.uid, str(s.header.series_number))]
+        if len(chosen) != 1:
+            names = ", ".join(f"{s.key} ({s.header.description or 'no description'})" for s in found)
+            raise InputError(f"no single series {series!r} in the reference folder; it has: {names}", folder)
+    elif len(found) > 1:
+        names = ", ".join(f"{s.key} ({s.header.description or 'no description'})" for s in found)
+        raise InputError(f"the reference folder holds {len(found)} series ({names}); pick the T2WI with --series", folder)
+    else:
+        chosen = found
+    dicom_series = chosen[0]
+    if len(dicom_series.volumes) > 1:
+        labels = ", ".join(v.label for v in dicom_series.volumes)
+        raise InputError(f"reference series {dicom_series.key} holds {len(dicom_series.volumes)} volumes ({labels}); "
+                         "a SEG references one volume: use the T2WI series", folder)
+    volume = dicom_series.volumes[0]
+    if volume.problems:
+        raise InputError(f"reference series {dicom_series.key} is incomplete or irregular: {volume.problems[0]}", folder)
+    if any(frame.frame is not None for frame in volume.frames):
+        raise InputError("multi-frame (enhanced) reference images are not supported for SEG export; "
+                         "use the classic single-frame series", folder)
+    image = volume.image()
+    datasets = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for frame in volume.frames:
+            datasets.append(pydicom.dcmread(str(frame.path)))
+    return ReferenceSeries(
+        folder=folder, image=image, datasets=datasets, files=[f.path for f in volume.frames],
+        series_uid=dicom_series.uid, patient_id=dicom_series.header.patient_id, description=dicom_series.header.description,
+    )
+
+
+def _source_images(reference: ReferenceSeries) -> list[Any]:
+    """Copies of the reference data sets with the type 2 attributes highdicom needs present."""
+    import copy
+
+    sources = []
+    for ds in reference.datasets:
+        item = copy.copy(ds)  # shallow: only top-level attributes are added
+        for keyword in TYPE2_SOURCE_ATTRIBUTES:
+            if keyword not in item:
+                setattr(item, keyword, "")
+        sources.append(item)
+    return sources
+
+
+def build_segmentation(mask: sitk.Image, reference: ReferenceSeries, provenance: dict[str, Any],
+                       segment_label: str = SEGMENT_LABEL, series_number: int = SEG_SERIES_NUMBER) -> Any:
+    """A highdicom Segmentation of a binary mask on the reference grid (see the module docstring)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    array = sitk.GetArrayFromImage(mask).astype(np.uint8)  # (k, j, i) = (frames, rows, columns)
+    if array.shape[0] != len(reference.datasets):
+        raise InputError(f"mask has {array.shape[0]} slices on the reference grid, the series {len(reference.datasets)}")
+    algorithm_type = provenance.get("algorithm_type", "AUTOMATIC")
+    identification = None
+    if algorithm_type != "MANUAL":
+        name, version = manifest_module.split_model_label(provenance.get("automatic_model"))
+        identification = hd.AlgorithmIdentificationSequence(
+            name=name, version=version, family=codes.DCM.ArtificialIntelligence, source="CervicalAI"
+        )
+    description = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label=segment_label,
+        segmented_property_category=coded(CATEGORY),
+        segmented_property_type=coded(PROPERTY_TYPE),
+        algorithm_type=algorithm_type,
+        algorithm_identification=identification,
+        anatomic_regions=[coded(ANATOMIC_REGION)],
+        display_color=hd.color.CIELabColor.from_rgb(*TUMOUR_COLOR_RGB),
+    )
+    reviewer = provenance.get("reviewer")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # single-component person names are common in real data
+        seg = hd.seg.Segmentation(
+            source_images=_source_images(reference),
+            pixel_array=array,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=[description],
+            series_instance_uid=hd.UID(),
+            series_number=series_number,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="CervicalAI",
+            manufacturer_model_name="cervicalai",
+            software_versions=str(__version__),
+            device_serial_number="0",
+            content_description="Primary cervical tumour",
+            content_label="TUMOR",
+            content_creator_name=reviewer.replace(" ", "^", 1) if reviewer else None,
+            omit_empty_frames=False,
+        )
+    seg.SeriesDescription = SEG_SERIES_DESCRIPTION
+    return seg
+
+
+def read_dicom_seg(path: str | Path, reference: sitk.Image | None = None) -> sitk.Image:
+    """The SEG's segments as a uint8 label image (value = segment number), LPS geometry from the SEG.
+
+    With `reference`, resampled (nearest neighbour, physical space) onto its grid.
+    """
+    import highdicom as hd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("SEG file not found", path)
+    try:
+        seg = hd.seg.segread(str(path))
+    except Exception as exc:
+        raise InputError(f"not a readable DICOM SEG ({exc})", path) from exc
+    volume = seg.get_volume(combine_segments=True)
+    affine = np.asarray(volume.affine, dtype=float)  # array index (a0, a1, a2) -> LPS
+    image = sitk.GetImageFromArray(np.asarray(volume.array).astype(np.uint8))  # sitk (i, j, k) = (a2, a1, a0)
+    columns = affine[:3, :3][:, ::-1]
+    spacing = np.linalg.norm(columns, axis=0)
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetDirection(tuple(float(v) for v in (columns / spacing).reshape(-1)))
+    image.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
+    if reference is not None:
+        image = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return image
+
+
+def _check_outputs(paths: list[Path], overwrite: bool) -> None:
+    for path in paths:
+        if path.exists() and not overwrite and (path.is_file() or any(path.iterdir())):
+            raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
+
+
+def export_dicom_seg(
+    mask_path: str | Path,
+    reference_dicom: str | Path,
+    out_path: str | Path,
+    *,
+    series: str | None = None,
+    overwrite: bool = False,
+    deidentifier: Any = None,
+    images_out: str | Path | None = None,
+    segment_label: str = SEGMENT_LABEL,
+    progress: ProgressCallback | None = None,
+) -> DicomSegExport:
+    """Write `out_path` (DICOM SEG) and `<out_path>.manifest.json`; see the module docstring.
+
+    deidentifier: a `deidentify.Deidentifier`: the SEG (and the images written to `images_out`)
+    get the PS3.15 profile with keyed pseudonyms/UIDs, so the SEG's references resolve to the
+    de-identified images. images_out: folder for copies of the reference series (de-identified
+    with `deidentifier`), for annotation partners who need the images with the SEG.
+    """
+    import pydicom
+
+    progress = progress or no_progress
+    out_path = Path(out_path)
+    manifest_path = manifest_module.sidecar_path(out_path)
+    images_dir = Path(images_out) if images_out is not None else None
+    _check_outputs([out_path, manifest_path] + ([images_dir] if images_dir else []), overwrite)
+    progress(0.05, "reading the reference series")
+    reference = load_reference_series(reference_dicom, series)
+    progress(0.3, "reading the mask")
+    mask = read_image(mask_path)
+    prepared = mask_on_reference(mask, reference.image, f"mask {Path(mask_path).name}")
+    provenance = manifest_module.mask_provenance(mask_path)
+    if deidentifier is not None and not reference.patient_id:
+        raise InputError("the reference series has no PatientID to key the pseudonym on", reference.folder)
+    progress(0.5, "building the DICOM SEG")
+    seg = build_segmentation(prepared.mask, reference, provenance, segment_label)
+    buffer = io.BytesIO()
+    seg.save_as(buffer, enforce_file_format=True)
+    dataset = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
+    image_files: list[Path] = []
+    if deidentifier is not None:
+        dataset = deidentifier.dataset(dataset, reference.patient_id)
+        dataset.SeriesDescription = SEG_SERIES_DESCRIPTION  # engine-made text, safe to keep
+        provenance = deidentifier.review_record(provenance, reference.patient_id)
+        case_name = deidentifier.pseudonym(reference.patient_id)
+    else:
+        case_name = reference.patient_id or reference.folder.name
+    progress(0.7, "writing the SEG")
+    with atomic.atomic_path(out_path) as tmp:
+        dataset.save_as(tmp, enforce_file_format=True)
+    if images_dir is not None:
+        progress(0.8, "writing the reference images")
+        with atomic.atomic_directory(images_dir, overwrite=overwrite) as tmp_dir:
+            for number, (ds, source) in enumerate(zip(reference.datasets, reference.files), start=1):
+                target = tmp_dir / f"IM{number:04d}.dcm"
+                if deidentifier is not None:
+                    clean = deidentifier.dataset(ds, reference.patient_id)
+                    clean.SeriesDescription = "T2W"  # the role, not the site's free text
+                    clean.save_as(target, enforce_file_format=True)
+                else:
+                    shutil.copyfile(source, target)
+        image_files = sorted(images_dir.iterdir())
+    files = {out_path.name: sha256_file(out_path)}
+    for path in image_files:
+        files[path.relative_to(out_path.parent).as_posix() if path.is_relative_to(out_path.parent) else str(path)] = (
+            sha256_file(path))
+    case = {
+        "case": case_name,
+        "sequences": ["T2W"],
+        "reference_series": {
+            "series_instance_uid": deidentifier.uid(reference.series_uid) if deidentifier else reference.series_uid,
+            "slices": len(reference.datasets),
+            "size": list(reference.image.GetSize()),
+            "spacing_mm": [round(s, 5) for s in reference.image.GetSpacing()],
+        },
+        "segment": {"label": segment_label, "category": CATEGORY, "type": PROPERTY_TYPE, "anatomic_region": ANATOMIC_REGION},
+        "mask": provenance,
+        "mask_resampled": prepared.resampled,
+        "warnings": prepared.warnings,
+    }
+    if deidentifier is None:
+        case["source"] = {"mask": str(mask_path), "reference_dicom": str(reference.folder)}
+    document = manifest_module.build_manifest("dicom-seg", [case], files, deidentifier=deidentifier,
+                                              warnings=prepared.warnings)
+    manifest_module.write_manifest(manifest_path, document)
+    progress(1.0, f"DICOM SEG written: {out_path}")
+    return DicomSegExport(path=out_path, manifest_path=manifest_path, algorithm_type=provenance["algorithm_type"],
+                          warnings=prepared.warnings, image_files=image_files)

@@ -1,0 +1,168 @@
+"""Masks for export: onto the reference grid, binary, clean headers; NIfTI mask files.
+
+Every exporter goes through `mask_on_reference`: the tumour mask is made binary (any non-zero
+voxel is tumour) and, when it is not on the reference grid (the T2WI series it belongs to), it
+is resampled onto it in physical space with nearest-neighbour interpolation and a warning. A
+mask that does not overlap the reference at all is refused: it belongs to another series or
+another patient.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError, OutputExistsError
+from ..io import atomic
+from ..io.geometry import index_to_physical_matrix, resample_to_reference, same_grid
+from ..io.hashing import sha256_file
+from ..io.images import read_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedMask:
+    mask: sitk.Image  # uint8, 0/1, on the reference grid
+    warnings: list[str] = field(default_factory=list)
+    resampled: bool = False
+    inside_fraction: float = 1.0  # fraction of the tumour (by volume) inside the reference
+
+
+def clean_image(image: sitk.Image) -> sitk.Image:
+    """A copy with the voxels and geometry only: header text (NIfTI descrip, NRRD fields) dropped."""
+    clean = sitk.GetImageFromArray(sitk.GetArrayFromImage(image), isVector=image.GetNumberOfComponentsPerPixel() > 1)
+    clean.CopyInformation(image)
+    for key in clean.GetMetaDataKeys():
+        clean.EraseMetaData(key)
+    return clean
+
+
+def binary_mask(mask: sitk.Image, what: str = "mask") -> tuple[sitk.Image, list[str]]:
+    """uint8 0/1 copy of `mask` (non-zero = tumour), with a warning when it held several labels."""
+    if mask.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{what} is a vector/colour image, not a label mask")
+    array = sitk.GetArrayViewFromImage(mask)
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise InputError(f"{what} contains NaN or infinite values")
+    warnings = []
+    values = np.unique(array[array != 0]) if array.size else np.array([])
+    if len(values) > 1:
+        warnings.append(f"{what} has several label values ({', '.join(f'{v:g}' for v in values[:6])}); "
+                        "all non-zero voxels were exported as tumour")
+    binary = sitk.GetImageFromArray((np.asarray(array) != 0).astype(np.uint8))
+    binary.CopyInformation(mask)
+    return binary, warnings
+
+
+def _inside_fraction(mask: sitk.Image, reference: sitk.Image) -> float:
+    """Fraction of the mask's foreground voxel centres that lie inside the reference volume."""
+    zyx = np.argwhere(sitk.GetArrayViewFromImage(mask) != 0)
+    if zyx.size == 0:
+        return 0.0
+    if len(zyx) > 200_000:  # a sample is enough for a fraction
+        zyx = zyx[np.linspace(0, len(zyx) - 1, 200_000).astype(int)]
+    points = zyx[:, ::-1] @ index_to_physical_matrix(mask)[:3, :3].T + np.asarray(mask.GetOrigin())
+    inverse = np.linalg.inv(index_to_physical_matrix(reference))
+    indices = points @ inverse[:3, :3].T + inverse[:3, 3]
+    inside = np.all((indices >= -0.5) & (indices <= np.asarray(reference.GetSize()) - 0.5), axis=1)
+    return float(inside.mean())
+
+
+def mask_on_reference(mask: sitk.Image, reference: sitk.Image | None, what: str = "mask") -> PreparedMask:
+    """Binary mask on `reference`'s grid (resampled with a warning if needed; InputError if disjoint)."""
+    binary, warnings = binary_mask(mask, what)
+    if not sitk.GetArrayViewFromImage(binary).any():
+        raise InputError(f"{what} is empty (no tumour voxels): nothing to export")
+    if reference is None or same_grid(binary, reference):
+        return PreparedMask(mask=clean_image(binary), warnings=warnings)
+    inside = _inside_fraction(binary, reference)
+    if inside == 0.0:
+        raise InputError(
+            f"{what} does not overlap the reference image: none of its tumour voxels lies inside the reference "
+            f"volume (mask origin {tuple(round(v, 1) for v in binary.GetOrigin())}, reference origin "
+            f"{tuple(round(v, 1) for v in reference.GetOrigin())}); is it from the same patient and series?"
+        )
+    resampled = resample_to_reference(binary, reference, None, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    message = (f"{what} is not on the reference grid (size {binary.GetSize()} vs {reference.GetSize()}, spacing "
+               f"{tuple(round(s, 3) for s in binary.GetSpacing())} vs {tuple(round(s, 3) for s in reference.GetSpacing())}): "
+               "resampled onto it (nearest neighbour, physical space)")
+    warnings.append(message)
+    if inside < 0.999:
+        warnings.append(f"{100 * (1 - inside):.1f}% of the tumour lies outside the reference volume and was cut off")
+    if not sitk.GetArrayViewFromImage(resampled).any():
+        raise InputError(f"{what} is empty after resampling onto the reference grid (the tumour is smaller than a "
+                         "reference voxel or lies between its slices)")
+    for warning in warnings:
+        log.warning(warning)
+    return PreparedMask(mask=clean_image(resampled), warnings=warnings, resampled=True, inside_fraction=inside)
+
+
+def write_nifti_mask(mask: sitk.Image, path: str | Path) -> Path:
+    """Write a binary uint8 mask as NIfTI (.nii.gz), headers free of any text, atomically."""
+    path = Path(path)
+    if not path.name.endswith((".nii.gz", ".nii")):
+        raise InputError("a NIfTI mask file name ends with .nii.gz or .nii", path)
+    return atomic.write_image(clean_image(mask), path)
+
+
+def load_reference_image(reference: str | Path) -> tuple[sitk.Image, str]:
+    """The reference grid from an image file or a DICOM series folder; (image, PatientID or '')."""
+    reference = Path(reference)
+    if reference.is_dir():
+        from .dicom_seg import load_reference_series
+
+        series = load_reference_series(reference)
+        return series.image, series.patient_id
+    return read_image(reference), ""
+
+
+def export_mask_file(
+    mask_path: str | Path,
+    out_path: str | Path,
+    *,
+    kind: str,
+    reference: str | Path | None = None,
+    overwrite: bool = False,
+    deidentifier=None,
+    patient_id: str | None = None,
+) -> tuple[Path, Path, list[str]]:
+    """Export one mask as NIfTI (`kind="nifti"`) or Slicer `.seg.nrrd` (`kind="seg-nrrd"`) with a
+    `<file>.manifest.json` beside it; optionally onto a reference grid. Returns (file, manifest, warnings).
+
+    The patient identity (for the pseudonym and the date offset when de-identifying) is
+    `patient_id`, else the reference series' PatientID, else the case folder the mask is in.
+    """
+    from . import manifest as manifest_module
+    from .seg_nrrd import write_seg_nrrd
+
+    if kind not in ("nifti", "seg-nrrd"):
+        raise InputError(f"unknown mask file kind {kind!r}")
+    mask_path, out_path = Path(mask_path), Path(out_path)
+    manifest_path = manifest_module.sidecar_path(out_path)
+    for path in (out_path, manifest_path):
+        if path.exists() and not overwrite:
+            raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
+    reference_image, reference_patient = load_reference_image(reference) if reference is not None else (None, "")
+    prepared = mask_on_reference(read_image(mask_path), reference_image, f"mask {mask_path.name}")
+    case_dir = mask_path.parent.parent if mask_path.parent.name == "labels" else mask_path.parent
+    identity = patient_id or reference_patient or manifest_module.patient_id_of_case(case_dir)
+    provenance = manifest_module.mask_provenance(mask_path)
+    if kind == "nifti":
+        write_nifti_mask(prepared.mask, out_path)
+    else:
+        write_seg_nrrd(prepared.mask, out_path)
+    case = {"case": deidentifier.pseudonym(identity) if deidentifier else identity, "sequences": ["T2W"],
+            "mask": deidentifier.review_record(provenance, identity) if deidentifier else provenance,
+            "grid": {"size": list(prepared.mask.GetSize()), "spacing_mm": [round(s, 5) for s in prepared.mask.GetSpacing()]},
+            "mask_resampled": prepared.resampled, "warnings": prepared.warnings}
+    if deidentifier is None:
+        case["source"] = {"mask": str(mask_path), "reference": str(reference) if reference else None}
+    files = {out_path.name: sha256_file(out_path)}
+    document = manifest_module.build_manifest(kind, [case], files, deidentifier=deidentifier, warnings=prepared.warnings)
+    manifest_module.write_manifest(manifest_path, document)
+    return out_path, manifest_path, prepared.warnings
