@@ -390,3 +390,25 @@ def test_bad_input_is_refused_with_a_clear_message(scene):
         segmentation_node_from_mask(scene, mask, "zero", segment_names={0: "background"})
     with pytest.raises(InputError, match="colour for label 1 must be three values in 0..1"):
         segmentation_node_from_mask(scene, mask, "colour", colors={1: (255, 0, 0)})
+
+
+def test_registration_tfm_loaded_in_slicer_brings_the_moving_volume_onto_the_fixed(scene, tmp_path):
+    """The stored `.tfm` (fixed -> moving, ITK convention) read by MRML's own transform reader."""
+    from CervicalAILib.registration import write_transform
+
+    transform = sitk.Euler3DTransform()
+    transform.SetCenter((10.0, -5.0, 3.0))
+    transform.SetRotation(0.05, -0.03, 0.07)
+    transform.SetTranslation((4.0, -6.0, 2.0))
+    path = write_transform(transform, tmp_path / "DWI.tfm")
+    node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "DWI to T2W")
+    storage = scene.AddNewNodeByClass("vtkMRMLTransformStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node)
+    to_parent = vtk.vtkMatrix4x4()
+    node.GetMatrixTransformToParent(to_parent)
+    for fixed_point in ([20.0, 15.0, -8.0], [-35.0, 2.5, 40.0]):
+        moving_point = np.asarray(transform.TransformPoint(fixed_point))
+        # as the moving volume's parent transform, it puts the moving anatomy where the fixed one is
+        shown_at = to_parent.MultiplyPoint([*(LPS_TO_RAS @ moving_point), 1.0])[:3]
+        assert np.allclose(shown_at, LPS_TO_RAS @ np.asarray(fixed_point), atol=1e-6)
