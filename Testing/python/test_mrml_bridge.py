@@ -161,16 +161,7 @@ def test_vector_volume_round_trip(scene):
 def test_linear_parent_transform_is_applied_and_matches_hardening(scene):
     image = make_image(DIRECTIONS["oblique"])
     node = volume_node_from_image(scene, image, "moved")
-    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "motion")
-    matrix = np.eye(4)
-    matrix[:3, :3] = rotation([0.2, 0.1, 1.0], 9.0)
-    matrix[:3, 3] = (4.0, -7.5, 12.0)
-    vtk_matrix = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            vtk_matrix.SetElement(r, c, matrix[r, c])
-    transform.SetMatrixTransformToParent(vtk_matrix)
-    node.SetAndObserveTransformNodeID(transform.GetID())
+    node.SetAndObserveTransformNodeID(linear_transform_node(scene).GetID())
 
     seen = image_from_volume_node(node)
 
@@ -181,6 +172,43 @@ def test_linear_parent_transform_is_applied_and_matches_hardening(scene):
     assert_same_geometry(seen, hardened)
     assert np.array_equal(sitk.GetArrayFromImage(seen), sitk.GetArrayFromImage(image))
     assert not np.allclose(seen.GetOrigin(), image.GetOrigin(), atol=1.0)  # the transform did move it
+
+
+def linear_transform_node(scene, degrees=9.0, shift=(4.0, -7.5, 12.0)):
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "motion")
+    matrix = vtk.vtkMatrix4x4()
+    rotation_matrix = rotation([0.2, 0.1, 1.0], degrees)
+    for r in range(3):
+        for c in range(3):
+            matrix.SetElement(r, c, rotation_matrix[r, c])
+        matrix.SetElement(r, 3, shift[r])
+    transform.SetMatrixTransformToParent(matrix)
+    return transform
+
+
+def test_segmentation_under_a_linear_transform_matches_slicer_hardening(scene):
+    mask = make_mask(make_image(DIRECTIONS["oblique"]), labels=(1, 3))
+    node = segmentation_node_from_mask(scene, mask, "moved")
+    node.SetAndObserveTransformNodeID(linear_transform_node(scene, degrees=30.0).GetID())
+    default = mask_from_segmentation_node(node)  # on the reference geometry, carried by the transform
+    # and on a fine axial grid around where the transform puts it
+    centre = np.asarray(default.TransformContinuousIndexToPhysicalPoint([3.0, 2.5, 2.0]))
+    grid = make_image(DIRECTIONS["axial"], size=(50, 50, 50), spacing=(0.6, 0.6, 0.6), origin=tuple(centre - 15.0))
+    seen = sitk.GetArrayFromImage(mask_from_segmentation_node(node, reference_image=grid))
+
+    slicer.vtkSlicerTransformLogic.hardenTransform(node)  # Slicer moves the labelmaps itself
+    assert node.GetParentTransformNode() is None
+    hardened = sitk.GetArrayFromImage(mask_from_segmentation_node(node, reference_image=grid))
+    hardened_default = mask_from_segmentation_node(node)
+
+    assert_same_geometry(default, hardened_default)
+    assert np.array_equal(sitk.GetArrayFromImage(default), sitk.GetArrayFromImage(hardened_default))
+    assert np.array_equal(sitk.GetArrayFromImage(default), sitk.GetArrayFromImage(mask))
+    assert set(np.unique(seen)) == {0, 1, 3}
+    assert np.mean(seen == hardened) > 0.999
+    # the transform did move it: far from where the mask was
+    assert np.linalg.norm(np.subtract(default.GetOrigin(), mask.GetOrigin())) > 20.0
+    assert not sitk.GetArrayFromImage(resample_to_reference(mask, grid, None, sitk.sitkNearestNeighbor)).any()
 
 
 def test_non_linear_parent_transform_is_refused(scene):
