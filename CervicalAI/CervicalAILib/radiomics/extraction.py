@@ -611,9 +611,11 @@ def _read_region(
     image: sitk.Image, mask: sitk.Image, settings: dict[str, Any]
 ) -> tuple[list[int], list[int]]:
     """(size, index) of the part of the image that resampling the tumour's bounding box reads."""
-    label = int(settings.get("label", 1))
-    zyx = np.argwhere(sitk.GetArrayViewFromImage(mask) == label)
-    lower, upper = zyx.min(axis=0)[::-1], zyx.max(axis=0)[::-1]  # (i, j, k) bounds of the tumour
+    inside = sitk.GetArrayViewFromImage(mask) == int(settings.get("label", 1))
+    lower, upper = np.zeros(3, int), np.zeros(3, int)
+    for axis, numpy_axis in enumerate((2, 1, 0)):  # (i, j, k) bounds of the tumour from the (z, y, x) array
+        present = np.flatnonzero(inside.any(axis=tuple(a for a in range(3) if a != numpy_axis)))
+        lower[axis], upper[axis] = present[0], present[-1]
     spacing = np.asarray(image.GetSpacing(), dtype=float)
     target = np.asarray(settings["resampledPixelSpacing"], dtype=float)
     target = np.where(target == 0, spacing, target)
