@@ -282,7 +282,7 @@ class Deidentifier:
             if action == "X":
                 del ds[element.tag]
             elif action == "Z":
-                element.value = [] if vr == "SQ" else None
+                element.value = [] if vr == "SQ" else ("" if isinstance(DUMMY_BY_VR.get(vr, ""), str) else None)
             elif action == "D":
                 self._dummy(element)
             elif action == "U":
