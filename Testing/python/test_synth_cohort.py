@@ -143,3 +143,19 @@ def test_cli_refuses_unknown_format_and_existing_output(tmp_path, capsys):
     (tmp_path / "full" / "x").write_text("x")
     assert main(["synth", "--cases", "1", "--out", str(tmp_path / "full")]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_figure_of_a_case(cohort, tmp_path, capsys):
+    from CervicalAILib.synth.figure import case_figure
+
+    case_dir = next(p for p in sorted(cohort.path.iterdir()) if p.is_dir())
+    png = case_figure(case_dir, tmp_path / "case.png")
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    with pytest.raises(OutputExistsError):
+        case_figure(case_dir, png)
+    with pytest.raises(InputError, match="case folder"):
+        case_figure(tmp_path / "nowhere", tmp_path / "x.png")
+    assert main(["synth", "--figure", str(case_dir), "--out", str(png), "--overwrite"]) == 0
+    assert main(["synth", "--figure", str(case_dir), "--out", str(tmp_path / "x.jpg")]) == 2
+    assert ".png" in capsys.readouterr().err

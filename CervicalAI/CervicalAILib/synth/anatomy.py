@@ -26,6 +26,8 @@ from .shapes import (
     Ellipsoid,
     Layer,
     NoiseField,
+    Offset,
+    Perturbed,
     Shape,
     Structure,
     Tube,
@@ -56,6 +58,8 @@ ORGAN_LABELS: dict[str, int] = {
     "vessel": 11,
     "lymph_node": 12,
     "tumor": 13,
+    "ovary": 14,
+    "bowel": 15,
 }
 
 DEG = math.pi / 180.0
@@ -102,6 +106,13 @@ class _Pose:
         taper = 0.0 if radius_end is None else (radius_end - radius) / max(length, 1e-6)
         return Tube(self.point(start), self.rot(frame_from_axis(end - start)), 0.0, length,
                     rx=(radius, taper), ry=(radius, taper), precise=precise)
+
+
+def _irregular(rng: np.random.Generator, shape: Shape, spacing: float, amplitude: float) -> Perturbed:
+    """`shape` with its surface displaced by a smooth random field (no organ is a perfect ellipsoid)."""
+    lo, hi = shape.bounds()
+    field = NoiseField.random(rng, (lo + hi) / 2, np.eye(3), (hi - lo) / 2 + amplitude * 3, spacing)
+    return Perturbed(shape, field, amplitude)
 
 
 def _layers(shape: Shape, tissue: str, inner: list[tuple[Shape, str]] | None = None) -> list[Layer]:
@@ -172,6 +183,8 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
             ("rectus_abdominis", P.ellipsoid([side * 30 * s, -in_ant + 8, 45], [28 * s, 6.5, 60], precise=False)),
         ]
         for mname, shape in muscles:
+            if mname in ("gluteus_maximus", "obturator_internus", "gluteus_medius"):
+                shape = _irregular(rng, shape, 18.0, 3.0)
             structures.append(Structure(f"{mname}_{name}", "muscle", [Layer(shape, "muscle")]))
 
     # ---- bones -----------------------------------------------------------------------------------
@@ -220,29 +233,24 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
     ])
     tumour_center = cervix_center + rot_c_a @ offset_local
     core = build_core(trng, tumour_center, diameter)
-    _, _, core_points = measure_shape(core.shape, resolution=22)
+    irregularity = float(trng.uniform(0.5, 1.5))
+    margin_amplitude = float(np.clip(irregularity * r_t * 0.12, 0.2, 3.5))
 
-    # expand the cervix to contain the tumour and the remaining stromal rim
+    # The cervix is the normal cervix, enlarged where the tumour grows: the union of the normal
+    # ellipsoid and the tumour core grown by the remaining stromal rim (thin when the stromal
+    # invasion is deep; the irregular tumour margin may break through it).
     invasion = float(lat["latent_stromal_invasion"])
     rim = max(rim0 * (1.0 - invasion), 0.3)
-    radii_pos = np.array([cx0, cy0, cz0])
-    radii_neg = radii_pos.copy()
-    if len(core_points):
-        q = (core_points - cervix_center) @ rot_c_a
-        norm = np.linalg.norm(q, axis=1, keepdims=True)
-        q_out = q + rim * q / np.maximum(norm, 1e-6)
-        radii_pos = np.maximum(radii_pos, q_out.max(axis=0) * 1.02)
-        radii_neg = np.maximum(radii_neg, -q_out.min(axis=0) * 1.02)
-        rad = np.where(q_out >= 0, radii_pos, radii_neg)
-        lam = float(np.sqrt(((q_out / rad) ** 2).sum(axis=1)).max())
-        if lam > 1.0:
-            radii_pos *= lam
-            radii_neg *= lam
-    cervix = Ellipsoid(cervix_center, rot_c_a, tuple(radii_pos), tuple(radii_neg))
-    mucosa = Ellipsoid(cervix_center, rot_c_a, tuple(np.maximum(radii_pos - rim0, 1.0)),
-                       tuple(np.maximum(radii_neg - rim0, 1.0)))
-    cervix_pts = _surface_points(cervix)
-    cervix_p = (cervix_pts - P.origin) @ P.rotation  # back into the pelvic frame
+    normal_cervix = Ellipsoid(cervix_center, rot_c_a, (cx0, cy0, cz0))
+    cervix = Union([normal_cervix, Offset(core.shape, rim + 0.7 * margin_amplitude)], smooth=4.0)
+    _, _, cervix_points = measure_shape(cervix, resolution=22)
+    q_c = (cervix_points - cervix_center) @ rot_c_a  # cervix frame
+    top_ext, bottom_ext = float(q_c[:, 2].max()), float(-q_c[:, 2].min())
+    lateral_ext = float(np.abs(q_c[:, 0]).max())
+    # endocervical canal: thin high-signal mucosa and secretions inside the low-signal stroma
+    canal_r = (float(rng.uniform(2.5, 4.0)), float(rng.uniform(1.2, 2.2)))
+    mucosa = Ellipsoid(cervix_center, rot_c_a, (canal_r[0], canal_r[1], cz0 * 0.85))
+    cervix_p = (cervix_points - P.origin) @ P.rotation  # back into the pelvic frame
 
     # ---- uterus ----------------------------------------------------------------------------
     premenopausal = age < rng.normal(51, 3)
@@ -259,12 +267,13 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
         hu, wu, du = rng.normal(27, 3), rng.normal(18, 2.5), rng.normal(14, 2)
         endo = float(np.clip(rng.normal(1.5, 0.5), 0.7, 3.0))
     hu, wu, du = (float(max(v, 8.0)) for v in (hu, wu, du))
-    top_c = cervix_center_p + rot_c @ np.array([0, 0, radii_pos[2]])
+    top_c = cervix_center_p + rot_c @ np.array([0, 0, top_ext])
     uterus_center_p = top_c + axis_u * (hu - 6.0)
     rot_u = frame_from_axis(axis_u, roll=float(rng.normal(0, 8)) * DEG)
-    uterus = P.ellipsoid(uterus_center_p, [wu, du, hu], rot_u)
-    jz = P.ellipsoid(uterus_center_p, [wu * 0.45, min(endo + 5.0, du - 3), hu * 0.78], rot_u)
-    endometrium = P.ellipsoid(uterus_center_p, [wu * 0.35, endo, hu * 0.68], rot_u)
+    uterus_field = NoiseField.random(rng, P.point(uterus_center_p), P.rot(rot_u), [wu + 8, du + 8, hu + 8], 12.0)
+    uterus = Perturbed(P.ellipsoid(uterus_center_p, [wu, du, hu], rot_u), uterus_field, 2.0)
+    jz = Perturbed(P.ellipsoid(uterus_center_p, [wu * 0.45, min(endo + 5.0, du - 3), hu * 0.78], rot_u), uterus_field, 1.0)
+    endometrium = Perturbed(P.ellipsoid(uterus_center_p, [wu * 0.35, endo, hu * 0.68], rot_u), uterus_field, 0.6)
 
     # ---- bladder (in front of the cervix/lower uterus) ------------------------------------
     fill = float(rng.uniform(0.15, 1.0))
@@ -276,7 +285,8 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
     b_center_p = np.array([rng.normal(0, 4), front_of_cervix - gap_b - b_ry_post, b_base + b_rz])
     max_front = -in_ant + 6
     b_ry_ant = float(max(min(b_ry, b_center_p[1] - max_front), 12.0))
-    bladder = P.ellipsoid(b_center_p, [b_rx, b_ry_post, b_rz], None, [b_rx, b_ry_ant, b_rz * 0.9])
+    bladder = _irregular(rng, P.ellipsoid(b_center_p, [b_rx, b_ry_post, b_rz], None, [b_rx, b_ry_ant, b_rz * 0.9]),
+                         14.0, 2.5)
     wall_b = 2.0 + 3.5 * (1 - fill)
 
     # ---- rectum (between cervix/vagina and sacrum) ----------------------------------------
@@ -287,17 +297,18 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
     y0 = max(y0, behind_cervix + 4 + r_r * 0.9)
     rectum = Tube(P.point([rng.normal(0, 4), 0, 0]), P.rot(), -68.0, 45.0,
                   cx=(0.0, 0.05, 0.0012), cy=(y0, 0.25, 0.0018), rx=(r_r * 1.15, 0.0), ry=(r_r * 0.9, 0.0))
+    rectum = _irregular(rng, rectum, 9.0, 1.8)
     rectum_lumen = rectum.scaled(-3.2)
     rectal_gas = bool(rng.random() < 0.45)
 
     # ---- vagina (below the cervix, running down and forwards) ------------------------------
-    bottom_c = cervix_center_p - rot_c @ np.array([0, 0, radii_neg[2]])
-    vault_top = bottom_c + axis_c * 0.45 * radii_neg[2]
+    bottom_c = cervix_center_p - rot_c @ np.array([0, 0, bottom_ext])
+    vault_top = bottom_c + axis_c * 0.45 * min(bottom_ext, 2 * cz0)
     v_dir = np.array([rng.normal(0, 0.05), -abs(rng.normal(0.42, 0.1)), -1.0])
     v_dir /= np.linalg.norm(v_dir)
     rot_v = P.rot(frame_from_axis(v_dir))
     v_rx = float(rng.uniform(14, 19))
-    vault_r = float(max(radii_pos[0], radii_neg[0]) + 4)
+    vault_r = float(min(lateral_ext, 2 * cx0) + 4)
     vault = Tube(P.point(vault_top), rot_v, 0.0, 24.0, rx=(vault_r, -(vault_r - v_rx) / 24),
                  ry=(vault_r * 0.8, -(vault_r * 0.8 - 5.5) / 24))
     canal = Tube(P.point(vault_top), rot_v, 20.0, 95.0, rx=(v_rx, 0.0), ry=(5.5, 0.0))
@@ -309,7 +320,7 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
     for side in (1, -1):
         lateral_edge = float((cervix_p[:, 0] * side).max())
         c = np.array([side * (lateral_edge + 9), cervix_center_p[1] + 2, 0.0])
-        param_shapes.append((side, P.ellipsoid(c, [16, 13, 18])))
+        param_shapes.append((side, _irregular(rng, P.ellipsoid(c, [16, 13, 18]), 8.0, 2.5)))
     vessel_structs = []
     vessel_lines = {}
     for side in (1, -1):
@@ -328,8 +339,10 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
     param_texture = NoiseField.random(rng, cervix_center, P.rot(), [60, 30, 30], 3.0)
     for side, shape in param_shapes:
         structures.append(Structure(f"parametrium_{'left' if side > 0 else 'right'}", "parametrium",
-                                    [Layer(shape, "parametrium", param_texture, 0.35)]))
+                                    [Layer(shape, "parametrium", param_texture, {"t2": 0.3, "s0": 0.3, "t1c": 0.7})]))
 
+    structures += _bowel_loops(rng, P, y0, r_r)
+    structures += _ovaries(rng, P, uterus_center_p, wu, premenopausal)
     structures.append(Structure("rectum", "rectum", _layers(rectum, "rectum_wall",
                                 [(rectum_lumen, "rectal_gas" if rectal_gas else "rectal_content")]), in_plane_normals=True))
     structures.append(Structure("vagina", "vagina", _layers(vagina, "vagina_wall", [(vagina_lumen, "vagina_lumen")])))
@@ -381,8 +394,7 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
         extensions.append(extension_blob(trng, P.point(start_p), direction, length, trng.uniform(14, 24), trng.uniform(10, 16)))
         ext_truth["length_mm"] = round(length, 1)
 
-    irregularity = float(trng.uniform(0.5, 1.5))
-    tumour, _ = finish_tumour(trng, core, extensions, irregularity, rot_c_a)
+    tumour, _ = finish_tumour(trng, core, extensions, margin_amplitude, rot_c_a)
     volume_mm3, max_diam, _ = measure_shape(tumour, resolution=40)
     necrosis = build_necrosis(trng, tumour, core, float(lat["latent_necrosis_fraction"]), volume_mm3 / 1000.0, rot_c_a)
     lo, hi = tumour.bounds()
@@ -410,8 +422,8 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
         "cervix": {
             "center_mm": np.round(cervix_center, 3).tolist(),
             "axis": np.round(rot_c_a[:, 2], 5).tolist(),
-            "radii_mm": np.round(radii_pos, 2).tolist(),
-            "radii_negative_mm": np.round(radii_neg, 2).tolist(),
+            "normal_radii_mm": [round(cx0, 2), round(cy0, 2), round(cz0, 2)],
+            "extent_along_axis_mm": [round(-bottom_ext, 2), round(top_ext, 2)],
             "stromal_rim_mm": round(rim0, 2),
             "remaining_rim_mm": round(rim, 2),
         },
@@ -445,10 +457,51 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
     )
 
 
+def _bowel_loops(rng: np.random.Generator, P: _Pose, rectum_y: float, rectum_r: float) -> list[Structure]:
+    """Sigmoid colon (from the top of the rectum) and small-bowel loops in the upper pelvis."""
+    loops = []
+    # sigmoid: leaves the rectum top and runs up, left and forwards
+    start = np.array([0.0, rectum_y + 0.25 * 45 + 0.0018 * 45**2, 40.0])
+    end = start + np.array([rng.uniform(25, 45), rng.uniform(-35, -15), rng.uniform(25, 40)])
+    specs = [(start, end, float(rng.uniform(11, 16)))]
+    for _ in range(int(rng.integers(1, 4))):
+        a = np.array([rng.uniform(-60, 60), rng.uniform(-35, 25), rng.uniform(35, 75)])
+        b = a + rng.normal(0, 1, 3) * np.array([30, 20, 12])
+        specs.append((a, b, float(rng.uniform(9, 14))))
+    for n, (a, b, radius) in enumerate(specs):
+        tube = _irregular(rng, P.segment(a, b, radius), 8.0, 1.5)
+        content = ("rectal_gas", "bowel_fluid", "rectal_content")[int(rng.integers(0, 3))]
+        loops.append(Structure(f"bowel_{n + 1}", "bowel", _layers(tube, "bowel_wall", [(tube.scaled(-2.5), content)])))
+    return loops
+
+
+def _ovaries(rng: np.random.Generator, P: _Pose, uterus_center_p: np.ndarray, half_width: float,
+             premenopausal: bool) -> list[Structure]:
+    """Ovaries beside the uterus; before menopause with fluid-filled follicles."""
+    out = []
+    for side in (1, -1):
+        center = np.array([side * float(np.clip(abs(uterus_center_p[0]) + half_width + rng.uniform(8, 18), 35, 62)),
+                           rng.uniform(5, 25), float(np.clip(uterus_center_p[2] + rng.normal(0, 8), 15, 50))])
+        radii = np.array([15, 9, 11]) if premenopausal else np.array([9, 6, 7])
+        radii = radii * rng.uniform(0.8, 1.2, 3)
+        rot = rotation_matrix(rz=float(rng.uniform(0, np.pi)))
+        ovary = P.ellipsoid(center, radii, rot)
+        layers = [Layer(ovary, "ovary")]
+        if premenopausal:
+            follicles = []
+            for _ in range(int(rng.integers(3, 8))):
+                r = float(rng.uniform(2.0, 6.5))
+                offset = rng.uniform(-1, 1, 3) * np.maximum(radii - r - 1, 0.5)
+                follicles.append(P.ellipsoid(center + rot @ offset, [r, r * 0.9, r]))
+            layers.append(Layer(Union(follicles), "follicle"))
+        out.append(Structure(f"ovary_{'left' if side > 0 else 'right'}", "ovary", layers))
+    return out
+
+
 _VARYING_TISSUES = (
     "fat", "muscle", "marrow", "urine", "bladder_wall", "myometrium", "junctional_zone", "endometrium",
     "cervix_stroma", "cervix_mucosa", "vagina_wall", "vagina_lumen", "rectum_wall", "rectal_content",
-    "parametrium", "vein", "node",
+    "parametrium", "vein", "node", "ovary", "bowel_wall",
 )
 
 

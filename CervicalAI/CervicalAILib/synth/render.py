@@ -110,22 +110,27 @@ class _SeriesSignals:
         base = self.base(layer.tissue)
         if layer.tissue == "tumour":
             return self._tumour(base, sampler)
-        if layer.texture is not None and layer.texture_amplitude > 0:
+        if layer.texture is not None and layer.texture_amplitude:
+            amplitudes = layer.texture_amplitude
+            if not isinstance(amplitudes, dict):
+                amplitudes = {"t2": amplitudes, "s0": amplitudes, "t1c": amplitudes}
+            group = {"t2": "t2", "s0": "s0", "sb": "s0", "t1c": "t1c"}
             field = layer.texture.evaluate(sampler)
-            field *= F32(layer.texture_amplitude)
-            field += F32(1.0)
-            np.maximum(field, F32(0.05), out=field)
             out = {}
             for channel in self.channels:
-                out[channel] = field * F32(base[channel]) if channel != "sb" else field * F32(base["sb"])
+                factor = field * F32(amplitudes.get(group[channel], 0.0))
+                factor += F32(1.0)
+                np.maximum(factor, F32(0.05), out=factor)
+                factor *= F32(base[channel])
+                out[channel] = factor
             return out
         return {channel: base[channel] for channel in self.channels}
 
     def _tumour(self, base: dict[str, float], sampler: GridSampler) -> dict[str, np.ndarray]:
         het = float(self.latent["latent_heterogeneity"])
         if self.role == "CET1":
-            field = self.anatomy.enhancement_field.evaluate(sampler)
-            field *= F32(float(self.latent["latent_enhancement_heterogeneity"]))
+            field = self.anatomy.enhancement_field.evaluate(sampler) * F32(
+                float(self.latent["latent_enhancement_heterogeneity"]))
             field += F32(1.0)
             np.maximum(field, F32(0.05), out=field)
             field *= F32(base["t1c"])
@@ -225,12 +230,12 @@ def _paint(geometry: SeriesGeometry, structures: list[Structure], bounds: dict[i
                     diff = np.subtract(values[channel], region)
                     diff *= occ
                     region += diff
-            if li == 0:
+            if li == 0 or (layer.label is not None and with_organ_labels):
                 inside = occ > 0.5
-                if structure.name == "tumor":
+                if structure.name == "tumor" and li == 0:
                     tumour[view][inside] = 1
                 if with_organ_labels:
-                    organs[view][inside] = ORGAN_LABELS[structure.label]
+                    organs[view][inside] = ORGAN_LABELS[layer.label or structure.label]
                     if "node_id" in structure.extra:
                         nodes[view][inside] = structure.extra["node_id"]
                     if structure.name == "tumor_necrosis":

@@ -68,15 +68,48 @@ class GridSampler(Sampler):
     inverse of the series' patient motion).
     """
 
-    def __init__(self, index_to_anatomy: tuple[np.ndarray, np.ndarray], lo: np.ndarray, hi: np.ndarray):
+    def __init__(self, index_to_anatomy: tuple[np.ndarray, np.ndarray], lo: np.ndarray, hi: np.ndarray,
+                 step: int = 1):
         self.A, self.b = index_to_anatomy
         self.lo = np.asarray(lo, dtype=int)
         self.hi = np.asarray(hi, dtype=int)
-        self.shape = (int(self.hi[2] - self.lo[2]), int(self.hi[1] - self.lo[1]), int(self.hi[0] - self.lo[0]))
-        self._i = np.arange(self.lo[0], self.hi[0], dtype=F32)
-        self._j = np.arange(self.lo[1], self.hi[1], dtype=F32)
+        self.step = int(step)
+        # in-plane axes every `step` voxels, always including the last voxel (for interpolation)
+        self._i = self._axis(self.lo[0], self.hi[0], self.step)
+        self._j = self._axis(self.lo[1], self.hi[1], self.step)
         self._k = np.arange(self.lo[2], self.hi[2], dtype=F32)
+        self.shape = (len(self._k), len(self._j), len(self._i))
         self._cache: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    @staticmethod
+    def _axis(lo: int, hi: int, step: int) -> np.ndarray:
+        count = -(-(hi - 1 - lo) // step) + 1
+        return (lo + step * np.arange(count)).astype(F32)
+
+    def pixel_size(self) -> float:
+        return float(np.linalg.norm(self.A[:, 0]))
+
+    def coarse(self, step: int) -> GridSampler:
+        """The same box sampled every `step` voxels in-plane (every slice)."""
+        return GridSampler((self.A, self.b), self.lo, self.hi, step)
+
+    def upsample(self, values: np.ndarray, step: int) -> np.ndarray:
+        """Linear interpolation of `coarse(step)` values back onto this (full) box."""
+        for axis, (lo, hi) in ((2, (self.lo[0], self.hi[0])), (1, (self.lo[1], self.hi[1]))):
+            t = np.arange(hi - lo, dtype=F32) / F32(step)
+            m0 = np.floor(t).astype(int)
+            w = (t - m0).astype(F32)
+            m1 = np.minimum(m0 + 1, values.shape[axis] - 1)
+            shape = [1, 1, 1]
+            shape[axis] = len(t)
+            w = w.reshape(shape)
+            a = np.take(values, m0, axis=axis)
+            b = np.take(values, m1, axis=axis)
+            b -= a
+            b *= w
+            a += b
+            values = a
+        return values
 
     def local(self, center, rotation):
         # Layers of one structure share a frame: compute its coordinates once (callers never
@@ -376,6 +409,26 @@ class NoiseField:
                    lattice.astype(F32), -half, float(spacing))
 
     def evaluate(self, sampler: Sampler) -> np.ndarray:
+        """Field values at the sampler's points (cached per sampler: do not modify in place)."""
+        cache = getattr(sampler, "_field_cache", None)
+        if cache is None:
+            cache = sampler._field_cache = {}
+        key = id(self)
+        if key in cache:
+            return cache[key][1]
+        if isinstance(sampler, GridSampler) and sampler.step == 1:
+            # The field is smooth on the scale of its lattice: sample it on a coarser in-plane
+            # grid (>= 2.5 samples per lattice cell) and interpolate linearly (much cheaper).
+            step = int(self.spacing / (2.5 * sampler.pixel_size()))
+            if step >= 2 and min(sampler.shape[1:]) > 2 * step:
+                values = sampler.upsample(self._sample(sampler.coarse(step)), step)
+                cache[key] = (self, values)
+                return values
+        values = self._sample(sampler)
+        cache[key] = (self, values)  # keep self alive so that id(self) stays unique
+        return values
+
+    def _sample(self, sampler: Sampler) -> np.ndarray:
         qx, qy, qz = sampler.local(self.center, self.rotation)
         inv = F32(1.0 / self.spacing)
         coords = np.stack([(qz - F32(self.origin[2])) * inv, (qy - F32(self.origin[1])) * inv,
@@ -394,10 +447,12 @@ class Perturbed(Shape):
     def evaluate(self, sampler):
         d = self.shape.evaluate(sampler)
         if self.amplitude > 0:
-            n = self.noise.evaluate(sampler)
-            n *= F32(self.amplitude)
-            d += n
+            d += self.noise.evaluate(sampler) * F32(self.amplitude)
         return d
+
+    def scaled(self, delta: float) -> Perturbed:
+        """A layer `delta` mm inside/outside, displaced by the same field (constant wall thickness)."""
+        return Perturbed(self.shape.scaled(delta), self.noise, self.amplitude)
 
     def bounds(self):
         lo, hi = self.shape.bounds()
@@ -411,7 +466,8 @@ class Layer:
     shape: Shape
     tissue: str
     texture: NoiseField | None = None  # multiplicative texture of this tissue
-    texture_amplitude: float = 0.0
+    texture_amplitude: float | dict[str, float] = 0.0  # one value, or per channel (t2, s0, t1c)
+    label: str | None = None  # a different organ label for this layer (default: the structure's)
 
 
 @dataclass

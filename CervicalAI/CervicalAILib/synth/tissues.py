@@ -32,11 +32,15 @@ TISSUES: dict[str, tuple[float, float, float, float, float]] = {
     "rectum_wall": (170.0, 160.0, 330.0, 1350.0, 520.0),
     "rectal_gas": (12.0, 12.0, 8.0, 0.0, 12.0),
     "rectal_content": (320.0, 300.0, 340.0, 1200.0, 200.0),
-    "parametrium": (470.0, 230.0, 250.0, 1600.0, 480.0),
+    "parametrium": (590.0, 250.0, 200.0, 1600.0, 200.0),  # fat, connective tissue and vessels
     "artery": (40.0, 40.0, 30.0, 2500.0, 850.0),
     "vein": (300.0, 280.0, 60.0, 2500.0, 800.0),
     "node": (330.0, 310.0, 560.0, 1000.0, 420.0),
     "node_necrosis": (800.0, 770.0, 700.0, 2100.0, 90.0),
+    "ovary": (380.0, 360.0, 420.0, 1500.0, 420.0),
+    "follicle": (1300.0, 1250.0, 1100.0, 2800.0, 70.0),
+    "bowel_wall": (190.0, 180.0, 330.0, 1300.0, 560.0),
+    "bowel_fluid": (900.0, 870.0, 800.0, 2600.0, 90.0),
     "tumour": (420.0, 400.0, 650.0, 880.0, 430.0),  # ADC and enhancement replaced by the latent biology
     "tumour_necrosis": (850.0, 820.0, 800.0, 2300.0, 80.0),
 }

@@ -83,16 +83,15 @@ def extension_blob(rng: np.random.Generator, start: np.ndarray, direction: np.nd
     return Ellipsoid(center, rot, (width / 2, thickness / 2, length / 2 + 2.0))
 
 
-def finish_tumour(rng: np.random.Generator, core: TumourCore, extensions: list[Shape], irregularity: float,
+def finish_tumour(rng: np.random.Generator, core: TumourCore, extensions: list[Shape], amplitude: float,
                   noise_frame: np.ndarray) -> tuple[Shape, NoiseField]:
-    """Core + extensions, margin perturbed by a smooth field (amplitude grows with size)."""
+    """Core + extensions, margin displaced by `amplitude` mm times a smooth random field."""
     parts: list[Shape] = [core.shape, *extensions]
     shape: Shape = Union(parts, smooth=3.0) if extensions else core.shape
     lo, hi = shape.bounds()
     half = (hi - lo) / 2
     spacing = float(np.clip(core.radius / 2.5, 1.5, 6.0))
     noise = NoiseField.random(rng, (lo + hi) / 2, noise_frame, half, spacing)
-    amplitude = float(np.clip(irregularity * core.radius * 0.12, 0.2, 3.5))
     return Perturbed(shape, noise, amplitude), noise
 
 
@@ -107,8 +106,8 @@ def build_necrosis(rng: np.random.Generator, tumour: Shape, core: TumourCore, fr
     center = core.center + random_direction(rng) * rng.uniform(0, 0.25) * core.radius
     radii = tuple(float(radius * f) for f in rng.uniform(0.8, 1.2, size=3))
     blob = Ellipsoid(center, random_rotation(rng), radii)
-    noise = NoiseField.random(rng, center, noise_frame, np.asarray(radii) + 3, float(max(radius / 2, 1.5)))
-    return Intersection(Perturbed(blob, noise, min(1.5, radius / 3)), Offset(tumour, -2.5))
+    noise = NoiseField.random(rng, center, noise_frame, np.asarray(radii) + 6, float(max(radius / 2.5, 1.5)))
+    return Intersection(Perturbed(blob, noise, min(3.0, radius / 2.5)), Offset(tumour, -2.5))
 
 
 def measure_shape(shape: Shape, resolution: int = 48, max_points: int = 150_000) -> tuple[float, float, np.ndarray]:
