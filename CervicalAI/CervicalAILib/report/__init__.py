@@ -1,0 +1,54 @@
+"""The per-patient report (issue 8): one page a radiologist reads in a minute.
+
+    from CervicalAILib.report import write_report
+    write_report("readout_dir", "report.html", pdf_path="report.pdf")
+
+Built from a readout folder (`readout.json` + `nomogram.png`, docs/readout.md): case pseudonym,
+sequences used, key image (T2WI at the largest tumour slice with the contour, ADC and CE-T1WI
+beside it), tumour volume and size class, the nomogram with the patient marked, the LNM
+probability with the model's operating point, the stage-group readout, warnings, model cards in
+brief and the research-use statement. HTML is self-contained; the PDF is drawn with matplotlib.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError, OutputExistsError
+from ..io import atomic
+from .content import ReportContent, build_content, load_readout
+from .render import default_pdf_path, render_html, render_pdf_bytes
+
+__all__ = ["ReportContent", "ReportPaths", "build_content", "load_readout", "render_html", "render_pdf_bytes",
+           "write_report"]
+
+
+@dataclass
+class ReportPaths:
+    html: Path
+    pdf: Path | None
+    notes: list[str]
+
+
+def write_report(readout_dir: str | Path, out_html: str | Path, pdf_path: str | Path | None = None,
+                 overwrite: bool = False) -> ReportPaths:
+    """Write the HTML report (and the PDF when `pdf_path` is given), atomically, never over an
+    existing file unless `overwrite`."""
+    out_html = Path(out_html)
+    if out_html.suffix.lower() not in (".html", ".htm"):
+        raise InputError("the report file name must end with .html", out_html)
+    pdf = Path(pdf_path) if pdf_path is not None else None
+    if pdf is not None and pdf.suffix.lower() != ".pdf":
+        raise InputError("the PDF file name must end with .pdf", pdf)
+    for path in [out_html] + ([pdf] if pdf else []):
+        if path.exists() and not overwrite:
+            raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
+    content = build_content(readout_dir)
+    atomic.write_text(out_html, render_html(content))
+    if pdf is not None:
+        atomic.write_bytes(pdf, render_pdf_bytes(content))
+    return ReportPaths(html=out_html, pdf=pdf, notes=content.notes)
+
+
+__all__ += ["default_pdf_path"]

@@ -1,0 +1,261 @@
+"""What the per-patient report shows, gathered from a readout folder (`readout.json` + `nomogram.png`).
+
+The readout contract is docs/readout.md. Every value may be null (the reason is then in the
+readout's warnings); the report says "not available" instead of failing. Images come from the
+case files the readout references (paths relative to the readout folder or absolute): the key
+image is the T2WI at the slice with the largest tumour area, with the tumour contour, and the
+ADC and CE-T1WI at the same position (resampled onto the T2WI grid in scanner coordinates when
+they are on their own grids).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import RESEARCH_USE_STATEMENT
+from ..errors import InputError
+
+READOUT_FILE = "readout.json"
+READOUT_SCHEMA_PREFIX = "cervicalai.readout/"
+ROLE_TITLES = {"T2W": "T2WI", "ADC": "ADC", "DWI": "DWI", "CET1": "CE-T1WI"}
+CONTOUR_COLOR = "#ff2a2a"
+
+
+@dataclass
+class ReportContent:
+    """Everything the HTML and PDF renderers need, as plain text and PNG bytes."""
+
+    case: str
+    created: str
+    sequences: list[str]
+    facts: list[tuple[str, str]]  # (label, value) lines of the summary table
+    lnm: list[tuple[str, str]]
+    staging: list[str]
+    needs_reader: list[str]
+    warnings: list[str]
+    models: list[tuple[str, str]]  # (model, one-line card)
+    statement: str
+    key_image_png: bytes | None
+    nomogram_png: bytes | None
+    notes: list[str] = field(default_factory=list)  # problems met while building the report
+
+
+def load_readout(readout_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(folder, readout dict); InputError naming the file when it is missing or not a readout."""
+    readout_dir = Path(readout_dir)
+    path = readout_dir / READOUT_FILE if readout_dir.is_dir() else readout_dir
+    if not path.is_file():
+        raise InputError(f"no {READOUT_FILE} here (write one with `cervicalai predict ... --out DIR`)", readout_dir)
+    try:
+        readout = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"readout is not valid JSON ({exc})", path) from exc
+    if not isinstance(readout, dict) or not str(readout.get("schema", "")).startswith(READOUT_SCHEMA_PREFIX):
+        raise InputError(f"not a CervicalAI readout (schema {readout.get('schema') if isinstance(readout, dict) else None!r}, "
+                         f"expected {READOUT_SCHEMA_PREFIX}N)", path)
+    return path.parent, readout
+
+
+def _number(value: Any, digits: int = 1, unit: str = "") -> str:
+    if value is None:
+        return "not available"
+    try:
+        return f"{float(value):.{digits}f}{unit}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _percent(value: Any) -> str:
+    return "not available" if value is None else f"{100 * float(value):.1f}%"
+
+
+def _resolve(folder: Path, path: Any) -> Path | None:
+    if not path:
+        return None
+    candidate = Path(str(path))
+    if not candidate.is_absolute() and (folder / candidate).exists():
+        return folder / candidate
+    return candidate if candidate.exists() else None
+
+
+def _window(values: np.ndarray) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(finite, [1, 99])
+    return float(low), float(high if high > low else low + 1)
+
+
+def key_image_png(images: dict[str, sitk.Image], mask: sitk.Image, slice_index: int | None = None) -> bytes:
+    """PNG of the T2WI at the largest tumour slice with the contour, ADC and CE-T1WI beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .. import measure
+    from ..io.geometry import resample_to_reference, same_grid
+
+    t2 = images["T2W"]
+    if not same_grid(mask, t2):
+        mask = resample_to_reference(mask, t2, None, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    k = slice_index if slice_index is not None and 0 <= slice_index < t2.GetSize()[2] else measure.largest_slice_index(mask)
+    contour = sitk.GetArrayViewFromImage(mask)[k] != 0
+    roles = [role for role in ("T2W", "ADC", "CET1") if role in images]
+    fig, axes = plt.subplots(1, len(roles), figsize=(3.2 * len(roles), 3.4), squeeze=False)
+    spacing = t2.GetSpacing()
+    for ax, role in zip(axes[0], roles):
+        image = images[role]
+        if not same_grid(image, t2):
+            image = resample_to_reference(image, t2, None, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        plane = sitk.GetArrayViewFromImage(image)[k].astype(float)
+        low, high = _window(plane)
+        ax.imshow(plane, cmap="gray", vmin=low, vmax=high, interpolation="nearest",
+                  aspect=spacing[1] / spacing[0])
+        if contour.any():
+            ax.contour(contour.astype(float), levels=[0.5], colors=[CONTOUR_COLOR], linewidths=1.4)
+        ax.set_title(f"{ROLE_TITLES[role]}  (slice {k + 1}/{t2.GetSize()[2]})", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _model_lines(models: Any) -> list[tuple[str, str]]:
+    lines = []
+    entries: list[tuple[str, Any]] = []
+    if isinstance(models, dict):
+        for key, value in models.items():
+            if isinstance(value, list):
+                entries += [(key, item) for item in value]
+            elif value:
+                entries.append((key, value))
+    for role, card in entries:
+        if not isinstance(card, dict):
+            lines.append((role, str(card)))
+            continue
+        name = f"{card.get('name', role)}@{card.get('version', '?')}"
+        text = " ".join(str(card.get(k)) for k in ("intended_use", "training_data") if card.get(k))
+        lines.append((f"{role}: {name}", text or "no model card text"))
+    return lines
+
+
+def build_content(readout_dir: str | Path) -> ReportContent:
+    """Gather the report's content from a readout folder (see the module docstring)."""
+    from ..io.images import read_image
+
+    folder, readout = load_readout(readout_dir)
+    notes: list[str] = []
+    inputs = readout.get("inputs") or {}
+    image_entries = inputs.get("images") or {}
+    sequences = [role for role in ROLE_TITLES if role in image_entries]
+    segmentation = readout.get("segmentation") or {}
+    staging = readout.get("staging") or {}
+    measured = staging.get("measured") or {}
+    review = readout.get("review") or {}
+
+    # key image
+    key_png = None
+    images: dict[str, sitk.Image] = {}
+    for role in ("T2W", "ADC", "CET1"):
+        entry = image_entries.get(role) or {}
+        path = _resolve(folder, entry.get("path"))
+        if path is None:
+            if entry:
+                notes.append(f"{ROLE_TITLES[role]} image not found ({entry.get('path')}): not shown")
+            continue
+        try:
+            images[role] = read_image(path)
+        except InputError as exc:
+            notes.append(f"{ROLE_TITLES[role]} image not readable ({exc})")
+    mask_path = _resolve(folder, (inputs.get("mask") or {}).get("path"))
+    if "T2W" in images and mask_path is not None:
+        try:
+            key_png = key_image_png(images, read_image(mask_path), segmentation.get("largest_slice_index"))
+        except InputError as exc:
+            notes.append(f"key image not drawn ({exc})")
+    else:
+        notes.append("key image not drawn: the readout's T2WI or tumour mask file was not found")
+
+    # nomogram
+    nomogram = readout.get("nomogram") or {}
+    nomogram_path = _resolve(folder, nomogram.get("image") or "nomogram.png")
+    nomogram_png = nomogram_path.read_bytes() if nomogram_path is not None and nomogram_path.suffix == ".png" else None
+    if nomogram_png is None:
+        notes.append("nomogram image (nomogram.png) not found in the readout folder")
+
+    reviewed = "reviewed" if review.get("reviewed") else "NOT reviewed"
+    if review.get("reviewed") and review.get("reviewer"):
+        reviewed += f" by {review['reviewer']}" + (f" ({review['reviewed_at']})" if review.get("reviewed_at") else "")
+    size_class = measured.get("figo_size_class")
+    facts = [
+        ("Sequences used", ", ".join(ROLE_TITLES[r] for r in sequences) or "not available"),
+        ("Tumour contour", f"{reviewed}; origin {review.get('origin', 'unknown')}"),
+        ("Tumour volume", _number(segmentation.get("volume_ml"), 1, " mL")),
+        ("Maximum 3D diameter", _number(segmentation.get("max_diameter_mm"), 1, " mm")),
+        ("FIGO size class", (f"{size_class}" if size_class else "not determined")
+         + (" (valid: tumour confined to the cervix)" if measured.get("size_class_valid") else
+            " (valid only if confined to the cervix)" if size_class else "")),
+        ("Rad_score", _number(readout.get("rad_score"), 3)),
+        ("DL_score", _number(readout.get("dl_score"), 3)),
+    ]
+    if segmentation.get("confidence") is not None:
+        facts.append(("Segmentation confidence", _number(segmentation.get("confidence"), 2)))
+
+    lnm = readout.get("lnm") or {}
+    probability = lnm.get("probability", readout.get("lnm_probability"))
+    lnm_lines = [("LNM probability (DLRC)", _percent(probability))]
+    if lnm.get("cutoff") is not None:
+        source = lnm.get("cutoff_source") or "model operating point"
+        lnm_lines.append(("Operating point", f"{_percent(lnm['cutoff'])} ({source})"))
+        if probability is not None:
+            positive = lnm.get("positive", float(probability) >= float(lnm["cutoff"]))
+            lnm_lines.append(("Above the operating point", "yes: high risk" if positive else "no: low risk"))
+    validated = lnm.get("validated") or {}
+    if isinstance(validated, dict) and validated:
+        parts = []
+        for key, value in validated.items():
+            if isinstance(value, float):
+                value = f"{value:.2f}"
+            parts.append(f"{key.replace('_', ' ')} {value}")
+        lnm_lines.append(("Validated performance", "; ".join(parts)))
+    if nomogram.get("total_points") is not None:
+        lnm_lines.append(("Nomogram total points", _number(nomogram.get("total_points"), 1)))
+
+    staging_lines = []
+    if measured.get("text"):
+        staging_lines.append(str(measured["text"]))
+    nodes = staging.get("lymph_nodes") or {}
+    if nodes:
+        c_lnm = nodes.get("c_lnm")
+        staging_lines.append("Lymph nodes (reader): c_LNM " + ("not measured" if c_lnm is None else "positive" if c_lnm
+                             else "negative") + (f"; SRA {'positive' if nodes.get('sra') else 'negative'}"
+                                                 if nodes.get("sra") is not None else ""))
+    predicted = staging.get("predicted") or {}
+    if predicted.get("text"):
+        staging_lines.append(str(predicted["text"]))
+
+    return ReportContent(
+        case=str(readout.get("case_id") or folder.name),
+        created=str(readout.get("created") or ""),
+        sequences=sequences,
+        facts=facts,
+        lnm=lnm_lines,
+        staging=staging_lines,
+        needs_reader=[str(x) for x in staging.get("needs_reader") or []],
+        warnings=[str(w) for w in readout.get("warnings") or []],
+        models=_model_lines(readout.get("models")),
+        statement=str(readout.get("statement") or RESEARCH_USE_STATEMENT),
+        key_image_png=key_png,
+        nomogram_png=nomogram_png,
+        notes=notes,
+    )
