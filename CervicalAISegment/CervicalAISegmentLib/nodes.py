@@ -1,0 +1,234 @@
+"""Names and small helpers shared by the MRML logic: node attributes, references, grids.
+
+Everything CervicalAI records on MRML nodes is a node attribute with the prefix "CervicalAI."
+(saved with the scene) or a node reference with the prefix "CervicalAI" (kept when nodes are
+renamed). Only MRML classes are used (testable with the slicer-core wheel); slicer and vtk
+are imported inside the functions, like the engine's geometry bridge.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.case import ROLES
+from CervicalAILib.io.geometry import LPS_TO_RAS
+
+PREFIX = "CervicalAI."
+# What a node is in the CervicalAI workflow.
+STATUS = PREFIX + "Status"
+STATUS_AUTOMATIC = "automatic"  # the network's contour, kept unchanged (hidden, reference for the edit metrics)
+STATUS_DRAFT = "draft"  # the reader's working copy, edited in the Segment Editor
+STATUS_REVIEWED = "reviewed"  # frozen copy made by "Mark as reviewed"
+STATUS_PROBABILITY = "probability"  # the network's tumour probability map (volume)
+STATUS_READOUT = "readout"  # table of a readout (Predict)
+# The sequence role of a volume (T2W, DWI, ADC, CET1), set when CervicalAI loads a study.
+ROLE = PREFIX + "Role"
+# Where the inputs and outputs of a run are on disk.
+CASE_FOLDER = PREFIX + "CaseFolder"  # case folder on the T2WI grid (co-registered)
+RESULT_FOLDER = PREFIX + "ResultFolder"  # output folder of `cervicalai segment`
+MODEL = PREFIX + "Model"  # "name@version" of the segmentation model
+CONFIDENCE = PREFIX + "Confidence"
+CREATED_AT = PREFIX + "CreatedAt"
+TUMOUR_SEGMENT_ID = PREFIX + "TumourSegmentID"
+FLAGGED_SLICES = PREFIX + "FlaggedSlices"  # JSON list of the low-confidence slices and where they are
+MASK_SHA256 = PREFIX + "MaskSHA256"  # content hash of the frozen mask (automatic and reviewed nodes)
+# Node references (name -> node): the volumes a segmentation was made from and its automatic original.
+REFERENCE_ROLE = {role: f"CervicalAI{role}" for role in ROLES}
+REFERENCE_AUTOMATIC = "CervicalAIAutomatic"
+REFERENCE_LAST_REVIEWED = "CervicalAILastReviewed"
+REFERENCE_PROBABILITY = "CervicalAIProbability"
+# Attributes a working or reviewed copy inherits from the segmentation it was made from.
+INHERITED = (CASE_FOLDER, RESULT_FOLDER, MODEL, CONFIDENCE, FLAGGED_SLICES)
+
+
+def now_utc(now: _dt.datetime | None = None) -> _dt.datetime:
+    return (now or _dt.datetime.now(_dt.UTC)).replace(microsecond=0)
+
+
+def status_of(node) -> str:
+    """The CervicalAI status attribute of a node ("" for nodes CervicalAI did not make)."""
+    return (node.GetAttribute(STATUS) or "") if node is not None else ""
+
+
+def set_attributes(node, values: dict[str, Any]) -> None:
+    """Set node attributes; None becomes "" and floats are written with 6 significant digits."""
+    for name, value in values.items():
+        if value is None:
+            text = ""
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, float):
+            text = f"{value:.6g}"
+        else:
+            text = str(value)
+        node.SetAttribute(name, text)
+
+
+def float_attribute(node, name: str) -> float | None:
+    text = node.GetAttribute(name)
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def set_role_references(node, role_nodes: dict[str, Any]) -> None:
+    """Reference the input volumes (role -> volume node) from `node`."""
+    for role, volume in role_nodes.items():
+        if role not in REFERENCE_ROLE:
+            raise InputError(f"unknown sequence role {role!r} (roles: {', '.join(ROLES)})")
+        if volume is not None:
+            node.SetNodeReferenceID(REFERENCE_ROLE[role], volume.GetID())
+
+
+def role_references(node) -> dict[str, Any]:
+    """role -> referenced volume node, for the roles `node` references."""
+    found = {}
+    for role, reference in REFERENCE_ROLE.items():
+        volume = node.GetNodeReference(reference)
+        if volume is not None:
+            found[role] = volume
+    return found
+
+
+def copy_role_references(source, target) -> None:
+    set_role_references(target, role_references(source))
+
+
+def unique_name(scene, name: str) -> str:
+    """`name`, or `name 2`, `name 3`, ... when a node of that name exists."""
+    if not scene.GetFirstNodeByName(name):
+        return name
+    number = 2
+    while scene.GetFirstNodeByName(f"{name} {number}"):
+        number += 1
+    return f"{name} {number}"
+
+
+def safe_file_name(text: str, default: str = "case") -> str:
+    """A file-system safe version of a node name (letters, digits, - and _)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
+    return cleaned[:60] or default
+
+
+def unique_folder(parent: str | Path, stem: str) -> Path:
+    """A new, empty folder `parent/stem` (or `stem_2`, `stem_3`, ...): never an existing one."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    number = 1
+    while True:
+        candidate = parent / (stem if number == 1 else f"{stem}_{number}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            number += 1
+
+
+# --- geometry ------------------------------------------------------------------------------------
+
+def _matrix(vtk_matrix) -> np.ndarray:
+    return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def world_ijk_to_ras(volume_node) -> np.ndarray:
+    """4x4 matrix from voxel index (i, j, k) to world RAS, parent transforms included.
+
+    A non-linear parent transform is refused (as by the geometry bridge).
+    """
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(matrix)
+    ijk_to_ras = _matrix(matrix)
+    parent = volume_node.GetParentTransformNode()
+    if parent is not None:
+        if not parent.IsTransformToWorldLinear():
+            raise InputError(
+                f"volume {volume_node.GetName()!r} is under a non-linear transform ({parent.GetName()!r}); harden it first"
+            )
+        to_world = vtk.vtkMatrix4x4()
+        parent.GetMatrixTransformToWorld(to_world)
+        ijk_to_ras = _matrix(to_world) @ ijk_to_ras
+    return ijk_to_ras
+
+
+def volume_size(volume_node) -> tuple[int, int, int]:
+    image_data = volume_node.GetImageData() if volume_node is not None else None
+    if image_data is None:
+        raise InputError(f"volume {volume_node.GetName() if volume_node else None!r} has no voxel data")
+    extent = image_data.GetExtent()
+    size = tuple(extent[2 * axis + 1] - extent[2 * axis] + 1 for axis in range(3))
+    if min(size) <= 0:
+        raise InputError(f"volume {volume_node.GetName()!r} is empty")
+    return size  # type: ignore[return-value]
+
+
+def grid_image(volume_node) -> sitk.Image:
+    """An empty uint8 image on the volume's world voxel grid (LPS): the grid, without copying voxels."""
+    size = volume_size(volume_node)
+    ijk_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ world_ijk_to_ras(volume_node)
+    columns = ijk_to_lps[:3, :3]
+    spacing = np.linalg.norm(columns, axis=0)
+    image = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetDirection(tuple(float(d) for d in (columns / spacing).ravel()))
+    image.SetOrigin(tuple(float(o) for o in ijk_to_lps[:3, 3]))
+    return image
+
+
+def lps_direction(volume_node) -> np.ndarray:
+    """3x3 LPS direction cosines (columns: i, j, k axes) of a volume node, parent transforms included."""
+    columns = world_ijk_to_ras(volume_node)[:3, :3]
+    return LPS_TO_RAS @ (columns / np.linalg.norm(columns, axis=0))
+
+
+def slice_center_ras(volume_node, k: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """World RAS point of slice `k` of a volume: the weighted centroid of `weights` ([j, i] array,
+    e.g. the tumour mask of that slice) when it has any weight, else the centre of the slice."""
+    size = volume_size(volume_node)
+    if not 0 <= int(k) < size[2]:
+        raise InputError(f"slice {k} is outside volume {volume_node.GetName()!r} (slices 0-{size[2] - 1})")
+    i, j = (size[0] - 1) / 2.0, (size[1] - 1) / 2.0
+    if weights is not None:
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != (size[1], size[0]):
+            raise InputError(f"slice weights have shape {weights.shape}, expected {(size[1], size[0])} ([j, i])")
+        total = weights.sum()
+        if total > 0:
+            jj, ii = np.indices(weights.shape)
+            i, j = float((ii * weights).sum() / total), float((jj * weights).sum() / total)
+    return (world_ijk_to_ras(volume_node) @ np.array([i, j, float(k), 1.0]))[:3]
+
+
+# --- subject hierarchy ---------------------------------------------------------------------------
+
+def place_beside(scene, node, anchor) -> None:
+    """Put `node` in the same subject-hierarchy folder (e.g. the patient's study) as `anchor`.
+
+    In the application every node gets a hierarchy item when it is added; without the
+    application (slicer-core) the item is created here.
+    """
+    import slicer
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    if hierarchy is None or anchor is None:
+        return
+    anchor_item = hierarchy.GetItemByDataNode(anchor)
+    if not anchor_item:
+        return  # the anchor is not in the hierarchy: nothing to follow
+    parent = hierarchy.GetItemParent(anchor_item)
+    item = hierarchy.GetItemByDataNode(node)
+    if item:
+        hierarchy.SetItemParent(item, parent)
+    else:
+        hierarchy.CreateItem(parent, node)

@@ -1,0 +1,75 @@
+"""The background commands of "Apply": co-registration, then segmentation.
+
+    <work>/input/      the selected volumes as a case folder (each on its own grid)
+    <work>/case/       `cervicalai study register`: DWI/ADC/CE-T1WI co-registered onto the T2WI grid
+    <work>/segmentation/  `cervicalai segment`: tumor.nii.gz, tumor_probability.nii.gz, segmentation.json
+
+The co-registered case folder is kept: the Predict module computes the readout from it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from CervicalAILib.background import Step, engine_command
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.case import ROLES, find_role_file
+
+from .nodes import now_utc, safe_file_name, unique_folder
+
+DEVICES = ("cpu", "gpu")
+
+
+@dataclass
+class SegmentationJob:
+    """Folders of one Apply and the steps that fill them."""
+
+    work: Path
+    input_case: Path
+    case: Path
+    result: Path
+    steps: list[Step]
+
+
+def new_work_folder(base: str | os.PathLike, label: str, now: _dt.datetime | None = None) -> Path:
+    """A new folder `<base>/<label>-<UTC time>` (suffixed if taken) for one run's files."""
+    stamp = now_utc(now).strftime("%Y%m%dT%H%M%SZ")
+    return unique_folder(base, f"{safe_file_name(label)}-{stamp}")
+
+
+def segmentation_job(
+    python: str | os.PathLike,
+    work: str | os.PathLike,
+    device: str = "cpu",
+    model: str | os.PathLike | None = None,
+) -> SegmentationJob:
+    """Steps for a case folder already exported to `<work>/input` (see module doc).
+
+    With the T2WI alone there is nothing to co-register: `segment` reads the input directly.
+    """
+    if device not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    work = Path(work)
+    input_case = work / "input"
+    if find_role_file(input_case, "T2W") is None:
+        raise InputError("no T2W image in the exported case folder", input_case)
+    others = [role for role in ROLES if role != "T2W" and find_role_file(input_case, role) is not None]
+    case = work / "case" if others else input_case
+    result = work / "segmentation"
+    steps = []
+    if others:
+        steps.append(
+            Step(
+                engine_command(python, "study", "register", input_case, "--out", case),
+                f"co-registering {', '.join(others)} onto the T2WI",
+                weight=1.0,
+            )
+        )
+    segment = ["segment", case, "--out", result, "--device", device]
+    if model:
+        segment += ["--model", Path(model)]
+    steps.append(Step(engine_command(python, *segment), "segmenting the tumour", weight=2.0))
+    return SegmentationJob(work, input_case, case, result, steps)
