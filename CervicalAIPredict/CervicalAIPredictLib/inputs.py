@@ -1,0 +1,84 @@
+"""The files `cervicalai predict` reads, made from the scene: case folder, tumour mask, clinical values.
+
+The case folder is the co-registered one the Segment module's run left (recorded on the
+segmentation); when it is gone (e.g. a scene reopened after the temporary folder was cleared),
+the volumes the segmentation references are exported again. The mask is the segmentation's
+tumour on the T2WI grid; for an intact reviewed copy its review record is written beside it,
+so the readout says who reviewed it. An unreviewed mask is used only after the user agrees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.case import is_case_folder
+from CervicalAISegmentLib import nodes as N
+from CervicalAISegmentLib.review import EDITED_AFTER_REVIEW, export_tumour_mask, review_state
+from CervicalAISegmentLib.volumes import export_case_folder
+
+from .form import write_clinical_json
+
+CLINICAL_FILE = "clinical.json"
+
+
+@dataclass
+class PredictInputs:
+    case_folder: Path
+    mask_path: Path
+    clinical_path: Path
+    reviewed: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def review_warning(segmentation_node) -> str | None:
+    """Why the segmentation should not be used as it is (None for an intact reviewed copy)."""
+    if segmentation_node is None:
+        return "no segmentation selected"
+    state = review_state(segmentation_node)
+    if state == N.STATUS_REVIEWED:
+        return None
+    if state == EDITED_AFTER_REVIEW:
+        return (f"segmentation {segmentation_node.GetName()!r} was changed after it was reviewed: "
+                "its review no longer applies; mark the corrected version as reviewed")  # fmt: skip
+    if state == N.STATUS_AUTOMATIC or state == N.STATUS_DRAFT:
+        return (f"segmentation {segmentation_node.GetName()!r} has not been reviewed: check and correct it "
+                "in the Segment module and press 'Mark as reviewed'")  # fmt: skip
+    return (f"segmentation {segmentation_node.GetName()!r} was not made or reviewed with CervicalAI: "
+            "the readout will report an unreviewed mask")  # fmt: skip
+
+
+def prepare_inputs(
+    segmentation_node,
+    work: str | Path,
+    clinical_values: dict[str, Any],
+    t2_node=None,
+) -> PredictInputs:
+    """Write the predict inputs into `work` (a new folder) and say where they are.
+
+    t2_node: the T2WI, needed only for a segmentation CervicalAI did not make (it references none).
+    """
+    if segmentation_node is None:
+        raise InputError("select the (reviewed) tumour segmentation")
+    work = Path(work)
+    warnings = []
+    warning = review_warning(segmentation_node)
+    if warning:
+        warnings.append(warning)
+    roles = N.role_references(segmentation_node)
+    if "T2W" not in roles:
+        if t2_node is None:
+            raise InputError(f"segmentation {segmentation_node.GetName()!r} does not reference a T2WI: select one")
+        roles["T2W"] = t2_node
+    recorded = segmentation_node.GetAttribute(N.CASE_FOLDER)
+    if recorded and is_case_folder(recorded):
+        case_folder = Path(recorded)
+    else:
+        case_folder = export_case_folder(roles, work / "case")
+        if recorded:
+            warnings.append(f"the co-registered case folder {recorded} is gone: the volumes were exported again")
+    mask_path, reviewed = export_tumour_mask(segmentation_node, work / "mask", N.grid_image(roles["T2W"]))
+    clinical_path = write_clinical_json(work / CLINICAL_FILE, clinical_values)
+    return PredictInputs(case_folder, mask_path, clinical_path, reviewed, warnings)
