@@ -49,3 +49,17 @@ def test_atomic_directory_refuses_non_empty(tmp_path):
         raise RuntimeError("crash")
     assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_outputs_get_normal_permissions_not_private_temp_ones(tmp_path):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    file = atomic.write_text(tmp_path / "a.txt", "x")
+    assert file.stat().st_mode & 0o777 == 0o666 & ~umask
+    with atomic.atomic_directory(tmp_path / "export") as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "b.txt").write_text("y")
+    assert (tmp_path / "export").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (tmp_path / "export" / "sub" / "b.txt").stat().st_mode & 0o777 == 0o666 & ~umask

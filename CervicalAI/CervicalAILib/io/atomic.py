@@ -19,6 +19,19 @@ from typing import Any
 from ..errors import OutputExistsError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# tempfile creates private files (0600) and folders (0700); outputs get the usual permissions
+# that the user's umask gives a new file or folder, as if written directly.
+_UMASK = _current_umask()
+FILE_MODE = 0o666 & ~_UMASK
+DIR_MODE = 0o777 & ~_UMASK
+
+
 def _temp_path_beside(path: Path, suffix: str = "") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
@@ -38,6 +51,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = _temp_path_beside(path, suffix)
     try:
         yield tmp
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -95,6 +109,12 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         yield tmp
+        for folder, _dirs, files in os.walk(tmp):
+            os.chmod(folder, DIR_MODE)
+            for name in files:
+                file = os.path.join(folder, name)
+                if not os.path.islink(file):
+                    os.chmod(file, FILE_MODE)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / "content")
