@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import types
 from pathlib import Path
 
@@ -65,20 +64,14 @@ def cases(tmp_path):
 def nnunet_verify(folder: Path, monkeypatch) -> None:
     """Run nnU-Net's own verify_dataset_integrity on `folder` (raises when nnU-Net rejects it).
 
-    nnunetv2 is installed without dependencies; its import chain reaches blosc2, whose package
-    imports httpx (for remote arrays nnU-Net never uses): when httpx is absent an empty module
-    stands in for it. nnU-Net's per-case checks run in a thread pool instead of spawned
-    processes (the same functions; a spawned process would import torch again, ~10 s).
+    nnunetv2 is part of the test environment (requirements/nnunet-nodeps.txt), so a failing import
+    fails the test rather than skipping it. nnU-Net's per-case checks run in a thread pool instead
+    of spawned processes (the same functions; a spawned process would import torch again, ~10 s).
     """
-    try:
-        import httpx  # noqa: F401
-    except ImportError:
-        monkeypatch.setitem(sys.modules, "httpx", types.ModuleType("httpx"))
-    try:
-        from nnunetv2.experiment_planning import verify_dataset_integrity as module
-    except ImportError as exc:
-        pytest.skip(f"nnunetv2 not importable here ({exc})")
     from multiprocessing.pool import ThreadPool
+
+    from nnunetv2.experiment_planning import verify_dataset_integrity as module
+
 
     monkeypatch.setattr(module, "multiprocessing", types.SimpleNamespace(
         get_context=lambda method: types.SimpleNamespace(Pool=ThreadPool)))
