@@ -59,7 +59,7 @@ def tiny_cohort(tmp_path_factory):
     root = tmp_path_factory.mktemp("cohort")
     for index in range(5):
         tiny_case(root, index)
-    (root / "generator.json").write_text(json.dumps({"version": "test-1", "seed": 7, "cases": 5}))
+    (root / "generator.json").write_text(json.dumps({"version": "test-1", "seed": 7, "n_cases": 5}))
     return root
 
 

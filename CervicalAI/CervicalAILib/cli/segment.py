@@ -62,8 +62,23 @@ def load_images(path: Path, t2_only: bool = False, progress=None):
     records = {}
     if len(images) > 1:
         images, results = register_to_t2(images, sub_progress(progress, 0.0, 1.0))
-        records = {role: result.to_dict() for role, result in results.items()}
+        records = {role: _json_safe(result.to_dict()) for role, result in results.items()}
     return images, records
+
+
+def _json_safe(value):
+    """Registration records as JSON: numpy values to plain numbers, NaN (not measured) to None."""
+    import math
+
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if hasattr(value, "tolist"):
+        return _json_safe(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     result.summary["seconds"]["registration"] = round(registration_seconds, 3)
     extra = {
         "input": str(args.path),
-        "registration": json.loads(to_json(registration)) if registration else {},
+        "registration": registration,
     }
     write_segmentation(result, out, overwrite=args.overwrite, extra=extra)
     summary = json.loads((out / "segmentation.json").read_text(encoding="utf-8"))

@@ -196,9 +196,12 @@ def range_warnings(images: Mapping[str, sitk.Image], roles: list[str], training_
     if spacing_range:
         low, high = np.asarray(spacing_range["min"], float), np.asarray(spacing_range["max"], float)
         if np.any(spacing < low / factor) or np.any(spacing > high * factor):
+            def text(values) -> str:
+                return " x ".join(f"{float(v):.2f}" for v in values)
+
             warnings.append(
-                f"T2W voxel spacing {tuple(np.round(spacing, 2))} mm is far outside the training range "
-                f"{tuple(np.round(low, 2))}-{tuple(np.round(high, 2))} mm: check the contour carefully"
+                f"T2W voxel spacing {text(spacing)} mm is far outside the training range "
+                f"({text(low)} to {text(high)} mm): check the contour carefully"
             )
     intensity_factor = float(training_range.get("intensity_tolerance_factor", 3.0))
     for role in roles:

@@ -55,8 +55,8 @@ class EncoderTrainingConfig:
     roles: tuple[str, ...] = ROLES
     width: int = 16  # channels of the first ResNet stage (then x2, x4, x8): features = 8 * width
     layers: tuple[int, ...] = ()  # blocks per stage; default resnet18 (2d) / resnet10 (3d)
-    crop_size: tuple[int, ...] = ()  # default (64, 64) / (32, 64, 64)
-    spacing_mm: tuple[float, ...] = ()  # default (1.0, 1.0) / (1.25, 1.25, 2.5)
+    crop_size: tuple[int, ...] = ()  # default (64, 64) / (24, 48, 48)
+    spacing_mm: tuple[float, ...] = ()  # default (1.0, 1.0) / (1.5, 1.5, 3.0)
     margin_mm: float = 5.0
     masking: str = "tumor"
     slices_per_tumour: int = 3  # 2d: training crops per tumour and sequence (largest slices)
@@ -75,7 +75,7 @@ class EncoderTrainingConfig:
         if self.dim not in ("2d", "3d"):
             raise InputError(f"--dim must be 2d or 3d, found {self.dim!r}")
         defaults_2d = {"layers": (2, 2, 2, 2), "crop_size": (64, 64), "spacing_mm": (1.0, 1.0)}
-        defaults_3d = {"layers": (1, 1, 1, 1), "crop_size": (32, 64, 64), "spacing_mm": (1.25, 1.25, 2.5)}
+        defaults_3d = {"layers": (1, 1, 1, 1), "crop_size": (24, 48, 48), "spacing_mm": (1.5, 1.5, 3.0)}
         defaults = defaults_2d if self.dim == "2d" else defaults_3d
         out = replace(
             self,
@@ -123,8 +123,10 @@ class EncoderTrainingConfig:
 
     @staticmethod
     def intensity_spec() -> IntensitySpec:
+        # No percentile clip: within a crop that is mostly surroundings, a small bright tumour (DWI)
+        # is itself the top percentile, and clipping would flatten exactly what the encoder should see.
         return IntensitySpec(
-            clip_percentiles=(0.5, 99.5),
+            clip_percentiles=None,
             scale="zscore",
             stats_region="crop",
             channel_mean=None,
@@ -210,10 +212,11 @@ def build_backbone(config: EncoderTrainingConfig):
         block_inplanes=[width, 2 * width, 4 * width, 8 * width],
         spatial_dims=spatial,
         n_input_channels=3 if config.dim == "2d" else 1,
-        # 3d: the crop's slices are twice as thick as its pixels, so the stem keeps the slice axis
-        # (kernel 3, stride 1) and halves the in-plane axes: about isotropic after the stem.
+        # 3d: the crop's slices are twice as thick as its pixels, so the stem's kernel is 3 slices
+        # deep (7 x 7 in plane). Stride 2 on every axis: a slice-axis stride of 1 costs 10x the CPU
+        # time in torch's 3D convolution and pooling for little gain on 24-slice crops.
         conv1_t_size=7 if spatial == 2 else 3,
-        conv1_t_stride=2 if spatial == 2 else 1,
+        conv1_t_stride=2,
         feed_forward=False,
     )
 
@@ -377,8 +380,8 @@ Turns the primary tumour on one MRI sequence (T2W, ADC, DWI or CE-T1) into {dims
 named `ROLE_dl-{name}_F0000` ... `ROLE_dl-{name}_F{dims - 1:04d}`. Input: a {config.dim} crop of {shape} voxels
 around the tumour mask ({'largest-area slice and its two neighbours as 3 channels' if config.dim == '2d' else 'the whole tumour'}),
 {', '.join(f'{s:g}' for s in config.spacing_mm)} mm spacing (coarser when the tumour plus a {config.margin_mm:g} mm margin does not fit),
-{'tumour only (outside the mask set to 0)' if config.masking == 'tumor' else 'tumour with its surroundings'}, intensities clipped to the
-0.5-99.5th percentiles and z-scored within the crop. All of it is declared in bundle.json and applied by `CervicalAILib.deep`.
+{'tumour only (outside the mask set to 0)' if config.masking == 'tumor' else 'tumour with its surroundings'}, intensities z-scored
+over the whole crop (tumour and surroundings, so the tumour's signal relative to its neighbourhood is kept). All of it is declared in bundle.json and applied by `CervicalAILib.deep`.
 
 ## How it was trained
 - Architecture: MONAI `ResNet` (basic blocks {list(config.layers)}, widths {[config.width * m for m in (1, 2, 4, 8)]}),
@@ -494,28 +497,56 @@ def train_encoder(
             log_file.close()
 
     progress(0.9, "exporting to ONNX")
+    metrics = {
+        "final_loss": history[-1]["loss"] if history else None,
+        "first_loss": history[0]["loss"] if history else None,
+        "steps_done": history[-1]["step"] if history else 0,
+        "minutes": (time.monotonic() - started) / 60.0,
+        "training_crops": len(crop_set.crops),
+        "training_cases": len(case_dirs),
+        "skipped": len(crop_set.skipped),
+    }
+    if training_data is None:
+        training_data = (
+            f"{len(case_dirs)} cases given to `cervicalai train-encoder`, used without outcome labels "
+            "(self-supervised); not for clinical use."
+        )
+    provenance = {
+        "cases": [p.name for p in case_dirs],
+        "skipped": crop_set.skipped,
+        "history": history,
+        "stopped_early": stopped_early,
+    }
+    check = crop_set.crops[rng.choice(len(crop_set.crops), size=min(16, len(crop_set.crops)), replace=False)]
+    bundle = export_encoder_bundle(
+        backbone, config, out_dir, check, training_data, version=version, provenance=provenance, metrics=metrics,
+        overwrite=overwrite,
+    )
+    progress(1.0, f"encoder bundle written: {out_dir}")
+    return bundle
+
+
+def export_encoder_bundle(
+    backbone,
+    config: EncoderTrainingConfig,
+    out_dir: str | Path,
+    check_inputs: np.ndarray,
+    training_data: str,
+    version: str = "1.0.0",
+    provenance: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Bundle:
+    """Export a backbone to ONNX, check it against torch on `check_inputs`, write the encoder bundle."""
+    config = config.resolved()
     backbone.eval()
     crop_spec, intensity = config.crop_spec(), config.intensity_spec()
+    metrics = dict(metrics or {})
     with tempfile.TemporaryDirectory(prefix="cervicalai-encoder-") as tmp:
         onnx_path = Path(tmp) / "encoder.onnx"
         export_onnx(backbone, crop_spec.input_shape, onnx_path)
-        check = crop_set.crops[rng.choice(len(crop_set.crops), size=min(16, len(crop_set.crops)), replace=False)]
-        diff = verify_onnx(backbone, onnx_path, check)
-        metrics = {
-            "onnx_max_abs_diff": diff,
-            "final_loss": history[-1]["loss"] if history else None,
-            "first_loss": history[0]["loss"] if history else None,
-            "steps_done": history[-1]["step"] if history else 0,
-            "minutes": (time.monotonic() - started) / 60.0,
-            "training_crops": len(crop_set.crops),
-            "training_cases": len(case_dirs),
-            "skipped": len(crop_set.skipped),
-        }
-        if training_data is None:
-            training_data = (
-                f"{len(case_dirs)} cases given to `cervicalai train-encoder`, used without outcome labels "
-                "(self-supervised); not for clinical use."
-            )
+        metrics["onnx_max_abs_diff"] = verify_onnx(backbone, onnx_path, check_inputs)
+        opset = _onnx_opset(onnx_path)
         manifest = {
             "name": f"tumor-encoder-{config.encoder_name}",
             "version": version,
@@ -529,31 +560,34 @@ def train_encoder(
                 config.encoder_name,
                 crop_spec,
                 intensity,
-                feature_dim,
+                8 * config.width,
                 roles=config.roles,
                 network_extra={
-                    "architecture": f"MONAI ResNet ({'resnet18' if list(config.layers) == [2, 2, 2, 2] else 'basic blocks'} "
+                    "architecture": f"MONAI ResNet ({'resnet18' if list(config.layers) == [2, 2, 2, 2] else 'resnet10' if list(config.layers) == [1, 1, 1, 1] else 'basic blocks'} "
                     f"{list(config.layers)}, widths {[config.width * m for m in (1, 2, 4, 8)]}, {config.dim}), global average pooling",
                     "training": "SimCLR (NT-Xent) self-supervised, no outcome labels",
+                    "opset": opset,
                 },
             ),
             "provenance": {
                 "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
-                "cases": [p.name for p in case_dirs],
-                "skipped": crop_set.skipped,
-                "history": history,
-                "stopped_early": stopped_early,
+                **(provenance or {}),
                 "software": _versions(),
             },
             "metrics": metrics,
         }
         files = {
             "encoder.onnx": onnx_path,
-            "MODEL_CARD.md": model_card(config, len(case_dirs), len(crop_set.crops), metrics, training_data),
+            "MODEL_CARD.md": model_card(config, metrics.get("training_cases", 0), metrics.get("training_crops", 0), metrics, training_data),
         }
-        bundle = write_bundle(out_dir, manifest, files, overwrite=overwrite)
-    progress(1.0, f"encoder bundle written: {out_dir}")
-    return bundle
+        return write_bundle(out_dir, manifest, files, overwrite=overwrite)
+
+
+def _onnx_opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
 
 
 def _versions() -> dict[str, str]:

@@ -83,7 +83,7 @@ def dataset_provenance(case_dirs: Sequence[Path]) -> list[dict[str, Any]]:
         generator = folder / "generator.json"
         if generator.is_file():
             data = json.loads(generator.read_text(encoding="utf-8"))
-            for key in ("generator", "version", "generator_version", "seed", "cases", "n_cases", "centers", "format"):
+            for key in ("generator", "version", "seed", "n_cases", "n_centers", "stage_range", "format"):
                 if key in data and not isinstance(data[key], dict | list):
                     record[key] = data[key]
             record["generator_json_sha256"] = sha256_file(generator)

@@ -14,7 +14,7 @@ from typing import Any
 
 DEFAULT_ARCHITECTURE: dict[str, Any] = {
     "name": "monai.networks.nets.UNet",
-    "channels": [16, 32, 64, 128],
+    "channels": [8, 16, 32, 64],
     "strides_zyx": [[1, 2, 2], [2, 2, 2], [2, 2, 2]],
     "num_res_units": 1,
     "norm": "instance",
