@@ -45,14 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="", help="feature family name, e.g. resnet2d (default resnet<dim>); "
                         "features are called ROLE_dl-<name>_F0000...")
     parser.add_argument("--version", default="1.0.0", help="bundle version (default 1.0.0)")
-    parser.add_argument("--steps", type=int, default=2000, help="optimisation steps (default 2000)")
-    parser.add_argument("--batch-size", type=int, default=128, help="tumour crops per step (default 128)")
+    parser.add_argument("--steps", type=int, default=0, help="optimisation steps (default 1000 for 2d, 600 for 3d)")
+    parser.add_argument("--batch-size", type=int, default=0, help="tumour crops per step (default 64 for 2d, 32 for 3d)")
     parser.add_argument("--width", type=int, default=16,
                         help="ResNet width: channels of the first stage; features = 8 x width (default 16 -> 128 features)")
     parser.add_argument("--crop-size", type=_numbers(int), default=(), metavar="N,N[,N]",
-                        help="network input size in voxels, rows,cols (2d) or slices,rows,cols (3d); default 64,64 / 32,64,64")
+                        help="network input size in voxels, rows,cols (2d) or slices,rows,cols (3d); default 64,64 / 24,48,48")
     parser.add_argument("--spacing", type=_numbers(float), default=(), metavar="MM,MM[,MM]",
-                        help="crop spacing x,y[,z] in mm, enlarged when the tumour does not fit; default 1,1 / 1.25,1.25,2.5")
+                        help="crop spacing x,y[,z] in mm, enlarged when the tumour does not fit; default 1,1 / 1.5,1.5,3")
     parser.add_argument("--margin", type=float, default=5.0, help="margin around the tumour in mm (default 5)")
     parser.add_argument("--masking", choices=("tumor", "none"), default="tumor",
                         help="tumor: the encoder sees the tumour only; none: the crop with its surroundings (default tumor)")
