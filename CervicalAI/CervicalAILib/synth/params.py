@@ -105,7 +105,7 @@ class OutcomeModel:
     probability is exactly sigmoid(linear predictor + log likelihood ratio of c_LNM).
     """
 
-    intercept: float = -1.25
+    intercept: float = -1.20
     size: float = 1.25
     cellularity: float = 0.62
     heterogeneity: float = 0.56

@@ -47,7 +47,7 @@ TISSUES: dict[str, tuple[float, float, float, float, float]] = {
 
 # Relative texture amplitude per channel of the tumour's cellularity field (scaled by the latent
 # heterogeneity): cellular regions are a little darker on T2WI, brighter on S0, lower on ADC.
-TUMOUR_CELLULARITY_TEXTURE = {"t2": 1.0, "s0": 0.5, "adc": -0.6}
+TUMOUR_CELLULARITY_TEXTURE = {"t2": -1.0, "s0": 0.5, "adc": -0.6}
 
 # Intensity around which a centre's contrast (gamma) is applied.
 CONTRAST_REFERENCE = 300.0

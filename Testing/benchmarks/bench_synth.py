@@ -1,0 +1,164 @@
+"""Synthetic cohort generator benchmark: seconds per case (one core) and cases/minute with --jobs.
+
+    .venv/bin/python Testing/benchmarks/bench_synth.py [--cases 12] [--cohort-cases 16]
+        [--dicom-cases 3] [--out Testing/benchmarks/results/synth.md]
+
+1. One core: `generate_case` + NIfTI case-folder writing for --cases full-size cases in this
+   process (SimpleITK limited to one thread). Reported per stage (anatomy and tumour
+   layout, T2W, DWI+ADC, CE-T1 rendering, writing) as CPU seconds (process time: what the case
+   costs, unaffected by other programs on a shared machine) and wall seconds.
+2. Throughput: `generate_cohort` of --cohort-cases cases with jobs=1 and jobs=2 (spawned
+   worker processes, start-up included), as cases/minute of wall time. On a machine shared
+   with other work the wall figures are pessimistic; the CPU figures are the reliable ones.
+3. DICOM: the extra cost of writing a case as a DICOM study instead of NIfTI.
+
+The machine, its load average and the commands are written with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def one_core(n_cases: int, seed: int) -> dict[str, list[float]]:
+    import SimpleITK as sitk
+
+    from CervicalAILib.synth import SynthParams, generate_case
+    from CervicalAILib.synth.writer import write_case_folder
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    params = SynthParams()
+    generate_case(10_000, seed, params, 5)  # warm-up: imports, first allocations
+    stats: dict[str, list[float]] = {k: [] for k in ("anatomy", "T2W", "DWI", "CET1", "write", "cpu", "wall", "voxels")}
+    with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
+        for index in range(n_cases):
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            case = generate_case(index, seed, params, 5)
+            cpu1 = time.process_time()
+            write_case_folder(case, Path(tmp) / case.case_id, "nifti", seed)
+            cpu2, wall2 = time.process_time(), time.perf_counter()
+            for key in ("anatomy", "T2W", "DWI", "CET1"):
+                stats[key].append(case.timings[key])
+            stats["write"].append(cpu2 - cpu1)
+            stats["cpu"].append(cpu2 - cpu0)
+            stats["wall"].append(wall2 - wall0)
+            stats["voxels"].append(sum(int(np.prod(im.GetSize())) for im in case.images.values()))
+            print(f"case {index + 1}/{n_cases}: {cpu2 - cpu0:.2f} s CPU, {wall2 - wall0:.2f} s wall", file=sys.stderr)
+    return stats
+
+
+def throughput(n_cases: int, seed: int, jobs: int) -> float:
+    from CervicalAILib.synth import generate_cohort
+
+    with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
+        start = time.perf_counter()
+        generate_cohort(Path(tmp) / "cohort", n_cases, seed, centers=5, jobs=jobs)
+        return time.perf_counter() - start
+
+
+def dicom_cost(n_cases: int, seed: int) -> tuple[float, float]:
+    from CervicalAILib.synth import SynthParams, generate_case
+    from CervicalAILib.synth.writer import write_case_folder
+
+    nifti, dicom = [], []
+    with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
+        for index in range(n_cases):
+            case = generate_case(index, seed, SynthParams(), 5)
+            for fmt, sink in (("nifti", nifti), ("dicom", dicom)):
+                start = time.process_time()
+                write_case_folder(case, Path(tmp) / fmt / case.case_id, fmt, seed)
+                sink.append(time.process_time() - start)
+            shutil.rmtree(Path(tmp) / "dicom")
+            shutil.rmtree(Path(tmp) / "nifti")
+    return float(np.mean(nifti)), float(np.mean(dicom))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=12, help="cases for the one-core timing")
+    parser.add_argument("--cohort-cases", type=int, default=16, help="cases for the jobs=1/jobs=2 throughput")
+    parser.add_argument("--dicom-cases", type=int, default=3, help="cases for the DICOM writing cost (0: skip)")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--out", default=str(REPO / "Testing/benchmarks/results/synth.md"))
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()
+    stats = one_core(args.cases, args.seed)
+    wall_1 = throughput(args.cohort_cases, args.seed, 1)
+    wall_2 = throughput(args.cohort_cases, args.seed, 2)
+    nifti_write, dicom_write = dicom_cost(args.dicom_cases, args.seed) if args.dicom_cases else (float("nan"),) * 2
+    load_after = os.getloadavg()
+
+    def row(name: str, values: list[float]) -> str:
+        v = np.asarray(values)
+        return f"| {name} | {v.mean():.3f} | {np.median(v):.3f} | {v.max():.3f} |"
+
+    cpu_model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    lines = [
+        "# Synthetic cohort generator benchmark",
+        "",
+        f"Command: `.venv/bin/python Testing/benchmarks/bench_synth.py --cases {args.cases} "
+        f"--cohort-cases {args.cohort_cases} --dicom-cases {args.dicom_cases} --seed {args.seed}`",
+        "",
+        f"Machine: {cpu_model}, {os.cpu_count()} logical CPUs; load average before {load_before[0]:.1f}, "
+        f"after {load_after[0]:.1f} (shared machine: wall times include waiting for the CPU).",
+        f"Python {platform.python_version()}, numpy {np.__version__}. Full-size cases (default matrices), "
+        f"{np.mean(stats['voxels']) / 1e6:.1f} M image voxels per case (T2W + DWI + ADC + CET1).",
+        "",
+        "## One core: CPU seconds per case (wall seconds in the last row)",
+        "",
+        "| stage | mean | median | max |",
+        "|---|---|---|---|",
+        row("anatomy + tumour layout", stats["anatomy"]),
+        row("T2W rendering + labels", stats["T2W"]),
+        row("DWI b0/b-high + ADC rendering", stats["DWI"]),
+        row("CE-T1 rendering", stats["CET1"]),
+        row("NIfTI writing, 4 images + 7 labels", stats["write"]),
+        row("**whole case, CPU seconds**", stats["cpu"]),
+        row("whole case, wall seconds", stats["wall"]),
+        "",
+        "## Throughput (generate_cohort, wall time, worker start-up included)",
+        "",
+        "| jobs | cases | seconds | cases/minute |",
+        "|---|---|---|---|",
+        f"| 1 | {args.cohort_cases} | {wall_1:.1f} | {60 * args.cohort_cases / wall_1:.1f} |",
+        f"| 2 | {args.cohort_cases} | {wall_2:.1f} | {60 * args.cohort_cases / wall_2:.1f} |",
+        "",
+        "## Output format",
+        "",
+        "| writing one case | CPU seconds |",
+        "|---|---|",
+        f"| NIfTI case folder | {nifti_write:.3f} |",
+        f"| DICOM study (4 series, b0 + b-high DWI) + labels | {dicom_write:.3f} |",
+        "",
+        f"Budget: about 2 s per case on one core; 1100 cases at the one-core CPU rate take "
+        f"{1100 * np.mean(stats['cpu']) / 60:.0f} CPU-minutes (half that wall time with --jobs 2 on two free cores).",
+        "",
+    ]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
