@@ -1,18 +1,36 @@
-"""CervicalAI hub module: the workflow in order and the engine's settings.
+"""CervicalAI hub module: the workflow in order, model cards, settings and Python packages.
 
-The module stays thin: all behaviour lives in the engine (CervicalAILib) and runs in a
-background process; this file only connects widgets to it.
+A thin Qt layer. The behaviour that needs no Qt lives in CervicalAIHubLib (workflow state,
+dependency plan, settings, bundle cards; tested with the slicer-core wheel) and in the engine
+(CervicalAILib), which runs in a background process so that the GUI never freezes.
 """
 
-import logging
+from __future__ import annotations
 
+import logging
+import os
+import tempfile
+from typing import Annotated
+
+import qt
 import slicer
+import vtk
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+from slicer.util import VTKObservationMixin
+
+POLL_MILLISECONDS = 250
+STATE_REFRESH_MILLISECONDS = 500
+
+
+#
+# CervicalAI
+#
 
 
 class CervicalAI(ScriptedLoadableModule):
@@ -30,8 +48,41 @@ class CervicalAI(ScriptedLoadableModule):
         self.parent.acknowledgementText = "Built on 3D Slicer, pyradiomics, SimpleITK and onnxruntime."
 
 
-class CervicalAIWidget(ScriptedLoadableModuleWidget):
-    def setup(self):
+#
+# Parameter node
+#
+
+
+@parameterNodeWrapper
+class CervicalAIParameterNode:
+    """
+    device, bundleFolder, reviewerName - the CervicalAI settings (kept in Slicer's settings too).
+    """
+
+    device: Annotated[str, Choice(["cpu", "gpu"])] = "cpu"
+    bundleFolder: str = ""
+    reviewerName: str = ""
+
+
+#
+# CervicalAIWidget
+#
+
+
+class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._run = None  # background `study register` of "Load study from folder"
+        self._loadCase = ""
+        self._pollTimer = None
+        self._stateTimer = None
+        self._dependenciesOffered = False
+
+    def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/CervicalAI.ui"))
         self.layout.addWidget(uiWidget)
@@ -40,8 +91,195 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget):
         self.logic = CervicalAILogic()
         self.ui.statusLabel.text = self.logic.statusText()
 
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(POLL_MILLISECONDS)
+        self._pollTimer.connect("timeout()", self.onPollLoad)
+        self._stateTimer = qt.QTimer()  # the workflow state is refreshed once after a burst of scene changes
+        self._stateTimer.setSingleShot(True)
+        self._stateTimer.setInterval(STATE_REFRESH_MILLISECONDS)
+        self._stateTimer.connect("timeout()", self.updateWorkflowState)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        for event in (slicer.mrmlScene.NodeAddedEvent, slicer.mrmlScene.NodeRemovedEvent, slicer.mrmlScene.EndImportEvent):
+            self.addObserver(slicer.mrmlScene, event, self.onSceneChanged)
+
+        self.ui.loadFolderButton.connect("clicked(bool)", self.onLoadFolderButton)
+        self.ui.dicomDatabaseButton.connect("clicked(bool)", lambda: slicer.util.selectModule("DICOM"))
+        self.ui.cancelLoadButton.connect("clicked(bool)", self.onCancelLoadButton)
+        self.ui.segmentButton.connect("clicked(bool)", lambda: slicer.util.selectModule("CervicalAISegment"))
+        self.ui.predictButton.connect("clicked(bool)", lambda: slicer.util.selectModule("CervicalAIPredict"))
+        self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.ui.refreshModelsButton.connect("clicked(bool)", self.updateModelCards)
+        self.ui.browseBundleFolderButton.connect("clicked(bool)", self.onBrowseBundleFolder)
+        self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
+
+        self.initializeParameterNode()
+        self.updateModelCards()
+        self.updateDependencies()
+
+    def cleanup(self) -> None:
+        if self._run is not None and not self._run.finished:
+            self._run.cancel()
+        for timer in (self._pollTimer, self._stateTimer):
+            if timer is not None:
+                timer.stop()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+        self.updateWorkflowState()
+        if not self._dependenciesOffered:  # on first use in a session: offer to install what is missing
+            self._dependenciesOffered = True
+            if not self.logic.dependencyPlan(self._parameterNode.device).complete:
+                self.ui.dependenciesCollapsibleButton.collapsed = False
+                self.onInstallDependencies()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+            self.updateWorkflowState()
+
+    def onSceneChanged(self, caller=None, event=None) -> None:
+        self._stateTimer.start()
+
+    # -- settings (parameter node <-> Slicer settings) --------------------------------------------
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        settings = self.logic.settings()
+        for name, value in settings.items():
+            if getattr(self._parameterNode, name) != value:
+                setattr(self._parameterNode, name, value)
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        if not self._parameterNode:
+            return
+        values = {"device": self._parameterNode.device, "bundleFolder": self._parameterNode.bundleFolder,
+                  "reviewerName": self._parameterNode.reviewerName}  # fmt: skip
+        problems = self.logic.saveSettings(values)
+        self.ui.settingsProblemsLabel.text = "\n".join(problems)
+
+    def onBrowseBundleFolder(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Model bundle folder", self._parameterNode.bundleFolder)
+        if folder:
+            self._parameterNode.bundleFolder = folder
+            self.updateModelCards()
+
+    # -- workflow ---------------------------------------------------------------------------------
+    def updateWorkflowState(self) -> None:
+        try:
+            state, nextStep = self.logic.workflowState()
+        except Exception as exc:  # a half-loaded scene must not break the hub
+            logging.warning(f"CervicalAI workflow state: {exc}")
+            return
+        from CervicalAIHubLib.workflow import STEPS
+
+        lines = []
+        for step in STEPS:
+            mark = "&#10003;" if state[step.key].done else "&#9675;"
+            text = f"{mark} <b>{step.title}</b>: {state[step.key].detail}"
+            if nextStep is not None and step.key == nextStep.key:
+                text = f"<span style='color:#1565c0'>{text} (next)</span>"
+            lines.append(text)
+        self.ui.workflowStateLabel.text = "<br>".join(lines)
+
+    def onLoadFolderButton(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Study folder (case folder or DICOM)")
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay("Failed to load the study.", waitCursor=True):
+            run, caseFolder = self.logic.startLoadStudy(folder)
+            if run is None:  # a case folder: loaded at once
+                self.ui.loadStatusLabel.text = f"Loaded {caseFolder}. Next: segment."
+                self.updateWorkflowState()
+                return
+            self._run, self._loadCase = run, caseFolder
+            self.ui.cancelLoadButton.enabled = True
+            self.ui.loadProgressBar.value = 0
+            self._pollTimer.start()
+
+    def onCancelLoadButton(self) -> None:
+        if self._run is not None and not self._run.finished:
+            self._run.cancel()
+
+    def onPollLoad(self) -> None:
+        state = self._run.poll()
+        self.ui.loadProgressBar.value = int(round(100 * state.fraction))
+        self.ui.loadStatusLabel.text = state.message
+        if not state.finished:
+            return
+        self._pollTimer.stop()
+        self.ui.cancelLoadButton.enabled = False
+        if state.status == "succeeded":
+            with slicer.util.tryWithErrorDisplay("Failed to load the co-registered study.", waitCursor=True):
+                self.logic.loadCaseFolder(self._loadCase)
+                self.ui.loadStatusLabel.text = f"Loaded (roles recognised, sequences co-registered): {self._loadCase}. Next: segment."
+        elif state.status == "cancelled":
+            self.ui.loadStatusLabel.text = "Cancelled."
+        else:
+            self.ui.loadStatusLabel.text = "Loading failed."
+            slicer.util.errorDisplay(f"Loading the study failed: {self._run.error_message()}",
+                                     detailedText="\n".join(self._run.lines[-200:]))  # fmt: skip
+        self.updateWorkflowState()
+
+    def onExportButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to export the reviewed case.", waitCursor=True):
+            node = self.logic.latestReviewed()
+            if node is None:
+                raise ValueError("There is no reviewed segmentation to export: mark one as reviewed first.")
+            parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Export the reviewed case into")
+            if not parent:
+                return
+            folder = self.logic.exportCase(node, parent)
+            self.ui.loadStatusLabel.text = f"Exported {node.GetName()} to {folder}."
+            self.updateWorkflowState()
+
+    # -- models and packages ----------------------------------------------------------------------
+    def updateModelCards(self) -> None:
+        self.ui.modelCardsTextEdit.setPlainText(self.logic.modelCardsText())
+
+    def updateDependencies(self) -> None:
+        self.ui.dependenciesLabel.text = self.logic.dependencyPlan(self.logic.settings()["device"]).message()
+
+    def onInstallDependencies(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to install the Python packages.", waitCursor=False):
+            self.logic.ensureDependencies(self.logic.settings()["device"])
+        self.updateDependencies()
+
+
+#
+# CervicalAILogic
+#
+
 
 class CervicalAILogic(ScriptedLoadableModuleLogic):
+    """Slicer-side glue for the hub; behaviour is in CervicalAIHubLib (tested under slicer-core)."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+
+    def getParameterNode(self):
+        return CervicalAIParameterNode(super().getParameterNode())
+
     def engineVersion(self):
         import CervicalAILib
 
@@ -52,6 +290,155 @@ class CervicalAILogic(ScriptedLoadableModuleLogic):
 
         return f"CervicalAI engine {CervicalAILib.__version__}. {CervicalAILib.RESEARCH_USE_STATEMENT}"
 
+    # settings
+    @staticmethod
+    def settings() -> dict:
+        from CervicalAIHubLib.settings import read_settings
+
+        return read_settings(slicer.util.settingsValue)
+
+    @staticmethod
+    def saveSettings(values: dict) -> list:
+        """Store the settings in Slicer's settings; returns what is wrong with them (if anything)."""
+        from CervicalAIHubLib.settings import SETTINGS, settings_problems
+
+        settings = qt.QSettings()
+        for name, value in values.items():
+            settings.setValue(SETTINGS[name].key, value)
+        return settings_problems(values)
+
+    # workflow
+    @staticmethod
+    def workflowState():
+        from CervicalAIHubLib.workflow import next_step, workflow_state
+
+        state = workflow_state(slicer.mrmlScene)
+        return state, next_step(state)
+
+    def startLoadStudy(self, folder: str):
+        """A case folder is loaded at once (returns (None, folder)); any other folder is read and
+        co-registered by `cervicalai study register` in the background (returns (run, case folder))."""
+        from CervicalAIHubLib.workflow import study_load_step
+
+        from CervicalAILib.background import BackgroundRun
+        from CervicalAILib.io.case import is_case_folder
+        from CervicalAISegmentLib.pipeline import new_work_folder
+
+        if is_case_folder(folder):
+            self.loadCaseFolder(folder)
+            return None, folder
+        import CervicalAISegment
+
+        segment = CervicalAISegment.CervicalAISegmentLogic()
+        work = new_work_folder(segment.workBase(), os.path.basename(os.path.normpath(folder)))
+        caseFolder = str(work / "case")
+        step = study_load_step(segment.pythonExecutable(), folder, caseFolder)
+        return BackgroundRun([step], env=segment.engineEnvironment()).start(), caseFolder
+
+    @staticmethod
+    def loadCaseFolder(folder: str) -> dict:
+        """Load a case folder's volumes, each marked with its role; returns role -> node."""
+        from CervicalAIHubLib.workflow import case_volume_files, mark_loaded
+
+        caseName = os.path.basename(os.path.normpath(folder))
+        loaded = {}
+        for role, path in case_volume_files(folder).items():
+            node = slicer.util.loadVolume(str(path), {"name": f"{caseName} {role}", "show": role == "T2W"})
+            mark_loaded(node, role)
+            loaded[role] = node
+        slicer.util.setSliceViewerLayers(background=loaded["T2W"], fit=True)
+        return loaded
+
+    @staticmethod
+    def latestReviewed():
+        from CervicalAISegmentLib import nodes
+        from CervicalAISegmentLib.review import is_reviewed
+        from CervicalAISegmentLib.segmentation import segmentations_of
+
+        reviewed = [node for node in segmentations_of(slicer.mrmlScene, nodes.STATUS_REVIEWED) if is_reviewed(node)]
+        return reviewed[-1] if reviewed else None
+
+    @staticmethod
+    def exportCase(node, parentFolder: str):
+        """Export a reviewed segmentation and its volumes as a new case folder in `parentFolder`."""
+        from CervicalAISegmentLib.nodes import REFERENCE_ROLE, safe_file_name
+        from CervicalAISegmentLib.review import export_reviewed_case
+
+        clinical = None
+        try:  # the clinical values entered in the Predict module, when there are any
+            import CervicalAIPredict
+            from CervicalAIPredictLib.form import values_from_json
+
+            stored = values_from_json(CervicalAIPredict.CervicalAIPredictLogic().getParameterNode().clinicalValues)
+            clinical = {name: value for name, value in stored.items() if value is not None} or None
+        except Exception as exc:
+            logging.warning(f"CervicalAI export: clinical values not included ({exc})")
+        t2 = node.GetNodeReference(REFERENCE_ROLE["T2W"])
+        stem = safe_file_name(t2.GetName() if t2 is not None else node.GetName())
+        target, number = os.path.join(parentFolder, stem), 2
+        while os.path.exists(target):
+            target, number = os.path.join(parentFolder, f"{stem}_{number}"), number + 1
+        return export_reviewed_case(node, target, clinical)
+
+    # models
+    def modelCardsText(self) -> str:
+        from CervicalAIHubLib.bundles import bundle_cards, cards_text, chosen_models_dir
+
+        folder = chosen_models_dir(self.settings()["bundleFolder"])
+        return cards_text(bundle_cards(folder))
+
+    # Python packages
+    @staticmethod
+    def dependencyPlan(device: str = "cpu"):
+        from CervicalAIHubLib.dependencies import install_plan
+
+        return install_plan(device)
+
+    def ensureDependencies(self, device: str | None = None) -> bool:
+        """Install missing packages after the user agrees (pip_ensure when Slicer has it, else
+        pip_install); Slicer's own numpy/SimpleITK/VTK/scipy/pydicom are pinned, never replaced.
+        Returns True when everything the engine needs is there."""
+        from CervicalAIHubLib.dependencies import constraints_text
+
+        device = device or self.settings()["device"]
+        plan = self.dependencyPlan(device)
+        if plan.complete:
+            return True
+        if not plan.to_install:  # only things pip must not fix (extension, Slicer's own packages)
+            slicer.util.errorDisplay(plan.message(), windowTitle="CervicalAI: Python packages")
+            return False
+        constraints = os.path.join(tempfile.mkdtemp(prefix="CervicalAI-"), "constraints.txt")
+        with open(constraints, "w", encoding="utf-8") as file:
+            file.write(constraints_text(plan))
+        try:
+            import slicer.packaging as packaging
+        except ImportError:
+            packaging = None
+        if packaging is not None and hasattr(packaging, "pip_ensure"):
+            try:
+                packaging.pip_ensure(plan.to_install, constraints=constraints, requester="CervicalAI",
+                                     prompt_install=True, prompt_restart=True)  # fmt: skip
+            except RuntimeError as exc:  # the user declined
+                logging.info(f"CervicalAI: {exc}")
+                return False
+        else:
+            if not slicer.util.confirmOkCancelDisplay(plan.message(), windowTitle="CervicalAI: install Python packages"):
+                return False
+            slicer.util.pip_install(list(plan.to_install) + ["-c", constraints])
+            if plan.restart_needed and slicer.util.confirmYesNoDisplay(
+                "Restart Slicer now? An upgraded package was already loaded.", windowTitle="CervicalAI"
+            ):
+                slicer.util.restart()
+        after = self.dependencyPlan(device)
+        if not after.complete:
+            slicer.util.warningDisplay(after.message(), windowTitle="CervicalAI: Python packages")
+        return after.complete
+
+
+#
+# CervicalAITest
+#
+
 
 class CervicalAITest(ScriptedLoadableModuleTest):
     def setUp(self):
@@ -60,6 +447,10 @@ class CervicalAITest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_engine_importable()
+        self.setUp()
+        self.test_packages_and_models()
+        self.setUp()
+        self.test_workflow_state_and_case_loading()
 
     def test_engine_importable(self):
         logic = CervicalAILogic()
@@ -67,3 +458,36 @@ class CervicalAITest(ScriptedLoadableModuleTest):
         self.assertRegex(version, r"^\d+\.\d+\.\d+")
         self.assertIn("synthetic", logic.statusText())
         logging.info("CervicalAI engine %s imported", version)
+
+    def test_packages_and_models(self):
+        from CervicalAIHubLib.bundles import bundle_cards, chosen_models_dir
+        from CervicalAIHubLib.dependencies import SLICER_OWN
+
+        logic = CervicalAILogic()
+        plan = logic.dependencyPlan("cpu")
+        self.assertEqual(plan.to_install, [], plan.message())
+        self.assertEqual(plan.extension_missing, [], plan.message())
+        for spec in plan.to_install:
+            self.assertNotIn(spec.split(">")[0].split("=")[0].lower(), {name.lower() for name in SLICER_OWN})
+        cards = bundle_cards(chosen_models_dir(""))
+        segmentation = [card for card in cards if card.purpose == "segmentation"][0]
+        self.assertTrue(segmentation.usable, segmentation.problem)
+        self.assertIn("synthetic", segmentation.training_data.lower())
+
+    def test_workflow_state_and_case_loading(self):
+        from CervicalAILib.synth import generate_case
+        from CervicalAILib.synth.writer import write_case_folder
+
+        folder = os.path.join(tempfile.mkdtemp(), "SYN-case")
+        write_case_folder(generate_case(0, seed=5), folder)
+        logic = CervicalAILogic()
+        state, nextStep = logic.workflowState()
+        self.assertFalse(state["load"].done)
+        self.assertEqual(nextStep.key, "load")
+        run, caseFolder = logic.startLoadStudy(folder)
+        self.assertIsNone(run)  # a case folder is loaded directly
+        state, nextStep = logic.workflowState()
+        self.assertTrue(state["load"].done)
+        self.assertEqual(nextStep.key, "segment")
+        t2 = slicer.util.getNode("SYN-case T2W")
+        self.assertEqual(t2.GetAttribute("CervicalAI.Role"), "T2W")

@@ -1,27 +1,102 @@
-"""CervicalAISegment module (thin Qt layer; behaviour in CervicalAISegmentLib and the CervicalAILib engine)."""
+"""CervicalAISegment: automatic tumour segmentation, review and correction.
 
+A thin Qt layer. The behaviour that needs no Qt lives in CervicalAISegmentLib (MRML logic,
+tested with the slicer-core wheel) and in the CervicalAILib engine, which runs in a background
+process (`PythonSlicer -m CervicalAILib.cli ...`) so that the GUI never freezes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from typing import Annotated
+
+import qt
 import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+from slicer.util import VTKObservationMixin
+
+ROLE_FIELDS = {"T2W": "t2Volume", "DWI": "dwiVolume", "ADC": "adcVolume", "CET1": "cet1Volume"}
+SEGMENT_EDITOR_SINGLETON = "CervicalAISegmentEditor"
+POLL_MILLISECONDS = 250
+
+
+#
+# CervicalAISegment
+#
 
 
 class CervicalAISegment(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "CervicalAISegment"
+        self.parent.title = "CervicalAI Segment"
         self.parent.categories = ["CervicalAI"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["CervicalAI"]
         self.parent.contributors = ["CervicalAI contributors"]
-        self.parent.helpText = "Research use only: the shipped models were trained on synthetic data."
-        self.parent.acknowledgementText = "Built on 3D Slicer."
+        self.parent.helpText = (
+            "Automatic segmentation of the primary cervical tumour on the T2WI (with DWI, ADC and "
+            "CE-T1WI when available), review and correction in the Segment Editor, and 'Mark as "
+            "reviewed', which freezes the reviewed version and records how much the reader changed. "
+            "Research use only: the shipped models were trained on synthetic data and are not for clinical use."
+        )
+        self.parent.acknowledgementText = "Built on 3D Slicer, SimpleITK and ONNX Runtime."
 
 
-class CervicalAISegmentWidget(ScriptedLoadableModuleWidget):
-    def setup(self):
+#
+# Parameter node
+#
+
+
+@parameterNodeWrapper
+class CervicalAISegmentParameterNode:
+    """
+    t2Volume, dwiVolume, adcVolume, cet1Volume - the patient's sequences (T2WI required).
+    device - where the network runs (cpu or gpu).
+    reviewerName - recorded with "Mark as reviewed".
+    segmentation - the segmentation shown in the embedded Segment Editor (the working copy).
+    probabilityVolume - the probability map of the last run.
+    """
+
+    t2Volume: vtkMRMLScalarVolumeNode
+    dwiVolume: vtkMRMLScalarVolumeNode
+    adcVolume: vtkMRMLScalarVolumeNode
+    cet1Volume: vtkMRMLScalarVolumeNode
+    device: Annotated[str, Choice(["cpu", "gpu"])] = "cpu"
+    reviewerName: str = ""
+    segmentation: vtkMRMLSegmentationNode
+    probabilityVolume: vtkMRMLScalarVolumeNode
+
+
+#
+# CervicalAISegmentWidget
+#
+
+
+class CervicalAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._run = None  # CervicalAILib.background.BackgroundRun of the running segmentation
+        self._job = None  # CervicalAISegmentLib.pipeline.SegmentationJob
+        self._runRoles = {}
+        self._pollTimer = None
+        self._observedSegmentation = None
+        self._flagged = []  # FlaggedSlice list shown in flaggedSlicesList
+
+    def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/CervicalAISegment.ui"))
         self.layout.addWidget(uiWidget)
@@ -29,20 +104,497 @@ class CervicalAISegmentWidget(ScriptedLoadableModuleWidget):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CervicalAISegmentLogic()
 
+        # Embedded Segment Editor with its own segment editor node (not the Segment Editor module's)
+        import qSlicerSegmentationsModuleWidgetsPythonQt
+
+        self.segmentEditorWidget = qSlicerSegmentationsModuleWidgetsPythonQt.qMRMLSegmentEditorWidget()
+        self.segmentEditorWidget.setMaximumNumberOfUndoStates(10)
+        self.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.segmentEditorNode())
+        self.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
+        self.segmentEditorWidget.setSegmentationNodeSelectorVisible(False)
+        self.segmentEditorWidget.setSourceVolumeNodeSelectorVisible(False)
+        self.ui.segmentEditorFrame.layout().addWidget(self.segmentEditorWidget)
+
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(POLL_MILLISECONDS)
+        self._pollTimer.connect("timeout()", self.onPollRun)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.ui.autoAssignButton.connect("clicked(bool)", self.onAutoAssignButton)
+        self.ui.flaggedSlicesList.connect("itemClicked(QListWidgetItem*)", self.onFlaggedSliceClicked)
+        self.ui.showProbabilityCheckBox.connect("toggled(bool)", self.onShowProbabilityToggled)
+        self.ui.markReviewedButton.connect("clicked(bool)", self.onMarkReviewedButton)
+        self.ui.newWorkingCopyButton.connect("clicked(bool)", self.onNewWorkingCopyButton)
+
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self._run is not None and not self._run.finished:
+            self._run.cancel()
+        if self._pollTimer is not None:
+            self._pollTimer.stop()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+        self.segmentEditorWidget.installKeyboardShortcuts()
+        self.updateSegmentEditor()
+
+    def exit(self) -> None:
+        self.segmentEditorWidget.setActiveEffect(None)
+        self.segmentEditorWidget.uninstallKeyboardShortcuts()
+        self.segmentEditorWidget.removeViewObservations()
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        if self._run is not None and not self._run.finished:
+            self._run.cancel()
+        self.segmentEditorWidget.setSegmentationNode(None)
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.segmentEditorNode())
+            self.initializeParameterNode()
+
+    # -- parameter node ---------------------------------------------------------------------------
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.reviewerName:
+            self._parameterNode.reviewerName = self.logic.settings()["reviewerName"]
+        if not self._parameterNode.t2Volume:
+            self.assignVolumes(keepChoices=True)
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+            self.updateGUIFromParameterNode()
+
+    def updateGUIFromParameterNode(self, caller=None, event=None) -> None:
+        if not self._parameterNode:
+            return
+        running = self._run is not None and not self._run.finished
+        hasT2 = self._parameterNode.t2Volume is not None
+        self.ui.applyButton.enabled = hasT2 and not running
+        self.ui.applyButton.toolTip = (
+            "Co-register the sequences onto the T2WI and segment the tumour in the background."
+            if hasT2 else "Select the T2-weighted volume first."
+        )
+        self.ui.cancelButton.enabled = running
+        segmentation = self._parameterNode.segmentation
+        if segmentation is not self._observedSegmentation:
+            self._observedSegmentation = segmentation
+            self.updateSegmentEditor()
+            self.updateFlaggedSlices()
+        self.updateReviewState()
+
+    # -- volumes ----------------------------------------------------------------------------------
+    def assignVolumes(self, keepChoices: bool) -> None:
+        keep = {}
+        if keepChoices:
+            keep = {role: getattr(self._parameterNode, name) for role, name in ROLE_FIELDS.items()}
+        assignment = self.logic.assignVolumes(keep)
+        for role, name in ROLE_FIELDS.items():
+            setattr(self._parameterNode, name, assignment.roles.get(role))
+        self.ui.rolesInfoLabel.text = "\n".join(assignment.notes)
+
+    def onAutoAssignButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to assign the volumes.", waitCursor=True):
+            self.assignVolumes(keepChoices=False)
+
+    def roleNodes(self) -> dict:
+        return {role: getattr(self._parameterNode, name) for role, name in ROLE_FIELDS.items()}
+
+    # -- automatic segmentation -------------------------------------------------------------------
+    def onApplyButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to start the segmentation.", waitCursor=True):
+            import CervicalAI
+
+            if not CervicalAI.CervicalAILogic().ensureDependencies(self._parameterNode.device):
+                return
+            roles = self.roleNodes()
+            self.ui.logTextEdit.clear()
+            self.ui.resultLabel.text = ""
+            self._run, self._job = self.logic.startSegmentation(roles, self._parameterNode.device)
+            self._runRoles = roles
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = "Starting..."
+            self._pollTimer.start()
+            self.updateGUIFromParameterNode()
+
+    def onCancelButton(self) -> None:
+        if self._run is not None and not self._run.finished:
+            self._run.cancel()
+            self.ui.statusLabel.text = "Cancelling..."
+            self.ui.cancelButton.enabled = False
+
+    def onPollRun(self) -> None:
+        if self._run is None:
+            self._pollTimer.stop()
+            return
+        state = self._run.poll()
+        self.ui.progressBar.value = int(round(100 * state.fraction))
+        if state.message:
+            self.ui.statusLabel.text = state.message
+        for line in state.new_lines:
+            self.ui.logTextEdit.appendPlainText(line)
+            logging.debug(line)
+        if not state.finished:
+            return
+        self._pollTimer.stop()
+        if state.status == "succeeded":
+            self.ui.statusLabel.text = f"Finished in {self._run.seconds:.0f} s."
+            with slicer.util.tryWithErrorDisplay("Failed to load the segmentation result.", waitCursor=True):
+                self.showResult(self.logic.importResult(self._job, self._runRoles))
+        elif state.status == "cancelled":
+            self.ui.statusLabel.text = "Cancelled: nothing was added to the scene."
+        else:
+            self.ui.statusLabel.text = "Segmentation failed."
+            slicer.util.errorDisplay(
+                f"Segmentation failed: {self._run.error_message()}", detailedText="\n".join(self._run.lines[-200:])
+            )
+        self.updateGUIFromParameterNode()
+
+    def showResult(self, result) -> None:
+        summary = result.summary
+        self._parameterNode.probabilityVolume = result.probability
+        self._parameterNode.segmentation = result.draft
+        if summary.get("tumor_found"):
+            text = (
+                f"Tumour {summary['volume_ml']:.1f} mL, maximum 3D diameter {summary['max_diameter_mm']:.0f} mm, "
+                f"confidence {summary['confidence']:.2f}."
+            )
+        else:
+            text = "No tumour found: draw it by hand in the Segment Editor if there is one."
+        model = summary.get("model") or {}
+        device = summary.get("device") or {}
+        text += f"\nModel {model.get('label', '?')} on {device.get('provider', '?')}."
+        for warning in result.warnings:
+            text += f"\nWarning: {warning}"
+        self.ui.resultLabel.text = text
+        t2 = self._runRoles.get("T2W")
+        slicer.util.setSliceViewerLayers(background=t2, foreground=None, fit=True)
+        self.ui.showProbabilityCheckBox.checked = False
+        self.updateFlaggedSlices()
+
+    # -- flagged slices ---------------------------------------------------------------------------
+    def updateFlaggedSlices(self) -> None:
+        self.ui.flaggedSlicesList.clear()
+        self._flagged = []
+        segmentation = self._parameterNode.segmentation if self._parameterNode else None
+        if segmentation is None:
+            return
+        try:
+            self._flagged = self.logic.flaggedSlices(segmentation)
+        except Exception as exc:  # an unreadable attribute must not break the module
+            logging.warning(f"flagged slices of {segmentation.GetName()}: {exc}")
+            return
+        for flagged in self._flagged:
+            self.ui.flaggedSlicesList.addItem(flagged.label)
+
+    def onFlaggedSliceClicked(self, item) -> None:
+        row = self.ui.flaggedSlicesList.row(item)
+        if 0 <= row < len(self._flagged):
+            self.logic.jumpTo(self._flagged[row].ras)
+
+    def onShowProbabilityToggled(self, checked: bool) -> None:
+        probability = self._parameterNode.probabilityVolume if self._parameterNode else None
+        if probability is None:
+            return
+        if checked:
+            slicer.util.setSliceViewerLayers(foreground=probability, foregroundOpacity=0.4)
+        else:
+            slicer.util.setSliceViewerLayers(foreground=None)
+
+    # -- review -----------------------------------------------------------------------------------
+    def updateSegmentEditor(self) -> None:
+        segmentation = self._parameterNode.segmentation if self._parameterNode else None
+        self.segmentEditorWidget.setSegmentationNode(segmentation)
+        source = self.logic.referencedT2(segmentation) or (self._parameterNode.t2Volume if self._parameterNode else None)
+        self.segmentEditorWidget.setSourceVolumeNode(source)
+        self.segmentEditorWidget.readOnly = not self.logic.isEditable(segmentation)
+
+    def updateReviewState(self) -> None:
+        segmentation = self._parameterNode.segmentation if self._parameterNode else None
+        self.ui.reviewStateLabel.text = self.logic.reviewStateText(segmentation)
+        self.ui.markReviewedButton.enabled = self.logic.canMarkReviewed(segmentation)
+        self.ui.newWorkingCopyButton.enabled = self.logic.isCervicalAISegmentation(segmentation)
+        self.segmentEditorWidget.readOnly = not self.logic.isEditable(segmentation)
+
+    def onMarkReviewedButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to mark the segmentation as reviewed.", waitCursor=True):
+            self.segmentEditorWidget.setActiveEffect(None)  # finish any open edit first
+            result = self.logic.markReviewed(self._parameterNode.segmentation, self._parameterNode.reviewerName)
+            self.ui.reviewSummaryLabel.text = f"{result.summary()}\nSaved as {result.reviewed.GetName()} ({result.mask_path})."
+            self.updateReviewState()
+
+    def onNewWorkingCopyButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to make a working copy.", waitCursor=True):
+            draft = self.logic.newWorkingCopy(self._parameterNode.segmentation)
+            self._parameterNode.segmentation = draft
+
+
+#
+# CervicalAISegmentLogic
+#
+
 
 class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
-    pass
+    """Slicer-side glue: finds PythonSlicer, the DICOM files of volumes and the settings, and
+    delegates everything else to CervicalAISegmentLib (tested under slicer-core)."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+
+    def getParameterNode(self):
+        return CervicalAISegmentParameterNode(super().getParameterNode())
+
+    def settings(self) -> dict:
+        from CervicalAIHubLib.settings import read_settings
+
+        return read_settings(slicer.util.settingsValue)
+
+    def segmentEditorNode(self):
+        node = slicer.mrmlScene.GetSingletonNode(SEGMENT_EDITOR_SINGLETON, "vtkMRMLSegmentEditorNode")
+        if node is None:
+            node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            node.UnRegister(None)
+            node.SetSingletonTag(SEGMENT_EDITOR_SINGLETON)
+            node = slicer.mrmlScene.AddNode(node)
+        return node
+
+    # volumes
+    def dicomFiles(self, volumeNode):
+        """The DICOM files a volume was loaded from (Slicer's DICOM database), or None."""
+        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        if not uids or database is None or not database.isOpen:
+            return None
+        files = [database.fileForInstance(uid) for uid in uids]
+        return [path for path in files if path] or None
+
+    def assignVolumes(self, keep=None):
+        from CervicalAISegmentLib.volumes import assign_volume_roles, candidate_volumes
+
+        return assign_volume_roles(candidate_volumes(slicer.mrmlScene), self.dicomFiles, keep)
+
+    # background run
+    @staticmethod
+    def pythonExecutable() -> str:
+        """PythonSlicer (Slicer's Python launcher), which runs the engine in the background."""
+        found = shutil.which("PythonSlicer")
+        if found:
+            return found
+        home = getattr(slicer.app, "slicerHome", "")
+        candidate = os.path.join(home, "bin", "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer")
+        return candidate if os.path.isfile(candidate) else sys.executable
+
+    def engineEnvironment(self) -> dict:
+        from CervicalAIHubLib.settings import engine_environment_extra
+
+        from CervicalAILib.background import engine_environment
+
+        return engine_environment(slicer.util.startupEnvironment(), extra=engine_environment_extra(self.settings()))
+
+    def workBase(self) -> str:
+        return os.path.join(slicer.app.temporaryPath, "CervicalAI")
+
+    def startSegmentation(self, roleNodes: dict, device: str = "cpu", wait: bool = False):
+        """Export the volumes and start register + segment in the background; returns (run, job)."""
+        from CervicalAILib.background import BackgroundRun
+        from CervicalAISegmentLib.pipeline import new_work_folder, segmentation_job
+        from CervicalAISegmentLib.volumes import export_case_folder
+
+        t2 = roleNodes.get("T2W")
+        if t2 is None:
+            raise ValueError("Select the T2-weighted volume.")
+        work = new_work_folder(self.workBase(), t2.GetName())
+        export_case_folder(roleNodes, work / "input")
+        job = segmentation_job(self.pythonExecutable(), work, device)
+        run = BackgroundRun(job.steps, env=self.engineEnvironment()).start()
+        logging.info(f"CervicalAI segmentation started in {work}")
+        if wait:
+            run.wait()
+        return run, job
+
+    def importResult(self, job, roleNodes: dict):
+        from CervicalAISegmentLib.segmentation import import_segmentation_result
+
+        return import_segmentation_result(slicer.mrmlScene, job.result, roleNodes["T2W"], roleNodes, case_folder=job.case)
+
+    def flaggedSlices(self, segmentationNode):
+        from CervicalAISegmentLib.segmentation import flagged_from_node
+
+        return flagged_from_node(segmentationNode)
+
+    @staticmethod
+    def jumpTo(ras) -> None:
+        slicer.modules.markups.logic().JumpSlicesToLocation(float(ras[0]), float(ras[1]), float(ras[2]), True)
+
+    # review
+    @staticmethod
+    def isCervicalAISegmentation(node) -> bool:
+        from CervicalAISegmentLib import nodes
+
+        return node is not None and nodes.status_of(node) in (nodes.STATUS_AUTOMATIC, nodes.STATUS_DRAFT, nodes.STATUS_REVIEWED)
+
+    @staticmethod
+    def isEditable(node) -> bool:
+        """Working copies and segmentations not made by CervicalAI are edited; automatic and reviewed copies are not."""
+        from CervicalAISegmentLib import nodes
+
+        return node is not None and nodes.status_of(node) not in (nodes.STATUS_AUTOMATIC, nodes.STATUS_REVIEWED)
+
+    @staticmethod
+    def canMarkReviewed(node) -> bool:
+        from CervicalAISegmentLib import nodes
+
+        return node is not None and nodes.status_of(node) in (nodes.STATUS_AUTOMATIC, nodes.STATUS_DRAFT)
+
+    @staticmethod
+    def referencedT2(node):
+        from CervicalAISegmentLib import nodes
+
+        return node.GetNodeReference(nodes.REFERENCE_ROLE["T2W"]) if node is not None else None
+
+    def reviewStateText(self, node) -> str:
+        from CervicalAISegmentLib import nodes
+        from CervicalAISegmentLib.review import REVIEWED_AT, REVIEWER, review_state
+
+        if node is None:
+            return "Run the segmentation, or select a segmentation to review."
+        state = review_state(node)
+        if state == nodes.STATUS_DRAFT:
+            return "Working copy: correct it with the Segment Editor below, then mark it as reviewed."
+        if state == nodes.STATUS_AUTOMATIC:
+            return "Automatic contour (read-only). Press 'New working copy' to correct it."
+        if state == nodes.STATUS_REVIEWED:
+            return (f"Reviewed by {node.GetAttribute(REVIEWER)} at {node.GetAttribute(REVIEWED_AT)} (read-only). "
+                    "Press 'New working copy' to correct it again.")  # fmt: skip
+        if state == "edited after review":
+            return "This reviewed copy was changed after the review: its review no longer applies."
+        return "Not made by CervicalAI: it can be edited and marked as reviewed only from a CervicalAI working copy."
+
+    def markReviewed(self, segmentationNode, reviewer: str):
+        from CervicalAISegmentLib import nodes
+        from CervicalAISegmentLib.pipeline import new_work_folder
+        from CervicalAISegmentLib.review import mark_reviewed
+
+        if segmentationNode is None:
+            raise ValueError("Select the segmentation to mark as reviewed.")
+        base = segmentationNode.GetAttribute(nodes.RESULT_FOLDER)
+        base = os.path.dirname(base) if base and os.path.isdir(os.path.dirname(base)) else self.workBase()
+        folder = new_work_folder(base, "review")
+        return mark_reviewed(slicer.mrmlScene, segmentationNode, reviewer, folder)
+
+    def newWorkingCopy(self, segmentationNode):
+        from CervicalAISegmentLib.review import new_working_copy
+
+        if segmentationNode is None:
+            raise ValueError("Select the segmentation to copy.")
+        return new_working_copy(slicer.mrmlScene, segmentationNode)
+
+
+#
+# CervicalAISegmentTest
+#
 
 
 class CervicalAISegmentTest(ScriptedLoadableModuleTest):
+    """End-to-end test on a synthetic patient (CervicalAILib.synth): volume roles, background
+    segmentation with the shipped model, result nodes, review with edit metrics, and the rule
+    that a new run never changes a reviewed segmentation."""
+
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_logic_creates_parameter_node()
+        self.test_volume_roles_from_names()
+        self.setUp()
+        self.test_segment_review_and_rerun()
 
-    def test_logic_creates_parameter_node(self):
-        node = CervicalAISegmentLogic().getParameterNode()
-        self.assertIsNotNone(node)
-        self.assertEqual(node.GetClassName(), "vtkMRMLScriptedModuleNode")
+    def loadSyntheticCase(self):
+        from CervicalAILib.io.mrml import volume_node_from_image
+        from CervicalAILib.synth import generate_case
+
+        case = generate_case(2, seed=11)  # a 16 mL IB2 tumour
+        names = {"T2W": "4: T2 TSE TRA", "DWI": "7: ep2d_diff_tra b800", "ADC": "8: ep2d_diff_tra_ADC", "CET1": "12: T1 VIBE FS TRA POST GD"}
+        nodes = {role: volume_node_from_image(slicer.mrmlScene, case.images[role], names[role]) for role in names}
+        return case, nodes
+
+    def test_volume_roles_from_names(self):
+        self.delayDisplay("Assigning sequence roles from node names")
+        _, nodes = self.loadSyntheticCase()
+        assignment = CervicalAISegmentLogic().assignVolumes()
+        for role, node in nodes.items():
+            self.assertIs(assignment.roles[role], node, f"{role} assigned to {assignment.roles[role]}")
+
+    def test_segment_review_and_rerun(self):
+        import numpy as np
+        import SimpleITK as sitk
+
+        from CervicalAILib import measure
+        from CervicalAISegmentLib import nodes
+        from CervicalAISegmentLib.review import review_state
+        from CervicalAISegmentLib.segmentation import TUMOUR_TERMINOLOGY, tumour_mask
+
+        self.delayDisplay("Segmenting a synthetic patient in the background")
+        case, roleNodes = self.loadSyntheticCase()
+        logic = CervicalAISegmentLogic()
+        run, job = logic.startSegmentation(roleNodes, "cpu", wait=True)
+        self.assertEqual(run.status, "succeeded", run.error_message())
+        self.assertEqual(run.fraction, 1.0)
+        result = logic.importResult(job, roleNodes)
+
+        segmentation = result.draft.GetSegmentation()
+        self.assertEqual(segmentation.GetNumberOfSegments(), 1)
+        self.assertEqual(segmentation.GetNthSegment(0).GetTerminology(), TUMOUR_TERMINOLOGY)
+        mask = tumour_mask(result.draft)
+        truth = case.labels["tumor"]
+        volume = measure.volume_ml(mask)
+        self.assertGreater(volume, 0.2 * measure.volume_ml(truth))
+        self.assertLess(volume, 5.0 * measure.volume_ml(truth))
+        self.assertGreater(measure.dice(mask, sitk.Cast(truth > 0, sitk.sitkUInt8)), 0.3)
+        probability = slicer.util.arrayFromVolume(result.probability)
+        self.assertGreaterEqual(float(probability.min()), 0.0)
+        self.assertLessEqual(float(probability.max()), 1.0)
+        for flagged in result.flagged:
+            bounds = [0.0] * 6
+            roleNodes["T2W"].GetRASBounds(bounds)
+            for axis in range(3):
+                self.assertTrue(bounds[2 * axis] - 1e-3 <= flagged.ras[axis] <= bounds[2 * axis + 1] + 1e-3)
+
+        self.delayDisplay("Editing the working copy and marking it as reviewed")
+        array = slicer.util.arrayFromSegmentBinaryLabelmap(result.draft, segmentation.GetNthSegmentID(0), roleNodes["T2W"])
+        k = int(np.argmax(array.sum(axis=(1, 2))))
+        array[k] = 0  # the reader removes the contour on its largest slice
+        slicer.util.updateSegmentBinaryLabelmapFromArray(array, result.draft, segmentation.GetNthSegmentID(0), roleNodes["T2W"])
+        review = logic.markReviewed(result.draft, "Self Test")
+        self.assertEqual(review_state(review.reviewed), nodes.STATUS_REVIEWED)
+        dice = float(review.reviewed.GetAttribute("CervicalAI.Dice"))
+        self.assertGreater(dice, 0.0)
+        self.assertLess(dice, 1.0)
+        self.assertLess(float(review.reviewed.GetAttribute("CervicalAI.VolumeChangeMl")), 0.0)
+        self.assertEqual(review.record.origin, "edited")
+
+        self.delayDisplay("A new automatic run leaves the reviewed segmentation as it was")
+        before = review.reviewed.GetAttribute(nodes.MASK_SHA256)
+        again = logic.importResult(job, roleNodes)
+        self.assertIsNot(again.draft, review.reviewed)
+        self.assertIsNot(again.automatic, review.reviewed)
+        self.assertEqual(review.reviewed.GetAttribute(nodes.MASK_SHA256), before)
+        self.assertEqual(review_state(review.reviewed), nodes.STATUS_REVIEWED)
+        self.delayDisplay("Test passed")
