@@ -383,3 +383,20 @@ def test_gpu_request_falls_back_to_cpu_and_says_so(t2_bundle):
         pytest.skip("this machine has a CUDA provider")
     assert summary["device"]["provider"] == "CPUExecutionProvider"
     assert "fell back to cpu" in summary["device"]["note"]
+
+
+def test_runtime_path_never_imports_torch(tmp_path):
+    import subprocess
+    import sys
+
+    bundle = make_bundle(tmp_path / "b")
+    code = (
+        "import sys, SimpleITK as sitk\n"
+        "from CervicalAILib.segmentation import segment_case\n"
+        "import CervicalAILib.cli.segment\n"
+        "image = sitk.Image(24, 24, 8, sitk.sitkFloat32) + 1.0\n"
+        f"segment_case({{'T2W': image}}, bundle={str(bundle.path)!r})\n"
+        "assert 'torch' not in sys.modules and 'monai' not in sys.modules, 'torch imported at run time'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
