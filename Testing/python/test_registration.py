@@ -275,6 +275,8 @@ def test_register_to_t2_puts_every_sequence_on_the_t2_grid(study_images, registe
     assert results["DWI"].transform.GetParameters() == results["ADC"].transform.GetParameters()
     assert results["DWI"].settings["transform_from"] == "ADC" and results["DWI"].iterations == 0
     assert "transform_from" not in results["ADC"].settings and results["ADC"].iterations > 0
+    record = json.loads(to_json(results["DWI"].to_dict()))  # JSON as it is: no NaN for "not measured"
+    assert record["final_metric_value"] is None and record["parameters"] == list(results["ADC"].transform.GetParameters())
     # resampled DWI looks like the DWI rendered directly on the T2 grid without displacement
     reference = sitk.GetArrayFromImage(render(images["T2W"], "DWI", None, noise=0.0))
     moved = sitk.GetArrayFromImage(resampled["DWI"])

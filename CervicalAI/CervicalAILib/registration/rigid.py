@@ -86,7 +86,7 @@ class RegistrationResult:
         return np.linalg.norm(moved - points, axis=1)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data description for registration.json: everything a reader needs to judge it."""
+        """Plain JSON-ready description for registration.json: what a reader needs to judge it."""
         transform = self.transform
         offset = np.asarray(transform.GetTranslation()) + np.asarray(transform.GetCenter()) - self.matrix @ np.asarray(
             transform.GetCenter()
@@ -105,8 +105,9 @@ class RegistrationResult:
             "rotation_angle_deg": self.rotation_deg,
             "initializer": self.initializer,
             "metric": "Mattes mutual information (negative: lower is better)",
-            "initial_metric_value": self.initial_metric_value,
-            "final_metric_value": self.metric_value,
+            # None when not measured (a DWI that takes its ADC's transform): NaN is not JSON
+            "initial_metric_value": _finite_or_none(self.initial_metric_value),
+            "final_metric_value": _finite_or_none(self.metric_value),
             "iterations": self.iterations,
             "seconds": round(self.seconds, 3),
             "converged": self.converged,
@@ -115,6 +116,10 @@ class RegistrationResult:
             "settings": self.settings,
             "warnings": list(self.warnings),
         }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def rotation_angle_deg(matrix: np.ndarray) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import SimpleITK as sitk
 
 from .. import __version__
@@ -118,15 +117,6 @@ def register_to_t2(
     return resampled, results
 
 
-def _result_record(result: RegistrationResult) -> dict[str, Any]:
-    record = result.to_dict()
-    # NaN is not JSON: the DWI's metric is not measured (it reuses the ADC's transform)
-    for key in ("initial_metric_value", "final_metric_value"):
-        if record[key] is not None and not np.isfinite(record[key]):
-            record[key] = None
-    return record
-
-
 def register_study_to_case(
     study: Any,
     out_dir: str | Path,
@@ -180,7 +170,7 @@ def register_study_to_case(
         "reference_grid": grid_summary(fixed),
         "software": {"cervicalai": __version__, "SimpleITK": sitk.Version_VersionString()},
         "sequences": {
-            role: {"source_grid": grid_summary(images[role]), **_result_record(results[role])} for role in results
+            role: {"source_grid": grid_summary(images[role]), **results[role].to_dict()} for role in results
         },
     }
     extra_files: dict[str, str] = {REGISTRATION_FILE: atomic.to_json(record)}
