@@ -70,6 +70,11 @@ def test_feature_names_and_pluggable_declarations(encoders):
     assert site.feature_names("CET1")[4] == "CET1_dl-site-net_F0004"
     assert site.spec.crop.input_shape == (3, 20, 28)
     assert site.summary()["encoder_name"] == "site-net"
+    import hashlib
+
+    reference = site.reference()
+    assert reference["family"] == "dl-site-net" and reference["name"] == "test-encoder-site-net"
+    assert reference["sha256"] == hashlib.sha256((site.bundle.path / "bundle.json").read_bytes()).hexdigest()
     assert feature_name("CET1", "resnet2d", 123) == "CET1_dl-resnet2d_F0123"
     manifest = json.loads((encoders["2d"][0].path / "bundle.json").read_text())
     assert manifest["outputs"]["feature_names"] == "{ROLE}_dl-tiny2d_F{index:04d}"

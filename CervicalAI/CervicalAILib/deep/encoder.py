@@ -19,7 +19,8 @@ import SimpleITK as sitk
 
 from ..errors import BundleError, InputError
 from ..io.case import ROLES
-from ..models.bundle import Bundle, load_bundle
+from ..io.hashing import sha256_file
+from ..models.bundle import MANIFEST, Bundle, load_bundle
 from .config import EncoderSpec, feature_name
 from .crops import Crop, crop_tumour
 from .preprocess import normalise_crop
@@ -139,9 +140,31 @@ class Encoder:
     def feature_names(self, role: str) -> list[str]:
         return [feature_name(role, self.name, i) for i in range(self.dim)]
 
+    @property
+    def family(self) -> str:
+        """The feature family for model fitting: "dl-<encoder_name>"."""
+        return f"dl-{self.name}"
+
+    def reference(self) -> dict:
+        """How a feature table's sidecar and a fitted model name this encoder (see models.table):
+        family, bundle name, version and the SHA-256 of its bundle.json (which lists every file's hash)."""
+        return {
+            "family": self.family,
+            "name": self.bundle.name,
+            "version": self.bundle.version,
+            "sha256": sha256_file(self.bundle.path / MANIFEST),
+        }
+
     def summary(self) -> dict:
-        """Bundle summary plus the feature family, for readouts and fitted-model provenance."""
-        return {**self.bundle.summary(), "encoder_name": self.name, "dim": self.dim, "provider": self.provider}
+        """Bundle summary (with every file's hash) plus the feature family, for readouts."""
+        return {
+            **self.bundle.summary(),
+            "family": self.family,
+            "bundle_json_sha256": self.reference()["sha256"],
+            "encoder_name": self.name,
+            "dim": self.dim,
+            "provider": self.provider,
+        }
 
     def crop(self, image: sitk.Image, mask: sitk.Image, role: str = "image", warnings: list[str] | None = None) -> Crop:
         return crop_tumour(image, mask, self.spec.crop, role, warnings)
