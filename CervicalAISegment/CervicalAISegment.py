@@ -406,7 +406,10 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
 
         from CervicalAILib.background import engine_environment
 
-        return engine_environment(slicer.util.startupEnvironment(), extra=engine_environment_extra(self.settings()))
+        # Slicer's own sys.path goes along: extensions' packages (pyradiomics from SlicerRadiomics)
+        # are on it, and PythonSlicer alone may not know them.
+        paths = [path for path in sys.path if path and os.path.isdir(path)]
+        return engine_environment(slicer.util.startupEnvironment(), extra=engine_environment_extra(self.settings()), python_paths=paths)
 
     def workBase(self) -> str:
         return os.path.join(slicer.app.temporaryPath, "CervicalAI")
@@ -421,7 +424,7 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
         if t2 is None:
             raise ValueError("Select the T2-weighted volume.")
         work = new_work_folder(self.workBase(), t2.GetName())
-        export_case_folder(roleNodes, work / "input")
+        export_case_folder(roleNodes, work / "input", compress=False)  # fast: Slicer waits for this part
         job = segmentation_job(self.pythonExecutable(), work, device)
         run = BackgroundRun(job.steps, env=self.engineEnvironment()).start()
         logging.info(f"CervicalAI segmentation started in {work}")

@@ -48,14 +48,18 @@ def engine_command(python: str | os.PathLike, *arguments: str | os.PathLike) -> 
 
 
 def engine_environment(base: Mapping[str, str] | None = None, engine_dir: str | os.PathLike | None = None,
-                       extra: Mapping[str, str] | None = None) -> dict[str, str]:
+                       extra: Mapping[str, str] | None = None, python_paths: Sequence[str] = ()) -> dict[str, str]:
     """Environment for a child that runs the engine: `base` (default os.environ) with the
-    engine's folder first on PYTHONPATH (the child does not see Slicer's module paths),
-    unbuffered output, and `extra` variables (e.g. CERVICALAI_MODELS)."""
+    engine's folder first on PYTHONPATH (the child does not see Slicer's module paths), then
+    `python_paths` (e.g. the running Slicer's sys.path, which holds extensions' packages such as
+    SlicerRadiomics' pyradiomics), unbuffered output, and `extra` variables (e.g. CERVICALAI_MODELS)."""
     env = dict(os.environ if base is None else base)
-    folder = str(engine_dir if engine_dir is not None else ENGINE_DIR)
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != folder]
-    env["PYTHONPATH"] = os.pathsep.join([folder, *paths])
+    first = [str(engine_dir if engine_dir is not None else ENGINE_DIR), *(str(p) for p in python_paths if p)]
+    paths: list[str] = []
+    for path in first + env.get("PYTHONPATH", "").split(os.pathsep):
+        if path and path not in paths:
+            paths.append(path)
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"
     env.update({key: str(value) for key, value in (extra or {}).items()})
     return env

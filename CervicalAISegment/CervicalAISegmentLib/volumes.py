@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import SimpleITK as sitk
+
 from CervicalAILib.errors import InputError
+from CervicalAILib.io.atomic import atomic_directory
 from CervicalAILib.io.case import REQUIRED_ROLE, ROLES, write_case
 from CervicalAILib.io.dicom import SeriesHeader, description_b_value, read_frames
 from CervicalAILib.io.geometry import orientation_label
@@ -215,12 +218,15 @@ def export_case_folder(
     labels: dict[str, Any] | None = None,
     clinical: dict[str, Any] | None = None,
     overwrite: bool = False,
+    compress: bool = True,
 ) -> Path:
     """Write the role volumes (and label images) as a case folder for the engine.
 
     role_nodes: role -> volume node (None entries are skipped); the T2WI is required. Each
     volume keeps its own grid (the engine co-registers); a linear parent transform is applied.
     labels: name -> SimpleITK label image (e.g. {"tumor": reviewed mask}).
+    compress: False writes uncompressed `<role>.nii` (the engine reads both): for the temporary
+    input of Apply, written while Slicer waits, gzip would take about a second per large volume.
     """
     chosen = {normalise_role(role): node for role, node in role_nodes.items() if node is not None}
     if REQUIRED_ROLE not in chosen:
@@ -234,4 +240,11 @@ def export_case_folder(
     for role, image in images.items():
         if image.GetNumberOfComponentsPerPixel() != 1:
             raise InputError(f"volume {chosen[role].GetName()!r} ({role}) has several components per voxel (colour?)")
-    return write_case(out_dir, images, labels=labels, clinical=clinical, overwrite=overwrite)
+    if compress:
+        return write_case(out_dir, images, labels=labels, clinical=clinical, overwrite=overwrite)
+    if labels or clinical is not None:
+        raise InputError("an uncompressed export holds the images only (no labels or clinical values)")
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        for role, image in images.items():
+            sitk.WriteImage(image, str(tmp / f"{role}.nii"), False)
+    return Path(out_dir)

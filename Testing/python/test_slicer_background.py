@@ -157,6 +157,8 @@ def test_engine_environment_puts_the_engine_first_and_keeps_the_rest(tmp_path):
     assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path), "/a"]  # no duplicate
     assert env["HOME"] == "/home/x" and env["CERVICALAI_MODELS"] == "/models" and env["PYTHONUNBUFFERED"] == "1"
     assert base["PYTHONPATH"].startswith("/a")  # the caller's mapping is not changed
+    with_paths = engine_environment(base, engine_dir=tmp_path, python_paths=["/ext/site-packages", "/a", ""])
+    assert with_paths["PYTHONPATH"].split(os.pathsep) == [str(tmp_path), "/ext/site-packages", "/a"]
     assert engine_command("/py", "segment", tmp_path) == ["/py", "-m", "CervicalAILib.cli", "segment", str(tmp_path)]
 
 

@@ -496,6 +496,11 @@ def test_export_case_folder_keeps_each_grid_and_refuses_bad_selections(scene, tm
         export_case_folder({"T2W": t2, "ADC": t2}, tmp_path / "y")
     with pytest.raises(Exception, match="not empty"):
         export_case_folder({"T2W": t2}, out)
+    fast = export_case_folder({"T2W": t2, "DWI": dwi}, tmp_path / "fast", compress=False)
+    assert sorted(p.name for p in fast.iterdir()) == ["DWI.nii", "T2W.nii"]
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(load_case(fast).image("T2W")), sitk.GetArrayFromImage(t2_image))
+    with pytest.raises(InputError, match="images only"):
+        export_case_folder({"T2W": t2}, tmp_path / "fast2", labels={"tumor": t2_image}, compress=False)
 
 
 def test_segmentation_job_registers_only_when_there_is_something_to_register(scene, tmp_path):
@@ -546,7 +551,7 @@ def test_apply_end_to_end_with_the_real_engine_in_the_background(scene, tmp_path
     adc = volume_node_from_image(scene, adc_image, "ADC phantom")
     bundle = make_bundle(tmp_path / "bundle")
     work = new_work_folder(tmp_path, t2.GetName())
-    export_case_folder({"T2W": t2, "ADC": adc}, work / "input")
+    export_case_folder({"T2W": t2, "ADC": adc}, work / "input", compress=False)  # as Apply does
     job = segmentation_job(sys.executable, work, "cpu", model=bundle.path)
     run = BackgroundRun(job.steps, env=engine_environment()).start()
     state = run.wait(timeout=300)
