@@ -208,7 +208,7 @@ class CervicalAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         assignment = self.logic.assignVolumes(keep)
         for role, name in ROLE_FIELDS.items():
             setattr(self._parameterNode, name, assignment.roles.get(role))
-        self.ui.rolesInfoLabel.text = "\n".join(assignment.notes)
+        self.ui.rolesInfoLabel.text = self.logic.assignmentText(assignment)
 
     def onAutoAssignButton(self) -> None:
         with slicer.util.tryWithErrorDisplay("Failed to assign the volumes.", waitCursor=True):
@@ -389,6 +389,14 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
         from CervicalAISegmentLib.volumes import assign_volume_roles, candidate_volumes
 
         return assign_volume_roles(candidate_volumes(slicer.mrmlScene), self.dicomFiles, keep)
+
+    @staticmethod
+    def assignmentText(assignment) -> str:
+        """Why each chosen volume was taken, and the engine's notes (for the roles label)."""
+        from CervicalAISegmentLib.volumes import describe_node
+
+        lines = [f"{role}: {describe_node(node, assignment)}" for role, node in assignment.roles.items() if node is not None]
+        return "\n".join(lines + assignment.notes)
 
     # background run
     @staticmethod

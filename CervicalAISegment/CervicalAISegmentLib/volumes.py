@@ -97,7 +97,10 @@ def _name_recognition(name: str) -> Recognition:
             match = re.search(pattern, stem.lower())
             if match:
                 return Recognition("DWI", f"'{match.group(0).strip()}' in node name")
-    recognition.reason = f"from node name: {recognition.reason}"
+    if recognition.kind == "DWI" and b_value and "b-values in the headers" in recognition.reason:
+        recognition.reason = f"b={b_value:g} in node name"  # the b-value came from the name, not a header
+    else:
+        recognition.reason = f"from node name: {recognition.reason}"
     return recognition
 
 

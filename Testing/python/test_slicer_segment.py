@@ -39,7 +39,12 @@ from CervicalAISegmentLib.segmentation import (  # noqa: E402
     segmentations_of,
     tumour_mask,
 )
-from CervicalAISegmentLib.volumes import assign_volume_roles, candidate_volumes, export_case_folder  # noqa: E402
+from CervicalAISegmentLib.volumes import (  # noqa: E402
+    assign_volume_roles,
+    candidate_volumes,
+    describe_node,
+    export_case_folder,
+)
 
 pytestmark = pytest.mark.mrml
 
@@ -412,6 +417,8 @@ def test_roles_from_node_names_with_the_engines_ranking(scene):
     assert assignment.kinds[t1_pre.GetID()].kind == "T1W"
     assert assignment.kinds[t2_sag.GetID()].kind == "T2W"
     assert assignment.problems == []
+    assert describe_node(dwi, assignment) == "7: ep2d_diff_tra b1000: looks like DWI (b=1000 in node name); axial"
+    assert describe_node(t2_sag, assignment).endswith("; sagittal")
 
 
 def test_case_folder_names_and_recorded_roles(scene):
