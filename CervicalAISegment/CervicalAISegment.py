@@ -167,8 +167,12 @@ class CervicalAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     # -- parameter node ---------------------------------------------------------------------------
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.reviewerName:
-            self._parameterNode.reviewerName = self.logic.settings()["reviewerName"]
+        node = self._parameterNode.parameterNode
+        if not node.GetAttribute("CervicalAI.SettingsApplied"):  # a new parameter node starts from the settings
+            settings = self.logic.settings()
+            self._parameterNode.device = settings["device"]
+            self._parameterNode.reviewerName = settings["reviewerName"]
+            node.SetAttribute("CervicalAI.SettingsApplied", "true")
         if not self._parameterNode.t2Volume:
             self.assignVolumes(keepChoices=True)
 
