@@ -53,11 +53,11 @@ def align_mask(image: sitk.Image, mask: sitk.Image, role: str = "image", warning
     if mask.GetNumberOfComponentsPerPixel() != 1:
         raise InputError("the tumour mask must be a single-component label image")
     tumour = mask_array(mask)
-    count = int(tumour.sum())
-    if count == 0:
+    if not tumour.any():
         raise InputError("the tumour mask is empty: draw or segment the tumour first")
     if same_grid(image, mask):
         return mask
+    count = int(tumour.sum())
     binary = sitk.Cast(sitk.NotEqual(mask, 0), sitk.sitkUInt8)
     resampled = resample_to_reference(binary, image, interpolator=sitk.sitkNearestNeighbor, default_value=0)
     inside_ml = float(mask_array(resampled).sum()) * float(np.prod(image.GetSpacing())) / 1000.0
@@ -115,52 +115,46 @@ def _sample(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample one output box per centre (continuous xyz index in `image`).
 
-    The output grid has the image's direction, spacing `out_spacing` (xyz) and size `out_size`
-    (xyz) and is centred on each centre. Returns image, mask, valid arrays of shape
-    (len(centers), z, y, x).
+    The output grid is aligned with the image's axes, has spacing `out_spacing` (xyz) and size
+    `out_size` (xyz) and is centred on each centre. Sampling happens in the image's index space
+    on a small region of interest read as a numpy view: linear interpolation for the image,
+    nearest neighbour (round half up, as ITK) for the mask. Returns image, mask and
+    inside-the-image arrays of shape (len(centers), z, y, x).
     """
-    to_lps = index_to_physical_matrix(image)
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    from scipy import ndimage
+
     in_spacing = np.asarray(image.GetSpacing(), dtype=float)
-    half = out_spacing * (out_size - 1) / 2.0
-    # output voxel centres, in image index units relative to a box centre: (N, 3) xyz
-    axes = [np.linspace(-half[a], half[a], int(out_size[a])) / in_spacing[a] for a in range(3)]
-    offsets = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    half_index = out_spacing * (out_size - 1) / 2.0 / in_spacing
+    # output voxel centres relative to a box centre, in image index units, shape (z, y, x, 3) as xyz
+    axes = [np.linspace(-half_index[a], half_index[a], int(out_size[a])) for a in range(3)]
+    offsets = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).transpose(2, 1, 0, 3)
 
     sigma_mm = np.zeros(3)
     if antialias:
         sigma_mm = np.where(smooth_axes, np.maximum(out_spacing - in_spacing, 0.0) / 2.0, 0.0)
-    half_index = half / in_spacing
     corner_points = np.concatenate([np.stack([c - half_index, c + half_index]) for c in centers_index])
     start, size = _roi(image, corner_points, pad=2.0 + 3.0 * sigma_mm / in_spacing)
-    roi = sitk.RegionOfInterest(image, size, start)
-    roi_mask = sitk.RegionOfInterest(mask, size, start)
-    roi_array = sitk.GetArrayFromImage(roi).astype(np.float32)
-    if not np.all(np.isfinite(roi_array)):
+    region = tuple(slice(start[a], start[a] + size[a]) for a in (2, 1, 0))  # numpy (z, y, x)
+    roi = sitk.GetArrayViewFromImage(image)[region].astype(np.float32)
+    roi_mask = sitk.GetArrayViewFromImage(mask)[region] != 0
+    if not np.all(np.isfinite(roi)):
         raise InputError("the image contains NaN or infinite values around the tumour")
     if np.any(sigma_mm > 0):
-        from scipy import ndimage
+        roi = ndimage.gaussian_filter(roi, sigma=(sigma_mm / in_spacing)[::-1], mode="nearest", truncate=3.0)
 
-        roi_array = ndimage.gaussian_filter(roi_array, sigma=(sigma_mm / in_spacing)[::-1], mode="nearest", truncate=3.0)
-    roi_image = sitk.GetImageFromArray(roi_array)
-    roi_image.CopyInformation(roi)
-    roi_mask = sitk.Cast(sitk.NotEqual(roi_mask, 0), sitk.sitkUInt8)
-
+    image_size = np.asarray(image.GetSize())
+    roi_size = np.asarray(size)
     images, masks, valids = [], [], []
-    size_xyz = np.asarray(image.GetSize())
     for center in centers_index:
-        origin_index = center - half_index
-        reference = sitk.Image([int(n) for n in out_size], sitk.sitkFloat32)
-        reference.SetSpacing([float(s) for s in out_spacing])
-        reference.SetDirection(tuple(direction.ravel()))
-        reference.SetOrigin(tuple((to_lps[:3, :3] @ origin_index + to_lps[:3, 3]).tolist()))
-        sampled = resample_to_reference(roi_image, reference, interpolator=sitk.sitkLinear, pixel_type=sitk.sitkFloat32)
-        sampled_mask = resample_to_reference(roi_mask, reference, interpolator=sitk.sitkNearestNeighbor)
-        points = (center + offsets).reshape(int(out_size[0]), int(out_size[1]), int(out_size[2]), 3)
-        inside = np.all((points >= -0.5) & (points <= size_xyz - 0.5), axis=-1)  # (x, y, z)
-        images.append(sitk.GetArrayFromImage(sampled))
-        masks.append(sitk.GetArrayFromImage(sampled_mask) != 0)
-        valids.append(np.transpose(inside, (2, 1, 0)))
+        points = center + offsets  # continuous xyz index in the image
+        inside = np.all((points >= -0.5) & (points <= image_size - 0.5), axis=-1)
+        local = points - np.asarray(start)  # index in the region of interest
+        values = ndimage.map_coordinates(roi, np.moveaxis(local[..., ::-1], -1, 0), order=1, mode="nearest")
+        nearest = np.clip(np.floor(local + 0.5).astype(int), 0, roi_size - 1)
+        tumour = roi_mask[nearest[..., 2], nearest[..., 1], nearest[..., 0]] & inside
+        images.append(np.where(inside, values, 0.0).astype(np.float32))
+        masks.append(tumour)
+        valids.append(inside)
     return np.stack(images), np.stack(masks), np.stack(valids)
 
 
@@ -170,9 +164,14 @@ def _lps(image: sitk.Image, index_xyz: np.ndarray) -> tuple[float, float, float]
 
 
 def _bounding_box(tumour_zyx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inclusive (lower, upper) voxel index of the tumour, xyz order."""
-    nonzero = np.argwhere(tumour_zyx)[:, ::-1]
-    return nonzero.min(axis=0), nonzero.max(axis=0)
+    """Inclusive (lower, upper) voxel index of the tumour, xyz order (from axis projections: fast)."""
+    lower, upper = [], []
+    for axis in (2, 1, 0):  # x, y, z
+        others = tuple(a for a in range(3) if a != axis)
+        present = np.flatnonzero(tumour_zyx.any(axis=others))
+        lower.append(present[0])
+        upper.append(present[-1])
+    return np.array(lower), np.array(upper)
 
 
 def crop_2d(image: sitk.Image, mask: sitk.Image, spec: CropSpec, slice_index: int | None = None) -> Crop:
