@@ -127,18 +127,6 @@ def _bone(name: str, shape: Shape, cortex_mm: float = 2.2) -> Structure:
     return Structure(name, "bone", layers)
 
 
-def _surface_points(shape: Ellipsoid, n: int = 200) -> np.ndarray:
-    """Points on an ellipsoid surface (scanner frame) for placing neighbours."""
-    k = np.arange(n) + 0.5
-    phi = np.arccos(1 - 2 * k / n)
-    theta = math.pi * (1 + 5**0.5) * k
-    dirs = np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], axis=1)
-    rp = np.asarray(shape.radii)
-    rn = np.asarray(shape.radii_neg if shape.radii_neg is not None else shape.radii)
-    local = np.where(dirs >= 0, dirs * rp, dirs * rn)
-    return local @ np.asarray(shape.rotation).T + shape.center
-
-
 def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatomy:
     """Lay out one patient's pelvis and tumour (random streams: anatomy, tumour)."""
     rng = case_rng(seed, bio.case_index, STREAM_ANATOMY)

@@ -20,7 +20,7 @@ from ..errors import InputError
 
 GENERATOR_NAME = "CervicalAI synthetic pelvic MRI"
 # Bump when the same seed and parameters no longer give the same cohort.
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 
 # Random streams of one case (case_rng's third key). Never renumber: that changes every cohort.
 STREAM_CLINICAL = 0
