@@ -8,6 +8,7 @@ bundle is always applied with the settings it was trained with.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -41,6 +42,14 @@ def load_settings(role: str, path: str | Path | None = None) -> dict[str, Any]:
     source = Path(path) if path is not None else default_settings_path(role)
     if not source.is_file():
         raise InputError("pyradiomics settings file not found", source)
+    stat = source.stat()
+    return copy.deepcopy(_load_file(str(source.resolve()), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _load_file(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    """Parsed and validated settings file, cached per (path, modification time, size)."""
+    source = Path(path)
     try:
         params = yaml.safe_load(source.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
