@@ -1,0 +1,444 @@
+"""`cervicalai predict`: one patient's images + reviewed tumour mask + clinical values -> readout.
+
+Steps (each timed in `seconds`):
+1. inputs: the study (case folder or DICOM), the tumour mask on the T2WI grid (checked: not empty,
+   inside the image, on the T2WI grid or resampled onto it with a warning), its review record,
+   the clinical values (validated; c_LNM derived from the node's short axis when not given);
+2. masks per sequence: features are computed on each sequence's own grid, the mask carried there
+   by the registration transform (from `study register`/segmentation, or registered now);
+3. model-driven features: only the radiomics features and deep-feature encoders that the risk
+   models use (values identical to a full extraction);
+4. scores (ComBat for the patient's centre, Rad_score, DL_score, DLRC probability, nomogram points)
+   for the LNM model and, when present, the stage-group model; nomogram.png/svg;
+5. staging readout (measured size class, node assessment, predicted stage group);
+6. readout.json written atomically with everything used, warnings and model versions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import RESEARCH_USE_STATEMENT, __version__, measure
+from ..clinical import FIELDS as CLINICAL_FIELDS
+from ..clinical import validate_clinical
+from ..errors import BundleError, InputError
+from ..io import atomic
+from ..io.geometry import overlap_fraction, resample_to_reference, same_grid
+from ..io.hashing import sha256_file
+from ..io.images import read_image
+from ..models.bundle import load_bundle
+from ..models.risk_bundle import RiskModel, load_risk_model
+from ..progress import ProgressCallback, no_progress
+from ..resources import default_bundle_path, models_dir_candidates
+from ..review import read_review
+
+log = logging.getLogger(__name__)
+
+READOUT_SCHEMA = "cervicalai.readout/1"
+READOUT_FILE = "readout.json"
+MIN_MASK_VOXELS = 10  # fewer voxels cannot carry texture; pyradiomics refuses such regions too
+
+
+@dataclass
+class ReadoutInputs:
+    """What a readout needs; `images` maps roles to each sequence on its own acquisition grid."""
+
+    images: dict[str, sitk.Image]
+    mask: sitk.Image
+    clinical: dict[str, Any]
+    case_id: str
+    center: str | None = None
+    image_paths: dict[str, Path] = field(default_factory=dict)
+    mask_path: Path | None = None
+    transforms: dict[str, sitk.Transform] = field(default_factory=dict)
+    segmentation_summary: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def check_mask(mask: sitk.Image, t2: sitk.Image, warnings: list[str], where: str = "tumour mask") -> sitk.Image:
+    """The mask as uint8 0/1 on the T2WI grid; InputError when it cannot describe a tumour there."""
+    if mask.GetDimension() != 3:
+        raise InputError(f"the {where} must be a 3D image, got {mask.GetDimension()}D")
+    if not same_grid(mask, t2):
+        covered = overlap_fraction(t2, mask)
+        if covered == 0.0:
+            raise InputError(f"the {where} does not overlap the T2WI (different position in space)")
+        warnings.append(f"the {where} is not on the T2WI grid: resampled onto it (nearest neighbour)")
+        mask = resample_to_reference(mask, t2, interpolator=sitk.sitkNearestNeighbor, pixel_type=sitk.sitkUInt8)
+    mask = sitk.Cast(mask != 0, sitk.sitkUInt8)
+    count = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
+    if count == 0:
+        raise InputError(f"the {where} is empty (no tumour voxel on the T2WI)")
+    if count < MIN_MASK_VOXELS:
+        raise InputError(
+            f"the {where} has only {count} voxel(s); at least {MIN_MASK_VOXELS} are needed for radiomics and deep features"
+        )
+    return mask
+
+
+def derive_clinical(values: dict[str, Any]) -> dict[str, Any]:
+    """Validated clinical values; c_lnm from the short axis (seed 004: >= 10 mm) when not given."""
+    clean = validate_clinical(values)
+    short = clean.get("ln_short_axis_mm")
+    if clean.get("c_lnm") is None and short is not None:
+        clean["c_lnm"] = int(short >= 10.0)
+    elif clean.get("c_lnm") is not None:
+        c_lnm = clean["c_lnm"]
+        if c_lnm not in (0, 1, True, False):
+            raise InputError(f"clinical value c_lnm={c_lnm!r} must be 0 or 1")
+        clean["c_lnm"] = int(c_lnm)
+        if short is not None and clean["c_lnm"] != int(short >= 10.0):
+            raise InputError(
+                f"clinical values disagree: c_lnm={clean['c_lnm']} but ln_short_axis_mm={short:g} mm "
+                "(c_LNM means a short axis >= 10 mm)"
+            )
+    return clean
+
+
+def load_inputs(
+    case: str | Path,
+    mask_path: str | Path,
+    clinical: dict[str, Any] | str | Path,
+    transforms_dir: str | Path | None = None,
+    center: str | None = None,
+) -> ReadoutInputs:
+    """Read the study, mask, clinical values and (optional) registration transforms from disk."""
+    import json
+
+    from ..io.study import load_study
+    from ..registration.masks import read_transforms
+
+    case = Path(case)
+    study = load_study(case)
+    images = {role: study.image(role) for role in study.roles_present()}
+    if "T2W" not in images:
+        raise InputError("the study has no T2WI; the tumour mask is defined on the T2WI grid", case)
+    image_paths = {}
+    for role in images:
+        series = study.series_for(role)
+        files = getattr(series, "files", None) or []
+        image_paths[role] = Path(files[0]).parent if files else case
+    if case.is_dir():
+        from ..io.case import find_role_file
+
+        for role in images:
+            found = find_role_file(case, role)
+            if found is not None:
+                image_paths[role] = found
+    if isinstance(clinical, (str, Path)):
+        clinical_path = Path(clinical)
+        if not clinical_path.is_file():
+            raise InputError("clinical file not found", clinical_path)
+        try:
+            clinical = json.loads(clinical_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not valid JSON ({exc})", clinical_path) from exc
+        if not isinstance(clinical, dict):
+            raise InputError("must hold a JSON object of clinical values", clinical_path)
+    mask_path = Path(mask_path)
+    mask = read_image(mask_path)
+    transforms = read_transforms(transforms_dir) if transforms_dir else read_transforms(case)
+    segmentation_summary = None
+    seg_json = mask_path.parent / "segmentation.json"
+    if seg_json.is_file():
+        try:
+            segmentation_summary = json.loads(seg_json.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            segmentation_summary = None
+    if center is None:
+        center = (clinical or {}).get("center")
+    return ReadoutInputs(
+        images=images,
+        mask=mask,
+        clinical=dict(clinical or {}),
+        case_id=case.name if case.is_dir() else case.stem,
+        center=None if center is None else str(center),
+        image_paths=image_paths,
+        mask_path=mask_path,
+        transforms=transforms,
+        segmentation_summary=segmentation_summary,
+    )
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+def find_encoder_bundle(entry: dict[str, Any], search: list[Path] | None = None):
+    """The encoder bundle a risk model was fitted with: same name and version and bundle.json hash."""
+    name, version, digest = entry.get("name"), entry.get("version"), entry.get("sha256")
+    if not name:
+        raise BundleError(f"the risk model does not say which encoder produced its {entry.get('family')} features")
+    for folder in search if search is not None else models_dir_candidates():
+        if not folder.is_dir():
+            continue
+        for manifest in sorted(folder.glob("*/bundle.json")):
+            if digest and sha256_file(manifest) != digest:
+                continue
+            bundle = load_bundle(manifest.parent)
+            if bundle.task == "encoder" and bundle.name == name and (version is None or bundle.version == version):
+                return bundle
+    raise BundleError(
+        f"encoder {name}@{version} (bundle.json sha256 {str(digest)[:12]}...) used by the risk model was not found "
+        f"in the model folders ({', '.join(str(p) for p in (search or models_dir_candidates()))})"
+    )
+
+
+def load_models(lnm_bundle: str | Path | None, stage_bundle: str | Path | None, use_stage: bool = True):
+    """The LNM risk model (required) and the stage-group model (optional; default when shipped)."""
+    lnm = load_risk_model(lnm_bundle or default_bundle_path("lnm"))
+    stage = None
+    if stage_bundle is not None:
+        stage = load_risk_model(stage_bundle)
+    elif use_stage:
+        try:
+            stage = load_risk_model(default_bundle_path("stage_group"))
+        except BundleError as exc:
+            log.info("no stage-group model: %s", exc)
+    return lnm, stage
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _needed_by_role(models: list[RiskModel]) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
+    """Radiomics feature names per role, and deep families -> roles, that the models use."""
+    from ..models.table import feature_role
+
+    radiomics: dict[str, list[str]] = {}
+    deep: dict[str, set[str]] = {}
+    for model in models:
+        for name in model.required_features:
+            role = feature_role(name)
+            rest = name[len(role) + 1 :]
+            if rest.startswith("dl-"):
+                family = rest.split("_F", 1)[0]
+                deep.setdefault(family, set()).add(role)
+            elif name not in radiomics.setdefault(role, []):
+                radiomics[role].append(name)
+    return radiomics, deep
+
+
+def compute_features(
+    inputs: ReadoutInputs,
+    models: list[RiskModel],
+    masks: dict[str, Any],
+    warnings: list[str],
+    device: str = "cpu",
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Model-driven radiomics and deep features; a sequence the case lacks is skipped (the model says
+    which score is then unavailable; nothing is imputed)."""
+    from ..deep import extract_deep_features, load_encoder
+    from ..radiomics import extract
+
+    radiomics_needed, deep_needed = _needed_by_role(models)
+    radiomics_values: dict[str, float] = {}
+    for role, names in radiomics_needed.items():
+        if role not in inputs.images:
+            continue
+        settings = next(m.radiomics_settings(role) for m in models if any(n.startswith(f"{role}_") for n in m.required_features))
+        result = extract({role: inputs.images[role]}, masks[role].mask, settings={role: settings}, features=names)
+        radiomics_values.update(result.features)
+        warnings.extend(result.warnings)
+    deep_values: dict[str, float] = {}
+    for family, roles in deep_needed.items():
+        present = [r for r in sorted(roles) if r in inputs.images]
+        if not present:
+            continue
+        entry = next(e for m in models for e in m.encoders if e.get("family") == family)
+        encoder = load_encoder(find_encoder_bundle(entry), device=device)
+        values = extract_deep_features(
+            {r: inputs.images[r] for r in present}, {r: masks[r].mask for r in present}, encoder, roles=present, warnings=warnings
+        )
+        needed = {n for m in models for n in m.required_features}
+        deep_values.update({k: v for k, v in values.items() if k in needed})
+    return radiomics_values, deep_values
+
+
+# --------------------------------------------------------------------------- readout
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
+
+
+def predict_case(
+    inputs: ReadoutInputs,
+    out_dir: str | Path | None = None,
+    lnm_bundle: str | Path | None = None,
+    stage_bundle: str | Path | None = None,
+    use_stage: bool = True,
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Compute the readout; with `out_dir`, write readout.json and nomogram.png/svg atomically."""
+    from ..models.nomogram import render_nomogram
+    from ..models.scores import score_patient
+    from ..registration.masks import sequence_masks
+    from ..staging import staging_readout
+
+    progress = progress or no_progress
+    seconds: dict[str, float] = {}
+    warnings: list[str] = []
+    start = time.perf_counter()
+
+    progress(0.02, "checking inputs")
+    if "T2W" not in inputs.images:
+        raise InputError("no T2WI given; the tumour mask is defined on the T2WI grid")
+    for role, image in inputs.images.items():
+        if not np.all(np.isfinite(sitk.GetArrayViewFromImage(image))):
+            raise InputError(f"the {role} image contains NaN or infinite voxel values")
+    mask = check_mask(inputs.mask, inputs.images["T2W"], warnings)
+    clinical = derive_clinical(inputs.clinical)
+    review = read_review(inputs.mask_path).to_dict() if inputs.mask_path else {"reviewed": False, "origin": "automatic"}
+    if not review["reviewed"]:
+        warnings.append(
+            "the tumour mask has not been marked as reviewed: the readout uses an unreviewed contour"
+            if review.get("origin") != "edited"
+            else "the tumour mask was edited after its review: review it again"
+        )
+    lnm_model, stage_model = load_models(lnm_bundle, stage_bundle, use_stage)
+    models = [m for m in (lnm_model, stage_model) if m is not None]
+    # the readout keeps the reader's clinical inputs and what the models use, nothing else
+    # (a synthetic case's clinical.json also holds the pathology truth, which must not leak in)
+    wanted = set(CLINICAL_FIELDS) | {"c_lnm"} | {t["name"] for m in models for t in m.clinical_inputs}
+    clinical = {k: v for k, v in clinical.items() if k in wanted}
+    seconds["inputs"] = time.perf_counter() - start
+
+    # ---- masks on each sequence's own grid; registration only when no transform is known
+    t0 = time.perf_counter()
+    needed_roles = sorted({r for m in models for r in m.required_sequences} | {"T2W"})
+    missing_roles = [r for r in needed_roles if r not in inputs.images]
+    for role in missing_roles:
+        warnings.append(f"the {role} sequence is missing: scores that need it are unavailable (nothing is imputed)")
+    roles = [r for r in needed_roles if r in inputs.images]
+    transforms = dict(inputs.transforms)
+    to_register = [r for r in roles if r != "T2W" and r not in transforms and not same_grid(inputs.images[r], inputs.images["T2W"])]
+    if to_register:
+        from ..registration import register_to_t2
+
+        progress(0.08, f"registering {', '.join(to_register)} onto the T2WI")
+        _, results = register_to_t2({"T2W": inputs.images["T2W"], **{r: inputs.images[r] for r in to_register}})
+        for role, result in results.items():
+            transforms[role] = result.transform
+        seconds["registration"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+    masks = sequence_masks({r: inputs.images[r] for r in roles}, mask, transforms, warnings=warnings)
+    seconds["masks"] = time.perf_counter() - t0
+
+    # ---- features the models use
+    progress(0.25, "radiomics and deep features")
+    t0 = time.perf_counter()
+    radiomics_values, deep_values = compute_features(inputs, models, masks, warnings, device=device)
+    seconds["features"] = time.perf_counter() - t0
+
+    # ---- scores
+    progress(0.8, "scores and nomogram")
+    t0 = time.perf_counter()
+    features = {**radiomics_values, **deep_values}
+    lnm = score_patient(lnm_model, features, clinical, inputs.center)
+    stage = score_patient(stage_model, features, clinical, inputs.center) if stage_model is not None else None
+    for result in (lnm, stage):
+        if result is not None:
+            warnings.extend(w for w in result["warnings"] + result["unavailable"] if w not in warnings)
+    seconds["scores"] = time.perf_counter() - t0
+
+    max_diameter = measure.max_diameter_mm(mask)
+    segmentation = {
+        "volume_ml": measure.volume_ml(mask),
+        "max_diameter_mm": max_diameter,
+        "largest_slice_index": measure.largest_slice_index(mask),
+    }
+    if inputs.segmentation_summary:
+        for key in ("confidence", "model", "flagged_slices"):
+            if key in inputs.segmentation_summary:
+                segmentation[f"automatic_{key}"] = inputs.segmentation_summary[key]
+    stage_probability = stage["probability"] if stage else None
+    staging = staging_readout(
+        max_diameter,
+        clinical,
+        stage_group_probability=stage_probability,
+        stage_group_model=stage_model.label if stage_model else None,
+        stage_group_cutoff=stage["cutoff"] if stage else 0.5,
+    )
+    if stage is not None and stage_probability is None:
+        staging["predicted"] = {"stage_group_chemoradiotherapy_probability": None, "text": "; ".join(stage["unavailable"])}
+
+    readout: dict[str, Any] = {
+        "schema": READOUT_SCHEMA,
+        "case_id": inputs.case_id,
+        "created": _now(),
+        "tool": {"name": "cervicalai", "version": __version__},
+        "inputs": {
+            "images": {
+                role: {"path": str(inputs.image_paths.get(role, "")), "sha256": _sha_or_none(inputs.image_paths.get(role))}
+                for role in inputs.images
+            },
+            "mask": {"path": str(inputs.mask_path) if inputs.mask_path else None, "sha256": _sha_or_none(inputs.mask_path),
+                     "grid": "T2W", "per_sequence": {r: m.source for r, m in masks.items()}},
+            "center": inputs.center,
+        },
+        "review": review,
+        "segmentation": segmentation,
+        "features": {
+            "radiomics": radiomics_values,
+            "deep": deep_values,
+            "harmonised": {name: item["harmonised"] for r in (lnm, stage) if r for name, item in r["features"].items()},
+        },
+        "rad_score": lnm["rad_score"],
+        "dl_score": lnm["dl_score"],
+        "clinical": clinical,
+        "nomogram": None,
+        "lnm_probability": lnm["probability"],
+        "lnm": {
+            "probability": lnm["probability"],
+            "cutoff": lnm["cutoff"],
+            "positive": lnm["above_cutoff"],
+            "cutoff_source": "training Youden index",
+            "validated": lnm_model.manifest.get("metrics", {}),
+            "scores": lnm["scores"],
+            "harmonisation": lnm["harmonisation"],
+        },
+        "stage_group": stage,
+        "staging": staging,
+        "models": {
+            "lnm": lnm_model.bundle.summary() if lnm_model.bundle else {"label": lnm_model.label},
+            "stage_group": stage_model.bundle.summary() if stage_model and stage_model.bundle else None,
+            "encoders": [e for m in models for e in m.encoders],
+        },
+        "warnings": warnings,
+        "seconds": seconds,
+        "statement": RESEARCH_USE_STATEMENT,
+    }
+    if lnm["nomogram"] is not None:
+        readout["nomogram"] = {**lnm["nomogram"], "image": "nomogram.png"}
+
+    if out_dir is not None:
+        progress(0.9, "writing the readout")
+        t0 = time.perf_counter()
+        with atomic.atomic_directory(out_dir, overwrite=overwrite) as tmp:
+            if lnm["nomogram"] is not None:
+                title = f"{inputs.case_id}: {lnm['outcome_label']} {100 * lnm['probability']:.0f}%"
+                for suffix in ("png", "svg"):
+                    render_nomogram(lnm_model.nomogram, tmp / f"nomogram.{suffix}", patient=lnm["nomogram"]["values"], title=title)
+            seconds["writing"] = time.perf_counter() - t0
+            seconds["total"] = time.perf_counter() - start
+            (tmp / READOUT_FILE).write_text(atomic.to_json(readout), encoding="utf-8")
+    else:
+        seconds["total"] = time.perf_counter() - start
+    progress(1.0, "readout done")
+    return readout
+
+
+def _sha_or_none(path: Path | None) -> str | None:
+    return sha256_file(path) if path is not None and Path(path).is_file() else None

@@ -1,0 +1,281 @@
+"""`cervicalai predict`: the readout on a small synthetic case with a hand-built risk model.
+
+The risk model's coefficients are chosen here, so the expected Rad_score, DL_score and DLRC
+probability follow by hand from features computed independently of the readout code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import yaml
+from deep_testdata import write_encoder_bundle
+
+from CervicalAILib.deep import extract_deep_features, load_encoder
+from CervicalAILib.errors import BundleError, InputError
+from CervicalAILib.models.bundle import write_bundle
+from CervicalAILib.models.nomogram import build_nomogram
+from CervicalAILib.radiomics import extract_features
+from CervicalAILib.readout import predict_case
+from CervicalAILib.readout.predict import load_inputs
+from CervicalAILib.registration import register_to_t2, write_transform
+from CervicalAILib.registration.masks import mask_on_grid
+from CervicalAILib.review import mark_reviewed
+
+RAD = ["ADC_original_firstorder_Median", "T2W_original_shape_Maximum3DDiameter", "CET1_original_firstorder_Skewness"]
+DL = ["DWI_dl-tiny_F0001", "DWI_dl-tiny_F0003"]
+SETTINGS = {
+    "setting": {"label": 1, "binWidth": 25, "normalize": False, "preCrop": True, "padDistance": 2},
+    "imageType": {"Original": {}},
+    "featureClass": {"shape": [], "firstorder": []},
+}
+CROP = {"mode": "2d", "size": [24, 24], "channels": 3, "margin_mm": 4.0, "spacing_mm": [2.0, 2.0], "fit": True,
+        "masking": "tumor", "antialias": True}
+ZSCORE = {"clip_percentiles": [0.5, 99.5], "scale": "zscore", "stats_region": "crop", "background": 0.0}
+RAD_MODEL = {"mean": [900.0, 40.0, 0.0], "sd": [200.0, 15.0, 1.0], "coefficients": [-0.8, 0.6, 0.2], "intercept": -0.7}
+DL_MODEL = {"mean": [0.5, 0.5], "sd": [1.0, 1.0], "coefficients": [0.3, -0.2], "intercept": -0.1}
+DLRC = {"intercept": -0.4, "coefficients": {"rad_score": 0.9, "dl_score": 0.5, "c_lnm": 1.8}}
+
+
+def _range(low, high):
+    return {"min": low, "max": high, "p01": low, "p99": high}
+
+
+def _risk_bundle(path, encoder_bundle, roles=("T2W", "ADC", "CET1", "DWI")):
+    terms = [
+        {"name": "rad_score", "label": "Rad_score", "kind": "score", "family": "radiomics", "columns": ["rad_score"]},
+        {"name": "dl_score", "label": "DL_score", "kind": "score", "family": "dl-tiny", "columns": ["dl_score"]},
+        {"name": "c_lnm", "label": "c_LNM", "type": "binary", "kind": "binary", "columns": ["c_lnm"]},
+    ]
+    dlrc = {"terms": terms, **DLRC}
+    model = {
+        "schema": "cervicalai.risk-model/1", "endpoint": "lnm", "endpoint_column": "lnm",
+        "positive": "lymph-node metastasis", "negative": "no lymph-node metastasis", "outcome_label": "LNM risk",
+        "scores": {"rad_score": "radiomics", "dl_score": "dl-tiny"},
+        "families": {
+            "radiomics": {"family": "radiomics", "features": RAD, "standardisation": {"mean": RAD_MODEL["mean"], "sd": RAD_MODEL["sd"]},
+                          "coefficients": RAD_MODEL["coefficients"], "intercept": RAD_MODEL["intercept"]},
+            "dl-tiny": {"family": "dl-tiny", "features": DL, "standardisation": {"mean": DL_MODEL["mean"], "sd": DL_MODEL["sd"]},
+                        "coefficients": DL_MODEL["coefficients"], "intercept": DL_MODEL["intercept"]},
+        },
+        "dlrc": dlrc,
+        "cutoffs": {"dlrc_probability": {"cutoff": 0.35}},
+        "training_ranges": {
+            "features": {RAD[0]: _range(500, 2500), RAD[1]: _range(5, 80), RAD[2]: _range(-3, 3), DL[0]: _range(-50, 50), DL[1]: _range(-50, 50)},
+            "scores": {"rad_score": _range(-6, 6), "dl_score": _range(-6, 6)},
+            "clinical": {},
+            "dlrc_linear_predictor": _range(-8, 8),
+        },
+    }
+    nomogram = build_nomogram(dlrc, {"rad_score": np.array([-3.0, 3.0]), "dl_score": np.array([-2.0, 2.0]), "c_lnm": np.array([0, 1])})
+    encoder_json = encoder_bundle.path / "bundle.json"
+    import hashlib
+
+    manifest = {
+        "name": "test-lnm", "version": "0.1.0", "task": "risk-model", "endpoint": "lnm",
+        "intended_use": "tests only", "training_data": "hand-made coefficients; not for clinical use",
+        "inputs": {
+            "sequences": list(roles),
+            "radiomics_settings": {role: f"radiomics/{role}.yaml" for role in ("T2W", "ADC", "CET1")},
+            "encoders": [{"family": "dl-tiny", "name": encoder_bundle.name, "version": encoder_bundle.version,
+                          "sha256": hashlib.sha256(encoder_json.read_bytes()).hexdigest()}],
+        },
+        "outputs": [{"name": "probability"}], "provenance": {"test": True},
+        "artefacts": {"model": "model.json", "combat": "combat.json", "nomogram": "nomogram.json"},
+    }
+    files = {"model.json": json.dumps(model), "combat.json": json.dumps({"applied": False}),
+             "nomogram.json": json.dumps(nomogram), "MODEL_CARD.md": "# test model\n"}
+    for role in ("T2W", "ADC", "CET1"):
+        files[f"radiomics/{role}.yaml"] = yaml.safe_dump(SETTINGS)
+    return write_bundle(path, manifest, files)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A small synthetic case (registered transforms on disk), a tiny encoder and a risk model."""
+    from CervicalAILib.synth import SynthParams, generate_case
+    from CervicalAILib.synth.writer import write_case_folder
+
+    root = tmp_path_factory.mktemp("readout")
+    case = generate_case(3, seed=11, params=SynthParams(matrix_scale=0.4))
+    case_dir = write_case_folder(case, root / "case")
+    images = {role: sitk.ReadImage(str(case_dir / f"{role}.nii.gz")) for role in ("T2W", "ADC", "DWI", "CET1")}
+    _, results = register_to_t2(images)
+    for role, result in results.items():
+        write_transform(result.transform, root / "reg" / "transforms" / f"{role}.tfm")
+    models = root / "models"
+    encoder, _, _ = write_encoder_bundle(models / "tiny", CROP, ZSCORE, dim=4, name="tiny", seed=5)
+    risk = _risk_bundle(models / "lnm", encoder)
+    mask_path = case_dir / "labels" / "tumor.nii.gz"
+    return {"root": root, "case": case_dir, "images": images, "transforms": {r: x.transform for r, x in results.items()},
+            "encoder": encoder, "risk": risk, "models": models, "mask": mask_path, "clinical": dict(case.clinical)}
+
+
+@pytest.fixture(autouse=True)
+def _models_dir(world, monkeypatch):
+    monkeypatch.setenv("CERVICALAI_MODELS", str(world["models"]))
+
+
+def _expected(world, c_lnm):
+    """Features, scores and probability computed here, independently of the readout code."""
+    mask = sitk.ReadImage(str(world["mask"]))
+    on_grid = {r: mask if r == "T2W" else mask_on_grid(mask, world["images"][r], world["transforms"][r]) for r in world["images"]}
+    rad = {}
+    for name in RAD:
+        role = name.split("_", 1)[0]
+        rad.update(extract_features({role: world["images"][role]}, on_grid[role], settings={role: SETTINGS}, features=[name]))
+    deep = extract_deep_features({"DWI": world["images"]["DWI"]}, {"DWI": on_grid["DWI"]}, load_encoder(world["encoder"]), roles=["DWI"])
+    z = (np.array([rad[n] for n in RAD]) - RAD_MODEL["mean"]) / RAD_MODEL["sd"]
+    rad_score = RAD_MODEL["intercept"] + z @ RAD_MODEL["coefficients"]
+    zd = (np.array([deep[n] for n in DL]) - DL_MODEL["mean"]) / DL_MODEL["sd"]
+    dl_score = DL_MODEL["intercept"] + zd @ DL_MODEL["coefficients"]
+    c = DLRC["coefficients"]
+    lp = DLRC["intercept"] + c["rad_score"] * rad_score + c["dl_score"] * dl_score + c["c_lnm"] * c_lnm
+    return rad, deep, rad_score, dl_score, 1 / (1 + math.exp(-lp))
+
+
+def test_readout_values_equal_an_independent_computation(world, tmp_path):
+    clinical = {"age": 48, "ln_short_axis_mm": 11.0, "ln_long_axis_mm": 13.0, "ln_necrosis": False, "lnm": 1}
+    inputs = load_inputs(world["case"], world["mask"], clinical, transforms_dir=world["root"] / "reg")
+    readout = predict_case(inputs, out_dir=tmp_path / "out", lnm_bundle=world["risk"].path, use_stage=False)
+    rad, deep, rad_score, dl_score, probability = _expected(world, c_lnm=1)
+    assert readout["features"]["radiomics"] == pytest.approx(rad, rel=1e-12)
+    assert readout["features"]["deep"] == pytest.approx({k: deep[k] for k in DL}, rel=1e-6)
+    assert readout["rad_score"] == pytest.approx(rad_score, rel=1e-9)
+    assert readout["dl_score"] == pytest.approx(dl_score, rel=1e-6)
+    assert readout["lnm_probability"] == pytest.approx(probability, rel=1e-6)
+    assert readout["nomogram"]["probability"] == pytest.approx(readout["lnm_probability"], abs=1e-9)
+    assert set(readout["nomogram"]["points"]) == {"rad_score", "dl_score", "c_lnm"}
+    assert readout["clinical"]["c_lnm"] == 1 and "lnm" not in readout["clinical"]  # no pathology truth in a readout
+    assert readout["lnm"]["positive"] == (probability >= 0.35)
+    assert readout["staging"]["lymph_nodes"]["sra"] is True
+    assert readout["inputs"]["mask"]["per_sequence"]["ADC"] == "registration transform"
+    assert "registration" not in readout["seconds"]  # the given transforms were used
+    assert any("not been marked as reviewed" in w for w in readout["warnings"])
+    written = json.loads((tmp_path / "out" / "readout.json").read_text())
+    assert written["lnm_probability"] == readout["lnm_probability"]
+    assert (tmp_path / "out" / "nomogram.png").stat().st_size > 10_000
+
+
+def test_reviewed_mask_and_missing_sequence(world, tmp_path):
+    case = tmp_path / "case"
+    case.mkdir()
+    for role in ("T2W", "ADC", "CET1"):  # no DWI: the DL_score and so the DLRC probability are unavailable
+        sitk.WriteImage(world["images"][role], str(case / f"{role}.nii.gz"))
+    mask_path = tmp_path / "tumor.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(world["mask"])), str(mask_path))
+    mark_reviewed(mask_path, "Dr Test")
+    inputs = load_inputs(case, mask_path, {"ln_short_axis_mm": 5, "ln_long_axis_mm": 8, "ln_necrosis": False},
+                         transforms_dir=world["root"] / "reg")
+    readout = predict_case(inputs, lnm_bundle=world["risk"].path, use_stage=False)
+    assert readout["review"]["reviewed"] is True and readout["review"]["reviewer"] == "Dr Test"
+    assert readout["lnm_probability"] is None and readout["dl_score"] is None
+    assert readout["rad_score"] is not None
+    assert any("DWI sequence is missing" in w for w in readout["warnings"])
+    assert any("DL_score unavailable" in w for w in readout["warnings"])
+    assert not any("reviewed" in w for w in readout["warnings"])
+
+
+def test_registers_when_no_transform_is_given(world):
+    inputs = load_inputs(world["case"], world["mask"], {"ln_short_axis_mm": 5, "ln_long_axis_mm": 8, "ln_necrosis": True})
+    readout = predict_case(inputs, lnm_bundle=world["risk"].path, use_stage=False)
+    assert readout["seconds"]["registration"] > 0
+    assert readout["lnm_probability"] is not None and readout["staging"]["lymph_nodes"]["sra"] is True
+
+
+def _mask_like(reference, fill):
+    array = np.zeros(reference.GetSize()[::-1], dtype=np.uint8)
+    fill(array)
+    mask = sitk.GetImageFromArray(array)
+    mask.CopyInformation(reference)
+    return mask
+
+
+@pytest.mark.parametrize(
+    "make_mask, message",
+    [
+        (lambda t2: _mask_like(t2, lambda a: None), "is empty"),
+        (lambda t2: _mask_like(t2, lambda a: a.__setitem__((5, 40, 40), 1)), "only 1 voxel"),
+    ],
+)
+def test_bad_masks(world, tmp_path, make_mask, message):
+    path = tmp_path / "mask.nii.gz"
+    sitk.WriteImage(make_mask(world["images"]["T2W"]), str(path))
+    inputs = load_inputs(world["case"], path, {}, transforms_dir=world["root"] / "reg")
+    with pytest.raises(InputError, match=message):
+        predict_case(inputs, lnm_bundle=world["risk"].path, use_stage=False)
+
+
+def test_mask_off_the_image_and_on_another_grid(world, tmp_path):
+    mask = sitk.ReadImage(str(world["mask"]))
+    moved = sitk.Image(mask)
+    moved.SetOrigin(tuple(np.asarray(mask.GetOrigin()) + 5000.0))
+    sitk.WriteImage(moved, str(tmp_path / "far.nii.gz"))
+    inputs = load_inputs(world["case"], tmp_path / "far.nii.gz", {}, transforms_dir=world["root"] / "reg")
+    with pytest.raises(InputError, match="does not overlap the T2WI"):
+        predict_case(inputs, lnm_bundle=world["risk"].path, use_stage=False)
+    coarse = sitk.Resample(mask, world["images"]["CET1"], sitk.Transform(), sitk.sitkNearestNeighbor)
+    sitk.WriteImage(coarse, str(tmp_path / "coarse.nii.gz"))
+    inputs = load_inputs(world["case"], tmp_path / "coarse.nii.gz", {}, transforms_dir=world["root"] / "reg")
+    readout = predict_case(inputs, lnm_bundle=world["risk"].path, use_stage=False)
+    assert any("not on the T2WI grid: resampled" in w for w in readout["warnings"])
+
+
+def test_nan_image_and_bad_clinical_values(world, tmp_path):
+    inputs = load_inputs(world["case"], world["mask"], {"ln_short_axis_mm": -3}, transforms_dir=world["root"] / "reg")
+    with pytest.raises(InputError, match=r"ln_short_axis_mm=-3 mm is out of range"):
+        predict_case(inputs, lnm_bundle=world["risk"].path, use_stage=False)
+    inputs = load_inputs(world["case"], world["mask"], {"c_lnm": 0, "ln_short_axis_mm": 12, "ln_long_axis_mm": 14})
+    with pytest.raises(InputError, match="c_lnm=0 but ln_short_axis_mm=12"):
+        predict_case(inputs, lnm_bundle=world["risk"].path, use_stage=False)
+    array = sitk.GetArrayFromImage(world["images"]["ADC"]).astype(np.float32)
+    array[3, 10, 10] = np.nan
+    nan_image = sitk.GetImageFromArray(array)
+    nan_image.CopyInformation(world["images"]["ADC"])
+    inputs = load_inputs(world["case"], world["mask"], {}, transforms_dir=world["root"] / "reg")
+    inputs.images["ADC"] = nan_image
+    with pytest.raises(InputError, match="ADC image contains NaN"):
+        predict_case(inputs, lnm_bundle=world["risk"].path, use_stage=False)
+
+
+def test_tampered_bundle_and_missing_encoder_are_refused(world, tmp_path):
+    import shutil
+
+    copy = tmp_path / "lnm"
+    shutil.copytree(world["risk"].path, copy)
+    (copy / "radiomics" / "ADC.yaml").write_text(yaml.safe_dump({**SETTINGS, "setting": {"binWidth": 1}}))
+    inputs = load_inputs(world["case"], world["mask"], {}, transforms_dir=world["root"] / "reg")
+    with pytest.raises(BundleError, match="SHA-256 does not match"):
+        predict_case(inputs, lnm_bundle=copy, use_stage=False)
+    empty = tmp_path / "nomodels"
+    empty.mkdir()
+    import os
+
+    os.environ["CERVICALAI_MODELS"] = str(empty)
+    try:
+        with pytest.raises(BundleError, match="encoder test-encoder-tiny@0.0.1 .* was not found"):
+            predict_case(inputs, lnm_bundle=world["risk"].path, use_stage=False)
+    finally:
+        os.environ["CERVICALAI_MODELS"] = str(world["models"])
+
+
+def test_cli_writes_readout_and_prints_summary(world, tmp_path):
+    clinical = tmp_path / "clinical.json"
+    clinical.write_text(json.dumps({"age": 50, "ln_short_axis_mm": 6, "ln_long_axis_mm": 9, "ln_necrosis": False, "confined_to_cervix": True}))
+    command = [sys.executable, "-m", "CervicalAILib.cli", "predict", str(world["case"]), "--mask", str(world["mask"]),
+               "--clinical", str(clinical), "--bundle", str(world["risk"].path), "--no-stage",
+               "--transforms", str(world["root"] / "reg"), "--out", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "LNM risk (DLRC)" in result.stdout and "FIGO 2018 size class" in result.stdout
+    assert "PROGRESS 1.000 readout done" in result.stderr
+    readout = json.loads((tmp_path / "out" / "readout.json").read_text())
+    assert 0.0 < readout["lnm_probability"] < 1.0
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "--overwrite" in again.stderr  # the first readout is never replaced silently
