@@ -457,7 +457,8 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
         for warning in inputs.warnings:
             logging.warning(f"CervicalAI: {warning}")
         out = work / "readout"
-        step = predict_step(segment.pythonExecutable(), inputs.case_folder, inputs.mask_path, inputs.clinical_path, out)
+        step = predict_step(segment.pythonExecutable(), inputs.case_folder, inputs.mask_path, inputs.clinical_path, out,
+                            transforms=inputs.transforms_folder, device=segment.settings()["device"])  # fmt: skip
         run = BackgroundRun([step], env=segment.engineEnvironment()).start()
         if wait:
             run.wait()

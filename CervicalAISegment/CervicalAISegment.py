@@ -447,7 +447,10 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
     def importResult(self, job, roleNodes: dict):
         from CervicalAISegmentLib.segmentation import import_segmentation_result
 
-        return import_segmentation_result(slicer.mrmlScene, job.result, roleNodes["T2W"], roleNodes, case_folder=job.case)
+        transforms = job.case if job.case != job.input_case else None  # registered only when there was more than the T2WI
+        return import_segmentation_result(
+            slicer.mrmlScene, job.result, roleNodes["T2W"], roleNodes, case_folder=job.input_case, transforms_folder=transforms
+        )
 
     def flaggedSlices(self, segmentationNode):
         from CervicalAISegmentLib.segmentation import flagged_from_node

@@ -1,14 +1,16 @@
 """The files `cervicalai predict` reads, made from the scene: case folder, tumour mask, clinical values.
 
-The case folder is the co-registered one the Segment module's run left (recorded on the
-segmentation); when it is gone (e.g. a scene reopened after the temporary folder was cleared),
-the volumes the segmentation references are exported again. The mask is the segmentation's
+The case folder is the one the Segment module's run exported (each sequence on its own grid),
+with the registration that run computed (`--transforms`), both recorded on the segmentation;
+when they are gone (e.g. a scene reopened after the temporary folder was cleared), the volumes
+the segmentation references are exported again and `predict` registers them again. The mask is the segmentation's
 tumour on the T2WI grid; for an intact reviewed copy its review record is written beside it,
 so the readout says who reviewed it. An unreviewed mask is used only after the user agrees.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from CervicalAILib.errors import InputError
 from CervicalAILib.io.case import is_case_folder
 from CervicalAISegmentLib import nodes as N
 from CervicalAISegmentLib.review import EDITED_AFTER_REVIEW, export_tumour_mask, review_state
+from CervicalAISegmentLib.segmentation import SUMMARY_FILE
 from CervicalAISegmentLib.volumes import export_case_folder
 
 from .form import write_clinical_json
@@ -30,6 +33,7 @@ class PredictInputs:
     mask_path: Path
     clinical_path: Path
     reviewed: bool
+    transforms_folder: Path | None = None  # registration of the segmentation run (None: predict registers)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -73,12 +77,20 @@ def prepare_inputs(
             raise InputError(f"segmentation {segmentation_node.GetName()!r} does not reference a T2WI: select one")
         roles["T2W"] = t2_node
     recorded = segmentation_node.GetAttribute(N.CASE_FOLDER)
+    transforms = None
     if recorded and is_case_folder(recorded):
         case_folder = Path(recorded)
+        registered = segmentation_node.GetAttribute(N.TRANSFORMS_FOLDER)
+        if registered and (Path(registered) / "transforms").is_dir():
+            transforms = Path(registered)
     else:
-        case_folder = export_case_folder(roles, work / "case")
+        case_folder = export_case_folder(roles, work / "case", compress=False)
         if recorded:
-            warnings.append(f"the co-registered case folder {recorded} is gone: the volumes were exported again")
+            warnings.append(f"the case folder {recorded} is gone: the volumes were exported again and will be registered again")
     mask_path, reviewed = export_tumour_mask(segmentation_node, work / "mask", N.grid_image(roles["T2W"]))
+    result = segmentation_node.GetAttribute(N.RESULT_FOLDER)
+    if result and (Path(result) / SUMMARY_FILE).is_file():
+        # the automatic segmentation's summary beside the mask: the readout reports its confidence
+        shutil.copyfile(Path(result) / SUMMARY_FILE, mask_path.parent / SUMMARY_FILE)
     clinical_path = write_clinical_json(work / CLINICAL_FILE, clinical_values)
-    return PredictInputs(case_folder, mask_path, clinical_path, reviewed, warnings)
+    return PredictInputs(case_folder, mask_path, clinical_path, reviewed, transforms, warnings)

@@ -38,12 +38,22 @@ def predict_step(
     clinical_path: str | os.PathLike,
     out_dir: str | os.PathLike,
     bundle: str | os.PathLike | None = None,
+    transforms: str | os.PathLike | None = None,
+    device: str = "cpu",
 ) -> Step:
-    """The `cervicalai predict` step of Compute."""
+    """The `cervicalai predict` step of Compute.
+
+    transforms: the `study register` output of the segmentation run (transforms/<ROLE>.tfm), so
+    the features use the same registration; without it the engine registers the sequences again.
+    """
     for what, path in (("case folder", case_folder), ("tumour mask", mask_path), ("clinical values", clinical_path)):
         if not Path(path).exists():
             raise InputError(f"{what} not found", path)
-    arguments = ["predict", case_folder, "--mask", mask_path, "--clinical", clinical_path, "--out", out_dir]
+    if device not in ("cpu", "gpu"):
+        raise InputError(f"device must be cpu or gpu, got {device!r}")
+    arguments = ["predict", case_folder, "--mask", mask_path, "--clinical", clinical_path, "--out", out_dir, "--device", device]
+    if transforms:
+        arguments += ["--transforms", transforms]
     if bundle:
         arguments += ["--bundle", bundle]
     return Step(engine_command(python, *arguments), "computing the readout")
@@ -174,8 +184,13 @@ def readout_rows(readout: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     segmentation = readout.get("segmentation") or {}
     units = {"volume_ml": "mL", "max_diameter_mm": "mm"}
     labels = {"volume_ml": "Tumour volume", "max_diameter_mm": "Maximum 3D diameter",
-              "largest_slice_index": "Largest slice (T2WI index)", "confidence": "Segmentation confidence"}  # fmt: skip
+              "largest_slice_index": "Largest slice (T2WI index)", "confidence": "Segmentation confidence",
+              "automatic_confidence": "Automatic segmentation confidence", "automatic_model": "Segmentation model"}  # fmt: skip
     for key, value in segmentation.items():
+        if isinstance(value, dict):
+            value = value.get("label") or f"{value.get('name', '?')}@{value.get('version', '?')}"
+        elif isinstance(value, list) and any(isinstance(item, dict) for item in value):
+            continue  # the flagged slices: listed in the Segment module, not a readout value
         add("Segmentation", labels.get(key, key), value, units.get(key, ""))
     review = readout.get("review") or {}
     if review:

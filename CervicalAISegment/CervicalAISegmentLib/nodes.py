@@ -31,7 +31,8 @@ STATUS_READOUT = "readout"  # table of a readout (Predict)
 # The sequence role of a volume (T2W, DWI, ADC, CET1), set when CervicalAI loads a study.
 ROLE = PREFIX + "Role"
 # Where the inputs and outputs of a run are on disk.
-CASE_FOLDER = PREFIX + "CaseFolder"  # case folder on the T2WI grid (co-registered)
+CASE_FOLDER = PREFIX + "CaseFolder"  # the input case folder (each sequence on its own grid)
+TRANSFORMS_FOLDER = PREFIX + "TransformsFolder"  # `study register` output: transforms/<ROLE>.tfm onto the T2WI
 RESULT_FOLDER = PREFIX + "ResultFolder"  # output folder of `cervicalai segment`
 MODEL = PREFIX + "Model"  # "name@version" of the segmentation model
 CONFIDENCE = PREFIX + "Confidence"
@@ -45,7 +46,7 @@ REFERENCE_AUTOMATIC = "CervicalAIAutomatic"
 REFERENCE_LAST_REVIEWED = "CervicalAILastReviewed"
 REFERENCE_PROBABILITY = "CervicalAIProbability"
 # Attributes a working or reviewed copy inherits from the segmentation it was made from.
-INHERITED = (CASE_FOLDER, RESULT_FOLDER, MODEL, CONFIDENCE, FLAGGED_SLICES)
+INHERITED = (CASE_FOLDER, TRANSFORMS_FOLDER, RESULT_FOLDER, MODEL, CONFIDENCE, FLAGGED_SLICES)
 
 
 def now_utc(now: _dt.datetime | None = None) -> _dt.datetime:

@@ -182,13 +182,16 @@ def import_segmentation_result(
     t2_node,
     role_nodes: dict[str, Any] | None = None,
     case_folder: str | Path | None = None,
+    transforms_folder: str | Path | None = None,
     now=None,
 ) -> SegmentationImport:
     """Bring a `cervicalai segment` output folder into the scene as new nodes (see module doc).
 
     t2_node: the T2WI volume the case was made from; the result must be on its grid.
     role_nodes: role -> input volume, referenced from the new nodes (Predict rebuilds the case
-    from them). case_folder: the co-registered case folder the network read (for Predict).
+    from them). case_folder: the input case folder (each sequence on its own grid) and
+    transforms_folder: the `study register` output with transforms/<ROLE>.tfm, both for Predict
+    (features are computed on each sequence's own grid with the registration of this run).
     """
     mask, probability, summary = read_result(result_dir)
     grid = N.grid_image(t2_node)
@@ -207,6 +210,7 @@ def import_segmentation_result(
         N.CONFIDENCE: summary.get("confidence"),
         N.RESULT_FOLDER: str(Path(result_dir).resolve()),
         N.CASE_FOLDER: str(Path(case_folder).resolve()) if case_folder else "",
+        N.TRANSFORMS_FOLDER: str(Path(transforms_folder).resolve()) if transforms_folder else "",
         N.CREATED_AT: N.now_utc(now).isoformat(),
     }
 

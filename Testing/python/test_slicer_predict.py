@@ -161,7 +161,8 @@ def example_readout() -> dict:
         "inputs": {"images": {"T2W": {"path": "T2W.nii.gz", "sha256": "ab"}}, "mask": {"path": "tumor.nii.gz", "sha256": "cd", "grid": "T2W"}},
         "review": {"reviewed": True, "origin": "edited", "reviewer": "Dr R", "reviewed_at": "2026-11-22T09:00:00+00:00",
                    "edit_metrics": {"dice": 0.91, "hd95_mm": 2.25, "volume_change_ml": 0.4}},
-        "segmentation": {"volume_ml": 12.345, "max_diameter_mm": 34.1, "largest_slice_index": 9, "confidence": 0.82},
+        "segmentation": {"volume_ml": 12.345, "max_diameter_mm": 34.1, "largest_slice_index": 9, "confidence": 0.82,
+                         "automatic_flagged_slices": [{"slice": 3, "confidence": 0.5}]},
         "features": {"radiomics": {"T2W_original_glszm_ZoneEntropy": 5.123456, "ADC_original_firstorder_Median": 812.0},
                      "deep": {"T2W_deep_0007": -0.25}},
         "rad_score": -0.4321, "dl_score": 0.1234,
@@ -287,8 +288,12 @@ def test_predict_and_report_commands(tmp_path):
     step = predict_step("/bin/PythonSlicer", tmp_path / "case", tmp_path / "mask.nii.gz", tmp_path / "clinical.json", tmp_path / "out")
     assert step.command == ["/bin/PythonSlicer", "-m", "CervicalAILib.cli", "predict", str(tmp_path / "case"),
                             "--mask", str(tmp_path / "mask.nii.gz"), "--clinical", str(tmp_path / "clinical.json"),
-                            "--out", str(tmp_path / "out")]  # fmt: skip
-    assert predict_step("p", tmp_path / "case", tmp_path / "mask.nii.gz", tmp_path / "clinical.json", tmp_path / "o", bundle=tmp_path).command[-2:] == ["--bundle", str(tmp_path)]
+                            "--out", str(tmp_path / "out"), "--device", "cpu"]  # fmt: skip
+    full = predict_step("p", tmp_path / "case", tmp_path / "mask.nii.gz", tmp_path / "clinical.json", tmp_path / "o",
+                        bundle=tmp_path, transforms=tmp_path / "reg", device="gpu")  # fmt: skip
+    assert full.command[-6:] == ["--device", "gpu", "--transforms", str(tmp_path / "reg"), "--bundle", str(tmp_path)]
+    with pytest.raises(InputError, match="device must be cpu or gpu"):
+        predict_step("p", tmp_path / "case", tmp_path / "mask.nii.gz", tmp_path / "clinical.json", tmp_path / "o", device="tpu")
     with pytest.raises(InputError, match="tumour mask not found"):
         predict_step("p", tmp_path / "case", tmp_path / "missing.nii.gz", tmp_path / "clinical.json", tmp_path / "o")
     assert report_command_available() == (REPO / "CervicalAI" / "CervicalAILib" / "cli" / "report.py").is_file()
@@ -326,9 +331,15 @@ def test_prepare_inputs_from_a_reviewed_segmentation(scene, tmp_path):
     t2, adc, case, mask, result = make_segmented_scene(scene, tmp_path)
     review = mark_reviewed(scene, result.draft, "Dr R", tmp_path / "review")
     assert review_warning(review.reviewed) is None
+    registered = tmp_path / "registered"
+    (registered / "transforms").mkdir(parents=True)
+    (registered / "transforms" / "ADC.tfm").write_text("#Insight Transform File V1.0\n")
+    review.reviewed.SetAttribute(N.TRANSFORMS_FOLDER, str(registered))
     inputs = prepare_inputs(review.reviewed, tmp_path / "work", {"age": 50.0, "ln_necrosis": None})
     assert inputs.reviewed and inputs.warnings == []
-    assert inputs.case_folder == case  # the co-registered case folder of the run
+    assert inputs.case_folder == case  # the case folder of the segmentation run
+    assert inputs.transforms_folder == registered  # and its registration
+    assert json.loads((inputs.mask_path.parent / "segmentation.json").read_text())["confidence"] == 0.9  # confidence for the readout
     assert read_review(inputs.mask_path).reviewed and read_review(inputs.mask_path).reviewer == "Dr R"
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(inputs.mask_path))), mask)
     assert json.loads(inputs.clinical_path.read_text()) == {"age": 50.0}
@@ -341,7 +352,7 @@ def test_prepare_inputs_warns_for_an_unreviewed_mask_and_rebuilds_a_lost_case(sc
     assert not inputs.reviewed and not read_review(inputs.mask_path).reviewed
     assert "has not been reviewed" in inputs.warnings[0]
     assert "is gone: the volumes were exported again" in inputs.warnings[1]
-    assert inputs.case_folder == tmp_path / "work" / "case"
+    assert inputs.case_folder == tmp_path / "work" / "case" and inputs.transforms_folder is None
     assert load_case(inputs.case_folder).roles == ["T2W", "ADC"]
 
 
@@ -371,34 +382,85 @@ def test_edited_after_review_is_not_reviewed(scene, tmp_path):
     assert warning is not None and "changed after it was reviewed" in warning
 
 
-@pytest.mark.slow
-def test_predict_end_to_end_on_a_synthetic_case(scene, tmp_path):
-    """The real `cervicalai predict` in a background process (needs the command and the shipped bundles)."""
-    from CervicalAILib.background import BackgroundRun
-    from CervicalAILib.resources import default_bundle_path
-    from CervicalAILib.synth import generate_case
+def replace_tumour(node, mask: sitk.Image, t2) -> None:
+    """Set a segmentation's tumour to `mask` (T2WI grid), as a reader's edits would."""
+    from vtk.util import numpy_support
 
-    if not (REPO / "CervicalAI" / "CervicalAILib" / "cli" / "predict.py").is_file():
-        pytest.skip("the engine's predict command is not built yet (CervicalAILib/cli/predict.py)")
-    try:
-        default_bundle_path("lnm")
-    except Exception as exc:
-        pytest.skip(f"no shipped LNM model bundle: {exc}")
-    case = generate_case(2, seed=21)
-    roles = {role: volume_node_from_image(scene, case.images[role], role) for role in ("T2W", "ADC", "DWI")}
-    from CervicalAISegmentLib.segmentation import create_tumour_segmentation
+    array = np.ascontiguousarray(sitk.GetArrayFromImage(mask).astype(np.uint8))
+    oriented = slicer.vtkOrientedImageData()
+    oriented.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
+    oriented.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True, array_type=vtk.VTK_UNSIGNED_CHAR))
+    matrix = vtk.vtkMatrix4x4()
+    for row, values in enumerate(N.world_ijk_to_ras(t2)):
+        for column, value in enumerate(values):
+            matrix.SetElement(row, column, value)
+    oriented.SetImageToWorldMatrix(matrix)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    assert logic.SetBinaryLabelmapToSegment(oriented, node, node.GetSegmentation().GetNthSegmentID(0), logic.MODE_REPLACE)
 
-    truth = create_tumour_segmentation(scene, case.labels["tumor"], roles["T2W"], "truth", N.STATUS_DRAFT)
-    N.set_role_references(truth, roles)
-    review = mark_reviewed(scene, truth, "Test", tmp_path / "review")
-    values = values_from_form({name: str(case.clinical[name]) for name in FIELDS if case.clinical.get(name) is not None})
-    inputs = prepare_inputs(review.reviewed, tmp_path / "work", values)
-    step = predict_step(sys.executable, inputs.case_folder, inputs.mask_path, inputs.clinical_path, tmp_path / "readout")
-    run = BackgroundRun([step]).start()
+
+def test_compute_end_to_end_gives_the_engines_readout(scene, tmp_path, monkeypatch):
+    """Scene -> Apply's co-registration in the background -> result nodes -> edited and reviewed
+    segmentation -> the predict inputs from the scene -> `cervicalai predict` in a background process. A hand-built
+    risk model (coefficients chosen in test_readout) makes the LNM probability computable by
+    hand from independently extracted features: the module's wiring (mask export, case folder,
+    registration reused) must give exactly the engine's answer."""
+    from deep_testdata import write_encoder_bundle
+    from test_readout import CROP, ZSCORE, _expected, _risk_bundle
+
+    from CervicalAILib.background import BackgroundRun, engine_environment
+    from CervicalAILib.registration.masks import read_transforms
+    from CervicalAILib.synth import SynthParams, generate_case
+    from CervicalAISegmentLib.pipeline import new_work_folder, segmentation_job
+    from CervicalAISegmentLib.volumes import export_case_folder
+
+    models = tmp_path / "models"
+    encoder, _, _ = write_encoder_bundle(models / "tiny", CROP, ZSCORE, dim=4, name="tiny", seed=5)
+    risk = _risk_bundle(models / "lnm", encoder)
+    monkeypatch.setenv("CERVICALAI_MODELS", str(models))
+    case = generate_case(3, seed=11, params=SynthParams(matrix_scale=0.4))
+    roles = {role: volume_node_from_image(scene, case.images[role], f"{case.case_id} {role}") for role in ("T2W", "ADC", "DWI", "CET1")}
+
+    work = new_work_folder(tmp_path, "apply")
+    export_case_folder(roles, work / "input", compress=False)
+    job = segmentation_job(sys.executable, work, "cpu")
+    run = BackgroundRun(job.steps[:1], env=engine_environment()).start()  # Apply's co-registration step
+    assert run.wait(timeout=600).status == "succeeded", run.error_message()
+    truth = sitk.Cast(case.labels["tumor"] > 0, sitk.sitkUInt8)
+    job.result.mkdir()  # the network's output, here the generator's truth (segmentation is tested elsewhere)
+    sitk.WriteImage(truth, str(job.result / "tumor.nii.gz"))
+    (job.result / "segmentation.json").write_text(json.dumps({"flagged_slices": [], "model": {"label": "truth@1"}, "confidence": 0.77}))
+    result = import_segmentation_result(scene, job.result, roles["T2W"], roles, case_folder=job.input_case, transforms_folder=job.case)
+    edited = sitk.GetArrayFromImage(truth)
+    edited[int(np.argmax(edited.sum(axis=(1, 2))))] = 0  # the reader removes the contour on one slice
+    edited_mask = sitk.GetImageFromArray(edited)
+    edited_mask.CopyInformation(truth)
+    replace_tumour(result.draft, edited_mask, roles["T2W"])
+    review = mark_reviewed(scene, result.draft, "Dr Test", tmp_path / "review")
+
+    clinical = {"age": "50", "ln_short_axis_mm": "11", "ln_long_axis_mm": "14", "ln_necrosis": "no", "confined_to_cervix": "yes"}
+    inputs = prepare_inputs(review.reviewed, tmp_path / "readout-work", values_from_form(clinical))
+    assert inputs.reviewed and inputs.transforms_folder == job.case
+    step = predict_step(sys.executable, inputs.case_folder, inputs.mask_path, inputs.clinical_path, tmp_path / "readout",
+                        bundle=risk.path, transforms=inputs.transforms_folder)  # fmt: skip
+    run = BackgroundRun([step], env=engine_environment()).start()
     state = run.wait(timeout=600)
     assert state.status == "succeeded", run.error_message()
+
     readout = read_readout(tmp_path / "readout")
-    assert 0.0 <= readout["lnm_probability"] <= 1.0
-    assert readout["review"]["reviewed"] is True
+    world = {"mask": inputs.mask_path, "images": {r: load_case(inputs.case_folder).image(r) for r in roles},
+             "transforms": read_transforms(job.case), "encoder": encoder}  # fmt: skip
+    _, _, rad_score, dl_score, probability = _expected(world, c_lnm=1)  # short axis 11 mm: c_LNM positive
+    assert readout["rad_score"] == pytest.approx(rad_score, rel=1e-6)
+    assert readout["dl_score"] == pytest.approx(dl_score, rel=1e-6)
+    assert readout["lnm_probability"] == pytest.approx(probability, rel=1e-6)
+    assert readout["review"]["reviewed"] is True and readout["review"]["reviewer"] == "Dr Test"
+    assert readout["review"]["origin"] == "edited"
+    assert readout["segmentation"]["automatic_confidence"] == 0.77  # the run's summary travelled with the mask
+    rows = {(section, item): value for section, item, value, _ in readout_rows(readout)}
+    assert rows[("Segmentation", "Automatic segmentation confidence")] == "0.77"
+    assert rows[("Segmentation", "Segmentation model")] == "truth@1"
     table = scene.AddNewNodeByClass("vtkMRMLTableNode")
-    assert fill_table(table, readout) > 10
+    assert fill_table(table, readout) == len(readout_rows(readout)) > 15
+    assert table.GetCellText(0, 2) == f"{probability:.4g}"
+    assert nomogram_path(tmp_path / "readout", readout) is not None

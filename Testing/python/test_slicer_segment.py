@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -564,10 +565,11 @@ def test_apply_end_to_end_with_the_real_engine_in_the_background(scene, tmp_path
     state = run.wait(timeout=300)
     assert state.status == "succeeded", run.error_message()
     assert run.fraction == 1.0 and sum(line.startswith("PROGRESS") for line in run.lines) >= 4
-    result = import_segmentation_result(scene, job.result, t2, {"ADC": adc}, case_folder=job.case)
+    result = import_segmentation_result(scene, job.result, t2, {"ADC": adc}, case_folder=job.input_case, transforms_folder=job.case)
     mask = tumour_mask(result.draft)
     assert measure.dice(mask, truth) > 0.85
     assert result.draft.GetAttribute(N.MODEL) == "tiny-seg@0.0.1"
     assert load_case(result.draft.GetAttribute(N.CASE_FOLDER)).roles == ["T2W", "ADC"]
+    assert (Path(result.draft.GetAttribute(N.TRANSFORMS_FOLDER)) / "transforms" / "ADC.tfm").is_file()  # for Predict
     probability = slicer.util.arrayFromVolume(result.probability)
     assert 0.0 <= probability.min() and probability.max() <= 1.0 and probability.max() > 0.9
