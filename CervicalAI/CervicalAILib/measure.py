@@ -103,6 +103,13 @@ def hausdorff95_mm(a: sitk.Image, b: sitk.Image) -> float:
         return float("inf")
     if not np.allclose(np.asarray(a.GetDirection()).reshape(3, 3) @ np.asarray(a.GetDirection()).reshape(3, 3).T, np.eye(3), atol=1e-6):
         raise InputError("HD95 needs an orthonormal direction matrix")
+    # distances only matter near the two surfaces: crop to their joint bounding box (+1 voxel
+    # so that the erosion sees the outside), which gives the same result many times faster
+    nonzero = np.argwhere(x | y)
+    low = np.maximum(nonzero.min(axis=0) - 1, 0)
+    high = nonzero.max(axis=0) + 2
+    box = tuple(slice(lo, hi) for lo, hi in zip(low, high))
+    x, y = np.pad(x[box], 1), np.pad(y[box], 1)
     sampling = a.GetSpacing()[::-1]  # array axes are (z, y, x)
     surface_x, surface_y = _surface(x), _surface(y)
     to_y = ndimage.distance_transform_edt(~surface_y, sampling=sampling)

@@ -184,8 +184,8 @@ def readout_rows(readout: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     segmentation = readout.get("segmentation") or {}
     units = {"volume_ml": "mL", "max_diameter_mm": "mm"}
     labels = {"volume_ml": "Tumour volume", "max_diameter_mm": "Maximum 3D diameter",
-              "largest_slice_index": "Largest slice (T2WI index)", "confidence": "Segmentation confidence",
-              "automatic_confidence": "Automatic segmentation confidence", "automatic_model": "Segmentation model"}  # fmt: skip
+              "largest_slice_index": "Largest slice (T2WI index)", "confidence": "Automatic segmentation confidence",
+              "automatic_model": "Segmentation model"}  # fmt: skip
     for key, value in segmentation.items():
         if isinstance(value, dict):
             value = value.get("label") or f"{value.get('name', '?')}@{value.get('version', '?')}"

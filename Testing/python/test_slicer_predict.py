@@ -456,7 +456,7 @@ def test_compute_end_to_end_gives_the_engines_readout(scene, tmp_path, monkeypat
     assert readout["lnm_probability"] == pytest.approx(probability, rel=1e-6)
     assert readout["review"]["reviewed"] is True and readout["review"]["reviewer"] == "Dr Test"
     assert readout["review"]["origin"] == "edited"
-    assert readout["segmentation"]["automatic_confidence"] == 0.77  # the run's summary travelled with the mask
+    assert readout["segmentation"]["confidence"] == 0.77  # the run's summary travelled with the mask
     rows = {(section, item): value for section, item, value, _ in readout_rows(readout)}
     assert rows[("Segmentation", "Automatic segmentation confidence")] == "0.77"
     assert rows[("Segmentation", "Segmentation model")] == "truth@1"

@@ -360,9 +360,11 @@ def predict_case(
         "largest_slice_index": measure.largest_slice_index(mask),
     }
     if inputs.segmentation_summary:
-        for key in ("confidence", "model", "flagged_slices"):
-            if key in inputs.segmentation_summary:
-                segmentation[f"automatic_{key}"] = inputs.segmentation_summary[key]
+        # the automatic segmentation's own record, when its segmentation.json is beside the mask
+        auto = inputs.segmentation_summary
+        segmentation["confidence"] = auto.get("confidence")
+        segmentation["flagged_slices"] = auto.get("flagged_slices", [])
+        segmentation["automatic_model"] = (auto.get("model") or {}).get("label") if isinstance(auto.get("model"), dict) else auto.get("model")
     stage_probability = stage["probability"] if stage else None
     staging = staging_readout(
         max_diameter,
