@@ -99,6 +99,10 @@ def test_training_smoke_exports_a_bundle_the_runtime_runs(tiny_cohort, tmp_path)
     assert "not for clinical use" in bundle.read_text("MODEL_CARD.md")
     assert manifest["training_range"]["t2w_spacing_mm"]["min"] == [1.0, 1.0, 3.0]
     assert len(manifest["validation"]["cases"]) == 2
+    # the run-time threshold is the one with the best validation Dice among the candidates
+    scores = manifest["validation"]["dice_mean_by_threshold"]
+    assert manifest["postprocessing"]["threshold"] == manifest["validation"]["threshold"]
+    assert scores[f"{manifest['validation']['threshold']:.2f}"] == max(scores.values())
     assert (tmp_path / "tiny-bundle.work" / "last.pt").is_file()  # checkpoints stay out of the bundle
     assert not any(p.suffix == ".pt" for p in out.iterdir())
     # the runtime loads and runs it (barely trained: only the plumbing and geometry are checked)
@@ -107,6 +111,10 @@ def test_training_smoke_exports_a_bundle_the_runtime_runs(tiny_cohort, tmp_path)
     result = segment_case({"T2W": t2, "ADC": sitk.ReadImage(str(case / "ADC.nii.gz"))}, bundle=out)
     assert result.mask.GetSize() == t2.GetSize() and result.mask.GetOrigin() == t2.GetOrigin()
     assert result.summary["model"]["name"] == "tiny" and result.summary["sequences_used"] == ["T2W", "ADC"]
+    # --export-only writes the same network again from the work folder, without training
+    again = train_segmentation(_config(tiny_cohort, out, export_only=True, overwrite=True))
+    assert again["epochs_run"] == 2 and again["best_epoch"] == report["best_epoch"]
+    assert load_bundle(out).manifest["files"]["model.onnx"] == manifest["files"]["model.onnx"]
 
 
 def test_resume_continues_where_the_last_run_stopped(tiny_cohort, tmp_path):
@@ -115,6 +123,7 @@ def test_resume_continues_where_the_last_run_stopped(tiny_cohort, tmp_path):
     resumed = train_segmentation(_config(tiny_cohort, tmp_path / "a", epochs=2, resume=True, overwrite=True))
     straight = train_segmentation(_config(tiny_cohort, tmp_path / "b", epochs=2))
     assert first["epochs_run"] == 1 and resumed["epochs_run"] == 2
+    assert first["history"][0]["loss"] == straight["history"][0]["loss"]  # same seed, same run
     # every epoch is seeded from (seed, epoch): resuming gives the uninterrupted run's numbers
     assert resumed["history"][1]["loss"] == pytest.approx(straight["history"][1]["loss"], rel=1e-5)
 

@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of cases held out for validation")
     parser.add_argument("--patch", default="80,80,16", help="training patch size x,y,z in voxels (default 80,80,16)")
     parser.add_argument(
-        "--inference-patch", default="192,192,32", help="run-time patch size x,y,z in voxels (default 192,192,32)"
+        "--inference-patch", default="80,80,16",
+        help="run-time patch size x,y,z in voxels (default 80,80,16; keep it equal to --patch: instance "
+        "normalisation makes the network depend on the patch size it was trained on)"
     )
     parser.add_argument("--spacing", default="1.5,1.5,4.0", help="working spacing x,y,z in mm (default 1.5,1.5,4.0)")
     parser.add_argument("--lr", type=float, default=2e-3, help="initial learning rate (default 0.002)")
@@ -45,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip co-registration when building the cache (only for data already aligned in physical space)",
     )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work folder")
+    parser.add_argument(
+        "--export-only", action="store_true",
+        help="do not train: export the best checkpoint of the work folder as the bundle again",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace BUNDLE if it exists")
 
 
@@ -97,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         register=not args.no_register,
         jobs=args.jobs,
         resume=args.resume,
+        export_only=args.export_only,
         overwrite=args.overwrite,
     )
     report = train_segmentation(config, progress=line_progress)

@@ -279,7 +279,11 @@ def segment_case(
     progress(0.93, "post-processing and confidence")
     spacing_zyx = t2.GetSpacing()[::-1]
     mask_array, post_report = postprocess_mask(mean, spacing_zyx, model.postprocessing)
-    confidence = confidence_report(passes, flag_below=float(model.inference.get("flag_below", 0.75)))
+    confidence = confidence_report(
+        passes,
+        threshold=float(model.postprocessing.get("threshold", 0.5)),
+        flag_below=float(model.inference.get("flag_below", 0.75)),
+    )
     mask = _to_image(mask_array.astype(np.uint8), t2)
     probability = _to_image(np.round(np.clip(mean, 0, 1) * 255).astype(np.uint8), t2)
     seconds["postprocess"] = time.perf_counter() - tick

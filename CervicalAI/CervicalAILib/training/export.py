@@ -195,7 +195,7 @@ def write_segmentation_bundle(
                 "flag_below": 0.75,
             },
             "postprocessing": {
-                "threshold": 0.5, "keep_near_mm": 10.0, "min_satellite_ml": 0.1, "min_tumor_ml": 0.05, "fill_holes": True,
+                "threshold": report["validation"].get("threshold", 0.5), "keep_near_mm": 10.0, "min_satellite_ml": 0.1, "min_tumor_ml": 0.05, "fill_holes": True,
             },
             "training_range": train_range,
             "validation": report["validation"],

@@ -12,6 +12,7 @@ exactly as an uninterrupted one would. Checkpoints are plain torch files in the 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import platform
@@ -62,7 +63,9 @@ class TrainConfig:
     iterations_per_epoch: int = 60
     batch_size: int = 2
     patch_size_xyz: list[int] = field(default_factory=lambda: [80, 80, 16])
-    inference_patch_size_xyz: list[int] = field(default_factory=lambda: [192, 192, 32])
+    # Run-time patch = training patch: instance normalisation computes its statistics over the
+    # patch, so a network trained on 80x80x16 patches misbehaves on whole-volume patches.
+    inference_patch_size_xyz: list[int] = field(default_factory=lambda: [80, 80, 16])
     working_spacing_mm: list[float] = field(default_factory=lambda: [1.5, 1.5, 4.0])
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
     learning_rate: float = 2e-3
@@ -78,6 +81,7 @@ class TrainConfig:
     register: bool = True
     jobs: int = 1
     resume: bool = False
+    export_only: bool = False
     overwrite: bool = False
 
     def work_path(self) -> Path:
@@ -187,6 +191,26 @@ def predict_volume(
     return sliding_window_predict(volume, run, patch, overlap=0.25)[0]
 
 
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+
+
+def choose_threshold(
+    net, val_data: Sequence[CachedCase], patch_zyx: Sequence[int], multiple_zyx: Sequence[int], device: str
+) -> tuple[float, dict[str, float]]:
+    """The probability threshold (of THRESHOLDS) with the best mean validation Dice.
+
+    Dice + cross-entropy training can leave a network under-confident (tumour probabilities
+    just below 0.5); the run time reads the chosen threshold from the bundle.
+    """
+    probabilities = [predict_volume(net, case.image, patch_zyx, multiple_zyx, device) for case in val_data]
+    scores = {
+        f"{t:.2f}": round(float(np.mean([dice_score(p >= t, c.label > 0) for p, c in zip(probabilities, val_data, strict=True)])), 4)
+        for t in THRESHOLDS
+    }
+    best = max(THRESHOLDS, key=lambda t: (scores[f"{t:.2f}"], t))  # ties: the higher threshold
+    return float(best), scores
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     import torch
 
@@ -231,6 +255,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     crop_zyx = [p if i == 0 else int(math.ceil(p * 1.25)) for i, p in enumerate(patch_zyx)]
     sampler = PatchSampler(train_data, crop_zyx, config.positive_fraction)
     transforms = augmentation(patch_zyx)
+    torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     net = build_network(config.architecture, len(config.roles)).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     from monai.losses import DiceCELoss
@@ -240,14 +265,19 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     best = {"dice": -1.0, "epoch": -1}
     first_epoch = 0
     last_path, best_path = work / "last.pt", work / "best.pt"
-    if not config.resume:  # a fresh run must never export an old run's weights
-        for stale in (last_path, best_path, work / "history.json"):
+    if not (config.resume or config.export_only):  # a fresh run must never export an old run's weights
+        for stale in (last_path, best_path, work / "history.json", work / "stop_reason.json"):
             stale.unlink(missing_ok=True)
-    if config.resume and last_path.is_file():
+    stop_reason = "reached the epoch limit"
+    if config.export_only and not last_path.is_file():
+        raise InputError(f"--export-only: no checkpoint (last.pt) in {work}")
+    if (config.resume or config.export_only) and last_path.is_file():
         state = torch.load(last_path, map_location=device, weights_only=True)
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, best, first_epoch = state["history"], state["best"], int(state["epoch"]) + 1
+        if (work / "stop_reason.json").is_file():
+            stop_reason = json.loads((work / "stop_reason.json").read_text(encoding="utf-8"))["stop_reason"]
         log.info("resumed from %s after epoch %d (best validation Dice %.4f)", last_path, first_epoch - 1, best["dice"])
     elif config.resume:
         log.warning("--resume: no checkpoint in %s, starting from scratch", work)
@@ -255,8 +285,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     total_iterations = config.epochs * config.iterations_per_epoch
     inference_zyx = [int(v) for v in config.inference_patch_size_xyz[::-1]]
     epoch = first_epoch - 1
-    stop_reason = "reached the epoch limit"
-    for epoch in range(first_epoch, config.epochs):
+    for epoch in range(first_epoch, config.epochs if not config.export_only else first_epoch):
         epoch_start = time.perf_counter()
         torch.manual_seed(config.seed * 100_003 + epoch)
         rng = np.random.default_rng([config.seed, epoch])
@@ -317,8 +346,12 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     log.info("training stopped after epoch %d: %s", epoch + 1, stop_reason)
     if not best_path.is_file():
         raise InputError(f"no trained epoch to export in {work} (was --epochs 0?)")
+    write_json(work / "stop_reason.json", {"stop_reason": stop_reason})  # for a later --export-only
     net.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
-    net = net.to("cpu").eval()
+    net.eval()
+    progress(0.94, "choosing the probability threshold on the validation cases")
+    threshold, dice_by_threshold = choose_threshold(net, val_data, inference_zyx, multiple, device)
+    net = net.to("cpu")
     progress(0.96, "exporting to ONNX and verifying against torch")
     from .export import write_segmentation_bundle
 
@@ -330,10 +363,12 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
             "cases": [c.case_id for c in val_data],
             "dice_mean_working_grid": round(best["dice"], 4),
             "dice_median_working_grid": round(best.get("median", best["dice"]), 4),
+            "threshold": threshold,
+            "dice_mean_by_threshold": dice_by_threshold,
         },
         "training_cases": len(train_data),
         "device": device,
-        "training_minutes": round((time.perf_counter() - started) / 60, 1),
+        "training_minutes": round(sum(h["seconds"] for h in history) / 60, 1),
         "history": history,
     }
     bundle, verification = write_segmentation_bundle(
