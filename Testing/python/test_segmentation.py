@@ -319,7 +319,7 @@ def test_empty_prediction_says_no_tumour_found(t2_bundle):
     flat.CopyInformation(image)
     result = segment_case({"T2W": flat}, bundle=t2_bundle)
     assert not result.found and result.summary["status"] == "no tumour found"
-    assert result.summary["volume_ml"] == 0.0 and result.summary["largest_slice"] is None
+    assert result.summary["volume_ml"] == 0.0 and result.summary["largest_slice_index"] is None
     assert result.summary["flagged_slices"] == [] and 0.0 <= result.summary["confidence"] <= 1.0
     assert any("no tumour found" in w for w in result.summary["warnings"])
     assert sitk.GetArrayViewFromImage(result.mask).max() == 0

@@ -298,7 +298,7 @@ def segment_case(
         "status": "tumour found" if found else "no tumour found",
         "volume_ml": round(measure.volume_ml(mask), 3),
         "max_diameter_mm": round(measure.max_diameter_mm(mask), 2) if found else 0.0,
-        "largest_slice": measure.largest_slice_index(mask) if found else None,
+        "largest_slice_index": measure.largest_slice_index(mask) if found else None,
         "confidence": confidence["confidence"],
         "certainty": confidence["certainty"],
         "flip_agreement": confidence["flip_agreement"],
