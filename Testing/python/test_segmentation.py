@@ -400,3 +400,19 @@ def test_runtime_path_never_imports_torch(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_lesion_box_gives_the_mirrored_pass_real_context():
+    from CervicalAILib.segmentation.inference import lesion_box
+
+    p = np.zeros((20, 100, 120), np.float32)
+    p[9:11, 40:45, 110:118] = 0.6  # near the right edge
+    box = lesion_box(p, [16, 80, 80])
+    assert [b.stop - b.start for b in box] == [16, 80, 80]  # one whole patch of image
+    assert box[2].stop == 120 and box[2].start == 40  # shifted inside the volume, not padded
+    assert box[0].start <= 9 and box[0].stop >= 11 and box[1].start <= 40 and box[1].stop >= 45
+    big = np.zeros((20, 100, 120), np.float32)
+    big[2:18, 5:95, 10:110] = 0.9
+    box = lesion_box(big, [16, 80, 80])
+    assert box == (slice(0, 20), slice(0, 100), slice(0, 120))
+    assert lesion_box(np.zeros((4, 4, 4)), [16, 80, 80]) is None

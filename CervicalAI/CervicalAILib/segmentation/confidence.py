@@ -7,7 +7,9 @@ Two independent signs of doubt, each in [0, 1]:
   (the lesion and its uncertain rim). A crisp network gives H ~ 0 inside and a thin rim of H ~ 1.
 - agreement = Dice between the mask predicted from the original image and the mask predicted
   from the left-right mirrored image (mapped back): a stable prediction does not depend on
-  which side of the patient the pixels come from.
+  which side of the patient the pixels come from. (The mirrored pass runs on a box around the
+  voxels the original pass gives p >= 0.1, grown by a quarter patch; outside it the two agree
+  by construction. With no such voxel the whole volume is mirrored.)
 
 confidence = certainty x agreement. Per slice the same formula is applied to the slice's voxels
 (Dice of an empty pair = 1). Slices below `flag_below` are flagged, worst first, so the reader

@@ -217,6 +217,28 @@ def range_warnings(images: Mapping[str, sitk.Image], roles: list[str], training_
     return warnings
 
 
+def lesion_box(probability: np.ndarray, patch_zyx: list[int], low: float = 0.1) -> tuple[slice, ...] | None:
+    """Box around the voxels with probability >= `low`, grown by a quarter patch of context and
+    to at least one patch per axis (within the volume); None when there are none."""
+    hits = np.argwhere(probability >= low)
+    if hits.size == 0:
+        return None
+    box = []
+    for axis, (size, patch) in enumerate(zip(probability.shape, patch_zyx, strict=True)):
+        start = int(hits[:, axis].min()) - patch // 4
+        stop = int(hits[:, axis].max()) + 1 + patch // 4
+        if stop - start < patch:  # grow symmetrically to one full patch of real image context
+            extra = patch - (stop - start)
+            start -= extra // 2
+            stop += extra - extra // 2
+        if start < 0:
+            stop, start = stop - start, 0
+        if stop > size:
+            start, stop = max(start - (stop - size), 0), size
+        box.append(slice(start, stop))
+    return tuple(box)
+
+
 def _to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
     image = sitk.GetImageFromArray(array)
     image.CopyInformation(reference)
@@ -255,14 +277,19 @@ def segment_case(
     seconds["preprocess"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    flips = [()] + [tuple(axes) for axes in model.inference.get("tta_flip_axes_zyx", [[2]])]
-    working_passes = []
+    flips = [tuple(axes) for axes in model.inference.get("tta_flip_axes_zyx", [[2]])]
+    original = model.probability(volume, (), sub_progress(progress, 0.05, 0.6))
+    working_passes = [original]
+    # the mirrored passes only need the lesion's neighbourhood: they run on a crop around it
+    box = lesion_box(original, model.patch_size_zyx, low=0.1)
     for number, axes in enumerate(flips):
-        name = "original" if not axes else "mirrored"
-        working_passes.append(
-            model.probability(volume, axes, sub_progress(progress, 0.05 + 0.8 * number / len(flips), 0.05 + 0.8 * (number + 1) / len(flips)))
-        )
-        log.debug("pass %s done", name)
+        step = sub_progress(progress, 0.6 + 0.25 * number / len(flips), 0.6 + 0.25 * (number + 1) / len(flips))
+        if box is None:  # nothing suspicious: mirror the whole volume
+            working_passes.append(model.probability(volume, axes, step))
+            continue
+        mirrored = original.copy()
+        mirrored[box] = model.probability(np.ascontiguousarray(volume[(slice(None), *box)]), axes, step)
+        working_passes.append(mirrored)
     seconds["network"] = time.perf_counter() - tick
 
     tick = time.perf_counter()

@@ -191,7 +191,7 @@ def predict_volume(
     return sliding_window_predict(volume, run, patch, overlap=0.25)[0]
 
 
-THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
 
 
 def choose_threshold(
