@@ -108,7 +108,8 @@ def model_card(manifest: dict[str, Any]) -> str:
         "Segments the primary cervical tumour on pelvic MRI. Inputs (channel order): "
         + ", ".join(entry["role"] for entry in manifest["inputs"])
         + ", co-registered onto the T2WI grid. Output: tumour probability per voxel; the runtime "
-        "(`cervicalai segment`) thresholds it at 0.5, keeps the main lesion and nearby satellites, fills "
+        f"(`cervicalai segment`) thresholds it at {manifest['postprocessing']['threshold']} (chosen on the validation "
+        "cases), keeps the main lesion and nearby satellites, fills "
         "holes and maps the result back onto the T2WI grid.",
         "",
         "## Network and preprocessing",
@@ -172,7 +173,8 @@ def write_segmentation_bundle(
             "task": "segmentation",
             "intended_use": "Research use: automatic contour of the primary cervical tumour on pelvic MRI for "
             "reader review and radiomics. " + NOT_CLINICAL.capitalize() + ".",
-            "training_data": f"Synthetic multi-parametric pelvic MRI ({described}); {NOT_CLINICAL}.",
+            "training_data": f"Synthetic multi-parametric pelvic MRI ({described}; {report['training_cases']} for "
+            f"training, {len(report['validation']['cases'])} for validation); {NOT_CLINICAL}.",
             "inputs": [{"role": role, "channel": i} for i, role in enumerate(config.roles)],
             "outputs": [{"name": "tumor", "channel": 0, "meaning": "probability of tumour (sigmoid inside the graph)"}],
             "preprocessing": preprocessing,
