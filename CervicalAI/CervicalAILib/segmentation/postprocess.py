@@ -63,14 +63,21 @@ def _select_components(
     sizes = ndimage.sum_labels(np.ones_like(probability, dtype=np.float32), labels, index)
     main = int(index[int(np.argmax(mass))])
     keep = labels == main
-    # distance (mm) of every voxel to the main lesion, for satellites
-    if count > 1:
-        distance = ndimage.distance_transform_edt(~keep, sampling=spacing_zyx)
-        for label, size in zip(index, sizes, strict=True):
-            if label == main or size * voxel_ml < float(config["min_satellite_ml"]):
-                continue
+    candidates = [
+        label for label, size in zip(index, sizes, strict=True)
+        if label != main and size * voxel_ml >= float(config["min_satellite_ml"])
+    ]
+    if candidates:
+        # distance (mm) from each satellite's voxels to the main lesion's surface voxels
+        from scipy.spatial import cKDTree
+
+        scale = np.asarray(spacing_zyx, dtype=float)
+        surface = keep & ~ndimage.binary_erosion(keep)
+        tree = cKDTree(np.argwhere(surface) * scale)
+        for label in candidates:
             component = labels == label
-            if float(distance[component].min()) <= float(config["keep_near_mm"]):
+            distance, _ = tree.query(np.argwhere(component) * scale, k=1)
+            if float(distance.min()) <= float(config["keep_near_mm"]):
                 keep |= component
     if config.get("fill_holes", True):
         keep = ndimage.binary_fill_holes(keep)
