@@ -250,7 +250,18 @@ def _auc(y, s) -> float | None:
 
 
 def fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCallback | None = None) -> FitResult:
-    """Fit Rad_score, DL_score and the DLRC model on `table`; see the module docstring."""
+    """Fit Rad_score, DL_score and the DLRC model on `table`; see the module docstring.
+
+    BLAS runs single-threaded here: the fits are many small matrix products, which threads only
+    slow down (badly so on a busy machine), and one thread keeps the sums in a fixed order.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _fit_risk_model(table, config, progress)
+
+
+def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCallback | None) -> FitResult:
     import pandas as pd
 
     progress = progress or no_progress
@@ -499,11 +510,13 @@ def score_cohorts(result: FitResult) -> None:
         manifest={"name": "in-memory", "version": "fit", "endpoint": result.config.endpoint},
         model=result.model, combat=result.combat_document, nomogram=result.nomogram,
     )
-    frame = result.table.frame
     needed = result.model["features_used"]
     clinical_names = [t["name"] for t in result.dlrc.terms if t["kind"] != "score"]
+    columns = list(dict.fromkeys(needed + clinical_names + list(result.config.combat_covariates)))
+    frame = result.table.frame[columns]  # only what scoring reads: rows of a wide table are slow to build
     rows = []
     included = result.cases[result.cases["cohort"] != "excluded"]
+    outcome = dict(zip(result.cases["case_id"], result.cases[result.config.endpoint]))
     out_of_range: dict[str, int] = {}
     for case_id, center, cohort in zip(included["case_id"], included["center"], included["cohort"]):
         row = frame.loc[case_id]
@@ -516,7 +529,7 @@ def score_cohorts(result: FitResult) -> None:
             if "outside the training range" in warning:
                 out_of_range[cohort] = out_of_range.get(cohort, 0) + 1
         record = {"case_id": case_id, "center": center, "cohort": cohort,
-                  result.config.endpoint: int(result.cases.loc[result.cases["case_id"] == case_id, result.config.endpoint].iloc[0]),
+                  result.config.endpoint: int(outcome[case_id]),
                   "rad_score": scored["rad_score"], "dl_score": scored["dl_score"]}
         for family, value in scored["family_scores"].items():
             record[f"score_{family}"] = value

@@ -39,8 +39,12 @@ class LogitFit:
         return self.intercept + design @ np.asarray(self.coefficients, dtype=float)
 
 
-def fit_logit(design: np.ndarray, y: np.ndarray, columns: Sequence[str]) -> LogitFit:
-    """Maximum-likelihood logistic regression with an intercept (statsmodels Logit, Newton)."""
+def fit_logit(design: np.ndarray, y: np.ndarray, columns: Sequence[str], start: np.ndarray | None = None) -> LogitFit:
+    """Maximum-likelihood logistic regression with an intercept (statsmodels Logit, Newton).
+
+    `start`: optional starting values (intercept first); Newton converges to the same maximum,
+    in fewer steps when started near it (stepwise passes the larger model's estimates).
+    """
     import statsmodels.api as sm
 
     design = np.asarray(design, dtype=float).reshape(len(y), len(columns))
@@ -49,7 +53,7 @@ def fit_logit(design: np.ndarray, y: np.ndarray, columns: Sequence[str]) -> Logi
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # separation/convergence warnings: judged by `converged` below
         try:
-            result = sm.Logit(y, exog).fit(disp=0, method="newton", maxiter=100)
+            result = sm.Logit(y, exog).fit(disp=0, method="newton", maxiter=100, start_params=start)
         except (np.linalg.LinAlgError, ValueError):  # singular Hessian (collinear design)
             return LogitFit(list(columns), float("nan"), [float("nan")] * len(columns), math.inf, -math.inf, False)
         params = np.asarray(result.params, dtype=float)
@@ -100,9 +104,13 @@ def backward_stepwise_aic(
     terms = {name: list(cols) for name, cols in terms.items()}
     index = {c: i for i, c in enumerate(columns)}
 
-    def fit_terms(term_names: list[str]) -> LogitFit:
+    def fit_terms(term_names: list[str], start_from: LogitFit | None = None) -> LogitFit:
         cols = [c for t in term_names for c in terms[t]]
-        return fit_logit(design[:, [index[c] for c in cols]], y, cols)
+        start = None
+        if start_from is not None and start_from.converged:
+            coef = dict(zip(start_from.columns, start_from.coefficients))
+            start = np.array([start_from.intercept] + [coef[c] for c in cols])
+        return fit_logit(design[:, [index[c] for c in cols]], y, cols, start)
 
     current = list(terms)
     current_fit = fit_terms(current)
@@ -111,7 +119,7 @@ def backward_stepwise_aic(
         candidates = []
         for term in sorted(current):
             reduced = [t for t in current if t != term]
-            candidates.append((fit_terms(reduced).aic, term, reduced))
+            candidates.append((fit_terms(reduced, current_fit).aic, term, reduced))
         best_aic, best_term, best_reduced = min(candidates, key=lambda c: (c[0], c[1]))
         if not best_aic < current_fit.aic:
             break

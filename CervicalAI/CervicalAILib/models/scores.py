@@ -176,7 +176,7 @@ def score_patient(
         probability = float(sigmoid(lp))
         reading = nomogram_points(model.nomogram, term_values)
         nomogram = {"points": reading["points"], "total_points": reading["total_points"],
-                    "probability": reading["probability"]}
+                    "probability": reading["probability"], "values": dict(term_values)}
         if _outside(lp, ranges.get("dlrc_linear_predictor")):
             warnings.append("the combined DLRC score is outside the range seen in training: an extrapolation")
     cutoff = doc["cutoffs"]["dlrc_probability"]["cutoff"]
