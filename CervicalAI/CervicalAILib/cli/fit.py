@@ -112,8 +112,17 @@ def _summary(result, bundle) -> str:
             return "   n/a" if v is None else f"{v:6.3f}"
 
         lines.append(f"  {cohort:<20} {f(auc.get('rad_score'))}  {f(auc.get('dl_score'))}  {f(auc.get('dlrc_probability'))}")
+    excluded = cases[cases["cohort"] == "excluded"]
+    for case_id, reason in list(zip(excluded["case_id"], excluded["reason"]))[:20]:
+        lines.append(f"excluded: {case_id}: {reason}")
+    if len(excluded) > 20:
+        lines.append(f"excluded: ... {len(excluded) - 20} more (all in the split list)")
     for warning in result.warnings:
         lines.append(f"warning: {warning}")
+    if bundle.bundle is not None and "scores" in bundle.manifest.get("artefacts", {}):
+        scores = bundle.bundle.path / bundle.manifest["artefacts"]["scores"]
+        lines.append(f"per-case scores: {scores} (e.g. cervicalai evaluate {scores} --label {result.config.endpoint} "
+                     "--score rad_score --score dl_score --score dlrc_probability --group cohort --train-group training --out DIR)")
     return "\n".join(lines)
 
 

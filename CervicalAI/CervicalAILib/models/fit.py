@@ -207,20 +207,29 @@ def _drop_constant(frame, train_ids, kept, dropped):
 
 
 def youden_cutoff(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    """Cut-off maximising sensitivity + specificity - 1 (positive when score >= cut-off).
+    """Cut-off maximising sensitivity + specificity - 1; a patient is positive when score >= cut-off.
 
-    Ties of the index go to the highest cut-off (fewest positives)."""
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, thresholds = roc_curve(np.asarray(y, dtype=int), np.asarray(score, dtype=float), drop_intermediate=False)
-    j = tpr - fpr
-    j[~np.isfinite(thresholds)] = -np.inf
-    best = int(np.argmax(j))
+    Candidate cut-offs are pROC's (as in `CervicalAILib.stats`): midpoints between consecutive
+    distinct scores; on a tie of the index the higher sensitivity wins. So the bundle's cut-off is
+    the one `cervicalai evaluate` chooses on the training cohort.
+    """
+    y = np.asarray(y, dtype=int).astype(bool)
+    score = np.asarray(score, dtype=float)
+    distinct = np.unique(score)
+    if distinct.size < 2:
+        return {"cutoff": float(distinct[0]), "youden_index": 0.0, "sensitivity": 1.0, "specificity": 0.0}
+    cuts = (distinct[:-1] + distinct[1:]) / 2.0
+    cases, controls = np.sort(score[y]), np.sort(score[~y])
+    sensitivity = (cases.size - np.searchsorted(cases, cuts, side="left")) / cases.size
+    specificity = np.searchsorted(controls, cuts, side="left") / controls.size
+    youden = sensitivity + specificity - 1.0
+    # cuts ascend, so sensitivity descends: the first maximum has the higher sensitivity
+    best = int(np.flatnonzero(np.isclose(youden, youden.max(), rtol=0.0, atol=1e-12))[0])
     return {
-        "cutoff": float(thresholds[best]),
-        "youden_index": float(j[best]),
-        "sensitivity": float(tpr[best]),
-        "specificity": float(1.0 - fpr[best]),
+        "cutoff": float(cuts[best]),
+        "youden_index": float(youden[best]),
+        "sensitivity": float(sensitivity[best]),
+        "specificity": float(specificity[best]),
     }
 
 
@@ -367,6 +376,8 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
     missing_clinical = [c for c in candidates if c not in frame.columns]
     if missing_clinical:
         raise InputError(f"clinical column(s) not found: {', '.join(missing_clinical)}", table.path)
+    if circular and not set(circular) <= set(config.exclude_clinical):
+        warnings_out.append(f"clinical candidate(s) {', '.join(circular)} left out: they define the {endpoint!r} endpoint")
     excluded_clinical = set(config.exclude_clinical) | set(circular)
     candidates = [c for c in candidates if c not in excluded_clinical]
     clinical_variables: dict[str, clin.ClinicalVariable] = {}

@@ -241,8 +241,8 @@ def render_nomogram(spec: Mapping[str, Any], path: str | Path, patient: Mapping[
             ax.text(min(xt, 70) + 1.5, y_of[spec["outcome_label"]] + 0.18,
                     f"{_percent(reading['probability'])}  (total {reading['total_points']:.0f} points)",
                     color=mark, fontsize=10, fontweight="bold", va="bottom")
-        ax.text(0, -n_rows + 0.35, "Read each value's points on the Points scale, add them, and read the risk below the "
-                "total points.", fontsize=8, color="#555555", va="bottom")
+        ax.text(0, -n_rows + 0.35, "Read each value's points on the Points scale, add them, and read the probability below "
+                "the total points.", fontsize=8, color="#555555", va="bottom")
         ax.set_title(title or f"DLRC nomogram: {spec['outcome_label']}", fontsize=12, fontweight="bold", loc="left")
         fig.tight_layout()
         metadata = {"Date": None} if fmt == "svg" else {"Software": None}
