@@ -190,6 +190,8 @@ def test_table_problems_are_refused():
         feature_table_from_frame(frame[["case_id", "center", "lnm"]])
     with pytest.raises(InputError, match="no 'case_id' column"):
         feature_table_from_frame(frame.drop(columns=["case_id"]))
+    with pytest.raises(InputError, match="no 'center' column: ComBat needs"):
+        fit_risk_model(feature_table_from_frame(frame.drop(columns=["center"])), FitConfig())
     table = feature_table_from_frame(frame)
     with pytest.raises(InputError, match="training centre\\(s\\) Z not found"):
         fit_risk_model(table, FitConfig(split=SplitSpec(train_centers=["Z"])))

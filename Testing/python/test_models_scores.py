@@ -165,3 +165,25 @@ def test_load_refuses_a_model_file_of_another_kind(tmp_path):
     write_bundle(tmp_path / "c", manifest | {"task": "encoder"}, files)
     with pytest.raises(BundleError, match="expected 'risk-model'"):
         load_risk_model(tmp_path / "c")
+
+
+def test_categorical_clinical_term(model):
+    from CervicalAILib.models.scores import score_patient
+
+    term = {"name": "histology", "label": "Histology", "type": "categorical", "kind": "categorical",
+            "levels": ["AC", "ASC", "SCC"], "reference": "SCC", "columns": ["histology=AC", "histology=ASC"]}
+    model.model["dlrc"]["terms"].append(term)
+    model.model["dlrc"]["coefficients"].update({"histology=AC": 0.6, "histology=ASC": -0.4})
+    term_data = {"rad_score": np.array([[-4.0], [2.0]]), "dl_score": np.array([[-3.5], [1.5]]),
+                 "c_lnm": np.array([[0.0], [1.0]]), "histology": np.array([[1.0, 0.0], [0.0, 1.0]])}
+    model.nomogram = build_nomogram(model.model["dlrc"], term_data)
+    base = score_patient(model, PATIENT, {"c_lnm": 0, "histology": "SCC"}, center="A")
+    ac = score_patient(model, PATIENT, {"c_lnm": 0, "histology": "AC"}, center="A")
+    asc = score_patient(model, PATIENT, {"c_lnm": 0, "histology": "ASC"}, center="A")
+    assert ac["linear_predictor"] - base["linear_predictor"] == pytest.approx(0.6, rel=1e-12)
+    assert asc["linear_predictor"] - base["linear_predictor"] == pytest.approx(-0.4, rel=1e-12)
+    for out in (base, ac, asc):
+        assert out["nomogram"]["probability"] == pytest.approx(out["probability"], abs=1e-12)
+    assert asc["nomogram"]["points"]["histology"] == 0.0  # the lowest contribution is the zero of the scale
+    other = score_patient(model, PATIENT, {"c_lnm": 0, "histology": "neuroendocrine"}, center="A")
+    assert other["probability"] is None and any("not seen in training" in u for u in other["unavailable"])
