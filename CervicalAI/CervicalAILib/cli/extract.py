@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="never register on the fly: a sequence without its own mask or transform gets the T2WI "
                              "mask through the scanner geometry (with a warning)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing table (finished cases of the same configuration are reused) and "
-                             "discard a partial run made with other options")
+                        help="replace an existing table, also when a partial run with other options is there; "
+                             "whatever is still valid is reused (e.g. the radiomics of a sequence whose settings did "
+                             "not change when only the encoders did)")
 
 
 class _TerminalBar:

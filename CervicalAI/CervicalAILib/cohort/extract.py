@@ -13,9 +13,13 @@ computes features exactly as the per-patient readout does, and intensities are i
 Resumable: each finished case is stored atomically in a parts folder beside the output
 (`features.parquet.parts/cases/<case_id>.json.gz`, with the size and time stamp of the case's
 files); a rerun with the same configuration skips the cases whose part is there and whose files
-have not changed. A case that fails gets an error log (`.parts/errors/<case_id>.log`) and is
-excluded from the table and listed in the sidecar; the other cases go on. The table and the
-sidecar (`<table>.json`) are written only at the end, atomically.
+have not changed. Parts are kept per component (radiomics of one sequence, deep features of one
+encoder) with a digest of what decides their values, so a run with other options (`overwrite`)
+recomputes only what changed, e.g. the deep features when only the encoders did. A run with other
+options and no `overwrite` is refused, naming the differences. A case that fails gets an error
+log (`.parts/errors/<case_id>.log`) and is excluded from the table and listed in the sidecar; the
+other cases go on. The table and the sidecar (`<table>.json`) are written only at the end,
+atomically.
 
 Backends: in-process (`jobs=1`), a process pool (`jobs>1`; each worker with one BLAS, ITK and
 onnxruntime thread, so that N workers use N cores), or an existing Dask cluster
@@ -579,7 +583,8 @@ def _json_ready(value: Any) -> Any:
 def _write_part(parts: Path, record: dict[str, Any]) -> None:
     payload = dict(record)
     payload["components"] = {
-        name: {"key": c["key"], "features": {k: _json_ready(float(v)) for k, v in c["features"].items()}}
+        name: {"key": c["key"], "cpu_seconds": c.get("cpu_seconds"),
+               "features": {k: _json_ready(float(v)) for k, v in c["features"].items()}}
         for name, c in record["components"].items()}
     data = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode("utf-8")
     atomic.write_bytes(_part_path(parts, record["case_id"]), gzip.compress(data, compresslevel=3, mtime=0))
@@ -778,9 +783,12 @@ def extract_cohort(
         case_id = result["case_id"]
         if result["ok"]:
             components = dict(kept.get(case_id, {}))
-            components.update({name: {"key": keys[name], "features": values}
+            # each component keeps the CPU seconds it cost, so a resumed run can still state the whole cost
+            components.update({name: {"key": keys[name], "features": values,
+                                      "cpu_seconds": round(result["timings"].get(name.replace(":", " ", 1), 0.0), 4)}
                                for name, values in result["components"].items()})
             record = {k: result[k] for k in ("case_id", "masks", "warnings", "timings", "wall_seconds", "cpu_seconds")}
+            record["overhead_cpu_seconds"] = round(sum(result["timings"].get(k, 0.0) for k in ("load", "masks")), 4)
             record["inputs"] = stamps[case_id]
             record["components"] = {name: components[name] for name in keys}  # configuration order
             _write_part(parts, record)
@@ -882,6 +890,17 @@ def _sidecar(index: CohortIndex, out: Path, config: ExtractionConfig, fingerprin
         timing["cases_per_minute"] = round(60.0 * len(new) / max(wall, 1e-9), 2)
         timing["cpu_seconds_per_case"] = round(sum(r["cpu_seconds"] for r in new) / len(new), 3)
         timing["stage_cpu_seconds_per_case"] = {k: round(v / len(new), 3) for k, v in stage_cpu.items()}
+    # the whole extraction cost per case, including components computed by earlier (resumed) runs
+    component_cpu: dict[str, float] = {}
+    overhead = 0.0
+    for case_id in ok_ids:
+        record = records[case_id]
+        overhead += float(record.get("overhead_cpu_seconds") or 0.0)
+        for name, component in record["components"].items():
+            component_cpu[name] = component_cpu.get(name, 0.0) + float(component.get("cpu_seconds") or 0.0)
+    if ok_ids:
+        timing["component_cpu_seconds_per_case"] = {k: round(v / len(ok_ids), 3) for k, v in component_cpu.items()}
+        timing["all_components_cpu_seconds_per_case"] = round((sum(component_cpu.values()) + overhead) / len(ok_ids), 3)
     generator = index.generator or {}
     synthetic = bool(generator.get("generator")) and "cervicalai" in str(generator.get("generator")).lower()
     cohort_info: dict[str, Any] = {"folder": index.path.name, "cohort_csv_sha256": index.csv_sha256,

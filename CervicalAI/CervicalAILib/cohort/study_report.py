@@ -47,6 +47,7 @@ CENTERS = 5  # seed 004: five centres
 TRAIN_CENTER = "A"
 TRAIN_FRACTION = 0.7
 BUNDLE_NAMES = {"lnm": "dlrc-lnm", "stage_group": "dlrc-stage-group"}  # resources.DEFAULT_BUNDLES
+GENERATION_RECORD = "cohort_generation.json"  # in the work folder: wall and CPU seconds of generating the cohort
 ORACLE_COLUMNS = {"lnm": "oracle_lnm_probability", "stage_group": "oracle_stage_probability"}
 COHORT_LABELS = {"training": "Training", "internal_validation": "Internal validation",
                  "external_validation": "External validation"}
@@ -158,9 +159,25 @@ def _cohort(config: StudyConfig, progress: ProgressCallback) -> Path:
                                     "regenerate it or choose another --work folder")
     elif folder.exists() and any(folder.iterdir()) and not config.overwrite:
         raise OutputExistsError(f"{folder}: exists and is not a generated cohort; use --overwrite or another --work")
+    load = os.getloadavg()[0]
+    wall, cpu = time.perf_counter(), _all_cpu_seconds()
     generate_cohort(folder, config.n_cases, config.seed, centers=CENTERS, jobs=config.jobs,
                     params=SynthParams(matrix_scale=config.matrix_scale), progress=progress, overwrite=True)
+    # kept beside the cohort so that a resumed study can still state what generating it cost
+    atomic.write_json(config.work / GENERATION_RECORD, {
+        "cases": config.n_cases, "jobs": config.jobs, "wall_seconds": round(time.perf_counter() - wall, 1),
+        "cpu_seconds": round(_all_cpu_seconds() - cpu, 1), "load_average_before": round(load, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
+        "created": datetime.now(UTC).isoformat(timespec="seconds")})
     return folder
+
+
+def _all_cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished worker processes."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _features(config: StudyConfig, cohort: Path, progress: ProgressCallback) -> tuple[Path, dict[str, Any]]:
@@ -477,6 +494,7 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
         return now
 
     t = time.perf_counter()
+    fit_cpu = 0.0
     cohort = _cohort(config, sub_progress(progress, 0.0, 0.2))
     t = stage("cohort", t)
     table_path, sidecar = _features(config, cohort, sub_progress(progress, 0.2, 0.75))
@@ -485,6 +503,7 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
 
     fits: dict[str, Any] = {}
     evaluations: dict[str, Any] = {}
+    cpu_mark = _all_cpu_seconds()
     for k, endpoint in enumerate(BUNDLE_NAMES):
         fits[endpoint] = _fit(table_path, endpoint, config, sub_progress(progress, 0.75 + 0.08 * k, 0.81 + 0.08 * k))
     t = stage("fit", t)
@@ -499,6 +518,7 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
                 endpoint, fits[endpoint], cohort_frame, config, fig_dir if config.figures else None,
                 sub_progress(progress, 0.91 + 0.03 * k, 0.94 + 0.03 * k))
         t = stage("statistics", t)
+        fit_cpu = _all_cpu_seconds() - cpu_mark
         progress(0.97, "writing the bundles and the report")
         bundles = {}
         for endpoint, path in bundle_paths.items():
@@ -515,6 +535,7 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
         stage("report", t)
         metrics = _metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_paths, timings,
                            time.perf_counter() - start, time.process_time() - cpu_start, load_start)
+        metrics["timing"]["pipeline"] = _pipeline_cost(config, sidecar, fit_cpu)
         _write_tables(tab_dir, cohort_frame, fits, evaluations)
         atomic.write_json(tmp / "metrics.json", metrics)
         atomic.write_text(tmp / "study_report.md", _markdown(config, metrics, fits, evaluations, tab_dir, cohort_frame))
@@ -602,6 +623,31 @@ def _metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_paths, 
     }
 
 
+def _pipeline_cost(config: StudyConfig, sidecar: dict[str, Any], fit_cpu: float) -> dict[str, Any]:
+    """CPU minutes of the whole pipeline, including steps an earlier (resumed) run did, and the
+    wall time they make on two free cores (generation and extraction run on both, fitting on one)."""
+    generation = None
+    record = config.work / GENERATION_RECORD
+    if config.cohort is None and record.is_file():
+        try:
+            generation = json.loads(record.read_text(encoding="utf-8"))
+        except ValueError:
+            generation = None
+    timing = sidecar.get("timing") or {}
+    per_case = timing.get("all_components_cpu_seconds_per_case")
+    cases = (sidecar.get("cases") or {}).get("extracted", 0)
+    out: dict[str, Any] = {
+        "generation_cpu_minutes": round(generation["cpu_seconds"] / 60, 1) if generation else None,
+        "generation_record": generation,
+        "extraction_cpu_minutes": round(per_case * cases / 60, 1) if per_case is not None else None,
+        "fit_and_statistics_cpu_minutes": round(fit_cpu / 60, 1),
+    }
+    if out["generation_cpu_minutes"] is not None and out["extraction_cpu_minutes"] is not None:
+        out["minutes_on_two_free_cores"] = round(
+            (out["generation_cpu_minutes"] + out["extraction_cpu_minutes"]) / 2 + out["fit_and_statistics_cpu_minutes"], 1)
+    return out
+
+
 def _image_types(sidecar: dict[str, Any]) -> dict[str, list[str]]:
     """pyradiomics image types per sequence, read from the settings the extraction recorded."""
     import yaml
@@ -665,10 +711,18 @@ def _markdown(config: StudyConfig, metrics: dict[str, Any], fits, evaluations, t
         if se:
             lines.append(f"- Stage group (chemoradiotherapy vs surgery), external validation: DLRC AUC "
                          f"{_auc_text(se['scores']['DLRC'])}, oracle AUC {_auc_text(se['scores']['Oracle'])}.")
-        lines += [f"- Run time: {timing['wall_seconds'] / 60:.1f} min wall clock on {timing['cpus']} CPU cores "
+        lines += [f"- Run time of this run: {timing['wall_seconds'] / 60:.1f} min wall clock on {timing['cpus']} CPU cores "
                   f"(load average {timing['load_average_at_start'][0]:.1f} at the start, "
-                  f"{timing['load_average_at_end'][0]:.1f} at the end: the cores were shared); "
-                  "stages: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timing["stages_seconds"].items()) + ".", ""]
+                  f"{timing['load_average_at_end'][0]:.1f} at the end: the cores were shared with other work); "
+                  "stages: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timing["stages_seconds"].items()) + "."]
+        pipeline = timing.get("pipeline") or {}
+        if pipeline.get("minutes_on_two_free_cores") is not None:
+            lines.append(f"- Cost of the whole pipeline (also the steps an earlier run of the same configuration did, which "
+                         f"this command reuses): generation {pipeline['generation_cpu_minutes']:.1f}, extraction "
+                         f"{pipeline['extraction_cpu_minutes']:.1f}, fits and statistics "
+                         f"{pipeline['fit_and_statistics_cpu_minutes']:.1f} CPU-minutes: "
+                         f"**{pipeline['minutes_on_two_free_cores']:.1f} min on two free cores**.")
+        lines.append("")
     # design
     generator = metrics["cohort"].get("generator") or {}
     lines += ["## Design", "",
