@@ -326,3 +326,20 @@ def test_part_files_are_gzip_json_with_the_input_stamp(material, tmp_path):
     radiomics = part["components"]["radiomics:T2W"]
     assert radiomics["key"] == _config(material, roles=("T2W",), deep=False).components()["radiomics:T2W"]
     assert radiomics["features"]["T2W_original_firstorder_Mean"] == pd.read_parquet(out)["T2W_original_firstorder_Mean"][0]
+
+
+def test_dicom_case_folders_give_the_nifti_values(material, tmp_path):
+    """A cohort of DICOM studies (case/dicom/<series>/, labels beside) is extracted like NIfTI cases."""
+    from CervicalAILib.synth import SynthParams, generate_cohort
+
+    cohort = tmp_path / "dicom_cohort"
+    generate_cohort(cohort, 1, 3, centers=2, fmt="dicom", params=SynthParams(matrix_scale=0.3))
+    config = _config(material, roles=("T2W", "DWI"), deep=False)
+    result = extract_cohort(cohort, tmp_path / "dicom.csv", config)
+    case_id = result.extracted[0]
+    assert (cohort / case_id / "dicom").is_dir() and not (cohort / case_id / "T2W.nii.gz").exists()
+    assert result.sidecar_data["masks"]["sources"] == {"T2W": {"same grid": 1}, "DWI": {"sequence label": 1}}
+    dicom = pd.read_csv(tmp_path / "dicom.csv").iloc[0]
+    nifti = extract_case(material["cohort"] / case_id, config).features
+    for name, value in nifti.items():
+        assert dicom[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
