@@ -33,6 +33,8 @@ def _table_with_defects():
     mostly = np.random.default_rng(0).normal(size=len(frame))
     mostly[: len(frame) // 2] = np.nan
     frame["ADC_original_glcm_MostlyNaN"] = mostly
+    frame["CET1_original_glszm_FlatInCentreB"] = np.where(frame["center"] == "B", 1.0,
+                                                          np.random.default_rng(1).normal(size=len(frame)))
     frame["extraction_error"] = ""
     frame.loc[3, "extraction_error"] = "pyradiomics: mask has only 1 voxel"
     frame.loc[7, "CET1_wavelet-HLH_gldm_SmallDependenceEmphasis"] = np.nan
@@ -89,6 +91,7 @@ def test_defects_are_reported_not_hidden(fitted):
     assert "constant" in dropped["T2W_original_firstorder_Constant"]
     assert "all values missing" in dropped["DWI_original_firstorder_AllNaN"]
     assert "missing in" in dropped["ADC_original_glcm_MostlyNaN"]
+    assert "constant within training centre B" in dropped["CET1_original_glszm_FlatInCentreB"]
     cases = result.cases.set_index("case_id")
     failed, nan_case = frame.loc[3, "case_id"], frame.loc[7, "case_id"]
     assert cases.loc[failed, "cohort"] == "excluded" and "1 voxel" in cases.loc[failed, "reason"]

@@ -145,15 +145,15 @@ def software_versions() -> dict[str, str]:
 
 def _clean(table: FeatureTable, y, config: FitConfig):
     """Excluded cases (id -> reason) and dropped features (family -> [{name, reason}])."""
-    import pandas as pd
-
     frame = table.frame
     reasons: dict[str, str] = {}
     for case_id in frame.index[y.isna()]:
         reasons[case_id] = "endpoint value missing"
     if EXTRACTION_ERROR in frame.columns:
         errors = frame[EXTRACTION_ERROR]
-        failed = errors.map(lambda v: not (v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == ""))
+        # empty / NaN / 0 / "false" / "ok" mean no error; anything else is the error message
+        failed = errors.map(lambda v: not (v is None or (isinstance(v, float) and np.isnan(v))
+                                           or str(v).strip().lower() in ("", "0", "false", "none", "nan", "ok")))
         for case_id in frame.index[failed]:
             reasons.setdefault(case_id, f"extraction failed: {str(errors[case_id]).strip()[:200]}")
     if config.combat and CENTER in frame.columns:
@@ -188,7 +188,7 @@ def _clean(table: FeatureTable, y, config: FitConfig):
             missing = [c for c in all_kept if incomplete.at[case_id, c]]
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             reasons.setdefault(case_id, f"feature {missing[0]}{more} missing (failed extraction)")
-    return reasons, kept, dropped, pd.Series(reasons, dtype=object)
+    return reasons, kept, dropped
 
 
 def _drop_constant(frame, train_ids, kept, dropped):
@@ -283,7 +283,7 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
         raise InputError(f"endpoint {endpoint!r} (column {endpoint_column!r}) has only one class "
                          f"({classes[0] if classes else 'no values'}); a risk model needs both", table.path)
     progress(0.01, "checking the feature table")
-    reasons, kept, dropped, _ = _clean(table, y_all, config)
+    reasons, kept, dropped = _clean(table, y_all, config)
     included = frame.index[~frame.index.isin(list(reasons))]
     if len(included) == 0:
         raise InputError("no case left after excluding failed extractions and missing endpoints", table.path)
@@ -311,7 +311,7 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
     progress(0.05, "ComBat harmonisation")
     combat: dict[str, dict[str, Any] | None] = {}
     harmonised_train: dict[str, np.ndarray] = {}
-    train_centers = sorted(set(frame.loc[train_ids, CENTER])) if CENTER in frame.columns else []
+    train_centers = sorted(set(frame.loc[train_ids, CENTER].dropna())) if CENTER in frame.columns else []
     if not config.combat:
         combat_note = "not applied (disabled)"
     elif CENTER not in frame.columns:
@@ -331,14 +331,28 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
             bad = cov_frame.index[cov_frame.isna().any(axis=1)][:5]
             raise InputError(f"ComBat covariates missing/non-numeric for training case(s) {', '.join(bad)}", table.path)
         covariates = {c: cov_frame[c].to_numpy() for c in config.combat_covariates}
+    train_center_of_case = frame.loc[train_ids, CENTER].to_numpy() if CENTER in frame.columns else None
     for family, cols in kept.items():
         values = frame.loc[train_ids, cols].to_numpy(dtype=float)
+        if cols and config.combat and len(train_centers) >= 2:
+            # ComBat scales each centre by its own variance: a feature constant within a centre cannot be harmonised
+            flat = np.zeros(len(cols), dtype=bool)
+            for center in train_centers:
+                rows = train_center_of_case == center
+                newly = (np.ptp(values[rows], axis=0) == 0) & ~flat
+                for col in np.asarray(cols)[newly]:
+                    dropped[family].append({"name": str(col), "reason": f"constant within training centre {center} "
+                                            "(ComBat cannot harmonise it)"})
+                flat |= newly
+            cols = [c for c, f in zip(cols, flat) if not f]
+            kept[family] = cols
+            values = values[:, ~flat]
         if cols and config.combat and len(train_centers) >= 2:
             params = fit_combat(values, frame.loc[train_ids, CENTER].tolist(), cols, covariates)
             harmonised = params.pop("_harmonised")
             bad = ~np.all(np.isfinite(harmonised), axis=0)
             for col in np.asarray(cols)[bad]:
-                dropped[family].append({"name": str(col), "reason": "ComBat gave non-finite values (constant within a centre)"})
+                dropped[family].append({"name": str(col), "reason": "ComBat gave non-finite values"})
             kept[family] = [c for c, b in zip(cols, bad) if not b]
             harmonised_train[family] = harmonised[:, ~bad]
             combat[family] = params
