@@ -183,10 +183,71 @@ def test_reviewed_mask_and_missing_sequence(world, tmp_path):
 
 
 def test_registers_when_no_transform_is_given(world):
-    inputs = load_inputs(world["case"], world["mask"], {"ln_short_axis_mm": 5, "ln_long_axis_mm": 8, "ln_necrosis": True})
+    clinical = {"ln_short_axis_mm": 5, "ln_long_axis_mm": 8, "ln_necrosis": True}
+    inputs = load_inputs(world["case"], world["mask"], clinical)
+    assert inputs.transforms == {}
     readout = predict_case(inputs, lnm_bundle=world["risk"].path, use_stage=False)
     assert readout["seconds"]["registration"] > 0
-    assert readout["lnm_probability"] is not None and readout["staging"]["lymph_nodes"]["sra"] is True
+    # the same registration as `study register` (the DWI takes the ADC's transform): same readout
+    given = predict_case(load_inputs(world["case"], world["mask"], clinical, transforms_dir=world["root"] / "reg"),
+                         lnm_bundle=world["risk"].path, use_stage=False)
+    assert readout["features"]["deep"] == pytest.approx(given["features"]["deep"], rel=1e-9)
+    assert readout["lnm_probability"] == pytest.approx(given["lnm_probability"], rel=1e-9)
+    assert readout["staging"]["lymph_nodes"]["sra"] is True
+
+
+def _stage_bundle(path):
+    """A second model with other radiomics settings for T2W and its own DWI radiomics."""
+    fine = {**SETTINGS, "setting": {**SETTINGS["setting"], "binWidth": 5}}
+    names = ["T2W_original_firstorder_Entropy", "DWI_original_firstorder_Mean"]
+    terms = [{"name": "rad_score", "label": "Rad_score", "kind": "score", "family": "radiomics", "columns": ["rad_score"]}]
+    dlrc = {"terms": terms, "intercept": 0.2, "coefficients": {"rad_score": 1.1}}
+    model = {
+        "schema": "cervicalai.risk-model/1", "endpoint": "stage_group", "endpoint_column": "stage_group_crt",
+        "positive": "chemoradiotherapy group", "negative": "surgery group", "outcome_label": "CRT group",
+        "scores": {"rad_score": "radiomics"},
+        "families": {"radiomics": {"family": "radiomics", "features": names,
+                                   "standardisation": {"mean": [3.0, 500.0], "sd": [1.0, 300.0]},
+                                   "coefficients": [0.4, 0.3], "intercept": 0.1}},
+        "dlrc": dlrc, "cutoffs": {"dlrc_probability": {"cutoff": 0.5}},
+        "training_ranges": {"features": {n: _range(-1e6, 1e6) for n in names}, "scores": {"rad_score": _range(-50, 50)},
+                            "clinical": {}, "dlrc_linear_predictor": _range(-50, 50)},
+    }
+    nomogram = build_nomogram(dlrc, {"rad_score": np.array([-3.0, 3.0])}, outcome_label="CRT group", endpoint="stage_group")
+    manifest = {
+        "name": "test-stage", "version": "0.1.0", "task": "risk-model", "endpoint": "stage_group",
+        "intended_use": "tests only", "training_data": "hand-made coefficients; not for clinical use",
+        "inputs": {"sequences": ["T2W", "DWI"], "radiomics_settings": {"T2W": "radiomics/T2W.yaml", "DWI": "radiomics/DWI.yaml"},
+                   "encoders": []},
+        "outputs": [{"name": "probability"}], "provenance": {"test": True},
+        "artefacts": {"model": "model.json", "combat": "combat.json", "nomogram": "nomogram.json"},
+    }
+    files = {"model.json": json.dumps(model), "combat.json": json.dumps({"applied": False}),
+             "nomogram.json": json.dumps(nomogram), "MODEL_CARD.md": "# test stage model\n",
+             "radiomics/T2W.yaml": yaml.safe_dump(fine), "radiomics/DWI.yaml": yaml.safe_dump(SETTINGS)}
+    return write_bundle(path, manifest, files), fine, names
+
+
+def test_each_model_uses_its_own_radiomics_settings(world, tmp_path):
+    bundle, fine, names = _stage_bundle(tmp_path / "stage")
+    inputs = load_inputs(world["case"], world["mask"], {"ln_short_axis_mm": 5, "ln_long_axis_mm": 8, "ln_necrosis": False},
+                         transforms_dir=world["root"] / "reg")
+    readout = predict_case(inputs, lnm_bundle=world["risk"].path, stage_bundle=bundle.path)
+    stage_features = readout["features"]["by_model"]["test-stage@0.1.0"]
+    mask = sitk.ReadImage(str(world["mask"]))
+    dwi_mask = mask_on_grid(mask, world["images"]["DWI"], world["transforms"]["DWI"])
+    expected = {
+        **extract_features({"T2W": world["images"]["T2W"]}, mask, settings={"T2W": fine}, features=[names[0]]),
+        **extract_features({"DWI": world["images"]["DWI"]}, dwi_mask, settings={"DWI": SETTINGS}, features=[names[1]]),
+    }
+    assert stage_features == pytest.approx(expected, rel=1e-12)
+    coarse = extract_features({"T2W": world["images"]["T2W"]}, mask, settings={"T2W": SETTINGS}, features=[names[0]])
+    assert coarse[names[0]] != pytest.approx(expected[names[0]])  # the two settings really differ
+    z = (np.array([expected[n] for n in names]) - [3.0, 500.0]) / [1.0, 300.0]
+    lp = 0.2 + 1.1 * (0.1 + z @ [0.4, 0.3])
+    predicted = readout["staging"]["predicted"]
+    assert predicted["stage_group_chemoradiotherapy_probability"] == pytest.approx(1 / (1 + math.exp(-lp)), rel=1e-9)
+    assert readout["lnm_probability"] is not None
 
 
 def _mask_like(reference, fill):

@@ -105,8 +105,8 @@ def _on_t2_grid(images: dict[str, sitk.Image], registration: str, progress: Prog
     from ..registration import register_to_t2
 
     subset = {REQUIRED_ROLE: t2, **{role: images[role] for role in off_grid}}
-    if "ADC" in subset and "DWI" not in subset and "DWI" in images:
-        subset["DWI"] = images["DWI"]  # the ADC takes the DWI's transform (same acquisition)
+    if "DWI" in subset and "ADC" not in subset and "ADC" in images:
+        subset["ADC"] = images["ADC"]  # the DWI takes the ADC's transform (same acquisition; registration/study.py)
     moved, results = register_to_t2(subset, progress, **register_options)
     records = {}
     for role in off_grid:

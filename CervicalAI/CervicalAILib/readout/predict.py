@@ -39,6 +39,7 @@ from ..models.risk_bundle import RiskModel, load_risk_model
 from ..progress import ProgressCallback, no_progress
 from ..resources import default_bundle_path, models_dir_candidates
 from ..review import read_review
+from ..staging import C_LNM_SHORT_AXIS_MM
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class ReadoutInputs:
     clinical: dict[str, Any]
     case_id: str
     center: str | None = None
-    image_paths: dict[str, Path] = field(default_factory=dict)
+    image_records: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> path, sha256, series
     mask_path: Path | None = None
     transforms: dict[str, sitk.Transform] = field(default_factory=dict)
     segmentation_summary: dict[str, Any] | None = None
@@ -91,13 +92,13 @@ def derive_clinical(values: dict[str, Any]) -> dict[str, Any]:
     clean = validate_clinical(values)
     short = clean.get("ln_short_axis_mm")
     if clean.get("c_lnm") is None and short is not None:
-        clean["c_lnm"] = int(short >= 10.0)
+        clean["c_lnm"] = int(short >= C_LNM_SHORT_AXIS_MM)
     elif clean.get("c_lnm") is not None:
         c_lnm = clean["c_lnm"]
         if c_lnm not in (0, 1, True, False):
             raise InputError(f"clinical value c_lnm={c_lnm!r} must be 0 or 1")
         clean["c_lnm"] = int(c_lnm)
-        if short is not None and clean["c_lnm"] != int(short >= 10.0):
+        if short is not None and clean["c_lnm"] != int(short >= C_LNM_SHORT_AXIS_MM):
             raise InputError(
                 f"clinical values disagree: c_lnm={clean['c_lnm']} but ln_short_axis_mm={short:g} mm "
                 "(c_LNM means a short axis >= 10 mm)"
@@ -123,18 +124,7 @@ def load_inputs(
     images = {role: study.image(role) for role in study.roles_present()}
     if "T2W" not in images:
         raise InputError("the study has no T2WI; the tumour mask is defined on the T2WI grid", case)
-    image_paths = {}
-    for role in images:
-        series = study.series_for(role)
-        files = getattr(series, "files", None) or []
-        image_paths[role] = Path(files[0]).parent if files else case
-    if case.is_dir():
-        from ..io.case import find_role_file
-
-        for role in images:
-            found = find_role_file(case, role)
-            if found is not None:
-                image_paths[role] = found
+    image_records = {role: image_record(study.series_for(role)) for role in images}
     if isinstance(clinical, (str, Path)):
         clinical_path = Path(clinical)
         if not clinical_path.is_file():
@@ -163,11 +153,29 @@ def load_inputs(
         clinical=dict(clinical or {}),
         case_id=case.name if case.is_dir() else case.stem,
         center=None if center is None else str(center),
-        image_paths=image_paths,
+        image_records=image_records,
         mask_path=mask_path,
         transforms=transforms,
         segmentation_summary=segmentation_summary,
     )
+
+
+def image_record(series) -> dict[str, Any]:
+    """Where a sequence came from, absolute and hashed: the image file, or the DICOM series folder
+    with its SeriesInstanceUID and one SHA-256 over its files' SHA-256s (in file-name order)."""
+    import hashlib
+
+    record: dict[str, Any] = {"path": str(Path(series.path).resolve()), "source": series.source}
+    if series.source == "dicom":
+        files = sorted({str(f) for volume in series.volumes for f in volume.files})
+        digest = hashlib.sha256("\n".join(sha256_file(f) for f in files).encode()).hexdigest()
+        record.update({"sha256": digest, "sha256_of": "the series' files' SHA-256s, one per line, in file-name order",
+                       "series_uid": series.uid, "series_number": series.number, "n_files": len(files)})
+        if series.b_value is not None:
+            record["b_value"] = series.b_value
+    else:
+        record["sha256"] = sha256_file(series.path)
+    return record
 
 
 # --------------------------------------------------------------------------- bundles
@@ -210,21 +218,19 @@ def load_models(lnm_bundle: str | Path | None, stage_bundle: str | Path | None, 
 # --------------------------------------------------------------------------- features
 
 
-def _needed_by_role(models: list[RiskModel]) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
-    """Radiomics feature names per role, and deep families -> roles, that the models use."""
+def _needed_by_role(model: RiskModel) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
+    """Radiomics feature names per role, and deep families -> roles, that the model uses."""
     from ..models.table import feature_role
 
     radiomics: dict[str, list[str]] = {}
     deep: dict[str, set[str]] = {}
-    for model in models:
-        for name in model.required_features:
-            role = feature_role(name)
-            rest = name[len(role) + 1 :]
-            if rest.startswith("dl-"):
-                family = rest.split("_F", 1)[0]
-                deep.setdefault(family, set()).add(role)
-            elif name not in radiomics.setdefault(role, []):
-                radiomics[role].append(name)
+    for name in model.required_features:
+        role = feature_role(name)
+        rest = name[len(role) + 1 :]
+        if rest.startswith("dl-"):
+            deep.setdefault(rest.split("_F", 1)[0], set()).add(role)
+        else:
+            radiomics.setdefault(role, []).append(name)
     return radiomics, deep
 
 
@@ -234,37 +240,74 @@ def compute_features(
     masks: dict[str, Any],
     warnings: list[str],
     device: str = "cpu",
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Model-driven radiomics and deep features; a sequence the case lacks is skipped (the model says
-    which score is then unavailable; nothing is imputed)."""
-    from ..deep import extract_deep_features, load_encoder
-    from ..radiomics import extract
+) -> list[dict[str, float]]:
+    """Model-driven radiomics and deep features, one dict per model (in `models` order).
 
-    radiomics_needed, deep_needed = _needed_by_role(models)
-    radiomics_values: dict[str, float] = {}
-    for role, names in radiomics_needed.items():
-        if role not in inputs.images:
-            continue
-        settings = next(m.radiomics_settings(role) for m in models if any(n.startswith(f"{role}_") for n in m.required_features))
-        result = extract({role: inputs.images[role]}, masks[role].mask, settings={role: settings}, features=names)
-        radiomics_values.update(result.features)
-        warnings.extend(result.warnings)
-    deep_values: dict[str, float] = {}
-    for family, roles in deep_needed.items():
-        present = [r for r in sorted(roles) if r in inputs.images]
-        if not present:
-            continue
-        entry = next(e for m in models for e in m.encoders if e.get("family") == family)
-        encoder = load_encoder(find_encoder_bundle(entry), device=device)
-        values = extract_deep_features(
-            {r: inputs.images[r] for r in present}, {r: masks[r].mask for r in present}, encoder, roles=present, warnings=warnings
-        )
-        needed = {n for m in models for n in m.required_features}
-        deep_values.update({k: v for k, v in values.items() if k in needed})
-    return radiomics_values, deep_values
+    Each model's features are computed with that model's own radiomics settings and encoder, so two
+    models fitted on differently extracted features never share a value by name alone; identical
+    settings (same SHA-256) or the same encoder are computed once. A sequence the case lacks is
+    skipped: the model then says which score is unavailable (nothing is imputed).
+    """
+    from ..deep import extract_deep_features, load_encoder
+    from ..radiomics import extract, settings_sha256
+
+    cache: dict[tuple[str, str], float] = {}  # (settings or encoder hash, feature name) -> value
+    per_model: list[dict[str, float]] = []
+    for model in models:
+        radiomics_needed, deep_needed = _needed_by_role(model)
+        values: dict[str, float] = {}
+        for role, names in radiomics_needed.items():
+            if role not in inputs.images:
+                continue
+            settings = model.radiomics_settings(role)
+            key = settings_sha256(settings)
+            todo = [n for n in names if (key, n) not in cache]
+            if todo:
+                result = extract({role: inputs.images[role]}, masks[role].mask, settings={role: settings}, features=todo)
+                cache.update({(key, name): value for name, value in result.features.items()})
+                warnings.extend(w for w in result.warnings if w not in warnings)
+            values.update({name: cache[(key, name)] for name in names})
+        for family, roles in deep_needed.items():
+            present = [r for r in sorted(roles) if r in inputs.images]
+            if not present:
+                continue
+            entry = next(e for e in model.encoders if e.get("family") == family)
+            bundle = find_encoder_bundle(entry)
+            key = f"encoder:{bundle.label}:{entry.get('sha256')}"
+            wanted = [n for n in model.required_features if n.split("_", 1)[1].startswith(f"{family}_")]
+            if any((key, n) not in cache for n in wanted):
+                encoder = load_encoder(bundle, device=device)
+                found = extract_deep_features(
+                    {r: inputs.images[r] for r in present}, {r: masks[r].mask for r in present}, encoder,
+                    roles=present, warnings=warnings,
+                )
+                cache.update({(key, name): value for name, value in found.items()})
+            values.update({n: cache[(key, n)] for n in wanted if (key, n) in cache})
+        per_model.append(values)
+    return per_model
 
 
 # --------------------------------------------------------------------------- readout
+
+
+def validated_performance(model: RiskModel) -> list[dict[str, Any]]:
+    """The model's figures per cohort from its bundle: n, events, AUC of the DLRC probability, and
+    the figures at its operating point when the bundle has them (one flat row per cohort)."""
+    metrics = model.manifest.get("metrics") or {}
+    rows = []
+    for cohort, aucs in (metrics.get("auc") or {}).items():
+        row: dict[str, Any] = {
+            "cohort": cohort,
+            "n": (metrics.get("n") or {}).get(cohort),
+            "events": (metrics.get("events") or {}).get(cohort),
+            "auc": aucs.get("dlrc_probability") if isinstance(aucs, dict) else aucs,
+        }
+        at_cutoff = (metrics.get("at_cutoff") or {}).get(cohort) or {}
+        for key in ("sensitivity", "specificity", "ppv", "npv", "accuracy"):
+            if key in at_cutoff:
+                row[key] = at_cutoff[key]
+        rows.append(row)
+    return rows
 
 
 def _now() -> str:
@@ -284,7 +327,7 @@ def predict_case(
     """Compute the readout; with `out_dir`, write readout.json and nomogram.png/svg atomically."""
     from ..models.nomogram import render_nomogram
     from ..models.scores import score_patient
-    from ..registration.masks import sequence_masks
+    from ..registration.masks import complete_transforms, sequence_masks
     from ..staging import staging_readout
 
     progress = progress or no_progress
@@ -322,15 +365,9 @@ def predict_case(
     for role in missing_roles:
         warnings.append(f"the {role} sequence is missing: scores that need it are unavailable (nothing is imputed)")
     roles = [r for r in needed_roles if r in inputs.images]
-    transforms = dict(inputs.transforms)
-    to_register = [r for r in roles if r != "T2W" and r not in transforms and not same_grid(inputs.images[r], inputs.images["T2W"])]
-    if to_register:
-        from ..registration import register_to_t2
-
-        progress(0.08, f"registering {', '.join(to_register)} onto the T2WI")
-        _, results = register_to_t2({"T2W": inputs.images["T2W"], **{r: inputs.images[r] for r in to_register}})
-        for role, result in results.items():
-            transforms[role] = result.transform
+    progress(0.05, "registration onto the T2WI (for the sequences without a known transform)")
+    transforms, registered = complete_transforms(inputs.images, roles, inputs.transforms)
+    if registered:
         seconds["registration"] = time.perf_counter() - t0
         t0 = time.perf_counter()
     masks = sequence_masks({r: inputs.images[r] for r in roles}, mask, transforms, warnings=warnings)
@@ -339,15 +376,16 @@ def predict_case(
     # ---- features the models use
     progress(0.25, "radiomics and deep features")
     t0 = time.perf_counter()
-    radiomics_values, deep_values = compute_features(inputs, models, masks, warnings, device=device)
+    features_by_model = compute_features(inputs, models, masks, warnings, device=device)
     seconds["features"] = time.perf_counter() - t0
 
     # ---- scores
     progress(0.8, "scores and nomogram")
     t0 = time.perf_counter()
-    features = {**radiomics_values, **deep_values}
-    lnm = score_patient(lnm_model, features, clinical, inputs.center)
-    stage = score_patient(stage_model, features, clinical, inputs.center) if stage_model is not None else None
+    lnm = score_patient(lnm_model, features_by_model[0], clinical, inputs.center)
+    stage = score_patient(stage_model, features_by_model[1], clinical, inputs.center) if stage_model is not None else None
+    radiomics_values = {k: v for k, v in features_by_model[0].items() if "_dl-" not in k}
+    deep_values = {k: v for k, v in features_by_model[0].items() if "_dl-" in k}
     for result in (lnm, stage):
         if result is not None:
             warnings.extend(w for w in result["warnings"] + result["unavailable"] if w not in warnings)
@@ -382,20 +420,20 @@ def predict_case(
         "created": _now(),
         "tool": {"name": "cervicalai", "version": __version__},
         "inputs": {
-            "images": {
-                role: {"path": str(inputs.image_paths.get(role, "")), "sha256": _sha_or_none(inputs.image_paths.get(role))}
-                for role in inputs.images
-            },
-            "mask": {"path": str(inputs.mask_path) if inputs.mask_path else None, "sha256": _sha_or_none(inputs.mask_path),
+            "images": {role: inputs.image_records.get(role, {"path": None, "sha256": None}) for role in inputs.images},
+            "mask": {"path": str(Path(inputs.mask_path).resolve()) if inputs.mask_path else None,
+                     "sha256": _sha_or_none(inputs.mask_path),
                      "grid": "T2W", "per_sequence": {r: m.source for r, m in masks.items()}},
             "center": inputs.center,
         },
         "review": review,
         "segmentation": segmentation,
         "features": {
+            # the LNM model's inputs; every model's own inputs (own settings/encoder) under by_model
             "radiomics": radiomics_values,
             "deep": deep_values,
-            "harmonised": {name: item["harmonised"] for r in (lnm, stage) if r for name, item in r["features"].items()},
+            "harmonised": {name: item["harmonised"] for name, item in lnm["features"].items()},
+            "by_model": {m.label: values for m, values in zip(models, features_by_model)},
         },
         "rad_score": lnm["rad_score"],
         "dl_score": lnm["dl_score"],
@@ -407,7 +445,7 @@ def predict_case(
             "cutoff": lnm["cutoff"],
             "positive": lnm["above_cutoff"],
             "cutoff_source": "training Youden index",
-            "validated": lnm_model.manifest.get("metrics", {}),
+            "validated": validated_performance(lnm_model),
             "scores": lnm["scores"],
             "harmonisation": lnm["harmonisation"],
         },
