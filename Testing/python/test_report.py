@@ -62,7 +62,9 @@ def make_readout(folder: Path) -> Path:
         "lnm_probability": reading["probability"],
         "lnm": {"probability": reading["probability"], "cutoff": 0.42, "positive": reading["probability"] >= 0.42,
                 "cutoff_source": "training Youden index",
-                "validated": {"auc": 0.861, "sensitivity": 0.78, "specificity": 0.81, "cohort": "synthetic validation"}},
+                "validated": [{"cohort": "training", "n": 480, "events": 149, "auc": 0.842},
+                              {"cohort": "external_validation", "n": 400, "events": 124, "auc": 0.861,
+                               "sensitivity": 0.78, "specificity": 0.81}]},
         "staging": {"measured": {"max_diameter_mm": round(diameter, 1), "figo_size_class": "IB3", "size_class_valid": False,
                                  "text": "Size class IB3 applies only if the reader confirms the tumour is confined to the cervix"},
                     "lymph_nodes": {"c_lnm": True, "sra": True},
@@ -94,7 +96,8 @@ def test_html_report_is_self_contained_and_complete(readout, tmp_path):
     text = paths.html.read_text()
     assert paths.notes == []
     for expected in ("CAI-1A2B3C4D5E6F", "T2WI, ADC, DWI, CE-T1WI", "IB3", "42.0% (training Youden index)",
-                     "Validated performance", "auc 0.86", "chemoradiotherapy group", "confined to the cervix",
+                     "Validated: external validation", "AUC 0.86 (n 400, 124 with LNM); sensitivity 78.0% at the operating point",
+                     "Validated: training", "chemoradiotherapy group", "confined to the cervix",
                      "outside the training range", "dlrc-lnm@1.0.0", "Synthetic cohort of 1100 patients",
                      "simclr-t2@0.3", "trained on synthetic data", "reviewed by Dr Reader"):
         assert expected in text, expected
@@ -120,7 +123,10 @@ def test_key_image_is_the_largest_tumour_slice(readout):
 
     images = {role: sitk.ReadImage(readout_doc["inputs"]["images"][role]["path"]) for role in ("T2W", "ADC", "CET1")}
     mask = sitk.ReadImage(str((readout / readout_doc["inputs"]["mask"]["path"]).resolve()))
-    largest = key_image_png(images, mask)
+    # the largest slice counted here directly: tumour voxels per axial slice
+    areas = (sitk.GetArrayFromImage(mask) > 0).sum(axis=(1, 2))
+    assert areas[int(np.argmax(areas))] > areas[0]
+    largest = key_image_png(images, mask, slice_index=int(np.argmax(areas)))
     assert largest == content.key_image_png
     other = key_image_png(images, mask, slice_index=0)
     assert other != largest

@@ -85,6 +85,22 @@ def _resolve(folder: Path, path: Any) -> Path | None:
     return candidate if candidate.exists() else None
 
 
+def _read_sequence(path: Path, entry: dict[str, Any], role: str) -> sitk.Image:
+    """An image file, or the DICOM series (by its SeriesInstanceUID) in a folder."""
+    from ..io.images import read_image
+
+    if path.is_file():
+        return read_image(path)
+    from ..io.study import load_study
+
+    study = load_study(path)
+    uid = entry.get("series_uid")
+    for series in study.series:
+        if (uid and series.uid == uid) or (not uid and series.role == role):
+            return series.image()
+    raise InputError(f"no {role} series{f' {uid}' if uid else ''} in the folder", path)
+
+
 def _window(values: np.ndarray) -> tuple[float, float]:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
@@ -174,7 +190,7 @@ def build_content(readout_dir: str | Path) -> ReportContent:
                 notes.append(f"{ROLE_TITLES[role]} image not found ({entry.get('path')}): not shown")
             continue
         try:
-            images[role] = read_image(path)
+            images[role] = _read_sequence(path, entry, role)
         except InputError as exc:
             notes.append(f"{ROLE_TITLES[role]} image not readable ({exc})")
     mask_path = _resolve(folder, (inputs.get("mask") or {}).get("path"))
@@ -220,14 +236,16 @@ def build_content(readout_dir: str | Path) -> ReportContent:
         if probability is not None:
             positive = lnm.get("positive", float(probability) >= float(lnm["cutoff"]))
             lnm_lines.append(("Above the operating point", "yes: high risk" if positive else "no: low risk"))
-    validated = lnm.get("validated") or {}
-    if isinstance(validated, dict) and validated:
-        parts = []
-        for key, value in validated.items():
-            if isinstance(value, float):
-                value = f"{value:.2f}"
-            parts.append(f"{key.replace('_', ' ')} {value}")
-        lnm_lines.append(("Validated performance", "; ".join(parts)))
+    for row in lnm.get("validated") or []:  # one row per cohort (readout.predict.validated_performance)
+        if not isinstance(row, dict) or row.get("auc") is None:
+            continue
+        text = f"AUC {float(row['auc']):.2f}"
+        if row.get("n") is not None:
+            text += f" (n {row['n']}" + (f", {row['events']} with LNM)" if row.get("events") is not None else ")")
+        for key, label in (("sensitivity", "sensitivity"), ("specificity", "specificity")):
+            if row.get(key) is not None:
+                text += f"; {label} {_percent(row[key])} at the operating point"
+        lnm_lines.append((f"Validated: {str(row.get('cohort', '')).replace('_', ' ')}", text))
     if nomogram.get("total_points") is not None:
         lnm_lines.append(("Nomogram total points", _number(nomogram.get("total_points"), 1)))
 
