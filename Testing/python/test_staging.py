@@ -10,7 +10,8 @@ from CervicalAILib.staging import figo_size_class, lymph_node_assessment, stage_
 
 
 @pytest.mark.parametrize(
-    "diameter, expected", [(5.0, "IB1"), (20.0, "IB1"), (20.01, "IB2"), (40.0, "IB2"), (40.5, "IB3"), (75.0, "IB3")]
+    # FIGO 2018: IB1 < 2 cm, IB2 >= 2 cm and < 4 cm, IB3 >= 4 cm (greatest dimension)
+    "diameter, expected", [(5.0, "IB1"), (19.99, "IB1"), (20.0, "IB2"), (39.99, "IB2"), (40.0, "IB3"), (75.0, "IB3")]
 )
 def test_figo_size_class_boundaries(diameter, expected):
     assert figo_size_class(diameter) == expected

@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"   against the ground truth: Dice {measure.dice(automatic, truth_mask):.3f}, "
                   f"HD95 {measure.hausdorff95_mm(automatic, truth_mask):.1f} mm")
         if summary["flagged_slices"]:
-            print("   slices to check first: " + ", ".join(str(s["slice"]) for s in summary["flagged_slices"]))
+            print("   T2WI slices to check first (numbered from 1, as in Slicer): "
+                  + ", ".join(str(s["slice"] + 1) for s in summary["flagged_slices"]))
     except BundleError as exc:
         print(f"   not run: {exc}")
     print(f"   ({time.perf_counter() - started:.1f} s)")

@@ -1,8 +1,9 @@
 """Staging readout: what is measured on the images, what a model predicts, what needs the reader.
 
 - Measured: the maximum 3D tumour diameter from the (reviewed) mask -> FIGO 2018 size class
-  (<= 2 cm IB1, > 2 and <= 4 cm IB2, > 4 cm IB3), valid only when the reader confirms that the
-  tumour is confined to the cervix (parametrial or vaginal extension changes the stage).
+  (greatest dimension < 2 cm IB1, >= 2 and < 4 cm IB2, >= 4 cm IB3, as FIGO 2018 words it), valid
+  only when the reader confirms that the tumour is confined to the cervix (parametrial or vaginal
+  extension changes the stage).
 - Reader's lymph-node measurement -> c_LNM (short axis >= 10 mm) and seed 004's standardised
   radiological assessment (SRA): short axis >= 10 mm, or central necrosis, or short axis >= 8 mm
   with a short/long axis ratio > 0.8.
@@ -26,9 +27,9 @@ def figo_size_class(max_diameter_mm: float) -> str:
     """FIGO 2018 size class of a tumour confined to the cervix, from its greatest dimension."""
     if max_diameter_mm is None or not max_diameter_mm > 0:
         raise InputError(f"maximum tumour diameter must be positive, got {max_diameter_mm!r}")
-    if max_diameter_mm <= 20.0:
+    if max_diameter_mm < 20.0:
         return "IB1"
-    if max_diameter_mm <= 40.0:
+    if max_diameter_mm < 40.0:
         return "IB2"
     return "IB3"
 

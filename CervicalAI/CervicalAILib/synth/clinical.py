@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..staging import lymph_node_assessment
 from .params import (
     STAGE_EXTENSION,
     STREAM_CLINICAL,
@@ -181,7 +182,7 @@ def sample_patient(case_index: int, seed: int, params: SynthParams, n_centers: i
     else:
         p_necrosis = o.necrosis_negative
     ln_necrosis = bool(rng.random() < p_necrosis) and short >= 5.0
-    sra = bool(c_lnm or ln_necrosis or (short >= 8.0 and short / long_axis > 0.8))
+    sra = bool(lymph_node_assessment(short, long_axis, ln_necrosis)["sra"])  # seed 004's three rules
 
     # Serum SCC antigen (ng/mL): tracks tumour burden in squamous tumours.
     if histology in ("SCC", "ASC"):

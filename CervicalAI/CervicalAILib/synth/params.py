@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..staging import stage_group_of
 
 GENERATOR_NAME = "CervicalAI synthetic pelvic MRI"
 # Bump when the same seed and parameters no longer give the same cohort.
@@ -33,7 +34,6 @@ STREAM_SERIES = 10  # + series index (T2W, DWI/ADC, CET1)
 # (chemo)radiotherapy group (IB3, IIA2-IVB).
 STAGES_EARLY = ("IB1", "IB2", "IB3", "IIA1", "IIA2")
 STAGES_FULL = ("IA1", "IA2", "IB1", "IB2", "IB3", "IIA1", "IIA2", "IIB", "IIIA", "IIIB", "IIIC1", "IVA", "IVB")
-SURGERY_STAGES = ("IA1", "IA2", "IB1", "IB2", "IIA1")
 
 # Local extension of the primary tumour shown by the images, per FIGO stage.
 STAGE_EXTENSION = {
@@ -46,9 +46,9 @@ STAGE_EXTENSION = {
 HISTOLOGIES = ("SCC", "AC", "ASC")
 
 
-def stage_group(stage: str) -> str:
-    """Seed 000's treatment groups: 'surgery' (IA-IB2, IIA1) or 'chemoradiotherapy' (IB3, IIA2-IVB)."""
-    return "surgery" if stage in SURGERY_STAGES else "chemoradiotherapy"
+# Seed 000's treatment groups: 'surgery' (IA-IB2, IIA1) or 'chemoradiotherapy' (IB3, IIA2-IVB);
+# one definition for the generator and the staging readout.
+stage_group = stage_group_of
 
 
 def case_rng(seed: int, case_index: int, stream: int) -> np.random.Generator:
