@@ -37,7 +37,9 @@ def _table_with_defects():
                                                           np.random.default_rng(1).normal(size=len(frame)))
     frame["extraction_error"] = ""
     frame.loc[3, "extraction_error"] = "pyradiomics: mask has only 1 voxel"
+    # a failed extraction of one CET1 feature and its near-duplicate: whichever the chain keeps is missing
     frame.loc[7, "CET1_wavelet-HLH_gldm_SmallDependenceEmphasis"] = np.nan
+    frame.loc[7, "CET1_wavelet-HLH_glrlm_ShortRunEmphasis"] = np.nan
     return sim, frame
 
 
@@ -95,18 +97,22 @@ def test_defects_are_reported_not_hidden(fitted):
     cases = result.cases.set_index("case_id")
     failed, nan_case = frame.loc[3, "case_id"], frame.loc[7, "case_id"]
     assert cases.loc[failed, "cohort"] == "excluded" and "1 voxel" in cases.loc[failed, "reason"]
-    assert cases.loc[nan_case, "cohort"] == "excluded"
-    assert "CET1_wavelet-HLH_gldm_SmallDependenceEmphasis" in cases.loc[nan_case, "reason"]
+    # a validation case with a missing feature stays in its cohort (missingness is judged on training
+    # cases only); the score that needs the feature is unavailable for it, never imputed
+    assert cases.loc[nan_case, "cohort"] == "internal_validation"
+    assert {"CET1_wavelet-HLH_gldm_SmallDependenceEmphasis", "CET1_wavelet-HLH_glrlm_ShortRunEmphasis"} & set(model.required_features)
+    scores = result.scores.set_index("case_id")
+    assert np.isnan(float(scores.loc[nan_case, "rad_score"])) and np.isnan(float(scores.loc[nan_case, "dlrc_probability"]))
     split = pd.read_csv(model.bundle.path / "cohort" / "split.csv")
-    assert set(split.loc[split["cohort"] == "excluded", "case_id"]) == {failed, nan_case}
+    assert set(split.loc[split["cohort"] == "excluded", "case_id"]) == {failed}
     # every other case is in exactly one cohort; C was never in training
     kept = split[split["cohort"] != "excluded"]
-    assert len(kept) == len(frame) - 2
+    assert len(kept) == len(frame) - 1
     assert set(kept.loc[kept["center"] == "C", "cohort"]) == {"external_validation"}
     assert any("centre C" in w and "pooled reference" in w for w in result.warnings)
-    assert model.manifest["provenance"]["excluded_cases"] == 2
+    assert model.manifest["provenance"]["excluded_cases"] == 1
     selection = json.loads((model.bundle.path / "selection.json").read_text())
-    assert {e["case_id"] for e in selection["excluded_cases"]} == {failed, nan_case}
+    assert {e["case_id"] for e in selection["excluded_cases"]} == {failed}
 
 
 def test_stratified_split_follows_the_fraction(fitted):
@@ -130,6 +136,9 @@ def test_cohort_scores_equal_the_patient_readout_and_statsmodels(fitted):
         features = {f: float(row[f]) for f in model.required_features}
         clinical = {t["name"]: row[t["name"]] for t in model.clinical_inputs}
         readout = score_patient(model, features, clinical, center=row["center"])
+        if readout["probability"] is None:  # a case whose feature is missing: unavailable in both
+            assert np.isnan(scores.loc[case_id, "dlrc_probability"]) and readout["unavailable"]
+            continue
         assert readout["probability"] == pytest.approx(scores.loc[case_id, "dlrc_probability"], rel=1e-12)
         for score in ("rad_score", "dl_score"):
             if readout[score] is not None:
@@ -216,3 +225,19 @@ def test_youden_cutoff_agrees_with_the_statistics_module():
         calls = score >= ours["cutoff"]
         assert ours["sensitivity"] == pytest.approx(calls[y == 1].mean()) and ours["specificity"] == pytest.approx(
             (~calls[y == 0]).mean())
+
+
+def test_missing_values_are_judged_on_training_cases_only():
+    from CervicalAILib.models.fit import FitConfig, _drop_missing
+
+    frame = pd.DataFrame({"f_ok": [1.0, 2.0, 3.0, 4.0, np.nan, np.nan], "f_gappy": [1.0, np.nan, np.nan, 2.0, 5.0, 6.0],
+                          "f_one_gap": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0]},
+                         index=["t1", "t2", "t3", "t4", "v1", "v2"])
+    kept, dropped, reasons = {"radiomics": ["f_ok", "f_gappy", "f_one_gap"]}, {"radiomics": []}, {}
+    train = pd.Index(["t1", "t2", "t3", "t4"])
+    remaining = _drop_missing(frame, train, kept, dropped, FitConfig(max_nan_fraction=0.3), reasons)
+    # f_ok is complete on training (its gaps are in validation cases, which never decide); f_gappy is
+    # missing in 2 of 4 training cases (> 30 %): dropped; t3 lacks f_one_gap: excluded from training
+    assert kept["radiomics"] == ["f_ok", "f_one_gap"]
+    assert [d["name"] for d in dropped["radiomics"]] == ["f_gappy"]
+    assert list(remaining) == ["t1", "t2", "t4"] and "f_one_gap" in reasons["t3"] and set(reasons) == {"t3"}

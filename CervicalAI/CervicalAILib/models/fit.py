@@ -167,28 +167,41 @@ def _clean(table: FeatureTable, y, config: FitConfig):
             raise InputError(f"feature famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)} not in the "
                              f"table (found: {', '.join(table.families)})", table.path)
     dropped: dict[str, list[dict[str, str]]] = {f: [] for f in families}
-    usable = frame.index[~frame.index.isin(list(reasons))]
-    kept: dict[str, list[str]] = {}
-    for family, cols in families.items():
-        nan_count = frame.loc[usable, cols].isna().sum(axis=0)
+    kept: dict[str, list[str]] = {f: list(cols) for f, cols in families.items()}
+    return reasons, kept, dropped
+
+
+def _drop_missing(frame, train_ids, kept, dropped, config: FitConfig, reasons: dict[str, str]):
+    """Missing values, judged on the training cohort only (validation data never steers selection).
+
+    A feature missing in more than `max_nan_fraction` of the training cases is dropped; a training
+    case still missing a kept feature is excluded (listed with the feature). Validation cases keep
+    their gaps: a score that needs a missing feature is then unavailable for that case, never imputed.
+    Returns the training case ids that remain.
+    """
+    for family, cols in kept.items():
+        if not cols:
+            continue
+        nan_count = frame.loc[train_ids, cols].isna().sum(axis=0)
         keep = []
         for col in cols:
-            if nan_count[col] == len(usable):
-                dropped[family].append({"name": col, "reason": "all values missing (NaN)"})
-            elif nan_count[col] > config.max_nan_fraction * len(usable):
-                dropped[family].append({"name": col, "reason": f"missing in {int(nan_count[col])} of {len(usable)} cases"})
+            if nan_count[col] == len(train_ids):
+                dropped[family].append({"name": col, "reason": "all values missing (NaN) in the training cohort"})
+            elif nan_count[col] > config.max_nan_fraction * len(train_ids):
+                dropped[family].append({"name": col, "reason": f"missing in {int(nan_count[col])} of {len(train_ids)} training cases"})
             else:
                 keep.append(col)
         kept[family] = keep
     all_kept = [c for cols in kept.values() for c in cols]
-    if all_kept:
-        values = frame.loc[usable, all_kept]
-        incomplete = values.isna()
-        for case_id in usable[incomplete.any(axis=1).to_numpy()]:
-            missing = [c for c in all_kept if incomplete.at[case_id, c]]
-            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-            reasons.setdefault(case_id, f"feature {missing[0]}{more} missing (failed extraction)")
-    return reasons, kept, dropped
+    if not all_kept:
+        return train_ids
+    incomplete = frame.loc[train_ids, all_kept].isna()
+    bad = train_ids[incomplete.any(axis=1).to_numpy()]
+    for case_id in bad:
+        missing = [c for c in all_kept if incomplete.at[case_id, c]]
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        reasons[case_id] = f"training case without feature {missing[0]}{more} (failed extraction)"
+    return train_ids[~train_ids.isin(list(bad))]
 
 
 def _drop_constant(frame, train_ids, kept, dropped):
@@ -290,6 +303,7 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
     y = y_all[included].astype(int)
     cohorts = assign_cohorts(frame.loc[included], y, config.split, table.path)
     train_ids = included[(cohorts == COHORT_TRAINING).to_numpy()]
+    train_ids = _drop_missing(frame, train_ids, kept, dropped, config, reasons)
     y_train = y[train_ids].to_numpy()
     n_pos, n_neg = int(y_train.sum()), int(len(y_train) - y_train.sum())
     spec = ENDPOINTS[endpoint]
