@@ -93,3 +93,32 @@ def test_fit_cli_errors_are_one_line(table, tmp_path, capsys):
     assert "COLUMN=VALUE" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "missing.csv"), "--endpoint", "lnm", "--out", str(tmp_path / "z")]) == 2
     assert "feature table not found" in capsys.readouterr().err
+
+
+def test_reproducible_feature_list_restricts_the_candidates(table, tmp_path, capsys):
+    # the ICC list keeps the ADC signal but not the CET1 signal; deep features are not on the list,
+    # so their family is left whole
+    keep = tmp_path / "kept_features.txt"
+    keep.write_text("# from cervicalai icc\nADC_original_firstorder_Median\nADC_original_firstorder_Mean\n"
+                    "T2W_original_firstorder_Skewness\n")
+    out = tmp_path / "icc_lnm"
+    assert main(["fit", str(table), "--endpoint", "lnm", "--train-centers", "A", "--train-fraction", "0.7",
+                 "--keep-features", str(keep), "--out", str(out), *ARGS]) == 0
+    model = load_risk_model(out)
+    assert set(model.score_features("rad_score")) <= {"ADC_original_firstorder_Median", "ADC_original_firstorder_Mean",
+                                                       "T2W_original_firstorder_Skewness"}
+    assert model.score_features("dl_score")  # the deep family was not restricted
+    assert model.manifest["provenance"]["fit"]["keep_features"]["count"] == 3
+    selection = json.loads((out / "selection.json").read_text())
+    reasons = {d["name"]: d["reason"] for d in selection["dropped_features"]["radiomics"]}
+    assert "reproducible-feature list" in reasons["CET1_wavelet-HLH_gldm_SmallDependenceEmphasis"]
+
+
+def test_existing_output_is_refused_before_fitting(table, tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "reader_notes.txt").write_text("mine")
+    assert main(["fit", str(table), "--endpoint", "lnm", "--out", str(out), *ARGS]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "PROGRESS" not in err  # refused at once, not after a long fit
+    assert (out / "reader_notes.txt").read_text() == "mine"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 log = logging.getLogger("cervicalai.fit")
 
@@ -70,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     harm.add_argument("--no-combat", action="store_true", help="do not harmonise features across centres")
     harm.add_argument("--combat-covariates", type=_csv_list, default=[], metavar="VAR1,VAR2",
                       help="numeric columns whose effect ComBat keeps (e.g. age); the readout then needs them")
+    sel.add_argument("--keep-features", metavar="FILE", help="reproducible features, one name per line (e.g. "
+                     "kept_features.txt from 'cervicalai icc', ICC > 0.75): in each family with a listed feature, "
+                     "only the listed features are candidates")
     meta = parser.add_argument_group("bundle description")
     meta.add_argument("--name", help="bundle name (default cervicalai-<endpoint>-dlrc)")
     meta.add_argument("--model-version", default="1.0.0", help="bundle version (default 1.0.0)")
@@ -127,7 +131,7 @@ def _summary(result, bundle) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    from ..errors import InputError, OutputExistsError
     from ..models.fit import FitConfig, fit_risk_model
     from ..models.risk_bundle import write_risk_bundle
     from ..models.selection import SelectionConfig
@@ -143,6 +147,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("use either a split column (--split-column/--train-split) or --train-centers, not both")
     if args.train_fraction != 1.0 and not args.train_centers:
         raise InputError("--train-fraction needs --train-centers (the centres whose cases are split)")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:  # before the long fit, not after it
+        raise OutputExistsError(f"{out}: output folder exists and is not empty (use --overwrite to replace it)")
+    keep = None
+    if args.keep_features:
+        keep_path = Path(args.keep_features)
+        if not keep_path.is_file():
+            raise InputError("reproducible-feature list not found", keep_path)
+        keep = [line.strip() for line in keep_path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.startswith("#")]
     table = read_feature_table(args.features, sidecar=args.sidecar)
     config = FitConfig(
         endpoint=args.endpoint,
@@ -158,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         family_cv_folds=args.family_cv_folds,
         max_nan_fraction=args.max_nan_fraction,
         families=args.families,
+        keep_features=keep,
+        keep_features_source=str(args.keep_features) if args.keep_features else None,
     )
     result = fit_risk_model(table, config, progress=line_progress)
     synthetic = bool(args.synthetic or table.sidecar.get("synthetic"))

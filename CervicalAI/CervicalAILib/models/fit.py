@@ -66,6 +66,10 @@ class FitConfig:
     max_nan_fraction: float = 0.1
     min_events: int = 10
     families: list[str] | None = None  # restrict to these families (default: all in the table)
+    # reproducible features (e.g. `cervicalai icc` kept_features.txt, ICC > 0.75 as in seed 004): in
+    # every family that has a feature on the list, the features not on it are left out
+    keep_features: list[str] | None = None
+    keep_features_source: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +86,9 @@ class FitConfig:
             "max_nan_fraction": self.max_nan_fraction,
             "min_events": self.min_events,
             "families": self.families,
+            "keep_features": None if self.keep_features is None else {
+                "source": self.keep_features_source, "count": len(self.keep_features),
+                "rule": "in each family with a listed feature, only listed features are candidates"},
         }
 
 
@@ -168,6 +175,16 @@ def _clean(table: FeatureTable, y, config: FitConfig):
                              f"table (found: {', '.join(table.families)})", table.path)
     dropped: dict[str, list[dict[str, str]]] = {f: [] for f in families}
     kept: dict[str, list[str]] = {f: list(cols) for f, cols in families.items()}
+    if config.keep_features is not None:
+        listed = set(config.keep_features)
+        if not listed & {c for cols in families.values() for c in cols}:
+            raise InputError(f"none of the {len(listed)} reproducible features listed ({config.keep_features_source or 'list'}) "
+                             "is a column of the feature table", table.path)
+        for family, cols in families.items():
+            if listed & set(cols):
+                kept[family] = [c for c in cols if c in listed]
+                dropped[family] += [{"name": c, "reason": "not on the reproducible-feature list (ICC)"}
+                                    for c in cols if c not in listed]
     return reasons, kept, dropped
 
 
@@ -220,30 +237,13 @@ def _drop_constant(frame, train_ids, kept, dropped):
 
 
 def youden_cutoff(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    """Cut-off maximising sensitivity + specificity - 1; a patient is positive when score >= cut-off.
+    """The statistics module's Youden cut-off (pROC's candidates and tie rule) as a bundle entry, so
+    the bundle's cut-off is the one `cervicalai evaluate` chooses on the training cohort."""
+    from ..stats.thresholds import youden_cutoff as best_cutoff
 
-    Candidate cut-offs are pROC's (as in `CervicalAILib.stats`): midpoints between consecutive
-    distinct scores; on a tie of the index the higher sensitivity wins. So the bundle's cut-off is
-    the one `cervicalai evaluate` chooses on the training cohort.
-    """
-    y = np.asarray(y, dtype=int).astype(bool)
-    score = np.asarray(score, dtype=float)
-    distinct = np.unique(score)
-    if distinct.size < 2:
-        return {"cutoff": float(distinct[0]), "youden_index": 0.0, "sensitivity": 1.0, "specificity": 0.0}
-    cuts = (distinct[:-1] + distinct[1:]) / 2.0
-    cases, controls = np.sort(score[y]), np.sort(score[~y])
-    sensitivity = (cases.size - np.searchsorted(cases, cuts, side="left")) / cases.size
-    specificity = np.searchsorted(controls, cuts, side="left") / controls.size
-    youden = sensitivity + specificity - 1.0
-    # cuts ascend, so sensitivity descends: the first maximum has the higher sensitivity
-    best = int(np.flatnonzero(np.isclose(youden, youden.max(), rtol=0.0, atol=1e-12))[0])
-    return {
-        "cutoff": float(cuts[best]),
-        "youden_index": float(youden[best]),
-        "sensitivity": float(sensitivity[best]),
-        "specificity": float(specificity[best]),
-    }
+    best = best_cutoff(np.asarray(y, dtype=int), np.asarray(score, dtype=float))
+    return {"cutoff": best.cutoff, "youden_index": best.youden, "sensitivity": best.sensitivity,
+            "specificity": best.specificity}
 
 
 def value_range(values: np.ndarray) -> dict[str, float]:

@@ -391,8 +391,13 @@ def write_risk_bundle(result, out_dir: str | Path, name: str, version: str = "1.
     With `case_lists_dir`, split.csv and scores.csv go there instead of into the bundle (for
     bundles that will be shared beyond the team that holds the case IDs).
     """
+    from ..errors import OutputExistsError
     from ..io.atomic import write_text
 
+    if case_lists_dir is not None and not overwrite:
+        existing = [p for p in (Path(case_lists_dir) / "split.csv", Path(case_lists_dir) / "scores.csv") if p.exists()]
+        if existing:
+            raise OutputExistsError(f"{existing[0]}: exists (use --overwrite to replace the case lists)")
     manifest, files, _ = build_manifest(result, name, version, synthetic, training_data, intended_use,
                                         include_case_lists=case_lists_dir is None)
     write_bundle(out_dir, manifest, files, overwrite=overwrite)
