@@ -119,7 +119,7 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
         layout = self.ui.clinicalFormWidget.layout()
         for row in form_rows():
-            if row.kind == "number":
+            if row.kind in ("number", "text"):
                 editor = qt.QLineEdit()
                 editor.placeholderText = row.placeholder
                 editor.connect("editingFinished()", self.onClinicalChanged)

@@ -24,7 +24,7 @@ HISTOLOGIES = ("SCC", "AC", "ASC", "other")
 @dataclass(frozen=True)
 class Field:
     name: str
-    kind: str  # "number", "bool" or "choice"
+    kind: str  # "number", "bool", "choice" or "text"
     label: str
     unit: str = ""
     minimum: float | None = None
@@ -43,6 +43,8 @@ FIELDS: dict[str, Field] = {
         Field("ln_long_axis_mm", "number", "Largest pelvic lymph node, long axis", "mm", 0, 120),
         Field("ln_necrosis", "bool", "Lymph-node central necrosis"),
         Field("confined_to_cervix", "bool", "Reader confirms the tumour is confined to the cervix"),
+        # the scanner site: the risk models harmonise features per centre (ComBat); unknown -> pooled reference
+        Field("center", "text", "Centre (site of the scanner)"),
     )
 }
 
@@ -84,6 +86,8 @@ def validate_clinical(values: dict[str, Any], required: tuple[str, ...] = ()) ->
             clean[name] = number
         elif field.kind == "bool":
             clean[name] = _as_bool(name, value)
+        elif field.kind == "text":
+            clean[name] = str(value).strip() or None
         else:
             text = str(value).strip()
             match = {choice.lower(): choice for choice in field.choices}.get(text.lower())

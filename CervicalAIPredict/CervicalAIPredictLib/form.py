@@ -28,7 +28,7 @@ class FormRow:
     """One row of the form: what the widget shows and accepts."""
 
     name: str
-    kind: str  # "number", "choice" or "bool"
+    kind: str  # "number", "choice", "bool" or "text"
     label: str  # with the unit, e.g. "SCC-Ag (ng/mL)"
     choices: tuple[str, ...] = ()  # for choice and bool rows, the first one is NOT_GIVEN
     placeholder: str = ""  # for number rows: the allowed range
@@ -47,6 +47,8 @@ def form_rows() -> list[FormRow]:
             rows.append(FormRow(field.name, "number", label, (), placeholder, tooltip.strip(), field.name in MEASURABLE))
         elif field.kind == "bool":
             rows.append(FormRow(field.name, "bool", label, (NOT_GIVEN, YES, NO), "", f"{field.label}: yes, no, or not given"))
+        elif field.kind == "text":
+            rows.append(FormRow(field.name, "text", label, (), "", f"{field.label}; empty = not given"))
         else:
             rows.append(FormRow(field.name, "choice", label, (NOT_GIVEN, *field.choices), "", f"{field.label}: one of {', '.join(field.choices)}"))
     return rows

@@ -464,3 +464,12 @@ def test_compute_end_to_end_gives_the_engines_readout(scene, tmp_path, monkeypat
     assert fill_table(table, readout) == len(readout_rows(readout)) > 15
     assert table.GetCellText(0, 2) == f"{probability:.4g}"
     assert nomogram_path(tmp_path / "readout", readout) is not None
+
+
+def test_centre_is_a_free_text_row_of_the_form():
+    from CervicalAIPredictLib.form import form_rows, texts_from_values, values_from_form
+
+    row = next(r for r in form_rows() if r.name == "center")
+    assert row.kind == "text"
+    assert values_from_form({"center": " B "}) == {"center": "B"}
+    assert texts_from_values({"center": "C"})["center"] == "C"

@@ -71,9 +71,9 @@ def test_staging_readout_wording_and_reader_tasks():
 
 def test_clinical_validation_normalises_values():
     clean = validate_clinical(
-        {"age": "51", "figo_stage": "ib2", "histology": "scc", "ln_necrosis": "no", "c_custom": 3}
+        {"age": "51", "figo_stage": "ib2", "histology": "scc", "ln_necrosis": "no", "c_custom": 3, "center": " B "}
     )
-    assert clean == {"age": 51.0, "figo_stage": "IB2", "histology": "SCC", "ln_necrosis": False, "c_custom": 3}
+    assert clean == {"age": 51.0, "figo_stage": "IB2", "histology": "SCC", "ln_necrosis": False, "c_custom": 3, "center": "B"}
 
 
 @pytest.mark.parametrize(

@@ -23,22 +23,36 @@ import numpy as np
 from ..errors import InputError
 
 # What the engine knows about the generator's / seed 004's clinical columns: label, unit, valid range.
-KNOWN_CLINICAL: dict[str, dict[str, Any]] = {
-    "age": {"label": "Age", "unit": "years", "valid_range": [0.0, 120.0]},
+# The reader's inputs take their definitions from CervicalAILib.clinical.FIELDS (one source for the
+# readout, the Predict form and fitting); the others are cohort columns only fitting meets.
+_COHORT_ONLY: dict[str, dict[str, Any]] = {
     "c_lnm": {"label": "c_LNM", "unit": None, "valid_range": [0, 1],
               "description": "clinically suspected lymph-node metastasis: largest pelvic node short axis >= 10 mm on MRI"},
-    "histology": {"label": "Histology", "unit": None, "description": "SCC / AC / ASC / other"},
-    "scc_ag": {"label": "SCC-Ag", "unit": "ng/mL", "valid_range": [0.0, 10000.0]},
-    "figo_stage": {"label": "FIGO stage", "unit": None, "description": "clinical FIGO 2018 stage"},
-    "ln_short_axis_mm": {"label": "LN short axis", "unit": "mm", "valid_range": [0.0, 100.0]},
-    "ln_long_axis_mm": {"label": "LN long axis", "unit": "mm", "valid_range": [0.0, 150.0]},
-    "ln_necrosis": {"label": "LN necrosis", "unit": None, "valid_range": [0, 1]},
     "sra": {"label": "SRA", "unit": None, "valid_range": [0, 1]},
     "parity": {"label": "Parity", "unit": "births", "valid_range": [0.0, 30.0]},
     "menopause": {"label": "Menopause", "unit": None, "valid_range": [0, 1]},
     "age_at_menopause": {"label": "Age at menopause", "unit": "years", "valid_range": [20.0, 80.0]},
     "family_history": {"label": "Family history", "unit": None, "valid_range": [0, 1]},
 }
+
+
+def _from_fields() -> dict[str, dict[str, Any]]:
+    from ..clinical import FIELDS
+
+    known: dict[str, dict[str, Any]] = {}
+    for name, field_ in FIELDS.items():
+        entry: dict[str, Any] = {"label": field_.label, "unit": field_.unit or None}
+        if field_.kind == "number":
+            entry["valid_range"] = [float(field_.minimum), float(field_.maximum)]
+        elif field_.kind == "bool":
+            entry["valid_range"] = [0, 1]
+        else:
+            entry["description"] = " / ".join(field_.choices)
+        known[name] = entry
+    return known
+
+
+KNOWN_CLINICAL: dict[str, dict[str, Any]] = {**_COHORT_ONLY, **_from_fields()}
 
 # Seed 004's clinical candidates (those present in the table are tested); FIGO stage is among them
 # but excluded by default, as seed 004 did ("inferior accuracy compared to pathological staging").
