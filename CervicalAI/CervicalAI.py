@@ -319,7 +319,6 @@ class CervicalAILogic(ScriptedLoadableModuleLogic):
         """A case folder is loaded at once (returns (None, folder)); any other folder is read and
         co-registered by `cervicalai study register` in the background (returns (run, case folder))."""
         from CervicalAIHubLib.workflow import study_load_step
-
         from CervicalAILib.background import BackgroundRun
         from CervicalAILib.io.case import is_case_folder
         from CervicalAISegmentLib.pipeline import new_work_folder

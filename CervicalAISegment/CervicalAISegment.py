@@ -415,7 +415,6 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
 
     def engineEnvironment(self) -> dict:
         from CervicalAIHubLib.settings import engine_environment_extra
-
         from CervicalAILib.background import engine_environment
 
         # Slicer's own sys.path goes along: extensions' packages (pyradiomics from SlicerRadiomics)

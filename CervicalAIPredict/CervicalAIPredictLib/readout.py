@@ -79,18 +79,10 @@ def report_step(python: str | os.PathLike, readout_dir: str | os.PathLike, pdf: 
 # --- reading ---------------------------------------------------------------------------------------
 
 def read_readout(folder: str | os.PathLike) -> dict[str, Any]:
-    """readout.json of a predict output folder, checked for its schema."""
-    path = Path(folder) / READOUT_FILE
-    if not path.is_file():
-        raise InputError(f"no {READOUT_FILE} (did the predict command finish?)", folder)
-    try:
-        readout = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"readout is not valid JSON ({exc})", path) from exc
-    if not isinstance(readout, dict) or not str(readout.get("schema", "")).startswith(SCHEMA_PREFIX):
-        found = readout.get("schema") if isinstance(readout, dict) else type(readout).__name__
-        raise InputError(f"not a CervicalAI readout (schema {found!r}, expected {SCHEMA_PREFIX}N)", path)
-    return readout
+    """readout.json of a predict output folder, checked for its schema (the engine's reader)."""
+    from CervicalAILib.report.content import load_readout
+
+    return load_readout(folder)[1]
 
 
 def nomogram_path(folder: str | os.PathLike, readout: dict[str, Any] | None = None) -> Path | None:

@@ -66,8 +66,8 @@ def timed(function, repeats: int) -> float:
 
 def bench_mrml(repeats: int, work: Path) -> list[tuple[str, float]]:
     import slicer
-    from CervicalAIHubLib.workflow import workflow_state
 
+    from CervicalAIHubLib.workflow import workflow_state
     from CervicalAILib import measure
     from CervicalAILib.io.mrml import volume_node_from_image
     from CervicalAISegmentLib.review import mark_reviewed, review_state

@@ -102,3 +102,13 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (REPO / ".ci" / "run").read_text()
     readme = (REPO / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+
+
+def test_ruff_finds_nothing():
+    """The project's lint (pyproject [tool.ruff]) over the engine, the modules, tests and tools."""
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff is not installed in this environment (it is in the test extra)")
+    paths = ["CervicalAI", "CervicalAISegment", "CervicalAIPredict", "Testing", "tools"]
+    result = subprocess.run([str(ruff), "check", *paths], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

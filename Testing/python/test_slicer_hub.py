@@ -8,6 +8,7 @@ import tomllib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from CervicalAIHubLib.bundles import bundle_cards, cards_text, chosen_models_dir
 from CervicalAIHubLib.dependencies import (
     FROM_EXTENSION,
@@ -19,7 +20,6 @@ from CervicalAIHubLib.dependencies import (
     install_plan,
 )
 from CervicalAIHubLib.settings import SETTINGS, engine_environment_extra, read_settings, settings_problems
-
 from CervicalAILib.errors import InputError
 from CervicalAILib.io.case import write_case
 from CervicalAILib.io.mrml import volume_node_from_image
@@ -178,7 +178,6 @@ from CervicalAIHubLib.workflow import (  # noqa: E402
     study_load_step,
     workflow_state,
 )
-
 from CervicalAISegmentLib.review import export_reviewed_case, mark_reviewed  # noqa: E402
 from CervicalAISegmentLib.segmentation import import_segmentation_result  # noqa: E402
 

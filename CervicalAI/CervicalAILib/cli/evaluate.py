@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..io.atomic import refuse_taken_folder
+
 log = logging.getLogger(__name__)
 
 EPILOG = """\
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import line_progress, sub_progress
     from ..stats.evaluate import evaluate_table, read_cutoffs, read_table, write_evaluation
 
-    _refuse_existing_output(args.out, args.overwrite)
+    refuse_taken_folder(args.out, args.overwrite)
     line_progress(0.0, "reading table")
     table = read_table(args.table)
     cutoffs = directions = None
@@ -103,16 +105,3 @@ def _print_summary(metrics: dict) -> None:
               f"sensitivity {_fmt(m['sensitivity'])}, specificity {_fmt(m['specificity'])}")
     for c in metrics["comparisons"]:
         print(f"  {c['a']} vs {c['b']}: difference {_fmt(c['diff'])}, z {_fmt(c['z'])}, p {_fmt(c['p'], 4)}")
-
-
-def _refuse_existing_output(out: str, overwrite: bool) -> None:
-    """Fail before any work when the output folder is taken (it is checked again when written)."""
-    from pathlib import Path
-
-    from ..errors import OutputExistsError
-
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise OutputExistsError(f"{path}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{path}: output folder exists and is not empty (use --overwrite to replace it)")

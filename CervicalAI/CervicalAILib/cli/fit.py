@@ -131,7 +131,8 @@ def _summary(result, bundle) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError, OutputExistsError
+    from ..errors import InputError
+    from ..io.atomic import refuse_taken_folder
     from ..models.fit import FitConfig, fit_risk_model
     from ..models.risk_bundle import write_risk_bundle
     from ..models.selection import SelectionConfig
@@ -147,9 +148,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("use either a split column (--split-column/--train-split) or --train-centers, not both")
     if args.train_fraction != 1.0 and not args.train_centers:
         raise InputError("--train-fraction needs --train-centers (the centres whose cases are split)")
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:  # before the long fit, not after it
-        raise OutputExistsError(f"{out}: output folder exists and is not empty (use --overwrite to replace it)")
+    refuse_taken_folder(args.out, args.overwrite)  # before the long fit, not after it
     keep = None
     if args.keep_features:
         keep_path = Path(args.keep_features)

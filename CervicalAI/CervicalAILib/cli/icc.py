@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..io.atomic import refuse_taken_folder
+
 log = logging.getLogger(__name__)
 
 EPILOG = """\
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not -1.0 <= args.threshold <= 1.0:
         raise InputError(f"--threshold must lie in [-1, 1], got {args.threshold}")
-    _refuse_existing_output(args.out, args.overwrite)
+    refuse_taken_folder(args.out, args.overwrite)
     line_progress(0.0, "reading feature tables")
     table_a = read_feature_table(args.features_a)
     table_b = read_feature_table(args.features_b)
@@ -73,16 +75,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.kind} over {cases} case(s): {len(kept)} of {len(result)} feature(s) have ICC > {args.threshold:g}")
     print(f"results written to {args.out}")
     return 0
-
-
-def _refuse_existing_output(out: str, overwrite: bool) -> None:
-    """Fail before any work when the output folder is taken (it is checked again when written)."""
-    from pathlib import Path
-
-    from ..errors import OutputExistsError
-
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise OutputExistsError(f"{path}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{path}: output folder exists and is not empty (use --overwrite to replace it)")

@@ -95,6 +95,18 @@ def write_image(image, path: str | Path, compress: bool = True) -> Path:
     return Path(path)
 
 
+def refuse_taken_folder(path: str | Path, overwrite: bool = False) -> None:
+    """OutputExistsError when `path` is a file, or a non-empty folder and `overwrite` is not set.
+
+    Commands call it before long work so that a taken output is refused at once, not after it.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(f"{path}: exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{path}: output folder exists and is not empty (use --overwrite to replace it)")
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Build a folder under a temporary name and move it into place only when complete.
@@ -103,8 +115,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     `overwrite` the old folder is replaced only after the new one is complete.
     """
     path = Path(path)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{path}: output folder exists and is not empty (use --overwrite to replace it)")
+    refuse_taken_folder(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:

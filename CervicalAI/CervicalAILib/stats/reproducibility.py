@@ -54,7 +54,7 @@ def read_feature_table(path: str | Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             table = pd.read_parquet(path)
         elif suffix in (".csv", ".txt"):
-            table = pd.read_csv(path)
+            table = pd.read_csv(path, dtype={ID_COLUMN: str})  # "007" stays "007", never 7
         else:
             raise InputError("feature table must be .csv or .parquet", path)
     except InputError:
@@ -64,6 +64,7 @@ def read_feature_table(path: str | Path) -> pd.DataFrame:
     if ID_COLUMN not in table.columns:
         raise InputError(f"feature table has no {ID_COLUMN!r} column (columns: {', '.join(map(str, table.columns[:8]))}"
                          f"{', ...' if table.shape[1] > 8 else ''})", path)
+    table[ID_COLUMN] = table[ID_COLUMN].astype(str)
     return table
 
 
