@@ -87,11 +87,21 @@ def speed(case_dirs: list[Path], encoders: dict[str, Path]) -> dict:
     }
 
 
-def own_grid_features(case_dirs: list[Path], encoder) -> dict[str, np.ndarray]:
-    """case_id -> concatenated features of all sequences (own grid, own label)."""
+def own_grid_features(case_dirs: list[Path], encoder, cache: Path | None = None) -> dict[str, np.ndarray]:
+    """case_id -> concatenated features of all sequences (own grid, own label).
+
+    With `cache`, the table is kept as .npy/.json files named by the encoder's bundle.json hash.
+    """
+    import json
+
     from CervicalAILib.deep import extract_deep_features
     from CervicalAILib.io.case import load_case
 
+    if cache is not None:
+        key = cache / f"{encoder.name}-{encoder.reference()['sha256'][:12]}-{len(case_dirs)}"
+        if key.with_suffix(".npy").is_file():
+            ids = json.loads(key.with_suffix(".json").read_text())
+            return dict(zip(ids, np.load(key.with_suffix(".npy"))))
     out = {}
     for number, case_dir in enumerate(case_dirs):
         case = load_case(case_dir)
@@ -100,6 +110,10 @@ def own_grid_features(case_dirs: list[Path], encoder) -> dict[str, np.ndarray]:
         out[case.case_id] = np.array(list(features.values()))
         if (number + 1) % 25 == 0:
             print(f"probe {encoder.name}: {number + 1}/{len(case_dirs)}", file=sys.stderr, flush=True)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.save(key.with_suffix(".npy"), np.stack(list(out.values())))
+        key.with_suffix(".json").write_text(json.dumps(list(out)))
     return out
 
 
@@ -121,8 +135,7 @@ def untrained_bundle(trained, work: Path) -> Path:
 
 
 def probe_scores(x: np.ndarray, targets: dict[str, np.ndarray]) -> dict[str, float]:
-    from sklearn.decomposition import PCA
-    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -130,9 +143,8 @@ def probe_scores(x: np.ndarray, targets: dict[str, np.ndarray]) -> dict[str, flo
 
     scores = {}
     for name, y in targets.items():
-        if set(np.unique(y)) <= {0, 1}:
-            model = make_pipeline(StandardScaler(), PCA(n_components=min(20, x.shape[1], len(y) // 5)),
-                                  LogisticRegression(C=0.1, max_iter=2000))
+        if set(np.unique(y)) <= {0, 1}:  # L2 logistic regression, its strength chosen by an inner 5-fold CV
+            model = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=np.logspace(-4, 1, 11), cv=5, scoring="roc_auc", max_iter=5000))
             p = cross_val_predict(model, x, y.astype(int), cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba")[:, 1]
             scores[name] = float(roc_auc_score(y, p))
         else:
@@ -142,7 +154,7 @@ def probe_scores(x: np.ndarray, targets: dict[str, np.ndarray]) -> dict[str, flo
     return scores
 
 
-def probe(cohort: Path, case_dirs: list[Path], encoders: dict[str, Path]) -> dict:
+def probe(cohort: Path, case_dirs: list[Path], encoders: dict[str, Path], cache: Path | None = None) -> dict:
     from sklearn.metrics import roc_auc_score
 
     from CervicalAILib.deep import load_encoder
@@ -150,7 +162,8 @@ def probe(cohort: Path, case_dirs: list[Path], encoders: dict[str, Path]) -> dic
     with open(cohort / "cohort.csv", newline="") as handle:
         rows = {row["case_id"]: row for row in csv.DictReader(handle)}
     ids = [d.name for d in case_dirs if d.name in rows]
-    columns = ["tumor_volume_ml"] + sorted(c for c in next(iter(rows.values())) if c.startswith("latent_"))
+    # latent biology columns of the generator (the z-scored duplicates "_z" left out)
+    columns = ["tumor_volume_ml"] + sorted(c for c in next(iter(rows.values())) if c.startswith("latent_") and not c.endswith("_z"))
     targets: dict[str, np.ndarray] = {}
     for column in columns:
         try:
@@ -171,7 +184,7 @@ def probe(cohort: Path, case_dirs: list[Path], encoders: dict[str, Path]) -> dic
         for name, path in encoders.items():
             trained = load_encoder(path)
             for label, encoder in ((f"{name} (trained)", trained), (f"{name} (untrained)", load_encoder(untrained_bundle(trained, Path(tmp))))):
-                table = own_grid_features([keep[i] for i in ids], encoder)
+                table = own_grid_features([keep[i] for i in ids], encoder, cache)
                 x = np.stack([table[i] for i in ids])
                 scores = probe_scores(x, targets)
                 scores["feature sd (median)"] = float(np.median(x.std(axis=0)))
@@ -202,7 +215,7 @@ def write_report(path: Path, speed_result: dict | None, probe_result: dict | Non
         targets = p["targets"]
         lines += ["## What the features carry (5-fold CV on held-out synthetic cases)", "",
                   f"{p['cases']} cases. Continuous targets: ridge R^2 from all features (standardised); lnm: logistic "
-                  "AUC (standardised, PCA 20, C 0.1). Untrained = same network with random weights.", ""]
+                  "AUC (standardised, L2 strength by inner 5-fold CV). Untrained = same network with random weights.", ""]
         if "oracle_auc" in p:
             lines += [f"Oracle AUC for lnm (generator's true probability): {p['oracle_auc']:.3f}", ""]
         header = ["features"] + targets + ["feature sd (median)", "constant features"]
@@ -226,6 +239,7 @@ def main() -> int:
     parser.add_argument("--probe-cases", type=int, default=0)
     parser.add_argument("--encoder-2d", type=Path, default=None)
     parser.add_argument("--encoder-3d", type=Path, default=None)
+    parser.add_argument("--cache", type=Path, default=None, help="folder to keep probe feature tables between runs")
     parser.add_argument("--out", type=Path, default=REPO / "Testing" / "benchmarks" / "results" / "deep.md")
     args = parser.parse_args()
 
@@ -237,7 +251,7 @@ def main() -> int:
     speed_result = speed(case_dirs[: args.speed_cases], encoders) if args.speed_cases else None
     if speed_result:
         speed_result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    probe_result = probe(args.cohort, case_dirs[: args.probe_cases], encoders) if args.probe_cases else None
+    probe_result = probe(args.cohort, case_dirs[: args.probe_cases], encoders, args.cache) if args.probe_cases else None
     print(write_report(args.out, speed_result, probe_result, args))
     return 0
 

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="", help="feature family name, e.g. resnet2d (default resnet<dim>); "
                         "features are called ROLE_dl-<name>_F0000...")
     parser.add_argument("--version", default="1.0.0", help="bundle version (default 1.0.0)")
-    parser.add_argument("--steps", type=int, default=0, help="optimisation steps (default 1000 for 2d, 600 for 3d)")
+    parser.add_argument("--steps", type=int, default=0, help="optimisation steps (default 2000 for 2d, 1200 for 3d)")
     parser.add_argument("--batch-size", type=int, default=0, help="tumour crops per step (default 64 for 2d, 32 for 3d)")
     parser.add_argument("--width", type=int, default=16,
                         help="ResNet width: channels of the first stage; features = 8 x width (default 16 -> 128 features)")

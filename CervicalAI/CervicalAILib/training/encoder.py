@@ -60,7 +60,7 @@ class EncoderTrainingConfig:
     margin_mm: float = 5.0
     masking: str = "tumor"
     slices_per_tumour: int = 3  # 2d: training crops per tumour and sequence (largest slices)
-    steps: int = 0  # 0: default 1000 (2d) / 600 (3d), about 30-60 min each on 2 CPU cores
+    steps: int = 0  # 0: default 2000 (2d) / 1200 (3d), about 30-60 min each on 2 CPU cores
     batch_size: int = 0  # 0: default 64 (2d) / 32 (3d) tumour crops per step
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
@@ -74,8 +74,8 @@ class EncoderTrainingConfig:
     def resolved(self) -> EncoderTrainingConfig:
         if self.dim not in ("2d", "3d"):
             raise InputError(f"--dim must be 2d or 3d, found {self.dim!r}")
-        defaults_2d = {"layers": (2, 2, 2, 2), "crop_size": (64, 64), "spacing_mm": (1.0, 1.0), "steps": 1000, "batch_size": 64}
-        defaults_3d = {"layers": (1, 1, 1, 1), "crop_size": (24, 48, 48), "spacing_mm": (1.5, 1.5, 3.0), "steps": 600, "batch_size": 32}
+        defaults_2d = {"layers": (2, 2, 2, 2), "crop_size": (64, 64), "spacing_mm": (1.0, 1.0), "steps": 2000, "batch_size": 64}
+        defaults_3d = {"layers": (1, 1, 1, 1), "crop_size": (24, 48, 48), "spacing_mm": (1.5, 1.5, 3.0), "steps": 1200, "batch_size": 32}
         defaults = defaults_2d if self.dim == "2d" else defaults_3d
         out = replace(
             self,
@@ -245,10 +245,12 @@ def nt_xent_loss(z1, z2, temperature: float):
 def augment(batch, foreground, generator, spatial: int):
     """Two independent random views of a batch (torch tensors (N, C, *size)).
 
-    Intensity (on the foreground only, so the masked background stays at its value): contrast
-    x0.9-1.1, shift +-0.1, Gaussian noise sd 0-0.1. Geometry: random flips, right-angle in-plane
-    rotation, 2d: channel (slice order) reversal; then a small affine (rotation +-15 degrees in
-    plane, scale 0.9-1.1, shift +-4% of the field) with border padding.
+    Intensity: Gaussian noise (sd 0-0.05, on the foreground only, so the masked background keeps
+    its value) and nothing else on purpose: what the views differ in, the features cannot see, and
+    the tumour's signal level (ADC, enhancement) and texture amplitude (heterogeneity) are
+    biomarkers. Geometry: random flips, right-angle in-plane rotation, 2d: channel (slice order)
+    reversal; then a small affine (rotation +-15 degrees in plane, scale 0.9-1.1, shift +-4% of
+    the field) with border padding.
     """
     import torch
     import torch.nn.functional as F
@@ -259,12 +261,8 @@ def augment(batch, foreground, generator, spatial: int):
     def rand(*size, low=0.0, high=1.0):
         return low + (high - low) * torch.rand(*size, generator=generator)
 
-    x = batch.clone()
-    fg = foreground
-    contrast, shift, noise = rand(*shape, low=0.9, high=1.1), rand(*shape, low=-0.1, high=0.1), rand(*shape, high=0.1)
-    mean = (x * fg).sum(dim=tuple(range(1, x.ndim)), keepdim=True) / fg.sum(dim=tuple(range(1, x.ndim)), keepdim=True).clamp(min=1)
-    jittered = (x - mean) * contrast + mean + shift + noise * torch.randn(x.shape, generator=generator)
-    x = torch.where(fg, jittered, x)
+    noise = rand(*shape, high=0.05)
+    x = torch.where(foreground, batch + noise * torch.randn(batch.shape, generator=generator), batch)
 
     last = x.ndim - 1  # columns; rows = last - 1; slices (3d) = last - 2
     for axis in range(2, x.ndim):
@@ -381,7 +379,7 @@ def model_card(config: EncoderTrainingConfig, n_cases: int, n_crops: int, metric
 Turns the primary tumour on one MRI sequence (T2W, ADC, DWI or CE-T1) into {dims} deep features,
 named `ROLE_dl-{name}_F0000` ... `ROLE_dl-{name}_F{dims - 1:04d}`. Input: a {config.dim} crop of {shape} voxels
 around the tumour mask ({'largest-area slice and its two neighbours as 3 channels' if config.dim == '2d' else 'the whole tumour'}),
-{', '.join(f'{s:g}' for s in config.spacing_mm)} mm spacing (coarser when the tumour plus a {config.margin_mm:g} mm margin does not fit),
+{' x '.join(f'{s:g}' for s in config.spacing_mm)} mm spacing (coarser when the tumour plus a {config.margin_mm:g} mm margin does not fit),
 {'tumour only (outside the mask set to 0)' if config.masking == 'tumor' else 'tumour with its surroundings'}, intensities z-scored
 over the whole crop (tumour and surroundings, so the tumour's signal relative to its neighbourhood is kept). All of it is declared in bundle.json and applied by `CervicalAILib.deep`.
 
@@ -390,7 +388,8 @@ over the whole crop (tumour and surroundings, so the tumour's signal relative to
   global average pooled output, no classifier.
 - Objective: SimCLR contrastive learning (NT-Xent, temperature {config.temperature:g}, projection head to
   {config.projection_dim} dims discarded after training) on {n_crops} tumour crops from {n_cases} cases; mild
-  augmentations (flips, right-angle and +-15 degree rotations, +-10% scale, small shifts, +-10% contrast, noise).
+  augmentations (flips, right-angle and +-15 degree rotations, +-10% scale, small shifts, slight noise; no
+  intensity or contrast changes, so signal level and texture amplitude stay in the features).
 - No outcome labels (no LNM, no stage) were used. {config.steps} steps planned, batch {config.batch_size}, AdamW
   lr {config.learning_rate:g}, cosine schedule, seed {config.seed}.
 - ONNX export checked against the torch network: max difference {metrics.get('onnx_max_abs_diff', float('nan')):.1e}.
@@ -399,6 +398,7 @@ over the whole crop (tumour and surroundings, so the tumour's signal relative to
 Synthetic training data cannot capture real scanners, artefacts or real tumour biology: retrain on your own
 data (`cervicalai train-encoder CASES... --out BUNDLE --dim {config.dim}`) or drop in your own encoder bundle
 before drawing conclusions. The features have no meaning on their own; they are inputs to a fitted model.
+What they carry on held-out synthetic cases (linear probes) is measured in docs/deep_features.md.
 """
 
 
