@@ -38,7 +38,7 @@ def register_cases(case_dirs: list[Path], work: Path) -> list[dict]:
     records = []
     for number, case_dir in enumerate(case_dirs):
         start = time.perf_counter()
-        images, _ = load_images(case_dir)
+        images, _, _ = load_images(case_dir)
         seconds = time.perf_counter() - start
         target = work / case_dir.name
         target.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ def prostatex() -> dict | None:
     from CervicalAILib.segmentation import segment_case
 
     start = time.perf_counter()
-    images, registration = load_images(PROSTATEX)
+    images, registration, _ = load_images(PROSTATEX)
     register_s = time.perf_counter() - start
     result = segment_case(images)
     summary = result.summary

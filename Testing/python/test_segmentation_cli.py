@@ -71,3 +71,27 @@ def test_segment_command_human_output_for_empty_prediction(tmp_path, capsys):
     assert "no tumour found" in out
     summary = json.loads((tmp_path / "out" / "segmentation.json").read_text())
     assert summary["status"] == "no tumour found" and summary["volume_ml"] == 0.0
+
+
+def test_registered_case_is_not_registered_again_and_transforms_are_written(tmp_path, capsys):
+    from CervicalAILib.cli.segment import load_images
+    from CervicalAILib.registration.rigid import write_transform
+
+    image, truth = phantom(size=(48, 44, 14))
+    adc = sitk.Cast(image, sitk.sitkFloat32) * 0.5  # on the T2W grid already (as after `study register`)
+    coarse = sitk.Resample(image, [24, 22, 10], sitk.Transform(), sitk.sitkLinear, image.GetOrigin(),
+                           [2 * s for s in image.GetSpacing()[:2]] + [image.GetSpacing()[2] * 1.4], image.GetDirection())
+    folder = write_case(tmp_path / "registered", {"T2W": image, "ADC": adc, "CET1": coarse})
+    shift = sitk.TranslationTransform(3, (1.5, -1.0, 0.0))
+    write_transform(shift, folder / "transforms" / "CET1.tfm")  # stored by `study register`
+    images, records, transforms = load_images(folder)
+    assert records["ADC"]["method"] == "already on the T2WI grid"
+    assert records["CET1"]["method"] == "stored transform"
+    assert list(transforms["CET1"].GetParameters()) == [1.5, -1.0, 0.0]
+    stored = sitk.ReadImage(str(folder / "CET1.nii.gz"))  # as read back from the case folder
+    expected = sitk.Resample(stored, images["T2W"], shift, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    assert np.array_equal(sitk.GetArrayFromImage(images["CET1"]), sitk.GetArrayFromImage(expected))
+    bundle = make_bundle(tmp_path / "bundle")
+    assert main(["segment", str(folder), "--out", str(tmp_path / "out"), "--model", str(bundle.path)]) == 0
+    written = sitk.ReadTransform(str(tmp_path / "out" / "transforms" / "CET1.tfm"))
+    assert list(written.GetParameters()) == [1.5, -1.0, 0.0]

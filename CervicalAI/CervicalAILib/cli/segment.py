@@ -41,12 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_images(path: Path, t2_only: bool = False, progress=None):
-    """Images of the study on the T2WI grid (co-registered) and the registration records."""
+    """Images of the study on the T2WI grid, the registration records, and the transforms (T2WI -> role).
+
+    Sequences already on the T2WI grid (a case folder written by `cervicalai study register`) are
+    used as they are, with the transforms stored beside them; only the others are registered.
+    """
+    import SimpleITK as sitk
+
     from ..errors import InputError
     from ..io.case import ROLES
+    from ..io.geometry import resample_to_reference, same_grid
     from ..io.study import load_study
-    from ..progress import sub_progress
-    from ..registration import register_to_t2
+    from ..registration.masks import complete_transforms, read_transforms
 
     study = load_study(path)
     roles = [role for role in ROLES if role in study.roles_present()]
@@ -59,11 +65,20 @@ def load_images(path: Path, t2_only: bool = False, progress=None):
     if t2_only:
         roles = ["T2W"]
     images = {role: study.image(role) for role in roles}
+    t2 = images["T2W"]
+    known = read_transforms(path) if Path(path).is_dir() else {}
+    transforms, registered = complete_transforms(images, roles, known, progress)
     records = {}
-    if len(images) > 1:
-        images, results = register_to_t2(images, sub_progress(progress, 0.0, 1.0))
-        records = {role: _json_safe(result.to_dict()) for role, result in results.items()}
-    return images, records
+    on_grid = {"T2W": t2}
+    for role in roles[1:]:
+        if same_grid(images[role], t2):
+            on_grid[role] = images[role]
+            records[role] = {"method": "already on the T2WI grid"}
+            continue
+        on_grid[role] = resample_to_reference(images[role], t2, transforms[role], sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        how = "rigid registration onto the T2WI (Mattes MI)" if role in registered else "stored transform"
+        records[role] = {"method": how, "parameters": _json_safe(list(transforms[role].GetParameters()))}
+    return on_grid, records, {r: t for r, t in transforms.items() if r in roles}
 
 
 def _json_safe(value):
@@ -94,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise OutputExistsError(f"{out}: output folder exists and is not empty (use --overwrite to replace it)")
     start = time.perf_counter()
-    images, registration = load_images(args.path, args.t2_only, sub_progress(line_progress, 0.0, 0.3))
+    images, registration, transforms = load_images(args.path, args.t2_only, sub_progress(line_progress, 0.0, 0.3))
     registration_seconds = time.perf_counter() - start
     result = segment_case(images, bundle=args.model, device=args.device, progress=sub_progress(line_progress, 0.3, 1.0))
     result.summary["seconds"]["registration"] = round(registration_seconds, 3)
@@ -102,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         "input": str(args.path),
         "registration": registration,
     }
-    write_segmentation(result, out, overwrite=args.overwrite, extra=extra)
+    write_segmentation(result, out, overwrite=args.overwrite, extra=extra, transforms=transforms)
     summary = json.loads((out / "segmentation.json").read_text(encoding="utf-8"))
     if args.json:
         sys.stdout.write(to_json(summary))
@@ -113,8 +128,9 @@ def run(args: argparse.Namespace) -> int:
             f"confidence {summary['confidence']:.2f} (model {summary['model']['label']}, {summary['device']['provider']})"
         )
         if summary["flagged_slices"]:
-            slices = ", ".join(f"{s['slice']} ({s['confidence']:.2f})" for s in summary["flagged_slices"])
-            print(f"check these T2WI slices first: {slices}")
+            # numbered from 1 as Slicer and the report show them (segmentation.json keeps 0-based indices)
+            slices = ", ".join(f"{s['slice'] + 1} ({s['confidence']:.2f})" for s in summary["flagged_slices"])
+            print(f"check these T2WI slices first (numbered from 1): {slices}")
     else:
         print(f"no tumour found (model {summary['model']['label']}, confidence {summary['confidence']:.2f})")
     for warning in summary["warnings"]:

@@ -14,17 +14,33 @@ PROBABILITY_FILE = "tumor_probability.nii.gz"
 SUMMARY_FILE = "segmentation.json"
 
 
-def write_segmentation(result: Any, out_dir: str | Path, overwrite: bool = False, extra: dict | None = None) -> Path:
+def write_segmentation(
+    result: Any,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    extra: dict | None = None,
+    transforms: dict[str, sitk.Transform] | None = None,
+) -> Path:
     """Write `result` (a SegmentationResult) into `out_dir`; the folder appears complete or not at all.
 
     Refuses a non-empty existing folder unless `overwrite`. `extra` is merged into the JSON
-    (e.g. the input paths and registration results the CLI knows about).
+    (e.g. the input paths and registration results the CLI knows about). `transforms` (T2WI ->
+    sequence, from the co-registration) go to `transforms/<ROLE>.tfm`, so that the readout
+    (`cervicalai predict --transforms OUT`) reuses them instead of registering again.
     """
+    from ..registration.study import TRANSFORMS_DIR
+
     out_dir = Path(out_dir)
     summary = {**result.summary, **(extra or {})}
     summary["files"] = {"mask": MASK_FILE, "probability": PROBABILITY_FILE, "probability_scale": "uint8, 255 = 1.0"}
+    if transforms:
+        summary["files"]["transforms"] = {role: f"{TRANSFORMS_DIR}/{role}.tfm" for role in sorted(transforms)}
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         sitk.WriteImage(result.mask, str(tmp / MASK_FILE), True)
         sitk.WriteImage(result.probability, str(tmp / PROBABILITY_FILE), True)
         (tmp / SUMMARY_FILE).write_text(to_json(summary), encoding="utf-8")
+        if transforms:
+            (tmp / TRANSFORMS_DIR).mkdir()
+            for role, transform in transforms.items():
+                sitk.WriteTransform(transform, str(tmp / TRANSFORMS_DIR / f"{role}.tfm"))
     return out_dir
