@@ -12,7 +12,8 @@ from sklearn.metrics import roc_auc_score
 from CervicalAILib.errors import InputError
 from CervicalAILib.synth import SynthParams, sample_cohort_table
 from CervicalAILib.synth.clinical import sample_patient
-from CervicalAILib.synth.params import SURGERY_STAGES, stage_group
+from CervicalAILib.staging import SURGERY_STAGES
+from CervicalAILib.synth.params import stage_group
 
 N = 2000
 
