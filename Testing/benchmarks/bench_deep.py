@@ -135,12 +135,15 @@ def untrained_bundle(trained, work: Path) -> Path:
 
 
 def probe_scores(x: np.ndarray, targets: dict[str, np.ndarray]) -> dict[str, float]:
+    import warnings
+
     from sklearn.linear_model import LogisticRegressionCV, RidgeCV
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # LogisticRegressionCV API notes
     scores = {}
     for name, y in targets.items():
         if set(np.unique(y)) <= {0, 1}:  # L2 logistic regression, its strength chosen by an inner 5-fold CV
@@ -177,8 +180,12 @@ def probe(cohort: Path, case_dirs: list[Path], encoders: dict[str, Path], cache:
     if "oracle_lnm_probability" in rows[ids[0]]:
         oracle = np.array([float(rows[i]["oracle_lnm_probability"]) for i in ids])
         result["oracle_auc"] = float(roc_auc_score(targets["lnm (AUC)"], oracle))
-    volume = np.log(np.array([float(rows[i]["tumor_volume_ml"]) for i in ids]))[:, None]
-    result["scores"]["log tumour volume alone"] = probe_scores(volume, {"lnm (AUC)": targets["lnm (AUC)"]})
+    # reference points, no fitting: the AUC of the tumour volume and of the generator's latent imaging
+    # predictor of LNM (what a perfect reading of the tumour's biology would give, without c_LNM)
+    for label, column in (("tumour volume (no fit)", "tumor_volume_ml"), ("latent imaging LNM predictor (no fit)", "latent_lnm_linear_predictor")):
+        if column in rows[ids[0]]:
+            values = np.array([float(rows[i][column]) for i in ids])
+            result["scores"][label] = {"lnm (AUC)": float(roc_auc_score(targets["lnm (AUC)"], values))}
     keep = {d.name: d for d in case_dirs if d.name in rows}
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in encoders.items():

@@ -196,3 +196,33 @@ def test_gpu_request_falls_back_to_cpu_with_a_warning(encoders, caplog):
     assert any("runs on cpu" in r.message for r in caplog.records)
     with pytest.raises(InputError, match="unknown device"):
         load_encoder(encoders["2d"][0].path, device="tpu")
+
+
+@pytest.mark.parametrize(("purpose", "name", "mode"), [("encoder-2d", "resnet2d", "2d"), ("encoder-3d", "resnet3d", "3d")])
+def test_default_encoders(purpose, name, mode):
+    """The shipped encoders: declared as documented, small, honest cards, and features that follow the tumour."""
+    from CervicalAILib.resources import default_bundle_path
+
+    encoder = load_encoder(default_bundle_path(purpose))
+    assert (encoder.name, encoder.dim, encoder.spec.crop.mode) == (name, 128, mode)
+    assert encoder.roles == ("T2W", "ADC", "DWI", "CET1") and encoder.spec.crop.masking == "tumor"
+    manifest = encoder.bundle.manifest
+    assert "synthetic" in manifest["training_data"] and "without outcome labels" in manifest["training_data"]
+    assert manifest["metrics"]["onnx_max_abs_diff"] <= 1e-4
+    assert "Not for clinical use" in (encoder.bundle.path / "MODEL_CARD.md").read_text()
+    assert sum(p.stat().st_size for p in encoder.bundle.path.iterdir()) < 6_000_000
+
+    def features(**kwargs):
+        image, mask = ellipsoid_case(**kwargs)
+        return np.array(list(extract_deep_features({"T2W": image}, mask, encoder).values()))
+
+    reference = features(seed=1, texture=40.0)
+    renoised = features(seed=2, texture=40.0)  # same tumour, another noise realisation
+    smaller = features(seed=1, texture=40.0, radii_mm=(7.0, 5.0, 9.0))
+    darker = features(seed=1, texture=40.0, tumour=250.0)
+    smoother = features(seed=1, texture=0.0)
+    assert np.all(np.isfinite(reference)) and reference.std() > 0
+    # appearance changes move the features far more than noise does
+    noise = np.linalg.norm(renoised - reference)
+    for changed in (smaller, darker, smoother):
+        assert np.linalg.norm(changed - reference) > 2 * noise

@@ -10,9 +10,9 @@ from scipy.stats import chi2_contingency
 from sklearn.metrics import roc_auc_score
 
 from CervicalAILib.errors import InputError
+from CervicalAILib.staging import SURGERY_STAGES
 from CervicalAILib.synth import SynthParams, sample_cohort_table
 from CervicalAILib.synth.clinical import sample_patient
-from CervicalAILib.staging import SURGERY_STAGES
 from CervicalAILib.synth.params import stage_group
 
 N = 2000

@@ -4,8 +4,9 @@
 plus its neighbours as channels; 3D: a box around the whole tumour. Either way the crop is a box
 centred on the tumour's bounding box, the tumour extent plus `margin_mm` on each side, sampled
 on a grid aligned with the image's own axes at the spacing the bundle declares (or scaled so that
-the box fits the encoder's input size). Everything is done in physical space, so anisotropic and
-oblique grids are handled, and only a small region of interest around the tumour is touched.
+the box fits the encoder's input size). Extents, margins and spacings are in millimetres and the
+grid follows the image's direction, so anisotropic and oblique grids give the same crop of the same
+tumour; only a small region of interest around the tumour is read.
 
 Downsampling (output spacing coarser than the image's) is preceded by a Gaussian anti-alias
 filter, sigma = (output - input spacing) / 2 per axis (the rule skimage's `rescale` uses), so that
