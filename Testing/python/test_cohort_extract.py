@@ -101,11 +101,12 @@ def test_table_sidecar_and_values_match_direct_extraction(material, tmp_path):
     assert result.failed == [] and result.reused == 0
     frame = pd.read_parquet(out)
     cohort_csv = pd.read_csv(material["cohort"] / "cohort.csv", dtype={"case_id": str, "center": str})
-    # one row per case in cohort.csv order; cohort.csv columns first (case_id, center), then features
+    # one row per case in cohort.csv order; cohort.csv columns first (case_id, center), extraction_error, features
     assert list(frame["case_id"]) == list(cohort_csv["case_id"])
     assert list(frame.columns[: len(cohort_csv.columns)]) == list(cohort_csv.columns)
     pd.testing.assert_frame_equal(frame[cohort_csv.columns], cohort_csv, check_dtype=False)
-    features = list(frame.columns[len(cohort_csv.columns):])
+    assert frame.columns[len(cohort_csv.columns)] == "extraction_error" and (frame["extraction_error"] == "").all()
+    features = list(frame.columns[len(cohort_csv.columns) + 1:])
     assert "CET1_original_firstorder_Mean" in features and "DWI_original_shape_Sphericity" in features
     assert [f for f in features if "_dl-" in f][:2] == ["T2W_dl-tiny2d_F0000", "T2W_dl-tiny2d_F0001"]
     assert len(features) == 3 * (3 + 4) + 3 * 6  # 3 roles x (3 shape + 4 first order) + 3 roles x 6 deep
@@ -208,7 +209,12 @@ def test_failed_case_is_logged_listed_and_excluded_while_the_rest_continue(mater
     assert code == 3  # the table is written, some cases failed
     captured = capsys.readouterr()
     assert f"FAILED {ids[1]}" in captured.err and "CET1.nii.gz" in captured.err
-    assert list(pd.read_parquet(out)["case_id"]) == [ids[0], ids[2]]
+    table = pd.read_parquet(out)
+    assert list(table["case_id"]) == ids  # the failed case keeps its row, marked and without values
+    assert list(table["extraction_error"] == "") == [True, False, True]
+    assert "CET1.nii.gz" in table["extraction_error"][1]
+    features = [c for c in table.columns if c.startswith("T2W_")]
+    assert table.loc[1, features].isna().all() and table.loc[0, features].notna().all()
     sidecar = json.loads(sidecar_path_for(out).read_text(encoding="utf-8"))
     assert sidecar["cases"] == {"in_cohort": 3, "extracted": 2, "failed": 1}
     [failure] = sidecar["failed_cases"]

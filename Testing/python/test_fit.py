@@ -241,3 +241,25 @@ def test_missing_values_are_judged_on_training_cases_only():
     assert kept["radiomics"] == ["f_ok", "f_one_gap"]
     assert [d["name"] for d in dropped["radiomics"]] == ["f_gappy"]
     assert list(remaining) == ["t1", "t2", "t4"] and "f_one_gap" in reasons["t3"] and set(reasons) == {"t3"}
+
+
+def test_one_split_for_several_endpoints_when_stratified_by_a_column():
+    from CervicalAILib.models.table import assign_cohorts
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"center": rng.choice(["A", "B"], 200, p=[0.7, 0.3]), "lnm": rng.integers(0, 2, 200),
+                          "stage_group_crt": rng.integers(0, 2, 200)})
+    spec = SplitSpec(train_centers=["A"], train_fraction=0.7, seed=5, stratify_by="lnm")
+    by_lnm = assign_cohorts(frame, frame["lnm"], spec)
+    by_stage = assign_cohorts(frame, frame["stage_group_crt"], spec)
+    assert (by_lnm == by_stage).all()  # the endpoint no longer decides the split
+    own = assign_cohorts(frame, frame["stage_group_crt"], SplitSpec(train_centers=["A"], train_fraction=0.7, seed=5))
+    assert not (own == by_lnm).all()  # stratifying by the endpoint itself gives another split
+    a = frame["center"] == "A"
+    share = frame.loc[a & (by_lnm == "training"), "lnm"].mean()
+    assert share == pytest.approx(frame.loc[a, "lnm"].mean(), abs=0.02)  # stratified by LNM
+    assert set(by_lnm[~a]) == {"external_validation"}
+    frame.loc[frame.index[a][0], "lnm"] = np.nan
+    with pytest.raises(InputError, match="stratification column 'lnm' must be 0/1"):
+        assign_cohorts(frame, frame["stage_group_crt"], spec)
+    assert SplitSpec(train_centers=["A"], stratify_by="lnm").as_dict()["stratified_by"] == "lnm"

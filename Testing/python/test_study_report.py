@@ -85,6 +85,10 @@ def test_seed004_design_and_files(study):
     assert set(centre_a["cohort"]) == {"training", "internal_validation"}
     assert (centre_a["cohort"] == "training").mean() == pytest.approx(0.7, abs=0.1)
     assert (merged["lnm"] == merged["lnm_truth"]).all()
+    # both endpoints read the same patients in each cohort (one split, stratified by LNM)
+    stage = pd.read_csv(report / "tables" / "scores_stage_group.csv", dtype={"case_id": str})
+    both = merged[["case_id", "cohort"]].merge(stage[["case_id", "cohort"]], on="case_id", suffixes=("_lnm", "_stage"))
+    assert len(both) == len(merged) and (both["cohort_lnm"] == both["cohort_stage"]).all()
     for name in ("study_report.md", "tables/table1_clinical.csv", "tables/table2_lnm.md", "tables/table4_lnm.csv",
                  "tables/oracle_lnm.csv", "tables/table2_stage_group.csv", "tables/decision_curve_lnm.csv",
                  "figures/roc_lnm_external_validation.png", "figures/calibration_lnm_training.png",
@@ -147,7 +151,7 @@ def test_bundles_load_with_provenance_and_reproduce_the_scores(study):
         assert manifest["synthetic_training_data"] is True
         assert "synthetic data from the CervicalAI generator, not for clinical use" in manifest["training_data"]
         assert manifest["provenance"]["fit"]["split"] == {"mode": "centres", "train_centers": ["A"],
-                                                          "train_fraction": 0.7, "seed": 42, "stratified_by": "endpoint"}
+                                                          "train_fraction": 0.7, "seed": 42, "stratified_by": "lnm"}
         assert manifest["provenance"]["extraction"]["cohort"]["generator"]["seed"] == 4
         card = (bundles / name / "MODEL_CARD.md").read_text(encoding="utf-8")
         assert "not for clinical use" in card

@@ -20,7 +20,7 @@ What it does, in one run (resumable: rerun the same command after an interruptio
   5. writes OUT/study_report.md with its tables (CSV + Markdown) and figures (PNG), OUT/metrics.json,
      and the two risk-model bundles dlrc-lnm and dlrc-stage-group (OUT/bundles or --bundles DIR).
 
-The cohort and the feature table go to --work (default OUT.work beside the report): about 10 GB
+The cohort and the feature table go to --work (default OUT.work beside the report): about 7 GB
 at full scale. Full scale takes about an hour on two CPU cores.
 
 examples:

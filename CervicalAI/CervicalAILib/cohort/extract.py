@@ -17,7 +17,8 @@ have not changed. Parts are kept per component (radiomics of one sequence, deep 
 encoder) with a digest of what decides their values, so a run with other options (`overwrite`)
 recomputes only what changed, e.g. the deep features when only the encoders did. A run with other
 options and no `overwrite` is refused, naming the differences. A case that fails gets an error
-log (`.parts/errors/<case_id>.log`) and is excluded from the table and listed in the sidecar; the
+log (`.parts/errors/<case_id>.log`), a table row with its message in `extraction_error` and no feature
+values (fitting lists it among the excluded cases), and an entry in the sidecar; the
 other cases go on. The table and the sidecar (`<table>.json`) are written only at the end,
 atomically.
 
@@ -358,7 +359,7 @@ class CaseFeatures:
 def case_masks(case: _CaseInputs, images: dict[str, Any], register: bool, warnings: list[str]) -> dict[str, Any]:
     """The tumour mask on each role's own grid (see module docstring); role -> SequenceMask."""
     from ..io.geometry import same_grid
-    from ..registration.masks import read_transforms, sequence_masks
+    from ..registration.masks import complete_transforms, read_transforms, sequence_masks
 
     t2_mask = case.label("tumor") if "tumor" in case.label_paths else None
     own = {}
@@ -378,15 +379,12 @@ def case_masks(case: _CaseInputs, images: dict[str, Any], register: bool, warnin
     registered: list[str] = []
     need = [r for r in lacking if r != REQUIRED_ROLE and r not in transforms and not same_grid(t2_mask, images[r])]
     if need and register:
-        from ..registration import register_to_t2
-
-        moving = {r: images[r] for r in need}
-        if "DWI" in moving and "ADC" in case.roles and "ADC" not in moving:
-            moving["ADC"] = case.image("ADC")  # the DWI takes the ADC's transform (registration/study.py)
-        _, results = register_to_t2({REQUIRED_ROLE: case.image(REQUIRED_ROLE), **moving})
-        for role in need:
-            transforms[role] = results[role].transform
-            registered.append(role)
+        # the readout's own rule (registration.masks.complete_transforms): the DWI takes the ADC's transform
+        available = {REQUIRED_ROLE: case.image(REQUIRED_ROLE), **images}
+        if "DWI" in need and "ADC" in case.roles and "ADC" not in available:
+            available["ADC"] = case.image("ADC")
+        transforms, registered = complete_transforms(available, need, transforms)
+        registered = [r for r in registered if r in need]
     masks = sequence_masks(images, t2_mask, transforms, own, warnings)
     for role in registered:
         masks[role].source = REGISTERED_ON_THE_FLY
@@ -825,7 +823,7 @@ def extract_cohort(
         raise CervicalAIError(f"extraction failed for every case ({len(failed)}); first: {first['case_id']}: "
                               f"{first['error']} (logs in {parts / PARTS_ERRORS})")
     progress(0.99, "writing the feature table")
-    frame = _assemble_table(index, ok_ids, records)
+    frame = _assemble_table(index, ok_ids, records, {f['case_id']: f['error'] for f in failed})
     wall = time.perf_counter() - start
     sidecar = _sidecar(index, out, config, fingerprint, records, ok_ids, failed, reused, tasks, backend, jobs, wall)
     _write_table(frame, out)
@@ -836,28 +834,38 @@ def extract_cohort(
                             wall_seconds=wall, sidecar_data=sidecar)
 
 
-def _assemble_table(index: CohortIndex, ok_ids: list[str], records: dict[str, dict[str, Any]]):
-    """cohort.csv columns (case_id, center first) then feature columns (first-seen order), cohort order."""
+def _assemble_table(index: CohortIndex, ok_ids: list[str], records: dict[str, dict[str, Any]],
+                    failed: dict[str, str] | None = None):
+    """cohort.csv columns (case_id, center first), `extraction_error`, then feature columns (first-seen
+    order), in cohort order. A failed case keeps its row with its error message and no feature values,
+    so that fitting lists it among the excluded cases instead of losing it silently."""
     import numpy as np
     import pandas as pd
 
+    from ..models.table import EXTRACTION_ERROR
+
+    failed = failed or {}
+    extracted = set(ok_ids)
+    row_ids = [c for c in index.case_ids if c in extracted or c in failed]
     features_of = {case_id: {name: value for component in records[case_id]["components"].values()
                              for name, value in component["features"].items()} for case_id in ok_ids}
     columns: dict[str, None] = {}
     for case_id in ok_ids:
         columns.update(dict.fromkeys(features_of[case_id]))
     names = list(columns)
-    values = np.full((len(ok_ids), len(names)), np.nan)
+    values = np.full((len(row_ids), len(names)), np.nan)
     position = {name: j for j, name in enumerate(names)}
-    for i, case_id in enumerate(ok_ids):
-        for name, value in features_of[case_id].items():
+    for i, case_id in enumerate(row_ids):
+        for name, value in features_of.get(case_id, {}).items():
             values[i, position[name]] = np.nan if value is None else float(value)
-    meta = index.frame.set_index("case_id", drop=False).loc[ok_ids]
+    meta = index.frame.set_index("case_id", drop=False).loc[row_ids]
     first = [c for c in ("case_id", "center") if c in meta.columns]
     meta = meta[first + [c for c in meta.columns if c not in first]].reset_index(drop=True)
-    clash = sorted(set(meta.columns) & set(names))
-    if clash:
-        raise InputError(f"{COHORT_CSV} has column(s) named like features: {', '.join(clash[:5])}", index.path / COHORT_CSV)
+    clash = sorted((set(meta.columns) | {EXTRACTION_ERROR}) & set(names))
+    if clash or EXTRACTION_ERROR in meta.columns:
+        raise InputError(f"{COHORT_CSV} has column(s) named like features: {', '.join((clash or [EXTRACTION_ERROR])[:5])}",
+                         index.path / COHORT_CSV)
+    meta[EXTRACTION_ERROR] = [failed.get(case_id, "") for case_id in row_ids]
     features = pd.DataFrame(values, columns=names)
     return pd.concat([meta, features], axis=1)
 

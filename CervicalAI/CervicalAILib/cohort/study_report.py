@@ -3,7 +3,7 @@
 Steps, each reusing the engine's own parts:
 
 1. cohort: `synth.generate_cohort` with five centres (shares of seed 004's 685/207/97/85/21),
-   1100 x scale cases; centre A is split 7:3 (stratified by the endpoint) into training and
+   1100 x scale cases; centre A is split 7:3 (stratified by LNM, one split for both endpoints) into training and
    internal validation, centres B-E form the external validation cohort (seed 004: 481/204/410).
 2. features: `cohort.extract_cohort` (radiomics of T2WI, DWI, CE-T1WI on each sequence's own
    grid with its own tumour mask; deep features of the 2D and 3D encoders). Resumable.
@@ -46,6 +46,7 @@ BASE_CASES = 1100  # seed 004: 1095 patients
 CENTERS = 5  # seed 004: five centres
 TRAIN_CENTER = "A"
 TRAIN_FRACTION = 0.7
+SPLIT_STRATUM = "lnm"  # both endpoints share the split of centre A, stratified by LNM
 BUNDLE_NAMES = {"lnm": "dlrc-lnm", "stage_group": "dlrc-stage-group"}  # resources.DEFAULT_BUNDLES
 GENERATION_RECORD = "cohort_generation.json"  # in the work folder: wall and CPU seconds of generating the cohort
 ORACLE_COLUMNS = {"lnm": "oracle_lnm_probability", "stage_group": "oracle_stage_probability"}
@@ -219,7 +220,10 @@ def _fit(table_path: Path, endpoint: str, config: StudyConfig, progress: Progres
     table = read_feature_table(table_path)
     fit_config = FitConfig(
         endpoint=endpoint,
-        split=SplitSpec(train_centers=[TRAIN_CENTER], train_fraction=TRAIN_FRACTION, seed=config.split_seed),
+        # one split for both endpoints, stratified by LNM (seed 004's endpoint), so that Table 1 and every
+        # cohort mean the same patients whichever endpoint is read
+        split=SplitSpec(train_centers=[TRAIN_CENTER], train_fraction=TRAIN_FRACTION, seed=config.split_seed,
+                        stratify_by=SPLIT_STRATUM),
         selection=SelectionConfig(mwu_p=config.mwu_p),
         min_events=config.min_events,
         family_cv_folds=min(5, config.min_events),
@@ -235,9 +239,23 @@ def _training_statement(endpoint: str, result, sidecar: dict[str, Any]) -> str:
               + (f", `{generator['regenerate']}`" if generator.get("regenerate") else ""))
     return (f"Trained on synthetic data from the CervicalAI generator, not for clinical use. {n} training cases "
             f"({events} positive for {endpoint}) of centre {TRAIN_CENTER} of a synthetic multi-centre cohort ({source}): "
-            f"the 70 % training part of a 7:3 split stratified by the endpoint (seed {result.config.split.seed}); "
+            f"the 70 % training part of a 7:3 split stratified by LNM (seed {result.config.split.seed}); "
             f"features from `cervicalai extract` on {', '.join(sidecar.get('roles') or [])}. Made by "
-            "`cervicalai study-report`, which reproduces seed 004's study.")
+            "`cervicalai study-report`, which reproduces seed 004's study. "
+            + _mask_statement(sidecar))
+
+
+def _mask_statement(sidecar: dict[str, Any]) -> str:
+    """Where the training masks came from, against what the readout uses (a reviewer's question)."""
+    sources = (sidecar.get("masks") or {}).get("sources") or {}
+    if not sources:
+        return ""
+    parts = [f"{role}: " + ", ".join(f"{n} {source}" for source, n in sorted(counts.items()))
+             for role, counts in sources.items()]
+    return ("Training tumour masks per sequence (" + "; ".join(parts) + "). The readout instead carries the "
+            "reader's T2WI mask onto each sequence through the co-registration, so its features also carry the "
+            "registration error (mean 0.2-0.9 mm on synthetic pairs, Testing/benchmarks/results/registration.md); train with the same mask "
+            "source as the readout (`cervicalai extract` without per-sequence labels) to remove that difference.")
 
 
 def _model_scores(result, endpoint: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -730,7 +748,7 @@ def _markdown(config: StudyConfig, metrics: dict[str, Any], fits, evaluations, t
               f"validation, centres B-E pooled as external validation ({'/'.join(map(str, SEED004_SIZES))}). Here: "
               f"`{generator.get('regenerate', 'cervicalai synth')}` ({metrics['cohort']['n_cases']} synthetic patients, "
               f"generator {generator.get('version', '?')}, centre shares of seed 004), the same split of centre A "
-              f"(stratified by the endpoint, seed {config.split_seed}).", "",
+              f"(stratified by LNM, the same split for both endpoints, seed {config.split_seed}).", "",
               "| Cohort | Centres | n | LNM+ | LNM rate | Chemoradiotherapy group |", "|---|---|---|---|---|---|"]
     for row in summary_rows:
         lines.append(f"| {COHORT_LABELS[row['cohort']]} | {row['centres']} | {row['n']} | {row['lnm_positive']} | "

@@ -205,10 +205,12 @@ def model_card(result, manifest: dict[str, Any]) -> str:
     cut = model["cutoffs"]["dlrc_probability"]
     lines += ["", f"Cut-off (maximum Youden index on the training cohort): probability >= {cut['cutoff']:.3f} "
               f"(training sensitivity {cut['sensitivity']:.2f}, specificity {cut['specificity']:.2f}).", ""]
+    combat_applied = not str(result.combat_note).startswith("not applied")
+    harmonised = ", ComBat-harmonised" if combat_applied else ""
     for score, family in model["scores"].items():
         fam = model["families"][family]
         lines += [f"### {'Rad_score' if score == 'rad_score' else 'DL_score'} ({family})", "",
-                  "Linear predictor of a logistic model on standardised, ComBat-harmonised features:", "",
+                  f"Linear predictor of a logistic model on standardised{harmonised} features:", "",
                   "| Feature | Coefficient (per SD) |", "|---|---|", f"| (intercept) | {fam['intercept']:.4f} |"]
         for name, coefficient in zip(fam["features"], fam["coefficients"]):
             lines.append(f"| {name} | {coefficient:.4f} |")
@@ -225,7 +227,9 @@ def model_card(result, manifest: dict[str, Any]) -> str:
     lines += [
         "## How it was built",
         "",
-        "Seed 004's chain on the training cohort only: ComBat harmonisation per centre (neuroHarmonize), Mann-Whitney U "
+        "Seed 004's chain on the training cohort only: "
+        + ("ComBat harmonisation per centre (neuroHarmonize), " if combat_applied else f"ComBat {result.combat_note}; ")
+        + "Mann-Whitney U "
         f"(p < {result.config.selection.mwu_p}), Spearman redundancy removal (|rho| > {result.config.selection.spearman_rho}, "
         "the feature with the smaller Mann-Whitney p kept), LASSO logistic regression with a cross-validated penalty, "
         "backward stepwise logistic regression by AIC; clinical variables by univariate tests "

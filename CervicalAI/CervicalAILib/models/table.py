@@ -247,7 +247,8 @@ class SplitSpec:
     """How cases are assigned to cohorts. Exactly one mode is used:
 
     - column mode: `column` holds the cohort of each case; rows equal to `train_value` train.
-    - centre mode: cases of `train_centers` are split (stratified by the endpoint) into training
+    - centre mode: cases of `train_centers` are split (stratified by the endpoint, or by the 0/1
+      column `stratify_by` so that several endpoints share one split) into training
       (`train_fraction`) and internal validation with `seed`; other centres are external validation.
     - neither: every case trains.
     """
@@ -257,6 +258,7 @@ class SplitSpec:
     train_centers: list[str] | None = None
     train_fraction: float = 1.0
     seed: int = 42
+    stratify_by: str | None = None  # default: the endpoint
 
     def as_dict(self) -> dict[str, Any]:
         if self.column:
@@ -267,7 +269,7 @@ class SplitSpec:
                 "train_centers": list(self.train_centers),
                 "train_fraction": self.train_fraction,
                 "seed": self.seed,
-                "stratified_by": "endpoint",
+                "stratified_by": self.stratify_by or "endpoint",
             }
         return {"mode": "all-training"}
 
@@ -305,7 +307,16 @@ def assign_cohorts(frame, y, spec: SplitSpec, where: str | Path | None = None):
         from sklearn.model_selection import train_test_split
 
         idx = frame.index[in_train_centers]
-        labels = np.asarray(y[idx], dtype=int)
+        if spec.stratify_by:
+            if spec.stratify_by not in frame.columns:
+                raise InputError(f"stratification column {spec.stratify_by!r} not found in the table", where)
+            strata = pd.to_numeric(frame.loc[idx, spec.stratify_by], errors="coerce")
+            if strata.isna().any() or not strata.isin([0, 1]).all():
+                raise InputError(f"stratification column {spec.stratify_by!r} must be 0/1 for every case of the "
+                                 "training centre(s)", where)
+            labels = strata.to_numpy(dtype=int)
+        else:
+            labels = np.asarray(y[idx], dtype=int)
         stratify = labels if min(np.bincount(labels, minlength=2)) >= 2 else None
         _, internal = train_test_split(
             np.asarray(idx), train_size=spec.train_fraction, random_state=spec.seed, stratify=stratify
