@@ -170,3 +170,31 @@ def test_chain_without_signal_gives_no_score():
     model = select_family("radiomics", x, [f"T2W_f{i}" for i in range(30)], y, SelectionConfig(lasso_folds=5, lasso_n_c=10))
     assert not model.available
     assert "stopped" in model.log
+
+
+def test_separated_classes_keep_the_finite_lasso_model():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(4)
+    diameter = rng.uniform(10, 70, 300)
+    y = (diameter >= 40).astype(int)  # an endpoint that a size feature defines (stage group on synthetic data)
+    x = np.column_stack([diameter + rng.normal(0, 0.5, 300), diameter ** 3 / 1000 + rng.normal(0, 5, 300),
+                         rng.normal(size=(300, 4))])
+    names = ["T2W_shape_Maximum3DDiameter", "T2W_shape_VoxelVolume"] + [f"T2W_noise{i}" for i in range(4)]
+    config = SelectionConfig(lasso_folds=5, lasso_n_c=15)
+    model = select_family("radiomics", x, names, y, config)
+    assert model.available and "separation" in model.log["stepwise"]["skipped"]
+    assert all(np.isfinite(model.coefficients)) and np.isfinite(model.intercept)
+    # the score is the LASSO model's decision function at the chosen C
+    assert model.features == list(model.log["lasso"]["kept"])
+    cols = [names.index(f) for f in model.features]
+    kept_all = [names.index(n) for n in model.log["spearman"]["kept"]]
+    z, _, _ = standardise(x[:, kept_all])
+    lasso = LogisticRegression(l1_ratio=1.0, C=model.log["lasso"]["C"], solver="liblinear",
+                               intercept_scaling=config.intercept_scaling, tol=config.lasso_tol, max_iter=10000,
+                               random_state=config.seed)
+    lasso.fit(z, y)
+    np.testing.assert_allclose(model.score(x[:, cols]), lasso.decision_function(z), rtol=1e-6, atol=1e-6)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, model.score(x[:, cols])) > 0.99

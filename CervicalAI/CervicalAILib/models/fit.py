@@ -30,7 +30,7 @@ from ..errors import InputError
 from ..progress import ProgressCallback, no_progress, sub_progress
 from . import clinical as clin
 from .combat import fit_combat, subset_combat
-from .logistic import backward_stepwise_aic, sigmoid
+from .logistic import backward_stepwise_aic, finite_or_none, sigmoid
 from .selection import FamilyModel, SelectionConfig, cross_validated_auc, select_family
 from .table import (
     CENTER,
@@ -457,7 +457,11 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
                             f"{len(missing_ids)} lack a retained clinical value")
     step = backward_stepwise_aic(design[complete], y_train[complete], columns, term_columns)
     dlrc_log["stepwise"] = {"criterion": "AIC", "direction": "backward", "steps": step.steps, "kept": step.terms,
-                            "aic": step.fit.aic, "standard_errors": step.fit.standard_errors, "p_values": step.fit.p_values}
+                            "aic": finite_or_none(step.fit.aic), "converged": step.fit.converged,
+                            "standard_errors": step.fit.standard_errors, "p_values": step.fit.p_values}
+    if step.terms and not step.fit.converged:
+        warnings_out.append(f"the DLRC model did not converge (the training classes are separated by "
+                            f"{', '.join(step.terms)}): its probabilities are close to 0 or 1 and overconfident")
     if not step.terms:
         raise InputError(f"the DLRC stepwise selection kept no predictor (candidates: {', '.join(term_columns)}): "
                          f"no usable signal for {endpoint!r}", table.path)

@@ -123,13 +123,13 @@ def backward_stepwise_aic(
         best_aic, best_term, best_reduced = min(candidates, key=lambda c: (c[0], c[1]))
         if not best_aic < current_fit.aic:
             break
-        steps.append({"drop": best_term, "aic_before": _finite(current_fit.aic), "aic_after": _finite(best_aic)})
+        steps.append({"drop": best_term, "aic_before": finite_or_none(current_fit.aic), "aic_after": finite_or_none(best_aic)})
         current = best_reduced
         current_fit = fit_terms(current)
     return StepwiseResult(terms=current, fit=current_fit, steps=steps)
 
 
-def _finite(value: float) -> float | None:
+def finite_or_none(value: float) -> float | None:
     """JSON has no infinity: a non-converged model's AIC is logged as null."""
     return float(value) if math.isfinite(value) else None
 

@@ -14,7 +14,9 @@
    unpenalised (intercept_scaling = 100). Features with non-zero coefficients are kept.
 4. Backward stepwise logistic regression by AIC (statsmodels, see `logistic.py`) on the
    standardised LASSO survivors. The family's score (Rad_score, DL_score) is the final model's
-   linear predictor: intercept + sum(beta_i * (x_i - mean_i) / sd_i).
+   linear predictor: intercept + sum(beta_i * (x_i - mean_i) / sd_i). When the LASSO survivors
+   separate the training classes perfectly, the unpenalised model has no estimate (its likelihood
+   has no maximum) and the LASSO model itself, penalised and finite, is the family's model.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .logistic import backward_stepwise_aic
+from .logistic import backward_stepwise_aic, finite_or_none, fit_logit
 
 
 @dataclass
@@ -179,6 +181,7 @@ def lasso_cv(z: np.ndarray, y: np.ndarray, config: SelectionConfig) -> dict[str,
         "mean_deviance": [float(v) for v in mean],
         "se_deviance": [float(v) for v in se],
         "coefficients": [float(v) for v in final.coef_[0]],
+        "intercept": float(final.intercept_[0]),
     }
 
 
@@ -220,8 +223,18 @@ def select_family(family: str, values: np.ndarray, names: Sequence[str], y: np.n
 
     lasso_idx = [names.index(n) for n in lasso_names]
     z, mean, sd = standardise(values[:, lasso_idx])
+    if not fit_logit(z, y, lasso_names).converged:
+        # Separation: the LASSO's features split the training classes perfectly (e.g. an endpoint that a
+        # size feature defines), so the unpenalised logistic model has no maximum-likelihood estimate and
+        # stepwise AIC has nothing to compare. The LASSO model, penalised and finite, is the family's model.
+        log["stepwise"] = {"criterion": "AIC", "skipped": "the unpenalised model of the LASSO features does not "
+                           "converge (separation): the score is the LASSO model's linear predictor"}
+        coefficients = [c for c in lasso["coefficients"] if c != 0.0]
+        return FamilyModel(family=family, features=list(lasso_names), mean=[float(v) for v in mean],
+                           sd=[float(v) for v in sd], coefficients=coefficients, intercept=lasso["intercept"], log=log)
     step = backward_stepwise_aic(z, y, lasso_names)
-    log["stepwise"] = {"criterion": "AIC", "direction": "backward", "steps": step.steps, "kept": step.terms, "aic": step.fit.aic}
+    log["stepwise"] = {"criterion": "AIC", "direction": "backward", "steps": step.steps, "kept": step.terms,
+                       "aic": finite_or_none(step.fit.aic)}
     if not step.terms:
         log["stopped"] = "backward stepwise AIC kept no feature"
         return FamilyModel(family, [], [], [], [], step.fit.intercept, log)
