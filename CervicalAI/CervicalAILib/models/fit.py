@@ -382,6 +382,9 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
         families[family] = select_family(family, harmonised_train[family], kept[family], y_train, config.selection)
         if not families[family].available:
             warnings_out.append(f"{family}: no score ({families[family].log.get('stopped')})")
+        elif families[family].log.get("stepwise", {}).get("skipped"):
+            warnings_out.append(f"{family}: {len(families[family].features)} LASSO feature(s) separate the training "
+                                "classes perfectly; the score is the LASSO model (no stepwise AIC refit)")
     deep = [f for f in families if f != RADIOMICS_FAMILY and families[f].available]
     family_cv_auc: dict[str, float] = {}
     if len(deep) > 1:

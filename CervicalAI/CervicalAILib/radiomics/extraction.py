@@ -440,6 +440,11 @@ def _pyradiomics_messages_collected() -> Iterator[_WarningCollector]:
     radiomics_logger = logging.getLogger("radiomics")
     stderr_handler = getattr(radiomics, "handler", None)  # pyradiomics prints warnings to stderr itself
     previous_level = stderr_handler.level if stderr_handler is not None else None
+    # pyradiomics sets its logger to DEBUG on import, so its INFO lines (one per filter and feature
+    # class) would reach the application's handlers; only a --verbose (DEBUG) run wants them
+    previous_logger_level = radiomics_logger.level
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        radiomics_logger.setLevel(logging.WARNING)
     radiomics_logger.addHandler(collector)
     if stderr_handler is not None:
         stderr_handler.setLevel(logging.CRITICAL + 1)
@@ -447,6 +452,7 @@ def _pyradiomics_messages_collected() -> Iterator[_WarningCollector]:
         yield collector
     finally:
         radiomics_logger.removeHandler(collector)
+        radiomics_logger.setLevel(previous_logger_level)
         if stderr_handler is not None:
             stderr_handler.setLevel(previous_level)
 
