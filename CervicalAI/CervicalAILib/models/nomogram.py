@@ -208,8 +208,14 @@ def render_nomogram(spec: Mapping[str, Any], path: str | Path, patient: Mapping[
         ticks = spec["probability_ticks"]
         if ticks:
             axis_line(y, ticks[0]["total_points"] * scale, ticks[-1]["total_points"] * scale, spec["outcome_label"])
+        last = -1e9
         for t in ticks:
-            tick(t["total_points"] * scale, y, f"{t['probability']:g}", below=True)
+            # probability ticks bunch up where the logistic curve is steep: label one only when it
+            # stands clear of the last labelled one, the others keep their tick mark
+            x = t["total_points"] * scale
+            clear = x - last >= 4.5
+            tick(x, y, f"{t['probability']:g}" if clear else "", below=True)
+            last = x if clear else last
 
         if patient is not None:
             reading = nomogram_points(spec, patient)
