@@ -281,6 +281,16 @@ def test_mask_off_the_image_and_on_another_grid(world, tmp_path):
     inputs = load_inputs(world["case"], tmp_path / "far.nii.gz", {}, transforms_dir=world["root"] / "reg")
     with pytest.raises(InputError, match="does not overlap the T2WI"):
         predict_case(inputs, lnm_bundle=world["risk"].path, use_stage=False)
+    # a mask that reaches past the T2WI's last slice: refused, not silently cut to a smaller tumour
+    slices = np.flatnonzero(sitk.GetArrayViewFromImage(mask).any(axis=(1, 2)))
+    beyond = mask.GetSize()[2] - (slices[0] + slices[-1]) / 2  # slices to move the tumour's centre past the end
+    slice_axis = np.asarray(mask.GetDirection()).reshape(3, 3)[:, 2]
+    cut = sitk.Image(mask)
+    cut.SetOrigin(tuple(np.asarray(mask.GetOrigin()) + slice_axis * beyond * mask.GetSpacing()[2]))
+    sitk.WriteImage(cut, str(tmp_path / "cut.nii.gz"))
+    inputs = load_inputs(world["case"], tmp_path / "cut.nii.gz", {}, transforms_dir=world["root"] / "reg")
+    with pytest.raises(InputError, match=r"\d+\.\d% of the tumour mask lies outside the T2WI"):
+        predict_case(inputs, lnm_bundle=world["risk"].path, use_stage=False)
     coarse = sitk.Resample(mask, world["images"]["CET1"], sitk.Transform(), sitk.sitkNearestNeighbor)
     sitk.WriteImage(coarse, str(tmp_path / "coarse.nii.gz"))
     inputs = load_inputs(world["case"], tmp_path / "coarse.nii.gz", {}, transforms_dir=world["root"] / "reg")

@@ -81,6 +81,22 @@ def overlap_fraction(image: sitk.Image, reference: sitk.Image, transform: sitk.T
     return float(inside.mean())
 
 
+def label_fraction_inside(mask: sitk.Image, image: sitk.Image, label: int | None = None) -> float:
+    """Fraction of the mask's labelled voxels (`label`, or any non-zero) whose centres fall inside
+    `image`'s voxel-edge box: how much of a tumour survives being put onto the image's grid."""
+    array = sitk.GetArrayViewFromImage(mask)
+    zyx = np.argwhere(array != 0 if label is None else array == label)
+    if len(zyx) == 0:
+        return 0.0
+    matrix = index_to_physical_matrix(mask)
+    points = zyx[:, ::-1].astype(float) @ matrix[:3, :3].T + matrix[:3, 3]
+    inverse = np.linalg.inv(index_to_physical_matrix(image))
+    indices = points @ inverse[:3, :3].T + inverse[:3, 3]
+    upper = np.asarray(image.GetSize(), dtype=float) - 0.5
+    inside = np.all((indices >= -0.5 - 1e-3) & (indices <= upper + 1e-3), axis=1)
+    return float(inside.mean())
+
+
 def resample_to_reference(
     image: sitk.Image,
     reference: sitk.Image,

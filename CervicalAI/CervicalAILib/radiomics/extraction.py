@@ -36,7 +36,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..io.case import ROLES
-from ..io.geometry import index_to_physical_matrix, resample_to_reference, same_grid
+from ..io.geometry import label_fraction_inside, resample_to_reference, same_grid
 from ..progress import ProgressCallback, no_progress, sub_progress
 from .names import (
     SHAPE_CLASSES,
@@ -270,7 +270,7 @@ def _prepare_mask(
     messages: list[str] = []
     resampled = False
     if not same_grid(image, mask):
-        fraction = _fraction_inside(mask, image, label)
+        fraction = label_fraction_inside(mask, image, label)
         if fraction == 0.0:
             raise InputError(
                 f"the tumour mask lies entirely outside the {role} image (mask and image do not overlap in space); "
@@ -314,20 +314,6 @@ def _check_roi_size(count: int, array: np.ndarray, label: int, when: str) -> Non
             f"the tumour mask{when} has a single voxel; pyradiomics cannot compute shape or texture on one voxel "
             f"(at least {MIN_ROI_VOXELS} voxels are needed)"
         )
-
-
-def _fraction_inside(mask: sitk.Image, image: sitk.Image, label: int) -> float:
-    """Fraction of the mask's label voxels whose centres fall inside the image's voxel-edge box."""
-    zyx = np.argwhere(sitk.GetArrayViewFromImage(mask) == label)
-    if len(zyx) == 0:
-        return 0.0
-    ijk = zyx[:, ::-1].astype(float)
-    points = ijk @ index_to_physical_matrix(mask)[:3, :3].T + index_to_physical_matrix(mask)[:3, 3]
-    inverse = np.linalg.inv(index_to_physical_matrix(image))
-    indices = points @ inverse[:3, :3].T + inverse[:3, 3]
-    upper = np.asarray(image.GetSize(), dtype=float) - 0.5
-    inside = np.all((indices >= -0.5 - 1e-3) & (indices <= upper + 1e-3), axis=1)
-    return float(inside.mean())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from ..clinical import FIELDS as CLINICAL_FIELDS
 from ..clinical import validate_clinical
 from ..errors import BundleError, InputError
 from ..io import atomic
-from ..io.geometry import overlap_fraction, resample_to_reference, same_grid
+from ..io.geometry import label_fraction_inside, resample_to_reference, same_grid
 from ..io.hashing import sha256_file
 from ..io.images import read_image
 from ..models.bundle import load_bundle
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 READOUT_SCHEMA = "cervicalai.readout/1"
 READOUT_FILE = "readout.json"
 MIN_MASK_VOXELS = 10  # fewer voxels cannot carry texture; pyradiomics refuses such regions too
+MIN_TUMOUR_INSIDE = 0.999  # as the radiomics extraction: a mask cut by the image border is refused
 
 
 @dataclass
@@ -71,9 +72,13 @@ def check_mask(mask: sitk.Image, t2: sitk.Image, warnings: list[str], where: str
     if mask.GetDimension() != 3:
         raise InputError(f"the {where} must be a 3D image, got {mask.GetDimension()}D")
     if not same_grid(mask, t2):
-        covered = overlap_fraction(t2, mask)
-        if covered == 0.0:
+        inside = label_fraction_inside(mask, t2)
+        if inside == 0.0:
             raise InputError(f"the {where} does not overlap the T2WI (different position in space)")
+        if inside < MIN_TUMOUR_INSIDE:
+            # a tumour cut at the image border would be scored as a smaller tumour
+            raise InputError(f"{100 * (1 - inside):.1f}% of the {where} lies outside the T2WI: the readout would "
+                             "describe a truncated tumour (check that the mask belongs to this study)")
         warnings.append(f"the {where} is not on the T2WI grid: resampled onto it (nearest neighbour)")
         mask = resample_to_reference(mask, t2, interpolator=sitk.sitkNearestNeighbor, pixel_type=sitk.sitkUInt8)
     mask = sitk.Cast(mask != 0, sitk.sitkUInt8)
