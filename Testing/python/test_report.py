@@ -98,7 +98,8 @@ def test_html_report_is_self_contained_and_complete(readout, tmp_path):
     for expected in ("CAI-1A2B3C4D5E6F", "T2WI, ADC, DWI, CE-T1WI", "IB3", "42.0% (training Youden index)",
                      "Validated: external validation", "AUC 0.86 (n 400, 124 with LNM); sensitivity 78.0% at the operating point",
                      "Validated: training", "chemoradiotherapy group", "confined to the cervix",
-                     "outside the training range", "dlrc-lnm@1.0.0", "Synthetic cohort of 1100 patients",
+                     "outside the training range", "dlrc-lnm@1.0.0",
+                     "predicts pelvic lymph-node metastasis; trained on synthetic data (1100 cases), not for clinical use",
                      "simclr-t2@0.3", "trained on synthetic data", "reviewed by Dr Reader"):
         assert expected in text, expected
     # self-contained: every image inline, no link to any file or host
@@ -158,6 +159,50 @@ def _render_pdf_page(pdf: Path, tmp_path: Path) -> np.ndarray:
         subprocess.run(["pdftoppm", "-png", "-r", "50", "-singlefile", str(pdf), str(tmp_path / "page")], check=True)
         return _png((tmp_path / "page.png").read_bytes())
     pytest.skip("no PDF renderer here: install pypdfium2 (PyPI) or poppler-utils (pdftoppm) to render the PDF")
+
+
+LONG_TRAINING_DATA = (
+    "Trained on synthetic data from the CervicalAI generator, not for clinical use. 461 training cases (138 positive "
+    "for lnm) of centre A of a synthetic multi-centre cohort: the 70 % training part of a 7:3 split stratified by LNM "
+    "(seed 42); features from `cervicalai extract` on T2W, DWI, CET1. " * 4)
+
+
+def test_model_cards_are_brief_and_the_pdf_fits_one_page(readout, tmp_path):
+    """Full model-card paragraphs (as the shipped bundles carry) and a long warning list: the model
+    lines stay one short clause each, and every section of the PDF, the Models section last, ends
+    above the foot of the A4 page."""
+    pypdfium2 = pytest.importorskip("pypdfium2")
+    copy = tmp_path / "readout"
+    shutil.copytree(readout, copy)
+    document = json.loads((copy / "readout.json").read_text())
+    card = {"task": "risk-model", "intended_use": "Research use: estimate the probability of ... " * 5,
+            "training_data": LONG_TRAINING_DATA, "sha256": {"model.json": "0" * 64}}
+    encoder = {"family": "dl-resnet2d", "name": "tumor-encoder-resnet2d", "version": "1.0.0", "sha256": "1" * 64}
+    document["models"] = {"lnm": {**card, "name": "dlrc-lnm", "version": "1.0.0"},
+                          "stage_group": {**card, "name": "dlrc-stage-group", "version": "1.0.0"},
+                          "encoders": [encoder, dict(encoder)]}  # both risk models use the same encoder
+    document["warnings"] = [f"feature number {i} is outside the training range" for i in range(40)]
+    (copy / "readout.json").write_text(json.dumps(document))
+
+    content = build_content(copy)
+    assert [k for k, _ in content.models] == ["LNM: dlrc-lnm@1.0.0", "Stage group: dlrc-stage-group@1.0.0",
+                                              "Encoder: tumor-encoder-resnet2d@1.0.0"]
+    assert all(len(f"{k}: {v}") <= 160 for k, v in content.models), content.models
+    assert content.models[0][1] == ("predicts pelvic lymph-node metastasis; trained on synthetic data (461 cases), "
+                                    "not for clinical use")
+
+    paths = write_report(copy, tmp_path / "report.html", pdf_path=tmp_path / "report.pdf")
+    assert "feature number 39 is outside" in paths.html.read_text()  # the HTML keeps every warning
+    page = pypdfium2.PdfDocument(str(paths.pdf))[0]
+    text_page = page.get_textpage()
+    text = text_page.get_text_range()
+    for expected in ("Models", "dlrc-lnm@1.0.0", "dlrc-stage-group@1.0.0", "tumor-encoder-resnet2d@1.0.0",
+                     "more: see the HTML report", "not for clinical use"):
+        assert expected in text, expected
+    assert "feature number 0 is outside" in text and "feature number 39" not in text  # cut to fit
+    # the lowest character on the page stays above a 1 cm margin (PDF y grows upwards from the foot)
+    bottoms = [text_page.get_charbox(i)[1] for i in range(text_page.count_chars())]
+    assert min(bottoms) > 28, min(bottoms)
 
 
 def test_missing_images_are_noted_not_fatal(readout, tmp_path):

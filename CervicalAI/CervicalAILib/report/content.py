@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,37 @@ def key_image_png(images: dict[str, sitk.Image], mask: sitk.Image, slice_index: 
     return buffer.getvalue()
 
 
+# what each model of the readout predicts or does, by the readout's key (docs/readout.md "models")
+MODEL_ROLES = {
+    "lnm": "predicts pelvic lymph-node metastasis",
+    "stage_group": "predicts the chemoradiotherapy group (IB3, IIA2-IVB)",
+    "encoders": "deep tumour features for DL_score",
+    "segmentation": "automatic tumour contour",
+}
+ROLE_LABELS = {"lnm": "LNM", "stage_group": "Stage group", "encoders": "Encoder", "segmentation": "Segmentation"}
+TASK_ROLES = {"risk-model": "risk model", "encoder": "deep tumour features", "segmentation": "automatic tumour contour"}
+
+
+def _training_clause(card: dict[str, Any]) -> str:
+    """One short clause on the training data; the full paragraph stays in the model card (MODEL_CARD.md)."""
+    text = str(card.get("training_data") or "")
+    if not text:
+        return ""
+    # the number of training cases, written by risk bundles as "N training cases" (models/risk_bundle.py)
+    match = re.search(r"(\d[\d,]*) training cases", text) or re.search(r"(\d[\d,]*) (?:patients|cases)\b", text)
+    cases = f" ({match.group(1)} cases)" if match else ""
+    if card.get("synthetic_training_data") or "synthetic" in text.lower():
+        return f"trained on synthetic data{cases}, not for clinical use"
+    first = re.split(r"(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;")
+    return "trained on " + (first if len(first) <= 80 else first[:77].rstrip() + "...") + cases * (cases not in first)
+
+
 def _model_lines(models: Any) -> list[tuple[str, str]]:
-    lines = []
+    """Model cards in brief, one line each: name@version, what it predicts, one clause on its training data.
+
+    The full intended use and training-data paragraph (about 1000 characters per risk model) do not
+    fit a one-page report; the validated AUCs are in the LNM section. Encoders used by both risk
+    models are listed once."""
     entries: list[tuple[str, Any]] = []
     if isinstance(models, dict):
         for key, value in models.items():
@@ -155,13 +185,21 @@ def _model_lines(models: Any) -> list[tuple[str, str]]:
                 entries += [(key, item) for item in value]
             elif value:
                 entries.append((key, value))
+    lines: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
     for role, card in entries:
         if not isinstance(card, dict):
             lines.append((role, str(card)))
             continue
-        name = f"{card.get('name', role)}@{card.get('version', '?')}"
-        text = " ".join(str(card.get(k)) for k in ("intended_use", "training_data") if card.get(k))
-        lines.append((f"{role}: {name}", text or "no model card text"))
+        name = f"{card.get('name', card.get('label', role))}@{card.get('version', '?')}"
+        if (role, name) in seen:
+            continue
+        seen.add((role, name))
+        does = MODEL_ROLES.get(role) or TASK_ROLES.get(str(card.get("task")), str(card.get("task") or "model"))
+        if card.get("family") and role == "encoders":
+            does += f" ({card['family']})"
+        clause = _training_clause(card)
+        lines.append((f"{ROLE_LABELS.get(role, role)}: {name}", f"{does}; {clause}" if clause else does))
     return lines
 
 

@@ -86,6 +86,42 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.fill(line, width) for line in text.splitlines() or [""])
 
 
+# PDF layout below the nomogram, in figure fractions of the A4 page (11.69 in = 842 pt)
+SECTIONS_TOP = 0.315
+SECTION_HEAD = 0.03  # a section title and the gap before the next one
+BODY_LINE = 0.0112  # one 7.5 pt body line (matplotlib's line spacing 1.2 = 9 pt)
+PAGE_BOTTOM = 0.035  # kept free at the foot of the page (about 10 mm)
+BODY_WIDTH = 125  # characters per body line at 7.5 pt across the page
+
+
+def fit_sections(sections: list[tuple[str, list[str]]], top: float = SECTIONS_TOP,
+                 bottom: float = PAGE_BOTTOM) -> list[tuple[str, list[str]]]:
+    """Wrapped body lines per section, cut so the last section ends above the foot of the page.
+
+    Long lists (many warnings) would otherwise push the Models section off the one-page PDF; the
+    longest section loses its last items first and says how many are left to the HTML report."""
+    wrapped = [(title, [_wrap(f"- {line}", BODY_WIDTH).splitlines() for line in lines]) for title, lines in sections]
+    dropped = [0] * len(wrapped)
+    budget = int((top - bottom - SECTION_HEAD * len(sections)) / BODY_LINE)
+
+    def height(i: int) -> int:
+        return sum(len(item) for item in wrapped[i][1]) + (dropped[i] > 0) if wrapped[i][1] or dropped[i] else 1
+
+    while sum(height(i) for i in range(len(wrapped))) > budget:
+        i = max(range(len(wrapped)), key=lambda j: (height(j), j != len(wrapped) - 1))
+        if not wrapped[i][1]:
+            break  # nothing left to cut
+        wrapped[i][1].pop()
+        dropped[i] += 1
+    fitted = []
+    for (title, items), n in zip(wrapped, dropped):
+        lines = [line for item in items for line in item]
+        if n:
+            lines.append(f"- ... {n} more: see the HTML report")
+        fitted.append((title, lines or ["none"]))
+    return fitted
+
+
 def render_pdf_bytes(content: ReportContent) -> bytes:
     """The report as a one-page A4 PDF (matplotlib's PDF backend)."""
     import matplotlib
@@ -114,15 +150,14 @@ def render_pdf_bytes(content: ReportContent) -> bytes:
         fig.text(0.52, 0.685, "Lymph-node metastasis risk", fontsize=10, fontweight="bold", va="top")
         fig.text(0.52, 0.665, _wrap(right, 58), va="top")
         fig.text(0.05, 0.543, "Nomogram (patient marked)", fontsize=10, fontweight="bold", va="top")
-        y = 0.315
         sections = [("Stage-group readout", content.staging), ("For the reader to confirm", content.needs_reader),
                     ("Warnings", content.warnings + content.notes),
                     ("Models", [f"{k}: {v}" for k, v in content.models])]
-        for title, lines in sections:
+        y = SECTIONS_TOP
+        for title, lines in fit_sections(sections):
             fig.text(0.05, y, title, fontsize=10, fontweight="bold", va="top")
-            body = _wrap("\n".join(f"- {line}" for line in lines) if lines else "none", 125)
-            fig.text(0.05, y - 0.017, body, va="top", fontsize=7.5)
-            y -= 0.03 + 0.0115 * body.count("\n") + 0.012
+            fig.text(0.05, y - 0.017, "\n".join(lines), va="top", fontsize=7.5)
+            y -= SECTION_HEAD + BODY_LINE * len(lines)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="pdf", metadata={"Title": f"CervicalAI report {content.case}",
                                                     "Creator": f"cervicalai {__version__}"})
