@@ -185,7 +185,10 @@ def test_partial_run_with_another_configuration_is_refused_naming_the_difference
     assert list(pd.read_parquet(out).columns[-1:]) == ["T2W_original_firstorder_Entropy"]
     # adding an encoder computes only the deep features; other radiomics settings recompute the radiomics
     result = extract_cohort(cohort, out, _config(material, roles=("T2W",), deep=True), overwrite=True)
-    assert set(result.sidecar_data["timing"]["stage_cpu_seconds_per_case"]) == {"load", "masks", "deep dl-tiny2d"}
+    timing = result.sidecar_data["timing"]
+    assert set(timing["stage_cpu_seconds_per_case"]) == {"load", "masks", "deep dl-tiny2d"}
+    # no throughput from a run that only added components: it would overstate the cases per minute
+    assert timing["cases_completed_now"] == 2 and timing["cases_extracted_now"] == 0 and "cases_per_minute" not in timing
     other = tmp_path / "other_settings"
     other.mkdir()
     (other / "T2W.yaml").write_text(SETTINGS.replace("binWidth: 10", "binWidth: 20"), encoding="utf-8")

@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     if "cases_per_minute" in timing:
         lines.append(f"{timing['cases_per_minute']:.1f} cases/min, {timing['cpu_seconds_per_case']:.2f} CPU s per case "
                      f"({timing['backend']})")
+    elif timing.get("cases_completed_now"):
+        lines.append(f"{timing['cases_completed_now']} case(s) completed from earlier parts (only the changed components "
+                     f"computed: {timing['cpu_seconds_per_case']:.2f} CPU s per case, {timing['backend']})")
     for failure in result.failed:
         lines.append(f"FAILED {failure['case_id']}: {failure['error']} (log: {failure['log']})")
     print("\n".join(lines), file=sys.stderr)

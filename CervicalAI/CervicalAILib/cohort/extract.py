@@ -825,7 +825,8 @@ def extract_cohort(
     progress(0.99, "writing the feature table")
     frame = _assemble_table(index, ok_ids, records, {f['case_id']: f['error'] for f in failed})
     wall = time.perf_counter() - start
-    sidecar = _sidecar(index, out, config, fingerprint, records, ok_ids, failed, reused, tasks, backend, jobs, wall)
+    sidecar = _sidecar(index, out, config, fingerprint, records, ok_ids, failed, reused, tasks, backend, jobs, wall,
+                       partly_reused=kept)
     _write_table(frame, out)
     atomic.write_json(sidecar_path, sidecar)
     progress(1.0, f"{len(ok_ids)} case(s) extracted, {len(failed)} failed: {out}")
@@ -880,23 +881,32 @@ def _write_table(frame, out: Path) -> None:
 
 def _sidecar(index: CohortIndex, out: Path, config: ExtractionConfig, fingerprint: dict[str, Any],
              records: dict[str, dict[str, Any]], ok_ids: list[str], failed: list[dict[str, Any]], reused: int,
-             tasks: list[dict], backend: str, jobs: int, wall: float) -> dict[str, Any]:
-    """The provenance the models package carries into a bundle (see models/table.py)."""
+             tasks: list[dict], backend: str, jobs: int, wall: float,
+             partly_reused: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The provenance the models package carries into a bundle (see models/table.py).
+
+    `partly_reused`: case -> components an earlier run made (the rest were computed now).
+    """
+    partly_reused = partly_reused or {}
     mask_sources: dict[str, dict[str, int]] = {}
     for case_id in ok_ids:
         for role, source in records[case_id]["masks"].items():
             mask_sources.setdefault(role, {})
             mask_sources[role][source] = mask_sources[role].get(source, 0) + 1
-    new = [records[c] for c in ok_ids if c in {t["case_id"] for t in tasks}]  # (partly) computed in this run
+    ran = {t["case_id"] for t in tasks}
+    new = [records[c] for c in ok_ids if c in ran]  # (partly) computed in this run
+    partial = [c for c in ok_ids if c in ran and partly_reused.get(c)]  # only missing components computed now
     stage_cpu: dict[str, float] = {}
     for record in new:
         for stage, seconds in record["timings"].items():
             stage_cpu[stage] = stage_cpu.get(stage, 0.0) + seconds
     timing = {"backend": backend, "jobs": jobs, "wall_seconds": round(wall, 1),
-              "cases_extracted_now": len(new), "cases_reused": reused}
+              "cases_extracted_now": len(new) - len(partial), "cases_completed_now": len(partial),
+              "cases_reused": reused}
     if new:
-        timing["cases_per_minute"] = round(60.0 * len(new) / max(wall, 1e-9), 2)
         timing["cpu_seconds_per_case"] = round(sum(r["cpu_seconds"] for r in new) / len(new), 3)
+        if not partial:  # a throughput only when every case was extracted whole in this run
+            timing["cases_per_minute"] = round(60.0 * len(new) / max(wall, 1e-9), 2)
         timing["stage_cpu_seconds_per_case"] = {k: round(v / len(new), 3) for k, v in stage_cpu.items()}
     # the whole extraction cost per case, including components computed by earlier (resumed) runs
     component_cpu: dict[str, float] = {}
