@@ -7,6 +7,7 @@ dependency plan, settings, bundle cards; tested with the slicer-core wheel) and 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import tempfile
@@ -409,14 +410,21 @@ class CervicalAILogic(ScriptedLoadableModuleLogic):
         constraints = os.path.join(tempfile.mkdtemp(prefix="CervicalAI-"), "constraints.txt")
         with open(constraints, "w", encoding="utf-8") as file:
             file.write(constraints_text(plan))
-        try:
-            import slicer.packaging as packaging
-        except ImportError:
-            packaging = None
-        if packaging is not None and hasattr(packaging, "pip_ensure"):
+        pydeps = None
+        for name in ("slicer.pydeps", "slicer.packaging"):  # pip_ensure: slicer.pydeps since Slicer 5.11
             try:
-                packaging.pip_ensure(plan.to_install, constraints=constraints, requester="CervicalAI",
-                                     prompt_install=True, prompt_restart=True)  # fmt: skip
+                pydeps = importlib.import_module(name)
+            except ImportError:
+                continue
+            if hasattr(pydeps, "pip_ensure"):
+                break
+            pydeps = None
+        if pydeps is not None:
+            from packaging.requirements import Requirement
+
+            try:
+                pydeps.pip_ensure([Requirement(spec) for spec in plan.to_install], constraints=constraints,
+                                  requester="CervicalAI", prompt_install=True, prompt_restart=True)  # fmt: skip
             except RuntimeError as exc:  # the user declined
                 logging.info(f"CervicalAI: {exc}")
                 return False

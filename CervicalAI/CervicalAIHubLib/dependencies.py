@@ -9,8 +9,9 @@ Three kinds of package:
 - pyradiomics, which comes from the SlicerRadiomics extension (declared in EXTENSION_DEPENDS):
   reported with a pointer to the Extensions Manager, never pip-installed here.
 
-`install_plan()` answers what to do; the module then calls `slicer.packaging.pip_ensure` (Slicer
-5.10+) or `slicer.util.pip_install` with the plan's requirement strings and constraints.
+`install_plan()` answers what to do; the module then calls `pip_ensure` (`slicer.pydeps`, Slicer
+5.11+, with `packaging.requirements.Requirement` objects) or, in older Slicers,
+`slicer.util.pip_install` with the plan's requirement strings and constraints.
 """
 
 from __future__ import annotations
