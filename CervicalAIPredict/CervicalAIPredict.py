@@ -324,7 +324,7 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.updateGUIFromParameterNode()
 
     def showReadout(self, folder: str) -> None:
-        readout, table, lines, nomogram = self.logic.loadReadout(folder)
+        readout, table, lines, nomogram = self.logic.loadReadout(folder, self._parameterNode.segmentation)
         self._parameterNode.readoutFolder = str(folder)
         self._parameterNode.readoutTable = table
         self.ui.resultLabel.text = "\n".join(lines)
@@ -465,15 +465,18 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
         return run, str(out)
 
     @staticmethod
-    def loadReadout(folder: str):
-        """(readout, new table node, summary lines, nomogram path) of a predict output folder."""
+    def loadReadout(folder: str, segmentation=None):
+        """(readout, new table node, summary lines, nomogram path) of a predict output folder; the
+        table goes into the subject-hierarchy folder of `segmentation` (the patient's study)."""
         from CervicalAIPredictLib.readout import fill_table, nomogram_path, read_readout, summary_lines
+        from CervicalAISegmentLib import nodes
 
         readout = read_readout(folder)
         name = f"{readout.get('case_id') or 'Case'} readout"
         table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", slicer.mrmlScene.GenerateUniqueName(name))
         fill_table(table, readout)
         table.SetAttribute("CervicalAI.ReadoutFolder", str(folder))
+        nodes.place_beside(slicer.mrmlScene, table, segmentation)
         return readout, table, summary_lines(readout), nomogram_path(folder, readout)
 
     @staticmethod
@@ -553,7 +556,10 @@ class CervicalAIPredictTest(ScriptedLoadableModuleTest):
         values = logic.clinicalValues(texts)  # yes/no fields accept the generator's 0/1
         run, folder = logic.startPredict(review.reviewed, values, wait=True)
         self.assertEqual(run.status, "succeeded", run.error_message())
-        readout, table, lines, nomogram = logic.loadReadout(folder)
+        readout, table, lines, nomogram = logic.loadReadout(folder, review.reviewed)
+        hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+        self.assertEqual(hierarchy.GetItemParent(hierarchy.GetItemByDataNode(table)),
+                         hierarchy.GetItemParent(hierarchy.GetItemByDataNode(review.reviewed)))
         probability = readout["lnm_probability"]
         self.assertGreaterEqual(probability, 0.0)
         self.assertLessEqual(probability, 1.0)
