@@ -240,3 +240,50 @@ def test_cli_report(readout, tmp_path, capsys):
     assert printed == [str(out), str(tmp_path / "cli.pdf")]
     assert (tmp_path / "cli.pdf").read_bytes().startswith(b"%PDF")
     assert main(["report", str(readout), "--out", str(out)]) == 2
+
+
+def test_pseudonym_replaces_the_case_id_everywhere(readout, tmp_path, capsys):
+    """--pseudonym: the keyed pseudonym of `cervicalai export --deidentify` (same key, same patient:
+    same pseudonym), labelled "Pseudonym"; the raw case id (here a record number) appears nowhere."""
+    from CervicalAILib.export.deidentify import Deidentifier
+    from CervicalAILib.export.manifest import patient_id_of_case
+
+    copy = tmp_path / "readout"
+    shutil.copytree(readout, copy)
+    document = json.loads((copy / "readout.json").read_text())
+    mrn = "MRN-98765432"
+    document["case_id"] = mrn
+    document["warnings"].append(f"case {mrn}: ADC series has 2 missing slices")
+    mask = (readout / document["inputs"]["mask"]["path"]).resolve()
+    document["inputs"]["mask"]["path"] = str(mask)
+    (copy / "readout.json").write_text(json.dumps(document))
+    case_dir = mask.parent.parent
+    identity = patient_id_of_case(case_dir)
+    key = "a-site-secret-key-0123456789"
+    expected = Deidentifier(key.encode()).pseudonym(identity)
+
+    plain = write_report(copy, tmp_path / "plain.html").html.read_text()
+    assert f"Case {mrn}" in plain and "Pseudonym" not in plain
+    out = tmp_path / "pseudo.html"
+    assert main(["report", str(copy), "--out", str(out), "--pdf", "--pseudonym", "--key", key]) == 0
+    text = out.read_text()
+    assert f"Pseudonym {expected}" in text and f"case {expected}: ADC series" in text
+    assert mrn not in text and identity not in text and "Case " not in text
+    # the nomogram's title (the case id, drawn by `cervicalai predict`) is blanked, the drawing kept
+    sources = re.findall(r"src='data:image/png;base64,([^']*)'", text)
+    nomogram = _png(base64.b64decode(sources[1]))
+    original = _png((copy / "nomogram.png").read_bytes())
+    grey, original_grey = nomogram[..., :3].mean(axis=-1), original[..., :3].mean(axis=-1)
+    title_rows = np.flatnonzero((original_grey < 0.6).any(axis=1))[0]
+    assert (grey[title_rows] > 0.99).all() and not (original_grey[title_rows] > 0.99).all()
+    assert np.allclose(grey[len(grey) // 2:], original_grey[len(grey) // 2:], atol=0.01)
+    pdf = (tmp_path / "pseudo.pdf").read_bytes()
+    assert mrn.encode() not in pdf
+    # an explicit identity keys the pseudonym; key options without --pseudonym are refused
+    assert main(["report", str(copy), "--out", str(tmp_path / "p2.html"), "--pseudonym", "--key", key,
+                 "--patient-id", "P-1"]) == 0
+    assert Deidentifier(key.encode()).pseudonym("P-1") in (tmp_path / "p2.html").read_text()
+    capsys.readouterr()
+    assert main(["report", str(copy), "--out", str(tmp_path / "p3.html"), "--key", key]) == 2
+    assert "without --pseudonym" in capsys.readouterr().err
+    assert main(["report", str(copy), "--out", str(tmp_path / "p3.html"), "--pseudonym", "--key", "short"]) == 2

@@ -32,9 +32,10 @@ class ReportPaths:
 
 
 def write_report(readout_dir: str | Path, out_html: str | Path, pdf_path: str | Path | None = None,
-                 overwrite: bool = False) -> ReportPaths:
+                 overwrite: bool = False, deidentifier=None, patient_id: str | None = None) -> ReportPaths:
     """Write the HTML report (and the PDF when `pdf_path` is given), atomically, never over an
-    existing file unless `overwrite`."""
+    existing file unless `overwrite`. With a `deidentifier` the report shows the patient's keyed
+    pseudonym instead of the case id (`build_content`)."""
     out_html = Path(out_html)
     if out_html.suffix.lower() not in (".html", ".htm"):
         raise InputError("the report file name must end with .html", out_html)
@@ -44,7 +45,7 @@ def write_report(readout_dir: str | Path, out_html: str | Path, pdf_path: str | 
     for path in [out_html] + ([pdf] if pdf else []):
         if path.exists() and not overwrite:
             raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
-    content = build_content(readout_dir)
+    content = build_content(readout_dir, deidentifier=deidentifier, patient_id=patient_id)
     atomic.write_text(out_html, render_html(content))
     if pdf is not None:
         atomic.write_bytes(pdf, render_pdf_bytes(content))

@@ -46,6 +46,7 @@ class ReportContent:
     key_image_png: bytes | None
     nomogram_png: bytes | None
     notes: list[str] = field(default_factory=list)  # problems met while building the report
+    case_label: str = "Case"  # "Pseudonym" when `case` is a keyed pseudonym (build_content(deidentifier=...))
 
 
 def load_readout(readout_dir: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -203,8 +204,47 @@ def _model_lines(models: Any) -> list[tuple[str, str]]:
     return lines
 
 
-def build_content(readout_dir: str | Path) -> ReportContent:
-    """Gather the report's content from a readout folder (see the module docstring)."""
+def patient_identity(folder: Path, readout: dict[str, Any]) -> str:
+    """The identity a report's pseudonym is keyed on, as `cervicalai export` keys it for the case
+    folder the readout's mask is in (clinical.json's patient_id, else its case_id, else the folder
+    name), so a patient has the same pseudonym on the report and on exported masks; else the
+    readout's case_id."""
+    from ..export.manifest import patient_id_of_case
+
+    mask_path = _resolve(folder, ((readout.get("inputs") or {}).get("mask") or {}).get("path"))
+    if mask_path is not None:
+        case_dir = mask_path.parent.parent if mask_path.parent.name == "labels" else mask_path.parent
+        if (case_dir / "clinical.json").is_file():
+            return patient_id_of_case(case_dir)
+    return str(readout.get("case_id") or folder.name)
+
+
+def blank_title(png: bytes) -> bytes:
+    """The PNG with its title band (the first line of ink at the top) painted white.
+
+    `cervicalai predict` titles the nomogram with the case id; a pseudonymised report must not show
+    it, and the nomogram's spec is not in the readout to draw it again."""
+    import matplotlib.image as mpimg
+
+    image = mpimg.imread(io.BytesIO(png), format="png").copy()
+    ink = (image[..., :3].mean(axis=-1) < 0.6).any(axis=1)
+    rows = np.flatnonzero(ink)
+    if rows.size:
+        end = rows[0] + int(np.argmax(~ink[rows[0]:]))  # first blank row after the title line
+        if end < 0.15 * image.shape[0]:  # a title line, not the drawing itself
+            image[: end + 1] = 1.0
+    buffer = io.BytesIO()
+    mpimg.imsave(buffer, image, format="png")
+    return buffer.getvalue()
+
+
+def build_content(readout_dir: str | Path, deidentifier: Any = None, patient_id: str | None = None) -> ReportContent:
+    """Gather the report's content from a readout folder (see the module docstring).
+
+    With a `deidentifier` (export.deidentify.Deidentifier) the report shows the patient's keyed
+    pseudonym instead of the readout's case id (a folder name, which may be a record number): the
+    pseudonym is keyed on `patient_id`, else `patient_identity`; the case id and the identity are
+    replaced wherever the readout's text repeats them, and the nomogram's title is blanked."""
     from ..io.images import read_image
 
     folder, readout = load_readout(readout_dir)
@@ -300,8 +340,9 @@ def build_content(readout_dir: str | Path) -> ReportContent:
     if predicted.get("text"):
         staging_lines.append(str(predicted["text"]))
 
-    return ReportContent(
-        case=str(readout.get("case_id") or folder.name),
+    case_id = str(readout.get("case_id") or folder.name)
+    content = ReportContent(
+        case=case_id,
         created=str(readout.get("created") or ""),
         sequences=sequences,
         facts=facts,
@@ -315,3 +356,25 @@ def build_content(readout_dir: str | Path) -> ReportContent:
         nomogram_png=nomogram_png,
         notes=notes,
     )
+    if deidentifier is not None:
+        identity = str(patient_id or patient_identity(folder, readout))
+        pseudonymise(content, deidentifier.pseudonym(identity), [case_id, identity])
+    return content
+
+
+def pseudonymise(content: ReportContent, pseudonym: str, identities: list[str]) -> None:
+    """Show `pseudonym` as the case and replace each identity (whole words) in every text of the report."""
+    names = sorted({i for i in identities if i and i.strip()}, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(n) for n in names) + r")(?![\w-])") if names else None
+
+    def scrub(text: str) -> str:
+        return pattern.sub(pseudonym, text) if pattern else text
+
+    content.case, content.case_label = pseudonym, "Pseudonym"
+    for name in ("facts", "lnm", "models"):
+        setattr(content, name, [(scrub(k), scrub(v)) for k, v in getattr(content, name)])
+    for name in ("sequences", "staging", "needs_reader", "warnings", "notes"):
+        setattr(content, name, [scrub(line) for line in getattr(content, name)])
+    content.statement = scrub(content.statement)
+    if content.nomogram_png is not None:
+        content.nomogram_png = blank_title(content.nomogram_png)

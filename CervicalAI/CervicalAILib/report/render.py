@@ -59,7 +59,7 @@ def render_html(content: ReportContent) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>CervicalAI report {html.escape(content.case)}</title>
 <style>{CSS}</style></head><body>
-<h1>CervicalAI per-patient readout: {html.escape(content.case)}</h1>
+<h1>CervicalAI per-patient readout: {html.escape(content.case_label)} {html.escape(content.case)}</h1>
 <div class="sub">Readout created {html.escape(content.created)}; report by cervicalai {__version__}</div>
 <div class="statement">{"<br>".join(html.escape(s) for s in statements(content))}</div>
 <h2>Key image (largest tumour slice)</h2>
@@ -132,7 +132,7 @@ def render_pdf_bytes(content: ReportContent) -> bytes:
 
     with plt.rc_context({"pdf.fonttype": 42, "font.size": 8}):
         fig = plt.figure(figsize=(8.27, 11.69))
-        fig.text(0.05, 0.972, f"CervicalAI per-patient readout: {content.case}", fontsize=13, fontweight="bold")
+        fig.text(0.05, 0.972, f"CervicalAI per-patient readout: {content.case_label} {content.case}", fontsize=13, fontweight="bold")
         fig.text(0.05, 0.955, f"Readout created {content.created}; report by cervicalai {__version__}", fontsize=7,
                  color="#555555")
         fig.text(0.05, 0.925, _wrap(" ".join(statements(content)), 120), fontsize=7.5, color="#1d4f9c", va="center")
