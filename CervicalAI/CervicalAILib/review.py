@@ -23,7 +23,7 @@ from .io.hashing import sha256_file
 
 SUFFIX = ".review.json"
 
-# How the contour came to be, in DICOM SEG terms (SegmentAlgorithmType).
+# How the contour came to be; with `reviewed` it gives the SegmentAlgorithmType (ReviewRecord.algorithm_type).
 ORIGINS = ("automatic", "edited", "manual")
 
 
@@ -39,8 +39,13 @@ class ReviewRecord:
 
     @property
     def algorithm_type(self) -> str:
-        """DICOM SEG SegmentAlgorithmType: MANUAL, SEMIAUTOMATIC or AUTOMATIC."""
-        return {"manual": "MANUAL", "edited": "SEMIAUTOMATIC", "automatic": "AUTOMATIC"}[self.origin]
+        """DICOM SEG SegmentAlgorithmType (issue 8): SEMIAUTOMATIC for a reviewed contour the reader
+        edited from an automatic one; MANUAL for any other reviewed contour (drawn by the reader, or
+        an automatic contour the reader checked and accepted unchanged: a reader vouches for it);
+        AUTOMATIC when not reviewed (including a mask changed after its review)."""
+        if not self.reviewed:
+            return "AUTOMATIC"
+        return "SEMIAUTOMATIC" if self.origin == "edited" else "MANUAL"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

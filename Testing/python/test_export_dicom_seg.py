@@ -84,22 +84,24 @@ def test_seg_references_the_series_and_reads_back_to_the_same_voxels(tmp_path, s
     assert verify_manifest(result.manifest_path) == []
 
 
-@pytest.mark.parametrize("review, expected", [("manual", "MANUAL"), ("none", "AUTOMATIC")])
+@pytest.mark.parametrize("review, expected", [("manual", "MANUAL"), ("unchanged", "MANUAL"), ("none", "AUTOMATIC")])
 def test_algorithm_type_follows_the_review_record(tmp_path, series, review, expected):
     mask_path = tmp_path / "labels" / "tumor.nii.gz"
-    tumour_mask(series.image, mask_path)
-    if review == "manual":
+    automatic = tumour_mask(series.image, mask_path)
+    if review == "manual":  # drawn by the reader: no algorithm
         mark_reviewed(mask_path, "Dr Reader")
+    elif review == "unchanged":  # the automatic contour, reviewed and accepted as it is
+        mark_reviewed(mask_path, "Dr Reader", automatic_mask=automatic, automatic_model="seg@3")
     else:  # unreviewed output of `cervicalai segment`: the model comes from segmentation.json
         (mask_path.parent / "segmentation.json").write_text(json.dumps({"model": {"name": "seg", "version": "3"}}))
     result = export_dicom_seg(mask_path, tmp_path / "T2", tmp_path / "seg.dcm")
     segment = pydicom.dcmread(result.path).SegmentSequence[0]
     assert segment.SegmentAlgorithmType == expected
-    if expected == "AUTOMATIC":
+    if review == "manual":
+        assert "SegmentationAlgorithmIdentificationSequence" not in segment
+    else:  # an automatic contour existed: the model is named
         assert segment.SegmentAlgorithmName == "seg"
         assert segment.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion == "3"
-    else:
-        assert "SegmentationAlgorithmIdentificationSequence" not in segment
 
 
 def test_real_prostatex_t2_series_with_a_made_up_mask(tmp_path):

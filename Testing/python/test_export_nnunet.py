@@ -109,7 +109,8 @@ def test_dataset_passes_nnunets_own_integrity_check(tmp_path, cases, monkeypatch
                                       if p.is_file() and p.name != "manifest.json"}
     by_case = {c["case"]: c for c in manifest["cases"]}
     assert by_case["CASE-1"]["mask"]["algorithm_type"] == "MANUAL"
-    assert by_case["CASE-2"]["mask"]["algorithm_type"] == "AUTOMATIC"
+    assert by_case["CASE-2"]["mask"]["algorithm_type"] == "MANUAL"  # automatic contour accepted unchanged
+    assert by_case["CASE-2"]["mask"]["origin"] == "automatic"
     assert by_case["CASE-2"]["mask"]["automatic_model"] == "cervix-seg@1.0"
     assert by_case["CASE-2"]["mask"]["reviewer"] == "Dr Reader"
     assert manifest["tool"]["name"] == "cervicalai" and manifest["dataset"]["channels"] == ["T2W", "ADC"]

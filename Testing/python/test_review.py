@@ -47,7 +47,10 @@ def test_edited_contour_is_semiautomatic_with_metrics(tmp_path):
 def test_unchanged_automatic_and_manual(tmp_path):
     path = tmp_path / "tumor.nii.gz"
     automatic = _mask(path, (2, 5, 5, 12, 5, 12))
-    assert mark_reviewed(path, "A", automatic_mask=automatic).algorithm_type == "AUTOMATIC"
+    # a reviewed automatic contour the reader accepted unchanged is vouched for by the reader: MANUAL
+    unchanged = mark_reviewed(path, "A", automatic_mask=automatic, automatic_model="seg@1.0")
+    assert unchanged.origin == "automatic" and unchanged.algorithm_type == "MANUAL"
+    assert read_review(path).algorithm_type == "MANUAL"
     assert mark_reviewed(path, "A").algorithm_type == "MANUAL"
 
 
@@ -57,7 +60,7 @@ def test_edit_after_review_invalidates_it(tmp_path):
     mark_reviewed(path, "A")
     _mask(path, (2, 6, 5, 12, 5, 12))
     record = read_review(path)
-    assert record.reviewed is False and record.origin == "edited"
+    assert record.reviewed is False and record.origin == "edited" and record.algorithm_type == "AUTOMATIC"
 
 
 def test_bad_review_inputs(tmp_path):

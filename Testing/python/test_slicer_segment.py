@@ -298,7 +298,10 @@ def test_mark_reviewed_freezes_a_copy_and_measures_the_edits(scene, imported, tm
 def test_unchanged_contour_is_reviewed_as_automatic(scene, imported, tmp_path):
     t2, t2_image, mask, result = imported
     review = mark_reviewed(scene, result.draft, "R", tmp_path / "r")
-    assert review.record.origin == "automatic" and review.record.algorithm_type == "AUTOMATIC"
+    # reviewed unchanged: the reader vouches for the contour (MANUAL), the model is still named
+    assert review.record.origin == "automatic" and review.record.algorithm_type == "MANUAL"
+    assert review.reviewed.GetAttribute("CervicalAI.AlgorithmType") == "MANUAL"
+    assert review.record.automatic_model == "cervix-tumor-seg-mpmri@1.0.0"
     assert float(review.reviewed.GetAttribute("CervicalAI.Dice")) == 1.0
     assert float(review.reviewed.GetAttribute("CervicalAI.HD95mm")) == 0.0
 

@@ -7,9 +7,10 @@ The SEG is a binary segmentation with one segment, "tumor", coded in SNOMED CT:
     anatomic region    SCT 71252005  Cervix uteri
 
 Its SegmentAlgorithmType comes from the mask's review record (`CervicalAILib.review`):
-MANUAL for a contour drawn by a reader, SEMIAUTOMATIC for an automatic contour the reader
-edited, AUTOMATIC otherwise, with the model's name and version (Algorithm Identification) when
-an algorithm was involved. Every frame of the reference series gets a SEG frame (empty frames
+SEMIAUTOMATIC for a reviewed contour the reader edited from an automatic one, MANUAL for any
+other reviewed contour (drawn by the reader, or an automatic contour accepted unchanged),
+AUTOMATIC when not reviewed; the model's name and version (Algorithm Identification) are given
+wherever an automatic contour existed. Every frame of the reference series gets a SEG frame (empty frames
 included), so the SEG maps one-to-one onto the source images.
 
 The reference series is read with `io.dicom` (slices sorted along the normal, spacing checked):
@@ -156,7 +157,9 @@ def build_segmentation(mask: sitk.Image, reference: ReferenceSeries, provenance:
         raise InputError(f"mask has {array.shape[0]} slices on the reference grid, the series {len(reference.datasets)}")
     algorithm_type = provenance.get("algorithm_type", "AUTOMATIC")
     identification = None
-    if algorithm_type != "MANUAL":
+    # the model is named wherever an automatic contour existed, also when a reader accepted it
+    # unchanged (MANUAL); only a contour the reader drew alone has no algorithm
+    if algorithm_type != "MANUAL" or provenance.get("origin", "automatic") != "manual":
         name, version = manifest_module.split_model_label(provenance.get("automatic_model"))
         identification = hd.AlgorithmIdentificationSequence(
             name=name, version=version, family=codes.DCM.ArtificialIntelligence, source="CervicalAI"
