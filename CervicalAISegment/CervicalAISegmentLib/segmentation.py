@@ -32,18 +32,12 @@ from CervicalAILib.io.mrml import (
     volume_node_from_image,
 )
 
+# the tumour's SNOMED CT terminology as Slicer's entry string, defined once in the engine (the same
+# codes as the DICOM SEG and .seg.nrrd exports): re-exported here for the modules and tests
+from CervicalAILib.terminology import TUMOUR_TERMINOLOGY
+
 from . import nodes as N
 
-# Slicer terminology entry: context~category~type~type modifier~region context~region~region modifier,
-# each code as scheme^value^meaning (DICOM CID 7150/7159 categories and types, CID 7160 region).
-TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
-REGION_CONTEXT = "Anatomic codes - DICOM master list"
-CATEGORY = ("SCT", "49755003", "Morphologically Altered Structure")
-TYPE = ("SCT", "86049000", "Neoplasm, Primary")
-REGION = ("SCT", "71252005", "Cervix")
-TUMOUR_TERMINOLOGY = "~".join(
-    [TERMINOLOGY_CONTEXT, "^".join(CATEGORY), "^".join(TYPE), "^^", REGION_CONTEXT, "^".join(REGION), "^^"]
-)
 TUMOUR_SEGMENT_NAME = "Cervical tumour"
 TUMOUR_COLOR = (0.89, 0.10, 0.11)
 # Engine output files (CervicalAILib.segmentation.outputs).

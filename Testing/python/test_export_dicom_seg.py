@@ -18,6 +18,7 @@ from CervicalAILib.export.manifest import verify_manifest
 from CervicalAILib.export.masks import export_mask_file
 from CervicalAILib.io.geometry import same_grid
 from CervicalAILib.review import mark_reviewed
+from CervicalAILib.terminology import TUMOUR_TERMINOLOGY
 from conftest import refdata_path
 
 OBLIQUE = dict(row_direction=(1.0, 0.2, 0.0), column_direction=(-0.2, 1.0, 0.1))
@@ -65,7 +66,7 @@ def test_seg_references_the_series_and_reads_back_to_the_same_voxels(tmp_path, s
     kind = segment.SegmentedPropertyTypeCodeSequence[0]
     region = segment.AnatomicRegionSequence[0]
     assert (category.CodeValue, category.CodingSchemeDesignator) == ("49755003", "SCT")
-    assert (kind.CodeValue, kind.CodeMeaning) == ("108369006", "Neoplasm")
+    assert (kind.CodeValue, kind.CodeMeaning) == ("86049000", "Neoplasm, Primary")
     assert (region.CodeValue, region.CodeMeaning) == ("71252005", "Cervix uteri")
     # voxels back on the reference geometry, through highdicom's volume and through the source frames
     back = read_dicom_seg(result.path, series.image)
@@ -189,7 +190,8 @@ def test_seg_nrrd_reads_back_in_slicer(tmp_path, series):
 
     entry = vtk.reference("")
     assert segment.GetTag("TerminologyEntry", entry)
-    assert "SCT^108369006^Neoplasm" in str(entry) and "SCT^71252005^Cervix uteri" in str(entry)
+    assert "SCT^86049000^Neoplasm, Primary" in str(entry) and "SCT^71252005^Cervix uteri" in str(entry)
+    assert str(entry) == TUMOUR_TERMINOLOGY  # the Slicer module's segments carry the same entry
     back = mask_from_segmentation_node(node)
     assert same_grid(back, series.image, tolerance=1e-5)
     assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(mask))

@@ -125,7 +125,7 @@ def test_tumour_terminology_is_a_valid_slicer_entry_with_snomed_codes():
     assert (entry.GetCategoryObject().GetCodingSchemeDesignator(), entry.GetCategoryObject().GetCodeValue()) == ("SCT", "49755003")
     assert (entry.GetTypeObject().GetCodeValue(), entry.GetTypeObject().GetCodeMeaning()) == ("86049000", "Neoplasm, Primary")
     region = entry.GetRegionObject() if hasattr(entry, "GetRegionObject") else entry.GetAnatomicRegionObject()
-    assert (region.GetCodingSchemeDesignator(), region.GetCodeValue(), region.GetCodeMeaning()) == ("SCT", "71252005", "Cervix")
+    assert (region.GetCodingSchemeDesignator(), region.GetCodeValue(), region.GetCodeMeaning()) == ("SCT", "71252005", "Cervix uteri")
     assert logic.SerializeTerminologyEntry(entry) == TUMOUR_TERMINOLOGY  # Slicer's own writer gives the same string
 
 

@@ -3,8 +3,10 @@
 The SEG is a binary segmentation with one segment, "tumor", coded in SNOMED CT:
 
     property category  SCT 49755003  Morphologically Altered Structure
-    property type      SCT 108369006 Neoplasm
+    property type      SCT 86049000  Neoplasm, Primary
     anatomic region    SCT 71252005  Cervix uteri
+
+(`CervicalAILib.terminology`, the codes the Slicer segment and the `.seg.nrrd` carry too).
 
 Its SegmentAlgorithmType comes from the mask's review record (`CervicalAILib.review`):
 SEMIAUTOMATIC for a reviewed contour the reader edited from an automatic one, MANUAL for any
@@ -36,6 +38,7 @@ from ..io import atomic
 from ..io.hashing import sha256_file
 from ..io.images import read_image
 from ..progress import ProgressCallback, no_progress
+from ..terminology import ANATOMIC_REGION, CATEGORY, PROPERTY_TYPE
 from . import manifest as manifest_module
 from .masks import mask_on_reference
 
@@ -44,10 +47,6 @@ log = logging.getLogger(__name__)
 SEGMENT_LABEL = "tumor"
 SEG_SERIES_NUMBER = 9901
 SEG_SERIES_DESCRIPTION = "CervicalAI tumour segmentation"
-# (code value, coding scheme, meaning): the tumour's terminology, as Slicer's and DICOM's lists spell it
-CATEGORY = ("49755003", "SCT", "Morphologically Altered Structure")
-PROPERTY_TYPE = ("108369006", "SCT", "Neoplasm")
-ANATOMIC_REGION = ("71252005", "SCT", "Cervix uteri")
 TUMOUR_COLOR_RGB = (227, 26, 28)
 # Type 2 attributes highdicom copies from the source images; absent ones are added empty.
 TYPE2_SOURCE_ATTRIBUTES = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",

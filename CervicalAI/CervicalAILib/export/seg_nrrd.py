@@ -10,8 +10,9 @@ as `vtkMRMLSegmentationStorageNode` writes and reads them:
     Segmentation_ConversionParameters:=Reference image geometry|<IJK-to-RAS, extent>|&
     Segment0_ID / _Name / _Color / _LabelValue / _Layer / _Extent / _Tags:=TerminologyEntry:...
 
-The terminology entry codes the tumour as in the DICOM SEG (SNOMED CT Morphologically Altered
-Structure / Neoplasm, anatomic region Cervix uteri), so Slicer shows it with its terminology.
+The terminology entry codes the tumour as the DICOM SEG and the Slicer module do
+(`CervicalAILib.terminology`: SNOMED CT Morphologically Altered Structure / Neoplasm, Primary,
+anatomic region Cervix uteri), so Slicer shows it with its terminology.
 """
 
 from __future__ import annotations
@@ -26,20 +27,16 @@ from ..errors import InputError
 from ..io import atomic
 from ..io.geometry import index_to_physical_matrix
 from ..io.mrml import DEFAULT_COLORS, ijk_to_ras_matrix
-from .dicom_seg import ANATOMIC_REGION, CATEGORY, PROPERTY_TYPE, SEGMENT_LABEL
+from ..terminology import ANATOMIC_REGION, CATEGORY, PROPERTY_TYPE, Code, slicer_terminology_entry
+from .dicom_seg import SEGMENT_LABEL
 
 SUFFIX = ".seg.nrrd"
 
 
-def terminology_entry(category=CATEGORY, property_type=PROPERTY_TYPE, region=ANATOMIC_REGION) -> str:
+def terminology_entry(category: Code = CATEGORY, property_type: Code = PROPERTY_TYPE,
+                      region: Code = ANATOMIC_REGION) -> str:
     """Slicer's serialised terminology entry (category, type, no modifier, anatomic region)."""
-
-    def code(concept) -> str:
-        value, scheme, meaning = concept
-        return f"{scheme}^{value}^{meaning}"
-
-    return (f"Segmentation category and type - DICOM master list~{code(category)}~{code(property_type)}~^^"
-            f"~Anatomic codes - DICOM master list~{code(region)}~^^")
+    return slicer_terminology_entry(category, property_type, region)
 
 
 def _number(value: float) -> str:
