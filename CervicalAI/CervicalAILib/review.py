@@ -104,3 +104,17 @@ def read_review(mask_path: str | Path) -> ReviewRecord:
         # the mask was edited after the review: the review no longer describes it
         return ReviewRecord(reviewed=False, origin="edited", automatic_model=record.automatic_model)
     return record
+
+
+def require_review(mask_path: str | Path) -> ReviewRecord:
+    """The mask's valid review record (exports with `--reviewed-only`); InputError naming the mask
+    when it has none: no record beside it, or a record that no longer describes the mask."""
+    mask_path = Path(mask_path)
+    record = read_review(mask_path)
+    if not record.reviewed:
+        path = record_path(mask_path)
+        why = (f"has no review record ({path.name} beside it)" if not path.is_file() else
+               f"has no valid review ({path.name} says not reviewed, or the mask was changed after the review)")
+        raise InputError(f"mask {why}; --reviewed-only exports reviewed masks only (mark it as reviewed in the "
+                         "Segment module first, or leave out --reviewed-only)", mask_path)
+    return record

@@ -226,3 +226,33 @@ def test_cli_dicom_seg(tmp_path, series, capsys, monkeypatch):
     assert main(["export", "dicom-seg", "--mask", str(tmp_path / "tumor.nii.gz"), "--reference-dicom",
                  str(tmp_path / "T2"), "--out", str(tmp_path / "x.dcm"), "--deidentify"]) == 2
     assert "needs a secret key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["dicom-seg", "seg-nrrd", "nifti"])
+def test_reviewed_only_refuses_a_mask_without_a_review(tmp_path, series, capsys, kind):
+    mask_path = tmp_path / "labels" / "tumor.nii.gz"
+    tumour_mask(series.image, mask_path)
+    suffix = {"dicom-seg": ".dcm", "seg-nrrd": ".seg.nrrd", "nifti": ".nii.gz"}[kind]
+    extra = ["--reference-dicom", str(tmp_path / "T2")] if kind == "dicom-seg" else []
+
+    def export(name: str) -> int:
+        return main(["export", kind, "--mask", str(mask_path), *extra, "--out", str(tmp_path / f"{name}{suffix}"),
+                     "--reviewed-only"])
+
+    # no record beside the mask: refused, the message names the mask, nothing written
+    assert export("none") == 2
+    err = capsys.readouterr().err
+    assert str(mask_path) in err and "no review record" in err and "--reviewed-only" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["T2", "labels"]
+    # reviewed: exported
+    mark_reviewed(mask_path, "Dr Reader")
+    assert export("reviewed") == 0
+    assert (tmp_path / f"reviewed{suffix}").is_file()
+    capsys.readouterr()
+    # changed after the review: the record no longer describes the mask, refused again
+    edited = sitk.ReadImage(str(mask_path))
+    edited[0, 0, 0] = 1
+    sitk.WriteImage(edited, str(mask_path))
+    assert export("edited") == 2
+    assert "changed after the review" in capsys.readouterr().err
+    assert not (tmp_path / f"edited{suffix}").exists()

@@ -22,7 +22,7 @@ examples:
   cervicalai export dicom-seg --mask case/labels/tumor.nii.gz --reference-dicom study/T2_TRA --out seg.dcm
   cervicalai export dicom-seg --mask M --reference-dicom T2 --out partner/seg.dcm --images-out partner/T2 \\
       --deidentify --key-file site.key
-  cervicalai export seg-nrrd --mask case/labels/tumor.nii.gz --out tumor.seg.nrrd
+  cervicalai export seg-nrrd --mask case/labels/tumor.nii.gz --out tumor.seg.nrrd --reviewed-only
   cervicalai export nifti --mask M --reference case/T2W.nii.gz --out tumor.nii.gz
 """
 
@@ -37,6 +37,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dates", choices=("shift", "remove"), default="shift",
                        help="de-identified dates: shifted by a per-patient keyed offset (default; keeps intervals) "
                             "or removed")
+
+
+def _add_reviewed_only(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reviewed-only", action="store_true",
+                        help="refuse a mask without a valid review record (MASK.review.json, written by the Segment "
+                             "module's Mark as reviewed)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     seg.add_argument("--images-out", metavar="DIR",
                      help="also write the reference images here (de-identified with --deidentify, so that the "
                           "SEG's references resolve for the recipient)")
+    _add_reviewed_only(seg)
     _add_common(seg)
 
     for kind, help_text in (("seg-nrrd", "3D Slicer segmentation file (.seg.nrrd) with tumour terminology"),
@@ -78,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         item.add_argument("--patient-id", metavar="ID", help="patient identity for the pseudonym (default: the "
                           "reference's PatientID, else the case folder's clinical.json / name)")
         item.add_argument("--out", required=True, metavar="FILE", help="file to write")
+        _add_reviewed_only(item)
         _add_common(item)
 
 
@@ -115,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = export_dicom_seg(args.mask, args.reference_dicom, args.out, series=args.series,
                                   overwrite=args.overwrite, deidentifier=deidentifier, images_out=args.images_out,
-                                  progress=line_progress)
+                                  reviewed_only=args.reviewed_only, progress=line_progress)
         print(f"segment algorithm type {result.algorithm_type}; manifest {result.manifest_path}", file=sys.stderr)
         print(result.path)
     else:
@@ -123,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
         path, manifest_path, _ = export_mask_file(args.mask, args.out, kind=args.export_kind, reference=args.reference,
                                                   overwrite=args.overwrite, deidentifier=deidentifier,
-                                                  patient_id=args.patient_id)
+                                                  patient_id=args.patient_id, reviewed_only=args.reviewed_only)
         print(f"manifest {manifest_path}", file=sys.stderr)
         print(path)
     return 0

@@ -38,6 +38,7 @@ from ..io import atomic
 from ..io.hashing import sha256_file
 from ..io.images import read_image
 from ..progress import ProgressCallback, no_progress
+from ..review import require_review
 from ..terminology import ANATOMIC_REGION, CATEGORY, PROPERTY_TYPE
 from . import manifest as manifest_module
 from .masks import mask_on_reference
@@ -241,6 +242,7 @@ def export_dicom_seg(
     deidentifier: Any = None,
     images_out: str | Path | None = None,
     segment_label: str = SEGMENT_LABEL,
+    reviewed_only: bool = False,
     progress: ProgressCallback | None = None,
 ) -> DicomSegExport:
     """Write `out_path` (DICOM SEG) and `<out_path>.manifest.json`; see the module docstring.
@@ -249,6 +251,7 @@ def export_dicom_seg(
     get the PS3.15 profile with keyed pseudonyms/UIDs, so the SEG's references resolve to the
     de-identified images. images_out: folder for copies of the reference series (de-identified
     with `deidentifier`), for annotation partners who need the images with the SEG.
+    reviewed_only: refuse (InputError naming the mask) a mask without a valid review record.
     """
     import pydicom
 
@@ -261,6 +264,8 @@ def export_dicom_seg(
     reference = load_reference_series(reference_dicom, series)
     progress(0.3, "reading the mask")
     mask = read_image(mask_path)
+    if reviewed_only:
+        require_review(mask_path)
     prepared = mask_on_reference(mask, reference.image, f"mask {Path(mask_path).name}")
     provenance = manifest_module.mask_provenance(mask_path)
     if deidentifier is not None and not reference.patient_id:

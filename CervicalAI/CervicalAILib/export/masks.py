@@ -130,12 +130,14 @@ def export_mask_file(
     overwrite: bool = False,
     deidentifier=None,
     patient_id: str | None = None,
+    reviewed_only: bool = False,
 ) -> tuple[Path, Path, list[str]]:
     """Export one mask as NIfTI (`kind="nifti"`) or Slicer `.seg.nrrd` (`kind="seg-nrrd"`) with a
     `<file>.manifest.json` beside it; optionally onto a reference grid. Returns (file, manifest, warnings).
 
     The patient identity (for the pseudonym and the date offset when de-identifying) is
     `patient_id`, else the reference series' PatientID, else the case folder the mask is in.
+    reviewed_only: refuse (InputError naming the mask) a mask without a valid review record.
     """
     from . import manifest as manifest_module
     from .seg_nrrd import write_seg_nrrd
@@ -148,7 +150,12 @@ def export_mask_file(
         if path.exists() and not overwrite:
             raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
     reference_image, reference_patient = load_reference_image(reference) if reference is not None else (None, "")
-    prepared = mask_on_reference(read_image(mask_path), reference_image, f"mask {mask_path.name}")
+    mask = read_image(mask_path)
+    if reviewed_only:
+        from ..review import require_review
+
+        require_review(mask_path)
+    prepared = mask_on_reference(mask, reference_image, f"mask {mask_path.name}")
     case_dir = mask_path.parent.parent if mask_path.parent.name == "labels" else mask_path.parent
     identity = patient_id or reference_patient or manifest_module.patient_id_of_case(case_dir)
     provenance = manifest_module.mask_provenance(mask_path)
