@@ -256,3 +256,39 @@ def test_reviewed_only_refuses_a_mask_without_a_review(tmp_path, series, capsys,
     assert export("edited") == 2
     assert "changed after the review" in capsys.readouterr().err
     assert not (tmp_path / f"edited{suffix}").exists()
+
+
+@pytest.mark.parametrize("kind", ["dicom-seg", "seg-nrrd", "nifti"])
+def test_a_crash_before_the_manifest_leaves_no_export_that_looks_complete(tmp_path, series, monkeypatch, kind):
+    """The exported file appears last, after its manifest (and the --images-out folder): a crash
+    while writing the manifest leaves neither the file nor a temporary one."""
+    from CervicalAILib.export import manifest as manifest_module
+
+    mask_path = tmp_path / "tumor.nii.gz"
+    tumour_mask(series.image, mask_path)
+    out = tmp_path / "out" / {"dicom-seg": "seg.dcm", "seg-nrrd": "tumor.seg.nrrd", "nifti": "tumor.nii.gz"}[kind]
+    out.parent.mkdir()
+
+    def export(**kwargs):
+        if kind == "dicom-seg":
+            return export_dicom_seg(mask_path, tmp_path / "T2", out, images_out=tmp_path / "out" / "T2", **kwargs)
+        return export_mask_file(mask_path, out, kind=kind, **kwargs)
+
+    def crash(path, document):
+        assert not out.exists()  # the manifest is written before the file appears
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(manifest_module, "write_manifest", crash)
+        with pytest.raises(OSError, match="disk full"):
+            export()
+    assert sorted(p.name for p in out.parent.iterdir()) == (["T2"] if kind == "dicom-seg" else [])
+    # the same export then completes, the file with its manifest; a crash while replacing it
+    # removes the old file rather than leaving it beside a manifest that does not describe it
+    export(overwrite=True)
+    assert verify_manifest(manifest_module.sidecar_path(out)) == []
+    with monkeypatch.context() as patch:
+        patch.setattr(manifest_module, "write_manifest", crash)
+        with pytest.raises(OSError, match="disk full"):
+            export(overwrite=True)
+    assert not out.exists() and not [p for p in out.parent.iterdir() if ".tmp" in p.name]

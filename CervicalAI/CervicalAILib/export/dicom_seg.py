@@ -283,11 +283,8 @@ def export_dicom_seg(
         case_name = deidentifier.pseudonym(reference.patient_id)
     else:
         case_name = reference.patient_id or reference.folder.name
-    progress(0.7, "writing the SEG")
-    with atomic.atomic_path(out_path) as tmp:
-        dataset.save_as(tmp, enforce_file_format=True)
     if images_dir is not None:
-        progress(0.8, "writing the reference images")
+        progress(0.7, "writing the reference images")
         with atomic.atomic_directory(images_dir, overwrite=overwrite) as tmp_dir:
             for number, (ds, source) in enumerate(zip(reference.datasets, reference.files), start=1):
                 target = tmp_dir / f"IM{number:04d}.dcm"
@@ -298,10 +295,6 @@ def export_dicom_seg(
                 else:
                     shutil.copyfile(source, target)
         image_files = sorted(images_dir.iterdir())
-    files = {out_path.name: sha256_file(out_path)}
-    for path in image_files:
-        files[path.relative_to(out_path.parent).as_posix() if path.is_relative_to(out_path.parent) else str(path)] = (
-            sha256_file(path))
     case = {
         "case": case_name,
         "sequences": ["T2W"],
@@ -318,9 +311,19 @@ def export_dicom_seg(
     }
     if deidentifier is None:
         case["source"] = {"mask": str(mask_path), "reference_dicom": str(reference.folder)}
-    document = manifest_module.build_manifest("dicom-seg", [case], files, deidentifier=deidentifier,
-                                              warnings=prepared.warnings)
-    manifest_module.write_manifest(manifest_path, document)
+    progress(0.85, "writing the SEG and its manifest")
+    # Order: reference images, manifest, SEG last (renamed into place from a temporary file), so
+    # a crash never leaves a SEG that looks complete without its manifest.
+    with atomic.atomic_path(out_path) as tmp:
+        dataset.save_as(tmp, enforce_file_format=True)
+        files = {out_path.name: sha256_file(tmp)}
+        for path in image_files:
+            files[path.relative_to(out_path.parent).as_posix() if path.is_relative_to(out_path.parent) else str(path)] = (
+                sha256_file(path))
+        document = manifest_module.build_manifest("dicom-seg", [case], files, deidentifier=deidentifier,
+                                                  warnings=prepared.warnings)
+        out_path.unlink(missing_ok=True)  # replacing: the old SEG must not stand beside the new manifest
+        manifest_module.write_manifest(manifest_path, document)
     progress(1.0, f"DICOM SEG written: {out_path}")
     return DicomSegExport(path=out_path, manifest_path=manifest_path, algorithm_type=provenance["algorithm_type"],
                           warnings=prepared.warnings, image_files=image_files)

@@ -159,17 +159,22 @@ def export_mask_file(
     case_dir = mask_path.parent.parent if mask_path.parent.name == "labels" else mask_path.parent
     identity = patient_id or reference_patient or manifest_module.patient_id_of_case(case_dir)
     provenance = manifest_module.mask_provenance(mask_path)
-    if kind == "nifti":
-        write_nifti_mask(prepared.mask, out_path)
-    else:
-        write_seg_nrrd(prepared.mask, out_path)
     case = {"case": deidentifier.pseudonym(identity) if deidentifier else identity, "sequences": ["T2W"],
             "mask": deidentifier.review_record(provenance, identity) if deidentifier else provenance,
             "grid": {"size": list(prepared.mask.GetSize()), "spacing_mm": [round(s, 5) for s in prepared.mask.GetSpacing()]},
             "mask_resampled": prepared.resampled, "warnings": prepared.warnings}
     if deidentifier is None:
         case["source"] = {"mask": str(mask_path), "reference": str(reference) if reference else None}
-    files = {out_path.name: sha256_file(out_path)}
-    document = manifest_module.build_manifest(kind, [case], files, deidentifier=deidentifier, warnings=prepared.warnings)
-    manifest_module.write_manifest(manifest_path, document)
+    # the manifest first, the file last (renamed into place from a temporary file): a crash never
+    # leaves an exported mask without its manifest
+    with atomic.atomic_path(out_path) as tmp:
+        if kind == "nifti":
+            write_nifti_mask(prepared.mask, tmp)
+        else:
+            write_seg_nrrd(prepared.mask, tmp)
+        files = {out_path.name: sha256_file(tmp)}
+        document = manifest_module.build_manifest(kind, [case], files, deidentifier=deidentifier,
+                                                  warnings=prepared.warnings)
+        out_path.unlink(missing_ok=True)  # replacing: the old file must not stand beside the new manifest
+        manifest_module.write_manifest(manifest_path, document)
     return out_path, manifest_path, prepared.warnings
