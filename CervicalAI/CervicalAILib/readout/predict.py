@@ -249,29 +249,39 @@ def compute_features(
     """Model-driven radiomics and deep features, one dict per model (in `models` order).
 
     Each model's features are computed with that model's own radiomics settings and encoder, so two
-    models fitted on differently extracted features never share a value by name alone; identical
-    settings (same SHA-256) or the same encoder are computed once. A sequence the case lacks is
-    skipped: the model then says which score is unavailable (nothing is imputed).
+    models fitted on differently extracted features never share a value by name alone; models with
+    identical settings (same SHA-256) share one extraction per sequence, and the same encoder runs
+    once. A sequence the case lacks is skipped: the model then says which score is unavailable
+    (nothing is imputed).
     """
     from ..deep import extract_deep_features, load_encoder
     from ..radiomics import extract, settings_sha256
 
     cache: dict[tuple[str, str], float] = {}  # (settings or encoder hash, feature name) -> value
+    # One pyradiomics call per sequence and settings for all models together, so that image types
+    # two models share (a wavelet, a LoG sigma) are filtered once and the image prepared once.
+    wanted: dict[tuple[str, str], dict[str, None]] = {}  # (role, settings hash) -> feature names
+    settings_of: dict[tuple[str, str], dict[str, Any]] = {}
+    needs = [_needed_by_role(model) for model in models]
+    for model, (radiomics_needed, _) in zip(models, needs):
+        for role, names in radiomics_needed.items():
+            if role in inputs.images:
+                settings = model.radiomics_settings(role)
+                slot = (role, settings_sha256(settings))
+                settings_of[slot] = settings
+                wanted.setdefault(slot, {}).update(dict.fromkeys(names))
+    for (role, key), names in wanted.items():
+        result = extract({role: inputs.images[role]}, masks[role].mask, settings={role: settings_of[(role, key)]},
+                         features=list(names))
+        cache.update({(key, name): value for name, value in result.features.items()})
+        warnings.extend(w for w in result.warnings if w not in warnings)
     per_model: list[dict[str, float]] = []
-    for model in models:
-        radiomics_needed, deep_needed = _needed_by_role(model)
+    for model, (radiomics_needed, deep_needed) in zip(models, needs):
         values: dict[str, float] = {}
         for role, names in radiomics_needed.items():
-            if role not in inputs.images:
-                continue
-            settings = model.radiomics_settings(role)
-            key = settings_sha256(settings)
-            todo = [n for n in names if (key, n) not in cache]
-            if todo:
-                result = extract({role: inputs.images[role]}, masks[role].mask, settings={role: settings}, features=todo)
-                cache.update({(key, name): value for name, value in result.features.items()})
-                warnings.extend(w for w in result.warnings if w not in warnings)
-            values.update({name: cache[(key, name)] for name in names})
+            if role in inputs.images:
+                key = settings_sha256(model.radiomics_settings(role))
+                values.update({name: cache[(key, name)] for name in names})
         for family, roles in deep_needed.items():
             present = [r for r in sorted(roles) if r in inputs.images]
             if not present:
@@ -279,15 +289,15 @@ def compute_features(
             entry = next(e for e in model.encoders if e.get("family") == family)
             bundle = find_encoder_bundle(entry)
             key = f"encoder:{bundle.label}:{entry.get('sha256')}"
-            wanted = [n for n in model.required_features if n.split("_", 1)[1].startswith(f"{family}_")]
-            if any((key, n) not in cache for n in wanted):
+            deep_names = [n for n in model.required_features if n.split("_", 1)[1].startswith(f"{family}_")]
+            if any((key, n) not in cache for n in deep_names):
                 encoder = load_encoder(bundle, device=device)
                 found = extract_deep_features(
                     {r: inputs.images[r] for r in present}, {r: masks[r].mask for r in present}, encoder,
                     roles=present, warnings=warnings,
                 )
                 cache.update({(key, name): value for name, value in found.items()})
-            values.update({n: cache[(key, n)] for n in wanted if (key, n) in cache})
+            values.update({n: cache[(key, n)] for n in deep_names if (key, n) in cache})
         per_model.append(values)
     return per_model
 
