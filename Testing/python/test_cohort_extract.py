@@ -352,3 +352,40 @@ def test_dicom_case_folders_give_the_nifti_values(material, tmp_path):
     nifti = extract_case(material["cohort"] / case_id, config).features
     for name, value in nifti.items():
         assert dicom[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+
+
+def test_second_segmentation_by_mask_label_feeds_the_icc_filter(material, tmp_path):
+    """--mask-label: a second reader's T2WI contour for every sequence, then ICC between the two tables."""
+    from CervicalAILib.io.case import load_case
+    from CervicalAILib.radiomics import extract_features, load_settings
+
+    ids = _case_ids(material)
+    cohort = _copy_cohort(material, tmp_path / "cohort")
+    for case_id in ids[:-1]:  # the last case has no second contour
+        truth = sitk.ReadImage(str(cohort / case_id / "labels" / "tumor.nii.gz"))
+        second = sitk.BinaryErode(sitk.Cast(truth > 0, sitk.sitkUInt8), (1, 1, 0))  # a tighter reader
+        sitk.WriteImage(second, str(cohort / case_id / "labels" / "tumor_reader2.nii.gz"))
+    first_out, second_out = tmp_path / "reader1.csv", tmp_path / "reader2.csv"
+    base = ["extract", str(cohort), "--roles", "T2W,DWI", "--no-deep", "--settings", str(material["settings"])]
+    assert main([*base, "--out", str(first_out)]) == 0
+    assert main([*base, "--out", str(second_out), "--mask-label", "tumor_reader2"]) == 3  # one case lacks it
+    second = pd.read_csv(second_out, dtype={"case_id": str})
+    assert "no labels/tumor_reader2 mask" in second.set_index("case_id").loc[ids[-1], "extraction_error"]
+    sidecar = json.loads(sidecar_path_for(second_out).read_text(encoding="utf-8"))
+    assert sidecar["masks"]["policy"].startswith("labels/tumor_reader2 (T2WI grid) for every sequence")
+    assert "sequence label" not in sidecar["masks"]["sources"]["DWI"]  # the DWI's own label is not used
+    # T2W: exactly pyradiomics on the second contour
+    case = load_case(cohort / ids[0])
+    direct = extract_features({"T2W": case.image("T2W")}, case.label("tumor_reader2"),
+                              settings={"T2W": load_settings("T2W", material["settings"] / "T2W.yaml")})
+    row = second.set_index("case_id").loc[ids[0]]
+    for name, value in direct.items():
+        assert row[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
+    first = pd.read_csv(first_out, dtype={"case_id": str}).set_index("case_id")
+    assert row["T2W_original_shape_VoxelVolume"] < first.loc[ids[0], "T2W_original_shape_VoxelVolume"]
+    # the two tables go into the ICC filter (cases both have)
+    assert main(["icc", str(first_out), str(second_out), "--out", str(tmp_path / "icc")]) == 0
+    icc = pd.read_csv(tmp_path / "icc" / "icc.csv")
+    assert {"T2W_original_shape_VoxelVolume", "DWI_original_firstorder_Mean"} <= set(icc["feature"])
+    with pytest.raises(InputError, match="mask label"):
+        ExtractionConfig.build(roles=("T2W",), settings_dir=material["settings"], encoders=[], mask_label="../x")

@@ -55,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-register", action="store_true",
                         help="never register on the fly: a sequence without its own mask or transform gets the T2WI "
                              "mask through the scanner geometry (with a warning)")
+    parser.add_argument("--mask-label", metavar="NAME",
+                        help="use labels/NAME (on the T2WI grid) as every sequence's tumour mask, carried by the "
+                             "transforms as in the readout (e.g. a second reader's contour for `cervicalai icc`); "
+                             "default: each sequence's own labels/tumor_<ROLE>, else labels/tumor")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing table, also when a partial run with other options is there; "
                              "whatever is still valid is reused (e.g. the radiomics of a sequence whose settings did "
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     encoders: list[str] = [] if args.no_deep else [item for value in args.encoders for item in _csv_list(value)]
     config = ExtractionConfig.build(roles=args.roles, settings_dir=args.settings, encoders=encoders,
-                                    register=not args.no_register)
+                                    register=not args.no_register, mask_label=args.mask_label)
     bar = _TerminalBar() if sys.stderr.isatty() else None
     try:
         result = extract_cohort(args.cohort, args.out, config, jobs=args.jobs, scheduler=args.scheduler,

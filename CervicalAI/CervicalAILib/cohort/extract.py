@@ -8,7 +8,10 @@ Per case and sequence the tumour mask is taken on the sequence's OWN acquisition
 has one, else the T2WI mask `labels/tumor` carried by `transforms/<ROLE>.tfm` (written by
 `cervicalai study register`), else by a rigid registration run on the fly. So cohort extraction
 computes features exactly as the per-patient readout does, and intensities are interpolated once
-(by pyradiomics' resampling), never twice.
+(by pyradiomics' resampling), never twice. `mask_label` (`--mask-label NAME`) takes
+`labels/NAME` on the T2WI grid for every sequence instead, carried like the readout carries the
+reader's mask: for a second reader's or the automatic contour (the ICC reproducibility filter),
+or to train with the readout's own mask source.
 
 Resumable: each finished case is stored atomically in a parts folder beside the output
 (`features.parquet.parts/cases/<case_id>.json.gz`, with the size and time stamp of the case's
@@ -92,16 +95,22 @@ class ExtractionConfig:
     settings_source: dict[str, str] = field(default_factory=dict)  # role -> file it came from
     encoders: list[dict[str, Any]] = field(default_factory=list)  # {"path", "family", "name", "version", "sha256"}
     register: bool = True  # register on the fly a sequence that has neither its own mask nor a transform
+    # labels/<mask_label> (T2WI grid) for every sequence, carried by the transforms as in the readout
+    # (a second reader's or the automatic contour, for the ICC filter); None: each sequence's own label
+    mask_label: str | None = None
 
     @classmethod
     def build(cls, roles: Sequence[str] = DEFAULT_ROLES, settings_dir: str | Path | None = None,
-              encoders: Sequence[str | Path] | None = DEFAULT_ENCODERS, register: bool = True) -> ExtractionConfig:
+              encoders: Sequence[str | Path] | None = DEFAULT_ENCODERS, register: bool = True,
+              mask_label: str | None = None) -> ExtractionConfig:
         """Validate the choices. `settings_dir` holds `<ROLE>.yaml` pyradiomics files (default: the
         engine's shipped settings); `encoders` are "2d"/"3d" (the default bundles) or bundle folders;
         None or [] means radiomics only."""
         from ..radiomics import default_settings_path, load_settings
 
         roles = _check_roles(roles)
+        if mask_label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", mask_label):
+            raise InputError(f"mask label {mask_label!r} must be a label file name without extension, e.g. tumor_reader2")
         settings, text, source = {}, {}, {}
         for role in roles:
             path = default_settings_path(role)
@@ -114,7 +123,7 @@ class ExtractionConfig:
             text[role] = path.read_text(encoding="utf-8")
             source[role] = "engine default" if settings_dir is None else path.name
         return cls(roles=roles, settings=settings, settings_text=text, settings_source=source,
-                   encoders=resolve_encoders(encoders or []), register=register)
+                   encoders=resolve_encoders(encoders or []), register=register, mask_label=mask_label)
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that decides the feature values; a resumed run must match it exactly."""
@@ -127,7 +136,7 @@ class ExtractionConfig:
             "encoders": [{k: e[k] for k in ("family", "name", "version", "sha256")} for e in self.encoders],
             "register_on_the_fly": bool(self.register),
             "software": software_versions(),
-        }
+        } | ({"mask_label": self.mask_label} if self.mask_label else {})
 
     def components(self) -> dict[str, str]:
         """The units a part is stored and reused in: radiomics per sequence, deep features per encoder.
@@ -137,6 +146,8 @@ class ExtractionConfig:
         """
         fingerprint = self.fingerprint()
         common = {"software": fingerprint["software"], "register_on_the_fly": fingerprint["register_on_the_fly"]}
+        if self.mask_label:
+            common["mask_label"] = self.mask_label
         out = {}
         for role in self.roles:
             out[f"radiomics:{role}"] = _digest({"role": role, "settings": fingerprint["radiomics_settings_sha256"][role],
@@ -150,6 +161,7 @@ class ExtractionConfig:
         """The picklable part a worker needs, restricted to `components` (default: all)."""
         wanted = set(self.components() if components is None else components)
         return {"roles": list(self.roles), "settings": self.settings, "register": self.register,
+                "mask_label": self.mask_label,
                 "radiomics_roles": [r for r in self.roles if f"radiomics:{r}" in wanted],
                 "encoders": [e["path"] for e in self.encoders if f"deep:{e['family']}" in wanted]}
 
@@ -312,7 +324,7 @@ class _CaseInputs:
     """Images and labels of one case: a NIfTI case folder, or a DICOM study (case/dicom/ or case/)
     with its labels in case/labels/."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, extra_labels: Sequence[str] = ()):
         self.folder = folder
         if is_case_folder(folder):
             from ..io.case import load_case
@@ -327,7 +339,7 @@ class _CaseInputs:
             self.roles = list(self._source.roles_present())
             self.label_paths = {}
             labels = folder / LABELS_DIR
-            for name in ("tumor", *(f"tumor_{r}" for r in ROLES)):
+            for name in ("tumor", *(f"tumor_{r}" for r in ROLES), *extra_labels):
                 path = find_role_file(labels, name) if labels.is_dir() else None
                 if path is not None:
                     self.label_paths[name] = path
@@ -356,14 +368,26 @@ class CaseFeatures:
     components: dict[str, dict[str, float]] = field(default_factory=dict)  # "radiomics:T2W" -> its features
 
 
-def case_masks(case: _CaseInputs, images: dict[str, Any], register: bool, warnings: list[str]) -> dict[str, Any]:
-    """The tumour mask on each role's own grid (see module docstring); role -> SequenceMask."""
+def case_masks(case: _CaseInputs, images: dict[str, Any], register: bool, warnings: list[str],
+               mask_label: str | None = None) -> dict[str, Any]:
+    """The tumour mask on each role's own grid (see module docstring); role -> SequenceMask.
+
+    With `mask_label`, labels/<mask_label> (on the T2WI grid) is the mask of every sequence,
+    carried by the transforms; the sequences' own labels are not used."""
     from ..io.geometry import same_grid
     from ..registration.masks import complete_transforms, read_transforms, sequence_masks
 
-    t2_mask = case.label("tumor") if "tumor" in case.label_paths else None
+    if mask_label is not None:
+        if mask_label not in case.label_paths:
+            found = ", ".join(sorted(case.label_paths)) or "none"
+            raise InputError(f"no labels/{mask_label} mask in the case (labels: {found})", case.folder)
+        t2_mask = case.label(mask_label)
+        if not same_grid(t2_mask, case.image(REQUIRED_ROLE)):
+            raise InputError(f"labels/{mask_label} is not on the T2WI grid", case.folder)
+    else:
+        t2_mask = case.label("tumor") if "tumor" in case.label_paths else None
     own = {}
-    for role, image in images.items():
+    for role, image in (images.items() if mask_label is None else ()):
         name = f"tumor_{role}"
         if name in case.label_paths:
             label = case.label(name)
@@ -412,14 +436,14 @@ def extract_case(case_dir: str | Path, config: ExtractionConfig | dict[str, Any]
         timings[name] = timings.get(name, 0.0) + now - clock
         clock = now
 
-    case = _CaseInputs(folder)
+    case = _CaseInputs(folder, extra_labels=[view["mask_label"]] if view.get("mask_label") else [])
     missing = [r for r in view["roles"] if r not in case.roles]
     if missing:
         raise InputError(f"case lacks the {', '.join(missing)} sequence(s) (has: {', '.join(case.roles) or 'none'})",
                          folder)
     images = {role: case.image(role) for role in view["roles"]}
     lap("load")
-    masks = case_masks(case, images, view["register"], warnings)
+    masks = case_masks(case, images, view["register"], warnings, mask_label=view.get("mask_label"))
     lap("masks")
     components: dict[str, dict[str, float]] = {}
     for role in view["radiomics_roles"]:
@@ -942,8 +966,11 @@ def _sidecar(index: CohortIndex, out: Path, config: ExtractionConfig, fingerprin
         "radiomics_settings_source": dict(config.settings_source),
         "encoders": [{k: e[k] for k in ("family", "name", "version", "sha256")} for e in config.encoders],
         "features_per_family": n_features,
-        "masks": {"policy": "own delineation labels/tumor_<ROLE> on the sequence's grid, else labels/tumor (T2WI) "
-                            "carried by transforms/<ROLE>.tfm, else by a rigid registration run on the fly"
+        "masks": {"policy": (f"labels/{config.mask_label} (T2WI grid) for every sequence, carried by "
+                             "transforms/<ROLE>.tfm, else by a rigid registration run on the fly"
+                             if config.mask_label else
+                             "own delineation labels/tumor_<ROLE> on the sequence's grid, else labels/tumor (T2WI) "
+                             "carried by transforms/<ROLE>.tfm, else by a rigid registration run on the fly")
                             + ("" if config.register else " (disabled: scanner geometry)"),
                   "sources": mask_sources},
         "cases": {"in_cohort": len(index.case_ids), "extracted": len(ok_ids), "failed": len(failed)},

@@ -792,6 +792,9 @@ def _markdown(config: StudyConfig, metrics: dict[str, Any], fits, evaluations, t
               "- The deep encoders are small self-supervised networks trained on other synthetic cases "
               "(docs/deep_features.md), not ImageNet ResNets; seed 004's six DL models are two families here (2D, 3D).",
               "- Training-cohort figures are optimistic (the same cases chose the features); read the validation cohorts.",
+              "- No ICC reproducibility filter: seed 004 kept features with ICC > 0.75 between two readers, but the "
+              "synthetic cases have one delineation each. With a second contour per case, `cervicalai extract "
+              "--mask-label NAME` and `cervicalai icc` give the list that `cervicalai fit --keep-features` applies.",
               ""]
     lines += ["## Files", "",
               "- `metrics.json`: every number above (and more: CIs of every metric, Hosmer-Lemeshow, DeLong statistics), "
