@@ -263,3 +263,19 @@ def test_one_split_for_several_endpoints_when_stratified_by_a_column():
     with pytest.raises(InputError, match="stratification column 'lnm' must be 0/1"):
         assign_cohorts(frame, frame["stage_group_crt"], spec)
     assert SplitSpec(train_centers=["A"], stratify_by="lnm").as_dict()["stratified_by"] == "lnm"
+
+
+def test_a_sites_own_endpoint_column_goes_through_the_same_chain():
+    sim = simulate_feature_table(300, seed=5, center_weights=(2, 1, 1), n_noise_radiomics=12, deep_width=6)
+    frame = sim.frame.drop(columns=["split"])
+    frame["recurrence"] = np.where(frame["lnm"] == 1, "yes", "no")  # the same outcome under a site's own name
+    table = feature_table_from_frame(frame)
+    named = fit_risk_model(table, _config(endpoint="lnm"))
+    own = fit_risk_model(table, _config(endpoint="recurrence"))
+    assert own.model["endpoint_column"] == "recurrence" and own.model["positive"] == "recurrence = 1"
+    assert own.model["dlrc"]["coefficients"] == pytest.approx(named.model["dlrc"]["coefficients"], rel=1e-9)
+    np.testing.assert_allclose(own.scores["dlrc_probability"], named.scores["dlrc_probability"], rtol=1e-9)
+    with pytest.raises(InputError, match="no column for endpoint 'relapse'"):
+        fit_risk_model(table, _config(endpoint="relapse"))
+    with pytest.raises(InputError, match="use lnm, stage_group or the name of a 0/1 column"):
+        fit_risk_model(table, _config(endpoint="age > 50"))

@@ -30,9 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXAMPLES
     parser.add_argument("features", metavar="FEATURES", help="feature table (CSV or parquet, one row per case) from "
                         "`cervicalai extract`; its sidecar FEATURES.json, when present, is carried into the bundle")
-    parser.add_argument("--endpoint", required=True, choices=["lnm", "stage_group"],
+    parser.add_argument("--endpoint", required=True, metavar="lnm|stage_group|COLUMN",
                         help="lnm: pathological lymph-node metastasis; stage_group: chemoradiotherapy group "
-                        "(FIGO IB3, IIA2-IVB) vs surgery group (IA-IB2, IIA1)")
+                        "(FIGO IB3, IIA2-IVB) vs surgery group (IA-IB2, IIA1); or the name of any 0/1 column of the "
+                        "table (a site's own endpoint, e.g. recurrence)")
     parser.add_argument("--out", required=True, metavar="BUNDLE", help="output bundle folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     split = parser.add_argument_group("training / validation split (default: every case trains)")

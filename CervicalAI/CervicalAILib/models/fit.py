@@ -35,13 +35,13 @@ from .selection import FamilyModel, SelectionConfig, cross_validated_auc, select
 from .table import (
     CENTER,
     COHORT_TRAINING,
-    ENDPOINTS,
     EXTRACTION_ERROR,
     RADIOMICS_FAMILY,
     FeatureTable,
     SplitSpec,
     assign_cohorts,
     cohort_order,
+    endpoint_spec,
     endpoint_values,
 )
 
@@ -306,7 +306,7 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
     train_ids = _drop_missing(frame, train_ids, kept, dropped, config, reasons)
     y_train = y[train_ids].to_numpy()
     n_pos, n_neg = int(y_train.sum()), int(len(y_train) - y_train.sum())
-    spec = ENDPOINTS[endpoint]
+    spec = endpoint_spec(endpoint)
     if min(n_pos, n_neg) < config.min_events:
         which = spec["positive"] if n_pos < n_neg else spec["negative"]
         raise InputError(

@@ -194,13 +194,24 @@ def feature_table_from_frame(frame, path: str | Path | None = None, sidecar: dic
                         sidecar=dict(sidecar or {}))
 
 
+def endpoint_spec(endpoint: str) -> dict[str, Any]:
+    """The named endpoints (lnm, stage_group) with their wording, or any other 0/1 column of the
+    table by its name (a site's own endpoint, e.g. recurrence), described as `<name> = 1`."""
+    if endpoint in ENDPOINTS:
+        return ENDPOINTS[endpoint]
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", endpoint):
+        raise InputError(f"endpoint {endpoint!r}: use lnm, stage_group or the name of a 0/1 column "
+                         "(letters, digits, underscores)")
+    return {"columns": [endpoint], "positive": f"{endpoint} = 1", "negative": f"{endpoint} = 0",
+            "outcome_label": f"{endpoint} probability",
+            "labels": {"yes": 1, "no": 0, "positive": 1, "negative": 0, "true": 1, "false": 0}}
+
+
 def endpoint_values(table: FeatureTable, endpoint: str) -> tuple[Any, str]:
     """The endpoint as a float Series (1, 0 or NaN when missing) and the column it came from."""
     import pandas as pd
 
-    if endpoint not in ENDPOINTS:
-        raise InputError(f"unknown endpoint {endpoint!r} (known: {', '.join(ENDPOINTS)})")
-    spec = ENDPOINTS[endpoint]
+    spec = endpoint_spec(endpoint)
     column = next((c for c in spec["columns"] if c in table.frame.columns), None)
     if column is None:
         raise InputError(
