@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.case import ROLES
 from ..io.hashing import sha256_file
+from ..io.tables import read_table
 
 RADIOMICS_FAMILY = "radiomics"
 CASE_ID = "case_id"
@@ -108,23 +109,8 @@ def _find_sidecar(path: Path) -> Path | None:
 
 def read_feature_table(path: str | Path, sidecar: str | Path | None = None) -> FeatureTable:
     """Read a CSV or parquet feature table (and its sidecar) with the checks every fit needs."""
-    import pandas as pd
-
     path = Path(path)
-    if not path.is_file():
-        raise InputError("feature table not found", path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        elif suffix in (".csv", ".txt"):
-            frame = pd.read_csv(path, dtype={CASE_ID: str, CENTER: str})
-        else:
-            raise InputError("feature table must be .csv or .parquet", path)
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many types for a broken file
-        raise InputError(f"cannot read the feature table ({exc})", path) from exc
+    frame = read_table(path, "feature table", text_columns=(CASE_ID, CENTER))
     side: dict[str, Any] = {}
     side_path = Path(sidecar) if sidecar is not None else _find_sidecar(path)
     if side_path is not None:

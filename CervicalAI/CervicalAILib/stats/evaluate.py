@@ -37,6 +37,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io.atomic import atomic_directory, write_json, write_text
+from ..io.tables import read_table as read_table_file
 from ..progress import ProgressCallback, no_progress
 from .calibration import hosmer_lemeshow
 from .decision_curve import DEFAULT_THRESHOLDS, decision_curves, parse_threshold_range
@@ -209,15 +210,7 @@ def evaluate_scores(y, scores: dict, cutoffs: dict | None = None, paired: bool =
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read the evaluation table (CSV, or parquet)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("table not found", path)
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except Exception as exc:
-        raise InputError(f"cannot read the table ({exc})", path) from exc
+    return read_table_file(path, "table", other_suffixes_as_csv=True)
 
 
 def _require_column(table: pd.DataFrame, column: str, role: str) -> pd.Series:

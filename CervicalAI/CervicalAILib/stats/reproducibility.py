@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import InputError
+from ..io.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +48,7 @@ def _normalise_kind(kind: str) -> str:
 def read_feature_table(path: str | Path) -> pd.DataFrame:
     """Read a feature table (CSV or parquet) and check its `case_id` column."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("feature table not found", path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            table = pd.read_parquet(path)
-        elif suffix in (".csv", ".txt"):
-            table = pd.read_csv(path, dtype={ID_COLUMN: str})  # "007" stays "007", never 7
-        else:
-            raise InputError("feature table must be .csv or .parquet", path)
-    except InputError:
-        raise
-    except Exception as exc:  # pandas/pyarrow parse errors
-        raise InputError(f"cannot read the feature table ({exc})", path) from exc
+    table = read_table(path, "feature table", text_columns=(ID_COLUMN,))  # "007" stays "007", never 7
     if ID_COLUMN not in table.columns:
         raise InputError(f"feature table has no {ID_COLUMN!r} column (columns: {', '.join(map(str, table.columns[:8]))}"
                          f"{', ...' if table.shape[1] > 8 else ''})", path)
