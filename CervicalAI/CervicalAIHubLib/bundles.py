@@ -85,6 +85,20 @@ def bundle_cards(folder: str | Path | None) -> list[BundleCard]:
     return cards
 
 
+# The bundles each background step needs (keys of DEFAULT_BUNDLES).
+SEGMENT_PURPOSES = ("segmentation", "segmentation-t2")
+PREDICT_PURPOSES = ("encoder-2d", "lnm", "stage_group")
+
+
+def model_problems(folder: str | Path | None, purposes: tuple[str, ...]) -> list[str]:
+    """Why the bundles for `purposes` cannot be used (verified as the engine will load them); [] when all can."""
+    unknown = [purpose for purpose in purposes if purpose not in DEFAULT_BUNDLES]
+    if unknown:
+        raise ValueError(f"unknown bundle purpose(s) {unknown} (known: {', '.join(DEFAULT_BUNDLES)})")
+    wanted = set(purposes)
+    return [card.title() for card in bundle_cards(folder) if card.purpose in wanted and not card.usable]
+
+
 def cards_text(cards: list[BundleCard]) -> str:
     """Plain text of the cards for the hub's model-card box."""
     blocks = []
