@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 import tempfile
 from typing import Annotated
 
@@ -31,6 +32,13 @@ from slicer.util import VTKObservationMixin
 
 POLL_MILLISECONDS = 250
 STATE_REFRESH_MILLISECONDS = 500
+
+
+def unsupportedSlicerReason() -> str:
+    """One sentence when this Slicer cannot run CervicalAI (5.8 and older), else "" (all three modules ask)."""
+    from CervicalAIHubLib.support import unsupported_reason
+
+    return unsupported_reason((slicer.app.majorVersion, slicer.app.minorVersion), sys.version_info)
 
 
 #
@@ -90,9 +98,7 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        from CervicalAIHubLib.support import running_slicer_reason
-
-        self._unsupported = running_slicer_reason()
+        self._unsupported = unsupportedSlicerReason()
         if self._unsupported:  # an older Slicer: one sentence, nothing else is loaded
             label = qt.QLabel(self._unsupported)
             label.wordWrap = True
@@ -493,9 +499,7 @@ class CervicalAITest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        from CervicalAIHubLib.support import running_slicer_reason
-
-        self.assertEqual(running_slicer_reason(), "")  # an unsupported Slicer fails here, with the reason
+        self.assertEqual(unsupportedSlicerReason(), "")  # an unsupported Slicer fails here, with the reason
         self.setUp()
         self.test_engine_importable()
         self.setUp()

@@ -93,9 +93,9 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        from CervicalAIHubLib.support import running_slicer_reason
+        from CervicalAI import unsupportedSlicerReason
 
-        self._unsupported = running_slicer_reason()
+        self._unsupported = unsupportedSlicerReason()
         if self._unsupported:  # an older Slicer: one sentence, nothing else is loaded
             label = qt.QLabel(self._unsupported)
             label.wordWrap = True
@@ -556,9 +556,9 @@ class CervicalAIPredictTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        from CervicalAIHubLib.support import running_slicer_reason
+        from CervicalAI import unsupportedSlicerReason
 
-        self.assertEqual(running_slicer_reason(), "")  # an unsupported Slicer fails here, with the reason
+        self.assertEqual(unsupportedSlicerReason(), "")  # an unsupported Slicer fails here, with the reason
         self.setUp()
         self.test_measure_line()
         self.setUp()

@@ -99,9 +99,9 @@ class CervicalAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        from CervicalAIHubLib.support import running_slicer_reason
+        from CervicalAI import unsupportedSlicerReason
 
-        self._unsupported = running_slicer_reason()
+        self._unsupported = unsupportedSlicerReason()
         if self._unsupported:  # an older Slicer: one sentence, nothing else is loaded
             label = qt.QLabel(self._unsupported)
             label.wordWrap = True
@@ -563,9 +563,9 @@ class CervicalAISegmentTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        from CervicalAIHubLib.support import running_slicer_reason
+        from CervicalAI import unsupportedSlicerReason
 
-        self.assertEqual(running_slicer_reason(), "")  # an unsupported Slicer fails here, with the reason
+        self.assertEqual(unsupportedSlicerReason(), "")  # an unsupported Slicer fails here, with the reason
         self.setUp()
         self.test_volume_roles_from_names()
         self.setUp()
