@@ -179,9 +179,10 @@ class _Builder:
         self.pip("--no-deps", *self.header["mrml-wheel"].split(), what="installing slicer-core and VTK")
         layers["mrml"] = self._new(seen)
 
-        # extension: SlicerRadiomics' packages, built against Slicer's numpy (build isolation constrained too)
-        self.pip("--no-cache-dir", "-r", EXTENSION_FILE, "-c", slicer_constraints,
-                 extra_env={"PIP_CONSTRAINT": str(slicer_constraints)}, what="installing SlicerRadiomics' packages")  # fmt: skip
+        # extension: SlicerRadiomics' packages (pyradiomics from the shared wheel), held by Slicer's pins
+        wheels = self.extension_wheels()
+        self.pip("-r", EXTENSION_FILE, "-c", slicer_constraints, "--find-links", wheels,
+                 "--only-binary", "pyradiomics-bhklab", what="installing SlicerRadiomics' packages")  # fmt: skip
         layers["extension"] = self._new(seen)
 
         # hub: what install_plan() asks for, with its own constraints, as CervicalAILogic.ensureDependencies does
@@ -263,6 +264,28 @@ class _Builder:
         (self.env / KEY_FILE).write_text(manifest["key"] + "\n")
         return manifest
 
+    def extension_wheels(self) -> Path:
+        """A folder with pyradiomics built once for every environment, against the oldest supported
+        Slicer's numpy and setuptools (NumPy's C API is forward compatible, so the wheel also runs
+        on the newer numpy of 5.12+), as SlicerRadiomics builds it in Slicer's Python."""
+        _, oldest = read_pin_file(pin_file(VERSIONS[0]))
+        build_pins = "".join(f"{name}=={oldest[name]}\n" for name in ("numpy", "setuptools", "wheel"))
+        key = hashlib.sha256((EXTENSION_FILE.read_text() + build_pins).encode()).hexdigest()[:16]
+        folder = COMPAT_DIR / "wheels" / key
+        with _lock("wheels"):
+            if not (folder / "complete").is_file():
+                if folder.exists():
+                    shutil.rmtree(folder)
+                folder.mkdir(parents=True)
+                (folder / "build-constraints.txt").write_text(build_pins)
+                radiomics = next(line.strip() for line in EXTENSION_FILE.read_text().splitlines()
+                                 if line.strip().lower().startswith("pyradiomics"))  # fmt: skip
+                self.run([self.python, "-m", "pip", "--disable-pip-version-check", "wheel", "--quiet", "--no-deps",
+                          "-w", folder, radiomics], extra_env={"PIP_CONSTRAINT": str(folder / "build-constraints.txt")},
+                         what="building pyradiomics")  # fmt: skip
+                (folder / "complete").write_text("")
+        return folder
+
     def _new(self, seen: dict[str, str]) -> dict[str, str]:
         """Distributions installed (or changed) since `seen`; updates `seen`."""
         now = self.installed()
@@ -273,9 +296,10 @@ class _Builder:
 
 
 @contextlib.contextmanager
-def _lock():
+def _lock(name: str):
+    """An exclusive lock between processes (several pytest or make runs may build at once)."""
     COMPAT_DIR.mkdir(parents=True, exist_ok=True)
-    with open(COMPAT_DIR / ".lock", "w") as handle:
+    with open(COMPAT_DIR / f".{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -287,7 +311,7 @@ def ensure(version: str, force: bool = False, log=print) -> dict:
     """The manifest of an up-to-date environment for `version`, building it if needed."""
     if version not in VERSIONS:
         raise BuildError(f"unknown Slicer version {version!r} (supported: {', '.join(VERSIONS)})")
-    with _lock():
+    with _lock(f"slicer-{version}"):
         if not force and is_current(version):
             return read_manifest(version)
         log(f"compat: building the Slicer {version} stand-in in {env_dir(version)} ...")
@@ -301,16 +325,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("versions", nargs="*", default=list(VERSIONS), help=f"default: {' '.join(VERSIONS)}")
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    parser.add_argument("--jobs", type=int, default=2, help="environments built at once (default 2: most of a build waits on the disk)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    try:
-        for version in args.versions:
-            reused = not args.force and is_current(version)
-            manifest = ensure(version, force=args.force)
-            state = "up to date" if reused else f"built in {manifest['build_seconds']:.0f} s"
-            print(f"compat: Slicer {version}: Python {manifest['python']}, {len(manifest['modules'])} modules, {state}")
-    except BuildError as exc:
-        print(f"compat: error: {exc}", file=sys.stderr)
+    stale = [version for version in args.versions if args.force or not is_current(version)]
+    for version in args.versions:
+        if version not in stale:
+            print(f"compat: Slicer {version}: up to date ({env_dir(version)})")
+    failed = False
+    if stale:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def build(version: str) -> str:
+            try:
+                manifest = ensure(version, force=args.force, log=lambda line: print(line, flush=True))
+                return f"compat: Slicer {version}: Python {manifest['python']}, built in {manifest['build_seconds']:.0f} s"
+            except BuildError as exc:
+                return f"compat: error: {exc}"
+
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for line in pool.map(build, stale):
+                failed = failed or line.startswith("compat: error")
+                print(line, file=sys.stderr if line.startswith("compat: error") else sys.stdout, flush=True)
+    if failed:
         return 1
     print(f"compat: {len(args.versions)} environment(s) ready in {time.perf_counter() - started:.0f} s")
     return 0

@@ -22,14 +22,12 @@ from __future__ import annotations
 import json
 import math
 import sys
-from pathlib import Path
 
+import compat_run  # noqa: E402  (Testing/compat, on sys.path via conftest)
 import numpy as np
 import pytest
 
 from conftest import REPO, slicer_versions
-
-import compat_run  # noqa: E402  (Testing/compat, on sys.path via conftest)
 
 VERSIONS = slicer_versions.SUPPORTED
 CHAIN = REPO / "Testing" / "compat" / "engine_chain.py"
@@ -261,3 +259,49 @@ def test_mrml_logic_tests_pass_on_this_slicer_core(slicer_env, tmp_path):
     assert passed >= 90, summary
     assert "failed" not in summary and "error" not in summary, summary
     assert "needs the slicer-core wheel" not in output  # nothing skipped for want of MRML
+
+
+# --- Slicer APIs against the oldest supported slicer-core ------------------------------------------------
+
+def module_api_uses() -> dict[str, list[str]]:
+    """Slicer APIs used by the module files, their Lib packages and the engine's MRML bridge."""
+    from api_scan import slicer_api_uses
+
+    files = [REPO / module / f"{module}.py" for module in ("CervicalAI", "CervicalAISegment", "CervicalAIPredict")]
+    for lib in ("CervicalAI/CervicalAIHubLib", "CervicalAISegment/CervicalAISegmentLib", "CervicalAIPredict/CervicalAIPredictLib"):
+        files += sorted((REPO / lib).rglob("*.py"))
+    files.append(REPO / "CervicalAI" / "CervicalAILib" / "io" / "mrml.py")
+    uses: dict[str, set[str]] = {"util": set(), "slicer": set(), "methods": set()}
+    for path in files:
+        for kind, names in slicer_api_uses(path.read_text()).items():
+            uses[kind] |= names
+    return {kind: sorted(names) for kind, names in uses.items()}
+
+
+def test_slicer_apis_the_modules_use_exist_in_the_oldest_supported_slicer_core():
+    """Every slicer.util function, slicer class and capitalised (VTK/MRML) method the modules call
+    exists in the slicer-core wheel closest to Slicer 5.10 (5.11.0.6, whose util.py has the same
+    functions as 5.10.0's); application-only names and version-branched ones are listed in api_scan."""
+    version = VERSIONS[0]
+    compat_run.environment(version)
+    uses = module_api_uses()
+    assert len(uses["methods"]) > 50 and "SetTag" in uses["methods"] and "pip_install" in uses["util"]
+    code = ("import json, sys\n"
+            f"sys.path.insert(0, {str(REPO / 'Testing' / 'compat')!r})\n"
+            "from api_scan import missing_apis\n"
+            "print(json.dumps(missing_apis(json.loads(sys.argv[1]))))")  # fmt: skip
+    missing = last_json(compat_run.run_in(version, ["-c", code, json.dumps(uses)], compat_run.INSTALLED))
+    assert missing == {"util": [], "slicer": [], "methods": []}
+
+
+def test_the_api_check_finds_what_slicer_core_lacks():
+    from api_scan import missing_apis, slicer_api_uses
+
+    source = ("import slicer\nimport SimpleITK as sitk\n"
+              "def f(segment, scene):\n"
+              "    segment.SetTerminologyCodes('x')\n    slicer.util.pip_ensure('x')\n    slicer.vtkMRMLFancyNode()\n"
+              "    scene.GetNodesByClass('vtkMRMLScalarVolumeNode')\n    sitk.ReadImage('x')\n    slicer.packaging.pip_ensure('y')\n")  # fmt: skip
+    uses = slicer_api_uses(source)
+    assert uses["methods"] == {"SetTerminologyCodes", "GetNodesByClass"}  # module functions (sitk.ReadImage) are not methods
+    assert missing_apis({kind: sorted(names) for kind, names in uses.items()}) == {
+        "util": ["pip_ensure"], "slicer": ["vtkMRMLFancyNode"], "methods": ["SetTerminologyCodes"]}
