@@ -55,10 +55,13 @@ def chosen_models_dir(bundle_folder: str = "") -> Path | None:
         return None
 
 
-def bundle_cards(folder: str | Path | None) -> list[BundleCard]:
-    """One card per default purpose, verified (hashes and schema) or with the reason it is not usable."""
+def bundle_cards(folder: str | Path | None, purposes: tuple[str, ...] | None = None) -> list[BundleCard]:
+    """One card per default purpose (or per one of `purposes`), verified (hashes and schema) or with
+    the reason it is not usable."""
     cards = []
     for purpose, name in DEFAULT_BUNDLES.items():
+        if purposes is not None and purpose not in purposes:
+            continue
         if folder is None:
             cards.append(BundleCard(purpose, Path(name), problem="no model folder found"))
             continue
@@ -95,8 +98,7 @@ def model_problems(folder: str | Path | None, purposes: tuple[str, ...]) -> list
     unknown = [purpose for purpose in purposes if purpose not in DEFAULT_BUNDLES]
     if unknown:
         raise ValueError(f"unknown bundle purpose(s) {unknown} (known: {', '.join(DEFAULT_BUNDLES)})")
-    wanted = set(purposes)
-    return [card.title() for card in bundle_cards(folder) if card.purpose in wanted and not card.usable]
+    return [card.title() for card in bundle_cards(folder, tuple(purposes)) if not card.usable]
 
 
 def cards_text(cards: list[BundleCard]) -> str:

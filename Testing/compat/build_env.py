@@ -153,42 +153,42 @@ class _Builder:
         env = {"PYTHONPATH": os.pathsep.join(str(p) for p in PROJECT_PATHS)}
         return json.loads(self.run([self.python, "-c", code], extra_env=env, what=what).strip().splitlines()[-1])
 
+    def donor(self) -> str | None:
+        """An earlier supported version whose environment differs from this one only in its MRML layer
+        (same Python, same bundled pins: 5.12 for the 5.13 preview today). Its environment is copied
+        with hard links and the MRML layer replaced, instead of installing everything again."""
+        for other in VERSIONS[: VERSIONS.index(self.version)]:
+            head, pins = read_pin_file(pin_file(other))
+            if pins == self.pins and head["python"].split(".")[:2] == self.header["python"].split(".")[:2]:
+                return other
+        return None
+
     def build(self) -> dict:
         started = time.perf_counter()
+        key = env_key(self.version)  # of the files as they are now (not after edits made during the build)
         COMPAT_DIR.mkdir(parents=True, exist_ok=True)
         self.log_file.write_text("")
         if self.env.exists():
             shutil.rmtree(self.env)
-        base = find_python(self.header["python"])
-        self.run([base, "-m", "venv", self.env], what="creating the venv")
-        layers: dict[str, dict[str, str]] = {}
-        seen = self.installed()
-        lock_dir = self.env / "cervicalai-compat"
-        lock_dir.mkdir()
-
-        # slicer: exactly Slicer's list (--no-deps: Slicer installs a closed, hashed list)
-        self.pip("--no-deps", "-r", pin_file(self.version), what="installing Slicer's bundled packages")
-        layers["slicer"] = self._new(seen)
-        missing = {name: version for name, version in self.pins.items() if layers["slicer"].get(name) != version}
-        if missing:
-            raise BuildError(f"Slicer {self.version} stand-in: pins not installed as written: {missing}")
-        slicer_constraints = lock_dir / "slicer-constraints.txt"
-        slicer_constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(self.pins.items())))
-
-        # mrml: the slicer-core wheel and its VTK (no other dependency: VTK's optional matplotlib is not Slicer's)
-        self.pip("--no-deps", *self.header["mrml-wheel"].split(), what="installing slicer-core and VTK")
-        layers["mrml"] = self._new(seen)
-
-        # extension: SlicerRadiomics' packages (pyradiomics from the shared wheel), held by Slicer's pins
-        wheels = self.extension_wheels()
-        self.pip("-r", EXTENSION_FILE, "-c", slicer_constraints, "--find-links", wheels,
-                 "--only-binary", "pyradiomics-bhklab", what="installing SlicerRadiomics' packages")  # fmt: skip
-        layers["extension"] = self._new(seen)
+        donor = self.donor()
+        if donor is not None:
+            layers, seen, lock_dir, hidden = self._clone(donor)
+        else:
+            layers, seen, lock_dir = self._install_base()
+            hidden = []
+        slicer_layers = set(layers["slicer"]) | set(layers["mrml"]) | set(layers["extension"])
 
         # hub: what install_plan() asks for, with its own constraints, as CervicalAILogic.ensureDependencies does
+        # (in a cloned environment the donor's hub packages are hidden from the plan: pip then has nothing to do)
         plan = self.in_env_json(
-            "import json; from CervicalAIHubLib.dependencies import install_plan, constraints_text\n"
-            "p = install_plan('cpu')\n"
+            "import importlib.metadata as md, json, re\n"
+            "from CervicalAIHubLib.dependencies import install_plan, constraints_text\n"
+            f"hidden = set({sorted(hidden)!r})\n"
+            "def version_of(name):\n"
+            "    if re.sub(r'[-_.]+', '-', name).lower() in hidden: return None\n"
+            "    try: return md.version(name)\n"
+            "    except md.PackageNotFoundError: return None\n"
+            "p = install_plan('cpu', version_of)\n"
             "print(json.dumps({'to_install': p.to_install, 'constraints': p.constraints, 'text': constraints_text(p),"
             " 'slicer_problems': p.slicer_problems, 'extension_missing': p.extension_missing}))",
             "computing the hub's install plan",
@@ -199,16 +199,18 @@ class _Builder:
         hub_constraints = lock_dir / "hub-constraints.txt"
         hub_constraints.write_text(plan["text"])
         hub_lock = lock_dir / "hub-lock.txt"
-        taken = set(layers["slicer"]) | set(layers["mrml"]) | set(layers["extension"])
         _, lock = read_pin_file(LOCK_FILE)
-        hub_lock.write_text("".join(f"{name}=={version}\n" for name, version in sorted(lock.items()) if name not in taken))
+        hub_lock.write_text("".join(f"{name}=={version}\n" for name, version in sorted(lock.items()) if name not in slicer_layers))
         if plan["to_install"]:
             self.pip(*plan["to_install"], "-c", hub_constraints, "-c", hub_lock, what="installing the hub's packages")
-        layers["hub"] = self._new(seen)
-
-        # harness: pytest (and its plugins' deps) from the lock, nothing else
-        self.pip("--no-deps", *(f"{name}=={lock[normalise(name)]}" for name in HARNESS), what="installing pytest")
-        layers["harness"] = self._new(seen)
+        new = self._new(seen)
+        if donor is None:
+            layers["hub"] = new
+            # harness: pytest (and its plugins' deps) from the lock, nothing else
+            self.pip("--no-deps", *(f"{name}=={lock[normalise(name)]}" for name in HARNESS), what="installing pytest")
+            layers["harness"] = self._new(seen)
+        elif new:
+            raise BuildError(f"Slicer {self.version} stand-in: the hub's plan changed the copied environment: {new}")
 
         final = self.installed()
         changed = {name: (version, final.get(name)) for layer in ("slicer", "mrml", "extension")
@@ -252,10 +254,11 @@ class _Builder:
             "python": version_info,
             "vtk_built_in": self.header.get("vtk-built-in", ""),
             "mrml_wheel": self.header["mrml-wheel"],
-            "layers": layers,
+            "copied_from": donor,
+            "layers": {layer: layers[layer] for layer in LAYERS},
             "hub_plan": {"to_install": plan["to_install"], "constraints": plan["constraints"]},
             "modules": module_layer,
-            "key": env_key(self.version),
+            "key": key,
             "build_seconds": round(time.perf_counter() - started, 1),
         }
         (site / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
@@ -263,6 +266,52 @@ class _Builder:
         (site / "cervicalai_compat_block.pth").write_text("import cervicalai_compat_block\n")
         (self.env / KEY_FILE).write_text(manifest["key"] + "\n")
         return manifest
+
+    def _install_base(self) -> tuple[dict, dict, Path]:
+        """A new venv with the slicer, mrml and extension layers; (layers, installed, lock folder)."""
+        base = find_python(self.header["python"])
+        self.run([base, "-m", "venv", self.env], what="creating the venv")
+        layers: dict[str, dict[str, str]] = {}
+        seen = self.installed()
+        lock_dir = self.env / "cervicalai-compat"
+        lock_dir.mkdir()
+
+        # slicer: exactly Slicer's list (--no-deps: Slicer installs a closed, hashed list)
+        self.pip("--no-deps", "-r", pin_file(self.version), what="installing Slicer's bundled packages")
+        layers["slicer"] = self._new(seen)
+        missing = {name: version for name, version in self.pins.items() if layers["slicer"].get(name) != version}
+        if missing:
+            raise BuildError(f"Slicer {self.version} stand-in: pins not installed as written: {missing}")
+        slicer_constraints = lock_dir / "slicer-constraints.txt"
+        slicer_constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(self.pins.items())))
+
+        # mrml: the slicer-core wheel and its VTK (no other dependency: VTK's optional matplotlib is not Slicer's)
+        self.pip("--no-deps", *self.header["mrml-wheel"].split(), what="installing slicer-core and VTK")
+        layers["mrml"] = self._new(seen)
+
+        # extension: SlicerRadiomics' packages (pyradiomics from the shared wheel), held by Slicer's pins
+        wheels = self.extension_wheels()
+        self.pip("-r", EXTENSION_FILE, "-c", slicer_constraints, "--find-links", wheels,
+                 "--only-binary", "pyradiomics-bhklab", what="installing SlicerRadiomics' packages")  # fmt: skip
+        layers["extension"] = self._new(seen)
+        return layers, seen, lock_dir
+
+    def _clone(self, donor: str) -> tuple[dict, dict, Path, list[str]]:
+        """This environment as a hard-linked copy of `donor`'s with the MRML layer replaced;
+        (layers, installed, lock folder, the donor's hub packages to hide from the plan)."""
+        manifest = ensure(donor, log=self.say)
+        self.say(f"compat: Slicer {self.version} differs from {donor} only in slicer-core/VTK: copying {env_dir(donor)}")
+        shutil.copytree(env_dir(donor), self.env, symlinks=True, copy_function=os.link)
+        for stale in (self.env / KEY_FILE, _site_packages_of(self.env) / MANIFEST):
+            stale.unlink()
+        layers = {layer: dict(manifest["layers"][layer]) for layer in ("slicer", "extension", "hub", "harness")}
+        seen = self.installed()
+        self.run([self.python, "-m", "pip", "--disable-pip-version-check", "uninstall", "--quiet", "--yes",
+                  *manifest["layers"]["mrml"]], what="removing the donor's slicer-core and VTK")  # fmt: skip
+        seen = self.installed()
+        self.pip("--no-deps", *self.header["mrml-wheel"].split(), what="installing slicer-core and VTK")
+        layers["mrml"] = self._new(seen)
+        return layers, seen, self.env / "cervicalai-compat", sorted(layers["hub"])
 
     def extension_wheels(self) -> Path:
         """A folder with pyradiomics built once for every environment, against the oldest supported

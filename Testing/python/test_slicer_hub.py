@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAIHubLib.bundles import bundle_cards, cards_text, chosen_models_dir
+from CervicalAIHubLib.bundles import (
+    PREDICT_PURPOSES,
+    SEGMENT_PURPOSES,
+    bundle_cards,
+    cards_text,
+    chosen_models_dir,
+    model_problems,
+)
 from CervicalAIHubLib.dependencies import (
     FROM_EXTENSION,
     GPU_RUNTIME,
@@ -182,6 +189,24 @@ def test_bundle_cards_show_verified_bundles_and_why_others_are_unusable(tmp_path
     assert "Lymph-node metastasis risk model (DLRC): not available" in text
     assert chosen_models_dir(str(tmp_path)) == tmp_path
     assert all(not card.usable for card in bundle_cards(None))
+
+
+def test_model_problems_name_the_unusable_bundles_a_step_needs(tmp_path):
+    """What the gate of Apply/Compute (and the self-tests) reports about the models."""
+    make_bundle(tmp_path)
+    tampered = make_bundle(tmp_path, DEFAULT_BUNDLES["lnm"])
+    (tampered.path / "weights.json").write_text('{"changed": true}')
+    assert model_problems(tmp_path, ("segmentation",)) == []
+    problems = model_problems(tmp_path, PREDICT_PURPOSES)
+    assert len(problems) == 3
+    assert any(problem.startswith("Lymph-node metastasis risk model (DLRC): not available") and "weights.json" in problem
+               for problem in problems)  # fmt: skip
+    assert any(problem.startswith("Deep-feature encoder (2D): not available (not installed") for problem in problems)
+    assert model_problems(tmp_path, SEGMENT_PURPOSES) == [f"Tumour segmentation (T2WI only, fallback): not available "
+                                                          f"(not installed ({tmp_path / DEFAULT_BUNDLES['segmentation-t2']} has no bundle.json))"]  # fmt: skip
+    with pytest.raises(ValueError, match="unknown bundle purpose"):
+        model_problems(tmp_path, ("lung",))
+    assert model_problems(chosen_models_dir(""), SEGMENT_PURPOSES + PREDICT_PURPOSES) == []  # the shipped bundles
 
 
 # --- workflow state on real MRML ------------------------------------------------------------------------
