@@ -53,7 +53,8 @@ BLOCKER = Path(__file__).with_name("cervicalai_compat_block.py")
 HUB_RULES = REPO / "CervicalAI" / "CervicalAIHubLib" / "dependencies.py"
 MANIFEST = "cervicalai-compat.json"
 KEY_FILE = "cervicalai-compat.key"
-HARNESS = ("pytest", "iniconfig", "pluggy", "Pygments")  # versions from the lock, installed with --no-deps
+# versions from the lock, installed with --no-deps; onnx (+ ml_dtypes) builds the tiny test networks of two MRML tests
+HARNESS = ("pytest", "iniconfig", "pluggy", "Pygments", "onnx", "ml_dtypes")
 # The project's own import roots, as Slicer puts the module folders on sys.path.
 PROJECT_PATHS = (REPO / "CervicalAI", REPO / "CervicalAISegment", REPO / "CervicalAIPredict")
 
