@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -199,19 +200,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         rows = bench_mrml(args.repeats, work) + bench_dicom_roles(args.repeats) + bench_runner(args.repeats, work)
+    load = f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"
     lines = [
         "# Slicer module logic: work on the GUI thread",
         "",
         f"Machine: {platform.machine()}, Python {platform.python_version()}, slicer-core MRML (no application). "
-        f"Median of {args.repeats} runs. T2WI 512x512x30 oblique, DWI/ADC 128x128x30, CE-T1WI 512x512x60.",
+        f"Median of {args.repeats} runs. T2WI 512x512x30 oblique, DWI/ADC 128x128x30, CE-T1WI 512x512x60. "
+        f"Load average (1 min) at start / end: {load} on {os.cpu_count()} cores (other work slows every row).",
         "",
         "| step | seconds |",
         "|---|---:|",
     ]
-    lines += [f"| {name} | {'-' if np.isnan(seconds) else f'{seconds:.3f}'} |" for name, seconds in rows]
+    lines += [f"| {name} | {'-' if np.isnan(seconds) else f'{seconds:.3f}' if seconds >= 0.001 else f'{seconds:.1e}'} |"
+              for name, seconds in rows]  # fmt: skip
     lines += ["", f"Command: `.venv/bin/python Testing/benchmarks/bench_slicer.py --repeats {args.repeats}`", ""]
     text = "\n".join(lines)
     from CervicalAILib.io.atomic import write_text
