@@ -1,12 +1,12 @@
 # Two set-up commands, each enough on a fresh machine:
 #   make demo   - create .venv if needed, install pinned dependencies, run the main job on the built-in case
-#   make test   - same set-up, then the whole test suite
+#   make test   - same set-up plus the Slicer compatibility environments, then the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cervicalai-installed
 
-.PHONY: demo test venv lint bench clean
+.PHONY: demo test venv compat lint bench clean
 
 venv: $(STAMP)
 
@@ -21,8 +21,15 @@ $(STAMP): pyproject.toml requirements/constraints.txt requirements/nnunet-nodeps
 demo: venv
 	$(BIN)/cervicalai demo
 
+# One environment per supported 3D Slicer version (5.10, 5.12, 5.13 preview) standing for its Python:
+# Python 3.12 (pyenv's, or $$CERVICALAI_COMPAT_PYTHON312), the packages that Slicer bundles (pins read
+# from its source, requirements/compat/), slicer-core, SlicerRadiomics' packages and what the hub
+# installs. Cached in .compat-envs/, rebuilt only when a pin file or the build script changes.
+compat: venv
+	$(BIN)/python Testing/compat/build_env.py
+
 # pytest exits 5 when it collected no tests: a suite that ran nothing has not passed.
-test: venv
+test: venv compat
 	@$(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests - failing" >&2; exit 1; fi; \
 	exit $$status
@@ -34,4 +41,4 @@ bench: venv
 	$(BIN)/python Testing/benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info .compat-envs

@@ -3,6 +3,10 @@
 A thin Qt layer. The behaviour that needs no Qt lives in CervicalAIHubLib (workflow state,
 dependency plan, settings, bundle cards; tested with the slicer-core wheel) and in the engine
 (CervicalAILib), which runs in a background process so that the GUI never freezes.
+
+Supported: 3D Slicer 5.10, 5.12 and the 5.13 preview (Python 3.12). On an older Slicer (5.8 ships
+Python 3.9.10) the widget shows one sentence saying so and does nothing else: this file imports,
+and runs up to that check, on Python 3.9 (CervicalAIHubLib.support; a test checks it).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 import tempfile
 from typing import Annotated
 
@@ -29,6 +34,13 @@ POLL_MILLISECONDS = 250
 STATE_REFRESH_MILLISECONDS = 500
 
 
+def unsupportedSlicerReason() -> str:
+    """One sentence when this Slicer cannot run CervicalAI (5.8 and older), else "" (all three modules ask)."""
+    from CervicalAIHubLib.support import unsupported_reason
+
+    return unsupported_reason((slicer.app.majorVersion, slicer.app.minorVersion), sys.version_info)
+
+
 #
 # CervicalAI
 #
@@ -39,7 +51,7 @@ class CervicalAI(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "CervicalAI"
         self.parent.categories = ["CervicalAI"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["Segmentations", "SubjectHierarchy"]
         self.parent.contributors = ["CervicalAI contributors"]
         self.parent.helpText = (
             "Cervical cancer pelvic MRI workflow: load study, segment the primary tumour, review, "
@@ -82,9 +94,17 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pollTimer = None
         self._stateTimer = None
         self._dependenciesOffered = False
+        self._unsupported = ""  # why this Slicer cannot run CervicalAI ("" when it can)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        self._unsupported = unsupportedSlicerReason()
+        if self._unsupported:  # an older Slicer: one sentence, nothing else is loaded
+            label = qt.QLabel(self._unsupported)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/CervicalAI.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -120,6 +140,8 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateDependencies()
 
     def cleanup(self) -> None:
+        if self._unsupported:
+            return
         if self._run is not None and not self._run.finished:
             self._run.cancel()
         for timer in (self._pollTimer, self._stateTimer):
@@ -128,6 +150,8 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
 
     def enter(self) -> None:
+        if self._unsupported:
+            return
         self.initializeParameterNode()
         self.updateWorkflowState()
         if not self._dependenciesOffered:  # on first use in a session: offer to install what is missing
@@ -243,13 +267,15 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateWorkflowState()
 
     def onExportButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to export the reviewed case.", waitCursor=True):
+        # dialogs first, then the busy cursor only while exporting (a modal dialog under it would keep it)
+        with slicer.util.tryWithErrorDisplay("Failed to export the reviewed case."):
             node = self.logic.latestReviewed()
             if node is None:
                 raise ValueError("There is no reviewed segmentation to export: mark one as reviewed first.")
-            parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Export the reviewed case into")
-            if not parent:
-                return
+        parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Export the reviewed case into")
+        if not parent:
+            return
+        with slicer.util.tryWithErrorDisplay("Failed to export the reviewed case.", waitCursor=True):
             folder = self.logic.exportCase(node, parent)
             self.ui.loadStatusLabel.text = f"Exported {node.GetName()} to {folder}."
             self.updateWorkflowState()
@@ -387,44 +413,65 @@ class CervicalAILogic(ScriptedLoadableModuleLogic):
         folder = chosen_models_dir(self.settings()["bundleFolder"])
         return cards_text(bundle_cards(folder))
 
-    # Python packages
+    # Python packages and models: the gate of Apply, Compute and the self-tests
     @staticmethod
     def dependencyPlan(device: str = "cpu"):
         from CervicalAIHubLib.dependencies import install_plan
 
         return install_plan(device)
 
+    def modelProblems(self, purposes) -> list:
+        """Why the model bundles for `purposes` (CervicalAIHubLib.bundles) cannot be used; [] when they can."""
+        from CervicalAIHubLib.bundles import chosen_models_dir, model_problems
+
+        return model_problems(chosen_models_dir(self.settings()["bundleFolder"]), tuple(purposes))
+
+    def ensureReady(self, device: str | None = None, purposes=()) -> None:
+        """The one gate before a background step (Segment's Apply, Predict's Compute) and in the
+        self-tests: the Python packages the engine needs (offered for installation, unless Slicer
+        runs its tests) and the model bundles of `purposes`, verified. Raises NotReadyError saying
+        what is missing."""
+        from CervicalAIHubLib.dependencies import NotReadyError
+
+        device = device or self.settings()["device"]
+        if not self.ensureDependencies(device):
+            raise NotReadyError(self.dependencyPlan(device).message())
+        problems = self.modelProblems(purposes)
+        if problems:
+            raise NotReadyError("Model bundles cannot be used (see the CervicalAI module's Models section):\n"
+                                + "\n".join(problems))  # fmt: skip
+
     def ensureDependencies(self, device: str | None = None) -> bool:
-        """Install missing packages after the user agrees (pip_ensure when Slicer has it, else
-        pip_install); Slicer's own numpy/SimpleITK/VTK/scipy/pydicom are pinned, never replaced.
-        Returns True when everything the engine needs is there."""
+        """Install missing packages after the user agrees: slicer.packaging.pip_ensure (Slicer 5.12
+        and later), else slicer.util.pip_install (Slicer 5.10). Slicer's own numpy, SimpleITK, VTK,
+        scipy, pydicom and packaging are pinned by a constraints file, never replaced. While Slicer
+        runs its tests nothing is installed and no dialog is shown. Returns True when everything
+        the engine needs is there."""
         from CervicalAIHubLib.dependencies import constraints_text
 
         device = device or self.settings()["device"]
         plan = self.dependencyPlan(device)
         if plan.complete:
             return True
+        if slicer.app.testingEnabled():  # a self-test must not change Slicer's Python, nor wait on a dialog
+            logging.error(f"CervicalAI: Python packages missing: {plan.message()}")
+            return False
         if not plan.to_install:  # only things pip must not fix (extension, Slicer's own packages)
             slicer.util.errorDisplay(plan.message(), windowTitle="CervicalAI: Python packages")
             return False
         constraints = os.path.join(tempfile.mkdtemp(prefix="CervicalAI-"), "constraints.txt")
         with open(constraints, "w", encoding="utf-8") as file:
             file.write(constraints_text(plan))
-        pydeps = None
-        for name in ("slicer.pydeps", "slicer.packaging"):  # pip_ensure: slicer.pydeps since Slicer 5.11
-            try:
-                pydeps = importlib.import_module(name)
-            except ImportError:
-                continue
-            if hasattr(pydeps, "pip_ensure"):
-                break
-            pydeps = None
-        if pydeps is not None:
+        try:
+            packaging = importlib.import_module("slicer.packaging")  # Slicer 5.12 and later
+        except ImportError:
+            packaging = None
+        if packaging is not None and hasattr(packaging, "pip_ensure"):
             from packaging.requirements import Requirement
 
             try:
-                pydeps.pip_ensure([Requirement(spec) for spec in plan.to_install], constraints=constraints,
-                                  requester="CervicalAI", prompt_install=True, prompt_restart=True)  # fmt: skip
+                packaging.pip_ensure([Requirement(spec) for spec in plan.to_install], constraints=constraints,
+                                     requester="CervicalAI", prompt_install=True, prompt_restart=True)  # fmt: skip
             except RuntimeError as exc:  # the user declined
                 logging.info(f"CervicalAI: {exc}")
                 return False
@@ -452,6 +499,7 @@ class CervicalAITest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        self.assertEqual(unsupportedSlicerReason(), "")  # an unsupported Slicer fails here, with the reason
         self.setUp()
         self.test_engine_importable()
         self.setUp()
@@ -467,16 +515,23 @@ class CervicalAITest(ScriptedLoadableModuleTest):
         logging.info("CervicalAI engine %s imported", version)
 
     def test_packages_and_models(self):
-        from CervicalAIHubLib.bundles import bundle_cards, chosen_models_dir
+        """The gate the buttons use: packages complete and every shipped bundle verified."""
+        from CervicalAIHubLib.bundles import (
+            PREDICT_PURPOSES,
+            SEGMENT_PURPOSES,
+            bundle_cards,
+            chosen_models_dir,
+        )
         from CervicalAIHubLib.dependencies import SLICER_OWN
 
         logic = CervicalAILogic()
+        logic.ensureReady("cpu", SEGMENT_PURPOSES + PREDICT_PURPOSES)  # raises NotReadyError with the reason
         plan = logic.dependencyPlan("cpu")
-        self.assertEqual(plan.to_install, [], plan.message())
-        self.assertEqual(plan.extension_missing, [], plan.message())
-        for spec in plan.to_install:
-            self.assertNotIn(spec.split(">")[0].split("=")[0].lower(), {name.lower() for name in SLICER_OWN})
-        cards = bundle_cards(chosen_models_dir(""))
+        self.assertTrue(plan.complete, plan.message())
+        own = {name.lower() for name in SLICER_OWN}
+        for pin in plan.constraints:  # the constraints hold only Slicer's own packages, at their installed versions
+            self.assertIn(pin.split("==")[0].lower(), own)
+        cards = bundle_cards(chosen_models_dir(logic.settings()["bundleFolder"]))
         segmentation = [card for card in cards if card.purpose == "segmentation"][0]
         self.assertTrue(segmentation.usable, segmentation.problem)
         self.assertIn("synthetic", segmentation.training_data.lower())
