@@ -32,6 +32,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("study-report", "study_report", "reproduce the seed-004 study on a synthetic multi-centre cohort"),
     ("export", "export", "export masks as annotation data sets (nnU-Net, DICOM SEG, NRRD, NIfTI)"),
     ("report", "report", "write the per-patient report (HTML, optional PDF) from a readout folder"),
+    ("review", "review", "review worklist: status, review in the browser, reader agreement, export the reviewed set"),
 ]
 
 
