@@ -217,7 +217,7 @@ class ReviewApp:
         with v3.VAlert(v_if=("message",), type=("message_kind",), density="compact", closable=True,
                        id="message", classes="ma-2", click_close="message = ''"):
             html.Span("{{ message }}")
-        with v3.VExpansionPanels(multiple=True, model_value=([0, 1, 2],), variant="accordion"):
+        with v3.VExpansionPanels(multiple=True, model_value=([0, 1, 2, 3],), variant="accordion"):
             with v3.VExpansionPanel(title="Worklist"), v3.VExpansionPanelText():
                 with v3.VTable(density="compact", id="worklist-table"):
                     with html.Tbody():
@@ -243,8 +243,10 @@ class ReviewApp:
                     v3.VCheckbox(v_model=("show_organs",), label="Organs", density="compact",
                                  disabled=("!has_organs",), hide_details=True, id="show-organs")
                 html.Div("{{ saved_text }}", id="saved-text", classes="text-caption text-grey")
-                v3.VSelect(v_model=("rating",), items=("rating_items",), label="Rating", density="compact",
-                           hide_details=True, classes="mt-2", id="rating", clearable=True)
+                html.Div("Rating of the automatic contour", classes="text-subtitle-2 mt-2")
+                with v3.VRadioGroup(v_model=("rating",), density="compact", hide_details=True, id="rating"):
+                    v3.VRadio(v_for="item in rating_items", key="item.value", value=("item.value",),
+                              label=("item.title",), density="compact")
                 v3.VTextarea(v_model=("comment",), label="Comment", rows=2, density="compact", hide_details=True,
                              classes="mt-2", id="comment")
                 with html.Div(classes="d-flex mt-2"):
