@@ -60,6 +60,7 @@ RATINGS = {
     4: "tumour not visible",
     5: "image unusable",
 }
+EMPTY_RATINGS = (4, 5)  # the ratings under which an empty reviewed contour is accepted
 MAX_COMMENT = 2000
 _READER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._'-]{0,63}")
 _CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -308,6 +309,20 @@ class ReaderWorklist:
         path = self.working_mask_path(case_id)
         return read_image(path) if path.is_file() else None
 
+    def starting_mask_path(self, case_id: str) -> tuple[Path | None, str]:
+        """The mask the reader starts from and what it is: their working copy (autosaved edits),
+        else their newest reviewed copy, else the automatic contour, else none ("empty")."""
+        case = self.worklist.case(case_id)
+        working = self.working_mask_path(case_id)
+        if working.is_file():
+            return working, "working copy"
+        latest = self.status(case_id).latest
+        if latest is not None:
+            return latest.mask_path, latest.folder.name
+        if case.automatic_mask_path is not None:
+            return case.automatic_mask_path, "automatic contour"
+        return None, "empty"
+
     def save_working(self, case_id: str, mask: sitk.Image) -> Path:
         """Autosave of the working copy (atomic: a crash leaves the previous or the new copy)."""
         path = self.working_mask_path(case_id)
@@ -336,6 +351,9 @@ class ReaderWorklist:
         if len(comment) > MAX_COMMENT:
             raise InputError(f"comment is longer than {MAX_COMMENT} characters")
         mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
+        if rating not in EMPTY_RATINGS and not sitk.GetArrayViewFromImage(mask).any():
+            raise InputError(f"case {case_id!r}: the tumour contour is empty; draw it, or rate the case "
+                             f"{' or '.join(f'{r} ({RATINGS[r]})' for r in EMPTY_RATINGS)}")
         automatic = None
         if case.automatic_mask_path is not None:
             from .io.geometry import same_grid

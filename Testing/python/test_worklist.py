@@ -354,3 +354,12 @@ def test_atomic_working_copy_never_half_written(cohort, monkeypatch):
     monkeypatch.undo()
     assert sha256_file(reader.working_mask_path("C1")) == before
     assert [p.name for p in reader.working_mask_path("C1").parent.iterdir()] == ["tumor.nii.gz"]
+
+
+def test_an_empty_review_needs_rating_4_or_5(cohort):
+    reader = open_worklist(cohort).reader("Dr A")
+    empty = image(np.zeros((6, 24, 24), np.uint8))
+    with pytest.raises(InputError, match="contour is empty"):
+        reader.mark_reviewed("C1", empty, rating=1)
+    entry = reader.mark_reviewed("C1", empty, rating=4)
+    assert entry.record.edit_metrics["dice"] == 0.0 and entry.rating == 4

@@ -62,23 +62,17 @@ def _set_tumour_segment(node) -> str:
 
 
 def starting_mask(reader: ReaderWorklist, case_id: str, grid: sitk.Image) -> tuple[sitk.Image, str]:
-    """The mask the reader starts from, and what it is (see the module doc)."""
-    case = reader.worklist.case(case_id)
-    candidates: list[tuple[Path | None, str]] = [(reader.working_mask_path(case_id), "working copy")]
-    latest = reader.status(case_id).latest
-    if latest is not None:
-        candidates.append((latest.mask_path, latest.folder.name))
-    candidates.append((case.automatic_mask_path, "automatic contour"))
-    for path, what in candidates:
-        if path is not None and path.is_file():
-            mask = sitk.Cast(read_image(path) > 0, sitk.sitkUInt8)
-            if mask.GetSize() != grid.GetSize():
-                raise InputError(f"{what} is not on the T2WI grid of case {case_id!r}", path)
-            mask.CopyInformation(grid)
-            return mask, what
-    empty = sitk.Image(grid.GetSize(), sitk.sitkUInt8)
-    empty.CopyInformation(grid)
-    return empty, "empty"
+    """The mask the reader starts from (`ReaderWorklist.starting_mask_path`) on the T2WI grid."""
+    path, what = reader.starting_mask_path(case_id)
+    if path is None:
+        empty = sitk.Image(grid.GetSize(), sitk.sitkUInt8)
+        empty.CopyInformation(grid)
+        return empty, what
+    mask = sitk.Cast(read_image(path) > 0, sitk.sitkUInt8)
+    if mask.GetSize() != grid.GetSize():
+        raise InputError(f"{what} is not on the T2WI grid of case {case_id!r}", path)
+    mask.CopyInformation(grid)
+    return mask, what
 
 
 def _organ_labels(summary: dict[str, Any]) -> dict[int, str]:
