@@ -65,3 +65,32 @@ def test_the_panel_refuses_bad_input(cohort):
     with pytest.raises(InputError, match="contour is empty"):
         panel.mark_reviewed("C1", image(np.zeros((6, 24, 24), np.uint8)))
     assert [value for value, _ in WorklistPanel.rating_choices()] == [None, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.mrml
+def test_a_worklist_case_in_the_segment_module_resumes_the_browsers_working_copy(cohort):
+    slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (real MRML)")
+    import SimpleITK as sitk
+
+    from CervicalAIHubLib import worklist_scene
+    from CervicalAILib.io.images import read_image
+    from CervicalAILib.io.mrml import volume_node_from_image
+    from CervicalAISegmentLib import nodes as N
+
+    open_worklist(cohort).reader("Dr A").save_working("C1", image(box(1, 5, 8, 16, 8, 12)))
+    panel = WorklistPanel(cohort, "Dr A")
+    to_load = panel.case_to_load("C1")
+    scene = slicer.vtkMRMLScene()
+    roles = {role: volume_node_from_image(scene, read_image(path), f"C1 {role}") for role, path in to_load.images.items()}
+    draft = worklist_scene.load_case(scene, to_load, roles)
+    assert N.status_of(draft) == N.STATUS_DRAFT and "working copy" in draft.GetName()
+    assert draft.GetNodeReference(N.REFERENCE_AUTOMATIC) is not None  # edits are measured against the automatic contour
+    mask = worklist_scene.reader_mask(draft)
+    assert np.array_equal(sitk.GetArrayFromImage(mask), box(1, 5, 8, 16, 8, 12))
+    text = panel.mark_reviewed("C1", mask, rating=3)
+    assert "Dice 0.667" in text  # 2 * 128 / (256 + 128)
+    # a case without an automatic contour gets an empty draft to draw in
+    to_load = panel.case_to_load("C3")
+    roles = {role: volume_node_from_image(scene, read_image(path), f"C3 {role}") for role, path in to_load.images.items()}
+    empty = worklist_scene.load_case(scene, to_load, roles)
+    assert not sitk.GetArrayViewFromImage(worklist_scene.reader_mask(empty)).any()
