@@ -363,3 +363,28 @@ def test_an_empty_review_needs_rating_4_or_5(cohort):
         reader.mark_reviewed("C1", empty, rating=1)
     entry = reader.mark_reviewed("C1", empty, rating=4)
     assert entry.record.edit_metrics["dice"] == 0.0 and entry.rating == 4
+
+
+def test_export_dicom_seg_references_the_cases_dicom_t2(tmp_path):
+    """The same synthetic patient as a NIfTI case folder (the worklist) and as a DICOM study (--dicom-root)."""
+    from CervicalAILib.export.dicom_seg import read_dicom_seg
+    from CervicalAILib.io.study import load_study
+
+    for fmt, out in (("nifti", tmp_path / "cohort"), ("dicom", tmp_path / "dicom")):
+        result = subprocess.run([sys.executable, "-m", "CervicalAILib.cli", "-q", "synth", "--cases", "2", "--seed", "3",
+                                 "--matrix-scale", "0.4", "--format", fmt, "--out", str(out)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    worklist = open_worklist(tmp_path / "cohort")
+    first, second = worklist.case_ids()
+    truth = sitk.ReadImage(str(tmp_path / "cohort" / first / "labels" / "tumor.nii.gz"))
+    worklist.reader("Dr A").mark_reviewed(first, truth > 0, rating=1)
+    worklist.reader("Dr A").mark_reviewed(second, truth > 0, rating=1)
+    import shutil
+
+    shutil.rmtree(tmp_path / "dicom" / second)  # no DICOM study for the second case: left out with the reason
+    result = export_reviewed_set(worklist, ["Dr A"], tmp_path / "seg", "dicom-seg", dicom_root=tmp_path / "dicom")
+    assert result.cases == [first] and "no DICOM study" in result.excluded[0]["reason"]
+    t2 = load_study(tmp_path / "dicom" / first).image("T2W")
+    labels = read_dicom_seg(tmp_path / "seg" / f"{first}.seg.dcm", reference=t2)
+    assert np.array_equal(sitk.GetArrayFromImage(labels) > 0, sitk.GetArrayFromImage(truth) > 0)

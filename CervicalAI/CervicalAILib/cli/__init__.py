@@ -63,7 +63,7 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="cervicalai: %(levelname)s: %(message)s", stream=sys.stderr)
     # third-party chatter (pyradiomics logs every feature class at INFO)
-    for noisy in ("radiomics", "matplotlib", "PIL", "numexpr", "distributed"):
+    for noisy in ("radiomics", "matplotlib", "PIL", "numexpr", "distributed", "highdicom"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

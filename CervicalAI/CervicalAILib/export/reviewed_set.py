@@ -207,7 +207,12 @@ def export_reviewed_set(
                 work = tmp / ".masks" / case.case_id / "tumor.nii.gz"
                 _write_selected_mask(item, readers, work)
                 if fmt == "dicom-seg":
-                    _export_dicom_seg(work, Path(dicom_root) / case.case_id, tmp / f"{case.case_id}.seg.dcm")
+                    try:
+                        _export_dicom_seg(work, Path(dicom_root) / case.case_id, tmp / f"{case.case_id}.seg.dcm")
+                    except InputError as exc:  # e.g. no DICOM study for the case: left out, with the reason
+                        excluded.append({"case": case.case_id, "reason": str(exc)})
+                        shutil.rmtree(tmp / ".masks" / case.case_id)
+                        continue
                 else:
                     from .masks import export_mask_file
 
@@ -217,6 +222,8 @@ def export_reviewed_set(
                 shutil.rmtree(tmp / ".masks" / case.case_id)
             exported.append(case.case_id)
         shutil.rmtree(tmp / ".masks", ignore_errors=True)
+        if not exported:
+            raise InputError("no case could be exported: " + "; ".join(f"{e['case']} ({e['reason']})" for e in excluded))
         if fmt == "cases":
             atomic.write_text(tmp / "cohort.csv", _cohort_rows(worklist, exported))
             document = manifest_module.build_manifest(
