@@ -388,3 +388,28 @@ def test_export_dicom_seg_references_the_cases_dicom_t2(tmp_path):
     t2 = load_study(tmp_path / "dicom" / first).image("T2W")
     labels = read_dicom_seg(tmp_path / "seg" / f"{first}.seg.dcm", reference=t2)
     assert np.array_equal(sitk.GetArrayFromImage(labels) > 0, sitk.GetArrayFromImage(truth) > 0)
+
+
+def test_review_server_access_rules():
+    import socket
+
+    from CervicalAILib.web.security import check_access, check_port_free, is_loopback, read_token
+
+    local = check_access(None, 8080, None)
+    assert local.host == "127.0.0.1" and local.token_generated and len(local.token) >= 16
+    assert local.url().startswith("http://127.0.0.1:8080/index.html?secret=")
+    assert is_loopback("::1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
+    with pytest.raises(InputError, match="does not start without one"):
+        check_access("192.168.1.5", 8080, None)
+    assert check_access("0.0.0.0", 8080, "s" * 16).token == "s" * 16
+    with pytest.raises(InputError, match="at least 16"):
+        read_token("short")
+    with pytest.raises(InputError, match="may not hold"):
+        read_token("a" * 16 + "&x")
+    assert read_token(None, None, environ={"CERVICALAI_REVIEW_TOKEN": "e" * 20}) == "e" * 20
+    assert read_token(None, None, environ={}) is None
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(InputError, match="choose another --port"):
+            check_port_free("127.0.0.1", taken.getsockname()[1])

@@ -160,19 +160,21 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from ..errors import CervicalAIError
     from ..web.security import read_token
     from ..worklist import open_worklist, reader_folder_name
 
     reader_folder_name(args.reader)  # a missing or unsafe reader name is refused before anything starts
     token = read_token(args.token, args.token_file)
     open_worklist(args.worklist)
-    try:
-        from ..web.server import serve  # trame / trame-slicer: heavy optional packages, imported only here
-    except ModuleNotFoundError as exc:
-        from ..errors import CervicalAIError
+    for package in ("trame", "trame_slicer"):
+        if importlib.util.find_spec(package) is None:
+            raise CervicalAIError(f"the web review app needs the Python package {package} (`make venv` installs it; "
+                                  "or pip install -e '.[web]' and pip install --no-deps -r requirements/web-nodeps.txt)")
+    from ..web.server import serve  # trame / trame-slicer: heavy optional packages, imported only here
 
-        raise CervicalAIError(f"the web review app needs {exc.name} (make venv installs it; or "
-                              "pip install -r requirements/web.txt)") from exc
     return serve(args.worklist, args.reader, args.host, args.port, token, rca_encoder=args.encoder,
                  ready_file=args.ready_file)
 

@@ -74,6 +74,21 @@ def read_token(token: str | None = None, token_file: str | Path | None = None,
     return token
 
 
+def check_port_free(host: str, port: int) -> None:
+    """InputError when another program listens on host:port (0 = any free port: always fine)."""
+    import socket
+
+    if int(port) == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            raise InputError(f"cannot listen on {host}:{port} ({exc.strerror}): choose another --port") from None
+
+
 def check_access(host: str | None, port: int, token: str | None) -> Access:
     """The host, port and secret a server may start with; InputError when it may not start."""
     host = (host or DEFAULT_HOST).strip()

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..worklist import open_worklist
-from .security import Access, check_access
+from .security import Access, check_access, check_port_free
 
 
 def quiet_web_logs() -> None:
@@ -35,6 +35,7 @@ def serve(source: str | Path, reader: str, host: str | None, port: int, token: s
     worklist = open_worklist(source)
     reader_list = worklist.reader(reader)  # refuses a missing or unsafe reader name
     access: Access = check_access(host, port, token)
+    check_port_free(access.host, access.port)
     configure_rendering()
     quiet_web_logs()
 

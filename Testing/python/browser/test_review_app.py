@@ -178,6 +178,7 @@ def test_restart_keeps_the_status_and_the_reviewed_copy(session_a, review_cohort
     assert "1 of 3 reviewed" in page.locator("#progress-text").inner_text()
     # the worklist opens on the next case still to review: the first one is done
     assert page.evaluate("window.trame.state.get('active_case')") != first
+    wait_for_frame(page, lambda s: s["std"] > 20 and s["red"] > 50 and s["width"] > 400, index=0)
     page.screenshot(path=str(artefacts / "06-after-restart.png"))
     assert _files(reviewed) == before
     status = subprocess.run([sys.executable, "-m", "CervicalAILib.cli", "review", "status", str(review_cohort)],
