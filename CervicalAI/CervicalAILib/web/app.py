@@ -62,6 +62,7 @@ READOUT_POLL_SECONDS = 0.3
 CLINICAL_FORM = ("age", "figo_stage", "histology", "scc_ag", "ln_short_axis_mm", "ln_long_axis_mm",
                  "ln_necrosis", "confined_to_cervix", "center")
 READOUT_DIR = "readout"
+TUMOUR_FILL_OPACITY = 0.5  # Slicer's default fill of a segment in slice views
 CLINICAL_FILE = "clinical.json"
 
 
@@ -402,6 +403,10 @@ class ReviewApp:
         view = self.slicer.view_manager.get_view("T2W")
         view.set_foreground_volume_id(self.loaded.probability.GetID() if show_probability else None)
         view.set_foreground_opacity(0.5)
+        # the tumour as an outline over the probability, so the probability inside the contour shows
+        display = self.loaded.tumour.GetDisplayNode()
+        if display is not None:
+            display.SetOpacity2DFill(0.0 if show_probability else TUMOUR_FILL_OPACITY)
         view.schedule_render()
 
     def _on_show_organs(self, show_organs=False, **_):

@@ -125,8 +125,8 @@ def new_page(browser) -> Iterator:
         context.close()
 
 
-# Pixel statistics of the index-th view frame (0 = T2WI): size, "red" contour pixels, grey mean and
-# spread, and a cheap hash of the pixels to tell frames apart.
+# Pixel statistics of the index-th view frame (0 = T2WI): size, "red" contour pixels, other coloured
+# pixels (e.g. the probability map), grey mean and spread, and a cheap hash to tell frames apart.
 _FRAME_JS = """(index) => {
   const images = Array.from(document.querySelectorAll('img')).filter(i => i.src.startsWith('blob:'));
   const img = images[index];
@@ -136,16 +136,17 @@ _FRAME_JS = """(index) => {
   const ctx = canvas.getContext('2d');
   ctx.drawImage(img, 0, 0);
   const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-  let red = 0, sum = 0, sum2 = 0, hash = 0;
+  let red = 0, colour = 0, sum = 0, sum2 = 0, hash = 0;
   const n = data.length / 4;
   for (let i = 0; i < data.length; i += 4) {
     const r = data[i], g = data[i + 1], b = data[i + 2];
     if (r > 90 && r > 2 * g + 20 && r > 2 * b + 20) red++;
+    else if (Math.max(r, g, b) - Math.min(r, g, b) > 60) colour++;
     const grey = (r + g + b) / 3; sum += grey; sum2 += grey * grey;
     if (i % 64 === 0) hash = (hash * 31 + r + 7 * g + 13 * b) | 0;
   }
   const mean = sum / n;
-  return {width: canvas.width, height: canvas.height, red: red, mean: mean,
+  return {width: canvas.width, height: canvas.height, red: red, colour: colour, mean: mean,
           std: Math.sqrt(Math.max(0, sum2 / n - mean * mean)), hash: hash, src: img.src};
 }"""
 
@@ -164,6 +165,20 @@ def wait_for_frame(page, predicate, index: int = 0, timeout: float = 30.0, inter
         if time.perf_counter() - start > timeout:
             raise AssertionError(f"no frame of view {index} met the condition within {timeout} s (last: {stats})")
         time.sleep(interval)
+
+
+def stable_frame(page, index: int = 0, quiet: float = 0.5, timeout: float = 30.0) -> dict:
+    """The view's frame once it has not changed for `quiet` seconds (rendering has settled)."""
+    start = time.perf_counter()
+    last, since = frame_stats(page, index), time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        time.sleep(0.05)
+        now = frame_stats(page, index)
+        if now is None or last is None or now["hash"] != last["hash"]:
+            last, since = now, time.perf_counter()
+        elif time.perf_counter() - since >= quiet:
+            return now
+    raise AssertionError(f"view {index} kept changing for {timeout} s")
 
 
 def view_box(page, index: int = 0) -> dict:

@@ -27,6 +27,7 @@ from .harness import (
     new_page,
     paint_stroke,
     select_effect,
+    stable_frame,
     wait_for_frame,
 )
 
@@ -84,6 +85,30 @@ def test_first_frame_shows_the_t2wi_with_the_contour(session_a, review_cohort, a
     assert "automatic contour" in page.locator("#case-status").inner_text()
     assert page.evaluate("window.trame.state.get('active_case')") == first
     page.screenshot(path=str(artefacts / "01-first-frame.png"))
+
+
+def test_slices_to_check_first_and_the_probability_map(session_a, review_cohort, artefacts):
+    _server, page = session_a
+    first = _case_ids(review_cohort)[FIRST]
+    segmentation = review_cohort / first / "segmentation"
+    flagged = [f["slice"] for f in json.loads((segmentation / "segmentation.json").read_text())["flagged_slices"]]
+    automatic = sitk.GetArrayFromImage(sitk.ReadImage(str(segmentation / "tumor.nii.gz")))
+    opened_on = int(np.argmax(automatic.reshape(automatic.shape[0], -1).sum(axis=1)))  # the largest section
+    chips = page.locator(".flagged-slice")
+    assert chips.count() == len(flagged)
+    other = next(i for i, k in enumerate(flagged) if k != opened_on)
+    assert chips.nth(other).inner_text().startswith(f"slice {flagged[other] + 1}:")
+    before = [stable_frame(page, index)["hash"] for index in range(4)]
+    chips.nth(other).click()
+    for index in range(4):  # the T2WI jumps; DWI, ADC and CE-T1WI follow its slice
+        wait_for_frame(page, lambda s, old=before[index]: s["hash"] != old, index=index)
+    plain = stable_frame(page, 0)
+    page.locator("#show-probability").check()
+    # the coloured foreground layer (the contour drawn as an outline over it)
+    wait_for_frame(page, lambda s: s["colour"] > plain["colour"] + 300, index=0)
+    page.screenshot(path=str(artefacts / "01b-probability-map.png"))
+    page.locator("#show-probability").uncheck()
+    wait_for_frame(page, lambda s: s["colour"] < plain["colour"] + 150, index=0)
 
 
 def test_paint_stroke_changes_the_saved_mask(session_a, review_cohort, artefacts):
