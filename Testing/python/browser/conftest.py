@@ -22,6 +22,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "browser" in str(item.fspath):
             item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)  # real servers and Chromium: seconds per test
             if why:
                 item.add_marker(pytest.mark.skip(reason=why))
 
