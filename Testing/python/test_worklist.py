@@ -413,3 +413,18 @@ def test_review_server_access_rules():
         taken.listen()
         with pytest.raises(InputError, match="choose another --port"):
             check_port_free("127.0.0.1", taken.getsockname()[1])
+
+
+def test_one_review_server_per_reader(tmp_path):
+    import os
+
+    from CervicalAILib.web.security import claim_reader
+
+    lock = claim_reader(tmp_path / "dr_a")
+    assert lock.read_text().strip() == str(os.getpid())
+    parent = os.getppid()  # a process that runs: a second server of the same reader is refused
+    lock.write_text(f"{parent}\n")
+    with pytest.raises(InputError, match="already has a review server"):
+        claim_reader(tmp_path / "dr_a", pid=os.getpid())
+    lock.write_text("999999999\n")  # left by a server that is gone: taken over
+    assert claim_reader(tmp_path / "dr_a").read_text().strip() == str(os.getpid())

@@ -105,3 +105,40 @@ def check_access(host: str | None, port: int, token: str | None) -> Access:
             )
         return Access(host, int(port), secrets.token_urlsafe(24), True)
     return Access(host, int(port), token, False)
+
+
+LOCK_FILE = ".review-server.pid"
+
+
+def claim_reader(reader_folder: Path, pid: int | None = None) -> Path:
+    """One review server per reader and cohort: a pid file in the reader's folder, refused while the
+    process that wrote it still runs (two servers of one reader would race on the same files)."""
+    reader_folder = Path(reader_folder)
+    reader_folder.mkdir(parents=True, exist_ok=True)
+    lock = reader_folder / LOCK_FILE
+    pid = os.getpid() if pid is None else pid
+    for _attempt in range(2):
+        try:
+            with open(lock, "x", encoding="utf-8") as handle:
+                handle.write(f"{pid}\n")
+            return lock
+        except FileExistsError:
+            try:
+                other = int(lock.read_text(encoding="utf-8").strip() or 0)
+            except (OSError, ValueError):
+                other = 0
+            if other and other != pid and _running(other):
+                raise InputError(f"reader {reader_folder.name!r} already has a review server running on this cohort "
+                                 f"(process {other}); use that one, or stop it first") from None
+            lock.unlink(missing_ok=True)  # left by a server that is gone
+    raise InputError(f"cannot claim the reader folder {reader_folder}")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..worklist import open_worklist
-from .security import Access, check_access, check_port_free
+from .security import Access, check_access, check_port_free, claim_reader
 
 
 def quiet_web_logs() -> None:
@@ -36,6 +36,15 @@ def serve(source: str | Path, reader: str, host: str | None, port: int, token: s
     reader_list = worklist.reader(reader)  # refuses a missing or unsafe reader name
     access: Access = check_access(host, port, token)
     check_port_free(access.host, access.port)
+    lock = claim_reader(reader_list.folder)
+    try:
+        _run(worklist, reader_list, access, rca_encoder, ready_file)
+    finally:
+        lock.unlink(missing_ok=True)
+    return 0
+
+
+def _run(worklist, reader_list, access: Access, rca_encoder: str | None, ready_file: str | Path | None) -> None:
     configure_rendering()
     quiet_web_logs()
 
@@ -47,24 +56,24 @@ def serve(source: str | Path, reader: str, host: str | None, port: int, token: s
     # trame reads its options from the command line: give it exactly ours, never the user's argv
     server.cli.set_defaults(authKey=access.token, host=access.host, port=access.port, timeout=0)
     argv, sys.argv = sys.argv, sys.argv[:1]
-    app = ReviewApp(reader_list, server=server, rca_encoder=rca_encoder)
-
-    def announce(**_):
-        actual_port = server.port
-        shown = Access(access.host, actual_port, access.token, access.token_generated)
-        print(f"CervicalAI review of {worklist.source} for reader {reader_list.reader_name}: "
-              f"{len(worklist.cases)} case(s)", flush=True)
-        print(f"open {shown.url()}", flush=True)
-        if ready_file is not None:
-            from ..io.atomic import write_text
-
-            write_text(ready_file, shown.url() + "\n")
-
-    server.controller.on_server_ready.add(announce)
     try:
-        server.start(host=access.host, port=access.port, open_browser=False, show_connection_info=False,
-                     timeout=0, disable_logging=True)
+        app = ReviewApp(reader_list, server=server, rca_encoder=rca_encoder)
+
+        def announce(**_):
+            shown = Access(access.host, server.port, access.token, access.token_generated)
+            print(f"CervicalAI review of {worklist.source} for reader {reader_list.reader_name}: "
+                  f"{len(worklist.cases)} case(s)", flush=True)
+            print(f"open {shown.url()}", flush=True)
+            if ready_file is not None:
+                from ..io.atomic import write_text
+
+                write_text(ready_file, shown.url() + "\n")
+
+        server.controller.on_server_ready.add(announce)
+        try:
+            server.start(host=access.host, port=access.port, open_browser=False, show_connection_info=False,
+                         timeout=0, disable_logging=True)
+        finally:
+            app.close()
     finally:
         sys.argv = argv
-        app.close()
-    return 0
