@@ -134,6 +134,10 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.refreshModelsButton.connect("clicked(bool)", self.updateModelCards)
         self.ui.browseBundleFolderButton.connect("clicked(bool)", self.onBrowseBundleFolder)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
+        # the review worklist of a cohort (issue 15): same files as `cervicalai review` and the web app
+        self.worklistSection = CervicalAIWorklistSection(
+            self.layout, lambda: self._parameterNode.reviewerName if self._parameterNode else ""
+        )
 
         self.initializeParameterNode()
         self.updateModelCards()
@@ -291,6 +295,171 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Failed to install the Python packages.", waitCursor=False):
             self.logic.ensureDependencies(self.logic.settings()["device"])
         self.updateDependencies()
+
+
+#
+# CervicalAIWorklistSection
+#
+
+
+class CervicalAIWorklistSection:
+    """The hub's "Review worklist" section, built in code (the hub's .ui stays as it is).
+
+    Choose a cohort (folder or CSV), see every case's status for the reader named in the settings,
+    load a case into the Segment module (its automatic result, or where the reader stopped, in
+    Slicer or in the browser), correct it there, come back, rate it, Mark as reviewed, Next. The
+    logic is CervicalAIHubLib.worklist_panel (no Qt) and worklist_scene (MRML): same files as
+    `cervicalai review` and the web review app. `reader()` gives the hub's reviewer name.
+    """
+
+    def __init__(self, layout, reader):
+        import ctk  # only this section uses ctk
+
+        self._reader = reader
+        self.panel = None
+        self.current = None  # case id loaded in the scene
+        self.draft = None
+        self.button = ctk.ctkCollapsibleButton()
+        self.button.text = "Review worklist"
+        self.button.collapsed = True
+        layout.addWidget(self.button)
+        form = qt.QFormLayout(self.button)
+        self.cohortEdit = ctk.ctkPathLineEdit()
+        self.cohortEdit.filters = ctk.ctkPathLineEdit.Dirs | ctk.ctkPathLineEdit.Files
+        self.cohortEdit.nameFilters = ["Cohort folder or case list (*.csv)"]
+        self.cohortEdit.toolTip = "A cohort folder (case folders with their automatic contours) or a CSV of case folders."
+        form.addRow("Cohort:", self.cohortEdit)
+        self.openButton = qt.QPushButton("Open worklist")
+        form.addRow(self.openButton)
+        self.progressLabel = qt.QLabel("")
+        form.addRow(self.progressLabel)
+        self.table = qt.QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["Case", "Status", "Rating"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
+        self.table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
+        self.table.setMinimumHeight(160)
+        form.addRow(self.table)
+        row = qt.QHBoxLayout()
+        self.loadButton = qt.QPushButton("Load selected")
+        self.nextButton = qt.QPushButton("Next case")
+        row.addWidget(self.loadButton)
+        row.addWidget(self.nextButton)
+        form.addRow(row)
+        self.ratingCombo = qt.QComboBox()
+        form.addRow("Rating:", self.ratingCombo)
+        self.commentEdit = qt.QLineEdit()
+        form.addRow("Comment:", self.commentEdit)
+        self.reviewButton = qt.QPushButton("Mark as reviewed")
+        self.reviewButton.toolTip = "Freeze the Segment module's working copy of this case as your reviewed contour."
+        form.addRow(self.reviewButton)
+        skipRow = qt.QHBoxLayout()
+        self.skipReasonEdit = qt.QLineEdit()
+        self.skipReasonEdit.placeholderText = "reason to skip"
+        self.skipButton = qt.QPushButton("Skip")
+        skipRow.addWidget(self.skipReasonEdit)
+        skipRow.addWidget(self.skipButton)
+        form.addRow(skipRow)
+        self.messageLabel = qt.QLabel("")
+        self.messageLabel.wordWrap = True
+        form.addRow(self.messageLabel)
+        from CervicalAIHubLib.worklist_panel import WorklistPanel
+
+        for value, text in WorklistPanel.rating_choices():
+            self.ratingCombo.addItem(text, value)
+        self.openButton.connect("clicked(bool)", self.onOpen)
+        self.loadButton.connect("clicked(bool)", self.onLoadSelected)
+        self.nextButton.connect("clicked(bool)", self.onNext)
+        self.reviewButton.connect("clicked(bool)", self.onMarkReviewed)
+        self.skipButton.connect("clicked(bool)", self.onSkip)
+        self.updateButtons()
+
+    # -- state --------------------------------------------------------------------------------------
+    def updateButtons(self) -> None:
+        has = self.panel is not None
+        for button in (self.loadButton, self.nextButton):
+            button.enabled = has
+        for button in (self.reviewButton, self.skipButton):
+            button.enabled = has and self.current is not None
+
+    def refresh(self) -> None:
+        rows = self.panel.rows() if self.panel is not None else []
+        self.table.setRowCount(len(rows))
+        for index, row in enumerate(rows):
+            for column, text in enumerate((row.case_id, row.text, row.rating)):
+                self.table.setItem(index, column, qt.QTableWidgetItem(text))
+        self.progressLabel.text = self.panel.progress_text() if self.panel is not None else ""
+        self.updateButtons()
+
+    # -- actions ------------------------------------------------------------------------------------
+    def onOpen(self) -> None:
+        from CervicalAIHubLib.worklist_panel import WorklistPanel
+
+        with slicer.util.tryWithErrorDisplay("Failed to open the worklist.", waitCursor=True):
+            self.panel = WorklistPanel(self.cohortEdit.currentPath, self._reader())
+            self.current = self.draft = None
+            self.refresh()
+
+    def onLoadSelected(self) -> None:
+        rows = self.panel.rows() if self.panel is not None else []
+        index = self.table.currentRow()
+        if 0 <= index < len(rows):
+            self.loadCase(rows[index].case_id)
+
+    def onNext(self) -> None:
+        target = self.panel.next_case(self.current)
+        if target is None:
+            self.messageLabel.text = "Every case is reviewed or skipped."
+            return
+        self.loadCase(target)
+
+    def _saveWorkingCopy(self) -> None:
+        """Keep the reader's edits of the case being left (the scene is cleared for the next case)."""
+        from CervicalAIHubLib.worklist_scene import reader_mask
+
+        if self.current is not None and self.draft is not None and self.draft.GetScene() is not None:
+            self.panel.save_working(self.current, reader_mask(self.draft))
+
+    def loadCase(self, case_id: str) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to load the case.", waitCursor=True):
+            self._saveWorkingCopy()
+            to_load = self.panel.case_to_load(case_id)
+            import CervicalAISegment
+            from CervicalAIHubLib.worklist_scene import load_case
+
+            slicer.mrmlScene.Clear(0)  # one case at a time; the edits are in the worklist's working copy
+            roles = CervicalAILogic.loadCaseFolder(str(to_load.folder))
+            self.draft = load_case(slicer.mrmlScene, to_load, roles)
+            self.current = to_load.case_id
+            parameters = CervicalAISegment.CervicalAISegmentLogic().getParameterNode()
+            for role, name in CervicalAISegment.ROLE_FIELDS.items():
+                setattr(parameters, name, roles.get(role))
+            parameters.reviewerName = self._reader()
+            parameters.segmentation = self.draft
+            index = self.ratingCombo.findData(to_load.rating) if to_load.rating is not None else 0
+            self.ratingCombo.currentIndex = max(index, 0)
+            self.commentEdit.text = to_load.comment
+            self.messageLabel.text = f"{case_id}: starts from the {to_load.started_from}. " + " ".join(to_load.notes)
+            self.refresh()
+            slicer.util.selectModule("CervicalAISegment")
+
+    def onMarkReviewed(self) -> None:
+        from CervicalAIHubLib.worklist_scene import reader_mask
+
+        with slicer.util.tryWithErrorDisplay("Failed to mark the case as reviewed.", waitCursor=True):
+            import CervicalAISegment
+
+            draft = CervicalAISegment.CervicalAISegmentLogic().getParameterNode().segmentation or self.draft
+            rating = self.ratingCombo.currentData
+            self.messageLabel.text = self.panel.mark_reviewed(self.current, reader_mask(draft), rating,
+                                                              self.commentEdit.text)
+            logging.info(self.messageLabel.text)
+            self.refresh()
+
+    def onSkip(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to skip the case.", waitCursor=True):
+            self.messageLabel.text = self.panel.skip(self.current, self.skipReasonEdit.text)
+            self.refresh()
 
 
 #
