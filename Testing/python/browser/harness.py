@@ -155,7 +155,7 @@ def frame_stats(page, index: int = 0) -> dict | None:
     return page.evaluate(_FRAME_JS, index)
 
 
-def wait_for_frame(page, predicate, index: int = 0, timeout: float = 30.0, interval: float = 0.05) -> tuple[dict, float]:
+def wait_for_frame(page, predicate, index: int = 0, timeout: float = 60.0, interval: float = 0.05) -> tuple[dict, float]:
     """Poll the view's pixels until `predicate(stats)` holds; (stats, seconds waited)."""
     start = time.perf_counter()
     while True:
@@ -167,7 +167,7 @@ def wait_for_frame(page, predicate, index: int = 0, timeout: float = 30.0, inter
         time.sleep(interval)
 
 
-def stable_frame(page, index: int = 0, quiet: float = 0.5, timeout: float = 30.0) -> dict:
+def stable_frame(page, index: int = 0, quiet: float = 0.5, timeout: float = 60.0) -> dict:
     """The view's frame once it has not changed for `quiet` seconds (rendering has settled)."""
     start = time.perf_counter()
     last, since = frame_stats(page, index), time.perf_counter()

@@ -49,7 +49,7 @@ def _mask_voxels(path) -> int:
     return int(sitk.GetArrayViewFromImage(sitk.ReadImage(str(path))).astype(bool).sum())
 
 
-def _wait_file_change(path, old_sha: str | None, timeout: float = 20.0) -> str:
+def _wait_file_change(path, old_sha: str | None, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.is_file():
@@ -139,7 +139,7 @@ def test_mark_as_reviewed_writes_the_record_with_the_edit_metrics(session_a, rev
     page.locator("#comment").blur()
     time.sleep(0.3)
     page.locator("#mark-reviewed").click()
-    page.locator("#review-summary:has-text('Reviewed by')").wait_for(timeout=20000)
+    page.locator("#review-summary:has-text('Reviewed by')").wait_for(timeout=60000)
     folder = review_cohort / REVIEW_DIR / "dr_ada" / first / "reviewed-1"
     record = json.loads((folder / "tumor.nii.gz.review.json").read_text())
     assert record["reviewer"] == READER_A and record["reviewed"] is True and record["origin"] == "edited"
@@ -216,7 +216,7 @@ def test_readout_panel_shows_the_same_lnm_risk_as_cervicalai_predict(restarted_a
     first = _case_ids(review_cohort)[FIRST]
     _server, page = restarted_a
     page.evaluate("(name) => window.trame.trigger('open_case', [name])", first)
-    page.locator("#compute-readout").wait_for(timeout=20000)
+    page.locator("#compute-readout").wait_for(timeout=60000)
     page.locator("#compute-readout").scroll_into_view_if_needed()
     page.locator("#compute-readout").click()
     page.locator("#readout-progress").wait_for(timeout=10000)  # progress while the background process runs
@@ -245,13 +245,13 @@ def test_a_second_reader_does_not_touch_the_first_readers_files(review_cohort, a
     with ReviewServer(review_cohort, READER_B, artefacts / "logs") as server, new_page(browser) as page:
         _open(page, server)
         page.evaluate("(name) => window.trame.trigger('open_case', [name])", first)
-        page.locator("#case-status:has-text('automatic contour')").wait_for(timeout=20000)
+        page.locator("#case-status:has-text('automatic contour')").wait_for(timeout=60000)
         wait_for_frame(page, lambda s: s["std"] > 20 and s["red"] > 200, index=0)
         select_effect(page, "mdi-eraser")
         paint_stroke(page, (0.45, 0.45), (0.55, 0.55))
         _wait_file_change(review_cohort / REVIEW_DIR / "dr_bo" / first / "working" / "tumor.nii.gz", None)
         page.locator("#mark-reviewed").click()
-        page.locator("#review-summary:has-text('Reviewed by Dr Bo')").wait_for(timeout=20000)
+        page.locator("#review-summary:has-text('Reviewed by Dr Bo')").wait_for(timeout=60000)
         page.screenshot(path=str(artefacts / "08-second-reader.png"))
     assert _files(folder_a) == before  # not one byte of reader A changed
     record_b = json.loads((review_cohort / REVIEW_DIR / "dr_bo" / first / "reviewed-1" / "tumor.nii.gz.review.json").read_text())
