@@ -35,9 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..io.atomic import to_json
+    from ..io.output_guard import check_output_path
     from ..progress import line_progress
     from ..readout import predict_case, summary_text
-    from ..readout.predict import load_inputs
+    from ..readout.predict import OUTPUT_FILES, load_inputs
 
     clinical = args.clinical
     if clinical is None:
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         if not default.is_file():
             raise InputError("no clinical values: give --clinical clinical.json (or put clinical.json in the case folder)")
         clinical = default
+    check_output_path(args.out, [args.case, args.mask, clinical, args.transforms, args.bundle, args.stage_bundle],
+                      overwrite=args.overwrite, owned=OUTPUT_FILES)
     inputs = load_inputs(args.case, args.mask, clinical, transforms_dir=args.transforms, center=args.center)
     readout = predict_case(
         inputs,

@@ -95,27 +95,41 @@ def write_image(image, path: str | Path, compress: bool = True) -> Path:
     return Path(path)
 
 
-def refuse_taken_folder(path: str | Path, overwrite: bool = False) -> None:
-    """OutputExistsError when `path` is a file, or a non-empty folder and `overwrite` is not set.
+def refuse_taken_folder(path: str | Path, overwrite: bool = False, owned: list[str] | None = None) -> None:
+    """OutputExistsError when `path` is a file, or a non-empty folder and `overwrite` is not set, or
+    holds a reviewed contour (never replaced), or (with `owned` patterns) files the writer does not own.
 
     Commands call it before long work so that a taken output is refused at once, not after it.
     """
+    from .output_guard import foreign_entries, refuse_reviewed
+
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"{path}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{path}: output folder exists and is not empty (use --overwrite to replace it)")
+    if path.is_dir() and any(path.iterdir()):
+        refuse_reviewed(path)
+        if not overwrite:
+            raise OutputExistsError(f"{path}: output folder exists and is not empty (use --overwrite to replace it)")
+        foreign = foreign_entries(path, owned) if owned is not None else []
+        if foreign:
+            raise OutputExistsError(
+                f"{path}: also holds files this command does not write ({', '.join(foreign)}); --overwrite replaces "
+                "only the command's own output: move them, or choose another output folder")
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(path: str | Path, overwrite: bool = False, owned: list[str] | None = None) -> Iterator[Path]:
     """Build a folder under a temporary name and move it into place only when complete.
 
     Refuses (OutputExistsError) when `path` exists and is not empty, unless `overwrite`; with
-    `overwrite` the old folder is replaced only after the new one is complete.
+    `overwrite` the old folder is replaced only after the new one is complete. A folder holding a
+    reviewed contour is never replaced; with `owned` (glob patterns of what the writer makes), a
+    folder holding anything else is not replaced either (see io.output_guard).
+    A kill at any moment leaves the old folder or the new one at `path` (or, between the two
+    renames, none), never a partial one: the new content is complete before its first rename.
     """
     path = Path(path)
-    refuse_taken_folder(path, overwrite)
+    refuse_taken_folder(path, overwrite, owned)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
@@ -127,6 +141,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
                 if not os.path.islink(file):
                     os.chmod(file, FILE_MODE)
         if path.exists():
+            refuse_taken_folder(path, overwrite, owned)  # again: something may have appeared meanwhile
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / "content")
             os.replace(tmp, path)

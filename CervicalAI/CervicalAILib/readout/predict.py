@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 READOUT_SCHEMA = "cervicalai.readout/1"
 READOUT_FILE = "readout.json"
+OUTPUT_FILES = [READOUT_FILE, "nomogram.png", "nomogram.svg"]  # what `predict --overwrite` may replace
+# Keys a clinical.json may hold besides the clinical fields without a warning (bookkeeping, not inputs).
+BOOKKEEPING_KEYS = {"case_id", "patient_id", "pseudonym"}
 MIN_MASK_VOXELS = 10  # fewer voxels cannot carry texture; pyradiomics refuses such regions too
 MIN_TUMOUR_INSIDE = 0.999  # as the radiomics extraction: a mask cut by the image border is refused
 
@@ -62,6 +65,7 @@ class ReadoutInputs:
     mask_path: Path | None = None
     transforms: dict[str, sitk.Transform] = field(default_factory=dict)
     segmentation_summary: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)  # found while reading the inputs (provenance, unused keys)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -90,6 +94,25 @@ def check_mask(mask: sitk.Image, t2: sitk.Image, warnings: list[str], where: str
             f"the {where} has only {count} voxel(s); at least {MIN_MASK_VOXELS} are needed for radiomics and deep features"
         )
     return mask
+
+
+def check_clinical_keys(values: dict[str, Any], used: set[str], warnings: list[str]) -> None:
+    """InputError for a key that looks like a misspelt clinical field (its value would be ignored and the
+    reader told it is missing); a warning listing the other keys no model uses."""
+    import difflib
+
+    known = sorted(used)
+    unused = []
+    for key in values:
+        if key in used or key in BOOKKEEPING_KEYS:
+            continue
+        close = difflib.get_close_matches(str(key).lower(), known, n=1, cutoff=0.8)
+        if close and close[0] not in values:
+            raise InputError(f"clinical value {key!r} is not a known field: did you mean {close[0]!r}? (known fields: "
+                             f"{', '.join(known)})")
+        unused.append(str(key))
+    if unused:
+        warnings.append(f"clinical value(s) not used by any model and left out of the readout: {', '.join(unused)}")
 
 
 def derive_clinical(values: dict[str, Any]) -> dict[str, Any]:
@@ -121,28 +144,41 @@ def load_inputs(
     """Read the study, mask, clinical values and (optional) registration transforms from disk."""
     import json
 
-    from ..io.study import load_study
+    from ..io.mask_checks import tumour_mask
+    from ..io.study import load_study, require_role
+    from ..provenance import check_case, read_record
+    from ..provenance import image_record as provenance_record
     from ..registration.masks import read_transforms
 
     case = Path(case)
     study = load_study(case)
+    require_role(study, "T2W", "the tumour mask is defined on the T2WI grid")
     images = {role: study.image(role) for role in study.roles_present()}
-    if "T2W" not in images:
-        raise InputError("the study has no T2WI; the tumour mask is defined on the T2WI grid", case)
     image_records = {role: image_record(study.series_for(role)) for role in images}
+    warnings: list[str] = []
     if isinstance(clinical, (str, Path)):
-        clinical_path = Path(clinical)
-        if not clinical_path.is_file():
-            raise InputError("clinical file not found", clinical_path)
-        try:
-            clinical = json.loads(clinical_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON ({exc})", clinical_path) from exc
-        if not isinstance(clinical, dict):
-            raise InputError("must hold a JSON object of clinical values", clinical_path)
+        clinical = read_clinical_file(clinical)
     mask_path = Path(mask_path)
-    mask = read_image(mask_path)
-    transforms = read_transforms(transforms_dir) if transforms_dir else read_transforms(case)
+    mask = tumour_mask(read_image(mask_path), mask_path)
+    case_id = case.name if case.is_dir() else case.stem
+    # whose mask is it? segmentation.json beside an automatic mask, or the case folder a labels/ mask is in
+    record, record_path = read_record(mask_path.parent)
+    if record is None and mask_path.parent.name == "labels" and (mask_path.parent.parent / "T2W.nii.gz").is_file():
+        mask_case = mask_path.parent.parent
+        if mask_case.resolve() != case.resolve():
+            record = {"case_id": mask_case.name, "images": {"T2W": provenance_record(read_image(mask_case / "T2W.nii.gz"))}}
+            record_path = mask_path
+        else:
+            record, record_path = {"case_id": case_id, "images": {}}, mask_path  # the case's own label
+    check_case(record, record_path, images, f"the tumour mask {mask_path.name}", case_id, warnings=warnings)
+    transforms_source = Path(transforms_dir) if transforms_dir else case
+    transforms = read_transforms(transforms_source)
+    if transforms:
+        record, record_path = read_record(transforms_source)
+        if record is None and not transforms_dir:
+            record, record_path = {"case_id": case_id, "images": {}}, None  # the case folder's own transforms
+        check_case(record, record_path, images, "the registration transforms", case_id,
+                   roles=[r for r in transforms if r in images], warnings=warnings)
     segmentation_summary = None
     seg_json = mask_path.parent / "segmentation.json"
     if seg_json.is_file():
@@ -152,17 +188,38 @@ def load_inputs(
             segmentation_summary = None
     if center is None:
         center = (clinical or {}).get("center")
+    if center is not None:
+        center = validate_clinical({"center": center})["center"]
     return ReadoutInputs(
         images=images,
         mask=mask,
         clinical=dict(clinical or {}),
-        case_id=case.name if case.is_dir() else case.stem,
+        case_id=case_id,
         center=None if center is None else str(center),
         image_records=image_records,
         mask_path=mask_path,
         transforms=transforms,
         segmentation_summary=segmentation_summary,
+        warnings=warnings,
     )
+
+
+def read_clinical_file(path: str | Path) -> dict[str, Any]:
+    """clinical.json as a dict; InputError naming the file when it is missing, not JSON or not an object."""
+    import json
+
+    clinical_path = Path(path)
+    if not clinical_path.is_file():
+        raise InputError("clinical file not found" if not clinical_path.exists() else "is a folder, not a JSON file",
+                         clinical_path)
+    try:
+        clinical = json.loads(clinical_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid JSON ({exc})", clinical_path) from exc
+    if not isinstance(clinical, dict):
+        raise InputError(f"must hold a JSON object of clinical values, not a JSON {type(clinical).__name__}",
+                         clinical_path)
+    return clinical
 
 
 def image_record(series) -> dict[str, Any]:
@@ -356,6 +413,7 @@ def predict_case(
     for role, image in inputs.images.items():
         if not np.all(np.isfinite(sitk.GetArrayViewFromImage(image))):
             raise InputError(f"the {role} image contains NaN or infinite voxel values")
+    warnings.extend(inputs.warnings)
     mask = check_mask(inputs.mask, inputs.images["T2W"], warnings)
     clinical = derive_clinical(inputs.clinical)
     review = read_review(inputs.mask_path).to_dict() if inputs.mask_path else {"reviewed": False, "origin": "automatic"}
@@ -370,6 +428,7 @@ def predict_case(
     # the readout keeps the reader's clinical inputs and what the models use, nothing else
     # (a synthetic case's clinical.json also holds the pathology truth, which must not leak in)
     wanted = set(CLINICAL_FIELDS) | {"c_lnm"} | {t["name"] for m in models for t in m.clinical_inputs}
+    check_clinical_keys(inputs.clinical, wanted, warnings)
     clinical = {k: v for k, v in clinical.items() if k in wanted}
     seconds["inputs"] = time.perf_counter() - start
 
@@ -481,9 +540,10 @@ def predict_case(
     if out_dir is not None:
         progress(0.9, "writing the readout")
         t0 = time.perf_counter()
-        with atomic.atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        with atomic.atomic_directory(out_dir, overwrite=overwrite, owned=OUTPUT_FILES) as tmp:
             if lnm["nomogram"] is not None:
-                title = f"{inputs.case_id}: {lnm['outcome_label']} {100 * lnm['probability']:.0f}%"
+                # no case id in the picture: a PNG cannot be searched and scrubbed like a text (report --pseudonym)
+                title = f"{lnm['outcome_label']} {100 * lnm['probability']:.0f}%"
                 for suffix in ("png", "svg"):
                     render_nomogram(lnm_model.nomogram, tmp / f"nomogram.{suffix}", patient=lnm["nomogram"]["values"], title=title)
             seconds["writing"] = time.perf_counter() - t0
