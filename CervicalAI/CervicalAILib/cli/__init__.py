@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     configure_logging(args.verbose, args.quiet)
     debug = args.debug or os.environ.get("CERVICALAI_DEBUG", "") not in ("", "0")
-    command = args.command + (f" {args.study_command}" if getattr(args, "study_command", None) else "") + (
-        f" {args.export_kind}" if getattr(args, "export_kind", None) else "")
+    command = args.command
     try:
         return int(args._run(args) or 0)
     except CervicalAIError as exc:

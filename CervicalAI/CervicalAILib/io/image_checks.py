@@ -6,7 +6,7 @@ becomes 1 mm, and of a qform and an sform that disagree one is used without a wo
 file is checked first (`check_image_file`: header, byte count, gzip stream, NaN in float data),
 then the image ITK made of it (`check_image`: geometry finite, positive and plausible, voxels
 finite, one component, the expected dimension). `sequence_problem` says what makes a volume
-unusable as an MR sequence (blank, constant); masks are checked by `io.masks`.
+unusable as an MR sequence (blank, a single slice); masks are checked by `io.masks`.
 
 Every problem is an InputError naming the file and the defect, in words a site's IT reviewer
 reads (docs/bad_inputs.md lists them).
@@ -423,14 +423,12 @@ def check_image(image: sitk.Image, path: str | Path, dimension: int | None = 3, 
 
 
 def sequence_problem(image: sitk.Image) -> str | None:
-    """Why a volume cannot be an MR sequence (blank, constant), or None."""
+    """Why a volume cannot be an MR sequence (blank, a single slice), or None."""
     array = sitk.GetArrayViewFromImage(image)
     if array.size == 0:
         return "the image has no voxels"
-    low, high = float(np.min(array)), float(np.max(array))
-    if low == high:
-        return (f"the image is blank (every voxel is {low:g})" if low == 0
-                else f"the image is constant (every voxel is {low:g}): no anatomy in it")
+    if not np.any(array):
+        return "the image is blank (every voxel is 0)"
     if min(image.GetSize()[:3]) < 2:
         return f"the image is a single slice ({'x'.join(str(n) for n in image.GetSize())}), not a 3D volume"
     return None

@@ -72,8 +72,9 @@ def refuse_reviewed(path: str | Path) -> None:
         records = reviewed_contours(path)
         if records:
             raise OutputExistsError(
-                f"{path}: holds a reviewed contour ({', '.join(records)}); a reviewed contour and its record are "
-                "never replaced or deleted, with any flag: write to another folder (or move it aside yourself)")
+                f"{path}: output folder exists and is not empty: it holds a reviewed contour ({', '.join(records)}); a "
+                "reviewed contour and its record are never replaced or deleted, with any flag: write to another "
+                "folder (or move it aside yourself)")
     elif path.exists() and is_reviewed_file(path):
         raise OutputExistsError(
             f"{path}: is a reviewed contour or its review record; it is never replaced, with any flag: write to "

@@ -467,7 +467,7 @@ class Study:
 
     def image(self, role: str) -> sitk.Image:
         """The image for `role`; InputError naming the role when the study has none, or naming the
-        file when its image cannot be an MR sequence (blank, constant, a single slice)."""
+        file when its image cannot be an MR sequence (blank, a single slice)."""
         from .image_checks import sequence_problem
 
         series = self.series_for(role)
@@ -540,8 +540,9 @@ def require_role(study: Study, role: str, why: str = "") -> None:
     skipped = f"; {len(study.skipped_files)} file(s) could not be read" if study.skipped_files else ""
     others = ", ".join(f"{s.key} ({s.description or s.kind})" for s in study.series[:6])
     raise InputError(
-        f"no {ROLE_NAMES.get(role, role)} series found (roles present: {present}; series: {others or 'none'}{skipped})"
-        + (f"; {why}" if why else "") + f"; assign one with --role SERIES={role}", study.path)
+        f"study has no {role} series ({ROLE_NAMES.get(role, role)}; roles present: {present}; series: "
+        f"{others or 'none'}{skipped})" + (f"; {why}" if why else "") + f"; assign one with --role SERIES={role}",
+        study.path)
 
 
 def normalise_role(role: str) -> str:

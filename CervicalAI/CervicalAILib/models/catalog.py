@@ -9,10 +9,11 @@ quoted AUC edited in `bundle.json` changes it.
 When a bundle is loaded (`models.bundle.load_bundle`) it is identified here:
 
 - its `bundle.json` hash is in the catalogue: a shipped bundle ("source": "shipped");
-- its name and version are those of a catalogued bundle but the hash differs: refused (an edited
-  copy would otherwise pass for the shipped model under the same name and version);
-- anything else: "user-supplied", and every output that names the model says so (segmentation.json,
-  readout.json, the report, export manifests).
+- a bundle in the extension's own model folder with another hash: refused (the shipped files were
+  edited in place: a threshold or a quoted AUC changed under the same name and version);
+- anything else, also a copy that keeps a shipped name and version: "user-supplied", and every
+  output that names the model says so (segmentation.json, readout.json, the report, export
+  manifests), so an edited copy never passes for the shipped model.
 
 The catalogue is the extension's, never the site's: a folder given in $CERVICALAI_MODELS is
 searched for bundles but cannot change what "shipped" means. `tools/update_model_catalog.py`
@@ -101,28 +102,23 @@ def load_catalog() -> list[CatalogEntry]:
 
 
 def identify(manifest: dict[str, Any], manifest_sha256: str, where: str | Path) -> tuple[str, CatalogEntry | None]:
-    """("shipped", entry) or ("user-supplied", None); BundleError for an edited copy of a shipped bundle."""
+    """("shipped", entry) or ("user-supplied", None); BundleError for a modified bundle in the extension's own
+    model folder (the shipped files themselves were edited: never used, whatever it claims to be)."""
     entries = load_catalog()
     for entry in entries:
         if entry.bundle_json_sha256 == manifest_sha256:
             return SHIPPED, entry
-    for entry in entries:
-        if entry.name == manifest.get("name") and entry.version == manifest.get("version"):
+    bundle_dir = Path(where).parent.resolve()
+    for folder in shipped_models_dirs():
+        if entries and bundle_dir.parent == folder.resolve():
+            shipped = next((e for e in entries if e.folder == bundle_dir.name), None)
+            what = f"the shipped model {shipped.label}" if shipped else "a bundle the model catalogue does not list"
             raise BundleError(
-                f"{where}: claims to be the shipped model {entry.label}, but its bundle.json differs from the shipped "
-                f"one (SHA-256 {manifest_sha256[:12]}..., catalogue {entry.bundle_json_sha256[:12]}...): it was "
-                "edited - refusing to use it. Restore the shipped bundle, or give your own model another name or "
-                "version")
+                f"{where}: {what} in the extension's model folder was modified (bundle.json SHA-256 "
+                f"{manifest_sha256[:12]}...{', catalogue ' + shipped.bundle_json_sha256[:12] + '...' if shipped else ''}) "
+                "- refusing to use it; reinstall the extension, or put your own model in its own folder "
+                "(it is then marked user-supplied)")
     return USER_SUPPLIED, None
-
-
-def _input_roles(inputs: Any) -> list[str]:
-    """The sequences a bundle reads, from the three `inputs` layouts of bundle.json."""
-    if isinstance(inputs, list):  # segmentation: [{"role": "T2W", "channel": 0}, ...]
-        return [str(item["role"]) for item in inputs if isinstance(item, dict) and item.get("role")]
-    if isinstance(inputs, dict):  # risk model: {"sequences": [...]}; encoder: {"roles": [...]}
-        return [str(role) for role in inputs.get("sequences") or inputs.get("roles") or []]
-    return []
 
 
 def bundle_source(bundle_dir: str | Path) -> dict[str, Any]:
@@ -135,6 +131,15 @@ def bundle_source(bundle_dir: str | Path) -> dict[str, Any]:
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     source, _ = identify(manifest, digest, manifest_path)
     return {"source": source, "bundle_json_sha256": digest}
+
+
+def _input_roles(inputs: Any) -> list[str]:
+    """The sequences a bundle reads, from the three `inputs` layouts of bundle.json."""
+    if isinstance(inputs, list):  # segmentation: [{"role": "T2W", "channel": 0}, ...]
+        return [str(item["role"]) for item in inputs if isinstance(item, dict) and item.get("role")]
+    if isinstance(inputs, dict):  # risk model: {"sequences": [...]}; encoder: {"roles": [...]}
+        return [str(role) for role in inputs.get("sequences") or inputs.get("roles") or []]
+    return []
 
 
 def catalog_document(models_dir: str | Path, default_bundles: dict[str, str]) -> dict[str, Any]:
