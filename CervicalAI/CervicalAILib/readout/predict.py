@@ -172,6 +172,14 @@ def load_inputs(
             record, record_path = {"case_id": case_id, "images": {}}, mask_path  # the case's own label
     check_case(record, record_path, images, f"the tumour mask {mask_path.name}", case_id, warnings=warnings)
     transforms_source = Path(transforms_dir) if transforms_dir else case
+    if transforms_dir:
+        if not transforms_source.is_dir():
+            raise InputError("--transforms folder not found" if not transforms_source.exists()
+                             else "--transforms must be a folder (the output of study register or segment)",
+                             transforms_source)
+        if not (transforms_source / "transforms").is_dir() or not any((transforms_source / "transforms").glob("*.tfm")):
+            raise InputError("holds no registration transforms (transforms/<ROLE>.tfm, written by `cervicalai study "
+                             "register` or `cervicalai segment`)", transforms_source)
     transforms = read_transforms(transforms_source)
     if transforms:
         record, record_path = read_record(transforms_source)
@@ -213,7 +221,7 @@ def read_clinical_file(path: str | Path) -> dict[str, Any]:
         raise InputError("clinical file not found" if not clinical_path.exists() else "is a folder, not a JSON file",
                          clinical_path)
     try:
-        clinical = json.loads(clinical_path.read_text(encoding="utf-8"))
+        clinical = json.loads(clinical_path.read_text(encoding="utf-8-sig"))  # a byte-order mark is harmless
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"not valid JSON ({exc})", clinical_path) from exc
     if not isinstance(clinical, dict):

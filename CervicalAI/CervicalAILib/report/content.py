@@ -84,11 +84,40 @@ def check_readout(readout: dict[str, Any], path: Path) -> None:
     if points and nomogram.get("total_points") is not None and abs(sum(points.values()) - nomogram["total_points"]) > 1e-3:
         raise InputError(f"the readout contradicts itself: nomogram points add up to {sum(points.values()):.2f}, "
                          f"total_points is {nomogram['total_points']:.2f} (edited or corrupt)", path)
+    _check_shipped_figures(readout, path)
     cutoff, positive = lnm.get("cutoff"), lnm.get("positive")
     if inner is not None and cutoff is not None and positive is not None and bool(positive) != (inner >= cutoff):
         raise InputError(f"the readout contradicts itself: LNM probability {inner:g} is "
                          f"{'above' if inner >= cutoff else 'below'} the cut-off {cutoff:g} but marked "
                          f"{'positive' if positive else 'negative'} (edited or corrupt)", path)
+
+
+def _check_shipped_figures(readout: dict[str, Any], path: Path) -> None:
+    """A readout naming a shipped LNM model must quote that model's validated figures: they are read again
+    from the shipped bundle (pinned by the model catalogue), so an edited AUC is caught."""
+    from types import SimpleNamespace
+
+    from ..models.catalog import load_catalog, shipped_models_dirs
+    from ..readout.predict import validated_performance
+
+    model = (readout.get("models") or {}).get("lnm") or {}
+    digest = model.get("bundle_json_sha256")
+    if model.get("source") != "shipped" or not digest:
+        return
+    entry = next((e for e in load_catalog() if e.bundle_json_sha256 == digest), None)
+    if entry is None:
+        raise InputError(f"the readout names a shipped LNM model (bundle.json {str(digest)[:12]}...) that the model "
+                         "catalogue does not list (edited, or from another version of CervicalAI)", path)
+    manifest_path = next((d / entry.folder / "bundle.json" for d in shipped_models_dirs()
+                          if (d / entry.folder / "bundle.json").is_file()), None)
+    if manifest_path is None:
+        return
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    expected = validated_performance(SimpleNamespace(manifest=manifest))
+    quoted = (readout.get("lnm") or {}).get("validated") or []
+    if expected != quoted:
+        raise InputError(f"the readout's validated figures for {entry.label} differ from the shipped model's (edited "
+                         "or corrupt readout): refusing to show them", path)
 
 
 def _number(value: Any, digits: int = 1, unit: str = "") -> str:
