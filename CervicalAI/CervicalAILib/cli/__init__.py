@@ -91,7 +91,9 @@ OS_ERROR_WORDS = {
 
 def os_error_line(exc: OSError) -> str:
     """One line for an OSError: the file(s) it names and what went wrong, in words."""
-    words = OS_ERROR_WORDS.get(exc.errno or -1) or (exc.strerror or str(exc)).lower()
+    standard = os.strerror(exc.errno) if exc.errno else None
+    custom = exc.strerror if exc.strerror and exc.strerror != standard else None  # the engine's own words
+    words = custom or OS_ERROR_WORDS.get(exc.errno or -1) or (exc.strerror or str(exc)).lower()
     files = [str(f) for f in (exc.filename, getattr(exc, "filename2", None)) if f]
     return f"{' -> '.join(files)}: {words}" if files else words
 

@@ -8,6 +8,7 @@ the old file or the new one, never a truncated one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -39,6 +40,29 @@ def _temp_path_beside(path: Path, suffix: str = "") -> Path:
     return Path(tmp)
 
 
+IMAGE_FILE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def verify_written(path: str | Path, name: str | None = None) -> None:
+    """OSError when an image file just written is incomplete.
+
+    ITK's NIfTI writer does not fail when the disk is full (or a file size limit is hit): it prints
+    a message and leaves a truncated file that ITK would later read as zero-filled. So every image
+    the engine writes is checked (header, byte count, gzip stream) before it is renamed into place.
+    """
+    from ..errors import InputError
+    from .image_checks import check_image_file
+
+    path = Path(path)
+    if not (name or path.name).lower().endswith(IMAGE_FILE_SUFFIXES):
+        return
+    try:
+        check_image_file(path, values=False)
+    except InputError as exc:
+        raise OSError(errno.ENOSPC, f"the file written is incomplete (disk full or file size limit?): {exc.message}",
+                      str(name or path)) from exc
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` when the block succeeds.
@@ -51,6 +75,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = _temp_path_beside(path, suffix)
     try:
         yield tmp
+        if tmp.exists():
+            verify_written(tmp, path.name)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
@@ -139,6 +165,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False, owned: list[str]
             for name in files:
                 file = os.path.join(folder, name)
                 if not os.path.islink(file):
+                    verify_written(file, str(path / Path(file).relative_to(tmp)))
                     os.chmod(file, FILE_MODE)
         if path.exists():
             refuse_taken_folder(path, overwrite, owned)  # again: something may have appeared meanwhile

@@ -120,8 +120,8 @@ def _open_stream(path: Path, compressed: bool):
     return gzip.open(path, "rb") if compressed else open(path, "rb")
 
 
-def check_nifti_file(path: str | Path) -> None:
-    """Header, geometry fields, byte count and float voxels of a .nii/.nii.gz file, as stored."""
+def check_nifti_file(path: str | Path, values: bool = True) -> None:
+    """Header, geometry fields, byte count and (with `values`) float voxels of a .nii/.nii.gz file, as stored."""
     path = Path(path)
     compressed = path.name.lower().endswith(".gz")
     try:
@@ -129,7 +129,7 @@ def check_nifti_file(path: str | Path) -> None:
             raw = stream.read(540)
             header = _NiftiHeader(raw, path)
             _check_nifti_header(header, path)
-            _check_nifti_data(header, raw, stream, path)
+            _check_nifti_data(header, raw, stream, path, values)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise InputError(f"the file is truncated or corrupt (its gzip stream is broken: {exc})", path) from exc
     except OSError as exc:
@@ -191,7 +191,7 @@ def _check_nifti_header(h: _NiftiHeader, path: Path) -> None:
                 "(e.g. set qform_code or sform_code to 0 for the wrong one)", path)
 
 
-def _check_nifti_data(h: _NiftiHeader, head: bytes, stream, path: Path) -> None:
+def _check_nifti_data(h: _NiftiHeader, head: bytes, stream, path: Path, values: bool = True) -> None:
     """Count the voxel bytes (and check float voxels are finite) while streaming the file once."""
     ndim = int(h.dim[0])
     voxels = math.prod(int(v) for v in h.dim[1 : ndim + 1])
@@ -199,7 +199,7 @@ def _check_nifti_data(h: _NiftiHeader, head: bytes, stream, path: Path) -> None:
     bytes_per_voxel = NIFTI_BYTES_PER_VOXEL.get(h.datatype, dtype.itemsize)
     offset = int(h.vox_offset)
     expected = voxels * bytes_per_voxel
-    floating = dtype.kind in "fc"
+    floating = values and dtype.kind in "fc"
     buffer = head[offset:] if len(head) > offset else b""
     skip = max(offset - len(head), 0)
     received = 0
@@ -366,14 +366,16 @@ def check_metaimage_file(path: str | Path) -> None:
                          f"header announces ({'x'.join(map(str, sizes))} voxels)", path)
 
 
-def check_image_file(path: str | Path) -> None:
-    """The raw checks for the file's format (NIfTI, NRRD, MetaImage); InputError naming the file."""
+def check_image_file(path: str | Path, values: bool = True) -> None:
+    """The raw checks for the file's format (NIfTI, NRRD, MetaImage); InputError naming the file.
+
+    values: also check that NIfTI float voxels are finite (off for checking a file just written)."""
     path = Path(path)
     name = path.name.lower()
     if path.stat().st_size == 0:
         raise InputError("the file is empty (0 bytes)", path)
     if name.endswith((".nii", ".nii.gz")):
-        check_nifti_file(path)
+        check_nifti_file(path, values)
     elif name.endswith((".nrrd", ".nhdr")):
         check_nrrd_file(path)
     elif name.endswith((".mha", ".mhd")):

@@ -725,6 +725,12 @@ def _series_from_file(path: Path, key: str, role: str = OTHER, strict: bool = Tr
         if strict:
             raise
         series.problems.append(str(exc))
+    if series._image is not None:
+        from .image_checks import sequence_problem
+
+        problem = sequence_problem(series._image)
+        if problem:  # `inspect` lists it; using the image as a sequence is refused (Study.image)
+            series.problems.append(problem)
     return series
 
 
@@ -819,7 +825,9 @@ def load_study(
 def _load_case_study(folder: Path) -> Study:
     case = load_case(folder)
     series = [_series_from_file(p, key=role, role=role) for role, p in case.image_paths.items()]
-    return Study(path=folder, source="case", series=series, case=case, patient_id=case.case_id)
+    study = Study(path=folder, source="case", series=series, case=case, patient_id=case.case_id)
+    study.problems.extend(f"{item.path.name}: {problem}" for item in series for problem in item.problems)
+    return study
 
 
 def _load_scanned_study(paths: list[Path], root: Path, progress: ProgressCallback, study: str | None) -> Study:

@@ -107,7 +107,7 @@ def check_clinical_keys(values: dict[str, Any], used: set[str], warnings: list[s
         if key in used or key in BOOKKEEPING_KEYS:
             continue
         close = difflib.get_close_matches(str(key).lower(), known, n=1, cutoff=0.8)
-        if close and close[0] not in values:
+        if close and (close[0] not in values or str(key).lower() == close[0]):
             raise InputError(f"clinical value {key!r} is not a known field: did you mean {close[0]!r}? (known fields: "
                              f"{', '.join(known)})")
         unused.append(str(key))
