@@ -74,6 +74,7 @@ class _NiftiHeader:
             self.pixdim = struct.unpack(e + "8f", raw[76:108])
             self.vox_offset = struct.unpack(e + "f", raw[108:112])[0]
             self.scl_slope, self.scl_inter = struct.unpack(e + "2f", raw[112:120])
+            self.xyzt_units = raw[123]
             self.qform_code, self.sform_code = struct.unpack(e + "2h", raw[252:256])
             self.quatern = struct.unpack(e + "6f", raw[256:280])
             self.srow = struct.unpack(e + "12f", raw[280:328])
@@ -88,6 +89,7 @@ class _NiftiHeader:
             self.vox_offset = struct.unpack(e + "q", raw[168:176])[0]
             self.scl_slope, self.scl_inter = struct.unpack(e + "2d", raw[176:192])
             self.qform_code, self.sform_code = struct.unpack(e + "2i", raw[344:352])
+            self.xyzt_units = struct.unpack(e + "i", raw[500:504])[0]
             self.quatern = struct.unpack(e + "6d", raw[352:400])
             self.srow = struct.unpack(e + "12d", raw[400:496])
         self.endian = e
@@ -130,7 +132,12 @@ def check_nifti_file(path: str | Path, values: bool = True) -> None:
             header = _NiftiHeader(raw, path)
             _check_nifti_header(header, path)
             _check_nifti_data(header, raw, stream, path, values)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+    except gzip.BadGzipFile as exc:
+        if "Not a gzipped file" in str(exc):
+            raise InputError("not a NIfTI image: a .nii.gz file must be gzip-compressed, this one is not (another "
+                             "format, or not an image at all)", path) from exc
+        raise InputError(f"the file is corrupt (its gzip stream is broken: {exc})", path) from exc
+    except (EOFError, zlib.error) as exc:
         raise InputError(f"the file is truncated or corrupt (its gzip stream is broken: {exc})", path) from exc
     except OSError as exc:
         if isinstance(exc, PermissionError):
@@ -160,6 +167,10 @@ def _check_nifti_header(h: _NiftiHeader, path: Path) -> None:
     if any(v <= 0 for v in spatial):
         # ITK reads a zero or negative voxel size as 1 mm: every volume would be wrong
         raise InputError(f"NIfTI voxel size (pixdim) is {_fmt(spatial)} mm: a voxel size must be positive", path)
+    to_mm = {1: 1000.0, 3: 0.001}.get(h.xyzt_units & 0x07, 1.0)  # metres, micrometres; else mm (or unknown)
+    if any(v * to_mm < MIN_SPACING_MM or v * to_mm > MAX_SPACING_MM for v in spatial):
+        raise InputError(f"voxel size {_fmt(spatial)} mm (NIfTI pixdim) is not plausible for MRI (each must lie between "
+                         f"{MIN_SPACING_MM:g} and {MAX_SPACING_MM:g} mm): the header is wrong", path)
     # NaN means "no scaling" (nibabel writes it); an infinite factor would turn every voxel infinite
     if math.isinf(h.scl_slope) or math.isinf(h.scl_inter):
         raise InputError(f"NIfTI intensity scaling (scl_slope {h.scl_slope:g}, scl_inter {h.scl_inter:g}) is "
