@@ -20,7 +20,6 @@ computed for. A mismatch is an InputError naming the file; no record gives a war
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +58,16 @@ def case_record(case_id: str, images: dict[str, sitk.Image]) -> dict[str, Any]:
 
 def read_record(folder: str | Path) -> tuple[dict[str, Any] | None, Path | None]:
     """(the "case" record, the file it is in) from segmentation.json or registration.json in `folder`."""
+    from .io.json_input import read_json
+    from .schemas import require_valid
+
     folder = Path(folder)
     for name in RECORD_FILES:
         path = folder / name
         if path.is_file():
-            try:
-                document = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise InputError(f"not valid JSON ({exc})", path) from exc
+            document = read_json(path, name)
+            if name == "segmentation.json":  # an edited summary must not carry its values further
+                require_valid(document, "segmentation", path, "the segmentation summary")
             record = document.get("case") if isinstance(document, dict) else None
             if isinstance(record, dict) and isinstance(record.get("images"), dict):
                 return record, path
@@ -111,6 +112,6 @@ def check_case(
         if not _same_image(recorded[role], images[role]):
             other = record.get("case_id") or "another case"
             raise InputError(
-                f"{what} was made on other images than this case's {role} (it records case {other!r}, this is "
-                f"{case_id!r}; the {role} voxels differ): it belongs to another patient or another study - refusing "
-                "to use it", record_path)
+                f"{what} came from other images than this case's {role} (the record says case {other!r}, this is "
+                f"{case_id!r}; the {role} voxels differ): from another patient or another study - refusing to use it",
+                record_path)

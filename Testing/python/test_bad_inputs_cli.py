@@ -466,9 +466,11 @@ def test_the_catalogue_pins_every_shipped_bundle():
 
     for folder in DEFAULT_BUNDLES.values():
         assert load_bundle(REPO / "Resources" / "Models" / folder).source == "shipped"
-    for name in ("readout", "model-catalog"):  # the schema copies in docs/ for readers are the engine's
-        engine = REPO / "CervicalAI" / "CervicalAILib" / "schemas" / f"{name}.schema.json"
-        assert (REPO / "docs" / "schemas" / f"{name}.schema.json").read_bytes() == engine.read_bytes()
+    engine_schemas = sorted((REPO / "CervicalAI" / "CervicalAILib" / "schemas").glob("*.schema.json"))
+    assert [p.name for p in engine_schemas] == ["model-catalog.schema.json", "readout.schema.json",
+                                                "segmentation.schema.json"]
+    for engine in engine_schemas:  # the copies in docs/ for readers are the engine's
+        assert (REPO / "docs" / "schemas" / engine.name).read_bytes() == engine.read_bytes()
 
 
 @pytest.fixture(scope="module")

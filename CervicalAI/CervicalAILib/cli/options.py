@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 
 def _number(text: str, kind: type) -> float:
@@ -49,6 +50,13 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value:g} must be positive")
     return value
+
+
+def output_path(text: str) -> Path:
+    """An output path: refused when empty (Path("") would silently mean the current folder)."""
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("an empty path (give a file or folder name)")
+    return Path(text)
 
 
 positive_int = int_at_least(1)

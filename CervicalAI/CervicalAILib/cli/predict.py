@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import output_path
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -27,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transforms", type=Path, help="folder with transforms/<ROLE>.tfm from 'study register'")
     parser.add_argument("--center", help="the patient's centre (ComBat harmonisation; unknown -> pooled reference)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where the deep-feature encoder runs")
-    parser.add_argument("--out", required=True, type=Path, help="readout folder to write")
+    parser.add_argument("--out", required=True, type=output_path, help="readout folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--json", action="store_true", help="print readout.json instead of the summary")
 

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from .options import output_path
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "path", type=Path, metavar="CASE_OR_STUDY",
         help="a case folder (T2W.nii.gz, ADC.nii.gz, DWI.nii.gz, CET1.nii.gz) or a DICOM study folder",
     )
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
+    parser.add_argument("--out", required=True, type=output_path, metavar="DIR", help="output folder (created)")
     parser.add_argument(
         "--model", type=Path, metavar="BUNDLE",
         help="segmentation model bundle folder (default: the shipped multi-sequence model, with the "

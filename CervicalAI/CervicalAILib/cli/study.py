@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import CervicalAIError, InputError
+from .options import output_path
 
 ROLE_HELP = (
     "give a series a role by hand, e.g. --role 8=DWI or --role 5=other (repeatable). SERIES is the "
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the T2WI grid, as a case folder with the transforms used, for review and for the pipeline.",
     )
     register.add_argument("path", nargs="+", type=Path, metavar="PATH", help=PATH_HELP)
-    register.add_argument("--out", required=True, type=Path, metavar="DIR", help="case folder to write")
+    register.add_argument("--out", required=True, type=output_path, metavar="DIR", help="case folder to write")
     register.add_argument("--overwrite", action="store_true", help="replace DIR if it exists (never done otherwise)")
     register.add_argument("--role", action="append", default=[], metavar="SERIES=ROLE", help=ROLE_HELP)
     register.add_argument("--study", metavar="ID", help=STUDY_HELP)

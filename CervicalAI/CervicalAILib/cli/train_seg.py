@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import float_in, int_at_least, positive_float
+from .options import float_in, int_at_least, output_path, positive_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Example: cervicalai train-seg cohort/ --out my-seg-model --epochs 40 --max-minutes 90"
     )
     parser.add_argument("cases", nargs="+", type=Path, metavar="CASES", help="case folders or cohort folders")
-    parser.add_argument("--out", required=True, type=Path, metavar="BUNDLE", help="model bundle folder to write")
+    parser.add_argument("--out", required=True, type=output_path, metavar="BUNDLE", help="model bundle folder to write")
     parser.add_argument(
         "--roles", default="T2W,ADC,DWI",
         help="input sequences in channel order, T2W first (default T2W,ADC,DWI; T2W for a T2WI-only model)",

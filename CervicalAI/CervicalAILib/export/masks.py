@@ -139,6 +139,9 @@ def export_mask_file(
     if kind not in ("nifti", "seg-nrrd"):
         raise InputError(f"unknown mask file kind {kind!r}")
     mask_path, out_path = Path(mask_path), Path(out_path)
+    suffixes = (".nii.gz", ".nii") if kind == "nifti" else (".seg.nrrd",)
+    if not out_path.name.endswith(suffixes):
+        raise InputError(f"the {kind} file name must end with {' or '.join(suffixes)}", out_path)
     manifest_path = manifest_module.sidecar_path(out_path)
     for path, option in ((out_path, "--out"), (manifest_path, "the manifest")):
         check_output_path(path, [mask_path, reference], overwrite=overwrite, kind="file", option=option)

@@ -79,6 +79,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             verify_written(tmp, path.name)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if not exc.filename:  # a failed write() names no file: name the output being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -175,6 +181,11 @@ def atomic_directory(path: str | Path, overwrite: bool = False, owned: list[str]
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not exc.filename:  # a failed write() names no file: name the output being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

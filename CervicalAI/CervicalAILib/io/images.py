@@ -45,6 +45,8 @@ def read_image(path: str | Path, pixel_type: int | None = None, dimension: int |
     """
     path = Path(path)
     if not path.is_file():
+        if path.is_symlink():
+            raise InputError("is a symbolic link that leads nowhere (to a missing file, or round in a loop)", path)
         raise InputError("file not found" if not path.exists() else "is a folder, not an image file", path)
     if not is_image_file(path):
         raise InputError(f"not an image file this tool reads (expected {', '.join(IMAGE_SUFFIXES)})", path)

@@ -530,14 +530,18 @@ def require_role(study: Study, role: str, why: str = "") -> None:
     if study.series_for(role) is not None:
         return
     unusable = [s for s in study.series if s.kind == role and not s.usable]
+    skipped = ""
+    if study.skipped_files:
+        first_path, first_reason = study.skipped_files[0]
+        skipped = (f"; {len(study.skipped_files)} file(s) could not be read, e.g. {Path(first_path).name} "
+                   f"({first_reason})")
     if unusable:
         series = unusable[0]
         defect = "; ".join(series.problems) or "its images cannot be read"
         where = series.path
         raise InputError(f"series {series.key} ({series.description or 'no description'}) looks like the {role} but "
-                         f"cannot be used: {defect}", where)
+                         f"cannot be used: {defect}{skipped}", where)
     present = ", ".join(study.roles_present()) or "none"
-    skipped = f"; {len(study.skipped_files)} file(s) could not be read" if study.skipped_files else ""
     others = ", ".join(f"{s.key} ({s.description or s.kind})" for s in study.series[:6])
     raise InputError(
         f"study has no {role} series ({ROLE_NAMES.get(role, role)}; roles present: {present}; series: "
@@ -836,6 +840,8 @@ def _load_scanned_study(paths: list[Path], root: Path, progress: ProgressCallbac
     nested_cases = sorted(
         {p.parent for p in scan.image_files if p.parent not in paths and is_case_folder(p.parent)}
     )
+    if nested_cases and all(p.is_file() for p in paths) and {p.parent for p in paths} <= set(nested_cases):
+        raise InputError(f"is one image of the case folder {paths[0].parent}: give the case folder itself", paths[0])
     if nested_cases:
         names = ", ".join(str(c) for c in nested_cases[:5])
         raise InputError(

@@ -66,33 +66,35 @@ class ReadoutInputs:
     transforms: dict[str, sitk.Transform] = field(default_factory=dict)
     segmentation_summary: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)  # found while reading the inputs (provenance, unused keys)
+    clinical_path: Path | None = None  # the file the clinical values came from (named in their errors)
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def check_mask(mask: sitk.Image, t2: sitk.Image, warnings: list[str], where: str = "tumour mask") -> sitk.Image:
-    """The mask as uint8 0/1 on the T2WI grid; InputError when it cannot describe a tumour there."""
+def check_mask(mask: sitk.Image, t2: sitk.Image, warnings: list[str], where: str = "tumour mask",
+               path: str | Path | None = None) -> sitk.Image:
+    """The mask as uint8 0/1 on the T2WI grid; InputError (naming `path`) when it cannot describe a tumour there."""
     if mask.GetDimension() != 3:
-        raise InputError(f"the {where} must be a 3D image, got {mask.GetDimension()}D")
+        raise InputError(f"the {where} must be a 3D image, got {mask.GetDimension()}D", path)
     if not same_grid(mask, t2):
         inside = label_fraction_inside(mask, t2)
         if inside == 0.0:
-            raise InputError(f"the {where} does not overlap the T2WI (different position in space)")
+            raise InputError(f"the {where} does not overlap the T2WI (different position in space)", path)
         if inside < MIN_TUMOUR_INSIDE:
             # a tumour cut at the image border would be scored as a smaller tumour
             raise InputError(f"{100 * (1 - inside):.1f}% of the {where} lies outside the T2WI: the readout would "
-                             "describe a truncated tumour (check that the mask belongs to this study)")
+                             "describe a truncated tumour (check that the mask belongs to this study)", path)
         warnings.append(f"the {where} is not on the T2WI grid: resampled onto it (nearest neighbour)")
         mask = resample_to_reference(mask, t2, interpolator=sitk.sitkNearestNeighbor, pixel_type=sitk.sitkUInt8)
     mask = sitk.Cast(mask != 0, sitk.sitkUInt8)
     count = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
     if count == 0:
-        raise InputError(f"the {where} is empty (no tumour voxel on the T2WI)")
+        raise InputError(f"the {where} is empty (no tumour voxel on the T2WI)", path)
     if count < MIN_MASK_VOXELS:
         raise InputError(
-            f"the {where} has only {count} voxel(s); at least {MIN_MASK_VOXELS} are needed for radiomics and deep features"
-        )
+            f"the {where} has only {count} voxel(s); at least {MIN_MASK_VOXELS} are needed for radiomics and deep features",
+            path)
     return mask
 
 
@@ -142,7 +144,6 @@ def load_inputs(
     center: str | None = None,
 ) -> ReadoutInputs:
     """Read the study, mask, clinical values and (optional) registration transforms from disk."""
-    import json
 
     from ..io.mask_checks import tumour_mask
     from ..io.study import load_study, require_role
@@ -156,7 +157,9 @@ def load_inputs(
     images = {role: study.image(role) for role in study.roles_present()}
     image_records = {role: image_record(study.series_for(role)) for role in images}
     warnings: list[str] = []
+    clinical_path = None
     if isinstance(clinical, (str, Path)):
+        clinical_path = Path(clinical)
         clinical = read_clinical_file(clinical)
     mask_path = Path(mask_path)
     mask = tumour_mask(read_image(mask_path), mask_path)
@@ -189,15 +192,17 @@ def load_inputs(
                    roles=[r for r in transforms if r in images], warnings=warnings)
     segmentation_summary = None
     seg_json = mask_path.parent / "segmentation.json"
-    if seg_json.is_file():
-        try:
-            segmentation_summary = json.loads(seg_json.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            segmentation_summary = None
+    if seg_json.is_file():  # validated against its schema by read_record above
+        from ..io.json_input import read_json
+
+        segmentation_summary = read_json(seg_json, "segmentation summary")
     if center is None:
         center = (clinical or {}).get("center")
     if center is not None:
-        center = validate_clinical({"center": center})["center"]
+        try:
+            center = validate_clinical({"center": center})["center"]
+        except InputError as exc:
+            raise InputError(exc.message, clinical_path) from exc
     return ReadoutInputs(
         images=images,
         mask=mask,
@@ -209,21 +214,17 @@ def load_inputs(
         transforms=transforms,
         segmentation_summary=segmentation_summary,
         warnings=warnings,
+        clinical_path=clinical_path,
     )
 
 
 def read_clinical_file(path: str | Path) -> dict[str, Any]:
-    """clinical.json as a dict; InputError naming the file when it is missing, not JSON or not an object."""
-    import json
+    """clinical.json as a dict; InputError naming the file when it is missing, not strict JSON (duplicate
+    keys, NaN) or not an object."""
+    from ..io.json_input import read_json
 
     clinical_path = Path(path)
-    if not clinical_path.is_file():
-        raise InputError("clinical file not found" if not clinical_path.exists() else "is a folder, not a JSON file",
-                         clinical_path)
-    try:
-        clinical = json.loads(clinical_path.read_text(encoding="utf-8-sig"))  # a byte-order mark is harmless
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not valid JSON ({exc})", clinical_path) from exc
+    clinical = read_json(clinical_path, "clinical values file")
     if not isinstance(clinical, dict):
         raise InputError(f"must hold a JSON object of clinical values, not a JSON {type(clinical).__name__}",
                          clinical_path)
@@ -422,8 +423,11 @@ def predict_case(
         if not np.all(np.isfinite(sitk.GetArrayViewFromImage(image))):
             raise InputError(f"the {role} image contains NaN or infinite voxel values")
     warnings.extend(inputs.warnings)
-    mask = check_mask(inputs.mask, inputs.images["T2W"], warnings)
-    clinical = derive_clinical(inputs.clinical)
+    mask = check_mask(inputs.mask, inputs.images["T2W"], warnings, path=inputs.mask_path)
+    try:
+        clinical = derive_clinical(inputs.clinical)
+    except InputError as exc:  # name the file the values came from
+        raise InputError(exc.message, inputs.clinical_path) if exc.path is None else exc from exc
     review = read_review(inputs.mask_path).to_dict() if inputs.mask_path else {"reviewed": False, "origin": "automatic"}
     if not review["reviewed"]:
         warnings.append(
@@ -436,7 +440,10 @@ def predict_case(
     # the readout keeps the reader's clinical inputs and what the models use, nothing else
     # (a synthetic case's clinical.json also holds the pathology truth, which must not leak in)
     wanted = set(CLINICAL_FIELDS) | {"c_lnm"} | {t["name"] for m in models for t in m.clinical_inputs}
-    check_clinical_keys(inputs.clinical, wanted, warnings)
+    try:
+        check_clinical_keys(inputs.clinical, wanted, warnings)
+    except InputError as exc:
+        raise InputError(exc.message, inputs.clinical_path) if exc.path is None else exc from exc
     clinical = {k: v for k, v in clinical.items() if k in wanted}
     seconds["inputs"] = time.perf_counter() - start
 

@@ -57,10 +57,9 @@ def load_readout(readout_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     path = readout_dir / READOUT_FILE if readout_dir.is_dir() else readout_dir
     if not path.is_file():
         raise InputError(f"no {READOUT_FILE} here (write one with `cervicalai predict ... --out DIR`)", readout_dir)
-    try:
-        readout = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"readout is not valid JSON ({exc})", path) from exc
+    from ..io.json_input import read_json
+
+    readout = read_json(path, "readout")
     if not isinstance(readout, dict) or not str(readout.get("schema", "")).startswith(READOUT_SCHEMA_PREFIX):
         raise InputError(f"not a CervicalAI readout (schema {readout.get('schema') if isinstance(readout, dict) else None!r}, "
                          f"expected {READOUT_SCHEMA_PREFIX}N)", path)

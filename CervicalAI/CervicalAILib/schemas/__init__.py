@@ -135,7 +135,9 @@ def _check(value: Any, schema: Any, root: dict[str, Any], path: str, problems: l
                 for found in results:
                     problems.extend(found)
             elif keyword == "anyOf" and passed == 0 or keyword == "oneOf" and passed != 1:
-                best = min(results, key=len) if results else []
+                # report the alternative of the value's own type (its real problem), else the shortest
+                ranked = [(_other_type(sub, value), len(found), found) for sub, found in zip(schema[keyword], results)]
+                best = min(ranked, key=lambda item: item[:2])[2] if ranked else []
                 problems.extend(best or [f"{_where(path)}: matches {passed} of the alternatives, {keyword} needs "
                                          f"{'one' if keyword == 'oneOf' else 'at least one'}"])
     if "not" in schema:
@@ -143,6 +145,13 @@ def _check(value: Any, schema: Any, root: dict[str, Any], path: str, problems: l
         _check(value, schema["not"], root, path, found)
         if not found:
             problems.append(f"{_where(path)}: must not match {json.dumps(schema['not'])[:60]}")
+
+
+def _other_type(schema: Any, value: Any) -> bool:
+    """True when `schema` declares types and `value` has none of them."""
+    declared = schema.get("type") if isinstance(schema, dict) else None
+    types = declared if isinstance(declared, list) else [declared] if declared else []
+    return bool(types) and not any(_TYPES[t](value) for t in types)
 
 
 def validate(document: Any, schema: str | dict[str, Any]) -> list[str]:
