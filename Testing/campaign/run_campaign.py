@@ -519,7 +519,7 @@ def _dangling_t2(b: Base, d: Path) -> Step:
     return Step(["segment", case, "--out", d / "seg"], may_change=[d / "seg"])
 
 
-case("case-dangling-symlink", "image files", "error", "T2W.nii.gz a link to nothing", ("T2W.nii.gz", "not found"))(
+case("case-dangling-symlink", "image files", "error", "T2W.nii.gz a link to nothing", ("T2W.nii.gz", "leads nowhere"))(
     _dangling_t2)
 
 
@@ -993,6 +993,72 @@ case("ok-predict-unreviewed", "masks", "warn", "the automatic (unreviewed) mask"
     _unreviewed_ok)
 
 
+def _review_garbage(b: Base, d: Path) -> Step:
+    seg = cp(b.Aseg, d / "seg")
+    (seg / "tumor.nii.gz.review.json").write_text('{"reviewed": "yes", "origin": "manual"}')
+    return Step(["export", "nifti", "--mask", seg / "tumor.nii.gz", "--out", d / "t.nii.gz", "--reviewed-only"])
+
+
+case("review-record-wrong-types", "masks", "error", "a review record saying reviewed: \"yes\"",
+     ("tumor.nii.gz.review.json", "wrong type"))(_review_garbage)
+
+
+def _review_edited_mask(b: Base, d: Path) -> Step:
+    seg = cp(b.Aseg, d / "seg")
+    mark_reviewed(seg / "tumor.nii.gz")
+    array = array_of(seg / "tumor.nii.gz")
+    z, y, x = np.argwhere(array == 0)[0]
+    array[z, y, x] = 1
+    image_like(seg / "tumor.nii.gz", array, seg / "tumor.nii.gz")  # the mask changed after its review
+    return Step(["export", "nifti", "--mask", seg / "tumor.nii.gz", "--out", d / "t.nii.gz", "--reviewed-only"])
+
+
+case("review-mask-edited-after-review", "masks", "error", "--reviewed-only on a mask edited after its review",
+     ("tumor.nii.gz", "review"))(_review_edited_mask)
+
+
+def _case_via_symlink(b: Base, d: Path) -> Step:
+    (d / "link").symlink_to(b.Areg)
+    return Step(["segment", d / "link", "--out", d / "seg"], may_change=[d / "seg"],
+                verify=seg_volume_is(d / "seg", b.volume_A))
+
+
+case("ok-case-via-symlink", "paths", "accept", "the case folder given through a symbolic link")(_case_via_symlink)
+
+
+def _mask_65535(b: Base, d: Path) -> Step:
+    array = (array_of(b.Aseg / "tumor.nii.gz") > 0).astype(np.uint16) * 65535
+    mask = image_like(b.Aseg / "tumor.nii.gz", array, d / "m.nii.gz")
+    return Step(["export", "nifti", "--mask", mask, "--out", d / "o.nii.gz", "--patient-id", "A"],
+                may_change=[d / "o.nii.gz", d / "o.nii.gz.manifest.json"],
+                verify=lambda: None if int(array_of(d / "o.nii.gz").sum()) == int((array > 0).sum()) else "volume changed")
+
+
+case("ok-mask-label-65535", "masks", "accept", "a one-label mask whose label is 65535")(_mask_65535)
+
+
+def _mask_is_dicom(b: Base, d: Path) -> Step:
+    return Step(predict_argv(b, d, mask=sorted(b.dicom_t2.iterdir())[0]))
+
+
+case("mask-is-a-dicom-file", "masks", "error", "--mask names a DICOM file", ("IM0001.dcm", "not an image file"))(
+    _mask_is_dicom)
+
+
+def _report_images_gone(b: Base, d: Path) -> Step:
+    case = cp(b.A, d / "A")
+    subprocess.run([PYTHON, "-m", "CervicalAILib.cli", "predict", case, "--mask", b.Aseg / "tumor.nii.gz", "--clinical",
+                    b.Aclin, "--transforms", b.Areg, "--out", d / "readout"], capture_output=True, check=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO / "CervicalAI")})
+    shutil.rmtree(case)
+    return Step(["report", d / "readout", "--out", d / "r.html"], may_change=[d / "r.html"],
+                verify=files_exist(d / "r.html"))
+
+
+case("ok-report-images-gone", "readout and report", "warn", "the case's images deleted after the readout",
+     "not found")(_report_images_gone)
+
+
 # =============================================================================== cases: clinical values
 
 
@@ -1412,7 +1478,7 @@ def _full_disk(command: str):
     def make(b: Base, d: Path) -> Step:
         import resource
 
-        size = 6 * 1024 if command == "segment" else 48 * 1024  # below the largest file the command writes
+        size = 2 * 1024 if command == "segment" else 48 * 1024  # below the largest file the command writes
 
         def limit():
             resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
@@ -1426,7 +1492,7 @@ def _full_disk(command: str):
 
 for _command in ("register", "segment", "predict"):
     case(f"disk-full-{_command}", "paths", "error", f"{_command} on a full disk (a file size limit below its largest file)",
-         ("incomplete",) if _command != "predict" else ())(_full_disk(_command))
+         ("incomplete",) if _command == "register" else ())(_full_disk(_command))
 
 
 def _kill(command: str, fraction: float):

@@ -82,7 +82,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        if not exc.filename:  # a failed write() names no file: name the output being written
+        if not exc.filename and exc.errno is not None:  # a failed write() names no file: name the output
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     except BaseException:
@@ -183,7 +183,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False, owned: list[str]
             os.replace(tmp, path)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not exc.filename:  # a failed write() names no file: name the output being written
+        if not exc.filename and exc.errno is not None:  # a failed write() names no file: name the output
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     except BaseException:
