@@ -1961,7 +1961,7 @@ Reproduce the table and the counts: `python Testing/campaign/run_campaign.py --c
 def write_catalogue(path: Path, results: list[dict], work: Path, counts: Counter) -> None:
     def clean(text: str, case_id: str) -> str:
         text = text.replace(str(work / "cases" / case_id), "CASE").replace(str(work / "base"), "BASE")
-        text = text.replace(str(work), "WORK").replace("|", "\\|")
+        text = text.replace(str(work), "WORK").replace(str(REPO), "REPO").replace("|", "\\|")
         return " ".join(text.split())
 
     lines = [CATALOGUE_INTRO, f"Last run: {len(results)} cases - "
@@ -1989,7 +1989,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep each case's folder")
     parser.add_argument("--catalogue", type=Path, help="write the catalogue of bad inputs (docs/bad_inputs.md) from the "
                         "results, with each message as the user reads it")
+    parser.add_argument("--from-json", type=Path, metavar="RESULTS", help="with --catalogue: write it from the results "
+                        "of an earlier run (--json) instead of running the cases")
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        write_catalogue(args.catalogue, saved["results"], args.work, Counter(saved["counts"]))
+        return 0
     selected = [c for c in CASES if not args.only or args.only in c.id or args.only in c.area]
     if args.list:
         for c in selected:

@@ -82,8 +82,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        if not exc.filename and exc.errno is not None:  # a failed write() names no file: name the output
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        if exc.errno is not None and (not exc.filename or str(exc.filename) == str(tmp)):
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the output, not its temporary name
         raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -183,8 +183,10 @@ def atomic_directory(path: str | Path, overwrite: bool = False, owned: list[str]
             os.replace(tmp, path)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not exc.filename and exc.errno is not None:  # a failed write() names no file: name the output
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        if exc.errno is not None and (not exc.filename or str(exc.filename).startswith(str(tmp))):
+            # name the output the user asked for, not the temporary folder (a failed write() names no file)
+            inside = Path(str(exc.filename)).relative_to(tmp) if exc.filename else None
+            raise OSError(exc.errno, exc.strerror, str(path / inside if inside else path)) from exc
         raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
