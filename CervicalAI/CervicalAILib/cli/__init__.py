@@ -36,6 +36,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("study-report", "study_report", "reproduce the seed-004 study on a synthetic multi-centre cohort"),
     ("export", "export", "export masks as annotation data sets (nnU-Net, DICOM SEG, NRRD, NIfTI)"),
     ("report", "report", "write the per-patient report (HTML, optional PDF) from a readout folder"),
+    ("review", "review", "review worklist: status, review in the browser, reader agreement, export the reviewed set"),
 ]
 
 
@@ -68,7 +69,7 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="cervicalai: %(levelname)s: %(message)s", stream=sys.stderr)
     # third-party chatter (pyradiomics logs every feature class at INFO)
-    for noisy in ("radiomics", "matplotlib", "PIL", "numexpr", "distributed", "fontTools"):
+    for noisy in ("radiomics", "matplotlib", "PIL", "numexpr", "distributed", "highdicom", "fontTools"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

@@ -35,6 +35,7 @@ import SimpleITK as sitk
 from .. import __version__
 from ..errors import InputError
 from ..io import atomic
+from ..io.dicom_write import save_dicom_file
 from ..io.hashing import sha256_file
 from ..io.images import read_image
 from ..progress import ProgressCallback, no_progress
@@ -279,7 +280,7 @@ def export_dicom_seg(
     progress(0.5, "building the DICOM SEG")
     seg = build_segmentation(prepared.mask, reference, provenance, segment_label)
     buffer = io.BytesIO()
-    seg.save_as(buffer, enforce_file_format=True)
+    save_dicom_file(seg, buffer)
     dataset = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
     image_files: list[Path] = []
     if deidentifier is not None:
@@ -297,7 +298,7 @@ def export_dicom_seg(
                 if deidentifier is not None:
                     clean = deidentifier.dataset(ds, reference.patient_id, kind="image")
                     clean.SeriesDescription = "T2W"  # the role, not the site's free text
-                    clean.save_as(target, enforce_file_format=True)
+                    save_dicom_file(clean, target)
                 else:
                     shutil.copyfile(source, target)
         image_files = sorted(images_dir.iterdir())
@@ -322,7 +323,7 @@ def export_dicom_seg(
     # Order: reference images, manifest, SEG last (renamed into place from a temporary file), so
     # a crash never leaves a SEG that looks complete without its manifest.
     with atomic.atomic_path(out_path) as tmp:
-        dataset.save_as(tmp, enforce_file_format=True)
+        save_dicom_file(dataset, tmp)
         files = {out_path.name: sha256_file(tmp)}
         for path in image_files:
             files[path.relative_to(out_path.parent).as_posix() if path.is_relative_to(out_path.parent) else str(path)] = (

@@ -139,9 +139,14 @@ def export_nnunet(
     registration: str = "rigid",
     deidentifier: Any = None,
     progress: ProgressCallback | None = None,
+    masks: dict[str, str | Path] | None = None,
     **register_options: Any,
 ) -> NnUNetExport:
-    """Write `out_dir/DatasetNNN_NAME/` (see the module docstring) and return what went in."""
+    """Write `out_dir/DatasetNNN_NAME/` (see the module docstring) and return what went in.
+
+    masks: the tumour mask of a case (key: the case folder as given in `cases`) to use instead of
+    its labels/<label>, e.g. a reader's reviewed copy kept by the review worklist.
+    """
     progress = progress or no_progress
     folder_name = dataset_folder_name(dataset_id, name)
     out_dir = Path(out_dir)
@@ -174,6 +179,8 @@ def export_nnunet(
         if resolved in seen:
             raise InputError(f"case folder given twice ({seen[resolved]} and {path})")
         seen[resolved] = Path(path)
+        if masks is not None and str(path) in masks:
+            case.label_path = Path(masks[str(path)])
         reason = None
         if case.label_path is None:
             reason = f"no tumour label (labels/{label}.nii.gz)"
