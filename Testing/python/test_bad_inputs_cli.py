@@ -405,6 +405,17 @@ def test_another_patients_mask_or_transforms_are_refused(patients, tmp_path, cap
     assert not (tmp_path / "r").exists()
 
 
+def test_a_registered_case_with_its_own_transforms_is_accepted(patients, tmp_path):
+    """The provenance check compares only the sequences a transform moves: a registered case folder (its
+    sequences already on the T2WI grid) read with its own transforms is the same patient."""
+    reg = patients["root"] / "A-reg"
+    assert main(["predict", str(reg), "--mask", str(patients["root"] / "A-seg" / "tumor.nii.gz"), "--clinical",
+                 str(patients["root"] / "A-clinical.json"), "--transforms", str(reg), "--out",
+                 str(tmp_path / "r")]) == 0
+    readout = json.loads((tmp_path / "r" / "readout.json").read_text())
+    assert not any("another" in w or "no record" in w for w in readout["warnings"])
+
+
 @pytest.mark.parametrize("kind,message", [("organs", "different labels"), ("whole-image", "not a tumour contour"),
                                           ("probability", "probability map")])
 def test_a_mask_that_cannot_be_the_tumour_is_refused(patients, tmp_path, capsys, kind, message):

@@ -119,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
     from ..segmentation.inference import segment_case
     from ..segmentation.outputs import OUTPUT_FILES
 
-    out = check_output_path(args.out, [args.path, args.model], overwrite=args.overwrite, owned=OUTPUT_FILES)
+    # the review worklist (`review prepare`) keeps each case's segmentation in CASE/segmentation/ by design
+    inside_ok = [args.path] if getattr(args, "into_case", False) else []
+    out = check_output_path(args.out, [args.path, args.model], overwrite=args.overwrite, owned=OUTPUT_FILES,
+                            inside_ok=inside_ok)
     start = time.perf_counter()
     originals: dict = {}
     images, registration, transforms = load_images(args.path, args.t2_only, sub_progress(line_progress, 0.0, 0.3),

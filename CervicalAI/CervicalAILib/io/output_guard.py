@@ -45,15 +45,39 @@ def _inside(child: Path, parent: Path) -> bool:
     return child != parent and child.is_relative_to(parent)
 
 
+def _exported_copies(folder: Path) -> dict[str, str]:
+    """Files an export wrote into `folder` (relative path -> SHA-256 from its manifest.json), {} if none."""
+    import json
+
+    manifest = folder / "manifest.json"
+    try:
+        document = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    files = document.get("files") if isinstance(document, dict) and str(document.get("schema", "")).startswith(
+        "cervicalai.export-manifest/") else None
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+
 def reviewed_contours(folder: str | Path, limit: int = 5) -> list[str]:
-    """Review records (relative paths) under `folder`: a folder holding one holds a reviewed contour."""
+    """Review records (relative paths) under `folder`: a folder holding one holds a reviewed contour.
+
+    Copies an export made (listed with the same SHA-256 in the folder's export manifest) do not count:
+    the reader's own contour is elsewhere, and re-exporting replaces the copies."""
+    from .hashing import sha256_file
+
     folder = Path(folder)
     found = []
     if folder.is_dir():
+        exported = _exported_copies(folder)
         for root, _dirs, files in os.walk(folder):
             for name in sorted(files):
                 if name.endswith(REVIEW_RECORD_SUFFIX):
-                    found.append((Path(root) / name).relative_to(folder).as_posix())
+                    path = Path(root) / name
+                    relative = path.relative_to(folder).as_posix()
+                    if relative in exported and sha256_file(path) == exported[relative]:
+                        continue
+                    found.append(relative)
                     if len(found) >= limit:
                         return found
     return found
@@ -115,24 +139,28 @@ def check_output_path(
     kind: str = "folder",
     owned: Iterable[str] | None = None,
     option: str = "--out",
+    inside_ok: Iterable[str | Path] = (),
 ) -> Path:
     """Refuse an output path that would lose or corrupt something (see the module docstring).
 
     kind: "folder" (the command builds a folder) or "file". owned: with --overwrite and a folder,
     glob patterns (relative to it) of everything the command writes; other files there are refused.
+    inside_ok: inputs an output may lie inside, where a command's own layout puts it there (the review
+    worklist keeps each case's automatic segmentation in CASE/segmentation/); still never equal to them.
     Returns `out` as given.
     """
     out = Path(out)
     if str(out).strip() == "":
         raise InputError(f"{option}: empty path")
     target = _resolved(out)
+    nested = {_resolved(item) for item in inside_ok if item is not None}
     for item in inputs:
         if item is None or str(item) == "":
             continue
         source = _resolved(item)
         if target == source or _same_file(out, Path(item)):
             raise InputError(f"{option} {out} is the input {item}: an output never replaces an input")
-        if _inside(target, source):
+        if _inside(target, source) and source not in nested:
             raise InputError(f"{option} {out} lies inside the input {item}: write outputs outside the inputs")
         if _inside(source, target):
             raise InputError(f"{option} {out} contains the input {item}: replacing it could delete the input; "

@@ -188,8 +188,11 @@ def load_inputs(
         record, record_path = read_record(transforms_source)
         if record is None and not transforms_dir:
             record, record_path = {"case_id": case_id, "images": {}}, None  # the case folder's own transforms
-        check_case(record, record_path, images, "the registration transforms", case_id,
-                   roles=[r for r in transforms if r in images], warnings=warnings)
+        # the sequences a transform will carry the mask onto (those on the T2WI grid need none) must be the
+        # images it was computed for
+        moved = [r for r in transforms if r in images and not same_grid(images[r], images["T2W"])]
+        check_case(record, record_path, images, "the registration transforms", case_id, roles=moved,
+                   warnings=warnings)
     segmentation_summary = None
     seg_json = mask_path.parent / "segmentation.json"
     if seg_json.is_file():  # validated against its schema by read_record above
