@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hostile-input campaign: every case runs the real `cervicalai` command and is classified.
 
-    python Testing/campaign/run_campaign.py                 # all cases (about 10-15 min on 2 cores)
+    python Testing/campaign/run_campaign.py                 # all cases (5-15 min on 2 cores)
     python Testing/campaign/run_campaign.py --only dicom    # cases whose id or area contains "dicom"
     python Testing/campaign/run_campaign.py --list          # what would run
     python Testing/campaign/run_campaign.py --json out.json # also write every result
@@ -1954,7 +1954,8 @@ Rules behind the rows:
   catalogue (`models/catalog.py`), readouts against their schema (`docs/schemas/readout.schema.json`).
 
 Reproduce the table and the counts: `python Testing/campaign/run_campaign.py --catalogue docs/bad_inputs.md`
-(about 15 minutes on two cores; `make campaign` runs it without rewriting this file).
+(5-15 minutes on two cores, depending on their load, plus about 2 minutes the first time to build the
+synthetic base set; `make campaign` runs it without rewriting this file).
 """
 
 
