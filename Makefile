@@ -11,9 +11,11 @@ STAMP := $(VENV)/.cervicalai-installed
 # `playwright install`), libatomic1 for Chromium on a minimal Debian, EGL + Mesa's DRI drivers for
 # trame-slicer's off-screen rendering on the CPU (without libgl1-mesa-dri Python crashes on the first view).
 WEB_DEB_PACKAGES := chromium libatomic1 libegl1 libegl-mesa0 libgl1-mesa-dri
+# dicom3tools' dciodvfy validates the exported DICOM objects in the tests (they skip, saying so, without it).
+TEST_DEB_PACKAGES := dicom3tools
 READER ?= Demo reader
 
-.PHONY: demo test venv compat system-packages lint bench review-demo clean
+.PHONY: demo test venv compat system-packages lint bench review-demo clean campaign
 
 venv: $(STAMP)
 
@@ -32,7 +34,7 @@ system-packages:
 	if ! command -v dpkg-query >/dev/null 2>&1; then \
 		echo "system-packages: not a Debian system; the web review app needs Chromium, EGL and Mesa (browser tests skip without them)" >&2; exit 0; \
 	fi; \
-	for p in $(WEB_DEB_PACKAGES); do \
+	for p in $(WEB_DEB_PACKAGES) $(TEST_DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -68,6 +70,10 @@ lint: venv
 
 bench: venv
 	$(BIN)/python Testing/benchmarks/run_all.py
+
+# the hostile-input campaign (docs/bad_inputs.md): every case against the real CLI, counts by outcome
+campaign: system-packages venv
+	$(BIN)/python Testing/campaign/run_campaign.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info .compat-envs test-artefacts

@@ -106,7 +106,8 @@ def _prepare(args: argparse.Namespace) -> int:
     for number, case in enumerate(todo, start=1):
         print(f"[{number}/{len(todo)}] {case.case_id}", file=sys.stderr)
         segment.run(argparse.Namespace(path=case.folder, out=case.folder / SEGMENTATION_DIR, model=args.model,
-                                       device=args.device, t2_only=False, json=False, overwrite=False))
+                                       device=args.device, t2_only=False, json=False, overwrite=False,
+                                       into_case=True))
     return 0
 
 
@@ -116,14 +117,13 @@ def _agreement(args: argparse.Namespace) -> int:
     import statistics
 
     from ..io.atomic import write_text
+    from ..io.output_guard import check_output_path
     from ..worklist import agreement_table, open_worklist
 
+    if args.out is not None:
+        check_output_path(args.out, [args.worklist], overwrite=args.overwrite, kind="file")
     worklist = open_worklist(args.worklist)
     rows = agreement_table(worklist, *args.readers)
-    if args.out is not None and args.out.exists() and not args.overwrite:
-        from ..errors import OutputExistsError
-
-        raise OutputExistsError(f"{args.out}: exists (use --overwrite to replace it)")
     if not rows:
         print("no case was reviewed by both readers")
         return 0
@@ -145,9 +145,11 @@ def _agreement(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from ..export.reviewed_set import export_reviewed_set
+    from ..io.output_guard import check_output_path
     from ..progress import line_progress
     from ..worklist import open_worklist
 
+    check_output_path(args.out, [args.worklist, args.dicom_root], overwrite=args.overwrite)
     worklist = open_worklist(args.worklist)
     result = export_reviewed_set(worklist, args.reader, args.out, args.format, consensus=args.consensus,
                                  dataset_id=args.dataset_id, name=args.name, dicom_root=args.dicom_root,

@@ -46,8 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io.output_guard import check_output_path
     from ..progress import line_progress
 
+    check_output_path(args.out, [args.figure], overwrite=args.overwrite, kind="file" if args.figure else "folder")
     if args.figure:
         from ..synth.figure import case_figure
 

@@ -12,6 +12,8 @@ from ..io.atomic import atomic_directory, to_json
 MASK_FILE = "tumor.nii.gz"
 PROBABILITY_FILE = "tumor_probability.nii.gz"
 SUMMARY_FILE = "segmentation.json"
+# Everything write_segmentation writes (glob patterns): `segment --overwrite` replaces only these.
+OUTPUT_FILES = [MASK_FILE, PROBABILITY_FILE, SUMMARY_FILE, "transforms/*.tfm"]
 
 
 def write_segmentation(
@@ -35,7 +37,7 @@ def write_segmentation(
     summary["files"] = {"mask": MASK_FILE, "probability": PROBABILITY_FILE, "probability_scale": "uint8, 255 = 1.0"}
     if transforms:
         summary["files"]["transforms"] = {role: f"{TRANSFORMS_DIR}/{role}.tfm" for role in sorted(transforms)}
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+    with atomic_directory(out_dir, overwrite=overwrite, owned=OUTPUT_FILES) as tmp:
         sitk.WriteImage(result.mask, str(tmp / MASK_FILE), True)
         sitk.WriteImage(result.probability, str(tmp / PROBABILITY_FILE), True)
         (tmp / SUMMARY_FILE).write_text(to_json(summary), encoding="utf-8")
