@@ -60,6 +60,18 @@ def _wait_file_change(path, old_sha: str | None, timeout: float = 60.0) -> str:
     raise AssertionError(f"{path} did not change within {timeout} s")
 
 
+def _wait_reviewed(page, text: str, artefacts) -> None:
+    """Wait for the review summary; on a timeout keep a screenshot and say what the app said instead."""
+    try:
+        page.locator(f"#review-summary:has-text('{text}')").wait_for(timeout=60000)
+    except Exception as exc:
+        page.screenshot(path=str(artefacts / "failed-mark-reviewed.png"))
+        message = page.locator("#message")
+        said = message.inner_text() if message.count() else "(no message)"
+        summary = page.locator("#review-summary").inner_text()
+        raise AssertionError(f"no '{text}' in the review summary ({summary!r}); the app said: {said!r}") from exc
+
+
 def _files(folder) -> dict[str, str]:
     return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -139,7 +151,7 @@ def test_mark_as_reviewed_writes_the_record_with_the_edit_metrics(session_a, rev
     page.locator("#comment").blur()
     time.sleep(0.3)
     page.locator("#mark-reviewed").click()
-    page.locator("#review-summary:has-text('Reviewed by')").wait_for(timeout=60000)
+    _wait_reviewed(page, "Reviewed by", artefacts)
     folder = review_cohort / REVIEW_DIR / "dr_ada" / first / "reviewed-1"
     record = json.loads((folder / "tumor.nii.gz.review.json").read_text())
     assert record["reviewer"] == READER_A and record["reviewed"] is True and record["origin"] == "edited"
@@ -247,18 +259,20 @@ def test_a_second_reader_does_not_touch_the_first_readers_files(review_cohort, a
         page.evaluate("(name) => window.trame.trigger('open_case', [name])", first)
         page.locator("#case-status:has-text('automatic contour')").wait_for(timeout=60000)
         wait_for_frame(page, lambda s: s["std"] > 20 and s["red"] > 200, index=0)
-        select_effect(page, "mdi-eraser")
-        paint_stroke(page, (0.45, 0.45), (0.55, 0.55))
+        # a brush stroke of its own (upper right): an eraser stroke can wipe out a small automatic
+        # contour, and an empty contour cannot be marked as reviewed
+        select_effect(page, "mdi-brush")
+        paint_stroke(page, (0.60, 0.25), (0.75, 0.30))
         _wait_file_change(review_cohort / REVIEW_DIR / "dr_bo" / first / "working" / "tumor.nii.gz", None)
         page.locator("#mark-reviewed").click()
-        page.locator("#review-summary:has-text('Reviewed by Dr Bo')").wait_for(timeout=60000)
+        _wait_reviewed(page, "Reviewed by Dr Bo", artefacts)
         page.screenshot(path=str(artefacts / "08-second-reader.png"))
     assert _files(folder_a) == before  # not one byte of reader A changed
     record_b = json.loads((review_cohort / REVIEW_DIR / "dr_bo" / first / "reviewed-1" / "tumor.nii.gz.review.json").read_text())
     assert record_b["reviewer"] == READER_B
     mask_a = sitk.GetArrayFromImage(sitk.ReadImage(str(folder_a / first / "reviewed-1" / "tumor.nii.gz")))
     mask_b = sitk.GetArrayFromImage(sitk.ReadImage(str(review_cohort / REVIEW_DIR / "dr_bo" / first / "reviewed-1" / "tumor.nii.gz")))
-    assert not np.array_equal(mask_a, mask_b)  # A painted, B erased: two different reviewed copies
+    assert not np.array_equal(mask_a, mask_b)  # A and B painted in different places: two reviewed copies
     agreement = subprocess.run([sys.executable, "-m", "CervicalAILib.cli", "review", "agreement", str(review_cohort),
                                 "--readers", READER_A, READER_B], capture_output=True, text=True, timeout=120)
     assert agreement.returncode == 0, agreement.stderr
