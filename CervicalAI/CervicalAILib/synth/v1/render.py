@@ -20,10 +20,12 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import special
 
-from ..errors import InputError
+from ...errors import InputError
+from ..case import SyntheticCase
+from ..clinical import sample_patient
+from ..params import STREAM_SERIES, SynthParams, case_rng
+from . import VERSION as GENERATOR_VERSION
 from .anatomy import ORGAN_LABELS, Anatomy, build_anatomy
-from .clinical import sample_patient
-from .params import GENERATOR_VERSION, STREAM_SERIES, SynthParams, case_rng
 from .scanner import (
     MAX_STORED_VALUE,
     CenterProfile,
@@ -41,22 +43,6 @@ IMAGE_ROLES = ("T2W", "ADC", "DWI", "CET1")
 OVERRIDABLE_LATENTS = (
     "latent_adc", "latent_heterogeneity", "latent_enhancement_heterogeneity", "latent_enhancement_level",
 )
-
-
-@dataclass
-class SyntheticCase:
-    """One generated patient: images and labels (SimpleITK), clinical values, latent truth."""
-
-    case_id: str
-    case_index: int
-    images: dict[str, sitk.Image]
-    labels: dict[str, sitk.Image]
-    clinical: dict[str, Any]
-    latent: dict[str, Any]
-    truth: dict[str, Any]
-    timings: dict[str, float]  # CPU seconds per stage (anatomy, T2W, DWI, CET1)
-    center: CenterProfile | None = None
-    dwi_b0: sitk.Image | None = None  # the b=0 image of the diffusion series (DICOM output)
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,7 +390,7 @@ def generate_case(case_index: int, seed: int, params: SynthParams | None = None,
     truth = case_truth(bio, anatomy, center, geometries, seed, params)
     images = {role: images[role] for role in IMAGE_ROLES}
     return SyntheticCase(bio.case_id, case_index, images, labels, clinical, dict(bio.latent), truth, timings,
-                         center, dwi_b0)
+                         center, dwi_b0, generator_version=GENERATOR_VERSION)
 
 
 def case_truth(bio, anatomy: Anatomy, center: CenterProfile, geometries: dict[str, SeriesGeometry], seed: int,

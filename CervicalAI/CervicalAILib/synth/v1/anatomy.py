@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .clinical import PatientBiology
-from .params import STREAM_ANATOMY, STREAM_TUMOUR, SynthParams, case_rng
+from ..clinical import PatientBiology
+from ..params import STREAM_ANATOMY, STREAM_TUMOUR, SynthParams, case_rng
 from .shapes import (
     Ellipsoid,
     Layer,

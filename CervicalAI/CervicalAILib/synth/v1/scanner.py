@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .params import SynthParams, center_letter
+from ..params import SynthParams, center_letter
 from .shapes import rotation_matrix
 
 # Series written per case and the image roles they produce (ADC is computed from the DWI).
