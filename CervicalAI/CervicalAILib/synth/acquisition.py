@@ -182,19 +182,41 @@ def _window(n: int, acquired: int) -> np.ndarray:
     return (k >= -half) & (k < half)
 
 
+def _zero_fill(spectrum: np.ndarray, ny: int, nx: int, shift_px: tuple[float, float]) -> np.ndarray:
+    """Spectrum [k, my, mx] (unshifted order) embedded in a larger ny x nx one, with a linear
+    phase moving the image by `shift_px` (rows, columns; pixels of the larger grid)."""
+    nz, my, mx = spectrum.shape
+    out = np.zeros((nz, ny, nx), np.complex64)
+    ky = np.rint(sfft.fftfreq(my) * my).astype(int)
+    kx = np.rint(sfft.fftfreq(mx) * mx).astype(int)
+    out[np.ix_(np.arange(nz), ky % ny, kx % nx)] = spectrum
+    fy = (sfft.fftfreq(ny) * ny).astype(np.float32)
+    fx = (sfft.fftfreq(nx) * nx).astype(np.float32)
+    ramp = np.exp(2j * np.pi * (fy[:, None] * (shift_px[0] / ny) + fx[None, :] * (shift_px[1] / nx))).astype(np.complex64)
+    out *= ramp[None]
+    return out
+
+
 def acquire(water: np.ndarray, fat: np.ndarray | None, geometry: SeriesGeometry, art: Artefacts,
-            rng: np.random.Generator, moving_weight: np.ndarray | None = None) -> np.ndarray:
-    """Magnitude image [k, j, i] of the series: k-space sampling, artefacts and noise."""
+            rng: np.random.Generator, moving_weight: np.ndarray | None = None,
+            rendered: SeriesGeometry | None = None) -> np.ndarray:
+    """Magnitude image [k, j, i] on the series' reconstructed grid: k-space sampling, artefacts, noise.
+
+    `water`/`fat` are on `rendered` (default: the reconstructed grid itself, whose k-space is then
+    cut to the acquired matrix; or the acquired grid, whose k-space is then zero-filled).
+    """
+    rendered = rendered or geometry
     image = water
     if fat is not None:
         image = water + shift_along(fat, art.fat_shift_px, art.fat_shift_axis)
-    nz, ny, nx = image.shape
+    nz, ry, rx = image.shape
+    nx, ny = geometry.size[0], geometry.size[1]
     ax, ay = geometry.acq_size
-    wy, wx = _window(ny, ay), _window(nx, ax)
+    wy, wx = _window(ry, ay), _window(rx, ax)
     phase_axis = geometry.phase_axis  # 1: phase along x (columns), 0: along y (rows)
     # k-space weights: acquired window, vendor filter, EPI T2* decay along the phase direction
-    ky = (sfft.fftfreq(ny) * ny / max(ay / 2.0, 1.0)).astype(F32)
-    kx = (sfft.fftfreq(nx) * nx / max(ax / 2.0, 1.0)).astype(F32)
+    ky = (sfft.fftfreq(ry) * ry / max(ay / 2.0, 1.0)).astype(F32)
+    kx = (sfft.fftfreq(rx) * rx / max(ax / 2.0, 1.0)).astype(F32)
     weight = (wy[:, None] & wx[None, :]).astype(F32)
     if art.filter_strength:
         weight *= F32(1.0) - F32(art.filter_strength) * np.minimum(ky[:, None] ** 2 + kx[None, :] ** 2, F32(1.0))
@@ -202,9 +224,9 @@ def acquire(water: np.ndarray, fat: np.ndarray | None, geometry: SeriesGeometry,
     if art.t2star_blur:
         weight = weight * np.exp(-F32(art.t2star_blur) * np.abs(kphase))
     spectrum = sfft.fft2(image.astype(np.complex64), axes=(1, 2), workers=1)
+    n_phase = rx if phase_axis == 1 else ry
     if art.ghost and moving_weight is not None:
         # the moving part gets a phase error that changes from one phase-encoding line to the next
-        n_phase = nx if phase_axis == 1 else ny
         line = np.arange(n_phase, dtype=F32)
         phi = art.ghost * np.sin(2 * math.pi * art.ghost_cycles * line / n_phase + art.ghost_phase)
         phi = phi + rng.normal(0, art.ghost * 0.3, n_phase)
@@ -215,29 +237,36 @@ def acquire(water: np.ndarray, fat: np.ndarray | None, geometry: SeriesGeometry,
         spectrum += moving
         del moving
     if art.nyquist_ghost:
-        n_phase = nx if phase_axis == 1 else ny
-        odd = (np.arange(n_phase) % 2 == 1)
+        odd = np.rint(sfft.fftfreq(n_phase) * n_phase).astype(int) % 2 == 1
         ramp = np.where(odd, np.exp(1j * art.nyquist_ghost), 1.0).astype(np.complex64)
         spectrum *= ramp[None, None, :] if phase_axis == 1 else ramp[None, :, None]
     spectrum *= weight[None]
-    # complex noise in the acquired samples only: sd per component in an image at the acquired
-    # resolution is noise_sigma; zero-filling spreads it (correlated noise, lower per pixel)
+    # complex noise in the acquired samples only, scaled so that an image at the acquired
+    # resolution has noise sd `noise_sigma` per component; interpolation keeps that per pixel
+    # (the noise gets spatially correlated)
     iy, ix = np.nonzero(wy)[0], np.nonzero(wx)[0]
-    sigma_k = F32(art.noise_sigma * math.sqrt(nx * ny))
+    acquired = len(iy) * len(ix)
+    sigma_k = F32(art.noise_sigma * rx * ry / math.sqrt(acquired))
     shape = (nz, len(iy), len(ix))
     noise = fast_normal(rng, shape).astype(np.complex64)
     noise.imag = fast_normal(rng, shape)
     noise *= sigma_k
-    block = np.ix_(np.arange(nz), iy, ix)
-    spectrum[block] += noise
+    spectrum[np.ix_(np.arange(nz), iy, ix)] += noise
     del noise
+    if (ry, rx) != (ny, nx):
+        # the acquired grid starts half an acquired pixel in: move to the reconstructed grid's samples
+        shift = (0.5 * (1.0 - ny / ry), 0.5 * (1.0 - nx / rx))
+        spectrum = _zero_fill(spectrum, ny, nx, shift)
+        spectrum *= np.complex64(nx * ny / (rx * ry))
     out = sfft.ifft2(spectrum, axes=(1, 2), workers=1)
     return np.abs(out).astype(F32)
 
 
 def b0_offset_field(geometry: SeriesGeometry, rng: np.random.Generator, field_strength: float,
-                    gas_distance: np.ndarray | None) -> np.ndarray:
-    """Off-resonance (Hz) [k, j, i]: a smooth shim residual plus a bipolar term near bowel gas."""
+                    gas_distance: np.ndarray | None, reference: SeriesGeometry | None = None) -> np.ndarray:
+    """Off-resonance (Hz) [k, j, i] on `geometry`: a smooth shim residual plus a bipolar term near
+    bowel gas. The shim polynomial is centred on `reference` (the series' own grid), so the same
+    random draws give the same field on any grid of the series."""
     nx, ny, nz = geometry.size
     a, b = geometry.index_to_anatomy()
     scale = 1.0 if field_strength >= 2.25 else 0.5
@@ -245,7 +274,9 @@ def b0_offset_field(geometry: SeriesGeometry, rng: np.random.Generator, field_st
     i = np.arange(nx, dtype=F32)
     j = np.arange(ny, dtype=F32)
     out = np.empty((nz, ny, nx), F32)
-    center = b + a @ (np.array([nx, ny, nz]) - 1) / 2
+    ref = reference or geometry
+    ra, rb = ref.index_to_anatomy()
+    center = rb + ra @ (np.array(ref.size, dtype=float) - 1) / 2
     for k in range(nz):
         p = [(F32(a[r, 0]) * i[None, :] + F32(a[r, 1]) * j[:, None] + F32(a[r, 2] * k + b[r] - center[r])) / F32(100.0)
              for r in range(3)]
@@ -256,6 +287,6 @@ def b0_offset_field(geometry: SeriesGeometry, rng: np.random.Generator, field_st
         # susceptibility of gas: strong offsets within a few cm, opposite signs above and below
         strength = float(rng.uniform(80, 200)) * scale
         blob = np.exp(-np.maximum(gas_distance, 0) / 12.0).astype(F32)
-        dz = np.gradient(blob, axis=0) * F32(geometry.spacing[2] / 4.0)
-        out += F32(strength) * (dz * F32(-4.0) + F32(0.4) * blob)
+        dz = np.gradient(blob, axis=0) * F32(4.0 / geometry.spacing[2])  # per 4 mm, whatever the slices
+        out += F32(strength) * (dz * F32(-1.0) + F32(0.4) * blob)
     return out

@@ -301,6 +301,7 @@ def _patch_features(p: np.ndarray, grad: np.ndarray, log1: np.ndarray, log2: np.
 class TwoSampleResult:
     auc: float
     auc_ci: tuple[float, float]
+    design: str  # how patches were split between training and testing (see two_sample_test)
     fold_aucs: list[float]
     n_patches: dict[str, int]
     n_volumes: dict[str, int]
@@ -310,40 +311,76 @@ class TwoSampleResult:
     synthetic_median_score: float
 
 
+DESIGNS = ("auto", "study", "orientation", "slab")
+
+
+def _orientation_family(orientation: str) -> str:
+    return orientation.replace("oblique-", "")
+
+
 def two_sample_test(real: list[Volume], synthetic: list[Volume], seed: int = 0, folds: int = 5,
-                    max_real_patches: int = 400, max_synthetic_patches: int = 80, n_slabs: int = 3) -> TwoSampleResult:
-    """Out-of-fold AUC of a random forest telling real from synthetic patches (groups never split)."""
+                    max_real_patches: int = 400, max_synthetic_patches: int = 80, n_slabs: int = 3,
+                    design: str = "auto") -> TwoSampleResult:
+    """Out-of-fold AUC of a random forest telling real from synthetic patches.
+
+    What is held out together (never split between training and testing):
+    - "study": all series of a real study, all series of a synthetic case (k-fold over them);
+      the design of the issue (leave whole volumes out), used when there are >= 3 real studies;
+    - "orientation": one orientation (axial or sagittal) of both kinds is the test set and the
+      other orientation trains; with one or two real studies this is how whole real volumes are
+      left out without the classifier learning "real = the orientation it saw";
+    - "slab": a third of the slices of a volume. Diagnostic only: it tells a scan from another
+      scan (two series of the same real study score about 0.85-0.98 against each other).
+    "auto" picks "study", else "orientation", else "slab".
+    """
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedGroupKFold
 
+    if design not in DESIGNS:
+        raise ValueError(f"design must be one of {DESIGNS}, not {design!r}")
     rng = np.random.default_rng(seed)
-    xs, ys, groups = [], [], []
-    group_id = 0
+    rows: list[tuple[np.ndarray, int, str, str, np.ndarray]] = []
     for label, volumes, cap in ((1, real, max_real_patches), (0, synthetic, max_synthetic_patches)):
         for volume in volumes:
             x, slab = volume_patches(volume, rng, cap, n_slabs)
-            if len(x) == 0:
-                continue
-            xs.append(x)
-            ys.append(np.full(len(x), label))
-            groups.append(group_id + slab)
-            group_id += n_slabs
-    if not xs:
+            if len(x):
+                source = str(volume.info.get("study") or volume.info.get("case") or volume.name)
+                rows.append((x, label, source, _orientation_family(volume.orientation), slab))
+    if not rows:
         raise ValueError("no patches could be cut from the volumes")
-    x = np.concatenate(xs)
-    y = np.concatenate(ys)
-    g = np.concatenate(groups)
-    n_real_groups = len(np.unique(g[y == 1]))
-    n_syn_groups = len(np.unique(g[y == 0]))
-    if n_real_groups < 2 or n_syn_groups < 2:
-        raise ValueError("need at least two groups (volumes or slabs) of each kind")
-    k = min(folds, n_real_groups, n_syn_groups)
-    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    x = np.concatenate([r[0] for r in rows])
+    y = np.concatenate([np.full(len(r[0]), r[1]) for r in rows])
+    source = np.concatenate([np.full(len(r[0]), f"{r[1]}:{r[2]}") for r in rows])
+    family = np.concatenate([np.full(len(r[0]), r[3]) for r in rows])
+    volume_slab = np.concatenate([np.array([f"{i}:{s}" for s in r[4]]) for i, r in enumerate(rows)])
+    real_sources = set(source[y == 1])
+    shared_families = sorted(set(family[y == 1]) & set(family[y == 0]))
+    if design == "auto":
+        design = "study" if len(real_sources) >= 3 else "orientation" if len(shared_families) >= 2 else "slab"
+    if design == "study":
+        groups = source
+        k = min(folds, len(real_sources), len(set(source[y == 0])))
+        if k < 2:
+            raise ValueError("the study design needs at least two real studies and two synthetic cases")
+        splits = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y, groups))
+    elif design == "orientation":
+        if len(shared_families) < 2:
+            raise ValueError("the orientation design needs two orientations in both kinds of volumes")
+        keep = np.isin(family, shared_families)
+        x, y, family, volume_slab = x[keep], y[keep], family[keep], volume_slab[keep]
+        groups = volume_slab
+        splits = [(np.nonzero(family != f)[0], np.nonzero(family == f)[0]) for f in shared_families]
+    else:
+        groups = volume_slab
+        k = min(folds, len(set(groups[y == 1])), len(set(groups[y == 0])))
+        if k < 2:
+            raise ValueError("need at least two slabs of each kind")
+        splits = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y, groups))
     score = np.full(len(y), np.nan)
     fold_aucs = []
     importances = np.zeros(x.shape[1])
-    for train, test in cv.split(x, y, g):
+    for train, test in splits:
         model = RandomForestClassifier(n_estimators=300, min_samples_leaf=3, max_features="sqrt",
                                        class_weight="balanced", n_jobs=1, random_state=seed)
         model.fit(x[train], y[train])
@@ -352,25 +389,26 @@ def two_sample_test(real: list[Volume], synthetic: list[Volume], seed: int = 0, 
         if len(np.unique(y[test])) == 2:
             fold_aucs.append(float(roc_auc_score(y[test], score[test])))
     auc = float(roc_auc_score(y, score))
-    # 95 % interval: bootstrap over groups (volumes/slabs), the unit that was held out
-    unique = np.unique(g)
-    boot = []
+    # 95 % interval: bootstrap over slabs of volumes (resampled within each kind)
+    units = np.unique(volume_slab)
+    index_of = {u: np.nonzero(volume_slab == u)[0] for u in units}
+    real_units = [u for u in units if y[index_of[u][0]] == 1]
+    syn_units = [u for u in units if y[index_of[u][0]] == 0]
     brng = np.random.default_rng(seed + 1)
-    index_of = {u: np.nonzero(g == u)[0] for u in unique}
-    real_groups = [u for u in unique if y[index_of[u][0]] == 1]
-    syn_groups = [u for u in unique if y[index_of[u][0]] == 0]
+    boot = []
     for _ in range(200):
-        pick = np.concatenate([index_of[u] for u in brng.choice(real_groups, len(real_groups))]
-                              + [index_of[u] for u in brng.choice(syn_groups, len(syn_groups))])
+        pick = np.concatenate([index_of[u] for u in brng.choice(real_units, len(real_units))]
+                              + [index_of[u] for u in brng.choice(syn_units, len(syn_units))])
         boot.append(roc_auc_score(y[pick], score[pick]))
     order = np.argsort(importances)[::-1]
     return TwoSampleResult(
         auc=auc,
         auc_ci=(float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))),
+        design=design,
         fold_aucs=fold_aucs,
         n_patches={"real": int((y == 1).sum()), "synthetic": int((y == 0).sum())},
         n_volumes={"real": len(real), "synthetic": len(synthetic)},
-        n_groups={"real": n_real_groups, "synthetic": n_syn_groups},
+        n_groups={"real": len(set(groups[y == 1])), "synthetic": len(set(groups[y == 0]))},
         importances=[(FEATURE_NAMES[i], float(importances[i] / importances.sum())) for i in order[:8]],
         real_median_score=float(np.median(score[y == 1])),
         synthetic_median_score=float(np.median(score[y == 0])),

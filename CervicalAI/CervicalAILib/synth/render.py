@@ -131,7 +131,7 @@ class _SeriesSignals:
             return out
         factor = self.textures.factor(kind)[view]
         if kind == "muscle":
-            streak = self.textures.muscle_streaks()[view] * F32(0.6)
+            streak = self.textures.muscle_streaks()[view] * F32(0.8)
             keep = F32(1.0) - streak
             out = {c: factor * keep * F32(base[c]) for c in self.channels if c != "f"}
             out["f"] = streak * F32(self.fat_pure) + F32(base["f"])
@@ -322,64 +322,91 @@ def _image(array: np.ndarray, geometry: SeriesGeometry) -> sitk.Image:
     return geometry.apply(sitk.GetImageFromArray(array))
 
 
-def _artefacts(role: str, geometry: SeriesGeometry, center: CenterProfile, signals: _SeriesSignals,
+def _artefacts(geometry: SeriesGeometry, grid: SeriesGeometry, center: CenterProfile, signals: _SeriesSignals,
                rng: np.random.Generator) -> Artefacts:
+    """The acquisition artefacts of one series; shifts in pixels of `grid` (where it is rendered)."""
     protocol = signals.protocol
-    reference = signals.noise_reference()
-    read_axis = 0 if geometry.phase_axis == 1 else 1
-    if signals.dwi:  # EPI: fat is displaced along the phase direction (low bandwidth per pixel there)
-        shift = chemical_shift_pixels(center.field_strength_t, protocol.bandwidth_hz_px)
+    noise = signals.noise_reference() / protocol.snr
+    # chemical shift in acquired pixels (bandwidth per acquired pixel), then in rendered pixels
+    shift = chemical_shift_pixels(center.field_strength_t, protocol.bandwidth_hz_px) * float(rng.choice([-1.0, 1.0]))
+    if signals.dwi:  # EPI: along the phase direction, where the bandwidth per pixel is low
         return Artefacts(
-            noise_sigma=reference / protocol.snr,
+            noise_sigma=noise,
             nyquist_ghost=protocol.ghost * float(rng.uniform(0.5, 1.5)),
             t2star_blur=float(rng.uniform(0.3, 1.2)),
             filter_strength=float(rng.uniform(0.0, 0.3)),
-            fat_shift_px=shift * geometry.zero_fill(along_phase=True) * float(rng.choice([-1.0, 1.0])),
+            fat_shift_px=shift * grid.samples_per_acquired(along_phase=True),
             fat_shift_axis=geometry.phase_axis,
         )
-    shift = chemical_shift_pixels(center.field_strength_t, protocol.bandwidth_hz_px) * geometry.zero_fill(False)
     return Artefacts(
-        noise_sigma=reference / protocol.snr,
+        noise_sigma=noise,
         ghost=protocol.ghost * float(rng.uniform(0.4, 1.6)),
         ghost_cycles=float(rng.uniform(2, 9)),
         ghost_phase=float(rng.uniform(0, 2 * np.pi)),
-        filter_strength=float(rng.uniform(0.0, 0.35)),
-        fat_shift_px=shift * float(rng.choice([-1.0, 1.0])),
-        fat_shift_axis=read_axis,
+        filter_strength=float(rng.uniform(0.0, 0.2)),
+        fat_shift_px=shift * grid.samples_per_acquired(along_phase=False),
+        fat_shift_axis=0 if geometry.phase_axis == 1 else 1,
     )
+
+
+def _tumour_mask(geometry: SeriesGeometry, anatomy: Anatomy) -> np.ndarray:
+    """Tumour voxels (centre inside the surface) on a series' reconstructed grid."""
+    a, b = geometry.index_to_anatomy()
+    mask = np.zeros(tuple(int(v) for v in geometry.size[::-1]), np.uint8)
+    box = _index_box(anatomy.tumour.bounds(), np.linalg.inv(a), b, geometry.size)
+    if box is not None:
+        start, stop = box
+        d = anatomy.tumour.evaluate(GridSampler((a, b), start, stop))
+        mask[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]] = d < 0
+    return mask
+
+
+def _distortion_px(geometry: SeriesGeometry, grid: SeriesGeometry, anatomy: Anatomy, center: CenterProfile,
+                   field_seed: int) -> np.ndarray:
+    """EPI displacement along the phase direction, in pixels of `grid` (the same field on any grid)."""
+    gas = None
+    if anatomy.gas is not None:
+        gas = anatomy.gas.evaluate(GridSampler(grid.index_to_anatomy(), np.zeros(3, int), np.asarray(grid.size)))
+    offset_hz = b0_offset_field(grid, np.random.default_rng(field_seed), center.field_strength_t, gas,
+                                reference=geometry)
+    return offset_hz * F32(grid.samples_per_acquired(along_phase=True) / center.dwi.bandwidth_hz_px)
 
 
 def _render_series(role: str, geometry: SeriesGeometry, center: CenterProfile, anatomy: Anatomy,
                    latent: dict[str, Any], bounds: dict[int, tuple], rng: np.random.Generator) -> dict[str, Any]:
-    """Images (float32 arrays) and labels of one acquired series."""
+    """Images (float32 arrays on the reconstructed grid) and labels of one acquired series.
+
+    The T2WI is rendered on its reconstructed grid (its organ labels live there) and its k-space
+    is cut to the acquired matrix; the other series are rendered on their acquired grid and
+    zero-filled to the reconstructed one, as the scanner interpolates (same result, less work).
+    """
     protocol = center.protocol(role)
-    textures = SeriesTextures(rng, tuple(int(v) for v in geometry.size[::-1]),
-                              (float(geometry.spacing[0]), float(geometry.spacing[1])), float(geometry.spacing[2]))
+    grid = geometry if role == "T2W" else geometry.acquisition_grid()
+    textures = SeriesTextures(rng, tuple(int(v) for v in grid.size[::-1]),
+                              (float(grid.spacing[0]), float(grid.spacing[1])), float(grid.spacing[2]))
     signals = _SeriesSignals(role, center, anatomy, latent, textures)
-    rendered = _paint(geometry, anatomy.structures, bounds, signals)
-    coil = coil_profile(geometry, anatomy.body_center, anatomy.body_front_y, anatomy.body_back_y,
+    rendered = _paint(grid, anatomy.structures, bounds, signals)
+    coil = coil_profile(grid, anatomy.body_center, anatomy.body_front_y, anatomy.body_back_y,
                         center.coil_strength, rng)
     channels = rendered.channels
     for array in channels.values():
         array *= coil
     del coil
     if protocol.fat_sat:
-        channels["f"] *= fat_residual_map(geometry, anatomy.body_center, protocol.fat_sat_residual)
-    art = _artefacts(role, geometry, center, signals, rng)
+        channels["f"] *= fat_residual_map(grid, anatomy.body_center, protocol.fat_sat_residual)
+    art = _artefacts(geometry, grid, center, signals, rng)
     scale = F32(protocol.gain / signals.reference())
-    out: dict[str, Any] = {"labels": rendered}
+    tumour = rendered.tumour if grid is geometry else _tumour_mask(geometry, anatomy)
+    out: dict[str, Any] = {"labels": rendered, "tumour": tumour}
     if signals.dwi:
-        gas_distance = anatomy.gas.evaluate(GridSampler(geometry.index_to_anatomy(), np.zeros(3, int),
-                                                        np.asarray(geometry.size))) if anatomy.gas is not None else None
-        offset_hz = b0_offset_field(geometry, rng, center.field_strength_t, gas_distance)
-        shift = offset_hz * F32(geometry.zero_fill(along_phase=True) / protocol.bandwidth_hz_px)
-        axis = geometry.phase_axis
-        tumour = rendered.tumour.astype(F32)
-        w0, wb, fat, tumour = epi_distortion([channels["w0"], channels["wb"], channels["f"], tumour], shift, axis)
-        rendered.tumour = (tumour > 0.5).astype(np.uint8)
-        out["distortion_mm"] = float(np.percentile(np.abs(shift), 99) * geometry.spacing[0])
-        b0 = acquire(w0, fat, geometry, art, rng)
-        bh = acquire(wb, fat * F32(math.exp(-center.b_value * FAT_ADC * 1e-6)), geometry, art, rng)
+        field_seed = int(rng.integers(0, 2**63 - 1))
+        shift = _distortion_px(geometry, grid, anatomy, center, field_seed)
+        w0, wb, fat = epi_distortion([channels["w0"], channels["wb"], channels["f"]], shift, geometry.phase_axis)
+        shift_recon = _distortion_px(geometry, geometry, anatomy, center, field_seed)
+        out["tumour"] = (epi_distortion([tumour.astype(F32)], shift_recon, geometry.phase_axis)[0] > 0.5).astype(np.uint8)
+        out["distortion_mm"] = float(np.percentile(np.abs(shift_recon), 99) * geometry.spacing[0])
+        b0 = acquire(w0, fat, geometry, art, rng, rendered=grid)
+        bh = acquire(wb, fat * F32(math.exp(-center.b_value * FAT_ADC * 1e-6)), geometry, art, rng, rendered=grid)
         b0 *= scale
         bh *= scale
         adc = np.log(np.maximum(b0, F32(1e-3)) / np.maximum(bh, F32(1e-3)))
@@ -389,12 +416,20 @@ def _render_series(role: str, geometry: SeriesGeometry, center: CenterProfile, a
     else:
         moving = None
         if art.ghost:
-            y = _plane_coordinate(geometry, 1)
+            y = _plane_coordinate(grid, 1)
             moving = np.clip((F32(anatomy.body_front_y + 70.0) - y) * F32(1 / 35.0), F32(0.0), F32(1.0))
-        image = acquire(channels["w"], channels["f"], geometry, art, rng, moving)
+        image = acquire(channels["w"], channels["f"], geometry, art, rng, moving, rendered=grid)
         image *= scale
-        out["image"] = image
+        out["image"] = _below_full_scale(image)
     return out
+
+
+def _below_full_scale(image: np.ndarray) -> np.ndarray:
+    """Scanners scale a series so that it fits the stored range: rescale if the top would clip."""
+    top = float(np.percentile(image, 99.95))
+    if top > 0.92 * MAX_STORED_VALUE:
+        image *= F32(0.92 * MAX_STORED_VALUE / top)
+    return image
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,8 +508,8 @@ def generate_case(case_index: int, seed: int, params: SynthParams | None = None,
             dwi_b0 = _image(_to_int16(result["b0"]), geometry)
             images["DWI"] = _image(_to_int16(result["image"]), geometry)
             images["ADC"] = _image(_to_int16(result["adc"]), geometry)
-            labels["tumor_DWI"] = _image(rendered.tumour, geometry)
-            labels["tumor_ADC"] = _image(rendered.tumour.copy(), geometry)
+            labels["tumor_DWI"] = _image(result["tumour"], geometry)
+            labels["tumor_ADC"] = _image(result["tumour"].copy(), geometry)
             distortion["DWI"] = result["distortion_mm"]
         elif role == "T2W_SAG":
             extra[role] = _image(_to_int16(result["image"]), geometry)
@@ -486,7 +521,7 @@ def generate_case(case_index: int, seed: int, params: SynthParams | None = None,
                 labels["lymph_nodes"] = _image(rendered.nodes, geometry)
                 labels["tumor_necrosis"] = _image(rendered.necrosis, geometry)
             else:
-                labels["tumor_CET1"] = _image(rendered.tumour, geometry)
+                labels["tumor_CET1"] = _image(result["tumour"], geometry)
         timings[role] = time.process_time() - t
 
     clinical = dict(bio.clinical)

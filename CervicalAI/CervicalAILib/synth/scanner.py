@@ -14,7 +14,7 @@ variation of the field of view, and (all but the T2WI) a small rigid patient mot
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -98,7 +98,7 @@ def _t2_protocol(rng: np.random.Generator, role: str, field: float, fat_sat: boo
                  orientation: str) -> Protocol:
     sagittal = orientation == "sagittal"
     acq = int(_choice(rng, [256, 288, 320, 320, 384, 384, 448]))
-    recon = int(min(max(acq * _choice(rng, [1.0, 1.0, 1.25, 1.5, 2.0]), acq), 512))
+    recon = int(min(max(acq * _choice(rng, [1.0, 1.0, 1.25, 1.5, 2.0]), acq), 448 if sagittal else 512))
     averages = int(_choice(rng, [1, 2, 2, 3, 4]))
     thickness = float(_choice(rng, [3.0, 3.0, 3.5, 4.0, 4.0, 5.0, 6.0] if not sagittal else [3.0, 3.5, 4.0, 4.0, 5.0]))
     name = {"axial": "T2 TSE TRA", "oblique_axial": "T2 TSE OBL TRA", "sagittal": "T2 TSE SAG"}[orientation]
@@ -108,7 +108,7 @@ def _t2_protocol(rng: np.random.Generator, role: str, field: float, fat_sat: boo
     # SNR of pure fat at the acquired resolution: proportional to the voxel volume, the square
     # root of the averages and 1/sqrt(bandwidth); a few tens at 3 T for 0.5 x 0.5 x 3 mm voxels
     voxel_mm3 = (fov / acq) ** 2 / phase_resolution * thickness
-    snr = float(rng.uniform(18, 40)) * snr_scale * voxel_mm3 * math.sqrt(averages) * math.sqrt(200.0 / bandwidth)
+    snr = float(rng.uniform(12, 30)) * snr_scale * voxel_mm3 * math.sqrt(averages) * math.sqrt(200.0 / bandwidth)
     return Protocol(
         role=role,
         description=name + (" FS" if fat_sat else ""),
@@ -122,7 +122,7 @@ def _t2_protocol(rng: np.random.Generator, role: str, field: float, fat_sat: boo
         phase_direction="COL" if sagittal else str(_choice(rng, ["ROW", "COL"])),
         thickness_mm=thickness,
         gap_fraction=float(_choice(rng, [0.0, 0.1, 0.1, 0.2, 0.3])),
-        coverage_mm=float(rng.uniform(70, 110) if sagittal else rng.uniform(90, 130)),
+        coverage_mm=float(rng.uniform(60, 90) if sagittal else rng.uniform(90, 130)),
         echo_time_ms=float(rng.uniform(85, 125)),
         repetition_time_ms=float(rng.uniform(3000, 7000)),
         flip_angle_deg=float(_choice(rng, [120.0, 140.0, 150.0, 160.0])),
@@ -194,9 +194,9 @@ def center_profile(index: int, params: SynthParams) -> CenterProfile:
         phase_resolution=float(rng.uniform(0.7, 0.9)),
         recon_matrix=int(min(cet1_acq * _choice(rng, [1.0, 1.0, 1.25]), 384)),
         phase_direction="COL",
-        thickness_mm=float(_choice(rng, [1.5, 2.0, 2.5, 2.5, 3.0])),
+        thickness_mm=float(_choice(rng, [2.0, 2.5, 2.5, 3.0, 3.0])),
         gap_fraction=0.0,
-        coverage_mm=float(rng.uniform(90, 130)),
+        coverage_mm=float(rng.uniform(90, 120)),
         echo_time_ms=float(rng.uniform(1.3, 2.5)),
         repetition_time_ms=float(rng.uniform(3.5, 5.5)),
         flip_angle_deg=float(_choice(rng, [9.0, 10.0, 12.0, 15.0])),
@@ -251,10 +251,19 @@ class SeriesGeometry:
     acq_size: tuple[int, int] = (0, 0)
     phase_axis: int = 1  # in-plane array axis of the phase encoding: 1 = columns of the image (x), 0 = rows (y)
 
-    def zero_fill(self, along_phase: bool) -> float:
-        """Reconstructed / acquired samples along the phase (or read-out) direction."""
+    def samples_per_acquired(self, along_phase: bool) -> float:
+        """Samples of this grid per acquired k-space line along the phase (or read-out) direction."""
         index = 0 if (self.phase_axis == 1) == along_phase else 1
         return self.size[index] / max(self.acq_size[index], 1)
+
+    def acquisition_grid(self) -> SeriesGeometry:
+        """The grid of the acquired matrix: the same field of view with the acquired number of
+        pixels (the reconstruction only interpolates; a series can be rendered there)."""
+        nx, ny, nz = self.size
+        ax, ay = self.acq_size
+        sx, sy = self.spacing[0] * nx / ax, self.spacing[1] * ny / ay
+        origin = self.origin + self.direction @ np.array([0.5 * (sx - self.spacing[0]), 0.5 * (sy - self.spacing[1]), 0.0])
+        return replace(self, size=(ax, ay, nz), spacing=(sx, sy, self.spacing[2]), origin=origin)
 
     def index_to_anatomy(self) -> tuple[np.ndarray, np.ndarray]:
         """(A, b): anatomy point = A @ (i, j, k) + b."""

@@ -21,6 +21,8 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import special
 
+from .shapes import upsample_axis
+
 F32 = np.float32
 
 # Standard normal quantiles at the 65536 mid-points of (0, 1): a 16-bit inverse-CDF table.
@@ -86,13 +88,17 @@ class SeriesTextures:
         self._base: dict[str, np.ndarray] = {}
         self._cache: dict[str, object] = {}
         # draw the per-series texture parameters now so that the order of use changes nothing
-        self.fat_septa_depth = float(rng.uniform(0.25, 0.6))
-        self.fat_septa_width_mm = float(rng.uniform(0.2, 0.4))
+        self.fat_septa_depth = float(rng.uniform(0.5, 0.9))
+        self.fat_septa_width_mm = float(rng.uniform(0.3, 0.6))
         self.septa_scale_mm = float(rng.uniform(3.0, 6.0))
-        self.septa_density = float(rng.uniform(-0.2, 0.4))
-        self.vessel_threshold = float(rng.uniform(2.4, 3.0))
+        self.septa_density = float(rng.uniform(-0.4, 0.2))
+        self.vessel_threshold = float(rng.uniform(2.5, 3.1))
         self.roughness_mm = float(rng.uniform(0.1, 0.4))
+        self.streak_width_mm = float(rng.uniform(0.3, 0.7))
+        self.streak_density = float(rng.uniform(-0.1, 0.6))
         self.seeds = rng.integers(0, 2**63 - 1, size=8)
+        self.fibre_anisotropy = float(rng.uniform(3.0, 7.0))
+        self.fibre_angles = rng.uniform(0, np.pi, size=2)
 
     def base(self, name: str) -> np.ndarray:
         """Base fields: fine (~0.7 mm), vessels (~1.3 mm), mid (~3-4.5 mm, two of them), coarse (~7-10 mm)."""
@@ -103,11 +109,24 @@ class SeriesTextures:
                 "mid2": (2.5, 2.6, 4.0, 2),
                 "coarse": (10.0, 3.0, 12.0, 3),
                 "coarse2": (7.0, 3.0, 10.0, 4),
-                "vessels": (1.3, 4.0, 6.0, 5),
+                "vessels": (1.8, 4.0, 8.0, 5),
+                "fibres1": (4.0, 3.0, 8.0, 6),
+                "fibres2": (4.0, 3.0, 8.0, 7),
             }[name]
             length, beta, z_length, seed_index = spec
+            anisotropy, angle = 1.0, 0.0
+            if name.startswith("fibres"):  # elongated along the fibre direction of the muscles there
+                anisotropy, angle = self.fibre_anisotropy, self.fibre_angles[int(name[-1]) - 1]
             rng = np.random.default_rng(int(self.seeds[seed_index]))
-            self._base[name] = gaussian_field(rng, self.shape, self.pixel, self.slice_mm, length, beta, z_length)
+            # smooth fields are drawn on a grid of half the pixels and interpolated (cheaper)
+            step = 2 if length >= 5 * max(self.pixel) and min(self.shape[1:]) >= 32 else 1
+            nz, ny, nx = self.shape
+            shape = (nz, -(-(ny - 1) // step) + 1, -(-(nx - 1) // step) + 1)
+            field = gaussian_field(rng, shape, (self.pixel[0] * step, self.pixel[1] * step), self.slice_mm, length, beta,
+                                   z_length, anisotropy, angle)
+            if step > 1:
+                field = upsample_axis(upsample_axis(field, step, nx, 2), step, ny, 1)
+            self._base[name] = np.ascontiguousarray(field)
         return self._base[name]
 
     def roughness(self) -> np.ndarray:
@@ -118,7 +137,11 @@ class SeriesTextures:
         return self._cache["rough"]  # type: ignore[return-value]
 
     def _lines(self, field: np.ndarray, width_mm: float) -> np.ndarray:
-        """exp(-(distance to the zero lines of `field` / width)^2), distance from field / |gradient|."""
+        """Thin lines along the zero lines of `field`: exp(-(distance / w)^2) with the distance from
+        field / |gradient|. A line thinner than a pixel is drawn as the pixel sees it (wider and
+        fainter, the same integral), not as broken dots."""
+        pixel = float(min(self.pixel))
+        seen = math.sqrt(width_mm**2 + (0.6 * pixel) ** 2)
         gy, gx = np.gradient(field, axis=(1, 2))
         gy *= F32(1.0 / self.pixel[1])
         gx *= F32(1.0 / self.pixel[0])
@@ -128,20 +151,21 @@ class SeriesTextures:
         np.sqrt(gx, out=gx)
         gx += F32(1e-3)
         distance = np.divide(field, gx, out=gx)
-        distance *= F32(1.0 / width_mm)
+        distance *= F32(1.0 / seen)
         distance *= distance
         np.negative(distance, out=distance)
-        return np.exp(distance, out=distance)
+        lines = np.exp(distance, out=distance)
+        lines *= F32(width_mm / seen)
+        return lines
 
     def fat(self) -> tuple[np.ndarray, np.ndarray]:
         """(fat factor, fibrous fraction): thin septa along the zero lines of a field, longer
         strands (fasciae, in-plane vessels) along those of a coarser one, and small vessels seen
         end-on (dots, mostly flow voids); septa are denser in some lobules than in others."""
         if "fat" not in self._cache:
-            pixel = float(min(self.pixel))
-            septa = self._lines(self.base("mid"), max(self.fat_septa_width_mm, 0.4 * pixel))
+            septa = self._lines(self.base("mid"), self.fat_septa_width_mm)
             septa *= np.clip(F32(self.septa_density) + F32(0.5) * self.base("coarse"), F32(0.0), F32(1.0))
-            strands = self._lines(self.base("coarse2"), max(0.5, 0.5 * pixel))
+            strands = self._lines(self.base("coarse2"), 0.7)
             strands *= np.clip(self.base("coarse") * F32(1.2) - F32(0.7), F32(0.0), F32(1.0))
             dots = np.clip((self.base("vessels") - F32(self.vessel_threshold)) * F32(3.0), F32(0.0), F32(1.0))
             fibrous = F32(self.fat_septa_depth) * septa
@@ -160,7 +184,7 @@ class SeriesTextures:
         fine, mid2 = self.base("fine"), None
         if kind == "muscle":
             mid2 = self.base("mid2")
-            value = F32(1.0) + F32(0.07) * fine + F32(0.05) * self.base("coarse2")
+            value = F32(1.0) + F32(0.09) * fine + F32(0.06) * self.base("coarse2")
         elif kind == "marrow":
             value = F32(1.0) + F32(0.13) * fine + F32(0.06) * self.base("mid2")
             value -= F32(0.18) * np.clip(self.base("coarse") - F32(0.8), F32(0.0), F32(1.0))
@@ -186,11 +210,14 @@ class SeriesTextures:
         return value
 
     def muscle_streaks(self) -> np.ndarray:
-        """Fraction of fat in thin streaks between muscle fascicles (0-1), sparse."""
+        """Fraction of fat in streaks between muscle fascicle bundles (0-1): thin lines along the
+        fibres (two fibre directions, in different regions), dense in some muscles, rare in others."""
         if "streaks" not in self._cache:
-            streak = self._lines(self.base("mid2"), max(0.3, 0.4 * float(min(self.pixel))))
-            streak *= np.clip(self.base("coarse") - F32(0.4), F32(0.0), F32(1.0))
-            self._cache["streaks"] = streak
+            region = self.base("coarse2") > F32(0.0)
+            streak = np.where(region, self._lines(self.base("fibres1"), self.streak_width_mm),
+                              self._lines(self.base("fibres2"), self.streak_width_mm))
+            streak *= np.clip(self.base("coarse") * F32(0.8) + F32(self.streak_density), F32(0.0), F32(1.0))
+            self._cache["streaks"] = streak.astype(F32, copy=False)
         return self._cache["streaks"]  # type: ignore[return-value]
 
 

@@ -60,7 +60,7 @@ TISSUES: dict[str, Tissue] = {
     "skin": Tissue(0.72, 900, 1150, 38, 1100, gd=0.4),
     "fat": Tissue(0.95, 260, 370, 60, 20, fat=1.0, gd=0.05),
     "fascia": Tissue(0.55, 900, 1100, 28, 1000, fat=0.1, gd=0.15),
-    "muscle": Tissue(0.80, 1000, 1420, 38, 1500, fat=0.02, gd=0.15),
+    "muscle": Tissue(0.80, 1000, 1420, 34, 1500, fat=0.02, gd=0.15),
     "cortex": Tissue(0.06, 1000, 1100, 6, 300),
     "marrow": Tissue(0.95, 850, 1050, 48, 500, fat=0.88, gd=0.25),  # fatty (yellow) marrow of the adult pelvis and femur
     "cartilage": Tissue(0.82, 1000, 1250, 42, 1400, gd=0.1),
