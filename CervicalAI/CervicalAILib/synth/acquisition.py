@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sfft
-from scipy import ndimage
 
 from .scanner import SeriesGeometry
 from .textures import fast_normal
@@ -269,7 +268,7 @@ def b0_offset_field(geometry: SeriesGeometry, rng: np.random.Generator, field_st
     random draws give the same field on any grid of the series."""
     nx, ny, nz = geometry.size
     a, b = geometry.index_to_anatomy()
-    scale = 1.0 if field_strength >= 2.25 else 0.5
+    scale = 0.5 if field_strength >= 2.25 else 0.25  # residual shim: tens of Hz over the pelvis at 3 T
     c = rng.normal(0, 1, size=7)
     i = np.arange(nx, dtype=F32)
     j = np.arange(ny, dtype=F32)
@@ -285,7 +284,7 @@ def b0_offset_field(geometry: SeriesGeometry, rng: np.random.Generator, field_st
         out[k] = F32(scale) * field
     if gas_distance is not None:
         # susceptibility of gas: strong offsets within a few cm, opposite signs above and below
-        strength = float(rng.uniform(80, 200)) * scale
+        strength = float(rng.uniform(150, 400)) * scale
         blob = np.exp(-np.maximum(gas_distance, 0) / 12.0).astype(F32)
         dz = np.gradient(blob, axis=0) * F32(4.0 / geometry.spacing[2])  # per 4 mm, whatever the slices
         out += F32(strength) * (dz * F32(-1.0) + F32(0.4) * blob)

@@ -124,10 +124,7 @@ def _bone(name: str, label: str, shape: Shape, cortex_mm: float = 2.0) -> Struct
 
 def _muscle(name: str, label: str, shape: Shape, sheath_mm: float = 1.2) -> Structure:
     """A muscle in its fat sheath: where two muscles meet, a thin fat plane separates them."""
-    return Structure(name, label, [
-        Layer(grown(shape, sheath_mm), "fat", "fat", label="pelvic_fat"),
-        Layer(shape, "muscle", "muscle"),
-    ])
+    return Structure(name, label, [Layer(shape, "muscle", "muscle", sheath=("fat", sheath_mm, "fat", "pelvic_fat"))])
 
 
 def _random_path(rng: np.random.Generator, start: np.ndarray, direction: np.ndarray, steps: int, step_mm: float,
@@ -186,14 +183,18 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
     ]
     body = Cached(Coarse(_irregular(rng, Union(outer_parts, smooth=25.0), 40.0, 0.25 * fat_mean), 4))
     inner = Cached(Coarse(_irregular(rng, core, 30.0, 4.0), 4))
-    # Inside the deep fascia the body is muscle unless a fat compartment is carved out of it:
-    # the pelvic and abdominal cavity, the ischioanal fossae, the femoral triangles. Named muscles
-    # (in their fat sheaths) are painted over that, so thin fat planes separate them.
+    # Inside the deep fascia, the sides of the pelvis and the thighs are muscle unless a fat
+    # compartment is carved out of them (the pelvic and abdominal cavity, the ischioanal fossae,
+    # the femoral triangles); the midline (linea alba, behind the sacrum, the perineum) is fat.
+    # Named muscles (in their fat sheaths) are painted over that, so thin fat planes separate them.
+    flanks = Union([P.ellipsoid([side * 112 * s, 18 * s, -20], [88 * s, 125 * s, 190], precise=False) for side in (1, -1)])
+    muscle_mass = Coarse(Intersection(_irregular(rng, flanks, 30.0, 6.0), inner), 4)
     structures.append(Structure("body", "subcutaneous_fat", [
         Layer(body, "skin"),
         Layer(Offset(body, -1.6), "fat", "fat"),
-        Layer(Offset(inner, 0.9), "fascia", label="other_muscle"),
-        Layer(inner, "muscle", "muscle", label="other_muscle"),
+        Layer(inner, "fat", "fat", label="pelvic_fat"),
+        Layer(Offset(muscle_mass, 0.9), "fascia", label="other_muscle"),
+        Layer(muscle_mass, "muscle", "muscle", label="other_muscle"),
     ], in_plane_normals=True))
     structures += _small_vessels(rng, P, s, count=int(rng.integers(40, 80)), region="subcutaneous")
     cavity = Coarse(_irregular(rng, Union([
@@ -205,10 +206,7 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
         fossae.append(P.ellipsoid([side * 34 * s, 40 * s, -52], [20 * s, 34 * s, 28], rz_deg(side, 20), precise=False))
         fossae.append(P.ellipsoid([side * 70 * s, -58 * s, -40], [19 * s, 15 * s, 34], rz_deg(side, -20), precise=False))
     compartments = Coarse(_irregular(rng, Union([cavity, *fossae], smooth=6.0), 10.0, 2.0), 3)
-    structures.append(Structure("fat_compartments", "pelvic_fat", [
-        Layer(Offset(compartments, 0.8), "fascia"),
-        Layer(compartments, "fat", "fat"),
-    ]))
+    structures.append(Structure("fat_compartments", "pelvic_fat", [Layer(compartments, "fat", "fat")]))
 
     # ---- muscles -----------------------------------------------------------------------------
     structures += _muscles(rng, P, s)
@@ -494,7 +492,7 @@ def build_anatomy(bio: PatientBiology, seed: int, params: SynthParams) -> Anatom
         if tissue not in ("air", "gas", "tumour", "tumour_necrosis")
     }
     if "marrow" in tissue_factors:  # marrow turns fatty with age
-        tissue_factors["marrow"]["fat"] = float(np.clip((0.8 + 0.003 * (age - 30) + rng.normal(0, 0.04)) / 0.88, 0.8, 1.13))
+        tissue_factors["marrow"]["fat"] = float(np.clip((0.9 + 0.002 * (age - 30) + rng.normal(0, 0.03)) / 0.95, 0.88, 1.05))
 
     gas = rectum.scaled(-4.0) if content == "gas" else None
     truth = {
@@ -554,7 +552,7 @@ def _muscles(rng: np.random.Generator, P: _Pose, s: float) -> list[Structure]:
     for side in (1, -1):
         n = "left" if side > 0 else "right"
         j = lambda sd=1.0: float(rng.normal(1.0, 0.07 * sd))  # noqa: E731
-        rz = lambda deg: rotation_matrix(rz=side * deg * DEG)  # noqa: E731
+        rz = lambda deg, side=side: rz_deg(side, deg)  # noqa: E731
         specs = [
             ("gluteus_maximus", "gluteal_muscle", irregular(P.ellipsoid([side * 82 * s, 96 * s, -30], [70 * s * j(), 34 * s * j(), 88],
                                                                         rz(36), precise=False), 3.0)),
@@ -702,11 +700,12 @@ def _bowel_loops(rng: np.random.Generator, P: _Pose, rectum_y: float, rectum_r: 
                            np.array([-70, -40, 30.0]), np.array([80, 80, 120.0]))
     specs = [("sigmoid_colon", sigmoid, float(rng.uniform(11, 16)))]
     top = float(uterus_center[2] + uterus_height * 0.6)
-    for _ in range(int(rng.integers(6, 14))):
-        a = np.array([rng.uniform(-75, 75), rng.uniform(-60, 35), rng.uniform(max(top - 15, 25), 120)])
-        path = _random_path(rng, a, rng.normal(0, 1, 3), int(rng.integers(3, 7)), float(rng.uniform(12, 20)), 0.7,
-                            np.array([-100, -70, max(top - 10, 20)]), np.array([100, 40, 140.0]))
-        specs.append(("small_bowel", path, float(rng.uniform(8, 13))))
+    # the abdominal cavity above the bladder and the uterus is packed with small-bowel loops
+    for _ in range(int(rng.integers(14, 26))):
+        a = np.array([rng.uniform(-85, 85), rng.uniform(-65, 35), rng.uniform(max(top - 15, 25), 135)])
+        path = _random_path(rng, a, rng.normal(0, 1, 3), int(rng.integers(4, 9)), float(rng.uniform(10, 18)), 0.8,
+                            np.array([-95, -72, max(top - 15, 20)]), np.array([95, 40, 145.0]))
+        specs.append(("small_bowel", path, float(rng.uniform(8, 14))))
     for n, (label, path, radius) in enumerate(specs):
         tube = Union([P.capsule(a, b, radius) for a, b in zip(path[:-1], path[1:])], smooth=3.0)
         tube = _irregular(rng, tube, 10.0, 1.2)

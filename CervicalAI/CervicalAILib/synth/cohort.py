@@ -121,6 +121,21 @@ def _worker_init() -> None:
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    _keep_freed_memory()
+
+
+def _keep_freed_memory() -> None:
+    """Let this (worker) process reuse freed memory instead of returning it to the system: the
+    renderer allocates and frees many arrays of tens of MB, and mapping fresh pages for each
+    costs about a fifth of a case's CPU time. glibc only; elsewhere nothing changes."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def generate_cohort(

@@ -177,6 +177,9 @@ class SynthParams:
     adc_unit: str = "1e-6 mm2/s"
     # Generator 2: also acquire a sagittal T2WI (written as T2W_SAG.nii.gz, not a case role).
     sagittal_t2: bool = True
+    # Generator 2: orientation of the T2WI: "site" (each centre's protocol: axial or oblique axial
+    # perpendicular to the cervical canal), or "axial" / "oblique_axial" for every case.
+    t2_orientation: str = "site"
 
     def validate(self) -> SynthParams:
         """Raise InputError naming the first parameter that cannot produce a cohort."""
@@ -207,6 +210,8 @@ class SynthParams:
         weights = np.asarray(self.center_weights, dtype=float)
         if len(weights) == 0 or np.any(~np.isfinite(weights)) or np.any(weights <= 0):
             raise InputError(f"center weights must be positive, got {self.center_weights}")
+        if self.t2_orientation not in ("site", "axial", "oblique_axial"):
+            raise InputError(f"T2W orientation must be 'site', 'axial' or 'oblique_axial', not {self.t2_orientation!r}")
         if not (0.1 <= self.matrix_scale <= 2.0):
             raise InputError(f"matrix scale must be between 0.1 and 2, got {self.matrix_scale}")
         if self.motion_rotation_sd_deg < 0 or self.motion_translation_sd_mm < 0:

@@ -320,7 +320,7 @@ def _orientation_family(orientation: str) -> str:
 
 def two_sample_test(real: list[Volume], synthetic: list[Volume], seed: int = 0, folds: int = 5,
                     max_real_patches: int = 400, max_synthetic_patches: int = 80, n_slabs: int = 3,
-                    design: str = "auto") -> TwoSampleResult:
+                    design: str = "auto", n_trees: int = 300) -> TwoSampleResult:
     """Out-of-fold AUC of a random forest telling real from synthetic patches.
 
     What is held out together (never split between training and testing):
@@ -381,7 +381,7 @@ def two_sample_test(real: list[Volume], synthetic: list[Volume], seed: int = 0, 
     fold_aucs = []
     importances = np.zeros(x.shape[1])
     for train, test in splits:
-        model = RandomForestClassifier(n_estimators=300, min_samples_leaf=3, max_features="sqrt",
+        model = RandomForestClassifier(n_estimators=n_trees, min_samples_leaf=3, max_features="sqrt",
                                        class_weight="balanced", n_jobs=1, random_state=seed)
         model.fit(x[train], y[train])
         score[test] = model.predict_proba(x[test])[:, 1]
@@ -438,7 +438,13 @@ def synthetic_tissue_masks(organs: np.ndarray, version: str) -> dict[str, np.nda
         erosion = {"fat": 2, "muscle": 2, "urine": 2, "marrow": 4}
     plane = np.zeros((3, 3, 3), bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
-    return {name: ndimage.binary_erosion(mask, plane, iterations=erosion[name]) for name, mask in raw.items()}
+    out = {name: ndimage.binary_erosion(mask, plane, iterations=erosion[name]) for name, mask in raw.items()}
+    # the centre of the femoral head, as a region drawn on a real study would be: away from the
+    # cortex and the joint also in the neighbouring slices (partial volume of thick slices)
+    through = ndimage.binary_erosion(out["marrow"], np.ones((3, 1, 1), bool))
+    if through.sum() >= 20:
+        out["marrow"] = through
+    return out
 
 
 def synthetic_contrasts(case_dir: str | Path) -> dict[str, float]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -186,21 +186,30 @@ def _index_box(bounds: tuple[np.ndarray, np.ndarray], a_inv: np.ndarray, b: np.n
     return start, stop
 
 
-def _occupancy(d: np.ndarray, pixel: float, thickness: float, slice_spacing: float,
-               in_plane_normals: bool = False, edge: float = 0.0) -> np.ndarray:
-    """Fraction of each voxel inside the surface (box profile along the surface normal)."""
+def _pv_width(d: np.ndarray, pixel: float, thickness: float, slice_spacing: float, in_plane_normals: bool = False,
+              edge: float = 0.0) -> np.ndarray | float:
+    """Extent of each voxel along the surface normal (box profile): the pixel size for surfaces
+    seen edge-on, the slice thickness for surfaces parallel to the slices; wider for soft edges."""
     width2 = pixel**2 + edge**2
     if d.shape[0] >= 2 and thickness > pixel and not in_plane_normals:
-        nz = np.gradient(d, axis=0)
+        nz = np.empty_like(d)  # slice-direction component of the distance gradient
+        nz[1:-1] = d[2:] - d[:-2]
+        nz[1:-1] *= F32(0.5)
+        nz[0] = d[1] - d[0]
+        nz[-1] = d[-1] - d[-2]
         nz *= F32(1.0 / slice_spacing)
         nz *= nz
         np.minimum(nz, F32(1.0), out=nz)
         nz *= F32(thickness**2 + edge**2 - width2)
         nz += F32(width2)
-        np.sqrt(nz, out=nz)
-        occ = np.divide(d, nz, out=nz)
-    else:
-        occ = d * F32(1.0 / math.sqrt(width2))
+        return np.sqrt(nz, out=nz)
+    return math.sqrt(width2)
+
+
+def _ramp(d: np.ndarray, width: np.ndarray | float, offset: float = 0.0) -> np.ndarray:
+    """Fraction of each voxel inside the surface d = offset, given its extent along the normal."""
+    occ = d - F32(offset) if offset else d.copy()
+    occ /= width
     np.subtract(F32(0.5), occ, out=occ)
     np.clip(occ, F32(0.0), F32(1.0), out=occ)
     return occ
@@ -268,29 +277,37 @@ def _paint(geometry: SeriesGeometry, structures: list[Structure], bounds: dict[i
                 d = layer.shape.evaluate(sampler)
                 if layer.rough:
                     d += signals.textures.roughness()[view]
-                occ = _occupancy(d, pixel, geometry.slice_thickness, geometry.spacing[2], structure.in_plane_normals,
-                                 layer.edge_mm)
-                if layer.only_over is not None:
-                    if layer.only_over not in allowed_cache:
-                        allowed_cache[layer.only_over] = np.array(sorted(ORGAN_LABELS[n] for n in layer.only_over), np.uint8)
-                    occ *= np.isin(labels[view], allowed_cache[layer.only_over])
-                if not occ.any():
-                    continue
-                values = signals.values(layer, view, sampler)
-                for channel, target in channels.items():
-                    region = target[view]
-                    diff = np.subtract(values[channel], region)
-                    diff *= occ
-                    region += diff
-                inside = occ > 0.5
-                if layer.paints_label:
-                    labels[view][inside] = ORGAN_LABELS[layer.label or structure.label]
-                if structure.name == "tumor" and li == 0:
-                    tumour[view][inside] = 1
-                elif structure.name == "tumor_necrosis":
-                    necrosis[view][inside] = 1
-                if "node_id" in structure.extra:
-                    nodes[view][inside] = structure.extra["node_id"]
+                width = _pv_width(d, pixel, geometry.slice_thickness, geometry.spacing[2], structure.in_plane_normals,
+                                  layer.edge_mm)
+                painted = [(layer, _ramp(d, width))]
+                if layer.sheath is not None:  # a thin layer of another tissue around this one, painted first
+                    tissue, thickness, texture, label = layer.sheath
+                    painted.insert(0, (Layer(layer.shape, tissue, texture, label=label), _ramp(d, width, thickness)))
+                for part, occ in painted:
+                    if part.only_over is not None:
+                        if part.only_over not in allowed_cache:
+                            allowed_cache[part.only_over] = np.array(sorted(ORGAN_LABELS[n] for n in part.only_over),
+                                                                     np.uint8)
+                        occ *= np.isin(labels[view], allowed_cache[part.only_over])
+                    if not occ.any():
+                        continue
+                    values = signals.values(part, view, sampler)
+                    for channel, target in channels.items():
+                        region = target[view]
+                        diff = np.subtract(values[channel], region)
+                        diff *= occ
+                        region += diff
+                    inside = occ > 0.5
+                    if part.paints_label:
+                        labels[view][inside] = ORGAN_LABELS[part.label or structure.label]
+                    if part is not layer:
+                        continue
+                    if structure.name == "tumor" and li == 0:
+                        tumour[view][inside] = 1
+                    elif structure.name == "tumor_necrosis":
+                        necrosis[view][inside] = 1
+                    if "node_id" in structure.extra:
+                        nodes[view][inside] = structure.extra["node_id"]
     nodes[labels != ORGAN_LABELS["lymph_node"]] = 0
     tumour[labels != ORGAN_LABELS["tumor"]] = 0  # the tumour label is what the organ map says
     necrosis &= tumour
@@ -327,7 +344,7 @@ def _artefacts(geometry: SeriesGeometry, grid: SeriesGeometry, center: CenterPro
     """The acquisition artefacts of one series; shifts in pixels of `grid` (where it is rendered)."""
     protocol = signals.protocol
     noise = signals.noise_reference() / protocol.snr
-    # chemical shift in acquired pixels (bandwidth per acquired pixel), then in rendered pixels
+    # chemical shift in acquired pixels (bandwidth per acquired pixel), then in pixels of the grid
     shift = chemical_shift_pixels(center.field_strength_t, protocol.bandwidth_hz_px) * float(rng.choice([-1.0, 1.0]))
     if signals.dwi:  # EPI: along the phase direction, where the bandwidth per pixel is low
         return Artefacts(
@@ -335,7 +352,7 @@ def _artefacts(geometry: SeriesGeometry, grid: SeriesGeometry, center: CenterPro
             nyquist_ghost=protocol.ghost * float(rng.uniform(0.5, 1.5)),
             t2star_blur=float(rng.uniform(0.3, 1.2)),
             filter_strength=float(rng.uniform(0.0, 0.3)),
-            fat_shift_px=shift * grid.samples_per_acquired(along_phase=True),
+            fat_shift_px=shift * protocol.acquired_pixel_mm(True) / grid.pixel_mm(True),
             fat_shift_axis=geometry.phase_axis,
         )
     return Artefacts(
@@ -344,7 +361,7 @@ def _artefacts(geometry: SeriesGeometry, grid: SeriesGeometry, center: CenterPro
         ghost_cycles=float(rng.uniform(2, 9)),
         ghost_phase=float(rng.uniform(0, 2 * np.pi)),
         filter_strength=float(rng.uniform(0.0, 0.2)),
-        fat_shift_px=shift * grid.samples_per_acquired(along_phase=False),
+        fat_shift_px=shift * protocol.acquired_pixel_mm(False) / grid.pixel_mm(False),
         fat_shift_axis=0 if geometry.phase_axis == 1 else 1,
     )
 
@@ -369,7 +386,8 @@ def _distortion_px(geometry: SeriesGeometry, grid: SeriesGeometry, anatomy: Anat
         gas = anatomy.gas.evaluate(GridSampler(grid.index_to_anatomy(), np.zeros(3, int), np.asarray(grid.size)))
     offset_hz = b0_offset_field(grid, np.random.default_rng(field_seed), center.field_strength_t, gas,
                                 reference=geometry)
-    return offset_hz * F32(grid.samples_per_acquired(along_phase=True) / center.dwi.bandwidth_hz_px)
+    mm_per_hz = center.dwi.acquired_pixel_mm(True) / center.dwi.bandwidth_hz_px
+    return offset_hz * F32(mm_per_hz / grid.pixel_mm(True))
 
 
 def _render_series(role: str, geometry: SeriesGeometry, center: CenterProfile, anatomy: Anatomy,
@@ -404,7 +422,7 @@ def _render_series(role: str, geometry: SeriesGeometry, center: CenterProfile, a
         w0, wb, fat = epi_distortion([channels["w0"], channels["wb"], channels["f"]], shift, geometry.phase_axis)
         shift_recon = _distortion_px(geometry, geometry, anatomy, center, field_seed)
         out["tumour"] = (epi_distortion([tumour.astype(F32)], shift_recon, geometry.phase_axis)[0] > 0.5).astype(np.uint8)
-        out["distortion_mm"] = float(np.percentile(np.abs(shift_recon), 99) * geometry.spacing[0])
+        out["distortion_mm"] = float(np.percentile(np.abs(shift_recon), 99) * geometry.pixel_mm(True))
         b0 = acquire(w0, fat, geometry, art, rng, rendered=grid)
         bh = acquire(wb, fat * F32(math.exp(-center.b_value * FAT_ADC * 1e-6)), geometry, art, rng, rendered=grid)
         b0 *= scale
@@ -487,6 +505,10 @@ def generate_case(case_index: int, seed: int, params: SynthParams | None = None,
         bio.latent["overridden"] = sorted(latent_overrides)
     anatomy = build_anatomy(bio, seed, params)
     center = center_profile(bio.center_index, params)
+    if params.t2_orientation not in ("site", center.t2.orientation):  # a cohort with one T2WI orientation
+        name = "T2 TSE TRA" if params.t2_orientation == "axial" else "T2 TSE OBL TRA"
+        center = replace(center, t2=replace(center.t2, orientation=params.t2_orientation,
+                                            description=name + (" FS" if center.t2.fat_sat else "")))
     geometries = _geometries(anatomy, center, seed, case_index, params)
     bounds = {id(s): s.bounds() for s in anatomy.structures}
     timings["anatomy"] = time.process_time() - t0

@@ -60,6 +60,11 @@ class Protocol:
     scan_options: str
     acquisition_type: str  # "2D" or "3D"
 
+    def acquired_pixel_mm(self, along_phase: bool) -> float:
+        """Size of an acquired pixel at the full protocol matrix (what bandwidth per pixel refers to;
+        displacements in mm do not change when a preview scales the matrices down)."""
+        return self.fov_mm / (self.acq_matrix * (self.phase_resolution if along_phase else 1.0))
+
     def sequence_parameters(self, field_strength: float):
         from .tissues import SequenceParameters
 
@@ -98,7 +103,7 @@ def _t2_protocol(rng: np.random.Generator, role: str, field: float, fat_sat: boo
                  orientation: str) -> Protocol:
     sagittal = orientation == "sagittal"
     acq = int(_choice(rng, [256, 288, 320, 320, 384, 384, 448]))
-    recon = int(min(max(acq * _choice(rng, [1.0, 1.0, 1.25, 1.5, 2.0]), acq), 448 if sagittal else 512))
+    recon = int(min(max(acq * _choice(rng, [1.0, 1.0, 1.25, 1.5, 1.75]), acq), 448))
     averages = int(_choice(rng, [1, 2, 2, 3, 4]))
     thickness = float(_choice(rng, [3.0, 3.0, 3.5, 4.0, 4.0, 5.0, 6.0] if not sagittal else [3.0, 3.5, 4.0, 4.0, 5.0]))
     name = {"axial": "T2 TSE TRA", "oblique_axial": "T2 TSE OBL TRA", "sagittal": "T2 TSE SAG"}[orientation]
@@ -194,9 +199,9 @@ def center_profile(index: int, params: SynthParams) -> CenterProfile:
         phase_resolution=float(rng.uniform(0.7, 0.9)),
         recon_matrix=int(min(cet1_acq * _choice(rng, [1.0, 1.0, 1.25]), 384)),
         phase_direction="COL",
-        thickness_mm=float(_choice(rng, [2.0, 2.5, 2.5, 3.0, 3.0])),
+        thickness_mm=float(_choice(rng, [2.0, 2.5, 3.0, 3.0])),
         gap_fraction=0.0,
-        coverage_mm=float(rng.uniform(90, 120)),
+        coverage_mm=float(rng.uniform(80, 110)),
         echo_time_ms=float(rng.uniform(1.3, 2.5)),
         repetition_time_ms=float(rng.uniform(3.5, 5.5)),
         flip_angle_deg=float(_choice(rng, [9.0, 10.0, 12.0, 15.0])),
@@ -251,10 +256,9 @@ class SeriesGeometry:
     acq_size: tuple[int, int] = (0, 0)
     phase_axis: int = 1  # in-plane array axis of the phase encoding: 1 = columns of the image (x), 0 = rows (y)
 
-    def samples_per_acquired(self, along_phase: bool) -> float:
-        """Samples of this grid per acquired k-space line along the phase (or read-out) direction."""
-        index = 0 if (self.phase_axis == 1) == along_phase else 1
-        return self.size[index] / max(self.acq_size[index], 1)
+    def pixel_mm(self, along_phase: bool) -> float:
+        """Pixel size of this grid along the phase (or read-out) direction."""
+        return float(self.spacing[0] if (self.phase_axis == 1) == along_phase else self.spacing[1])
 
     def acquisition_grid(self) -> SeriesGeometry:
         """The grid of the acquired matrix: the same field of view with the acquired number of

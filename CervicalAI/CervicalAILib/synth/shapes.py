@@ -622,6 +622,9 @@ class Layer:
     paints_label: bool = True
     flow: float | None = None  # this vessel's spin-echo flow factor (default: the tissue's)
     rough: bool = True  # the surface gets the series' fine boundary roughness (not for small structures)
+    # (tissue, thickness mm, texture, label) of a thin layer around this one (a muscle's fat sheath),
+    # painted from the same distance values first
+    sheath: tuple[str, float, str | None, str] | None = None
 
 
 @dataclass

@@ -91,14 +91,14 @@ class SeriesTextures:
         self.fat_septa_depth = float(rng.uniform(0.5, 0.9))
         self.fat_septa_width_mm = float(rng.uniform(0.3, 0.6))
         self.septa_scale_mm = float(rng.uniform(3.0, 6.0))
-        self.septa_density = float(rng.uniform(-0.4, 0.2))
-        self.vessel_threshold = float(rng.uniform(2.5, 3.1))
+        self.septa_density = float(rng.uniform(0.1, 0.6))
+        self.vessel_threshold = float(rng.uniform(2.2, 2.8))
         self.roughness_mm = float(rng.uniform(0.1, 0.4))
         self.streak_width_mm = float(rng.uniform(0.3, 0.7))
-        self.streak_density = float(rng.uniform(-0.1, 0.6))
+        self.streak_density = float(rng.uniform(0.2, 0.7))
         self.seeds = rng.integers(0, 2**63 - 1, size=8)
         self.fibre_anisotropy = float(rng.uniform(3.0, 7.0))
-        self.fibre_angles = rng.uniform(0, np.pi, size=2)
+        self.fibre_angle = float(rng.uniform(0, np.pi))
 
     def base(self, name: str) -> np.ndarray:
         """Base fields: fine (~0.7 mm), vessels (~1.3 mm), mid (~3-4.5 mm, two of them), coarse (~7-10 mm)."""
@@ -110,16 +110,15 @@ class SeriesTextures:
                 "coarse": (10.0, 3.0, 12.0, 3),
                 "coarse2": (7.0, 3.0, 10.0, 4),
                 "vessels": (1.8, 4.0, 8.0, 5),
-                "fibres1": (4.0, 3.0, 8.0, 6),
-                "fibres2": (4.0, 3.0, 8.0, 7),
+                "fibres": (4.0, 3.0, 8.0, 6),
             }[name]
             length, beta, z_length, seed_index = spec
             anisotropy, angle = 1.0, 0.0
-            if name.startswith("fibres"):  # elongated along the fibre direction of the muscles there
-                anisotropy, angle = self.fibre_anisotropy, self.fibre_angles[int(name[-1]) - 1]
+            if name == "fibres":  # elongated along the fibre direction of the muscles
+                anisotropy, angle = self.fibre_anisotropy, self.fibre_angle
             rng = np.random.default_rng(int(self.seeds[seed_index]))
             # smooth fields are drawn on a grid of half the pixels and interpolated (cheaper)
-            step = 2 if length >= 5 * max(self.pixel) and min(self.shape[1:]) >= 32 else 1
+            step = 2 if length >= 3 * max(self.pixel) and min(self.shape[1:]) >= 32 else 1
             nz, ny, nx = self.shape
             shape = (nz, -(-(ny - 1) // step) + 1, -(-(nx - 1) // step) + 1)
             field = gaussian_field(rng, shape, (self.pixel[0] * step, self.pixel[1] * step), self.slice_mm, length, beta,
@@ -185,9 +184,9 @@ class SeriesTextures:
         if kind == "muscle":
             mid2 = self.base("mid2")
             value = F32(1.0) + F32(0.09) * fine + F32(0.06) * self.base("coarse2")
-        elif kind == "marrow":
-            value = F32(1.0) + F32(0.13) * fine + F32(0.06) * self.base("mid2")
-            value -= F32(0.18) * np.clip(self.base("coarse") - F32(0.8), F32(0.0), F32(1.0))
+        elif kind == "marrow":  # trabecular, with a few islands of red marrow
+            value = F32(1.0) + F32(0.07) * fine + F32(0.05) * self.base("mid2")
+            value -= F32(0.1) * np.clip(self.base("coarse") - F32(1.0), F32(0.0), F32(1.0))
         elif kind == "organ":
             value = F32(1.0) + F32(0.05) * fine + F32(0.05) * self.base("mid2")
         elif kind == "wall":
@@ -198,10 +197,8 @@ class SeriesTextures:
             value[mid2 > F32(1.3)] = F32(0.06)  # gas bubbles
         elif kind == "fluid":
             value = F32(1.0) + F32(0.015) * self.base("coarse")
-        elif kind == "venous":  # parametrial/perirectal venous plexus: bright tortuous veins
-            mid2 = self.base("mid2")
-            veins = np.exp(-(mid2 * F32(1.0 / 0.18)) ** 2)
-            veins *= self.base("coarse2") > F32(-0.2)
+        elif kind == "venous":  # parametrial venous plexus: bright veins of a few mm, seen in cross-section
+            veins = np.clip((self.base("vessels") - F32(1.2)) * F32(2.5), F32(0.0), F32(1.0))
             value = F32(1.0) + F32(0.9) * veins + F32(0.06) * fine
         else:
             raise KeyError(f"unknown texture kind {kind!r}")
@@ -211,13 +208,11 @@ class SeriesTextures:
 
     def muscle_streaks(self) -> np.ndarray:
         """Fraction of fat in streaks between muscle fascicle bundles (0-1): thin lines along the
-        fibres (two fibre directions, in different regions), dense in some muscles, rare in others."""
+        fibres, dense in some muscles or parts of a muscle, rare in others."""
         if "streaks" not in self._cache:
-            region = self.base("coarse2") > F32(0.0)
-            streak = np.where(region, self._lines(self.base("fibres1"), self.streak_width_mm),
-                              self._lines(self.base("fibres2"), self.streak_width_mm))
+            streak = self._lines(self.base("fibres"), self.streak_width_mm)
             streak *= np.clip(self.base("coarse") * F32(0.8) + F32(self.streak_density), F32(0.0), F32(1.0))
-            self._cache["streaks"] = streak.astype(F32, copy=False)
+            self._cache["streaks"] = streak
         return self._cache["streaks"]  # type: ignore[return-value]
 
 

@@ -62,11 +62,11 @@ TISSUES: dict[str, Tissue] = {
     "fascia": Tissue(0.55, 900, 1100, 28, 1000, fat=0.1, gd=0.15),
     "muscle": Tissue(0.80, 1000, 1420, 34, 1500, fat=0.02, gd=0.15),
     "cortex": Tissue(0.06, 1000, 1100, 6, 300),
-    "marrow": Tissue(0.95, 850, 1050, 48, 500, fat=0.88, gd=0.25),  # fatty (yellow) marrow of the adult pelvis and femur
+    "marrow": Tissue(0.95, 850, 1050, 48, 500, fat=0.95, gd=0.25),  # fatty (yellow) marrow of the adult pelvis and femur
     "cartilage": Tissue(0.82, 1000, 1250, 42, 1400, gd=0.1),
     "joint_fluid": Tissue(0.95, 2400, 2900, 500, 2800),
     "csf": Tissue(1.0, 3500, 4200, 1500, 3000),
-    "urine": Tissue(1.0, 2800, 3300, 1100, 2950),
+    "urine": Tissue(1.0, 2800, 3700, 900, 2950),
     "bladder_wall": Tissue(0.78, 1000, 1350, 48, 1550, gd=0.55),
     "myometrium": Tissue(0.86, 1200, 1450, 105, 1550, gd=0.85),
     "junctional_zone": Tissue(0.80, 1100, 1350, 60, 1250, gd=0.55),

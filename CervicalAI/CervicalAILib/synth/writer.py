@@ -22,7 +22,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..io import atomic
-from .render import SyntheticCase
+from .case import SyntheticCase
 
 
 def write_case_folder(case: SyntheticCase, folder: str | Path, fmt: str = "nifti", seed: int = 0,
