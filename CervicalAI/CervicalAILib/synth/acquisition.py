@@ -51,9 +51,9 @@ def coil_profile(geometry: SeriesGeometry, body_center: np.ndarray, front_y: flo
                  strength: float, rng: np.random.Generator) -> np.ndarray:
     """Receive sensitivity [k, j, i] (mean about 1 inside the body), smooth, from coil elements.
 
-    Elements sit on an anterior and a posterior array (about at the skin); each has a
-    sensitivity 1 / (1 + (r / r0)^2)^1.5; the combined profile is raised to `strength` (0:
-    perfectly normalised image, 1: raw array profile).
+    Elements sit on an anterior and a posterior array (about at the skin), and on some coils at
+    the sides of the hips; each has a sensitivity 1 / (1 + (r / r0)^2)^1.5; the combined profile
+    is raised to `strength` (0: perfectly normalised image, 1: raw array profile).
     """
     nx, ny, nz = geometry.size
     step = 8
@@ -70,6 +70,11 @@ def coil_profile(geometry: SeriesGeometry, body_center: np.ndarray, front_y: flo
         zs = body_center[2] + rng.normal(0, 25, count)
         for x, z in zip(xs, zs):
             elements.append((np.array([body_center[0] + x, y_plane, z]), float(rng.uniform(0.7, 1.3))))
+    if rng.random() < 0.6:  # arrays that wrap around the hips have elements at the sides too
+        for side in (1, -1):
+            x = body_center[0] + side * float(rng.uniform(175, 205))
+            elements.append((np.array([x, body_center[1] + rng.normal(0, 20), body_center[2] + rng.normal(0, 25)]),
+                             float(rng.uniform(0.6, 1.1))))
     total = np.zeros(points.shape[:-1])
     for position, weight in elements:
         r2 = ((points - position) ** 2).sum(-1) / (r0 * r0)
