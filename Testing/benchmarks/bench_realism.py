@@ -175,7 +175,9 @@ def main() -> int:
                                    [v for v in kept if "axial" in v.orientation], seed=args.seed, design="slab")
             contrasts = [synthetic_contrasts(case) for case in cases]
             contrasts = [c for c in contrasts if bool(c["t2_fat_suppressed"]) in real_fat_sat]
+            regenerate = json.loads((cohort / "generator.json").read_text()).get("regenerate", "")
             results[version] = {"test": test, "slab": slab, "contrasts": contrasts, "n_cases": len(cases),
+                                "regenerate": regenerate,
                                 "n_volumes": len(volumes), "n_kept": len(kept), "seconds": time.perf_counter() - start,
                                 "example": next((v for v in kept if v.info.get("role") == "T2W"), kept[0])}
             print(f"generator {version}: AUC {test.auc:.3f} {test.auc_ci}", file=sys.stderr)
@@ -189,10 +191,13 @@ def main() -> int:
         "",
         f"Command: `.venv/bin/python Testing/benchmarks/bench_realism.py --cases {args.cases} --seed {args.seed} "
         f"--centers {args.centers}" + (f" --versions {' '.join(versions)}" if args.versions else "")
-        + (f" --real {' '.join(args.real)}" if args.real != [str(DEFAULT_REAL)] else "") + "`",
+        + (f" --real {' '.join(args.real)}" if args.real != [str(DEFAULT_REAL)] else "")
+        + (" --synthetic COHORT ..." if args.synthetic else "") + "`",
         "",
         f"Real: {', '.join(sorted({v.info['study'] for v in real}))} ({len(real)} T2-weighted series: "
         f"{', '.join(v.name.split(':', 1)[1] for v in real)}). Load average before: {load_before:.1f}.",
+        "",
+        "Synthetic cohorts: " + "; ".join(f"generator {v}: `{r['regenerate']}`" for v, r in results.items()) + ".",
         "",
         "## Classifier two-sample test (random forest on 32 x 32 mm patch statistics)",
         "",
