@@ -45,6 +45,24 @@ def test_translation_moves_the_mask_and_keeps_its_volume():
     assert volume(moved) == pytest.approx(volume(mask), rel=0.15)
 
 
+def test_a_voxel_halfway_between_slices_does_not_flip_with_registration_noise():
+    # CE-T1WI slices of 2 mm between T2WI slices of 4 mm: every other one lies exactly halfway
+    t2 = _grid((12, 12, 4), (1.0, 1.0, 4.0))
+    array = np.zeros((4, 12, 12), dtype=np.uint8)
+    array[:2, 3:9, 3:9] = 1  # inside on the T2WI slices at z = 0 and 4 mm, outside at 8 and 12 mm
+    mask = sitk.GetImageFromArray(array)
+    mask.CopyInformation(t2)
+    ce = _grid((12, 12, 7), (1.0, 1.0, 2.0))  # z = 0, 2, ..., 12 mm: z = 6 mm is halfway between in and out
+    results = [sitk.GetArrayFromImage(mask_on_grid(mask, ce, sitk.TranslationTransform(3, (0.0, 0.0, dz))))
+               for dz in (-2e-7, 0.0, 2e-7)]  # the last-digit differences of two SimpleITK builds
+    assert results[0][3].sum() == 36  # the halfway slice counts as inside
+    assert all(np.array_equal(results[0], other) for other in results[1:])
+    assert [int(s.sum()) for s in results[0]] == [36, 36, 36, 36, 0, 0, 0]
+    # beyond the margin the fraction decides as before
+    below = sitk.GetArrayFromImage(mask_on_grid(mask, ce, sitk.TranslationTransform(3, (0.0, 0.0, -0.01))))
+    assert below[3].sum() == 0
+
+
 def test_sources_in_order_of_preference(tmp_path):
     t2 = _grid((40, 40, 10), (1.0, 1.0, 4.0))
     adc = _grid((20, 20, 8), (2.0, 2.0, 5.0))

@@ -23,6 +23,10 @@ from .study import TRANSFORMS_DIR
 
 log = logging.getLogger(__name__)
 
+# Interpolated fractions within this of 0.5 count as inside (see mask_on_grid). Registration
+# parameters differ by about 1e-7 between SimpleITK builds; a fraction moves about as much.
+TIE_MARGIN = 1e-4
+
 
 @dataclass
 class SequenceMask:
@@ -35,10 +39,13 @@ def mask_on_grid(mask: sitk.Image, image: sitk.Image, transform: sitk.Transform 
 
     The mask is interpolated linearly as a fraction and thresholded at 0.5, which keeps the
     tumour volume when the target grid is coarser (nearest neighbour would alias thin parts away).
+    A voxel exactly halfway between an inside and an outside voxel (common: CE-T1WI slices that
+    fall midway between T2WI slices) counts as inside, with a margin (TIE_MARGIN) so that the
+    last-digit differences of a registration between SimpleITK builds cannot flip whole slabs.
     """
     inverse = transform.GetInverse() if transform is not None else sitk.Transform()
     fraction = sitk.Resample(sitk.Cast(mask != 0, sitk.sitkFloat32), image, inverse, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return sitk.Cast(fraction >= 0.5, sitk.sitkUInt8)
+    return sitk.Cast(fraction >= 0.5 - TIE_MARGIN, sitk.sitkUInt8)
 
 
 def read_transforms(case_folder: str | Path) -> dict[str, sitk.Transform]:
