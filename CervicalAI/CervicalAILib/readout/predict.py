@@ -150,6 +150,7 @@ def load_inputs(
             segmentation_summary = json.loads(seg_json.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             segmentation_summary = None
+    require_contour_where_no_cervix(mask_path, segmentation_summary)
     if center is None:
         center = (clinical or {}).get("center")
     return ReadoutInputs(
@@ -163,6 +164,19 @@ def load_inputs(
         transforms=transforms,
         segmentation_summary=segmentation_summary,
     )
+
+
+def require_contour_where_no_cervix(mask_path: Path, segmentation_summary: dict[str, Any] | None) -> None:
+    """InputError when the automatic segmentation beside the mask recognised no cervix or uterus
+    (its anatomy gate) and the mask has no valid review record: a risk is then computed only from
+    a contour a reader drew or confirmed, never from one nobody checked."""
+    gate = (segmentation_summary or {}).get("anatomy_gate") or {}
+    if gate.get("anatomy_found") is False and not read_review(mask_path).reviewed:
+        raise InputError(
+            f"{gate.get('message', 'no cervix or uterus recognised in this study')} (segmentation.json beside the "
+            "mask): predict scores only a reviewed contour here - draw or check the tumour in the Segment module "
+            "and mark it as reviewed", mask_path,
+        )
 
 
 def image_record(series) -> dict[str, Any]:
