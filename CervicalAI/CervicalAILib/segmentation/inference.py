@@ -112,14 +112,19 @@ class SegmentationModel:
         gate = GateSettings.from_manifest(manifest.get("anatomy_gate"))
         self.gate: GateSettings | None = gate if gate_available(self.structures, gate) else None
         self.ood: OodModel | None = None
+        self.features_output: str | None = manifest["network"].get("features_output")
         if manifest.get("ood"):
             name = manifest["ood"].get("file", "ood.json")
             self.ood = OodModel.from_dict(bundle.read_json(name), f"{bundle.path / name}")
+            if self.features_output not in (None, self.ood.output_name):
+                raise BundleError(f"{bundle.path}: ood.json reads output {self.ood.output_name!r}, the network "
+                                  f"declares {self.features_output!r}")
+            self.features_output = self.ood.output_name
         self.session, self.provider, self.device_note = _make_session(bundle.file(manifest["network"]["file"]), device)
         self.input_name = self.session.get_inputs()[0].name
         available = [output.name for output in self.session.get_outputs()]
         probability_name = manifest["network"].get("output_name") or available[0]
-        wanted = [probability_name] + ([self.ood.output_name] if self.ood else [])
+        wanted = [probability_name] + ([self.features_output] if self.features_output else [])
         missing = [name for name in wanted if name not in available]
         if missing:
             raise BundleError(f"{bundle.path}: the network has no output {', '.join(missing)} (it has {', '.join(available)})")
