@@ -121,7 +121,8 @@ def prepare_case(
     label_map = None
     if len(structures) > 1 or with_label_map:
         if "organs" not in case.label_paths:
-            raise InputError("case has no labels/organs.nii.gz (needed for the anatomical structures)", case_dir)
+            raise InputError("case has no labels/organs.nii.gz (needed for the anatomical structures and for domain "
+                             "randomisation; train the tumour alone with --structures tumor --synth-fraction 0)", case_dir)
         table = read_label_table(case_dir, "organs")
         organs = case.label("organs")
         unknown = [name for name in structures[1:] if name not in table]
