@@ -214,3 +214,25 @@ def test_bad_training_input(tiny_cohort, tmp_path):
         from CervicalAILib.segmentation.preprocess import check_preprocessing
 
         check_preprocessing({"working_spacing_mm": [1, 1], "normalization": {}, "interpolation": "linear"}, ["T2W"])
+
+
+def test_train_seg_command_options(tiny_cohort, tmp_path, capsys):
+    from CervicalAILib.cli import main
+
+    out = tmp_path / "cli-bundle"
+    common = ["train-seg", str(tiny_cohort), "--roles", "T2W,ADC", "--epochs", "1", "--iterations", "2",
+              "--patch", "16,16,8", "--inference-patch", "32,32,8", "--spacing", "2,2,3", "--val-fraction", "0.4",
+              "--no-register", "--threads", "1"]
+    assert main([*common, "--out", str(out), "--structures", "tumor", "--synth-fraction", "0",
+                 "--channels", "4,8,16,32"]) == 0
+    manifest = load_bundle(out).manifest
+    assert [o["name"] for o in manifest["outputs"]] == ["tumor"] and "anatomy_gate" not in manifest
+    assert manifest["network"]["architecture"]["channels"] == [4, 8, 16, 32] and manifest["version"] == "1.0.0"
+    assert manifest["ood"]["calibration"]["calibration_cases"] == 2
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "x"), "--channels", "4,8"]) == 2
+    assert "--channels needs 4 positive numbers" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "y"), "--synth-fraction", "1.5"]) == 2
+    assert "--synth-fraction must be between 0 and 1" in capsys.readouterr().err
+    assert main(["train-seg", str(tiny_cohort), "--add-ood", str(out), "--out", str(tmp_path / "z")]) == 2
+    assert "--add-ood needs --ood-calibration" in capsys.readouterr().err
