@@ -128,7 +128,8 @@ def test_ood_score_in_segment_case_flags_an_unlike_image(tmp_path):
         (fit_cases if index < 8 else calibration_cases).append(folder)
     bundle = add_ood_to_bundle(with_features, tmp_path / "scored", fit_cases, calibration_cases, version="0.0.2")
     assert bundle.version == "0.0.2" and bundle.manifest["ood"]["calibration"]["fit_cases"] == 8
-    assert "Out-of-distribution score" in bundle.read_text("MODEL_CARD.md")
+    card = bundle.read_text("MODEL_CARD.md")
+    assert card.startswith("# bands-seg 0.0.2\n") and "Out-of-distribution score" in card
     like, _, _ = pelvis(size=(49, 44, 12))
     result = segment_case({"T2W": like}, bundle=bundle.path)
     assert result.summary["ood"]["available"] and result.summary["ood"]["score"] <= 1.0

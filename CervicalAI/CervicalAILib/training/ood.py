@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -221,7 +222,10 @@ def attach_ood(
     files: dict[str, Any] = {name: (bundle.path / name).read_bytes() for name in manifest["files"] if name != OOD_FILE}
     files[OOD_FILE] = json.dumps(ood, indent=1)
     card_name = manifest.get("model_card", "MODEL_CARD.md")
-    files[card_name] = ood_card_section((bundle.path / card_name).read_text(encoding="utf-8"), ood)
+    card = (bundle.path / card_name).read_text(encoding="utf-8")
+    if version:  # the card's title names the version
+        card = re.sub(r"\A# .*$", f"# {manifest['name']} {version}", card, count=1, flags=re.MULTILINE)
+    files[card_name] = ood_card_section(card, ood)
     keep = {k: v for k, v in manifest.items() if k not in ("schema", "files")}
     return write_bundle(out, keep, files, overwrite=True if Path(out).resolve() == bundle.path.resolve() else False)
 
