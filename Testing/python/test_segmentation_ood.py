@@ -130,6 +130,7 @@ def test_ood_score_in_segment_case_flags_an_unlike_image(tmp_path):
     assert bundle.version == "0.0.2" and bundle.manifest["ood"]["calibration"]["fit_cases"] == 8
     card = bundle.read_text("MODEL_CARD.md")
     assert card.startswith("# bands-seg 0.0.2\n") and "Out-of-distribution score" in card
+    assert "Distribution fitted on: cohort cases (8 cases)." in card and "set on: cohort cases (4 cases)." in card
     like, _, _ = pelvis(size=(49, 44, 12))
     result = segment_case({"T2W": like}, bundle=bundle.path)
     assert result.summary["ood"]["available"] and result.summary["ood"]["score"] <= 1.0

@@ -284,6 +284,18 @@ def add_ood_to_bundle(
     return final
 
 
+def _describe_data(data: Any) -> str:
+    """'cohort fit-seed1 (generator 1.1.0, seed 1, 120 cases)' from dataset_provenance records or a string."""
+    if isinstance(data, str):
+        return data
+    parts = []
+    for record in data or []:
+        details = [f"generator {record['version']}" if "version" in record else None,
+                   f"seed {record['seed']}" if "seed" in record else None, f"{record.get('cases_used', '?')} cases"]
+        parts.append(f"cohort {record.get('cohort', '?')} (" + ", ".join(d for d in details if d) + ")")
+    return "; ".join(parts) or "unknown"
+
+
 def ood_card_section(card: str, ood: dict[str, Any]) -> str:
     """The model card with its "Out-of-distribution score" section (replaced when present)."""
     head = card.split("\n## Out-of-distribution score")[0].rstrip("\n")
@@ -296,6 +308,9 @@ def ood_card_section(card: str, ood: dict[str, Any]) -> str:
         f"{100 * calibration['false_alarm_rate_target']:.0f}% of {calibration['calibration_cases']} held-out synthetic "
         f"cases exceed ({calibration['calibration_false_alarms']} did). Above 1: \"the study looks unlike the images "
         "this model was trained on: check the contour carefully\".",
+        "",
+        f"- Distribution fitted on: {_describe_data(calibration.get('fit_data'))}.",
+        f"- Threshold set on: {_describe_data(calibration.get('calibration_data'))}.",
         "",
     ])
 
