@@ -30,12 +30,17 @@ ZSCORE = {"method": "zscore", "foreground_fraction": 0.1, "reference_percentile"
 # --------------------------------------------------------------------------- fitting and scoring
 
 
-def test_threshold_keeps_false_alarms_at_or_below_the_target():
-    distances = np.arange(1, 41, dtype=float)  # 40 calibration cases
+def test_threshold_is_the_split_conformal_quantile():
+    distances = np.arange(1, 41, dtype=float)  # 40 calibration cases: rank ceil(41 x 0.95) = 39
     threshold = calibrated_threshold(distances, 0.05)
-    assert threshold == 38.0 and (distances > threshold).sum() == 2  # 2 of 40 = 5 %
-    assert calibrated_threshold(np.arange(1, 11, dtype=float), 0.05) == 10.0  # 10 cases: none may exceed
+    assert threshold == 39.0 and (distances > threshold).sum() == 1
+    assert calibrated_threshold(np.arange(1, 101, dtype=float), 0.05) == 96.0  # ceil(101 x 0.95) = 96
+    assert calibrated_threshold(np.arange(1, 11, dtype=float), 0.05) == 10.0  # too few cases: the largest
     assert calibrated_threshold([3.0], 0.05) == 3.0
+    # the guarantee: over many draws, a new case exceeds the threshold at most 5 % of the time
+    rng = np.random.default_rng(0)
+    exceed = [rng.normal() > calibrated_threshold(rng.normal(size=40), 0.05) for _ in range(4000)]
+    assert np.mean(exceed) <= 0.05 + 0.01
 
 
 def test_fit_ood_scores_shifted_cases_above_one_and_keeps_its_promise():

@@ -4,8 +4,8 @@ The network's ONNX graph has a second output, the global average of its bottlene
 encoder) activation for each sliding-window patch. A case's feature vector is the mean of
 those patch vectors over the unmirrored pass. The bundle's `ood.json` (plain data, no pickle)
 holds the mean and the inverse of the (Ledoit-Wolf shrunk) covariance of that vector over the
-training cases, and a threshold chosen on held-out synthetic cases so that at most 5 % of them
-exceed it. The score is the Mahalanobis distance of the case's vector from the training mean,
+training cases, and a threshold set on held-out synthetic cases (split-conformal quantile) so that
+a new case like them exceeds it with probability at most 5 %. The score is the Mahalanobis distance of the case's vector from the training mean,
 divided by that threshold: below 1 the study looks like the training images; above 1 it does
 not, and the reader is told so in one plain sentence.
 """
@@ -70,7 +70,8 @@ class OodModel:
             "mahalanobis_distance": round(distance, 3),
             "threshold_distance": round(self.threshold, 3),
             "meaning": "score = Mahalanobis distance of the network's bottleneck features from its training cases / "
-            "the distance at most 5% of held-out synthetic cases exceed; above 1: unlike the training images",
+            "the distance a synthetic case like the training ones exceeds with probability at most 5%; above 1: "
+            "unlike the training images",
             "calibration": self.description.get("calibration", {}),
             "patches": len(patch_features),
         }

@@ -7,8 +7,9 @@
 2. `case_vectors`: each case is prepared exactly as at run time and run through the network;
    its vector is the mean of the per-patch features (`segmentation.ood.case_feature_vector`).
 3. `fit_ood`: mean and Ledoit-Wolf shrunk inverse covariance of the fit cases' vectors; the
-   threshold is the smallest Mahalanobis distance that at most `false_alarm_rate` of the
-   held-out calibration cases exceed. Written as `ood.json` (plain numbers, no pickle).
+   threshold is the split-conformal quantile of the held-out calibration cases' Mahalanobis
+   distances, so that a new case like them exceeds it with probability at most
+   `false_alarm_rate`. Written as `ood.json` (plain numbers, no pickle).
 """
 
 from __future__ import annotations
@@ -144,12 +145,15 @@ def case_vectors(
 
 
 def calibrated_threshold(distances: Sequence[float], false_alarm_rate: float) -> float:
-    """The smallest observed distance that at most `false_alarm_rate` of `distances` exceed."""
+    """The split-conformal threshold: the ceil((n + 1)(1 - rate))-th smallest of the n calibration
+    distances (the largest when that rank exceeds n). A new case from the same distribution then
+    exceeds it with probability at most `false_alarm_rate` (Vovk et al.; Angelopoulos & Bates 2021),
+    which the plain (1 - rate) quantile of the calibration cases does not guarantee."""
     ordered = np.sort(np.asarray(distances, dtype=float))
     if ordered.size == 0:
         raise InputError("no calibration cases for the OOD threshold")
-    index = max(math.ceil((1.0 - false_alarm_rate) * ordered.size) - 1, 0)
-    return float(ordered[index])
+    rank = math.ceil((ordered.size + 1) * (1.0 - false_alarm_rate))
+    return float(ordered[min(rank, ordered.size) - 1])
 
 
 def fit_ood(
@@ -304,10 +308,11 @@ def ood_card_section(card: str, ood: dict[str, Any]) -> str:
         "## Out-of-distribution score",
         "",
         "Mahalanobis distance of the case's mean bottleneck features from those of "
-        f"{calibration['fit_cases']} synthetic cases, divided by the distance that at most "
-        f"{100 * calibration['false_alarm_rate_target']:.0f}% of {calibration['calibration_cases']} held-out synthetic "
-        f"cases exceed ({calibration['calibration_false_alarms']} did). Above 1: \"the study looks unlike the images "
-        "this model was trained on: check the contour carefully\".",
+        f"{calibration['fit_cases']} synthetic cases, divided by a threshold that a synthetic case like them exceeds "
+        f"with probability at most {100 * calibration['false_alarm_rate_target']:.0f}% (split-conformal quantile of "
+        f"{calibration['calibration_cases']} held-out synthetic cases; {calibration['calibration_false_alarms']} of them "
+        "are above it). Above 1: \"the study looks unlike the images this model was trained on: check the contour "
+        "carefully\".",
         "",
         f"- Distribution fitted on: {_describe_data(calibration.get('fit_data'))}.",
         f"- Threshold set on: {_describe_data(calibration.get('calibration_data'))}.",
