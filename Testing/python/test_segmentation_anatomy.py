@@ -292,3 +292,21 @@ def test_models_without_anatomy_outputs_say_the_gate_was_not_applied(tmp_path):
     assert result.summary["anatomy_gate"] == {
         "applied": False, "reason": "the model tiny-seg@0.0.1 has no cervix or uterus output to check the tumour against"}
     assert result.summary["organs"] == [] and result.organs is None
+
+
+def test_bundle_outputs_are_checked_against_the_network(tmp_path):
+    from CervicalAILib.errors import BundleError
+    from CervicalAILib.segmentation.inference import SegmentationModel
+
+    good = make_anatomy_bundle(tmp_path / "good")
+    manifest = {k: v for k, v in good.manifest.items() if k not in ("schema", "files")}
+    files = {"model.onnx": band_network(), "MODEL_CARD.md": "# bands\n"}
+    too_many = dict(manifest, outputs=[*manifest["outputs"], {"name": "bladder", "channel": 2}])
+    with pytest.raises(BundleError, match="names output channels up to 2, the network gives 2"):
+        SegmentationModel(write_bundle(tmp_path / "three", too_many, files))
+    with pytest.raises(BundleError, match="needs an output named 'tumor'"):
+        SegmentationModel(write_bundle(tmp_path / "none", dict(manifest, outputs=[{"name": "cervix", "channel": 1}]),
+                                       files))
+    twice = dict(manifest, outputs=[{"name": "tumor", "channel": 0}, {"name": "Tumour", "channel": 1}])
+    with pytest.raises(BundleError, match="distinct names"):
+        SegmentationModel(write_bundle(tmp_path / "twice", twice, files))

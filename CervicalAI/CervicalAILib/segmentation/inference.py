@@ -129,6 +129,10 @@ class SegmentationModel:
         if missing:
             raise BundleError(f"{bundle.path}: the network has no output {', '.join(missing)} (it has {', '.join(available)})")
         self._outputs = wanted
+        declared = self.session.get_outputs()[available.index(probability_name)].shape
+        if len(declared) == 5 and isinstance(declared[1], int) and max(self.output_channels.values()) >= declared[1]:
+            raise BundleError(f"{bundle.path}: bundle.json names output channels up to "
+                              f"{max(self.output_channels.values())}, the network gives {declared[1]}")
 
     def predict_patch(self, patch: np.ndarray, features: list[np.ndarray] | None = None) -> np.ndarray:
         """Probabilities (1, K, z, y, x) of one patch; its bottleneck features appended to `features`."""
