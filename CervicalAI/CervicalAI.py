@@ -3,6 +3,10 @@
 A thin Qt layer. The behaviour that needs no Qt lives in CervicalAIHubLib (workflow state,
 dependency plan, settings, bundle cards; tested with the slicer-core wheel) and in the engine
 (CervicalAILib), which runs in a background process so that the GUI never freezes.
+
+Supported: 3D Slicer 5.10, 5.12 and the 5.13 preview (Python 3.12). On an older Slicer (5.8 ships
+Python 3.9.10) the widget shows one sentence saying so and does nothing else: this file imports,
+and runs up to that check, on Python 3.9 (CervicalAIHubLib.support; a test checks it).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 import tempfile
 from typing import Annotated
 
@@ -29,6 +34,13 @@ POLL_MILLISECONDS = 250
 STATE_REFRESH_MILLISECONDS = 500
 
 
+def unsupportedSlicerReason() -> str:
+    """One sentence when this Slicer cannot run CervicalAI (5.8 and older), else "" (all three modules ask)."""
+    from CervicalAIHubLib.support import unsupported_reason
+
+    return unsupported_reason((slicer.app.majorVersion, slicer.app.minorVersion), sys.version_info)
+
+
 #
 # CervicalAI
 #
@@ -39,7 +51,7 @@ class CervicalAI(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "CervicalAI"
         self.parent.categories = ["CervicalAI"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["Segmentations", "SubjectHierarchy"]
         self.parent.contributors = ["CervicalAI contributors"]
         self.parent.helpText = (
             "Cervical cancer pelvic MRI workflow: load study, segment the primary tumour, review, "
@@ -82,9 +94,17 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pollTimer = None
         self._stateTimer = None
         self._dependenciesOffered = False
+        self._unsupported = ""  # why this Slicer cannot run CervicalAI ("" when it can)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        self._unsupported = unsupportedSlicerReason()
+        if self._unsupported:  # an older Slicer: one sentence, nothing else is loaded
+            label = qt.QLabel(self._unsupported)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/CervicalAI.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -114,12 +134,18 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.refreshModelsButton.connect("clicked(bool)", self.updateModelCards)
         self.ui.browseBundleFolderButton.connect("clicked(bool)", self.onBrowseBundleFolder)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
+        # the review worklist of a cohort (issue 15): same files as `cervicalai review` and the web app
+        self.worklistSection = CervicalAIWorklistSection(
+            self.layout, lambda: self._parameterNode.reviewerName if self._parameterNode else ""
+        )
 
         self.initializeParameterNode()
         self.updateModelCards()
         self.updateDependencies()
 
     def cleanup(self) -> None:
+        if self._unsupported:
+            return
         if self._run is not None and not self._run.finished:
             self._run.cancel()
         for timer in (self._pollTimer, self._stateTimer):
@@ -128,6 +154,8 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
 
     def enter(self) -> None:
+        if self._unsupported:
+            return
         self.initializeParameterNode()
         self.updateWorkflowState()
         if not self._dependenciesOffered:  # on first use in a session: offer to install what is missing
@@ -243,13 +271,15 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateWorkflowState()
 
     def onExportButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to export the reviewed case.", waitCursor=True):
+        # dialogs first, then the busy cursor only while exporting (a modal dialog under it would keep it)
+        with slicer.util.tryWithErrorDisplay("Failed to export the reviewed case."):
             node = self.logic.latestReviewed()
             if node is None:
                 raise ValueError("There is no reviewed segmentation to export: mark one as reviewed first.")
-            parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Export the reviewed case into")
-            if not parent:
-                return
+        parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Export the reviewed case into")
+        if not parent:
+            return
+        with slicer.util.tryWithErrorDisplay("Failed to export the reviewed case.", waitCursor=True):
             folder = self.logic.exportCase(node, parent)
             self.ui.loadStatusLabel.text = f"Exported {node.GetName()} to {folder}."
             self.updateWorkflowState()
@@ -265,6 +295,171 @@ class CervicalAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Failed to install the Python packages.", waitCursor=False):
             self.logic.ensureDependencies(self.logic.settings()["device"])
         self.updateDependencies()
+
+
+#
+# CervicalAIWorklistSection
+#
+
+
+class CervicalAIWorklistSection:
+    """The hub's "Review worklist" section, built in code (the hub's .ui stays as it is).
+
+    Choose a cohort (folder or CSV), see every case's status for the reader named in the settings,
+    load a case into the Segment module (its automatic result, or where the reader stopped, in
+    Slicer or in the browser), correct it there, come back, rate it, Mark as reviewed, Next. The
+    logic is CervicalAIHubLib.worklist_panel (no Qt) and worklist_scene (MRML): same files as
+    `cervicalai review` and the web review app. `reader()` gives the hub's reviewer name.
+    """
+
+    def __init__(self, layout, reader):
+        import ctk  # only this section uses ctk
+
+        self._reader = reader
+        self.panel = None
+        self.current = None  # case id loaded in the scene
+        self.draft = None
+        self.button = ctk.ctkCollapsibleButton()
+        self.button.text = "Review worklist"
+        self.button.collapsed = True
+        layout.addWidget(self.button)
+        form = qt.QFormLayout(self.button)
+        self.cohortEdit = ctk.ctkPathLineEdit()
+        self.cohortEdit.filters = ctk.ctkPathLineEdit.Dirs | ctk.ctkPathLineEdit.Files
+        self.cohortEdit.nameFilters = ["Cohort folder or case list (*.csv)"]
+        self.cohortEdit.toolTip = "A cohort folder (case folders with their automatic contours) or a CSV of case folders."
+        form.addRow("Cohort:", self.cohortEdit)
+        self.openButton = qt.QPushButton("Open worklist")
+        form.addRow(self.openButton)
+        self.progressLabel = qt.QLabel("")
+        form.addRow(self.progressLabel)
+        self.table = qt.QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["Case", "Status", "Rating"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
+        self.table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
+        self.table.setMinimumHeight(160)
+        form.addRow(self.table)
+        row = qt.QHBoxLayout()
+        self.loadButton = qt.QPushButton("Load selected")
+        self.nextButton = qt.QPushButton("Next case")
+        row.addWidget(self.loadButton)
+        row.addWidget(self.nextButton)
+        form.addRow(row)
+        self.ratingCombo = qt.QComboBox()
+        form.addRow("Rating:", self.ratingCombo)
+        self.commentEdit = qt.QLineEdit()
+        form.addRow("Comment:", self.commentEdit)
+        self.reviewButton = qt.QPushButton("Mark as reviewed")
+        self.reviewButton.toolTip = "Freeze the Segment module's working copy of this case as your reviewed contour."
+        form.addRow(self.reviewButton)
+        skipRow = qt.QHBoxLayout()
+        self.skipReasonEdit = qt.QLineEdit()
+        self.skipReasonEdit.placeholderText = "reason to skip"
+        self.skipButton = qt.QPushButton("Skip")
+        skipRow.addWidget(self.skipReasonEdit)
+        skipRow.addWidget(self.skipButton)
+        form.addRow(skipRow)
+        self.messageLabel = qt.QLabel("")
+        self.messageLabel.wordWrap = True
+        form.addRow(self.messageLabel)
+        from CervicalAIHubLib.worklist_panel import WorklistPanel
+
+        for value, text in WorklistPanel.rating_choices():
+            self.ratingCombo.addItem(text, value)
+        self.openButton.connect("clicked(bool)", self.onOpen)
+        self.loadButton.connect("clicked(bool)", self.onLoadSelected)
+        self.nextButton.connect("clicked(bool)", self.onNext)
+        self.reviewButton.connect("clicked(bool)", self.onMarkReviewed)
+        self.skipButton.connect("clicked(bool)", self.onSkip)
+        self.updateButtons()
+
+    # -- state --------------------------------------------------------------------------------------
+    def updateButtons(self) -> None:
+        has = self.panel is not None
+        for button in (self.loadButton, self.nextButton):
+            button.enabled = has
+        for button in (self.reviewButton, self.skipButton):
+            button.enabled = has and self.current is not None
+
+    def refresh(self) -> None:
+        rows = self.panel.rows() if self.panel is not None else []
+        self.table.setRowCount(len(rows))
+        for index, row in enumerate(rows):
+            for column, text in enumerate((row.case_id, row.text, row.rating)):
+                self.table.setItem(index, column, qt.QTableWidgetItem(text))
+        self.progressLabel.text = self.panel.progress_text() if self.panel is not None else ""
+        self.updateButtons()
+
+    # -- actions ------------------------------------------------------------------------------------
+    def onOpen(self) -> None:
+        from CervicalAIHubLib.worklist_panel import WorklistPanel
+
+        with slicer.util.tryWithErrorDisplay("Failed to open the worklist.", waitCursor=True):
+            self.panel = WorklistPanel(self.cohortEdit.currentPath, self._reader())
+            self.current = self.draft = None
+            self.refresh()
+
+    def onLoadSelected(self) -> None:
+        rows = self.panel.rows() if self.panel is not None else []
+        index = self.table.currentRow()
+        if 0 <= index < len(rows):
+            self.loadCase(rows[index].case_id)
+
+    def onNext(self) -> None:
+        target = self.panel.next_case(self.current)
+        if target is None:
+            self.messageLabel.text = "Every case is reviewed or skipped."
+            return
+        self.loadCase(target)
+
+    def _saveWorkingCopy(self) -> None:
+        """Keep the reader's edits of the case being left (the scene is cleared for the next case)."""
+        from CervicalAIHubLib.worklist_scene import reader_mask
+
+        if self.current is not None and self.draft is not None and self.draft.GetScene() is not None:
+            self.panel.save_working(self.current, reader_mask(self.draft))
+
+    def loadCase(self, case_id: str) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to load the case.", waitCursor=True):
+            self._saveWorkingCopy()
+            to_load = self.panel.case_to_load(case_id)
+            import CervicalAISegment
+            from CervicalAIHubLib.worklist_scene import load_case
+
+            slicer.mrmlScene.Clear(0)  # one case at a time; the edits are in the worklist's working copy
+            roles = CervicalAILogic.loadCaseFolder(str(to_load.folder))
+            self.draft = load_case(slicer.mrmlScene, to_load, roles)
+            self.current = to_load.case_id
+            parameters = CervicalAISegment.CervicalAISegmentLogic().getParameterNode()
+            for role, name in CervicalAISegment.ROLE_FIELDS.items():
+                setattr(parameters, name, roles.get(role))
+            parameters.reviewerName = self._reader()
+            parameters.segmentation = self.draft
+            index = self.ratingCombo.findData(to_load.rating) if to_load.rating is not None else 0
+            self.ratingCombo.currentIndex = max(index, 0)
+            self.commentEdit.text = to_load.comment
+            self.messageLabel.text = f"{case_id}: starts from the {to_load.started_from}. " + " ".join(to_load.notes)
+            self.refresh()
+            slicer.util.selectModule("CervicalAISegment")
+
+    def onMarkReviewed(self) -> None:
+        from CervicalAIHubLib.worklist_scene import reader_mask
+
+        with slicer.util.tryWithErrorDisplay("Failed to mark the case as reviewed.", waitCursor=True):
+            import CervicalAISegment
+
+            draft = CervicalAISegment.CervicalAISegmentLogic().getParameterNode().segmentation or self.draft
+            rating = self.ratingCombo.currentData
+            self.messageLabel.text = self.panel.mark_reviewed(self.current, reader_mask(draft), rating,
+                                                              self.commentEdit.text)
+            logging.info(self.messageLabel.text)
+            self.refresh()
+
+    def onSkip(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to skip the case.", waitCursor=True):
+            self.messageLabel.text = self.panel.skip(self.current, self.skipReasonEdit.text)
+            self.refresh()
 
 
 #
@@ -387,44 +582,65 @@ class CervicalAILogic(ScriptedLoadableModuleLogic):
         folder = chosen_models_dir(self.settings()["bundleFolder"])
         return cards_text(bundle_cards(folder))
 
-    # Python packages
+    # Python packages and models: the gate of Apply, Compute and the self-tests
     @staticmethod
     def dependencyPlan(device: str = "cpu"):
         from CervicalAIHubLib.dependencies import install_plan
 
         return install_plan(device)
 
+    def modelProblems(self, purposes) -> list:
+        """Why the model bundles for `purposes` (CervicalAIHubLib.bundles) cannot be used; [] when they can."""
+        from CervicalAIHubLib.bundles import chosen_models_dir, model_problems
+
+        return model_problems(chosen_models_dir(self.settings()["bundleFolder"]), tuple(purposes))
+
+    def ensureReady(self, device: str | None = None, purposes=()) -> None:
+        """The one gate before a background step (Segment's Apply, Predict's Compute) and in the
+        self-tests: the Python packages the engine needs (offered for installation, unless Slicer
+        runs its tests) and the model bundles of `purposes`, verified. Raises NotReadyError saying
+        what is missing."""
+        from CervicalAIHubLib.dependencies import NotReadyError
+
+        device = device or self.settings()["device"]
+        if not self.ensureDependencies(device):
+            raise NotReadyError(self.dependencyPlan(device).message())
+        problems = self.modelProblems(purposes)
+        if problems:
+            raise NotReadyError("Model bundles cannot be used (see the CervicalAI module's Models section):\n"
+                                + "\n".join(problems))  # fmt: skip
+
     def ensureDependencies(self, device: str | None = None) -> bool:
-        """Install missing packages after the user agrees (pip_ensure when Slicer has it, else
-        pip_install); Slicer's own numpy/SimpleITK/VTK/scipy/pydicom are pinned, never replaced.
-        Returns True when everything the engine needs is there."""
+        """Install missing packages after the user agrees: slicer.packaging.pip_ensure (Slicer 5.12
+        and later), else slicer.util.pip_install (Slicer 5.10). Slicer's own numpy, SimpleITK, VTK,
+        scipy, pydicom and packaging are pinned by a constraints file, never replaced. While Slicer
+        runs its tests nothing is installed and no dialog is shown. Returns True when everything
+        the engine needs is there."""
         from CervicalAIHubLib.dependencies import constraints_text
 
         device = device or self.settings()["device"]
         plan = self.dependencyPlan(device)
         if plan.complete:
             return True
+        if slicer.app.testingEnabled():  # a self-test must not change Slicer's Python, nor wait on a dialog
+            logging.error(f"CervicalAI: Python packages missing: {plan.message()}")
+            return False
         if not plan.to_install:  # only things pip must not fix (extension, Slicer's own packages)
             slicer.util.errorDisplay(plan.message(), windowTitle="CervicalAI: Python packages")
             return False
         constraints = os.path.join(tempfile.mkdtemp(prefix="CervicalAI-"), "constraints.txt")
         with open(constraints, "w", encoding="utf-8") as file:
             file.write(constraints_text(plan))
-        pydeps = None
-        for name in ("slicer.pydeps", "slicer.packaging"):  # pip_ensure: slicer.pydeps since Slicer 5.11
-            try:
-                pydeps = importlib.import_module(name)
-            except ImportError:
-                continue
-            if hasattr(pydeps, "pip_ensure"):
-                break
-            pydeps = None
-        if pydeps is not None:
+        try:
+            packaging = importlib.import_module("slicer.packaging")  # Slicer 5.12 and later
+        except ImportError:
+            packaging = None
+        if packaging is not None and hasattr(packaging, "pip_ensure"):
             from packaging.requirements import Requirement
 
             try:
-                pydeps.pip_ensure([Requirement(spec) for spec in plan.to_install], constraints=constraints,
-                                  requester="CervicalAI", prompt_install=True, prompt_restart=True)  # fmt: skip
+                packaging.pip_ensure([Requirement(spec) for spec in plan.to_install], constraints=constraints,
+                                     requester="CervicalAI", prompt_install=True, prompt_restart=True)  # fmt: skip
             except RuntimeError as exc:  # the user declined
                 logging.info(f"CervicalAI: {exc}")
                 return False
@@ -452,6 +668,7 @@ class CervicalAITest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        self.assertEqual(unsupportedSlicerReason(), "")  # an unsupported Slicer fails here, with the reason
         self.setUp()
         self.test_engine_importable()
         self.setUp()
@@ -467,16 +684,23 @@ class CervicalAITest(ScriptedLoadableModuleTest):
         logging.info("CervicalAI engine %s imported", version)
 
     def test_packages_and_models(self):
-        from CervicalAIHubLib.bundles import bundle_cards, chosen_models_dir
+        """The gate the buttons use: packages complete and every shipped bundle verified."""
+        from CervicalAIHubLib.bundles import (
+            PREDICT_PURPOSES,
+            SEGMENT_PURPOSES,
+            bundle_cards,
+            chosen_models_dir,
+        )
         from CervicalAIHubLib.dependencies import SLICER_OWN
 
         logic = CervicalAILogic()
+        logic.ensureReady("cpu", SEGMENT_PURPOSES + PREDICT_PURPOSES)  # raises NotReadyError with the reason
         plan = logic.dependencyPlan("cpu")
-        self.assertEqual(plan.to_install, [], plan.message())
-        self.assertEqual(plan.extension_missing, [], plan.message())
-        for spec in plan.to_install:
-            self.assertNotIn(spec.split(">")[0].split("=")[0].lower(), {name.lower() for name in SLICER_OWN})
-        cards = bundle_cards(chosen_models_dir(""))
+        self.assertTrue(plan.complete, plan.message())
+        own = {name.lower() for name in SLICER_OWN}
+        for pin in plan.constraints:  # the constraints hold only Slicer's own packages, at their installed versions
+            self.assertIn(pin.split("==")[0].lower(), own)
+        cards = bundle_cards(chosen_models_dir(logic.settings()["bundleFolder"]))
         segmentation = [card for card in cards if card.purpose == "segmentation"][0]
         self.assertTrue(segmentation.usable, segmentation.problem)
         self.assertIn("synthetic", segmentation.training_data.lower())

@@ -37,7 +37,7 @@ class CervicalAIPredict(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "CervicalAI Predict"
         self.parent.categories = ["CervicalAI"]
-        self.parent.dependencies = ["CervicalAI", "CervicalAISegment"]
+        self.parent.dependencies = ["CervicalAI", "CervicalAISegment", "Segmentations", "SubjectHierarchy", "Markups", "Tables"]
         self.parent.contributors = ["CervicalAI contributors"]
         self.parent.helpText = (
             "Per-patient readout on the reviewed tumour segmentation: radiomics and deep-learning scores, "
@@ -88,9 +88,20 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._pollTimer = None
         self.clinicalWidgets = {}  # field name -> QLineEdit / QComboBox, built from CervicalAILib.clinical.FIELDS
         self.measureLines = {}  # field name -> vtkMRMLMarkupsLineNode
+        self._lineObservations = []  # (line, event, callback) added for the measure lines
+        self._unsupported = ""  # why this Slicer cannot run CervicalAI ("" when it can)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        from CervicalAI import unsupportedSlicerReason
+
+        self._unsupported = unsupportedSlicerReason()
+        if self._unsupported:  # an older Slicer: one sentence, nothing else is loaded
+            label = qt.QLabel(self._unsupported)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/CervicalAIPredict.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -144,6 +155,8 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 layout.addRow(row.label + ":", editor)
 
     def cleanup(self) -> None:
+        if self._unsupported:
+            return
         if self._run is not None and not self._run.finished:
             self._run.cancel()
         if self._pollTimer is not None:
@@ -151,9 +164,13 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.removeObservers()
 
     def enter(self) -> None:
+        if self._unsupported:
+            return
         self.initializeParameterNode()
 
     def exit(self) -> None:
+        if self._unsupported:
+            return
         self.saveClinicalToParameterNode(showErrors=False)
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
@@ -163,8 +180,15 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onSceneStartClose(self, caller, event) -> None:
         if self._run is not None and not self._run.finished:
             self._run.cancel()
-        self.measureLines = {}
+        self.removeMeasureLineObservers()
         self.setParameterNode(None)
+
+    def removeMeasureLineObservers(self) -> None:
+        """Forget the measure lines (their observers hold the line nodes of a closed scene)."""
+        for line, event, callback in self._lineObservations:
+            self.removeObserver(line, event, callback)
+        self._lineObservations = []
+        self.measureLines = {}
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -247,8 +271,10 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if line is None or slicer.mrmlScene.GetNodeByID(line.GetID()) is None:
             line = self.logic.newMeasurementLine(name)
             self.measureLines[name] = line
-            self.addObserver(line, line.PointPositionDefinedEvent, lambda caller, event, field=name: self.onLineChanged(field))
-            self.addObserver(line, line.PointModifiedEvent, lambda caller, event, field=name: self.onLineChanged(field))
+            callback = lambda caller, event, field=name: self.onLineChanged(field)  # noqa: E731
+            for event in (line.PointPositionDefinedEvent, line.PointModifiedEvent):
+                self.addObserver(line, event, callback)
+                self._lineObservations.append((line, event, callback))
         else:
             line.RemoveAllControlPoints()
         self.logic.startPlacing(line)
@@ -267,20 +293,19 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     # -- compute ----------------------------------------------------------------------------------
     def onComputeButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to compute the readout.", waitCursor=True):
-            import CervicalAI
-
-            if not CervicalAI.CervicalAILogic().ensureDependencies():
-                return
+        # the gate and the questions first (dialogs), the busy cursor only while the inputs are written
+        with slicer.util.tryWithErrorDisplay("CervicalAI cannot compute the readout yet."):
+            self.logic.ensureReady()
             values = self.logic.clinicalValues(self.clinicalTexts())  # refuses out-of-range values, naming them
             self._parameterNode.clinicalValues = self.logic.clinicalJson(self.clinicalTexts())
             segmentation = self._parameterNode.segmentation
             warning = self.logic.reviewWarning(segmentation)
-            if warning and not slicer.util.confirmOkCancelDisplay(
-                f"{warning}.\n\nCompute the readout anyway? It will say that the mask was not reviewed.",
-                windowTitle="Unreviewed segmentation",
-            ):
-                return
+        if warning and not slicer.util.confirmOkCancelDisplay(
+            f"{warning}.\n\nCompute the readout anyway? It will say that the mask was not reviewed.",
+            windowTitle="Unreviewed segmentation",
+        ):
+            return
+        with slicer.util.tryWithErrorDisplay("Failed to compute the readout.", waitCursor=True):
             self._run, self._runFolder = self.logic.startPredict(segmentation, values, self._parameterNode.t2Volume)
             self._runKind = "predict"
             self.ui.logTextEdit.clear()
@@ -444,14 +469,23 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
         return measured_text(name, line)
 
     # readout
+    def ensureReady(self, device: str | None = None) -> None:
+        """The hub's gate for Compute: Python packages and the risk-model bundles (NotReadyError if not)."""
+        import CervicalAI
+        from CervicalAIHubLib.bundles import PREDICT_PURPOSES
+
+        CervicalAI.CervicalAILogic().ensureReady(device or self.segmentLogic().settings()["device"], PREDICT_PURPOSES)
+
     def startPredict(self, segmentationNode, values: dict, t2Volume=None, wait: bool = False):
-        """Write the inputs and start `cervicalai predict` in the background; returns (run, output folder)."""
+        """Pass the gate, write the inputs and start `cervicalai predict` in the background; returns
+        (run, output folder)."""
         from CervicalAILib.background import BackgroundRun
         from CervicalAIPredictLib.inputs import prepare_inputs
         from CervicalAIPredictLib.readout import predict_step
         from CervicalAISegmentLib.pipeline import new_work_folder
 
         segment = self.segmentLogic()
+        self.ensureReady(segment.settings()["device"])  # the same gate as the button
         work = new_work_folder(segment.workBase(), f"{segmentationNode.GetName()}-readout")
         inputs = prepare_inputs(segmentationNode, work, values, t2Volume)
         for warning in inputs.warnings:
@@ -522,6 +556,9 @@ class CervicalAIPredictTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        from CervicalAI import unsupportedSlicerReason
+
+        self.assertEqual(unsupportedSlicerReason(), "")  # an unsupported Slicer fails here, with the reason
         self.setUp()
         self.test_measure_line()
         self.setUp()

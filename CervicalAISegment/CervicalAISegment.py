@@ -41,7 +41,7 @@ class CervicalAISegment(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "CervicalAI Segment"
         self.parent.categories = ["CervicalAI"]
-        self.parent.dependencies = ["CervicalAI"]
+        self.parent.dependencies = ["CervicalAI", "Segmentations", "SubjectHierarchy", "Markups"]
         self.parent.contributors = ["CervicalAI contributors"]
         self.parent.helpText = (
             "Automatic segmentation of the primary cervical tumour on the T2WI (with DWI, ADC and "
@@ -95,9 +95,19 @@ class CervicalAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._pollTimer = None
         self._observedSegmentation = None
         self._flagged = []  # FlaggedSlice list shown in flaggedSlicesList
+        self._unsupported = ""  # why this Slicer cannot run CervicalAI ("" when it can)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        from CervicalAI import unsupportedSlicerReason
+
+        self._unsupported = unsupportedSlicerReason()
+        if self._unsupported:  # an older Slicer: one sentence, nothing else is loaded
+            label = qt.QLabel(self._unsupported)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/CervicalAISegment.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -133,6 +143,8 @@ class CervicalAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        if self._unsupported:
+            return
         if self._run is not None and not self._run.finished:
             self._run.cancel()
         if self._pollTimer is not None:
@@ -140,11 +152,15 @@ class CervicalAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.removeObservers()
 
     def enter(self) -> None:
+        if self._unsupported:
+            return
         self.initializeParameterNode()
         self.segmentEditorWidget.installKeyboardShortcuts()
         self.updateSegmentEditor()
 
     def exit(self) -> None:
+        if self._unsupported:
+            return
         self.segmentEditorWidget.setActiveEffect(None)
         self.segmentEditorWidget.uninstallKeyboardShortcuts()
         self.segmentEditorWidget.removeViewObservations()
@@ -223,11 +239,10 @@ class CervicalAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     # -- automatic segmentation -------------------------------------------------------------------
     def onApplyButton(self) -> None:
+        # the gate may ask to install packages: its dialogs must not run under the busy cursor
+        with slicer.util.tryWithErrorDisplay("CervicalAI cannot segment yet."):
+            self.logic.ensureReady(self._parameterNode.device)
         with slicer.util.tryWithErrorDisplay("Failed to start the segmentation.", waitCursor=True):
-            import CervicalAI
-
-            if not CervicalAI.CervicalAILogic().ensureDependencies(self._parameterNode.device):
-                return
             roles = self.roleNodes()
             self.ui.logTextEdit.clear()
             self.ui.resultLabel.text = ""
@@ -326,8 +341,9 @@ class CervicalAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def updateSegmentEditor(self) -> None:
         segmentation = self._parameterNode.segmentation if self._parameterNode else None
         self.segmentEditorWidget.setSegmentationNode(segmentation)
-        source = self.logic.referencedT2(segmentation) or (self._parameterNode.t2Volume if self._parameterNode else None)
-        self.segmentEditorWidget.setSourceVolumeNode(source)
+        if segmentation is not None:  # a source volume without a segmentation is refused (and logged as an error)
+            source = self.logic.referencedT2(segmentation) or (self._parameterNode.t2Volume if self._parameterNode else None)
+            self.segmentEditorWidget.setSourceVolumeNode(source)
         self.segmentEditorWidget.readOnly = not self.logic.isEditable(segmentation)
 
     def updateReviewState(self) -> None:
@@ -425,12 +441,21 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
     def workBase(self) -> str:
         return os.path.join(slicer.app.temporaryPath, "CervicalAI")
 
+    @staticmethod
+    def ensureReady(device: str = "cpu") -> None:
+        """The hub's gate for Apply: Python packages and the segmentation bundles (NotReadyError if not)."""
+        import CervicalAI
+        from CervicalAIHubLib.bundles import SEGMENT_PURPOSES
+
+        CervicalAI.CervicalAILogic().ensureReady(device, SEGMENT_PURPOSES)
+
     def startSegmentation(self, roleNodes: dict, device: str = "cpu", wait: bool = False):
-        """Export the volumes and start register + segment in the background; returns (run, job)."""
+        """Pass the gate, export the volumes and start register + segment in the background; returns (run, job)."""
         from CervicalAILib.background import BackgroundRun
         from CervicalAISegmentLib.pipeline import new_work_folder, segmentation_job
         from CervicalAISegmentLib.volumes import export_case_folder
 
+        self.ensureReady(device)  # the same gate as the button: a self-test cannot pass where Apply is blocked
         t2 = roleNodes.get("T2W")
         if t2 is None:
             raise ValueError("Select the T2-weighted volume.")
@@ -538,6 +563,9 @@ class CervicalAISegmentTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        from CervicalAI import unsupportedSlicerReason
+
+        self.assertEqual(unsupportedSlicerReason(), "")  # an unsupported Slicer fails here, with the reason
         self.setUp()
         self.test_volume_roles_from_names()
         self.setUp()
@@ -566,7 +594,7 @@ class CervicalAISegmentTest(ScriptedLoadableModuleTest):
         from CervicalAILib import measure
         from CervicalAISegmentLib import nodes
         from CervicalAISegmentLib.review import review_state
-        from CervicalAISegmentLib.segmentation import TUMOUR_TERMINOLOGY, tumour_mask
+        from CervicalAISegmentLib.segmentation import TUMOUR_TERMINOLOGY, segment_terminology, tumour_mask
 
         self.delayDisplay("Segmenting a synthetic patient in the background")
         case, roleNodes = self.loadSyntheticCase()
@@ -578,7 +606,7 @@ class CervicalAISegmentTest(ScriptedLoadableModuleTest):
 
         segmentation = result.draft.GetSegmentation()
         self.assertEqual(segmentation.GetNumberOfSegments(), 1)
-        self.assertEqual(segmentation.GetNthSegment(0).GetTerminology(), TUMOUR_TERMINOLOGY)
+        self.assertEqual(segment_terminology(segmentation.GetNthSegment(0)), TUMOUR_TERMINOLOGY)
         mask = tumour_mask(result.draft)
         truth = case.labels["tumor"]
         volume = measure.volume_ml(mask)

@@ -55,10 +55,13 @@ def chosen_models_dir(bundle_folder: str = "") -> Path | None:
         return None
 
 
-def bundle_cards(folder: str | Path | None) -> list[BundleCard]:
-    """One card per default purpose, verified (hashes and schema) or with the reason it is not usable."""
+def bundle_cards(folder: str | Path | None, purposes: tuple[str, ...] | None = None) -> list[BundleCard]:
+    """One card per default purpose (or per one of `purposes`), verified (hashes and schema) or with
+    the reason it is not usable."""
     cards = []
     for purpose, name in DEFAULT_BUNDLES.items():
+        if purposes is not None and purpose not in purposes:
+            continue
         if folder is None:
             cards.append(BundleCard(purpose, Path(name), problem="no model folder found"))
             continue
@@ -83,6 +86,19 @@ def bundle_cards(folder: str | Path | None) -> list[BundleCard]:
             )
         )
     return cards
+
+
+# The bundles each background step needs (keys of DEFAULT_BUNDLES).
+SEGMENT_PURPOSES = ("segmentation", "segmentation-t2")
+PREDICT_PURPOSES = ("encoder-2d", "lnm", "stage_group")
+
+
+def model_problems(folder: str | Path | None, purposes: tuple[str, ...]) -> list[str]:
+    """Why the bundles for `purposes` cannot be used (verified as the engine will load them); [] when all can."""
+    unknown = [purpose for purpose in purposes if purpose not in DEFAULT_BUNDLES]
+    if unknown:
+        raise ValueError(f"unknown bundle purpose(s) {unknown} (known: {', '.join(DEFAULT_BUNDLES)})")
+    return [card.title() for card in bundle_cards(folder, tuple(purposes)) if not card.usable]
 
 
 def cards_text(cards: list[BundleCard]) -> str:

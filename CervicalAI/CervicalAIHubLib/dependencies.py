@@ -3,15 +3,18 @@
 Three kinds of package:
 
 - installed with pip on first use (after the user agrees): `REQUIREMENTS`;
-- Slicer's own (`SLICER_OWN`: numpy, SimpleITK, VTK, scipy, pydicom): never installed, upgraded
-  or replaced - other modules depend on exactly those builds; the pip run is constrained to the
-  installed versions, and a too-old one is reported (it needs a newer Slicer);
+- Slicer's own (`SLICER_OWN`: numpy, SimpleITK, VTK, scipy, pydicom, packaging): never installed,
+  upgraded or replaced - other modules depend on exactly those builds; the pip run is constrained
+  to the installed versions, and a too-old one is reported (it needs a newer Slicer). The minimum
+  versions are those of the oldest supported Slicer, 5.10.0 (numpy 2.0.2, scipy 1.13.1, pydicom
+  2.4.4, SimpleITK 2.5.2, packaging 25.0; 5.12 ships numpy 2.4.6, scipy 1.17.1, pydicom 3.0.2,
+  SimpleITK 2.5.5, packaging 26.2), and the engine works with each of them (requirements/compat/);
 - pyradiomics, which comes from the SlicerRadiomics extension (declared in EXTENSION_DEPENDS):
   reported with a pointer to the Extensions Manager, never pip-installed here.
 
-`install_plan()` answers what to do; the module then calls `pip_ensure` (`slicer.pydeps`, Slicer
-5.11+, with `packaging.requirements.Requirement` objects) or, in older Slicers,
-`slicer.util.pip_install` with the plan's requirement strings and constraints.
+`install_plan()` answers what to do; the hub then calls `slicer.packaging.pip_ensure` (Slicer 5.12
+and later, with `packaging.requirements.Requirement` objects and the constraints file) or, in
+Slicer 5.10, `slicer.util.pip_install` with the plan's requirement strings and `-c constraints`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+
+class NotReadyError(RuntimeError):
+    """A workflow step cannot run yet: Python packages or model bundles are missing (the message says which)."""
 
 
 @dataclass(frozen=True)
@@ -43,15 +50,19 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement("pykwalify>=1.8", "pykwalify", "checks radiomics settings (normally installed with SlicerRadiomics)"),
     Requirement("matplotlib>=3.8", "matplotlib", "draws the nomogram with the patient's values"),
     Requirement("nibabel>=5.0", "nibabel", "checks NIfTI headers of case folders"),
+    Requirement("trimesh>=4.0", "trimesh", "samples the sphere of the LBP3D radiomics filter (pyradiomics imports it; "
+                "SlicerRadiomics does not install it)"),
 )
 GPU_RUNTIME = "onnxruntime-gpu>=1.18"  # installed instead of onnxruntime when the GPU is chosen (never both)
-# Slicer's own packages: minimum versions the engine needs; never installed or replaced by CervicalAI.
+# Slicer's own packages: minimum versions the engine needs (those of Slicer 5.10.0, the oldest supported);
+# never installed or replaced by CervicalAI.
 SLICER_OWN: dict[str, str] = {
-    "numpy": ">=1.26",
-    "SimpleITK": ">=2.3",
+    "numpy": ">=2.0",
+    "SimpleITK": ">=2.5",
     "vtk": "",
-    "scipy": ">=1.11",
-    "pydicom": ">=3.0",
+    "scipy": ">=1.13",
+    "pydicom": ">=2.4",
+    "packaging": ">=23.0",
 }
 # Packages that come with an extension: distribution -> (import name, extension).
 FROM_EXTENSION: dict[str, tuple[str, str]] = {
@@ -60,8 +71,8 @@ FROM_EXTENSION: dict[str, tuple[str, str]] = {
 # Engine dependencies (pyproject.toml) not needed inside Slicer, and why.
 NOT_NEEDED_IN_SLICER: dict[str, str] = {
     "pyradiomics-bhklab": "the same `radiomics` package comes from the SlicerRadiomics extension",
-    "highdicom": "used only by the command-line exporters; Slicer ships its own",
-    "trimesh": "not imported by the engine at run time",
+    "highdicom": "used only by `cervicalai export dicom-seg` (Slicer 5.12 and later ship highdicom 0.27; "
+                 "inside Slicer, DICOM SEG is exported by Slicer's own DICOM module)",
 }
 
 
@@ -102,7 +113,7 @@ class InstallPlan:
         if self.to_install:
             lines.append("CervicalAI needs these Python packages, installed into Slicer's Python with pip:")
             lines += [f"  - {spec}: {self.reasons.get(spec, '')}" for spec in self.to_install]
-            lines.append("Slicer's own numpy, SimpleITK, VTK, scipy and pydicom are not changed.")
+            lines.append("Slicer's own numpy, SimpleITK, VTK, scipy, pydicom and packaging are not changed.")
         if self.extension_missing:
             lines.append("Install with the Extensions Manager, then restart Slicer:")
             lines += [f"  - {item}" for item in self.extension_missing]

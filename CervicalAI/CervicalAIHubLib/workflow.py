@@ -59,12 +59,7 @@ def workflow_state(scene) -> dict[str, StepState]:
     state["review"] = StepState(
         bool(reviewed), f"reviewed: {reviewed[-1].GetName()}" if reviewed else "no reviewed segmentation"
     )
-    tables = []
-    collection = scene.GetNodesByClass("vtkMRMLTableNode")
-    for index in range(collection.GetNumberOfItems()):
-        node = collection.GetItemAsObject(index)
-        if node.GetAttribute(N.STATUS) == N.STATUS_READOUT:
-            tables.append(node)
+    tables = [node for node in N.nodes_by_class(scene, "vtkMRMLTableNode") if node.GetAttribute(N.STATUS) == N.STATUS_READOUT]
     state["predict"] = StepState(bool(tables), f"readout: {tables[-1].GetName()}" if tables else "no readout")
     exported = [node for node in reviewed if node.GetAttribute(EXPORTED_TO)]
     state["export"] = StepState(

@@ -52,7 +52,7 @@ FIELDS: dict[str, Field] = {
 def _as_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, (int, float)) and value in (0, 1):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("yes", "true", "1", "no", "false", "0"):
         return value.strip().lower() in ("yes", "true", "1")
@@ -71,7 +71,14 @@ def validate_clinical(values: dict[str, Any], required: tuple[str, ...] = ()) ->
         if field is None or value is None or value == "":
             clean[name] = None if value == "" else value
             continue
+        if isinstance(value, (dict, list, tuple, set)):
+            raise InputError(f"clinical value {name}={value!r} must be a single value, not a JSON "
+                             f"{'object' if isinstance(value, dict) else 'list'}")
         if field.kind == "number":
+            if isinstance(value, bool):
+                # JSON true/false is not a measurement (float(True) would be 1 mm)
+                raise InputError(f"clinical value {name}={str(value).lower()} is a yes/no value, not a number "
+                                 f"({field.unit or 'a number'})")
             try:
                 number = float(value)
             except (TypeError, ValueError):
@@ -87,8 +94,15 @@ def validate_clinical(values: dict[str, Any], required: tuple[str, ...] = ()) ->
         elif field.kind == "bool":
             clean[name] = _as_bool(name, value)
         elif field.kind == "text":
+            if isinstance(value, bool):
+                raise InputError(f"clinical value {name}={str(value).lower()} is not a name")
             clean[name] = str(value).strip() or None
+            if clean[name] is not None and (len(clean[name]) > 200 or any(ord(c) < 32 for c in clean[name])):
+                raise InputError(f"clinical value {name}={value!r} is not a plausible name (control characters or "
+                                 "more than 200 characters)")
         else:
+            if not isinstance(value, str):
+                raise InputError(f"clinical value {name}={value!r} must be one of {', '.join(field.choices)} (as text)")
             text = str(value).strip()
             match = {choice.lower(): choice for choice in field.choices}.get(text.lower())
             if match is None:

@@ -18,6 +18,7 @@ class InputError(CervicalAIError):
 
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = Path(path) if path is not None else None
+        self.message = message  # without the path
         super().__init__(f"{path}: {message}" if path is not None else message)
 
 

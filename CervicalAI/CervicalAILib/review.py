@@ -9,7 +9,6 @@ recorded, so a mask edited after review is detected as unreviewed again.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,13 +92,22 @@ def read_review(mask_path: str | Path) -> ReviewRecord:
     path = record_path(mask_path)
     if not path.is_file():
         return ReviewRecord(reviewed=False, origin="automatic")
+    from .io.json_input import read_json
+
+    data = read_json(path, "review record")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        record = ReviewRecord(**data)
-    except (json.JSONDecodeError, TypeError) as exc:
+        record = ReviewRecord(**data) if isinstance(data, dict) else None
+    except TypeError as exc:
         raise InputError(f"review record is not valid ({exc})", path) from exc
+    if record is None:
+        raise InputError("review record must hold a JSON object", path)
     if record.origin not in ORIGINS:
         raise InputError(f"review record has unknown origin {record.origin!r}", path)
+    kinds = {"reviewed": bool, "reviewer": (str, type(None)), "reviewed_at": (str, type(None)),
+             "mask_sha256": (str, type(None)), "automatic_model": (str, type(None)), "edit_metrics": dict}
+    wrong = [name for name, kind in kinds.items() if not isinstance(getattr(record, name), kind)]
+    if wrong:
+        raise InputError(f"review record has values of the wrong type ({', '.join(wrong)})", path)
     if record.reviewed and record.mask_sha256 != sha256_file(mask_path):
         # the mask was edited after the review: the review no longer describes it
         return ReviewRecord(reviewed=False, origin="edited", automatic_model=record.automatic_model)

@@ -53,6 +53,19 @@ def now_utc(now: _dt.datetime | None = None) -> _dt.datetime:
     return (now or _dt.datetime.now(_dt.UTC)).replace(microsecond=0)
 
 
+def nodes_by_class(scene, class_name: str) -> list[Any]:
+    """The scene's nodes of a class, oldest first, as a list.
+
+    `vtkMRMLScene.GetNodesByClass` returns a new collection that the caller owns (as in C++):
+    without `UnRegister` it is never freed, and neither are the nodes it holds, so a scene closed
+    after the hub's workflow refresh would keep its volumes in memory. Slicer's own
+    `slicer.util.getNodesByClass` releases it the same way.
+    """
+    collection = scene.GetNodesByClass(class_name)
+    collection.UnRegister(None)  # the Python wrapper keeps the collection alive while it is used here
+    return [collection.GetItemAsObject(index) for index in range(collection.GetNumberOfItems())]
+
+
 def status_of(node) -> str:
     """The CervicalAI status attribute of a node ("" for nodes CervicalAI did not make)."""
     return (node.GetAttribute(STATUS) or "") if node is not None else ""

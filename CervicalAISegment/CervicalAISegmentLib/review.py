@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,21 +74,70 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+# Verdicts of the content-hash check, by what the hash depends on (see _hash_inputs): the widgets ask
+# for the review state on every parameter change (each keystroke in the reviewer's name), and hashing
+# a clinical-size mask takes tens of milliseconds (Testing/benchmarks/results/slicer.md).
+_VERDICTS: OrderedDict[tuple, bool] = OrderedDict()
+_VERDICTS_KEPT = 64
+
+
 def review_state(node) -> str:
     """"automatic", "draft", "reviewed", "edited after review" (a reviewed copy whose mask no
     longer matches its recorded content hash) or "not a CervicalAI segmentation"."""
     status = N.status_of(node)
     if status not in (N.STATUS_AUTOMATIC, N.STATUS_DRAFT, N.STATUS_REVIEWED):
         return NOT_CERVICALAI
-    if status == N.STATUS_REVIEWED:
-        recorded = node.GetAttribute(N.MASK_SHA256)
-        try:
-            current = mask_sha256(tumour_mask(node))
-        except InputError:
-            return EDITED_AFTER_REVIEW
-        if recorded != current:
-            return EDITED_AFTER_REVIEW
+    if status == N.STATUS_REVIEWED and not _mask_matches_record(node):
+        return EDITED_AFTER_REVIEW
     return status
+
+
+def _mask_matches_record(node) -> bool:
+    """Whether the reviewed copy's mask still has the content hash recorded when it was frozen."""
+    key = _hash_inputs(node)
+    if key is not None and key in _VERDICTS:
+        _VERDICTS.move_to_end(key)
+        return _VERDICTS[key]
+    try:
+        matches = mask_sha256(tumour_mask(node)) == node.GetAttribute(N.MASK_SHA256)
+    except InputError:
+        matches = False
+    if key is not None:
+        _VERDICTS[key] = matches
+        while len(_VERDICTS) > _VERDICTS_KEPT:
+            _VERDICTS.popitem(last=False)
+    return matches
+
+
+def _hash_inputs(node) -> tuple | None:
+    """Everything the mask's content hash depends on, cheap to read: the node's, its segmentation's
+    and each segment's labelmap modification times (VTK's are global and never repeat), the
+    recorded hash, and the T2WI grid the mask is sampled on (with parent transforms). None when
+    it cannot be read (then the hash is computed)."""
+    import slicer
+    import vtk
+
+    try:
+        segmentation = node.GetSegmentation()
+        labelmap_name = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+        segments = []
+        for index in range(segmentation.GetNumberOfSegments()):
+            representation = segmentation.GetNthSegment(index).GetRepresentation(labelmap_name)
+            segments.append((segmentation.GetNthSegmentID(index),
+                             representation.GetMTime() if representation is not None else 0))  # fmt: skip
+        t2 = node.GetNodeReference(N.REFERENCE_ROLE["T2W"])
+        grid = (tuple(N.world_ijk_to_ras(t2).ravel()), N.volume_size(t2)) if t2 is not None else None
+        parent, to_world = node.GetParentTransformNode(), None
+        if parent is not None:
+            if not parent.IsTransformToWorldLinear():
+                return None
+            matrix = vtk.vtkMatrix4x4()
+            parent.GetMatrixTransformToWorld(matrix)
+            to_world = tuple(matrix.GetElement(row, column) for row in range(4) for column in range(4))
+        return (node.GetID(), node.GetMTime(), segmentation.GetMTime(), tuple(segments), node.GetAttribute(N.MASK_SHA256),
+                grid, to_world)  # fmt: skip
+    except (AttributeError, InputError):
+        return None
 
 
 def is_reviewed(node) -> bool:

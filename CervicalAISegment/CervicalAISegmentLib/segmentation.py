@@ -86,8 +86,22 @@ def mask_sha256(mask: sitk.Image) -> str:
     return digest.hexdigest()
 
 
+def set_segment_terminology(segment, entry: str) -> None:
+    """Store a terminology entry on a vtkSegment as Slicer does, in the tag named by
+    `GetTerminologyEntryTagName()`: works on every Slicer (SetTerminology exists from 5.10 only)."""
+    segment.SetTag(segment.GetTerminologyEntryTagName(), entry)
+
+
+def segment_terminology(segment) -> str:
+    """A vtkSegment's terminology entry ("" when it has none); GetTerminology exists from 5.10 only."""
+    import vtk
+
+    value = vtk.reference("")
+    return str(value) if segment.GetTag(segment.GetTerminologyEntryTagName(), value) else ""
+
+
 def set_tumour_terminology(segment) -> None:
-    segment.SetTerminology(TUMOUR_TERMINOLOGY)
+    set_segment_terminology(segment, TUMOUR_TERMINOLOGY)
     segment.SetName(TUMOUR_SEGMENT_NAME)
     segment.SetColor(*TUMOUR_COLOR)
 
@@ -101,7 +115,7 @@ def tumour_segment_id(node) -> str | None:
         return recorded
     for index in range(segmentation.GetNumberOfSegments()):
         segment = segmentation.GetNthSegment(index)
-        if segment.GetTerminology() == TUMOUR_TERMINOLOGY or segment.GetName() == TUMOUR_SEGMENT_NAME:
+        if segment_terminology(segment) == TUMOUR_TERMINOLOGY or segment.GetName() == TUMOUR_SEGMENT_NAME:
             return segmentation.GetNthSegmentID(index)
     return None
 
@@ -266,10 +280,5 @@ def _display_as_probability(scene, node) -> None:
 
 def segmentations_of(scene, status: str | None = None) -> list[Any]:
     """CervicalAI segmentation nodes in the scene (optionally with one status), oldest first."""
-    found = []
-    collection = scene.GetNodesByClass("vtkMRMLSegmentationNode")
-    for index in range(collection.GetNumberOfItems()):
-        node = collection.GetItemAsObject(index)
-        if N.status_of(node) and (status is None or N.status_of(node) == status):
-            found.append(node)
-    return found
+    return [node for node in N.nodes_by_class(scene, "vtkMRMLSegmentationNode")
+            if N.status_of(node) and (status is None or N.status_of(node) == status)]  # fmt: skip

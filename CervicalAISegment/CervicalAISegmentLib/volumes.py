@@ -41,7 +41,7 @@ from CervicalAILib.io.study import (
     recognise,
 )
 
-from .nodes import ROLE, STATUS, lps_direction, volume_size
+from .nodes import ROLE, STATUS, lps_direction, nodes_by_class, volume_size
 
 # DICOM files read per node to recognise it (first, middle and last slice: enough for b-values).
 DICOM_FILES_PER_NODE = 3
@@ -143,9 +143,7 @@ def recognise_volume_node(node, dicom_files: Sequence[Path] | None = None) -> tu
 def candidate_volumes(scene) -> list[Any]:
     """Scalar volumes a user could pick as a sequence (not labelmaps, not CervicalAI outputs)."""
     nodes = []
-    collection = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
-    for index in range(collection.GetNumberOfItems()):
-        node = collection.GetItemAsObject(index)
+    for node in nodes_by_class(scene, "vtkMRMLScalarVolumeNode"):
         if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetAttribute(STATUS):
             continue
         if node.GetHideFromEditors() or node.GetImageData() is None:

@@ -35,6 +35,7 @@ def main() -> int:
         "readout": [],
         "extract": ["--quick"],
         "slicer": [],
+        "web_review": [],
     }
     if args.only:
         runs = {name: extra for name, extra in runs.items() if name in args.only}

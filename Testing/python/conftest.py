@@ -19,6 +19,12 @@ for module in ("CervicalAISegment", "CervicalAIPredict", "CervicalAI"):
         sys.path.append(path)
 
 
+# The compatibility tier's tooling (Testing/compat): what each Slicer version ships, its environments.
+if str(REPO / "Testing" / "compat") not in sys.path:
+    sys.path.append(str(REPO / "Testing" / "compat"))
+import slicer_versions  # noqa: E402, F401  (tests import it from here)
+
+
 def refdata_path(*parts: str) -> Path:
     """Path inside ../shared/refdata, or skip the test with the reason when it is absent."""
     path = REFDATA.joinpath(*parts)

@@ -19,6 +19,8 @@ import SimpleITK as sitk
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from CervicalAILib.io.dicom_write import save_dicom_file
+
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
@@ -152,7 +154,7 @@ def make_series(
             else:
                 path = folder / ordered_name
             path.parent.mkdir(parents=True, exist_ok=True)
-            ds.save_as(path, enforce_file_format=True)
+            save_dicom_file(ds, path)  # pydicom 2.4 (Slicer 5.10) or 3.x
             files.append(path)
     return SyntheticSeries(files, expected, series_uid, study_uid, [d for d, _ in datasets])
 

@@ -212,7 +212,10 @@ def test_bad_input_is_refused_clearly(tmp_path, cases):
         export_nnunet(cases, tmp_path / "raw", 1000, "X")
     with pytest.raises(InputError, match="no spaces"):
         export_nnunet(cases, tmp_path / "raw", 5, "bad name")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="not a case folder"):
+        export_nnunet([tmp_path / "empty"], tmp_path / "raw", 5, "X")
+    with pytest.raises(InputError, match="lies inside the input"):  # the data set would be written into the input
         export_nnunet([tmp_path], tmp_path / "raw", 5, "X")
     no_label = write_case(tmp_path / "in" / "NOLABEL", {"T2W": sitk.ReadImage(str(cases[0] / "T2W.nii.gz"))})
     result = export_nnunet(cases[:1] + [no_label], tmp_path / "raw", 6, "X", registration="none")

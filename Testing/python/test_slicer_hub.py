@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAIHubLib.bundles import bundle_cards, cards_text, chosen_models_dir
+from CervicalAIHubLib.bundles import (
+    PREDICT_PURPOSES,
+    SEGMENT_PURPOSES,
+    bundle_cards,
+    cards_text,
+    chosen_models_dir,
+    model_problems,
+)
 from CervicalAIHubLib.dependencies import (
     FROM_EXTENSION,
     GPU_RUNTIME,
@@ -25,59 +32,75 @@ from CervicalAILib.io.case import write_case
 from CervicalAILib.io.mrml import volume_node_from_image
 from CervicalAILib.models.bundle import write_bundle
 from CervicalAILib.resources import DEFAULT_BUNDLES
-from conftest import REPO
+from conftest import REPO, slicer_versions
 
-# Versions as in a current Slicer with SlicerRadiomics and nothing else installed.
-SLICER = {"numpy": "2.4.6", "SimpleITK": "2.5.5", "scipy": "1.17.1", "pydicom": "3.0.2", "pyradiomics": "3.1.0",
-          "PyWavelets": "1.8.0", "pykwalify": "1.8.0", "PyYAML": "6.0.2"}  # fmt: skip
-EVERYTHING = {**SLICER, "onnxruntime": "1.22.0", "matplotlib": "3.10.0", "nibabel": "5.3.2"}
+# What each Slicer's Python holds: its bundled packages and built-in VTK (exact pins read from its
+# source, requirements/compat/slicer-<version>.txt) plus what SlicerRadiomics adds.
+SUPPORTED = slicer_versions.SUPPORTED
+HUB_INSTALLS = {"onnxruntime": "1.31.1", "pyyaml": "6.0.3", "matplotlib": "3.11.2", "nibabel": "5.4.2", "trimesh": "5.2.0"}
 
 
 def versions(table):
-    return lambda name: table.get(name)
+    found = {slicer_versions.normalise(name): version for name, version in table.items() if version is not None}
+    return lambda name: found.get(slicer_versions.normalise(name))
 
 
-# --- Python packages -----------------------------------------------------------------------------------
+def test_the_pin_files_are_read_from_slicer_and_say_what_each_version_ships():
+    """Spot checks against Slicer's SuperBuild files (tags v5.8.1, v5.10.0, v5.12.3, main)."""
+    assert {v: slicer_versions.header(v)["python"] for v in slicer_versions.known_versions()} == {
+        "5.8": "3.9.10", "5.10": "3.12.10", "5.12": "3.12.10", "5.13": "3.12.10"}
+    ships = {v: {name: slicer_versions.bundled(v, with_extension=False)[name] for name in ("numpy", "scipy", "pydicom", "simpleitk", "vtk")}
+             for v in slicer_versions.known_versions()}  # fmt: skip
+    assert ships["5.8"] == {"numpy": "1.26.4", "scipy": "1.13.1", "pydicom": "2.4.4", "simpleitk": "2.3.1", "vtk": "9.2.20230607"}
+    assert ships["5.10"] == {"numpy": "2.0.2", "scipy": "1.13.1", "pydicom": "2.4.4", "simpleitk": "2.5.2", "vtk": "9.5.2"}
+    assert ships["5.12"] == ships["5.13"] == {"numpy": "2.4.6", "scipy": "1.17.1", "pydicom": "3.0.2", "simpleitk": "2.5.5", "vtk": "9.6.2"}
+    assert "highdicom" not in slicer_versions.bundled("5.10") and slicer_versions.bundled("5.12")["highdicom"] == "0.27.0"
+    assert slicer_versions.header("5.8")["supported"] == "no"
+    assert all(slicer_versions.header(v)["supported"] == "yes" for v in SUPPORTED)
 
-def test_nothing_to_do_when_everything_is_there():
-    plan = install_plan("cpu", versions(EVERYTHING), imported={"vtk": object()})
-    assert plan.complete and plan.to_install == [] and not plan.restart_needed
-    assert plan.message() == "All Python packages CervicalAI needs are installed."
 
-
-def test_missing_packages_are_installed_but_slicers_own_are_pinned_never_replaced():
-    plan = install_plan("cpu", versions(SLICER), imported={"vtk": object()})
-    assert plan.to_install == ["onnxruntime>=1.18", "matplotlib>=3.8", "nibabel>=5.0"]
-    assert plan.upgrades == [] and not plan.restart_needed and plan.slicer_problems == []
-    assert plan.constraints == ["numpy==2.4.6", "SimpleITK==2.5.5", "scipy==1.17.1", "pydicom==3.0.2"]
-    text = constraints_text(plan)
-    assert "numpy==2.4.6\n" in text and "SimpleITK==2.5.5\n" in text
-    assert "draws the nomogram" in plan.message() and "numpy, SimpleITK, VTK" in plan.message()
+@pytest.mark.parametrize("slicer_version", SUPPORTED)
+def test_each_supported_slicer_needs_only_pip_only_packages(slicer_version):
+    """With the Slicer's own packages and SlicerRadiomics, the plan installs only what Slicer lacks,
+    pins every Slicer package it found at its installed version, and reports no problem."""
+    shipped = slicer_versions.bundled(slicer_version)
+    plan = install_plan("cpu", versions(shipped), imported={"vtk": object()})
+    assert plan.slicer_problems == [] and plan.extension_missing == [], plan.message()
+    assert plan.to_install == ["onnxruntime>=1.18", "PyYAML>=6.0", "matplotlib>=3.8", "nibabel>=5.0", "trimesh>=4.0"]
     for spec in plan.to_install:
-        assert spec.split(">")[0].lower() not in {name.lower() for name in SLICER_OWN}
+        assert slicer_versions.normalise(spec.split(">")[0]) not in shipped  # nothing Slicer ships is (re)installed
+    expected = [f"{name}=={shipped[slicer_versions.normalise(name)]}" for name in SLICER_OWN]
+    assert plan.constraints == expected
+    text = constraints_text(plan)
+    assert f"numpy=={shipped['numpy']}\n" in text and f"pydicom=={shipped['pydicom']}\n" in text
+    assert "draws the nomogram" in plan.message() and "numpy, SimpleITK, VTK, scipy, pydicom and packaging" in plan.message()
+    after = install_plan("cpu", versions({**shipped, **HUB_INSTALLS}), imported={"vtk": object()})
+    assert after.complete and after.to_install == [] and not after.restart_needed
+    assert after.message() == "All Python packages CervicalAI needs are installed."
 
 
-def test_too_old_slicer_packages_are_reported_not_upgraded():
-    old = {**EVERYTHING, "numpy": "1.24.4", "pydicom": "2.4.4"}
-    plan = install_plan("cpu", versions(old), imported={"vtk": object()})
+def test_slicer_5_8_is_refused_with_the_packages_that_are_too_old():
+    plan = install_plan("cpu", versions({**slicer_versions.bundled("5.8"), **HUB_INSTALLS}), imported={"vtk": object()})
     assert plan.to_install == []
-    assert plan.slicer_problems == ["numpy 1.24.4 is installed; the engine needs numpy>=1.26",
-                                    "pydicom 2.4.4 is installed; the engine needs pydicom>=3.0"]  # fmt: skip
+    assert plan.slicer_problems == ["numpy 1.26.4 is installed; the engine needs numpy>=2.0",
+                                    "SimpleITK 2.3.1 is installed; the engine needs SimpleITK>=2.5"]  # fmt: skip
     assert not plan.complete and "newer Slicer" in plan.message()
-    assert "numpy==1.24.4" in plan.constraints
+    assert "numpy==1.26.4" in plan.constraints
 
 
 def test_gpu_runtime_is_chosen_only_when_no_runtime_is_installed():
-    plan = install_plan("gpu", versions(SLICER), imported={"vtk": object()})
+    shipped = slicer_versions.bundled("5.12")
+    plan = install_plan("gpu", versions(shipped), imported={"vtk": object()})
     assert GPU_RUNTIME in plan.to_install and "onnxruntime>=1.18" not in plan.to_install
-    with_gpu = install_plan("cpu", versions({**EVERYTHING, "onnxruntime": None, "onnxruntime-gpu": "1.22.0"}), imported={"vtk": 1})
+    everything = {**shipped, **HUB_INSTALLS}
+    with_gpu = install_plan("cpu", versions({**everything, "onnxruntime": None, "onnxruntime-gpu": "1.22.0"}), imported={"vtk": 1})
     assert with_gpu.complete  # the GPU runtime also serves the CPU
-    cpu_kept = install_plan("gpu", versions(EVERYTHING), imported={"vtk": 1})
+    cpu_kept = install_plan("gpu", versions(everything), imported={"vtk": 1})
     assert cpu_kept.complete  # never a second runtime beside the first
 
 
 def test_an_old_runtime_is_upgraded_in_place_and_asks_for_a_restart_when_loaded():
-    old = {**EVERYTHING, "onnxruntime-gpu": "1.16.3", "onnxruntime": None}
+    old = {**slicer_versions.bundled("5.10"), **HUB_INSTALLS, "onnxruntime-gpu": "1.16.3", "onnxruntime": None}
     plan = install_plan("cpu", versions(old), imported={"vtk": 1, "onnxruntime": 1})
     assert plan.to_install == ["onnxruntime-gpu>=1.18"] and plan.upgrades == ["onnxruntime-gpu>=1.18"]
     assert plan.restart_needed and "restarted" in plan.message()
@@ -85,17 +108,19 @@ def test_an_old_runtime_is_upgraded_in_place_and_asks_for_a_restart_when_loaded(
 
 
 def test_pyradiomics_comes_from_the_extension():
-    plan = install_plan("cpu", versions({**EVERYTHING, "pyradiomics": None}), imported={"vtk": 1})
+    without = {**slicer_versions.bundled("5.10", with_extension=False), **HUB_INSTALLS, "pywavelets": "1.9.0", "pykwalify": "1.8.0"}
+    plan = install_plan("cpu", versions(without), imported={"vtk": 1})
     assert plan.extension_missing == ["pyradiomics (import radiomics): install the SlicerRadiomics extension"]
     assert plan.to_install == [] and "Extensions Manager" in plan.message()
-    bhklab = install_plan("cpu", versions({**EVERYTHING, "pyradiomics": None, "pyradiomics-bhklab": "3.1.4"}), imported={"vtk": 1})
-    assert bhklab.complete
+    slicer_radiomics = install_plan("cpu", versions({**without, "pyradiomics": "3.1.0.post2"}), imported={"vtk": 1})
+    assert slicer_radiomics.complete  # SlicerRadiomics' own build (pyradiomics 3.1.0+2) counts too
 
 
 def test_vtk_built_into_slicer_counts_as_present():
-    plan = install_plan("cpu", versions(EVERYTHING), imported={"vtkmodules": 1})
+    everything = {**slicer_versions.bundled("5.12"), **HUB_INSTALLS, "vtk": None}
+    plan = install_plan("cpu", versions(everything), imported={"vtkmodules": 1})
     assert plan.complete and not any(pin.startswith("vtk") for pin in plan.constraints)
-    missing = install_plan("cpu", versions(EVERYTHING), imported={})
+    missing = install_plan("cpu", versions(everything), imported={})
     assert missing.complete  # no vtk distribution and none imported: nothing pip could (or should) do
 
 
@@ -165,6 +190,24 @@ def test_bundle_cards_show_verified_bundles_and_why_others_are_unusable(tmp_path
     assert "Lymph-node metastasis risk model (DLRC): not available" in text
     assert chosen_models_dir(str(tmp_path)) == tmp_path
     assert all(not card.usable for card in bundle_cards(None))
+
+
+def test_model_problems_name_the_unusable_bundles_a_step_needs(tmp_path):
+    """What the gate of Apply/Compute (and the self-tests) reports about the models."""
+    make_bundle(tmp_path)
+    tampered = make_bundle(tmp_path, DEFAULT_BUNDLES["lnm"])
+    (tampered.path / "weights.json").write_text('{"changed": true}')
+    assert model_problems(tmp_path, ("segmentation",)) == []
+    problems = model_problems(tmp_path, PREDICT_PURPOSES)
+    assert len(problems) == 3
+    assert any(problem.startswith("Lymph-node metastasis risk model (DLRC): not available") and "weights.json" in problem
+               for problem in problems)  # fmt: skip
+    assert any(problem.startswith("Deep-feature encoder (2D): not available (not installed") for problem in problems)
+    assert model_problems(tmp_path, SEGMENT_PURPOSES) == [f"Tumour segmentation (T2WI only, fallback): not available "
+                                                          f"(not installed ({tmp_path / DEFAULT_BUNDLES['segmentation-t2']} has no bundle.json))"]  # fmt: skip
+    with pytest.raises(ValueError, match="unknown bundle purpose"):
+        model_problems(tmp_path, ("lung",))
+    assert model_problems(chosen_models_dir(""), SEGMENT_PURPOSES + PREDICT_PURPOSES) == []  # the shipped bundles
 
 
 # --- workflow state on real MRML ------------------------------------------------------------------------

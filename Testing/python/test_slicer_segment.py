@@ -37,7 +37,9 @@ from CervicalAISegmentLib.segmentation import (  # noqa: E402
     TUMOUR_TERMINOLOGY,
     flagged_from_node,
     import_segmentation_result,
+    segment_terminology,
     segmentations_of,
+    set_segment_terminology,
     tumour_mask,
 )
 from CervicalAISegmentLib.volumes import (  # noqa: E402
@@ -129,6 +131,18 @@ def test_tumour_terminology_is_a_valid_slicer_entry_with_snomed_codes():
     assert logic.SerializeTerminologyEntry(entry) == TUMOUR_TERMINOLOGY  # Slicer's own writer gives the same string
 
 
+def test_terminology_is_stored_in_the_tag_every_slicer_reads():
+    """SetTerminology/GetTerminology exist from Slicer 5.10 only; the tag they wrap exists in every
+    version. Written through the tag, read back through both."""
+    segment = slicer.vtkSegment()
+    set_segment_terminology(segment, TUMOUR_TERMINOLOGY)
+    assert segment_terminology(segment) == TUMOUR_TERMINOLOGY
+    assert segment.GetTerminology() == TUMOUR_TERMINOLOGY  # the 5.10+ accessor sees the same entry
+    other = slicer.vtkSegment()
+    other.SetTerminology("Segmentation category and type - 3D Slicer General Anatomy list~SCT^85756007^Tissue~SCT^85756007^Tissue~^^~Anatomic codes - DICOM master list~^^~^^")
+    assert segment_terminology(other).endswith("SCT^85756007^Tissue~^^~Anatomic codes - DICOM master list~^^~^^")
+
+
 # --- importing a result ----------------------------------------------------------------------------
 
 def test_import_creates_frozen_automatic_draft_and_probability_on_the_t2_grid(scene, imported, tmp_path):
@@ -142,7 +156,7 @@ def test_import_creates_frozen_automatic_draft_and_probability_on_the_t2_grid(sc
         segmentation = node.GetSegmentation()
         assert segmentation.GetNumberOfSegments() == 1
         segment = segmentation.GetNthSegment(0)
-        assert segment.GetTerminology() == TUMOUR_TERMINOLOGY and segment.GetName() == "Cervical tumour"
+        assert segment_terminology(segment) == TUMOUR_TERMINOLOGY and segment.GetName() == "Cervical tumour"
         assert node.GetNodeReference(N.REFERENCE_ROLE["T2W"]) is t2
         assert node.GetAttribute(N.MODEL) == "cervix-tumor-seg-mpmri@1.0.0"
         assert node.GetAttribute(N.CASE_FOLDER) == str(tmp_path.resolve())
@@ -314,6 +328,66 @@ def test_an_edit_to_the_reviewed_copy_is_detected(scene, imported, tmp_path):
     assert review_state(review.reviewed) == EDITED_AFTER_REVIEW
     mask_path, reviewed = export_tumour_mask(review.reviewed, tmp_path / "export")
     assert not reviewed and not record_path(mask_path).exists()  # exported as unreviewed
+
+
+def test_review_state_is_hashed_again_only_when_the_mask_can_have_changed(scene, imported, tmp_path, monkeypatch):
+    """The widgets ask for the review state on every parameter change (each keystroke of the
+    reviewer's name): the content hash is computed once per version of the mask, and any edit
+    (a replaced labelmap, an in-place change, a moved T2WI) is still seen."""
+    from CervicalAISegmentLib import review as review_module
+
+    t2, _, _, result = imported
+    review = mark_reviewed(scene, result.draft, "R", tmp_path / "r")
+    hashed = []
+    original = review_module.mask_sha256
+    monkeypatch.setattr(review_module, "mask_sha256", lambda mask: hashed.append(1) or original(mask))
+    for _ in range(5):  # five keystrokes
+        assert review_state(review.reviewed) == N.STATUS_REVIEWED
+    assert len(hashed) == 1
+    review.reviewed.SetAttribute("CervicalAI.Note", "unrelated attribute")  # node modified: hashed again, same verdict
+    assert review_state(review.reviewed) == N.STATUS_REVIEWED and len(hashed) == 2
+
+    # an in-place edit of the labelmap (as an editor effect does), then Modified()
+    segmentation = review.reviewed.GetSegmentation()
+    name = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    labelmap = segmentation.GetNthSegment(0).GetRepresentation(name)
+    from vtk.util import numpy_support
+
+    voxels = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
+    voxels[np.flatnonzero(voxels)[:5]] = 0
+    labelmap.Modified()
+    assert review_state(review.reviewed) == EDITED_AFTER_REVIEW and len(hashed) == 3
+    assert review_state(review.reviewed) == EDITED_AFTER_REVIEW and len(hashed) == 3
+
+    # moving the T2WI changes the grid the mask is sampled on: checked again
+    second = mark_reviewed(scene, result.draft, "R", tmp_path / "r2")
+    assert review_state(second.reviewed) == N.STATUS_REVIEWED
+    count = len(hashed)
+    matrix = vtk.vtkMatrix4x4()
+    t2.GetIJKToRASMatrix(matrix)
+    matrix.SetElement(0, 3, matrix.GetElement(0, 3) + 5.0)
+    t2.SetIJKToRASMatrix(matrix)
+    review_state(second.reviewed)
+    assert len(hashed) == count + 1
+
+
+def test_scene_queries_release_the_node_collections(scene, imported):
+    """vtkMRMLScene.GetNodesByClass returns a collection the caller owns: each unreleased one holds
+    a reference to every node in it, so a closed scene's volumes would never be freed. The Lib's
+    queries (workflow state, volume candidates, CervicalAI segmentations) release theirs."""
+    from CervicalAIHubLib.workflow import workflow_state
+
+    t2, _, _, result = imported
+    before = (t2.GetReferenceCount(), result.draft.GetReferenceCount())
+    for _ in range(10):
+        workflow_state(scene)
+        candidate_volumes(scene)
+        segmentations_of(scene)
+        N.nodes_by_class(scene, "vtkMRMLNode")
+    assert (t2.GetReferenceCount(), result.draft.GetReferenceCount()) == before
+    leaked = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")  # the raw call, for comparison
+    del leaked
+    assert t2.GetReferenceCount() == before[0] + 1  # what every refresh used to leak
 
 
 def test_review_refusals_name_the_problem(scene, imported, tmp_path):

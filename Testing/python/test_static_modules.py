@@ -4,7 +4,13 @@
 - the `SlicerParameterName` properties in the `.ui` name fields of the module's
   `@parameterNodeWrapper` class, with a field type the bound widget can show;
 - the module files and their Lib packages compile under the running Python and use no API
-  removed in Python 3.12 (Slicer 5.8+ ships 3.12) or 3.13;
+  removed in Python 3.12 or 3.13, and (vermin, a real version checker) no Python feature newer
+  than 3.12, the Python of every supported Slicer (5.10, 5.12 and the 5.13 preview ship 3.12.10;
+  the engine's own environment is 3.11, which the whole suite runs on);
+- the module files and the support check they run first need nothing newer than Python 3.9, so
+  that Slicer 5.8 (Python 3.9.10, not supported) loads them and shows its one sentence (checked
+  with a real Python 3.9 too); Slicer APIs against the oldest supported slicer-core are checked in
+  the compatibility tier (Testing/python/compat);
 - the Lib packages stay free of Qt (they are tested here without it), and each module's
   self-test runs all its test methods, each of which asserts something.
 Each checker is also shown to catch the mistake it looks for.
@@ -13,6 +19,7 @@ Each checker is also shown to catch the mistake it looks for.
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -240,8 +247,100 @@ def test_removed_api_checker_catches_old_code():
     ])
 
 
-def test_running_python_is_the_one_slicer_ships_or_newer():
+def test_running_python_is_the_engines_own():
+    # the engine's environment (3.11); Slicer's Python 3.12 is the compatibility tier's (Testing/python/compat)
     assert sys.version_info >= (3, 11)
+
+
+# --- newest Python feature used (vermin) -------------------------------------------------------------------
+
+ENGINE = REPO / "CervicalAI" / "CervicalAILib"
+SUPPORT = REPO / "CervicalAI" / "CervicalAIHubLib" / "support.py"
+# Run by Slicer before the version check: must load on an unsupported Slicer's Python (5.8: 3.9.10).
+BEFORE_VERSION_CHECK = [module_file(module) for module in MODULES] + [SUPPORT, LIBS["CervicalAI"] / "__init__.py"]
+
+
+def vermin_violations(paths: list[Path], target: str) -> list[str]:
+    """Lines of vermin's report for files that need a Python newer than `target` (e.g. "3.12")."""
+    result = subprocess.run([sys.executable, "-c", "import sys, vermin; sys.exit(vermin.main())", "-q", "--no-tips",
+                             "--violations", "--no-parse-comments", f"-t={target}-", *map(str, paths)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert "No module named 'vermin'" not in result.stderr, "vermin (test extra) is not installed"
+    return [line for line in result.stdout.splitlines() if line.strip() and not line.startswith(("Minimum", "Incompatible"))]
+
+
+def test_no_module_lib_or_engine_file_needs_a_python_newer_than_slicers():
+    files = BEFORE_VERSION_CHECK + [p for lib in LIBS.values() for p in sorted(lib.rglob("*.py"))] + sorted(ENGINE.rglob("*.py"))
+    assert len(files) > 100
+    assert vermin_violations(files, "3.12") == []
+
+
+def test_files_slicer_loads_before_the_version_check_need_only_python_3_9():
+    assert vermin_violations(BEFORE_VERSION_CHECK, "3.9") == []
+
+
+def test_the_version_checker_catches_newer_python(tmp_path):
+    newer = tmp_path / "newer.py"
+    newer.write_text("import copy\nimport datetime\nx = copy.replace(datetime.date(2020, 1, 1), day=2)\n"
+                     "y = datetime.UTC\nz = list(zip([1], [2], strict=True))\n")  # fmt: skip
+    assert any("copy.replace" in line and "3.13" in line for line in vermin_violations([newer], "3.12"))
+    old_python = vermin_violations([newer], "3.9")
+    assert any("datetime.UTC" in line for line in old_python) and any("zip(strict)" in line for line in old_python)
+
+
+def python39() -> str | None:
+    """A Python 3.9 interpreter (python3.9 on PATH or pyenv's), standing for Slicer 5.8's 3.9.10."""
+    import build_env  # Testing/compat: the same search as for the compatibility environments' 3.12
+
+    try:
+        return build_env.find_python("3.9")
+    except build_env.BuildError:
+        return None
+
+
+@pytest.mark.skipif(python39() is None, reason="no Python 3.9 interpreter (pyenv install 3.9) to stand for Slicer 5.8's")
+def test_on_python_3_9_the_module_files_compile_and_the_hub_says_which_slicer_to_use():
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO / 'CervicalAI')!r})\n"
+        f"for path in {[str(p) for p in BEFORE_VERSION_CHECK]!r}:\n"
+        "    compile(open(path).read(), path, 'exec')\n"
+        "from CervicalAIHubLib.support import unsupported_reason\n"
+        "print(unsupported_reason((5, 8), sys.version_info))\n"
+        "print(repr(unsupported_reason((5, 10), (3, 12, 10))))\n"
+    )
+    result = subprocess.run([python39(), "-I", "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    sentence, supported = result.stdout.strip().splitlines()
+    assert sentence.startswith("CervicalAI needs 3D Slicer 5.10, 5.12 or the 5.13 preview (Python 3.12); this is 3D Slicer 5.8")
+    assert "Python 3.9." in sentence and sentence.count(". ") == 0 and sentence.endswith("download.slicer.org.")
+    assert supported == "''"
+
+
+def test_the_support_check():
+    from CervicalAIHubLib.support import unsupported_reason
+
+    for slicer_version in ((5, 10), (5, 12, 3), (5, 13), (6, 0)):
+        assert unsupported_reason(slicer_version, (3, 12, 10)) == ""
+    assert "3D Slicer 5.8 with Python 3.9.10" in unsupported_reason((5, 8, 1), (3, 9, 10))
+    assert "3D Slicer 5.10 with Python 3.11.7" in unsupported_reason((5, 10), (3, 11, 7))  # a custom build on 3.11
+    assert unsupported_reason((5, 9), (3, 12, 1)).startswith("CervicalAI needs 3D Slicer 5.10")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_each_module_checks_its_slicer_before_loading_anything(module):
+    """setup() asks the support check first and returns after showing the sentence; the self-test
+    fails on an unsupported Slicer with the reason."""
+    tree = ast.parse(module_file(module).read_text())
+    widget = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == f"{module}Widget")
+    setup = next(item for item in widget.body if isinstance(item, ast.FunctionDef) and item.name == "setup")
+    first_ui = next(node.lineno for node in ast.walk(setup) if isinstance(node, ast.Attribute) and node.attr == "loadUI")
+    check = [node.lineno for node in ast.walk(setup) if isinstance(node, (ast.Name, ast.Attribute))
+             and "unsupportedSlicerReason" in (getattr(node, "id", "") or getattr(node, "attr", ""))]  # fmt: skip
+    assert check and min(check) < first_ui
+    test_class = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == f"{module}Test")
+    run_test = next(item for item in test_class.body if isinstance(item, ast.FunctionDef) and item.name == "runTest")
+    assert "unsupportedSlicerReason" in ast.unparse(run_test)
 
 
 # --- thin Qt layer and real self-tests --------------------------------------------------------------------

@@ -50,11 +50,12 @@ def test_cohort_layout_and_tables(cohort):
         assert 0 < float(row["oracle_lnm_probability"]) < 1
         assert float(row["tumor_volume_ml"]) > 0
         truth = json.loads((out / row["case_id"] / "generator_truth.json").read_text())
-        assert set(truth["series"]) == {"T2W", "DWI", "ADC", "CET1"}
+        assert set(truth["series"]) == {"T2W", "T2W_SAG", "DWI", "ADC", "CET1"}
     manifest = json.loads((out / "generator.json").read_text())
     assert manifest["seed"] == 4 and manifest["n_cases"] == 3 and manifest["version"]
     assert manifest["parameters"]["matrix_scale"] == 0.3
-    assert manifest["label_legend"]["labels/organs.nii.gz"]["13"] == "tumor"
+    assert manifest["label_legend"]["labels/organs.nii.gz"]["1"]["name"] == "tumor"
+    assert manifest["version"] == "2.0.0" and "T2W_SAG" in manifest["case_folder"]["nifti"]
     assert manifest["outcome_model"]["lnm"]["coefficients"]["size"] == SMALL.outcome.size
     assert "1e-6 mm2/s" in manifest["units"]["ADC"]
     assert len(manifest["centers"]) == 2
@@ -124,6 +125,7 @@ def test_cli_generates_and_reports_progress(tmp_path, capsys):
         (["--cases", "2", "--jobs", "0"], "--jobs"),
         (["--cases", "2", "--centers", "0"], "centres"),
         (["--cases", "2", "--matrix-scale", "-1"], "matrix scale"),
+        (["--cases", "2", "--generator-version", "9.9"], "generator version"),
         ([], "--cases"),
     ],
 )

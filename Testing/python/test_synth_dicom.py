@@ -33,6 +33,9 @@ def test_dicom_and_nifti_load_to_the_same_images(both_formats):
     from_nifti = load_case(nifti)
     study = load_study(dicom / "dicom")
     assert sorted(study.roles_present()) == sorted(from_nifti.roles)
+    # the sagittal T2WI is recognised as a T2-weighted series that is not the case's T2W role
+    others = [s for s in study.series if s.role == "other"]
+    assert [(s.kind, s.orientation) for s in others] == [("T2W", "sagittal")]
     for role in from_nifti.roles:
         a, b = study.image(role), from_nifti.image(role)
         assert a.GetSize() == b.GetSize(), role
@@ -49,7 +52,7 @@ def test_dicom_study_has_scanner_tags(both_formats):
     headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     assert len({h.StudyInstanceUID for h in headers}) == 1
     assert len({h.FrameOfReferenceUID for h in headers}) == 1
-    assert len({h.SeriesInstanceUID for h in headers}) == 4
+    assert len({h.SeriesInstanceUID for h in headers}) == 5  # T2W, sagittal T2W, DWI (b0 + b-high), ADC, CE-T1
     assert len({h.SOPInstanceUID for h in headers}) == len(headers)
     for h in headers:
         assert h.Modality == "MR" and h.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4"
@@ -68,8 +71,13 @@ def test_dicom_study_has_scanner_tags(both_formats):
     assert cet1.ContrastBolusAgent and cet1.MRAcquisitionType == "3D"
     dwi = [h for h in headers if "DIFFUSION" in h.ImageType and "TRACEW" in h.ImageType]
     assert {float(h.DiffusionBValue) for h in dwi} == {0.0, case.center.b_value}
-    t2 = next(h for h in headers if h.SeriesDescription.startswith("T2 TSE TRA"))
-    assert 70 <= float(t2.EchoTime) <= 120 and list(t2.ImageType) == ["ORIGINAL", "PRIMARY", "M", "ND"]
+    t2 = next(h for h in headers if int(h.SeriesNumber) == 2)
+    assert t2.SeriesDescription.startswith(("T2 TSE TRA", "T2 TSE OBL TRA"))
+    assert 80 <= float(t2.EchoTime) <= 130 and list(t2.ImageType) == ["ORIGINAL", "PRIMARY", "M", "ND"]
+    assert t2.InPlanePhaseEncodingDirection in ("ROW", "COL") and max(t2.AcquisitionMatrix) <= max(t2.Rows, t2.Columns)
+    sagittal = next(h for h in headers if int(h.SeriesNumber) == 3)
+    assert sagittal.SeriesDescription.startswith("T2 TSE SAG")
+    assert abs(float(sagittal.ImageOrientationPatient[1])) == pytest.approx(1.0)  # rows run anterior-posterior
 
 
 def test_dicom_output_is_deterministic(both_formats, tmp_path):
@@ -86,7 +94,7 @@ def test_dicom_cohort_layout(tmp_path):
     case_dir = next(p for p in result.path.iterdir() if p.is_dir())
     assert (case_dir / "dicom").is_dir() and (case_dir / "labels" / "tumor.nii.gz").is_file()
     assert (case_dir / "clinical.json").is_file() and not (case_dir / "T2W.nii.gz").exists()
-    assert len([p for p in (case_dir / "dicom").iterdir() if p.is_dir()]) == 4
+    assert len([p for p in (case_dir / "dicom").iterdir() if p.is_dir()]) == 5
 
 
 def _image(array, spacing=(0.5, 0.6, 2.0), origin=(-10.0, 5.0, 3.0)):

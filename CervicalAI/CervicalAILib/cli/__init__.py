@@ -9,9 +9,13 @@ Each subcommand lives in its own module in this package and exposes
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import sys
+import traceback
+from pathlib import Path
 
 from .. import __version__
 from ..errors import CervicalAIError
@@ -32,6 +36,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("study-report", "study_report", "reproduce the seed-004 study on a synthetic multi-centre cohort"),
     ("export", "export", "export masks as annotation data sets (nnU-Net, DICOM SEG, NRRD, NIfTI)"),
     ("report", "report", "write the per-patient report (HTML, optional PDF) from a readout folder"),
+    ("review", "review", "review worklist: status, review in the browser, reader agreement, export the reviewed set"),
 ]
 
 
@@ -44,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cervicalai {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full Python traceback of an error (also: environment CERVICALAI_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name, help_text in COMMANDS:
         try:
@@ -62,8 +69,34 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="cervicalai: %(levelname)s: %(message)s", stream=sys.stderr)
     # third-party chatter (pyradiomics logs every feature class at INFO)
-    for noisy in ("radiomics", "matplotlib", "PIL", "numexpr", "distributed"):
+    for noisy in ("radiomics", "matplotlib", "PIL", "numexpr", "distributed", "highdicom", "fontTools"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+# What an OSError means to the user, by errno (the file it names comes first in the message).
+OS_ERROR_WORDS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system or the file size limit",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOENT: "no such file or folder",
+    errno.ENAMETOOLONG: "the file name is too long",
+    errno.ELOOP: "too many levels of symbolic links (a link loop)",
+    errno.EIO: "input/output error (a failing disk or network share)",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError: the file(s) it names and what went wrong, in words."""
+    standard = os.strerror(exc.errno) if exc.errno else None
+    custom = exc.strerror if exc.strerror and exc.strerror != standard else None  # the engine's own words
+    words = custom or OS_ERROR_WORDS.get(exc.errno or -1) or (exc.strerror or str(exc)).lower()
+    files = [str(f) for f in (exc.filename, getattr(exc, "filename2", None)) if f]
+    return f"{' -> '.join(files)}: {words}" if files else words
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,11 +106,39 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     configure_logging(args.verbose, args.quiet)
+    debug = args.debug or os.environ.get("CERVICALAI_DEBUG", "") not in ("", "0")
+    command = args.command
     try:
         return int(args._run(args) or 0)
     except CervicalAIError as exc:
-        print(f"cervicalai {args.command}: error: {exc}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"cervicalai {command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"cervicalai {args.command}: interrupted", file=sys.stderr)
+        print(f"cervicalai {command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        if debug:
+            traceback.print_exc()
+        print(f"cervicalai {command}: error: not enough memory for this input (is an image absurdly large?)",
+              file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # disk full, read-only folder, permission denied, a path through a file: the user's to fix
+        if debug:
+            traceback.print_exc()
+        print(f"cervicalai {command}: error: {_one_line(os_error_line(exc))}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: one line here, the traceback with --debug
+        if debug:
+            raise
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        place = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
+        print(f"cervicalai {command}: internal error ({type(exc).__name__}: {_one_line(str(exc))[:300]}{place}); "
+              "please report it with the output of `cervicalai --debug ...`", file=sys.stderr)
+        return 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -30,10 +30,14 @@ def _prepare_folder(out: Path) -> None:
     import shutil
 
     from ..errors import OutputExistsError
+    from ..io.output_guard import refuse_reviewed
 
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a folder; choose another --out")
     if out.exists() and any(out.iterdir()):
         if not (out / DEMO_MARKER).is_file():
             raise OutputExistsError(f"{out}: exists and was not made by the demo; choose another --out")
+        refuse_reviewed(out)  # a contour reviewed in the demo's folder is the reader's work: never deleted
         shutil.rmtree(out)
     out.mkdir(parents=True)
     (out / DEMO_MARKER).write_text("made by cervicalai demo; replaced by the next demo run\n")

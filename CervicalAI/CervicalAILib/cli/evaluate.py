@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..io.atomic import refuse_taken_folder
+from .options import int_at_least
 
 log = logging.getLogger(__name__)
+OUTPUT_FILES = ["*.json", "*.csv", "*.md", "*.png"]  # what evaluate writes (and --overwrite may replace)
 
 EPILOG = """\
 examples:
@@ -62,17 +63,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use the cut-offs (and directions) of an earlier run's metrics.json, e.g. the training cohort's")
     parser.add_argument("--cohort-name", default="All", metavar="NAME",
                         help="name of the cohort in the tables (default All)")
-    parser.add_argument("--hl-groups", type=int, default=10, metavar="G", help="Hosmer-Lemeshow groups (default 10)")
+    parser.add_argument("--hl-groups", type=int_at_least(3, 100), default=10, metavar="G",
+                        help="Hosmer-Lemeshow groups, 3-100 (default 10)")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output folder")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io.output_guard import check_output_path
     from ..progress import line_progress, sub_progress
     from ..stats.evaluate import evaluate_table, read_cutoffs, read_table, write_evaluation
 
-    refuse_taken_folder(args.out, args.overwrite)
+    check_output_path(args.out, [args.table, args.cutoff_from], overwrite=args.overwrite, owned=OUTPUT_FILES)
     line_progress(0.0, "reading table")
     table = read_table(args.table)
     cutoffs = directions = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .options import int_at_least
+
 EPILOG = """\
 The cohort is a folder of case folders plus cohort.csv (one row per case: case_id, center,
 outcomes such as lnm and stage_group, clinical values). For each case and sequence the tumour
@@ -47,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-deep", action="store_true", help="radiomics only (no deep features)")
     parser.add_argument("--settings", metavar="DIR",
                         help="folder with pyradiomics parameter files <ROLE>.yaml (default: the engine's settings)")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+    parser.add_argument("--jobs", type=int_at_least(1, 256), default=1, metavar="N",
                         help="worker processes, one case each at a time, one thread each (default 1)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run on an existing Dask cluster (e.g. tcp://host:8786); its workers must see the "
@@ -86,9 +88,13 @@ class _TerminalBar:
 
 def run(args: argparse.Namespace) -> int:
     from ..cohort.extract import ExtractionConfig, extract_cohort
+    from ..io.output_guard import check_output_path
     from ..progress import line_progress
 
     encoders: list[str] = [] if args.no_deep else [item for value in args.encoders for item in _csv_list(value)]
+    # an existing table is the command's own business (resume or --overwrite); an input never is
+    check_output_path(args.out, [args.cohort, args.settings] + [e for e in encoders if e not in ("2d", "3d")],
+                      overwrite=True, kind="file")
     config = ExtractionConfig.build(roles=args.roles, settings_dir=args.settings, encoders=encoders,
                                     register=not args.no_register, mask_label=args.mask_label)
     bar = _TerminalBar() if sys.stderr.isatty() else None

@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from .options import float_in, int_at_least
+
 log = logging.getLogger("cervicalai.fit")
 
 EXAMPLES = """\
@@ -19,6 +21,10 @@ The bundle folder holds the model (model.json), ComBat parameters, the nomogram,
 MODEL_CARD.md, and cohort/split.csv (case -> cohort) and cohort/scores.csv (every case's scores,
 ready for `cervicalai evaluate`).
 """
+
+
+# What a risk bundle folder holds (fit --overwrite replaces only these).
+BUNDLE_FILES = ["bundle.json", "MODEL_CARD.md", "*.json", "*.md", "*.png", "*.svg", "*.csv", "radiomics/*", "cohort/*"]
 
 
 def _csv_list(text: str) -> list[str]:
@@ -45,21 +51,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "(default: train)")
     split.add_argument("--train-centers", type=_csv_list, metavar="A[,B]", help="centres whose cases train; other "
                        "centres form the external validation cohort")
-    split.add_argument("--train-fraction", type=float, default=1.0, help="fraction of the training centres' cases "
+    split.add_argument("--train-fraction", type=float_in(0.0, 1.0, low_open=True), default=1.0, help="fraction of the training centres' cases "
                        "that train (stratified by the endpoint); the rest is internal validation (seed 004: 0.7)")
     split.add_argument("--split-seed", type=int, default=42, help="random seed of the stratified split (default 42)")
     sel = parser.add_argument_group("selection (seed 004 defaults)")
-    sel.add_argument("--mwu-p", type=float, default=0.01, help="Mann-Whitney U threshold (default 0.01)")
-    sel.add_argument("--spearman-rho", type=float, default=0.8, help="|rho| above which a feature is redundant (0.8)")
-    sel.add_argument("--lasso-folds", type=int, default=10, help="cross-validation folds for the LASSO penalty (10)")
+    sel.add_argument("--mwu-p", type=float_in(0.0, 1.0, low_open=True), default=0.01, help="Mann-Whitney U threshold (default 0.01)")
+    sel.add_argument("--spearman-rho", type=float_in(0.0, 1.0, low_open=True), default=0.8, help="|rho| above which a feature is redundant (0.8)")
+    sel.add_argument("--lasso-folds", type=int_at_least(2, 100), default=10, help="cross-validation folds for the LASSO penalty (10)")
     sel.add_argument("--lasso-rule", choices=["min", "1se"], default="min",
                      help="penalty at the minimum CV deviance (min) or the sparsest within one SE (1se)")
     sel.add_argument("--seed", type=int, default=2026, help="seed of the CV folds and the LASSO solver (2026)")
-    sel.add_argument("--family-cv-folds", type=int, default=5, help="folds of the cross-validation that picks the "
+    sel.add_argument("--family-cv-folds", type=int_at_least(2, 100), default=5, help="folds of the cross-validation that picks the "
                      "deep-feature family for DL_score (5)")
     sel.add_argument("--families", type=_csv_list, metavar="F1,F2", help="use only these feature families "
                      "(radiomics, dl-resnet2d, ...)")
-    sel.add_argument("--max-nan-fraction", type=float, default=0.1, help="drop a feature missing in more than this "
+    sel.add_argument("--max-nan-fraction", type=float_in(0.0, 1.0, high_open=True), default=0.1, help="drop a feature missing in more than this "
                      "fraction of cases (0.1); cases missing a kept feature are excluded and listed")
     clin = parser.add_argument_group("clinical variables")
     clin.add_argument("--clinical", type=_csv_list, metavar="VAR1,VAR2",
@@ -67,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "family_history, figo_stage, c_lnm, histology, scc_ag - those in the table)")
     clin.add_argument("--exclude-clinical", type=_csv_list, default=["figo_stage"], metavar="VAR1,VAR2",
                       help="candidates left out (default figo_stage, as seed 004; pass '' to keep all)")
-    clin.add_argument("--clinical-p", type=float, default=0.05, help="univariate p threshold (0.05)")
+    clin.add_argument("--clinical-p", type=float_in(0.0, 1.0, low_open=True), default=0.05, help="univariate p threshold (0.05)")
     harm = parser.add_argument_group("harmonisation")
     harm.add_argument("--no-combat", action="store_true", help="do not harmonise features across centres")
     harm.add_argument("--combat-covariates", type=_csv_list, default=[], metavar="VAR1,VAR2",
@@ -133,7 +139,6 @@ def _summary(result, bundle) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..io.atomic import refuse_taken_folder
     from ..models.fit import FitConfig, fit_risk_model
     from ..models.risk_bundle import write_risk_bundle
     from ..models.selection import SelectionConfig
@@ -149,7 +154,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("use either a split column (--split-column/--train-split) or --train-centers, not both")
     if args.train_fraction != 1.0 and not args.train_centers:
         raise InputError("--train-fraction needs --train-centers (the centres whose cases are split)")
-    refuse_taken_folder(args.out, args.overwrite)  # before the long fit, not after it
+    from ..io.output_guard import check_output_path
+
+    inputs = [args.features, args.sidecar, args.keep_features]
+    check_output_path(args.out, inputs, overwrite=args.overwrite, owned=BUNDLE_FILES)  # before the long fit
+    if args.case_lists_out:
+        check_output_path(args.case_lists_out, inputs + [args.out], overwrite=args.overwrite, owned=["*.csv"],
+                          option="--case-lists-out")
     keep = None
     if args.keep_features:
         keep_path = Path(args.keep_features)

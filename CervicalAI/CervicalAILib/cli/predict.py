@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import output_path
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -27,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transforms", type=Path, help="folder with transforms/<ROLE>.tfm from 'study register'")
     parser.add_argument("--center", help="the patient's centre (ComBat harmonisation; unknown -> pooled reference)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where the deep-feature encoder runs")
-    parser.add_argument("--out", required=True, type=Path, help="readout folder to write")
+    parser.add_argument("--out", required=True, type=output_path, help="readout folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--json", action="store_true", help="print readout.json instead of the summary")
 
@@ -35,9 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..io.atomic import to_json
+    from ..io.output_guard import check_output_path
     from ..progress import line_progress
     from ..readout import predict_case, summary_text
-    from ..readout.predict import load_inputs
+    from ..readout.predict import OUTPUT_FILES, load_inputs
 
     clinical = args.clinical
     if clinical is None:
@@ -45,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         if not default.is_file():
             raise InputError("no clinical values: give --clinical clinical.json (or put clinical.json in the case folder)")
         clinical = default
+    check_output_path(args.out, [args.case, args.mask, clinical, args.transforms, args.bundle, args.stage_bundle],
+                      overwrite=args.overwrite, owned=OUTPUT_FILES)
     inputs = load_inputs(args.case, args.mask, clinical, transforms_dir=args.transforms, center=args.center)
     readout = predict_case(
         inputs,

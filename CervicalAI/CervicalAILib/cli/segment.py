@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from .options import output_path
+
 # Exit status when the anatomy gate recognised no cervix or uterus (no tumour contour written);
 # 0 = segmented (a tumour or "no tumour found"), 2 = an error the message names.
 NO_ANATOMY_EXIT = 3
@@ -32,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "path", type=Path, metavar="CASE_OR_STUDY",
         help="a case folder (T2W.nii.gz, ADC.nii.gz, DWI.nii.gz, CET1.nii.gz) or a DICOM study folder",
     )
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
+    parser.add_argument("--out", required=True, type=output_path, metavar="DIR", help="output folder (created)")
     parser.add_argument(
         "--model", type=Path, metavar="BUNDLE",
         help="segmentation model bundle folder (default: the shipped multi-sequence model, with the "
@@ -54,33 +56,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it exists (never done otherwise)")
 
 
-def load_images(path: Path, t2_only: bool = False, progress=None):
+def load_images(path: Path, t2_only: bool = False, progress=None, originals: dict | None = None):
     """Images of the study on the T2WI grid, the registration records, and the transforms (T2WI -> role).
 
     Sequences already on the T2WI grid (a case folder written by `cervicalai study register`) are
     used as they are, with the transforms stored beside them; only the others are registered.
+    originals: when given, filled with the study's images as read (own grids) and "_case_id".
     """
     import SimpleITK as sitk
 
-    from ..errors import InputError
     from ..io.case import ROLES
     from ..io.geometry import resample_to_reference, same_grid
-    from ..io.study import load_study
+    from ..io.study import load_study, require_role
     from ..registration.masks import complete_transforms, read_transforms
 
     study = load_study(path)
+    require_role(study, "T2W", "the tumour is segmented on the T2WI")
     roles = [role for role in ROLES if role in study.roles_present()]
-    if "T2W" not in roles:
-        raise InputError(
-            f"no T2-weighted image found (found: {', '.join(roles) or 'no usable series'}); "
-            "the tumour is segmented on the T2WI",
-            path,
-        )
     if t2_only:
         roles = ["T2W"]
     images = {role: study.image(role) for role in roles}
+    if originals is not None:
+        originals.update(images)
+        originals["_case_id"] = study.case_id
     t2 = images["T2W"]
     known = read_transforms(path) if Path(path).is_dir() else {}
+    if known:
+        from ..provenance import check_case, read_record
+
+        record, record_path = read_record(path)
+        check_case(record, record_path, images, f"the transforms in {Path(path) / 'transforms'}", study.case_id,
+                   roles=[r for r in known if r in images and not same_grid(images[r], t2)])
     transforms, registered = complete_transforms(images, roles, known, progress)
     records = {}
     on_grid = {"T2W": t2}
@@ -93,6 +99,11 @@ def load_images(path: Path, t2_only: bool = False, progress=None):
         how = "rigid registration onto the T2WI (Mattes MI)" if role in registered else "stored transform"
         records[role] = {"method": how, "parameters": _json_safe(list(transforms[role].GetParameters()))}
     return on_grid, records, {r: t for r, t in transforms.items() if r in roles}
+
+
+def _model_label(summary: dict) -> str:
+    model = summary.get("model") or {}
+    return str(model.get("label")) + (" (user-supplied)" if model.get("source") == "user-supplied" else "")
 
 
 def _json_safe(value):
@@ -113,30 +124,40 @@ def _json_safe(value):
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..errors import OutputExistsError
     from ..io.atomic import to_json
+    from ..io.output_guard import check_output_path
+    from ..models.catalog import bundle_source
     from ..progress import line_progress, sub_progress
+    from ..provenance import case_record
     from ..segmentation import write_segmentation
     from ..segmentation.inference import segment_case
+    from ..segmentation.outputs import OUTPUT_FILES
 
-    out = Path(args.out)
     if args.nnunet_model is not None and args.model is not None:
         from ..errors import InputError
 
         raise InputError("give either --model or --nnunet-model, not both")
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise OutputExistsError(f"{out}: output folder exists and is not empty (use --overwrite to replace it)")
+    # the review worklist (`review prepare`) keeps each case's segmentation in CASE/segmentation/ by design
+    inside_ok = [args.path] if getattr(args, "into_case", False) else []
+    out = check_output_path(args.out, [args.path, args.model, args.nnunet_model], overwrite=args.overwrite,
+                            owned=OUTPUT_FILES, inside_ok=inside_ok)
     start = time.perf_counter()
-    images, registration, transforms = load_images(args.path, args.t2_only, sub_progress(line_progress, 0.0, 0.3))
+    originals: dict = {}
+    images, registration, transforms = load_images(args.path, args.t2_only, sub_progress(line_progress, 0.0, 0.3),
+                                                   originals=originals)
     registration_seconds = time.perf_counter() - start
     result = segment_case(
         images, bundle=args.model, device=args.device, progress=sub_progress(line_progress, 0.3, 1.0),
         nnunet_model=args.nnunet_model,
     )
     result.summary["seconds"]["registration"] = round(registration_seconds, 3)
+    case_id = originals.pop("_case_id")
+    result.summary["model"].update(bundle_source(result.summary["model"]["path"]))
     extra = {
         "input": str(args.path),
         "registration": registration,
+        # the case this mask (and its transforms) was made on: predict and export check it (provenance.py)
+        "case": case_record(case_id, originals),
     }
     write_segmentation(result, out, overwrite=args.overwrite, extra=extra, transforms=transforms)
     summary = json.loads((out / "segmentation.json").read_text(encoding="utf-8"))
@@ -145,18 +166,18 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(to_json(summary))
         return status
     if not result.anatomy_recognised:
-        print(f"{summary['message']}: no tumour contour (model {summary['model']['label']})")
+        print(f"{summary['message']}: no tumour contour (model {_model_label(summary)})")
     elif summary["tumor_found"]:
         print(
             f"tumour: {summary['volume_ml']:.2f} mL, maximum diameter {summary['max_diameter_mm']:.1f} mm, "
-            f"confidence {summary['confidence']:.2f} (model {summary['model']['label']}, {summary['device']['provider']})"
+            f"confidence {summary['confidence']:.2f} (model {_model_label(summary)}, {summary['device']['provider']})"
         )
         if summary["flagged_slices"]:
             # numbered from 1 as Slicer and the report show them (segmentation.json keeps 0-based indices)
             slices = ", ".join(f"{s['slice'] + 1} ({s['confidence']:.2f})" for s in summary["flagged_slices"])
             print(f"check these T2WI slices first (numbered from 1): {slices}")
     else:
-        print(f"no tumour found (model {summary['model']['label']}, confidence {summary['confidence']:.2f})")
+        print(f"no tumour found (model {_model_label(summary)}, confidence {summary['confidence']:.2f})")
     found_organs = [f"{o['name']} {o['volume_ml']:.1f} mL" for o in summary.get("organs", []) if o["found"]]
     if found_organs:
         print("organs: " + ", ".join(found_organs))

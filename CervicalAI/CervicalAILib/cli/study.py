@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import CervicalAIError, InputError, OutputExistsError
+from ..errors import CervicalAIError, InputError
+from .options import output_path
 
 ROLE_HELP = (
     "give a series a role by hand, e.g. --role 8=DWI or --role 5=other (repeatable). SERIES is the "
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the T2WI grid, as a case folder with the transforms used, for review and for the pipeline.",
     )
     register.add_argument("path", nargs="+", type=Path, metavar="PATH", help=PATH_HELP)
-    register.add_argument("--out", required=True, type=Path, metavar="DIR", help="case folder to write")
+    register.add_argument("--out", required=True, type=output_path, metavar="DIR", help="case folder to write")
     register.add_argument("--overwrite", action="store_true", help="replace DIR if it exists (never done otherwise)")
     register.add_argument("--role", action="append", default=[], metavar="SERIES=ROLE", help=ROLE_HELP)
     register.add_argument("--study", metavar="ID", help=STUDY_HELP)
@@ -148,12 +149,17 @@ def run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# Everything `study register` writes into its case folder (glob patterns): --overwrite replaces only these.
+REGISTER_OUTPUT_FILES = ["T2W.nii.gz", "ADC.nii.gz", "DWI.nii.gz", "CET1.nii.gz", "labels/*.nii.gz", "clinical.json",
+                         "registration.json", "transforms/*.tfm"]
+
+
 def run_register(args: argparse.Namespace) -> int:
+    from ..io.output_guard import check_output_path
+    from ..io.study import require_role
     from ..progress import line_progress, sub_progress
 
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise OutputExistsError(f"{out}: output exists and is not empty (use --overwrite to replace it)")
+    out = check_output_path(args.out, args.path, overwrite=args.overwrite, owned=REGISTER_OUTPUT_FILES)
     try:
         from ..registration import register_study_to_case
     except ImportError as exc:
@@ -163,11 +169,9 @@ def run_register(args: argparse.Namespace) -> int:
             "co-registration is not available: CervicalAILib.registration is missing from this installation"
         ) from exc
     study = _load(args, progress=sub_progress(line_progress, 0.0, 0.1))
-    if study.series_for("T2W") is None:
-        raise InputError(
-            "no T2W series to register onto (the T2WI grid is the reference); assign one with --role SERIES=T2W",
-            study.path,
-        )
+    require_role(study, "T2W", "the T2WI grid is the reference for co-registration")
+    for role in study.roles_present():
+        study.image(role)  # refuse a blank or broken sequence here, naming its file, not inside the registration
     register_study_to_case(study, out, overwrite=args.overwrite, progress=sub_progress(line_progress, 0.1, 1.0))
     used = ", ".join(f"{role} <- series {study.series_for(role).key}" for role in study.roles_present())
     print(f"case folder written: {out} ({used})")

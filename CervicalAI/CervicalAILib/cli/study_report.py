@@ -80,8 +80,13 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..cohort.study_report import run_study
+    from ..io.output_guard import check_output_path
     from ..progress import line_progress
 
+    inputs = [args.cohort, args.bundles, args.settings]
+    check_output_path(args.out, inputs, overwrite=True)  # the study report replaces its own folder itself
+    if args.work:
+        check_output_path(args.work, inputs + [args.out], overwrite=True, option="--work")
     result = run_study(config_from_args(args), progress=line_progress)
     lnm = result.metrics["endpoints"]["lnm"]
     lines = [f"report: {result.report} ({result.seconds / 60:.1f} min)"]

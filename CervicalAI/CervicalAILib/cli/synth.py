@@ -9,11 +9,13 @@ from ..errors import InputError
 
 EPILOG = """\
 Each case folder holds T2W, DWI (b=800 or 1000), ADC (integers in 1e-6 mm2/s) and CE-T1
-images on their own acquisition grids, tumour labels on every grid, organ and lymph-node labels
+images on their own acquisition grids (and a sagittal T2WI, T2W_SAG.nii.gz), tumour labels on
+every grid, organ labels (labels/organs.nii.gz with labels/organs.json) and lymph-node labels
 on the T2W grid, clinical.json (age, FIGO stage, histology, node size, c_LNM, SRA, SCC-Ag,
 pathological LNM, stage group) and generator_truth.json (latent biology, true inter-series
 motion). cohort.csv lists every case with the oracle LNM probability; generator.json records
-every parameter. The same seed gives the same bytes, whatever --jobs.
+every parameter. The same seed gives the same bytes, whatever --jobs. Generator 2 renders MR
+physics; --generator-version 1.1.0 reproduces cohorts of the 1.x generator.
 
 examples:
   cervicalai synth --cases 20 --seed 1 --out cohort
@@ -39,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="early: FIGO IB1-IIA2 as in seed 004 (default); full: IA1-IVB as in seed 000")
     parser.add_argument("--matrix-scale", type=float, default=1.0, metavar="F",
                         help="scale every in-plane matrix (e.g. 0.5 for quick previews; default 1)")
+    parser.add_argument("--generator-version", default=None, metavar="V",
+                        help="generator version to render with (default: the current one; 1.1.0 reproduces 1.x cohorts)")
+    parser.add_argument("--no-sagittal", action="store_true", help="do not acquire the sagittal T2WI (generator 2)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
     parser.add_argument("--figure", metavar="CASE_DIR",
                         help="instead of generating: draw one case's four sequences at the largest tumour "
@@ -46,8 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io.output_guard import check_output_path
     from ..progress import line_progress
 
+    check_output_path(args.out, [args.figure], overwrite=args.overwrite, kind="file" if args.figure else "folder")
     if args.figure:
         from ..synth.figure import case_figure
 
@@ -56,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.cases is None:
         raise InputError("--cases N is required (number of patients to generate)")
-    from ..synth import SynthParams, generate_cohort
+    from ..synth import GENERATOR_VERSION, SynthParams, generate_cohort
 
-    params = SynthParams(stage_range=args.stage_range, matrix_scale=args.matrix_scale)
+    params = SynthParams(stage_range=args.stage_range, matrix_scale=args.matrix_scale,
+                         generator_version=args.generator_version or GENERATOR_VERSION, sagittal_t2=not args.no_sagittal)
     result = generate_cohort(args.out, args.cases, args.seed, centers=args.centers, fmt=args.format,
                              jobs=args.jobs, params=params, progress=line_progress, overwrite=args.overwrite)
     print(f"wrote {result.n_cases} case(s) to {result.path} in {result.seconds:.1f} s", file=sys.stderr)

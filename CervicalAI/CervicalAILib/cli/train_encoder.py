@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from ..io.case import ROLES
+from .options import float_in, int_at_least, positive_float
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +46,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="", help="feature family name, e.g. resnet2d (default resnet<dim>); "
                         "features are called ROLE_dl-<name>_F0000...")
     parser.add_argument("--version", default="1.0.0", help="bundle version (default 1.0.0)")
-    parser.add_argument("--steps", type=int, default=0, help="optimisation steps (default 2000 for 2d, 1200 for 3d)")
-    parser.add_argument("--batch-size", type=int, default=0, help="tumour crops per step (default 64 for 2d, 32 for 3d)")
-    parser.add_argument("--width", type=int, default=16,
+    parser.add_argument("--steps", type=int_at_least(0), default=0, help="optimisation steps (default 2000 for 2d, 1200 for 3d)")
+    parser.add_argument("--batch-size", type=int_at_least(0, 4096), default=0, help="tumour crops per step (default 64 for 2d, 32 for 3d)")
+    parser.add_argument("--width", type=int_at_least(1, 1024), default=16,
                         help="ResNet width: channels of the first stage; features = 8 x width (default 16 -> 128 features)")
     parser.add_argument("--crop-size", type=_numbers(int), default=(), metavar="N,N[,N]",
                         help="network input size in voxels, rows,cols (2d) or slices,rows,cols (3d); default 64,64 / 24,48,48")
     parser.add_argument("--spacing", type=_numbers(float), default=(), metavar="MM,MM[,MM]",
                         help="crop spacing x,y[,z] in mm, enlarged when the tumour does not fit; default 1,1 / 1.5,1.5,3")
-    parser.add_argument("--margin", type=float, default=5.0, help="margin around the tumour in mm (default 5)")
+    parser.add_argument("--margin", type=float_in(0.0, 200.0), default=5.0, help="margin around the tumour in mm (default 5)")
     parser.add_argument("--masking", choices=("tumor", "none"), default="tumor",
                         help="tumor: the encoder sees the tumour only; none: the crop with its surroundings (default tumor)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
-    parser.add_argument("--temperature", type=float, default=0.2, help="NT-Xent temperature (default 0.2)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    parser.add_argument("--temperature", type=positive_float, default=0.2, help="NT-Xent temperature (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
+    parser.add_argument("--threads", type=int_at_least(1, 256), default=2, help="CPU threads for torch (default 2)")
+    parser.add_argument("--max-minutes", type=positive_float, default=None, help="stop training after this many minutes")
     parser.add_argument("--training-data", default=None,
                         help="plain statement of what data trained the encoder, stored in the bundle and model card")
     parser.add_argument("--log", default=None, metavar="FILE", help="append the training curve (JSON lines) to FILE")
@@ -68,9 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io.output_guard import check_output_path
     from ..progress import line_progress
     from ..training.encoder import EncoderTrainingConfig, train_encoder
 
+    check_output_path(args.out, args.cases, overwrite=args.overwrite)
+    if args.log:
+        check_output_path(args.log, list(args.cases) + [args.out], overwrite=True, kind="file", option="--log")
     config = EncoderTrainingConfig(
         dim=args.dim,
         encoder_name=args.name,

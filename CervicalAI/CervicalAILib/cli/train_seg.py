@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import float_in, int_at_least, output_path, positive_float
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  cervicalai train-seg fit-cohort/ --add-ood old-bundle --ood-calibration held-out/ --out new-bundle"
     )
     parser.add_argument("cases", nargs="+", type=Path, metavar="CASES", help="case folders or cohort folders")
-    parser.add_argument("--out", required=True, type=Path, metavar="BUNDLE", help="model bundle folder to write")
+    parser.add_argument("--out", required=True, type=output_path, metavar="BUNDLE", help="model bundle folder to write")
     parser.add_argument(
         "--roles", default="T2W,ADC,DWI",
         help="input sequences in channel order, T2W first (default T2W,ADC,DWI; T2W for a T2WI-only model)",
@@ -52,11 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="model name in bundle.json (default: the bundle folder name)")
     parser.add_argument("--version", dest="model_version", default=None,
                         help="model version (default 1.0.0; with --add-ood: the source bundle's)")
-    parser.add_argument("--epochs", type=int, default=60, help="maximum number of epochs (default 60)")
-    parser.add_argument("--iterations", type=int, default=60, help="training iterations per epoch (default 60)")
-    parser.add_argument("--batch-size", type=int, default=2, help="patches per iteration (default 2)")
-    parser.add_argument("--patience", type=int, default=10, help="early stop after this many epochs without gain")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of cases held out for validation")
+    parser.add_argument("--epochs", type=int_at_least(1), default=60, help="maximum number of epochs (default 60)")
+    parser.add_argument("--iterations", type=int_at_least(1), default=60, help="training iterations per epoch (default 60)")
+    parser.add_argument("--batch-size", type=int_at_least(1, 4096), default=2, help="patches per iteration (default 2)")
+    parser.add_argument("--patience", type=int_at_least(1), default=10, help="early stop after this many epochs without gain")
+    parser.add_argument("--val-fraction", type=float_in(0.0, 1.0, high_open=True), default=0.1, help="share of cases held out for validation")
     parser.add_argument("--patch", default="80,80,16", help="training patch size x,y,z in voxels (default 80,80,16)")
     parser.add_argument(
         "--inference-patch", default="80,80,16",
@@ -69,13 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="U-Net feature channels per level (default 8,16,32,64; wider networks learn organs better but "
         "train and infer more slowly: run time grows about with the square of the width)",
     )
-    parser.add_argument("--lr", type=float, default=2e-3, help="initial learning rate (default 0.002)")
+    parser.add_argument("--lr", type=positive_float, default=2e-3, help="initial learning rate (default 0.002)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (split, sampling, augmentation)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="train on the CPU or a CUDA GPU")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall time")
+    parser.add_argument("--threads", type=int_at_least(1, 256), default=2, help="CPU threads for torch (default 2)")
+    parser.add_argument("--max-minutes", type=positive_float, default=None, help="stop after this much wall time")
     parser.add_argument("--work-dir", type=Path, default=None, help="cache + checkpoints (default BUNDLE.work)")
-    parser.add_argument("--jobs", type=int, default=1, help="processes for preparing the cases (default 1)")
+    parser.add_argument("--jobs", type=int_at_least(1, 256), default=1, help="processes for preparing the cases (default 1)")
     parser.add_argument(
         "--no-register", action="store_true",
         help="skip co-registration when building the cache (only for data already aligned in physical space)",
@@ -105,11 +107,18 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import InputError
     from ..io.case import ROLES
+    from ..io.output_guard import check_output_path
     from ..progress import line_progress
     from ..training import TrainConfig, train_segmentation
 
     if args.add_ood is not None:
+        check_output_path(args.out, [*args.cases, args.add_ood, *(args.ood_calibration or [])],
+                          overwrite=args.overwrite)
         return _add_ood(args)
+    if not args.export_only:
+        check_output_path(args.out, args.cases, overwrite=args.overwrite or args.resume)
+    if args.work_dir:
+        check_output_path(args.work_dir, args.cases, overwrite=True, option="--work-dir")
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     unknown = [r for r in roles if r not in ROLES]
     if unknown or not roles or len(set(roles)) != len(roles):

@@ -1,28 +1,28 @@
 """De-identification for export to annotation partners (DICOM PS3.15, keyed pseudonyms).
 
-DICOM: the Basic Application Level Confidentiality Profile (PS3.15 Annex E) applied over an
-explicit attribute table (`ps3_15_basic_profile.json`, Table E.1-1: one action code per
-attribute), recursively into sequences:
+DICOM: the Basic Application Level Confidentiality Profile (PS3.15 Annex E) applied as a
+*whitelist* (`deid_profile.py`): an exported object keeps only the attributes the MR Image or
+Segmentation IOD needs, each with its action, and loses every other attribute (private, curve
+and overlay groups included), wherever a site or vendor put a name or a number. Kept values are
+checked: numbers must be numbers, code strings known terms (ImageType values outside the defined
+terms are dropped), Manufacturer a vendor's name; descriptors are cleaned (Clean Descriptors
+Option: SeriesDescription becomes the role); type 2 attributes that may identify
+(PositionReferenceIndicator, ReferringPhysicianName, AccessionNumber, StudyID, PatientBirthDate,
+PatientSex) are kept empty. An image with BurnedInAnnotation YES is refused (pixels are not cleaned).
 
-    D  replace with a dummy value of the same VR        Z  keep the attribute, empty value
-    X  remove                                           K  keep
-    U  replace the UID with a keyed one (same in, same out)
-    C  clean: dates shifted (see below)
+- UIDs that are not registered DICOM UIDs are replaced by keyed UIDs, consistently, so that a SEG
+  still references its de-identified images;
+- dates: `dates="shift"` moves every date by a per-patient keyed offset (whole days into the
+  past, the same for every export of that patient: intervals survive; times of day kept; the
+  Retain Longitudinal Temporal Information with Modified Dates Option), `dates="remove"` empties
+  dates and times;
+- PatientName and PatientID become the patient's pseudonym, a SEG's ContentCreatorName the
+  reviewer's; PatientIdentityRemoved = YES, DeidentificationMethod and its code sequence
+  (113100 Basic Profile, 113105 Clean Descriptors, 113107 Modified Dates) say what was done, and
+  `Deidentifier.options()` states it in export manifests.
 
-Where the table gives a choice (X/Z, X/D, Z/D, X/Z/D) the most conservative choice that keeps
-an object valid is taken: D when offered (a required attribute keeps a harmless value), else Z;
-"X/Z/U*" sequences (Referenced / Source Image) are kept with their UIDs remapped, so that a
-SEG still references its de-identified images. On top of the table:
-
-- every private attribute, every curve (50xx) and overlay (60xx) group is removed;
-- every other UID that is not a registered DICOM UID (SOP classes, transfer syntaxes, ...) is
-  remapped the same way, every other person name (PN) is emptied;
-- dates: `dates="shift"` moves every DA/DT value by a per-patient keyed offset (whole days into
-  the past, the same for every export of that patient: intervals between studies survive; the
-  Retain Longitudinal Temporal Information with Modified Dates Option), `dates="remove"`
-  applies the table's action and empties every other date;
-- PatientName and PatientID become the patient's pseudonym; PatientIdentityRemoved = YES,
-  DeidentificationMethod and its code sequence say what was done.
+The PS3.15 Table E.1-1 (`ps3_15_basic_profile.json`) is kept as the reference the whitelist is
+tested against: nothing the table removes or replaces is kept verbatim.
 
 Pseudonyms, UIDs and date offsets are HMAC-SHA256 of the original value under a secret key, so
 the same patient maps to the same pseudonym (and the same UID to the same new UID) in every
@@ -35,6 +35,7 @@ import datetime as _dt
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -44,6 +45,20 @@ from typing import Any
 
 from .. import __version__
 from ..errors import InputError
+from .deid_profile import (
+    CHARACTER_SETS,
+    DATE,
+    EMPTY,
+    KEEP,
+    MANUFACTURERS,
+    PSEUDONYM,
+    REQUIRED_EMPTY,
+    SEQUENCE,
+    TERMS,
+    TIME,
+    UID,
+    whitelist,
+)
 
 KEY_ENV = "CERVICALAI_DEID_KEY"
 MIN_KEY_BYTES = 16
@@ -53,16 +68,17 @@ MAX_SHIFT_DAYS = 3650
 PSEUDONYM_PREFIX = "CAI-"
 PROFILE_FILE = Path(__file__).with_name("ps3_15_basic_profile.json")
 
-# UIDs under these keywords name standard things (SOP classes, syntaxes, coding schemes): kept.
-KEEP_UID_KEYWORDS = {
-    "SOPClassUID", "ReferencedSOPClassUID", "MediaStorageSOPClassUID", "TransferSyntaxUID",
-    "ImplementationClassUID", "ReferencedSOPClassUIDInFile", "ReferencedTransferSyntaxUIDInFile",
-    "CodingSchemeUID", "ContextGroupExtensionCreatorUID", "MappingResourceUID", "RelatedGeneralSOPClassUID",
-    "OriginalSpecializedSOPClassUID", "SOPClassesInStudy", "TemplateExtensionCreatorUID",
-}
-# File-meta attributes that may name the sending site.
-REMOVE_FILE_META = ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
-                    "ReceivingApplicationEntityTitle", "PrivateInformationCreatorUID", "PrivateInformation")
+# File-meta attributes kept (the others may name the sending site or carry private data).
+FILE_META_KEEP = {"FileMetaInformationGroupLength", "FileMetaInformationVersion", "MediaStorageSOPClassUID",
+                  "MediaStorageSOPInstanceUID", "TransferSyntaxUID", "ImplementationClassUID",
+                  "ImplementationVersionName"}
+NUMERIC_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "AT"}
+TEXT_VRS = {"LO", "SH", "LT", "ST", "UT", "PN", "AE", "UC", "UR", "CS", "AS"}
+
+
+def _valid_time(value: Any) -> bool:
+    return bool(re.fullmatch(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", str(value or "").strip()))
+
 
 # Dummy values (action D) by value representation.
 DUMMY_TEXT = "ANONYMIZED"
@@ -201,19 +217,41 @@ class Deidentifier:
     def method_values(self) -> list[str]:
         """DeidentificationMethod values (LO, 64 characters each, several values)."""
         return [f"CervicalAI {__version__}", "PS3.15 Basic Application Level Confidentiality Profile",
+                "whitelist of attributes; all others removed", "Clean Descriptors Option",
                 "keyed pseudonyms and UIDs (HMAC-SHA256)",
-                "dates shifted per patient" if self.dates == "shift" else "dates removed",
-                "private, curve and overlay data removed"]
+                "dates shifted per patient" if self.dates == "shift" else "dates removed"]
 
     def method_text(self) -> str:
         return "; ".join(self.method_values())
 
+    def options(self) -> dict[str, Any]:
+        """The profile and the options applied, retained and not applied (PS3.15 Table E.1-1 columns),
+        as stated in export manifests."""
+        applied = [{"code": code, "meaning": meaning} for code, meaning in self._method_codes()]
+        not_applied = ["Retain Patient Characteristics Option (sex, age, size and weight are removed)",
+                       "Retain Device Identity Option (serial numbers, station names removed)",
+                       "Retain Institution Identity Option", "Retain UIDs Option (UIDs are replaced by keyed UIDs)",
+                       "Retain Safe Private Option (every private attribute is removed)",
+                       "Clean Pixel Data Option (not needed: images with BurnedInAnnotation YES are refused)"]
+        if self.dates != "shift":
+            not_applied.append("Retain Longitudinal Temporal Information (dates and times are removed)")
+        return {
+            "profile": "PS3.15 Annex E Basic Application Level Confidentiality Profile (113100)",
+            "options_applied": applied,
+            "options_not_applied": not_applied,
+            "attributes": "whitelist: only the attributes listed in CervicalAILib/export/deid_profile.py are kept "
+                          "(technical values checked, descriptors cleaned, identities pseudonymised, UIDs replaced, "
+                          "dates " + ("shifted" if self.dates == "shift" else "removed") + "); every other attribute, "
+                          "every private, curve and overlay group is removed",
+        }
+
     # --- DICOM ----------------------------------------------------------------------------------
 
-    def dataset(self, ds: Any, patient_id: str | None = None) -> Any:
+    def dataset(self, ds: Any, patient_id: str | None = None, kind: str = "image") -> Any:
         """A de-identified copy of a pydicom Dataset (the original is not changed).
 
         `patient_id` keys the pseudonym and the date offset (default: the data set's PatientID).
+        kind: "image" (a source MR image) or "segmentation" (a SEG CervicalAI wrote); see deid_profile.
         """
         import copy
 
@@ -222,27 +260,41 @@ class Deidentifier:
         patient_id = str(patient_id if patient_id is not None else ds.get("PatientID", "") or "").strip()
         if not patient_id:
             raise InputError("cannot de-identify a DICOM object without PatientID: give the patient ID explicitly")
+        if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
+            raise InputError("an image says it has text burned into its pixels (BurnedInAnnotation YES): it cannot "
+                             "be de-identified by its attributes alone - refusing to export it")
         out = copy.deepcopy(ds)
-        self._clean(out, patient_id)
+        table = whitelist(kind)
+        self._clean(out, patient_id, table)
+        for keyword in REQUIRED_EMPTY[kind]:
+            if keyword not in out:
+                setattr(out, keyword, "")
+        if kind == "segmentation" and self.dates == "remove":
+            # type 1 in a multi-frame object: a dummy (PS3.15 action D), no date of the patient's care
+            out.ContentDate, out.ContentTime = DUMMY_BY_VR["DA"], DUMMY_BY_VR["TM"]
         pseudonym = self.pseudonym(patient_id)
         out.PatientName = pseudonym
         out.PatientID = pseudonym
+        if kind == "segmentation" and str(out.get("ContentCreatorName", "") or ""):
+            out.ContentCreatorName = self.reviewer_pseudonym(str(out.ContentCreatorName).replace("^", " "))
         out.PatientIdentityRemoved = "YES"
         out.DeidentificationMethod = self.method_values()
         out.DeidentificationMethodCodeSequence = [self._code_item(*code) for code in self._method_codes()]
         out.LongitudinalTemporalInformationModified = "MODIFIED" if self.dates == "shift" else "REMOVED"
         meta = getattr(out, "file_meta", None)
         if meta is not None:
-            for keyword in REMOVE_FILE_META:
-                if keyword in meta:
-                    delattr(meta, keyword)
+            for element in list(meta):
+                if element.keyword not in FILE_META_KEEP:
+                    del meta[element.tag]
             if "SOPInstanceUID" in out:
                 meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
+            if "SOPClassUID" in out:
+                meta.MediaStorageSOPClassUID = out.SOPClassUID
         assert isinstance(out, Dataset)
         return out
 
     def _method_codes(self) -> list[tuple[str, str]]:
-        codes = [("113100", "Basic Application Confidentiality Profile")]
+        codes = [("113100", "Basic Application Confidentiality Profile"), ("113105", "Clean Descriptors Option")]
         if self.dates == "shift":
             codes.append(("113107", "Retain Longitudinal Temporal Information Modified Dates Option"))
         return codes
@@ -257,83 +309,88 @@ class Deidentifier:
         item.CodeMeaning = meaning
         return item
 
-    def _clean(self, ds: Any, patient_id: str) -> None:
-        """Apply the profile to `ds` in place, recursing into sequence items."""
-        from pydicom.datadict import keyword_for_tag
-        from pydicom.uid import UID
-
-        table = profile_table()
+    def _clean(self, ds: Any, patient_id: str, table: dict[str, str]) -> None:
+        """Keep only whitelisted attributes of `ds` (in place), cleaned as the whitelist says; recursive."""
         offset = self.date_offset_days(patient_id)
         for element in list(ds):
-            tag = int(element.tag)
-            group = tag >> 16
-            if element.tag.is_private or 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
+            keyword = element.keyword
+            action = table.get(keyword) if not element.tag.is_private else None
+            if action is None:
                 del ds[element.tag]
                 continue
             vr = element.VR
-            keyword = keyword_for_tag(tag)
-            if tag in table:
-                code, _name, date_option = table[tag]
-                action = resolve_action(code)
-                if date_option and self.dates == "shift" and vr in ("DA", "DT", "TM"):
-                    action = "C"
-            else:
-                action = "K"
-            if action == "X":
-                del ds[element.tag]
-            elif action == "Z":
-                element.value = [] if vr == "SQ" else ("" if isinstance(DUMMY_BY_VR.get(vr, ""), str) else None)
-            elif action == "D":
-                self._dummy(element)
-            elif action == "U":
-                self._remap_uids(element)
-            elif action == "C":
-                self._shift(element, offset)
-            elif vr == "SQ":  # K or U*: keep the sequence, clean its items
+            if action == SEQUENCE:
+                if vr != "SQ":
+                    del ds[element.tag]
+                    continue
                 for item in element.value:
-                    self._clean(item, patient_id)
-            elif vr == "UI":
-                if keyword not in KEEP_UID_KEYWORDS:
-                    self._remap_uids(element, keep_registered=True, uid_class=UID)
-            elif vr in ("DA", "DT"):
-                if self.dates == "shift":
+                    self._clean(item, patient_id, table)
+            elif action in (EMPTY, PSEUDONYM):
+                element.value = [] if vr == "SQ" else ("" if vr not in NUMERIC_VRS else None)
+            elif action == UID:
+                self._remap_uids(element)
+            elif action == DATE:
+                if self.dates == "shift" and vr in ("DA", "DT"):
                     self._shift(element, offset)
                 else:
                     element.value = ""
-            elif vr == "PN":
-                element.value = ""
+            elif action == TIME:
+                if self.dates != "shift" or vr != "TM" or not _valid_time(element.value):
+                    element.value = ""
+            elif action == KEEP:
+                if not self._keep(element):
+                    del ds[element.tag]
 
-    def _dummy(self, element: Any) -> None:
-        vr = element.VR
+    def _keep(self, element: Any) -> bool:
+        """Check a kept value (numbers are numbers, code strings known terms); False: remove it."""
+        from pydicom.uid import UID as UIDClass
+
+        keyword, vr = element.keyword, element.VR
         if vr == "SQ":
-            element.value = []
-        elif vr == "UI":
-            self._remap_uids(element)
-        elif element.VM == 0 or element.value in (None, ""):
-            return  # an empty value stays empty: nothing identifying in it
-        else:
-            element.value = DUMMY_BY_VR.get(vr, DUMMY_TEXT)
+            return False
+        values = list(element.value) if element.VM > 1 else [element.value]
+        if keyword in TERMS:
+            kept = [v for v in values if str(v).strip().upper() in TERMS[keyword]]
+            if keyword == "ImageType":
+                first = [v for v in values[:1] if v in ("ORIGINAL", "DERIVED")] or ["DERIVED"]
+                second = [v for v in values[1:2] if v in ("PRIMARY", "SECONDARY")] or ["SECONDARY"]
+                kept = first + second + [v for v in values[2:] if str(v).strip().upper() in TERMS[keyword]]
+            if not kept:
+                return False
+            element.value = kept if len(kept) > 1 else kept[0]
+            return True
+        if keyword == "Manufacturer":
+            if str(element.value or "").strip().upper() not in MANUFACTURERS:
+                element.value = ""
+            return True
+        if keyword == "SpecificCharacterSet":
+            return all(str(v).strip() in CHARACTER_SETS for v in values)
+        if vr in ("DS", "IS"):
+            try:
+                return all(v in (None, "") or math.isfinite(float(v)) for v in values)
+            except (TypeError, ValueError):
+                return False
+        if vr == "UI":
+            # a registered UID (SOP class, transfer syntax) is kept; anything else is remapped
+            mapped = [v if not v or UIDClass(str(v)).name != str(v) else self.uid(str(v)) for v in values]
+            element.value = mapped if element.VM > 1 else mapped[0]
+            return True
+        if vr in TEXT_VRS:
+            return False  # free text is kept only where TERMS lists its values
+        return True
 
-    def _remap_uids(self, element: Any, keep_registered: bool = False, uid_class: Any = None) -> None:
+    def _remap_uids(self, element: Any) -> None:
         if element.VR != "UI" or element.value in (None, ""):
             if element.VR == "SQ":
                 element.value = []
             return
         values = list(element.value) if element.VM > 1 else [element.value]
-        mapped = []
-        for value in values:
-            text = str(value)
-            if keep_registered and uid_class is not None and uid_class(text).name != text:
-                mapped.append(text)  # a registered DICOM UID (e.g. a coding scheme): not identifying
-            else:
-                mapped.append(self.uid(text))
+        mapped = [self.uid(str(value)) for value in values]
         element.value = mapped if element.VM > 1 else mapped[0]
 
     def _shift(self, element: Any, offset: int) -> None:
         if element.value in (None, ""):
             return
-        if element.VR == "TM":
-            return  # whole-day shifts keep the time of day
         values = list(element.value) if element.VM > 1 else [element.value]
         shift = _shift_da if element.VR == "DA" else _shift_dt
         shifted = [shift(str(v), offset) for v in values]

@@ -33,8 +33,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import __version__
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
 from ..io import atomic
+from ..io.dicom_write import save_dicom_file
 from ..io.hashing import sha256_file
 from ..io.images import read_image
 from ..progress import ProgressCallback, no_progress
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 SEGMENT_LABEL = "tumor"
 SEG_SERIES_NUMBER = 9901
 SEG_SERIES_DESCRIPTION = "CervicalAI tumour segmentation"
+IMAGE_FILES = ["IM*.dcm"]  # what --images-out writes (and --overwrite may replace)
 TUMOUR_COLOR_RGB = (227, 26, 28)
 # Type 2 attributes highdicom copies from the source images; absent ones are added empty.
 TYPE2_SOURCE_ATTRIBUTES = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
@@ -226,12 +228,6 @@ def read_dicom_seg(path: str | Path, reference: sitk.Image | None = None) -> sit
     return image
 
 
-def _check_outputs(paths: list[Path], overwrite: bool) -> None:
-    for path in paths:
-        if path.exists() and not overwrite and (path.is_file() or any(path.iterdir())):
-            raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
-
-
 def export_dicom_seg(
     mask_path: str | Path,
     reference_dicom: str | Path,
@@ -255,29 +251,40 @@ def export_dicom_seg(
     """
     import pydicom
 
+    from ..io.output_guard import check_output_path
+    from ..provenance import check_case, read_record
+
     progress = progress or no_progress
     out_path = Path(out_path)
     manifest_path = manifest_module.sidecar_path(out_path)
     images_dir = Path(images_out) if images_out is not None else None
-    _check_outputs([out_path, manifest_path] + ([images_dir] if images_dir else []), overwrite)
+    inputs = [mask_path, reference_dicom]
+    check_output_path(out_path, inputs, overwrite=overwrite, kind="file")
+    check_output_path(manifest_path, inputs, overwrite=overwrite, kind="file", option="the manifest")
+    if images_dir is not None:
+        check_output_path(images_dir, inputs + [out_path], overwrite=overwrite, owned=IMAGE_FILES,
+                          option="--images-out")
     progress(0.05, "reading the reference series")
     reference = load_reference_series(reference_dicom, series)
     progress(0.3, "reading the mask")
     mask = read_image(mask_path)
     if reviewed_only:
         require_review(mask_path)
-    prepared = mask_on_reference(mask, reference.image, f"mask {Path(mask_path).name}")
+    prepared = mask_on_reference(mask, reference.image, f"mask {Path(mask_path).name}", mask_path)
+    record, record_path = read_record(Path(mask_path).parent)
+    check_case(record, record_path, {"T2W": reference.image}, f"the mask {Path(mask_path).name}",
+               reference.patient_id or reference.folder.name, warnings=prepared.warnings)
     provenance = manifest_module.mask_provenance(mask_path)
     if deidentifier is not None and not reference.patient_id:
         raise InputError("the reference series has no PatientID to key the pseudonym on", reference.folder)
     progress(0.5, "building the DICOM SEG")
     seg = build_segmentation(prepared.mask, reference, provenance, segment_label)
     buffer = io.BytesIO()
-    seg.save_as(buffer, enforce_file_format=True)
+    save_dicom_file(seg, buffer)
     dataset = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
     image_files: list[Path] = []
     if deidentifier is not None:
-        dataset = deidentifier.dataset(dataset, reference.patient_id)
+        dataset = deidentifier.dataset(dataset, reference.patient_id, kind="segmentation")
         dataset.SeriesDescription = SEG_SERIES_DESCRIPTION  # engine-made text, safe to keep
         provenance = deidentifier.review_record(provenance, reference.patient_id)
         case_name = deidentifier.pseudonym(reference.patient_id)
@@ -285,13 +292,13 @@ def export_dicom_seg(
         case_name = reference.patient_id or reference.folder.name
     if images_dir is not None:
         progress(0.7, "writing the reference images")
-        with atomic.atomic_directory(images_dir, overwrite=overwrite) as tmp_dir:
+        with atomic.atomic_directory(images_dir, overwrite=overwrite, owned=IMAGE_FILES) as tmp_dir:
             for number, (ds, source) in enumerate(zip(reference.datasets, reference.files), start=1):
                 target = tmp_dir / f"IM{number:04d}.dcm"
                 if deidentifier is not None:
-                    clean = deidentifier.dataset(ds, reference.patient_id)
+                    clean = deidentifier.dataset(ds, reference.patient_id, kind="image")
                     clean.SeriesDescription = "T2W"  # the role, not the site's free text
-                    clean.save_as(target, enforce_file_format=True)
+                    save_dicom_file(clean, target)
                 else:
                     shutil.copyfile(source, target)
         image_files = sorted(images_dir.iterdir())
@@ -307,7 +314,8 @@ def export_dicom_seg(
         "segment": {"label": segment_label, "category": CATEGORY, "type": PROPERTY_TYPE, "anatomic_region": ANATOMIC_REGION},
         "mask": provenance,
         "mask_resampled": prepared.resampled,
-        "warnings": prepared.warnings,
+        "warnings": manifest_module.scrub(prepared.warnings, deidentifier,
+                                          {reference.patient_id: case_name, reference.folder.name: case_name}),
     }
     if deidentifier is None:
         case["source"] = {"mask": str(mask_path), "reference_dicom": str(reference.folder)}
@@ -315,13 +323,13 @@ def export_dicom_seg(
     # Order: reference images, manifest, SEG last (renamed into place from a temporary file), so
     # a crash never leaves a SEG that looks complete without its manifest.
     with atomic.atomic_path(out_path) as tmp:
-        dataset.save_as(tmp, enforce_file_format=True)
+        save_dicom_file(dataset, tmp)
         files = {out_path.name: sha256_file(tmp)}
         for path in image_files:
             files[path.relative_to(out_path.parent).as_posix() if path.is_relative_to(out_path.parent) else str(path)] = (
                 sha256_file(path))
         document = manifest_module.build_manifest("dicom-seg", [case], files, deidentifier=deidentifier,
-                                                  warnings=prepared.warnings)
+                                                  warnings=case["warnings"])
         out_path.unlink(missing_ok=True)  # replacing: the old SEG must not stand beside the new manifest
         manifest_module.write_manifest(manifest_path, document)
     progress(1.0, f"DICOM SEG written: {out_path}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +51,41 @@ def automatic_model_of(mask_path: str | Path, review_model: str | None = None) -
     return None
 
 
+def automatic_model_source(mask_path: str | Path) -> str | None:
+    """"shipped" or "user-supplied" for the model that drew the automatic contour (segmentation.json), or None."""
+    summary_path = Path(mask_path).with_name(SEGMENTATION_SUMMARY)
+    try:
+        model = json.loads(summary_path.read_text(encoding="utf-8")).get("model") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return model.get("source") if isinstance(model, dict) else None
+
+
+def scrub(texts: list[str], deidentifier: Any, identities: dict[str, str]) -> list[str]:
+    """Texts for a de-identified manifest: each identity (case id, folder name, patient ID) replaced by
+    its stand-in, every file path removed (a parent folder may hold a name). Unchanged without a deidentifier."""
+    if deidentifier is None:
+        return list(texts)
+    names = sorted((name for name in identities if name and name.strip()), key=len, reverse=True)
+    out = []
+    for text in texts:
+        text = re.sub(r"(?<![\w.\-])(?:[A-Za-z]:)?[\\/][^\s(),;']+", "[path]", str(text))
+        for name in names:
+            text = text.replace(name, identities[name])
+        out.append(text)
+    return out
+
+
 def mask_provenance(mask_path: str | Path) -> dict[str, Any]:
-    """How a mask came to be: review record, SEG algorithm type, automatic model."""
+    """How a mask came to be: review record, SEG algorithm type, automatic model (and whether that model
+    was shipped or user-supplied)."""
     record = read_review(mask_path)
     return {
         "reviewed": record.reviewed,
         "origin": record.origin,
         "algorithm_type": record.algorithm_type,
         "automatic_model": automatic_model_of(mask_path, record.automatic_model),
+        "automatic_model_source": automatic_model_source(mask_path),
         "reviewer": record.reviewer,
         "reviewed_at": record.reviewed_at,
         "edit_metrics": dict(record.edit_metrics),
@@ -98,8 +126,11 @@ def build_manifest(
     if deidentifier is not None:
         deidentified = {
             "method": deidentifier.method_text(),
+            **deidentifier.options(),
             "dates": deidentifier.dates,
             "pseudonyms": "HMAC-SHA256 of the patient ID under the site's secret key (not included)",
+            "manifest": "pseudonyms only: no names, case-folder names, paths or record numbers; review times shifted "
+                        "like the patient's dates; reviewers replaced by keyed reviewer pseudonyms",
         }
     return {
         "schema": SCHEMA,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
 from ..io import atomic
 from ..io.geometry import index_to_physical_matrix, resample_to_reference, same_grid
 from ..io.hashing import sha256_file
@@ -42,21 +42,12 @@ def clean_image(image: sitk.Image) -> sitk.Image:
     return clean
 
 
-def binary_mask(mask: sitk.Image, what: str = "mask") -> tuple[sitk.Image, list[str]]:
-    """uint8 0/1 copy of `mask` (non-zero = tumour), with a warning when it held several labels."""
-    if mask.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{what} is a vector/colour image, not a label mask")
-    array = sitk.GetArrayViewFromImage(mask)
-    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-        raise InputError(f"{what} contains NaN or infinite values")
-    warnings = []
-    values = np.unique(array[array != 0]) if array.size else np.array([])
-    if len(values) > 1:
-        warnings.append(f"{what} has several label values ({', '.join(f'{v:g}' for v in values[:6])}); "
-                        "all non-zero voxels were exported as tumour")
-    binary = sitk.GetImageFromArray((np.asarray(array) != 0).astype(np.uint8))
-    binary.CopyInformation(mask)
-    return binary, warnings
+def binary_mask(mask: sitk.Image, what: str = "mask", where: str | Path | None = None) -> tuple[sitk.Image, list[str]]:
+    """uint8 0/1 copy of `mask`; InputError (io.mask_checks) for a probability map, a multi-label map,
+    negative values or an implausible tumour (a label map is never silently merged into one tumour)."""
+    from ..io.mask_checks import tumour_mask
+
+    return tumour_mask(mask, where, what), []
 
 
 def _inside_fraction(mask: sitk.Image, reference: sitk.Image) -> float:
@@ -73,9 +64,10 @@ def _inside_fraction(mask: sitk.Image, reference: sitk.Image) -> float:
     return float(inside.mean())
 
 
-def mask_on_reference(mask: sitk.Image, reference: sitk.Image | None, what: str = "mask") -> PreparedMask:
+def mask_on_reference(mask: sitk.Image, reference: sitk.Image | None, what: str = "mask",
+                      where: str | Path | None = None) -> PreparedMask:
     """Binary mask on `reference`'s grid (resampled with a warning if needed; InputError if disjoint)."""
-    binary, warnings = binary_mask(mask, what)
+    binary, warnings = binary_mask(mask, what, where)
     if not sitk.GetArrayViewFromImage(binary).any():
         raise InputError(f"{what} is empty (no tumour voxels): nothing to export")
     if reference is None or same_grid(binary, reference):
@@ -139,30 +131,39 @@ def export_mask_file(
     `patient_id`, else the reference series' PatientID, else the case folder the mask is in.
     reviewed_only: refuse (InputError naming the mask) a mask without a valid review record.
     """
+    from ..io.output_guard import check_output_path
+    from ..provenance import check_case, read_record
     from . import manifest as manifest_module
     from .seg_nrrd import write_seg_nrrd
 
     if kind not in ("nifti", "seg-nrrd"):
         raise InputError(f"unknown mask file kind {kind!r}")
     mask_path, out_path = Path(mask_path), Path(out_path)
+    suffixes = (".nii.gz", ".nii") if kind == "nifti" else (".seg.nrrd",)
+    if not out_path.name.endswith(suffixes):
+        raise InputError(f"the {kind} file name must end with {' or '.join(suffixes)}", out_path)
     manifest_path = manifest_module.sidecar_path(out_path)
-    for path in (out_path, manifest_path):
-        if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
+    for path, option in ((out_path, "--out"), (manifest_path, "the manifest")):
+        check_output_path(path, [mask_path, reference], overwrite=overwrite, kind="file", option=option)
     reference_image, reference_patient = load_reference_image(reference) if reference is not None else (None, "")
     mask = read_image(mask_path)
     if reviewed_only:
         from ..review import require_review
 
         require_review(mask_path)
-    prepared = mask_on_reference(mask, reference_image, f"mask {mask_path.name}")
-    case_dir = mask_path.parent.parent if mask_path.parent.name == "labels" else mask_path.parent
-    identity = patient_id or reference_patient or manifest_module.patient_id_of_case(case_dir)
+    prepared = mask_on_reference(mask, reference_image, f"mask {mask_path.name}", mask_path)
+    record, record_path = read_record(mask_path.parent)
+    if reference_image is not None:
+        check_case(record, record_path, {"T2W": reference_image}, f"the mask {mask_path.name}",
+                   reference_patient or str(reference), warnings=prepared.warnings)
+    identity = patient_identity_of_mask(mask_path, patient_id, reference_patient, record,
+                                        required=deidentifier is not None)
     provenance = manifest_module.mask_provenance(mask_path)
     case = {"case": deidentifier.pseudonym(identity) if deidentifier else identity, "sequences": ["T2W"],
             "mask": deidentifier.review_record(provenance, identity) if deidentifier else provenance,
             "grid": {"size": list(prepared.mask.GetSize()), "spacing_mm": [round(s, 5) for s in prepared.mask.GetSpacing()]},
-            "mask_resampled": prepared.resampled, "warnings": prepared.warnings}
+            "mask_resampled": prepared.resampled,
+            "warnings": manifest_module.scrub(prepared.warnings, deidentifier, {identity: "the patient"})}
     if deidentifier is None:
         case["source"] = {"mask": str(mask_path), "reference": str(reference) if reference else None}
     # the manifest first, the file last (renamed into place from a temporary file): a crash never
@@ -174,7 +175,31 @@ def export_mask_file(
             write_seg_nrrd(prepared.mask, tmp)
         files = {out_path.name: sha256_file(tmp)}
         document = manifest_module.build_manifest(kind, [case], files, deidentifier=deidentifier,
-                                                  warnings=prepared.warnings)
+                                                  warnings=case["warnings"])
         out_path.unlink(missing_ok=True)  # replacing: the old file must not stand beside the new manifest
         manifest_module.write_manifest(manifest_path, document)
     return out_path, manifest_path, prepared.warnings
+
+
+def patient_identity_of_mask(mask_path: Path, patient_id: str | None, reference_patient: str,
+                             record: dict | None, required: bool) -> str:
+    """Whose mask: --patient-id, else the reference series' PatientID, else the case recorded beside the mask
+    (segmentation.json, written by `cervicalai segment`), else the case folder a labels/ mask is in.
+
+    Never the name of the folder the mask happens to be in (two patients' `seg/` folders would get one
+    pseudonym): when de-identifying (`required`) and none of these is known, InputError."""
+    from . import manifest as manifest_module
+
+    if patient_id and str(patient_id).strip():
+        return str(patient_id).strip()
+    if reference_patient:
+        return reference_patient
+    if record and record.get("case_id"):
+        return str(record["case_id"])
+    if mask_path.parent.name == "labels" and (mask_path.parent.parent / "T2W.nii.gz").exists():
+        return manifest_module.patient_id_of_case(mask_path.parent.parent)
+    if required:
+        raise InputError("cannot tell which patient this mask belongs to (no --patient-id, no DICOM --reference, no "
+                         "segmentation.json beside it, not in a case folder's labels/): give --patient-id so that the "
+                         "pseudonym is the patient's", mask_path)
+    return mask_path.parent.name

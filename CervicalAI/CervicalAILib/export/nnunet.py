@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
 from ..io import atomic
 from ..io.case import REQUIRED_ROLE, ROLES, is_case_folder, load_case
 from ..io.geometry import resample_to_reference, same_grid
@@ -45,6 +45,7 @@ FILE_ENDING = ".nii.gz"
 LABELS = {"background": 0, "tumor": 1}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 CASE_ID_PATTERN = re.compile(r"[^A-Za-z0-9_\-.]")
+OUTPUT_FILES = ["dataset.json", "manifest.json", "imagesTr/*", "labelsTr/*"]  # what --overwrite may replace
 
 
 @dataclass
@@ -138,17 +139,23 @@ def export_nnunet(
     registration: str = "rigid",
     deidentifier: Any = None,
     progress: ProgressCallback | None = None,
+    masks: dict[str, str | Path] | None = None,
     **register_options: Any,
 ) -> NnUNetExport:
-    """Write `out_dir/DatasetNNN_NAME/` (see the module docstring) and return what went in."""
+    """Write `out_dir/DatasetNNN_NAME/` (see the module docstring) and return what went in.
+
+    masks: the tumour mask of a case (key: the case folder as given in `cases`) to use instead of
+    its labels/<label>, e.g. a reader's reviewed copy kept by the review worklist.
+    """
     progress = progress or no_progress
     folder_name = dataset_folder_name(dataset_id, name)
     out_dir = Path(out_dir)
     target = out_dir / folder_name
     if registration not in ("rigid", "none"):
         raise InputError(f"unknown registration {registration!r} (choose rigid or none)")
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{target}: output folder exists and is not empty (use --overwrite to replace it)")
+    from ..io.output_guard import check_output_path
+
+    check_output_path(target, cases, overwrite=overwrite, owned=OUTPUT_FILES)
     if out_dir.is_dir():
         clash = [p.name for p in out_dir.glob(f"Dataset{int(dataset_id):03d}_*") if p.is_dir() and p.name != folder_name]
         if clash:
@@ -165,8 +172,15 @@ def export_nnunet(
     # ---- select cases
     opened: list[_Case] = []
     excluded: list[dict[str, str]] = []
+    seen: dict[Path, Path] = {}
     for path in cases:
         case = _open_case(Path(path), label)
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            raise InputError(f"case folder given twice ({seen[resolved]} and {path})")
+        seen[resolved] = Path(path)
+        if masks is not None and str(path) in masks:
+            case.label_path = Path(masks[str(path)])
         reason = None
         if case.label_path is None:
             reason = f"no tumour label (labels/{label}.nii.gz)"
@@ -178,13 +192,21 @@ def export_nnunet(
             missing = [c for c in channels if c not in case.image_paths]
             reason = f"lacks {', '.join(missing)}" if missing else None
         if reason:
-            excluded.append({"case": case.case_id, "reason": reason})
+            # de-identified: the pseudonym, never the folder name (which may hold a name or a record number)
+            excluded.append({"case": deidentifier.pseudonym(case.patient_id) if deidentifier else case.case_id,
+                             "reason": reason})
             log.warning("excluded %s: %s", case.case_id, reason)
         else:
             opened.append(case)
     if not opened:
         reasons = "; ".join(f"{e['case']}: {e['reason']}" for e in excluded)
         raise InputError(f"no case left to export ({reasons})")
+    # every raw identity of the selected cases -> its stand-in in a de-identified manifest
+    identities = {}
+    if deidentifier is not None:
+        for case in opened:
+            for raw in (case.case_id, case.patient_id, str(case.folder)):
+                identities[raw] = deidentifier.pseudonym(case.patient_id)
     warnings: list[str] = []
     if channels is None:
         channels = [role for role in ROLES if all(role in c.image_paths for c in opened)]
@@ -204,7 +226,7 @@ def export_nnunet(
 
     # ---- write
     entries: list[dict[str, Any]] = []
-    with atomic.atomic_directory(target, overwrite=overwrite) as tmp:
+    with atomic.atomic_directory(target, overwrite=overwrite, owned=OUTPUT_FILES) as tmp:
         (tmp / "imagesTr").mkdir()
         (tmp / "labelsTr").mkdir()
         for number, (identifier, case) in enumerate(identifiers.items()):
@@ -213,7 +235,8 @@ def export_nnunet(
             try:
                 entry = _write_case(tmp, identifier, case, channels, registration, deidentifier, step, **register_options)
             except InputError as exc:
-                excluded.append({"case": identifier if deidentifier else case.case_id, "reason": str(exc)})
+                excluded.append({"case": identifier if deidentifier else case.case_id,
+                                 "reason": manifest_module.scrub([str(exc)], deidentifier, identities)[0]})
                 log.warning("excluded %s: %s", case.case_id, exc)
                 for stale in list((tmp / "imagesTr").glob(f"{identifier}_*")) + list((tmp / "labelsTr").glob(f"{identifier}.*")):
                     stale.unlink()
@@ -235,8 +258,11 @@ def export_nnunet(
         if problems:  # a bug, not bad input: never let a broken data set appear
             raise RuntimeError("exported nnU-Net data set fails the integrity check: " + "; ".join(problems[:5]))
         files = manifest_module.file_hashes(tmp)
+        for entry in entries:
+            entry["warnings"] = manifest_module.scrub(entry["warnings"], deidentifier, identities)
         document = manifest_module.build_manifest(
-            "nnunet", entries, files, excluded=excluded, deidentifier=deidentifier, warnings=warnings,
+            "nnunet", entries, files, excluded=excluded, deidentifier=deidentifier,
+            warnings=manifest_module.scrub(warnings, deidentifier, identities),
             details={"dataset": {"id": int(dataset_id), "name": name, "folder": folder_name, "channels": channels,
                                  "labels": dict(LABELS), "registration": registration}},
         )
@@ -253,9 +279,10 @@ def _write_case(tmp: Path, identifier: str, case: _Case, channels: list[str], re
     images = {role: read_image(case.image_paths[role]) for role in channels}
     moved, records = _on_t2_grid(images, registration, sub_progress(progress, 0.05, 0.8), **register_options)
     t2 = moved[REQUIRED_ROLE]
-    prepared = mask_on_reference(read_image(case.label_path), t2, f"{case.case_id} tumour label")
+    name = identifier if deidentifier is not None else case.case_id  # never a raw case name in a de-identified export
+    prepared = mask_on_reference(read_image(case.label_path), t2, f"{name} tumour label", case.label_path)
     for index, role in enumerate(channels):
-        image = _float_without_nan(moved[role], f"{case.case_id} {role}")
+        image = _float_without_nan(moved[role], f"{name} {role}")
         atomic.write_image(image, tmp / "imagesTr" / f"{identifier}_{index:04d}{FILE_ENDING}")
     atomic.write_image(prepared.mask, tmp / "labelsTr" / f"{identifier}{FILE_ENDING}")
     provenance = manifest_module.mask_provenance(case.label_path)

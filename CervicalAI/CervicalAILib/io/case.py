@@ -28,17 +28,24 @@ LABELS_DIR = "labels"
 
 
 def find_role_file(folder: Path, stem: str) -> Path | None:
-    """`folder/stem.<any supported image suffix>` if present (case-sensitive stem)."""
-    for suffix in IMAGE_SUFFIXES:
-        candidate = folder / f"{stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+    """`folder/stem.<any supported image suffix>` if present (case-sensitive stem); InputError when
+    several files claim the role (e.g. T2W.nii.gz and T2W.nrrd): which one is meant cannot be guessed."""
+    found = [folder / f"{stem}{suffix}" for suffix in IMAGE_SUFFIXES
+             if (folder / f"{stem}{suffix}").is_file() or (folder / f"{stem}{suffix}").is_symlink()]
+    if len(found) > 1:
+        raise InputError(f"holds {len(found)} files for the {stem} role ({', '.join(p.name for p in found)}): keep "
+                         "one", folder)
+    return found[0] if found else None
 
 
 def is_case_folder(path: str | Path) -> bool:
     path = Path(path)
-    return path.is_dir() and find_role_file(path, REQUIRED_ROLE) is not None
+    if not path.is_dir():
+        return False
+    try:
+        return find_role_file(path, REQUIRED_ROLE) is not None
+    except InputError:
+        return True  # a case folder with two T2W files: loading it says so
 
 
 @dataclass

@@ -653,9 +653,20 @@ class DicomVolume:
             ]
             self.problems.append(f"no slice geometry ({', '.join(missing)} missing): cannot place it in space")
             return
+        from .image_checks import MAX_SPACING_MM, MIN_SPACING_MM
+
+        pixel_spacing = np.asarray(first.pixel_spacing, dtype=float)
+        if not np.all(np.isfinite(pixel_spacing)) or np.any(pixel_spacing <= 0):
+            self.problems.append(f"PixelSpacing {_fmt(first.pixel_spacing, 4)} mm is not positive: the voxel size is "
+                                 "unknown, so nothing can be measured")
+            return
+        if np.any(pixel_spacing < MIN_SPACING_MM) or np.any(pixel_spacing > MAX_SPACING_MM):
+            self.problems.append(f"PixelSpacing {_fmt(first.pixel_spacing, 4)} mm is not plausible for MRI (each "
+                                 f"must lie between {MIN_SPACING_MM:g} and {MAX_SPACING_MM:g} mm)")
+            return
         row = np.asarray(first.orientation[:3], dtype=float)
         column = np.asarray(first.orientation[3:], dtype=float)
-        if abs(np.linalg.norm(row) - 1) > 0.01 or abs(np.linalg.norm(column) - 1) > 0.01 or abs(row @ column) > 0.01:
+        if not (np.all(np.isfinite(row)) and np.all(np.isfinite(column))) or abs(np.linalg.norm(row) - 1) > 0.01 or abs(np.linalg.norm(column) - 1) > 0.01 or abs(row @ column) > 0.01:
             self.problems.append(f"ImageOrientationPatient ({_fmt(first.orientation, 4)}) is not two orthogonal unit vectors")
             return
         row /= np.linalg.norm(row)
@@ -685,6 +696,9 @@ class DicomVolume:
             self.spacing = (*spacing_xy, float(np.median(steps)))
             return
         spacing = float(np.median(steps))
+        if spacing > MAX_SPACING_MM:
+            self.problems.append(f"slices are {spacing:g} mm apart: not plausible for MRI (at most {MAX_SPACING_MM:g} mm)")
+            return
         tolerance = max(MIN_SPACING_TOLERANCE_MM, RELATIVE_SPACING_TOLERANCE * spacing)
         irregular = np.flatnonzero(np.abs(steps - spacing) > tolerance)
         if irregular.size:

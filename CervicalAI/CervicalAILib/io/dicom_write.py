@@ -45,6 +45,17 @@ def deterministic_uid(*parts: Any) -> str:
     return f"2.25.{uuid.uuid5(UID_NAMESPACE, name).int}"
 
 
+def save_dicom_file(dataset: Any, target: Any) -> None:
+    """Write a pydicom dataset as a DICOM Part 10 file (preamble, file meta) to a path or binary file,
+    with pydicom 3 (`enforce_file_format`) or pydicom 2.x (Slicer 5.10 ships 2.4.4: `write_like_original`)."""
+    import pydicom
+
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        dataset.save_as(target, enforce_file_format=True)
+    else:
+        dataset.save_as(target, write_like_original=False)
+
+
 def _ds(value: float) -> Any:
     from pydicom.valuerep import DSfloat
 
@@ -163,6 +174,6 @@ def write_dicom_series(
                 meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
                 ds.file_meta = meta
                 name = f"{file_prefix}{instance:04d}.dcm"
-                ds.save_as(tmp / name, enforce_file_format=True)
+                save_dicom_file(ds, tmp / name)
                 paths.append(Path(out_dir) / name)
     return paths

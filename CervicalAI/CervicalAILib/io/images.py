@@ -1,20 +1,23 @@
-"""Reading single image files (NIfTI, NRRD, MHA) with geometry checks.
+"""Reading single image files (NIfTI, NRRD, MHA) with the checks of `io.image_checks`.
 
-A file whose geometry is broken (NaN or zero in the affine, zero spacing, a singular
-direction matrix) is refused with an error naming the file: silently loading it would put
-the tumour in the wrong place in space.
+A file that is truncated, holds NaN voxels, or whose geometry is broken or implausible (NaN or
+zero in the affine, zero or absurd spacing, a singular direction matrix, qform and sform that
+disagree) is refused with an error naming the file: silently loading it would put the tumour in
+the wrong place in space or change its volume.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from .image_checks import check_geometry, check_image, check_image_file
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+__all__ = ["IMAGE_SUFFIXES", "check_geometry", "is_image_file", "read_image"]
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -22,56 +25,38 @@ def is_image_file(path: str | Path) -> bool:
     return any(name.endswith(suffix) for suffix in IMAGE_SUFFIXES)
 
 
-def check_geometry(image: sitk.Image, path: str | Path) -> None:
-    """Raise InputError if the image's spacing, origin or direction cannot be trusted."""
-    spacing = np.asarray(image.GetSpacing(), dtype=float)
-    origin = np.asarray(image.GetOrigin(), dtype=float)
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(image.GetDimension(), image.GetDimension())
-    if not (np.all(np.isfinite(spacing)) and np.all(np.isfinite(origin)) and np.all(np.isfinite(direction))):
-        raise InputError("image geometry contains NaN or infinite values (affine/spacing/origin)", path)
-    if np.any(spacing <= 0):
-        raise InputError(f"voxel spacing must be positive, found {tuple(spacing.round(4))}", path)
-    det = np.linalg.det(direction)
-    if abs(det) < 1e-3:
-        raise InputError("image direction matrix is singular (zero column in the affine)", path)
+def _itk_reason(exc: RuntimeError) -> str:
+    """ITK's reason in a few words (its messages run over several lines of source locations)."""
+    text = str(exc).strip()
+    lowered = text.lower()
+    if "not read completely" in lowered or "but received" in lowered or "unexpected end" in lowered:
+        return "the file is truncated (its voxel data end early)"
+    if "unable to determine imageio reader" in lowered or "could not create io object" in lowered:
+        return "not an image file ITK can read (unknown or corrupt format)"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception thrown", "/", "itk::", "Reason:"))]
+    return (useful or lines or ["unknown error"])[-1][:200]
 
 
-def _check_nifti_header(path: Path) -> None:
-    """Check the NIfTI sform/qform before SimpleITK silently repairs or rejects it."""
-    try:
-        import nibabel
-    except ImportError:  # nibabel is optional; SimpleITK's geometry is still checked afterwards
-        return
-    try:
-        header = nibabel.load(str(path)).header
-    except Exception as exc:  # unreadable header: report as corrupt
-        raise InputError(f"not a readable NIfTI file ({exc})", path) from exc
-    affine_candidates = []
-    if int(header["sform_code"]) > 0:
-        affine_candidates.append(("sform", header.get_sform()))
-    if int(header["qform_code"]) > 0:
-        affine_candidates.append(("qform", header.get_qform()))
-    if not affine_candidates:
-        affine_candidates.append(("pixdim", np.diag(list(header["pixdim"][1:4]) + [1.0])))
-    for name, affine in affine_candidates:
-        affine = np.asarray(affine, dtype=float)
-        if not np.all(np.isfinite(affine)):
-            raise InputError(f"NIfTI {name} affine contains NaN or infinite values", path)
-        if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
-            raise InputError(f"NIfTI {name} affine is singular (a zero scale or zero column)", path)
+def read_image(path: str | Path, pixel_type: int | None = None, dimension: int | None = 3) -> sitk.Image:
+    """Read one image file and check it; InputError names the file on any problem.
 
-
-def read_image(path: str | Path, pixel_type: int | None = None) -> sitk.Image:
-    """Read one image file and check its geometry; InputError names the file on any problem."""
+    dimension: the number of dimensions the image must have (None: any).
+    """
     path = Path(path)
     if not path.is_file():
-        raise InputError("file not found", path)
-    if path.name.lower().endswith((".nii", ".nii.gz")):
-        _check_nifti_header(path)
+        if path.is_symlink():
+            raise InputError("is a symbolic link that leads nowhere (to a missing file, or round in a loop)", path)
+        raise InputError("file not found" if not path.exists() else "is a folder, not an image file", path)
+    if not is_image_file(path):
+        raise InputError(f"not an image file this tool reads (expected {', '.join(IMAGE_SUFFIXES)})", path)
+    try:
+        check_image_file(path)
+    except PermissionError as exc:
+        raise InputError("cannot read the file: permission denied", path) from exc
     try:
         image = sitk.ReadImage(str(path)) if pixel_type is None else sitk.ReadImage(str(path), pixel_type)
     except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
-        raise InputError(f"cannot read image ({first_line})", path) from exc
-    check_geometry(image, path)
+        raise InputError(f"cannot read image ({_itk_reason(exc)})", path) from exc
+    check_image(image, path, dimension=dimension)
     return image

@@ -439,6 +439,13 @@ class Study:
     case: Case | None = None  # the case folder (labels, clinical.json) when loaded from one
 
     @property
+    def case_id(self) -> str:
+        """How outputs name the case: the case folder's name, else the DICOM PatientID, else the folder's name."""
+        if self.case is not None:
+            return self.case.case_id
+        return self.patient_id or self.path.name
+
+    @property
     def label_paths(self) -> dict[str, Path]:
         """Label files of a case folder (labels/<name>.nii.gz); {} for DICOM studies and files."""
         return dict(self.case.label_paths) if self.case else {}
@@ -459,16 +466,19 @@ class Study:
         return next((s for s in self.series if s.role == role), None)
 
     def image(self, role: str) -> sitk.Image:
-        """The image for `role`; InputError naming the role when the study has none."""
+        """The image for `role`; InputError naming the role when the study has none, or naming the
+        file when its image cannot be an MR sequence (blank, a single slice)."""
+        from .image_checks import sequence_problem
+
         series = self.series_for(role)
         if series is None:
-            present = ", ".join(self.roles_present()) or "none"
-            raise InputError(
-                f"study has no {normalise_role(role)} series (roles present: {present}); "
-                f"assign one with --role SERIES={normalise_role(role)}",
-                self.path,
-            )
-        return series.image()
+            require_role(self, role)
+        image = series.image()
+        problem = sequence_problem(image)
+        if problem:
+            where = series.path if series.source == "file" else f"{series.path} (series {series.key})"
+            raise InputError(f"cannot be used as the {normalise_role(role)}: {problem}", where)
+        return image
 
     def roles_present(self) -> list[str]:
         return [role for role in ROLES if self.series_for(role) is not None]
@@ -511,6 +521,32 @@ class Study:
             "notes": list(self.notes),
             "skipped_files": [{"path": str(p), "reason": r} for p, r in self.skipped_files],
         }
+
+
+def require_role(study: Study, role: str, why: str = "") -> None:
+    """InputError when the study has no usable series for `role`, naming the series that looked like
+    one and why it cannot be used (missing slices, broken geometry, unreadable files), if any."""
+    role = normalise_role(role)
+    if study.series_for(role) is not None:
+        return
+    unusable = [s for s in study.series if s.kind == role and not s.usable]
+    skipped = ""
+    if study.skipped_files:
+        first_path, first_reason = study.skipped_files[0]
+        skipped = (f"; {len(study.skipped_files)} file(s) could not be read, e.g. {Path(first_path).name} "
+                   f"({first_reason})")
+    if unusable:
+        series = unusable[0]
+        defect = "; ".join(series.problems) or "its images cannot be read"
+        where = series.path
+        raise InputError(f"series {series.key} ({series.description or 'no description'}) looks like the {role} but "
+                         f"cannot be used: {defect}{skipped}", where)
+    present = ", ".join(study.roles_present()) or "none"
+    others = ", ".join(f"{s.key} ({s.description or s.kind})" for s in study.series[:6])
+    raise InputError(
+        f"study has no {role} series ({ROLE_NAMES.get(role, role)}; roles present: {present}; series: "
+        f"{others or 'none'}{skipped})" + (f"; {why}" if why else "") + f"; assign one with --role SERIES={role}",
+        study.path)
 
 
 def normalise_role(role: str) -> str:
@@ -693,6 +729,12 @@ def _series_from_file(path: Path, key: str, role: str = OTHER, strict: bool = Tr
         if strict:
             raise
         series.problems.append(str(exc))
+    if series._image is not None:
+        from .image_checks import sequence_problem
+
+        problem = sequence_problem(series._image)
+        if problem:  # `inspect` lists it; using the image as a sequence is refused (Study.image)
+            series.problems.append(problem)
     return series
 
 
@@ -787,7 +829,9 @@ def load_study(
 def _load_case_study(folder: Path) -> Study:
     case = load_case(folder)
     series = [_series_from_file(p, key=role, role=role) for role, p in case.image_paths.items()]
-    return Study(path=folder, source="case", series=series, case=case, patient_id=case.case_id)
+    study = Study(path=folder, source="case", series=series, case=case, patient_id=case.case_id)
+    study.problems.extend(f"{item.path.name}: {problem}" for item in series for problem in item.problems)
+    return study
 
 
 def _load_scanned_study(paths: list[Path], root: Path, progress: ProgressCallback, study: str | None) -> Study:
@@ -796,6 +840,8 @@ def _load_scanned_study(paths: list[Path], root: Path, progress: ProgressCallbac
     nested_cases = sorted(
         {p.parent for p in scan.image_files if p.parent not in paths and is_case_folder(p.parent)}
     )
+    if nested_cases and all(p.is_file() for p in paths) and {p.parent for p in paths} <= set(nested_cases):
+        raise InputError(f"is one image of the case folder {paths[0].parent}: give the case folder itself", paths[0])
     if nested_cases:
         names = ", ".join(str(c) for c in nested_cases[:5])
         raise InputError(

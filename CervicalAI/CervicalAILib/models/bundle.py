@@ -5,10 +5,16 @@ outputs, provenance, metrics, intended use, what data trained it) and lists ever
 with its SHA-256. Loading verifies the schema and every hash and refuses with a clear error,
 so a bundle that was edited, truncated or swapped is never used. Artefacts are restricted to
 data formats: a bundle can never carry a pickle or a torch checkpoint.
+
+`bundle.json` itself is pinned by the model catalogue (`models.catalog`): a loaded bundle is
+"shipped" when the catalogue lists its bundle.json hash, refused when it carries a shipped name and
+version with another hash (an edited copy), and "user-supplied" otherwise; `Bundle.summary()`
+carries that source and the hash into every output that names the model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -50,6 +56,12 @@ class Bundle:
     path: Path
     manifest: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    manifest_sha256: str | None = None  # SHA-256 of bundle.json (pinned by the catalogue for shipped bundles)
+    source: str = "user-supplied"  # "shipped" (listed in the model catalogue) or "user-supplied"
+
+    @property
+    def user_supplied(self) -> bool:
+        return self.source != "shipped"
 
     @property
     def name(self) -> str:
@@ -67,6 +79,11 @@ class Bundle:
     def label(self) -> str:
         """`name@version`, how readouts and logs name a model."""
         return f"{self.name}@{self.version}"
+
+    @property
+    def display_label(self) -> str:
+        """`name@version`, with "(user-supplied)" for a bundle the model catalogue does not list."""
+        return self.label + (" (user-supplied)" if self.user_supplied else "")
 
     def file(self, name: str) -> Path:
         if name not in self.manifest["files"]:
@@ -92,6 +109,8 @@ class Bundle:
             "task": self.task,
             "training_data": self.manifest["training_data"],
             "intended_use": self.manifest["intended_use"],
+            "source": self.source,
+            "bundle_json_sha256": self.manifest_sha256,
             "sha256": {name: entry["sha256"] for name, entry in self.manifest["files"].items()},
         }
 
@@ -129,15 +148,25 @@ def validate_manifest(manifest: Any, where: Path | str = "bundle.json") -> None:
 
 def load_bundle(path: str | Path, task: str | None = None) -> Bundle:
     """Load and verify a bundle folder; refuse with BundleError on any mismatch."""
+    from .catalog import identify
+
     bundle_dir = Path(path)
     manifest_path = bundle_dir / MANIFEST
+    if not bundle_dir.is_dir():
+        raise BundleError(f"{bundle_dir}: model bundle folder not found" if not bundle_dir.exists()
+                          else f"{bundle_dir}: not a model bundle folder (a bundle is a folder holding {MANIFEST})")
     if not manifest_path.is_file():
         raise BundleError(f"{bundle_dir}: not a model bundle (no {MANIFEST})")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        raw = manifest_path.read_bytes()
+        manifest = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from exc
+    except OSError as exc:
+        raise BundleError(f"{manifest_path}: cannot be read ({exc.strerror or exc})") from exc
     validate_manifest(manifest, manifest_path)
+    manifest_sha256 = hashlib.sha256(raw).hexdigest()
+    source, _entry = identify(manifest, manifest_sha256, manifest_path)
     if task is not None and manifest["task"] != task:
         raise BundleError(f"{bundle_dir}: bundle task is {manifest['task']!r}, expected {task!r}")
     for name, entry in manifest["files"].items():
@@ -150,7 +179,7 @@ def load_bundle(path: str | Path, task: str | None = None) -> Bundle:
                 f"{file_path}: SHA-256 does not match bundle.json (expected {entry['sha256'][:12]}..., "
                 f"found {actual[:12]}...); the bundle was modified or is incomplete - refusing to use it"
             )
-    return Bundle(path=bundle_dir, manifest=manifest)
+    return Bundle(path=bundle_dir, manifest=manifest, manifest_sha256=manifest_sha256, source=source)
 
 
 def write_bundle(

@@ -472,7 +472,7 @@ def _extract_role(
     computed_images: list[str] = []
     with _pyradiomics_messages_collected() as collector:
         with warnings.catch_warnings():
-            # pyradiomics uses scipy functions that scipy has deprecated (LBP3D); not the user's concern
+            # pyradiomics uses numpy/scipy functions those libraries have deprecated; not the user's concern
             warnings.simplefilter("ignore", DeprecationWarning)
             # The settings are already validated: an extractor without parameters skips pyradiomics'
             # (slow) re-validation; only its computeShape (with our feature lists) is used.
@@ -521,7 +521,7 @@ def _extract_role(
                     continue
                 if image_type == "LoG":  # each sigma is its own filter run: only run the needed ones
                     args["sigma"] = [s for s in args.get("sigma", []) if log_image_name(s) in wanted]
-                generator = getattr(imageoperations, f"get{image_type}Image")(image_p, mask_p, **args)
+                generator = _image_filter(image_type)(image_p, mask_p, **args)
                 for filtered, image_name, kwargs in generator:
                     if image_name not in plan.images:
                         continue
@@ -551,6 +551,16 @@ def _extract_role(
     }
     progress(1.0, f"radiomics {role}: {len(values)} features")
     return values, provenance, messages
+
+
+def _image_filter(image_type: str):
+    """pyradiomics' filter function of an image type (`get<Type>Image`); LBP3D from `lbp3d`, which
+    gives pyradiomics' values on every scipy (pyradiomics' own yields nothing on scipy 1.17)."""
+    from radiomics import imageoperations  # pyradiomics
+
+    from .lbp3d import lbp3d_images
+
+    return lbp3d_images if image_type == "LBP3D" else getattr(imageoperations, f"get{image_type}Image")
 
 
 def _load_image(

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 READOUT_SCHEMA = "cervicalai.readout/1"
 READOUT_FILE = "readout.json"
+OUTPUT_FILES = [READOUT_FILE, "nomogram.png", "nomogram.svg"]  # what `predict --overwrite` may replace
+# Keys a clinical.json may hold besides the clinical fields without a warning (bookkeeping, not inputs).
+BOOKKEEPING_KEYS = {"case_id", "patient_id", "pseudonym"}
 MIN_MASK_VOXELS = 10  # fewer voxels cannot carry texture; pyradiomics refuses such regions too
 MIN_TUMOUR_INSIDE = 0.999  # as the radiomics extraction: a mask cut by the image border is refused
 
@@ -62,34 +65,56 @@ class ReadoutInputs:
     mask_path: Path | None = None
     transforms: dict[str, sitk.Transform] = field(default_factory=dict)
     segmentation_summary: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)  # found while reading the inputs (provenance, unused keys)
+    clinical_path: Path | None = None  # the file the clinical values came from (named in their errors)
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def check_mask(mask: sitk.Image, t2: sitk.Image, warnings: list[str], where: str = "tumour mask") -> sitk.Image:
-    """The mask as uint8 0/1 on the T2WI grid; InputError when it cannot describe a tumour there."""
+def check_mask(mask: sitk.Image, t2: sitk.Image, warnings: list[str], where: str = "tumour mask",
+               path: str | Path | None = None) -> sitk.Image:
+    """The mask as uint8 0/1 on the T2WI grid; InputError (naming `path`) when it cannot describe a tumour there."""
     if mask.GetDimension() != 3:
-        raise InputError(f"the {where} must be a 3D image, got {mask.GetDimension()}D")
+        raise InputError(f"the {where} must be a 3D image, got {mask.GetDimension()}D", path)
     if not same_grid(mask, t2):
         inside = label_fraction_inside(mask, t2)
         if inside == 0.0:
-            raise InputError(f"the {where} does not overlap the T2WI (different position in space)")
+            raise InputError(f"the {where} does not overlap the T2WI (different position in space)", path)
         if inside < MIN_TUMOUR_INSIDE:
             # a tumour cut at the image border would be scored as a smaller tumour
             raise InputError(f"{100 * (1 - inside):.1f}% of the {where} lies outside the T2WI: the readout would "
-                             "describe a truncated tumour (check that the mask belongs to this study)")
+                             "describe a truncated tumour (check that the mask belongs to this study)", path)
         warnings.append(f"the {where} is not on the T2WI grid: resampled onto it (nearest neighbour)")
         mask = resample_to_reference(mask, t2, interpolator=sitk.sitkNearestNeighbor, pixel_type=sitk.sitkUInt8)
     mask = sitk.Cast(mask != 0, sitk.sitkUInt8)
     count = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
     if count == 0:
-        raise InputError(f"the {where} is empty (no tumour voxel on the T2WI)")
+        raise InputError(f"the {where} is empty (no tumour voxel on the T2WI)", path)
     if count < MIN_MASK_VOXELS:
         raise InputError(
-            f"the {where} has only {count} voxel(s); at least {MIN_MASK_VOXELS} are needed for radiomics and deep features"
-        )
+            f"the {where} has only {count} voxel(s); at least {MIN_MASK_VOXELS} are needed for radiomics and deep features",
+            path)
     return mask
+
+
+def check_clinical_keys(values: dict[str, Any], used: set[str], warnings: list[str]) -> None:
+    """InputError for a key that looks like a misspelt clinical field (its value would be ignored and the
+    reader told it is missing); a warning listing the other keys no model uses."""
+    import difflib
+
+    known = sorted(used)
+    unused = []
+    for key in values:
+        if key in used or key in BOOKKEEPING_KEYS:
+            continue
+        close = difflib.get_close_matches(str(key).lower(), known, n=1, cutoff=0.8)
+        if close and (close[0] not in values or str(key).lower() == close[0]):
+            raise InputError(f"clinical value {key!r} is not a known field: did you mean {close[0]!r}? (known fields: "
+                             f"{', '.join(known)})")
+        unused.append(str(key))
+    if unused:
+        warnings.append(f"clinical value(s) not used by any model and left out of the readout: {', '.join(unused)}")
 
 
 def derive_clinical(values: dict[str, Any]) -> dict[str, Any]:
@@ -119,50 +144,81 @@ def load_inputs(
     center: str | None = None,
 ) -> ReadoutInputs:
     """Read the study, mask, clinical values and (optional) registration transforms from disk."""
-    import json
 
-    from ..io.study import load_study
+    from ..io.mask_checks import tumour_mask
+    from ..io.study import load_study, require_role
+    from ..provenance import check_case, read_record
+    from ..provenance import image_record as provenance_record
     from ..registration.masks import read_transforms
 
     case = Path(case)
     study = load_study(case)
+    require_role(study, "T2W", "the tumour mask is defined on the T2WI grid")
     images = {role: study.image(role) for role in study.roles_present()}
-    if "T2W" not in images:
-        raise InputError("the study has no T2WI; the tumour mask is defined on the T2WI grid", case)
     image_records = {role: image_record(study.series_for(role)) for role in images}
+    warnings: list[str] = []
+    clinical_path = None
     if isinstance(clinical, (str, Path)):
         clinical_path = Path(clinical)
-        if not clinical_path.is_file():
-            raise InputError("clinical file not found", clinical_path)
-        try:
-            clinical = json.loads(clinical_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON ({exc})", clinical_path) from exc
-        if not isinstance(clinical, dict):
-            raise InputError("must hold a JSON object of clinical values", clinical_path)
+        clinical = read_clinical_file(clinical)
     mask_path = Path(mask_path)
-    mask = read_image(mask_path)
-    transforms = read_transforms(transforms_dir) if transforms_dir else read_transforms(case)
+    mask = tumour_mask(read_image(mask_path), mask_path)
+    case_id = case.name if case.is_dir() else case.stem
+    # whose mask is it? segmentation.json beside an automatic mask, or the case folder a labels/ mask is in
+    record, record_path = read_record(mask_path.parent)
+    if record is None and mask_path.parent.name == "labels" and (mask_path.parent.parent / "T2W.nii.gz").is_file():
+        mask_case = mask_path.parent.parent
+        if mask_case.resolve() != case.resolve():
+            record = {"case_id": mask_case.name, "images": {"T2W": provenance_record(read_image(mask_case / "T2W.nii.gz"))}}
+            record_path = mask_path
+        else:
+            record, record_path = {"case_id": case_id, "images": {}}, mask_path  # the case's own label
+    check_case(record, record_path, images, f"the tumour mask {mask_path.name}", case_id, warnings=warnings)
+    transforms_source = Path(transforms_dir) if transforms_dir else case
+    if transforms_dir:
+        if not transforms_source.is_dir():
+            raise InputError("--transforms folder not found" if not transforms_source.exists()
+                             else "--transforms must be a folder (the output of study register or segment)",
+                             transforms_source)
+        if not (transforms_source / "transforms").is_dir() or not any((transforms_source / "transforms").glob("*.tfm")):
+            raise InputError("holds no registration transforms (transforms/<ROLE>.tfm, written by `cervicalai study "
+                             "register` or `cervicalai segment`)", transforms_source)
+    transforms = read_transforms(transforms_source)
+    if transforms:
+        record, record_path = read_record(transforms_source)
+        if record is None and not transforms_dir:
+            record, record_path = {"case_id": case_id, "images": {}}, None  # the case folder's own transforms
+        # the sequences a transform will carry the mask onto (those on the T2WI grid need none) must be the
+        # images it was computed for
+        moved = [r for r in transforms if r in images and not same_grid(images[r], images["T2W"])]
+        check_case(record, record_path, images, "the registration transforms", case_id, roles=moved,
+                   warnings=warnings)
     segmentation_summary = None
     seg_json = mask_path.parent / "segmentation.json"
-    if seg_json.is_file():
-        try:
-            segmentation_summary = json.loads(seg_json.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            segmentation_summary = None
+    if seg_json.is_file():  # validated against its schema by read_record above
+        from ..io.json_input import read_json
+
+        segmentation_summary = read_json(seg_json, "segmentation summary")
     require_contour_where_no_cervix(mask_path, segmentation_summary)
     if center is None:
         center = (clinical or {}).get("center")
+    if center is not None:
+        try:
+            center = validate_clinical({"center": center})["center"]
+        except InputError as exc:
+            raise InputError(exc.message, clinical_path) from exc
     return ReadoutInputs(
         images=images,
         mask=mask,
         clinical=dict(clinical or {}),
-        case_id=case.name if case.is_dir() else case.stem,
+        case_id=case_id,
         center=None if center is None else str(center),
         image_records=image_records,
         mask_path=mask_path,
         transforms=transforms,
         segmentation_summary=segmentation_summary,
+        warnings=warnings,
+        clinical_path=clinical_path,
     )
 
 
@@ -177,6 +233,19 @@ def require_contour_where_no_cervix(mask_path: Path, segmentation_summary: dict[
             "mask): predict scores only a reviewed contour here - draw or check the tumour in the Segment module "
             "and mark it as reviewed", mask_path,
         )
+
+
+def read_clinical_file(path: str | Path) -> dict[str, Any]:
+    """clinical.json as a dict; InputError naming the file when it is missing, not strict JSON (duplicate
+    keys, NaN) or not an object."""
+    from ..io.json_input import read_json
+
+    clinical_path = Path(path)
+    clinical = read_json(clinical_path, "clinical values file")
+    if not isinstance(clinical, dict):
+        raise InputError(f"must hold a JSON object of clinical values, not a JSON {type(clinical).__name__}",
+                         clinical_path)
+    return clinical
 
 
 def image_record(series) -> dict[str, Any]:
@@ -370,8 +439,12 @@ def predict_case(
     for role, image in inputs.images.items():
         if not np.all(np.isfinite(sitk.GetArrayViewFromImage(image))):
             raise InputError(f"the {role} image contains NaN or infinite voxel values")
-    mask = check_mask(inputs.mask, inputs.images["T2W"], warnings)
-    clinical = derive_clinical(inputs.clinical)
+    warnings.extend(inputs.warnings)
+    mask = check_mask(inputs.mask, inputs.images["T2W"], warnings, path=inputs.mask_path)
+    try:
+        clinical = derive_clinical(inputs.clinical)
+    except InputError as exc:  # name the file the values came from
+        raise InputError(exc.message, inputs.clinical_path) if exc.path is None else exc from exc
     review = read_review(inputs.mask_path).to_dict() if inputs.mask_path else {"reviewed": False, "origin": "automatic"}
     if not review["reviewed"]:
         warnings.append(
@@ -384,6 +457,10 @@ def predict_case(
     # the readout keeps the reader's clinical inputs and what the models use, nothing else
     # (a synthetic case's clinical.json also holds the pathology truth, which must not leak in)
     wanted = set(CLINICAL_FIELDS) | {"c_lnm"} | {t["name"] for m in models for t in m.clinical_inputs}
+    try:
+        check_clinical_keys(inputs.clinical, wanted, warnings)
+    except InputError as exc:
+        raise InputError(exc.message, inputs.clinical_path) if exc.path is None else exc from exc
     clinical = {k: v for k, v in clinical.items() if k in wanted}
     seconds["inputs"] = time.perf_counter() - start
 
@@ -495,9 +572,10 @@ def predict_case(
     if out_dir is not None:
         progress(0.9, "writing the readout")
         t0 = time.perf_counter()
-        with atomic.atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        with atomic.atomic_directory(out_dir, overwrite=overwrite, owned=OUTPUT_FILES) as tmp:
             if lnm["nomogram"] is not None:
-                title = f"{inputs.case_id}: {lnm['outcome_label']} {100 * lnm['probability']:.0f}%"
+                # no case id in the picture: a PNG cannot be searched and scrubbed like a text (report --pseudonym)
+                title = f"{lnm['outcome_label']} {100 * lnm['probability']:.0f}%"
                 for suffix in ("png", "svg"):
                     render_nomogram(lnm_model.nomogram, tmp / f"nomogram.{suffix}", patient=lnm["nomogram"]["values"], title=title)
             seconds["writing"] = time.perf_counter() - t0

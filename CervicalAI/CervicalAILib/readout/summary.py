@@ -38,6 +38,11 @@ def summary_text(readout: dict[str, Any]) -> str:
         lines.append(f"  Stage group          {predicted['text']}")
     for task in staging["needs_reader"]:
         lines.append(f"  Needs the reader:    {task}")
+    for key in ("lnm", "stage_group"):
+        model = (readout.get("models") or {}).get(key)
+        if isinstance(model, dict) and model.get("source") == "user-supplied":
+            lines.append(f"  Model                {model.get('name')}@{model.get('version')} is user-supplied (not a "
+                         "shipped model; its figures are its own)")
     for warning in readout["warnings"]:
         lines.append(f"  Warning: {warning}")
     lines.append(f"  {readout['statement']}")

@@ -50,7 +50,10 @@ def read_transforms(case_folder: str | Path) -> dict[str, sitk.Transform]:
             try:
                 transforms[path.stem] = sitk.ReadTransform(str(path))
             except RuntimeError as exc:
-                raise InputError(f"cannot read registration transform ({str(exc).strip().splitlines()[-1]})", path) from exc
+                reason = str(exc).strip().splitlines()[-1]
+                if "basic_string" in reason or "__pos" in reason or len(reason) > 160:
+                    reason = "not a valid ITK transform file"
+                raise InputError(f"cannot read registration transform ({reason})", path) from exc
     return transforms
 
 

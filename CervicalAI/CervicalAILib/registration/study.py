@@ -164,8 +164,12 @@ def register_study_to_case(
         if not same_grid(label, fixed):  # the contract puts labels on the T2W grid; repair if not
             label = resample_to_reference(label, fixed, None, sitk.sitkNearestNeighbor)
         labels[name] = label
+    from ..provenance import case_record
+
     record = {
         "source": str(getattr(study, "path", "")),
+        # the case the transforms were computed on (segment and predict check it: provenance.py)
+        "case": case_record(getattr(study, "case_id", None) or Path(str(getattr(study, "path", "case"))).name, images),
         "reference": REQUIRED_ROLE,
         "reference_grid": grid_summary(fixed),
         "software": {"cervicalai": __version__, "SimpleITK": sitk.Version_VersionString()},

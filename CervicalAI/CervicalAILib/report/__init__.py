@@ -12,11 +12,13 @@ brief and the research-use statement. HTML is self-contained; the PDF is drawn w
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
 from ..io import atomic
+from ..io.output_guard import check_output_path
 from .content import ReportContent, build_content, load_readout
 from .render import default_pdf_path, render_html, render_pdf_bytes
 
@@ -42,14 +44,33 @@ def write_report(readout_dir: str | Path, out_html: str | Path, pdf_path: str | 
     pdf = Path(pdf_path) if pdf_path is not None else None
     if pdf is not None and pdf.suffix.lower() != ".pdf":
         raise InputError("the PDF file name must end with .pdf", pdf)
-    for path in [out_html] + ([pdf] if pdf else []):
-        if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
+    if pdf is not None and os.path.abspath(pdf) == os.path.abspath(out_html):
+        raise InputError("the PDF and the HTML report cannot be the same file", pdf)
+    inputs = report_inputs(readout_dir)
+    for path, option in [(out_html, "--out")] + ([(pdf, "--pdf")] if pdf else []):
+        check_output_path(path, inputs, overwrite=overwrite, kind="file", option=option)
     content = build_content(readout_dir, deidentifier=deidentifier, patient_id=patient_id)
     atomic.write_text(out_html, render_html(content))
     if pdf is not None:
         atomic.write_bytes(pdf, render_pdf_bytes(content))
     return ReportPaths(html=out_html, pdf=pdf, notes=content.notes)
+
+
+def report_inputs(readout_dir: str | Path) -> list[Path]:
+    """Every file the report reads: readout.json, the nomogram, the images and mask it references."""
+    from .content import _resolve, load_readout
+
+    folder, readout = load_readout(readout_dir)
+    inputs = [folder / "readout.json"]
+    nomogram = (readout.get("nomogram") or {}).get("image") or "nomogram.png"
+    inputs.append(folder / str(nomogram))
+    entries = list(((readout.get("inputs") or {}).get("images") or {}).values())
+    entries.append((readout.get("inputs") or {}).get("mask") or {})
+    for entry in entries:
+        path = _resolve(folder, entry.get("path")) if isinstance(entry, dict) else None
+        if path is not None:
+            inputs.append(path)
+    return inputs
 
 
 __all__ += ["default_pdf_path"]

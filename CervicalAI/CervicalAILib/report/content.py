@@ -27,6 +27,8 @@ READOUT_FILE = "readout.json"
 READOUT_SCHEMA_PREFIX = "cervicalai.readout/"
 ROLE_TITLES = {"T2W": "T2WI", "ADC": "ADC", "DWI": "DWI", "CET1": "CE-T1WI"}
 CONTOUR_COLOR = "#ff2a2a"
+# An absolute file path inside a text (POSIX or Windows), as a pseudonymised report hides it.
+PATH_PATTERN = re.compile(r"(?<![\w.\-])(?:[A-Za-z]:)?[\\/][^\s(),;']+")
 
 
 @dataclass
@@ -55,14 +57,66 @@ def load_readout(readout_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     path = readout_dir / READOUT_FILE if readout_dir.is_dir() else readout_dir
     if not path.is_file():
         raise InputError(f"no {READOUT_FILE} here (write one with `cervicalai predict ... --out DIR`)", readout_dir)
-    try:
-        readout = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"readout is not valid JSON ({exc})", path) from exc
+    from ..io.json_input import read_json
+
+    readout = read_json(path, "readout")
     if not isinstance(readout, dict) or not str(readout.get("schema", "")).startswith(READOUT_SCHEMA_PREFIX):
         raise InputError(f"not a CervicalAI readout (schema {readout.get('schema') if isinstance(readout, dict) else None!r}, "
                          f"expected {READOUT_SCHEMA_PREFIX}N)", path)
+    check_readout(readout, path)
     return path.parent, readout
+
+
+def check_readout(readout: dict[str, Any], path: Path) -> None:
+    """InputError naming the file when the readout breaks its schema (docs/schemas/readout.schema.json:
+    value ranges included) or contradicts itself: nothing impossible is ever rendered for a reader."""
+    from ..schemas import require_valid
+
+    require_valid(readout, "readout", path, "the readout")
+    lnm = readout.get("lnm") or {}
+    top, inner = readout.get("lnm_probability"), lnm.get("probability")
+    if top is not None and inner is not None and abs(float(top) - float(inner)) > 1e-6:
+        raise InputError(f"the readout contradicts itself: lnm_probability {top:g} but lnm.probability {inner:g} "
+                         "(edited or corrupt)", path)
+    nomogram = readout.get("nomogram") or {}
+    points = nomogram.get("points") or {}
+    if points and nomogram.get("total_points") is not None and abs(sum(points.values()) - nomogram["total_points"]) > 1e-3:
+        raise InputError(f"the readout contradicts itself: nomogram points add up to {sum(points.values()):.2f}, "
+                         f"total_points is {nomogram['total_points']:.2f} (edited or corrupt)", path)
+    _check_shipped_figures(readout, path)
+    cutoff, positive = lnm.get("cutoff"), lnm.get("positive")
+    if inner is not None and cutoff is not None and positive is not None and bool(positive) != (inner >= cutoff):
+        raise InputError(f"the readout contradicts itself: LNM probability {inner:g} is "
+                         f"{'above' if inner >= cutoff else 'below'} the cut-off {cutoff:g} but marked "
+                         f"{'positive' if positive else 'negative'} (edited or corrupt)", path)
+
+
+def _check_shipped_figures(readout: dict[str, Any], path: Path) -> None:
+    """A readout naming a shipped LNM model must quote that model's validated figures: they are read again
+    from the shipped bundle (pinned by the model catalogue), so an edited AUC is caught."""
+    from types import SimpleNamespace
+
+    from ..models.catalog import load_catalog, shipped_models_dirs
+    from ..readout.predict import validated_performance
+
+    model = (readout.get("models") or {}).get("lnm") or {}
+    digest = model.get("bundle_json_sha256")
+    if model.get("source") != "shipped" or not digest:
+        return
+    entry = next((e for e in load_catalog() if e.bundle_json_sha256 == digest), None)
+    if entry is None:
+        raise InputError(f"the readout names a shipped LNM model (bundle.json {str(digest)[:12]}...) that the model "
+                         "catalogue does not list (edited, or from another version of CervicalAI)", path)
+    manifest_path = next((d / entry.folder / "bundle.json" for d in shipped_models_dirs()
+                          if (d / entry.folder / "bundle.json").is_file()), None)
+    if manifest_path is None:
+        return
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    expected = validated_performance(SimpleNamespace(manifest=manifest))
+    quoted = (readout.get("lnm") or {}).get("validated") or []
+    if expected != quoted:
+        raise InputError(f"the readout's validated figures for {entry.label} differ from the shipped model's (edited "
+                         "or corrupt readout): refusing to show them", path)
 
 
 def _number(value: Any, digits: int = 1, unit: str = "") -> str:
@@ -200,6 +254,9 @@ def _model_lines(models: Any) -> list[tuple[str, str]]:
         if card.get("family") and role == "encoders":
             does += f" ({card['family']})"
         clause = _training_clause(card)
+        if card.get("source") == "user-supplied":
+            name += " (user-supplied)"
+            clause = (clause + "; " if clause else "") + "not a shipped model: its description and figures are its own"
         lines.append((f"{ROLE_LABELS.get(role, role)}: {name}", f"{does}; {clause}" if clause else does))
     return lines
 
@@ -288,8 +345,15 @@ def build_content(readout_dir: str | Path, deidentifier: Any = None, patient_id:
         notes.append("nomogram image (nomogram.png) not found in the readout folder")
 
     reviewed = "reviewed" if review.get("reviewed") else "NOT reviewed"
-    if review.get("reviewed") and review.get("reviewer"):
-        reviewed += f" by {review['reviewer']}" + (f" ({review['reviewed_at']})" if review.get("reviewed_at") else "")
+    reviewer, reviewed_at, created = review.get("reviewer"), review.get("reviewed_at"), str(readout.get("created") or "")
+    if deidentifier is not None:
+        # as the de-identified exports do: the reviewer's keyed pseudonym, times shifted by the patient's offset
+        identity = str(patient_id or patient_identity(folder, readout))
+        reviewer = deidentifier.reviewer_pseudonym(str(reviewer)) if reviewer else None
+        reviewed_at = deidentifier.shift_iso(reviewed_at, identity) if reviewed_at else None
+        created = deidentifier.shift_iso(created, identity) or "" if created else ""
+    if review.get("reviewed") and reviewer:
+        reviewed += f" by {reviewer}" + (f" ({reviewed_at})" if reviewed_at else "")
     size_class = measured.get("figo_size_class")
     facts = [
         ("Sequences used", ", ".join(ROLE_TITLES[r] for r in sequences) or "not available"),
@@ -314,6 +378,7 @@ def build_content(readout_dir: str | Path, deidentifier: Any = None, patient_id:
         if probability is not None:
             positive = lnm.get("positive", float(probability) >= float(lnm["cutoff"]))
             lnm_lines.append(("Above the operating point", "yes: high risk" if positive else "no: low risk"))
+    user_supplied = ((readout.get("models") or {}).get("lnm") or {}).get("source") == "user-supplied"
     for row in lnm.get("validated") or []:  # one row per cohort (readout.predict.validated_performance)
         if not isinstance(row, dict) or row.get("auc") is None:
             continue
@@ -323,6 +388,8 @@ def build_content(readout_dir: str | Path, deidentifier: Any = None, patient_id:
         for key, label in (("sensitivity", "sensitivity"), ("specificity", "specificity")):
             if row.get(key) is not None:
                 text += f"; {label} {_percent(row[key])} at the operating point"
+        if user_supplied:
+            text += " (as stated by the user-supplied model, not verified)"
         lnm_lines.append((f"Validated: {str(row.get('cohort', '')).replace('_', ' ')}", text))
     if nomogram.get("total_points") is not None:
         lnm_lines.append(("Nomogram total points", _number(nomogram.get("total_points"), 1)))
@@ -343,7 +410,7 @@ def build_content(readout_dir: str | Path, deidentifier: Any = None, patient_id:
     case_id = str(readout.get("case_id") or folder.name)
     content = ReportContent(
         case=case_id,
-        created=str(readout.get("created") or ""),
+        created=created,
         sequences=sequences,
         facts=facts,
         lnm=lnm_lines,
@@ -368,11 +435,15 @@ def pseudonymise(content: ReportContent, pseudonym: str, identities: list[str]) 
     pattern = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(n) for n in names) + r")(?![\w-])") if names else None
 
     def scrub(text: str) -> str:
+        # file paths may hold names and record numbers anywhere (a parent folder): never shown
+        text = PATH_PATTERN.sub("[path]", text)
         return pattern.sub(pseudonym, text) if pattern else text
 
     content.case, content.case_label = pseudonym, "Pseudonym"
     for name in ("facts", "lnm", "models"):
         setattr(content, name, [(scrub(k), scrub(v)) for k, v in getattr(content, name)])
+    # notes (problems met building the report) carry paths and error texts in brackets: left out
+    content.notes = [re.sub(r"\s*\(.*\)", "", note) for note in content.notes]
     for name in ("sequences", "staging", "needs_reader", "warnings", "notes"):
         setattr(content, name, [scrub(line) for line in getattr(content, name)])
     content.statement = scrub(content.statement)

@@ -14,6 +14,8 @@ PROBABILITY_FILE = "tumor_probability.nii.gz"
 SUMMARY_FILE = "segmentation.json"
 ORGANS_FILE = "organs.nii.gz"  # label map of the anatomical structures, values in ORGAN_TABLE_FILE
 ORGAN_TABLE_FILE = "organs.json"  # {name: value}
+# Everything write_segmentation writes (glob patterns): `segment --overwrite` replaces only these.
+OUTPUT_FILES = [MASK_FILE, PROBABILITY_FILE, SUMMARY_FILE, ORGANS_FILE, ORGAN_TABLE_FILE, "transforms/*.tfm"]
 
 
 def write_segmentation(
@@ -45,7 +47,7 @@ def write_segmentation(
         summary["files"].update(organs=ORGANS_FILE, organ_labels=ORGAN_TABLE_FILE)
     if transforms:
         summary["files"]["transforms"] = {role: f"{TRANSFORMS_DIR}/{role}.tfm" for role in sorted(transforms)}
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+    with atomic_directory(out_dir, overwrite=overwrite, owned=OUTPUT_FILES) as tmp:
         if result.mask is not None:
             sitk.WriteImage(result.mask, str(tmp / MASK_FILE), True)
             sitk.WriteImage(result.probability, str(tmp / PROBABILITY_FILE), True)

@@ -1,6 +1,7 @@
 """A synthetic case as one DICOM study: the tags an MR scanner writes, clearly synthetic identity.
 
-    <case>/dicom/02_T2_TSE_TRA/IM0001.dcm ...        T2W
+    <case>/dicom/02_T2_TSE_TRA/IM0001.dcm ...        T2W (axial or oblique axial)
+    <case>/dicom/03_T2_TSE_SAG/...                    sagittal T2WI (generator 2)
     <case>/dicom/05_ep2d_diff_tra_b1000/...           DWI: b=0 and b=800/1000 volumes in one series
     <case>/dicom/06_ep2d_diff_tra_ADC/...             ADC (DERIVED, values in 1e-6 mm2/s)
     <case>/dicom/09_T1_VIBE_TRA_POST_GD/...           CE-T1WI (ContrastBolusAgent set)
@@ -18,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ..io.dicom_write import deterministic_uid, write_dicom_series
+from .case import SyntheticCase
 from .params import GENERATOR_NAME, GENERATOR_VERSION
-from .render import SyntheticCase
 from .scanner import Protocol
 
-SERIES_NUMBERS = {"T2W": 2, "DWI": 5, "ADC": 6, "CET1": 9}
+SERIES_NUMBERS = {"T2W": 2, "T2W_SAG": 3, "DWI": 5, "ADC": 6, "CET1": 9}
 CONTRAST_AGENT = "Gadoterate meglumine"
 
 
@@ -35,8 +36,13 @@ def _folder_name(number: int, description: str) -> str:
     return f"{number:02d}_" + re.sub(r"[^A-Za-z0-9]+", "_", description).strip("_")
 
 
-def _protocol_tags(protocol: Protocol, field_strength: float) -> dict[str, Any]:
-    return {
+def _protocol_tags(protocol: Protocol, field_strength: float, acquired: list[int] | None = None) -> dict[str, Any]:
+    phase = getattr(protocol, "phase_direction", "COL")
+    tags: dict[str, Any] = {}
+    if acquired:  # (frequency rows, frequency columns, phase rows, phase columns)
+        columns_acq, rows_acq = int(acquired[0]), int(acquired[1])
+        tags["AcquisitionMatrix"] = [0, columns_acq, rows_acq, 0] if phase == "ROW" else [columns_acq, 0, 0, rows_acq]
+    return tags | {
         "ScanningSequence": protocol.scanning_sequence.split("\\"),
         "SequenceVariant": protocol.sequence_variant.split("\\"),
         "ScanOptions": protocol.scan_options.split("\\"),
@@ -51,7 +57,7 @@ def _protocol_tags(protocol: Protocol, field_strength: float) -> dict[str, Any]:
         "MagneticFieldStrength": field_strength,
         "PercentPhaseFieldOfView": round(100.0 * protocol.phase_fov, 2),
         "PercentSampling": 100.0,
-        "InPlanePhaseEncodingDirection": "COL",
+        "InPlanePhaseEncodingDirection": phase,
         "ProtocolName": protocol.description.replace(" ", "_").lower()
         if protocol.role != "DWI" else "ep2d_diff_tra",
     }
@@ -101,7 +107,8 @@ def write_case_dicom(case: SyntheticCase, folder: str | Path, seed: int) -> Path
         "PositionReferenceIndicator": "",
     }
     b_value = float(center.b_value)
-    for role in ("T2W", "DWI", "ADC", "CET1"):
+    roles = ["T2W", *[r for r in ("T2W_SAG",) if r in case.extra_images], "DWI", "ADC", "CET1"]
+    for role in roles:
         protocol = center.protocol(role)
         number = SERIES_NUMBERS[role]
         description = protocol.description if role != "ADC" else "ep2d_diff_tra_ADC"
@@ -113,12 +120,13 @@ def write_case_dicom(case: SyntheticCase, folder: str | Path, seed: int) -> Path
             "ContentTime": time_of_day,
             "SliceThickness": float(protocol.thickness_mm),
             "AcquisitionNumber": 1,
-            **_protocol_tags(protocol, center.field_strength_t),
+            **_protocol_tags(protocol, center.field_strength_t,
+                             case.truth.get("series", {}).get(role, {}).get("acquired_matrix")),
         }
         volumes: list[tuple[Any, dict[str, Any]]]
-        if role == "T2W" or role == "CET1":
+        if role in ("T2W", "T2W_SAG", "CET1"):
             series["ImageType"] = ["ORIGINAL", "PRIMARY", "M", "ND"]
-            volumes = [(case.images[role], {})]
+            volumes = [(case.images[role] if role in case.images else case.extra_images[role], {})]
         elif role == "DWI":
             series["ImageType"] = ["ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW", "ND"]
             series["DiffusionDirectionality"] = "ISOTROPIC"
@@ -137,7 +145,8 @@ def write_case_dicom(case: SyntheticCase, folder: str | Path, seed: int) -> Path
                 "ContrastBolusVolume": 15.0,
                 "ContrastBolusIngredient": "GADOLINIUM",
             })
-        window = {"T2W": (900, 1800), "DWI": (200, 500), "ADC": (1400, 2800), "CET1": (700, 1400)}[role]
+        window = {"T2W": (900, 1800), "T2W_SAG": (900, 1800), "DWI": (200, 500), "ADC": (1400, 2800),
+                  "CET1": (700, 1400)}[role]
         series["WindowCenter"], series["WindowWidth"] = window
         write_dicom_series(volumes, folder / _folder_name(number, description), common_tags=common,
                            series_tags=series, uid_seed=(*identity, role))

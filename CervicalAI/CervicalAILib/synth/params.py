@@ -20,15 +20,18 @@ from ..errors import InputError
 from ..staging import stage_group_of
 
 GENERATOR_NAME = "CervicalAI synthetic pelvic MRI"
-# Bump when the same seed and parameters no longer give the same cohort.
-GENERATOR_VERSION = "1.1.0"
+# Bump when the same seed and parameters no longer give the same cohort. 2.0.0: MR physics,
+# female pelvic anatomy with organ labels, k-space acquisition (docs/synthetic_cohort.md).
+GENERATOR_VERSION = "2.0.0"
+# Versions this code can make: 1.1.0 is kept (synth/v1) so that 1.x cohorts stay reproducible.
+SUPPORTED_VERSIONS = ("1.1.0", GENERATOR_VERSION)
 
 # Random streams of one case (case_rng's third key). Never renumber: that changes every cohort.
 STREAM_CLINICAL = 0
 STREAM_ANATOMY = 1
 STREAM_TUMOUR = 2
 STREAM_CENTER = 3
-STREAM_SERIES = 10  # + series index (T2W, DWI/ADC, CET1)
+STREAM_SERIES = 10  # + series index (T2W, DWI/ADC, CET1, sagittal T2W)
 
 # FIGO 2018 stages. The surgery group of seed 000 is IA-IB2 and IIA1; every other stage is the
 # (chemo)radiotherapy group (IB3, IIA2-IVB).
@@ -148,6 +151,9 @@ def _normal_cdf(x: float) -> float:
 class SynthParams:
     """All generator parameters (defaults calibrated to seed 004; see docs/synthetic_cohort.md)."""
 
+    # Generator version that renders the images ("1.1.0": the frozen 1.x generator, synth/v1).
+    # The clinical values and outcomes of a seed are the same in every version.
+    generator_version: str = GENERATOR_VERSION
     stage_range: str = "early"  # "early": IB1-IIA2 as in seed 004; "full": IA1-IVB as in seed 000
     stage_mix_early: dict[str, float] = field(default_factory=_table1_early_mix)
     stage_mix_full: dict[str, float] = field(default_factory=_full_local_mix)
@@ -169,9 +175,17 @@ class SynthParams:
     motion_translation_sd_mm: float = 1.8
     # ADC is stored as integers in units of 1e-6 mm2/s (e.g. 850 = 0.85e-3 mm2/s), as scanners do.
     adc_unit: str = "1e-6 mm2/s"
+    # Generator 2: also acquire a sagittal T2WI (written as T2W_SAG.nii.gz, not a case role).
+    sagittal_t2: bool = True
+    # Generator 2: orientation of the T2WI: "site" (each centre's protocol: axial or oblique axial
+    # perpendicular to the cervical canal), or "axial" / "oblique_axial" for every case.
+    t2_orientation: str = "site"
 
     def validate(self) -> SynthParams:
         """Raise InputError naming the first parameter that cannot produce a cohort."""
+        if self.generator_version not in SUPPORTED_VERSIONS:
+            raise InputError(f"generator version must be one of {', '.join(SUPPORTED_VERSIONS)}, "
+                             f"not {self.generator_version!r}")
         if self.stage_range not in ("early", "full"):
             raise InputError(f"stage range must be 'early' or 'full', not {self.stage_range!r}")
         for name, mix in (("stage_mix_early", self.stage_mix_early), ("stage_mix_full", self.stage_mix_full),
@@ -196,6 +210,8 @@ class SynthParams:
         weights = np.asarray(self.center_weights, dtype=float)
         if len(weights) == 0 or np.any(~np.isfinite(weights)) or np.any(weights <= 0):
             raise InputError(f"center weights must be positive, got {self.center_weights}")
+        if self.t2_orientation not in ("site", "axial", "oblique_axial"):
+            raise InputError(f"T2W orientation must be 'site', 'axial' or 'oblique_axial', not {self.t2_orientation!r}")
         if not (0.1 <= self.matrix_scale <= 2.0):
             raise InputError(f"matrix scale must be between 0.1 and 2, got {self.matrix_scale}")
         if self.motion_rotation_sd_deg < 0 or self.motion_translation_sd_mm < 0:
@@ -218,8 +234,12 @@ class SynthParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SynthParams:
-        """Inverse of to_dict (e.g. the `parameters` of a generator.json)."""
+        """Inverse of to_dict (e.g. the `parameters` of a generator.json).
+
+        Parameters without a generator version come from a 1.x generator.json: version 1.1.0.
+        """
         data = dict(data)
+        data.setdefault("generator_version", "1.1.0")
         if isinstance(data.get("outcome"), dict):
             data["outcome"] = OutcomeModel(**data["outcome"])
         if "size_by_stage" in data:

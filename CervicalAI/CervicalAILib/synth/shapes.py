@@ -6,10 +6,11 @@ patient motion folded into the index -> anatomy mapping) or an arbitrary list of
 distance is first-order accurate near the surface, which is all the partial-volume ramp and
 the label threshold need.
 
-Primitives: (asymmetric) ellipsoids and curved tubes with elliptic cross-sections. Combinators:
-union (optionally smooth), intersection, offset, and perturbation by a smooth random field
-(irregular margins). Shapes also report their anatomy-space bounding box so that rendering
-touches only the voxels near each structure.
+Primitives: (asymmetric) ellipsoids, curved tubes with elliptic cross-sections and capsules
+(segments with a tapering radius: vessels, bowel loops). Combinators: union (optionally smooth),
+intersection, offset, shell (a sheet of given thickness around a surface) and perturbation by a
+smooth random field (irregular margins). Shapes also report their anatomy-space bounding box so
+that rendering touches only the voxels near each structure.
 """
 
 from __future__ import annotations
@@ -96,19 +97,7 @@ class GridSampler(Sampler):
     def upsample(self, values: np.ndarray, step: int) -> np.ndarray:
         """Linear interpolation of `coarse(step)` values back onto this (full) box."""
         for axis, (lo, hi) in ((2, (self.lo[0], self.hi[0])), (1, (self.lo[1], self.hi[1]))):
-            t = np.arange(hi - lo, dtype=F32) / F32(step)
-            m0 = np.floor(t).astype(int)
-            w = (t - m0).astype(F32)
-            m1 = np.minimum(m0 + 1, values.shape[axis] - 1)
-            shape = [1, 1, 1]
-            shape[axis] = len(t)
-            w = w.reshape(shape)
-            a = np.take(values, m0, axis=axis)
-            b = np.take(values, m1, axis=axis)
-            b -= a
-            b *= w
-            a += b
-            values = a
+            values = upsample_axis(values, step, hi - lo, axis)
         return values
 
     def local(self, center, rotation):
@@ -128,6 +117,27 @@ class GridSampler(Sampler):
         result = (out[0], out[1], out[2])
         self._cache[key] = result
         return result
+
+
+def upsample_axis(values: np.ndarray, step: int, n: int, axis: int) -> np.ndarray:
+    """Linear interpolation along `axis` of samples every `step` points (GridSampler's coarse
+    axes: regular, the last at or beyond point n - 1) onto n points, without gathers."""
+    m = values.shape[axis]
+    before = (slice(None),) * axis
+    lo = values[before + (slice(0, m - 1), None)]
+    hi = values[before + (slice(1, m), None)]
+    w_shape = [1] * (values.ndim + 1)
+    w_shape[axis + 1] = step
+    w = (np.arange(step, dtype=F32) / F32(step)).reshape(w_shape)
+    blocks = hi - lo
+    blocks = blocks * w
+    blocks += lo
+    shape = list(values.shape)
+    shape[axis] = (m - 1) * step
+    out = blocks.reshape(shape)
+    if shape[axis] < n:
+        out = np.concatenate([out, values[before + (slice(m - 1, m),)]], axis=axis)
+    return out[before + (slice(0, n),)]
 
 
 class PointSampler(Sampler):
@@ -388,6 +398,136 @@ class Offset(Shape):
         grow = max(self.delta, 0.0)
         return lo - grow, hi + grow
 
+    def scaled(self, delta: float) -> Offset:
+        return Offset(self.shape, self.delta + delta)
+
+
+@dataclass
+class Capsule(Shape):
+    """Segment from `a` to `b` (anatomy mm) with radius tapering from `ra` to `rb`, round ends.
+
+    Evaluated in the anatomy frame, so all capsules of a grid box share one set of coordinates.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    ra: float
+    rb: float | None = None
+
+    def evaluate(self, sampler):
+        qx, qy, qz = sampler.local(_ORIGIN, _IDENTITY)
+        a = np.asarray(self.a, dtype=float)
+        ab = np.asarray(self.b, dtype=float) - a
+        length2 = max(float(ab @ ab), 1e-9)
+        px = qx - F32(a[0])
+        py = qy - F32(a[1])
+        pz = qz - F32(a[2])
+        t = px * F32(ab[0] / length2)
+        t += py * F32(ab[1] / length2)
+        t += pz * F32(ab[2] / length2)
+        np.clip(t, F32(0.0), F32(1.0), out=t)
+        px -= t * F32(ab[0])
+        py -= t * F32(ab[1])
+        pz -= t * F32(ab[2])
+        px *= px
+        py *= py
+        pz *= pz
+        px += py
+        px += pz
+        d = np.sqrt(px, out=px)
+        rb = self.ra if self.rb is None else self.rb
+        if rb == self.ra:
+            d -= F32(self.ra)
+        else:
+            t *= F32(rb - self.ra)
+            t += F32(self.ra)
+            d -= t
+        return d
+
+    def bounds(self):
+        r = max(self.ra, self.ra if self.rb is None else self.rb)
+        points = np.stack([np.asarray(self.a, dtype=float), np.asarray(self.b, dtype=float)])
+        return points.min(axis=0) - r, points.max(axis=0) + r
+
+    def scaled(self, delta: float) -> Capsule:
+        rb = self.ra if self.rb is None else self.rb
+        return Capsule(self.a, self.b, max(self.ra + delta, 0.2), max(rb + delta, 0.2))
+
+
+@dataclass
+class Shell(Shape):
+    """A sheet of `thickness` mm centred on the surface of `shape` (fasciae, the levator ani)."""
+
+    shape: Shape
+    thickness: float
+
+    def evaluate(self, sampler):
+        d = self.shape.evaluate(sampler)
+        np.abs(d, out=d)
+        d -= F32(self.thickness / 2)
+        return d
+
+    def bounds(self):
+        lo, hi = self.shape.bounds()
+        return lo - self.thickness, hi + self.thickness
+
+
+@dataclass
+class Coarse(Shape):
+    """`shape` evaluated every `step` pixels in-plane and interpolated linearly (every slice).
+
+    For large smooth surfaces (body wall, muscles, bones, organs): the signed distance is
+    nearly linear over a few pixels, so the error is far below a pixel and the cost drops by
+    about step^2.
+    """
+
+    shape: Shape
+    step: int = 3
+
+    def evaluate(self, sampler):
+        if isinstance(sampler, GridSampler) and sampler.step == 1 and min(sampler.shape[1:]) > 2 * self.step:
+            return sampler.upsample(self.shape.evaluate(sampler.coarse(self.step)), self.step)
+        return self.shape.evaluate(sampler)
+
+    def bounds(self):
+        return self.shape.bounds()
+
+    def scaled(self, delta: float) -> Coarse:
+        return Coarse(grown(self.shape, delta), self.step)
+
+
+@dataclass
+class Cached(Shape):
+    """`shape` evaluated once per sampler (layers that are offsets of one surface share it)."""
+
+    shape: Shape
+
+    def evaluate(self, sampler):
+        cache = getattr(sampler, "_shape_cache", None)
+        if cache is None:
+            cache = sampler._shape_cache = {}
+        key = id(self)
+        if key not in cache:
+            cache[key] = (self, self.shape.evaluate(sampler))
+        return cache[key][1].copy()
+
+    def bounds(self):
+        return self.shape.bounds()
+
+    def scaled(self, delta: float) -> Shape:
+        return Offset(self, delta)
+
+
+def grown(shape: Shape, delta: float) -> Shape:
+    """`shape` with its surface moved outwards by `delta` mm (inwards when negative)."""
+    if hasattr(shape, "scaled"):
+        return shape.scaled(delta)
+    return Offset(shape, delta)
+
+
+_ORIGIN = np.zeros(3)
+_IDENTITY = np.eye(3)
+
 
 @dataclass
 class NoiseField:
@@ -452,7 +592,7 @@ class Perturbed(Shape):
 
     def scaled(self, delta: float) -> Perturbed:
         """A layer `delta` mm inside/outside, displaced by the same field (constant wall thickness)."""
-        return Perturbed(self.shape.scaled(delta), self.noise, self.amplitude)
+        return Perturbed(grown(self.shape, delta), self.noise, self.amplitude)
 
     def bounds(self):
         lo, hi = self.shape.bounds()
@@ -461,13 +601,30 @@ class Perturbed(Shape):
 
 @dataclass
 class Layer:
-    """One tissue of a structure: paint `tissue` where `shape` is (partial-volume weighted)."""
+    """One tissue of a structure: paint `tissue` where `shape` is (partial-volume weighted).
+
+    texture: kind of fine per-tissue texture (textures.TISSUE_TEXTURES), scaled by
+    texture_amplitude; field3d: a smooth 3D field (same in every series: the tumour's biology)
+    multiplying the signal by (1 + field3d_amplitude * field). only_over: organ label names this
+    layer may paint over (small vessels only in fat). edge_mm: a soft margin (infiltrative
+    tumour edge, fasciae), the width over which the tissue blends into its surroundings.
+    """
 
     shape: Shape
     tissue: str
-    texture: NoiseField | None = None  # multiplicative texture of this tissue
-    texture_amplitude: float | dict[str, float] = 0.0  # one value, or per channel (t2, s0, t1c)
+    texture: str | None = None
+    texture_amplitude: float = 1.0
     label: str | None = None  # a different organ label for this layer (default: the structure's)
+    field3d: NoiseField | None = None
+    field3d_amplitude: float = 0.0
+    only_over: frozenset[str] | None = None
+    edge_mm: float = 0.0
+    paints_label: bool = True
+    flow: float | None = None  # this vessel's spin-echo flow factor (default: the tissue's)
+    rough: bool = True  # the surface gets the series' fine boundary roughness (not for small structures)
+    # (tissue, thickness mm, texture, label) of a thin layer around this one (a muscle's fat sheath),
+    # painted from the same distance values first
+    sheath: tuple[str, float, str | None, str] | None = None
 
 
 @dataclass

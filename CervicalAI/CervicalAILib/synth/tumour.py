@@ -2,8 +2,9 @@
 
 The core is a smooth union of a main ellipsoid and a few satellite blobs (lobulation), scaled so
 that its maximum 3D diameter equals the patient's latent diameter, with its margin displaced by
-a smooth random field (irregular, spiculated edges). Stage-dependent extension blobs (vaginal,
-parametrial, pelvic sidewall, bladder/rectum) are added once the neighbouring organs are placed.
+a smooth random field (lobulated) and a finer one (infiltrative, finger-like edges). Stage-
+dependent extension blobs (vaginal, parametrial, pelvic sidewall, bladder/rectum, the lower
+uterine body) are added once the neighbouring organs are placed.
 Necrosis is an irregular core kept at least 2.5 mm inside the tumour margin.
 """
 
@@ -84,15 +85,20 @@ def extension_blob(rng: np.random.Generator, start: np.ndarray, direction: np.nd
 
 
 def finish_tumour(rng: np.random.Generator, core: TumourCore, extensions: list[Shape], amplitude: float,
-                  noise_frame: np.ndarray) -> tuple[Shape, NoiseField]:
-    """Core + extensions, margin displaced by `amplitude` mm times a smooth random field."""
+                  noise_frame: np.ndarray, fine_amplitude: float = 0.0) -> tuple[Shape, NoiseField]:
+    """Core + extensions, margin displaced by `amplitude` mm times a smooth random field and by
+    `fine_amplitude` mm times a fine one (about 2 mm: the infiltrative front)."""
     parts: list[Shape] = [core.shape, *extensions]
     shape: Shape = Union(parts, smooth=3.0) if extensions else core.shape
     lo, hi = shape.bounds()
     half = (hi - lo) / 2
     spacing = float(np.clip(core.radius / 2.5, 1.5, 6.0))
     noise = NoiseField.random(rng, (lo + hi) / 2, noise_frame, half, spacing)
-    return Perturbed(shape, noise, amplitude), noise
+    result: Shape = Perturbed(shape, noise, amplitude)
+    if fine_amplitude > 0:
+        fine = NoiseField.random(rng, (lo + hi) / 2, noise_frame, half + 3 * amplitude, float(rng.uniform(1.8, 2.6)))
+        result = Perturbed(result, fine, fine_amplitude)
+    return result, noise
 
 
 def build_necrosis(rng: np.random.Generator, tumour: Shape, core: TumourCore, fraction: float,

@@ -3,8 +3,10 @@
 NIfTI layout (io.case contract):
 
     <case>/T2W.nii.gz ADC.nii.gz DWI.nii.gz CET1.nii.gz
+    <case>/T2W_SAG.nii.gz                          (generator 2: sagittal T2WI, not a case role)
     <case>/labels/tumor.nii.gz tumor_ADC.nii.gz tumor_DWI.nii.gz tumor_CET1.nii.gz
     <case>/labels/organs.nii.gz lymph_nodes.nii.gz tumor_necrosis.nii.gz
+    <case>/labels/organs.json                      (generator 2: the organ label table)
     <case>/clinical.json generator_truth.json
 
 DICOM layout: the images become `<case>/dicom/<NN>_<series>/IM0001.dcm ...` (one study, one
@@ -20,7 +22,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..io import atomic
-from .render import SyntheticCase
+from .case import SyntheticCase
 
 
 def write_case_folder(case: SyntheticCase, folder: str | Path, fmt: str = "nifti", seed: int = 0,
@@ -29,7 +31,7 @@ def write_case_folder(case: SyntheticCase, folder: str | Path, fmt: str = "nifti
     folder = Path(folder)
     with atomic.atomic_directory(folder, overwrite=overwrite) as tmp:
         if fmt == "nifti":
-            for role, image in case.images.items():
+            for role, image in {**case.images, **case.extra_images}.items():
                 sitk.WriteImage(image, str(tmp / f"{role}.nii.gz"), True)
         else:
             from .dicom import write_case_dicom
@@ -38,6 +40,8 @@ def write_case_folder(case: SyntheticCase, folder: str | Path, fmt: str = "nifti
         (tmp / "labels").mkdir()
         for name, image in case.labels.items():
             sitk.WriteImage(image, str(tmp / "labels" / f"{name}.nii.gz"), True)
+        if case.label_table is not None:
+            (tmp / "labels" / "organs.json").write_text(atomic.to_json(case.label_table), encoding="utf-8")
         clinical = dict(case.clinical)
         (tmp / "clinical.json").write_text(atomic.to_json(clinical), encoding="utf-8")
         (tmp / "generator_truth.json").write_text(atomic.to_json(case.truth), encoding="utf-8")
