@@ -94,7 +94,7 @@ def run_inference(records: list[dict], bundle: str | None = None, roles: list[st
 
 def organ_dice(item: dict) -> dict[str, float]:
     """Dice of each predicted organ against the case's true organ label map, matched by name."""
-    from CervicalAILib.segmentation.anatomy import read_label_table
+    from CervicalAILib.segmentation.anatomy import label_mask, read_label_table
 
     case_dir = Path(item["case_dir"])
     if not item.get("organs") or not (case_dir / "labels" / "organs.nii.gz").is_file():
@@ -105,7 +105,7 @@ def organ_dice(item: dict) -> dict[str, float]:
     scores = {}
     for name, value in item["organ_labels"].items():
         if name in table:
-            a, b = predicted == value, truth == table[name]
+            a, b = predicted == value, label_mask(truth, table[name])
             total = int(a.sum()) + int(b.sum())
             scores[name] = 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
     return scores

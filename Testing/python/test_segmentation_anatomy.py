@@ -24,7 +24,8 @@ from CervicalAILib.segmentation.anatomy import (
     GateSettings,
     anatomy_gate,
     canonical_name,
-    name_to_value_table,
+    label_mask,
+    name_to_values_table,
     organ_masks,
     read_label_table,
 )
@@ -41,12 +42,22 @@ def test_canonical_names_fold_spellings():
 def test_label_tables_in_both_orientations(tmp_path):
     generator_style = {"1": "subcutaneous_fat", "5": "bladder", "7": "cervix", "13": "tumor"}
     nnunet_style = {"background": 0, "Cervix": 7, "Bladder": 5, "Tumour": 13}
-    assert name_to_value_table(generator_style, "x") == {"subcutaneous_fat": 1, "bladder": 5, "cervix": 7, "tumor": 13}
-    assert name_to_value_table(nnunet_style, "x") == {"background": 0, "cervix": 7, "bladder": 5, "tumor": 13}
+    assert name_to_values_table(generator_style, "x") == {"subcutaneous_fat": (1,), "bladder": (5,), "cervix": (7,),
+                                                          "tumor": (13,)}
+    assert name_to_values_table(nnunet_style, "x") == {"background": (0,), "cervix": (7,), "bladder": (5,), "tumor": (13,)}
+    # generator 2: sub-labels with groups; a group covers its members, a label named like its group included
+    generator_2 = {"labels": {"2": {"name": "cervix_stroma", "group": "cervix"}, "3": {"name": "cervix_canal", "group": "cervix"},
+                              "12": {"name": "bladder_wall", "group": "bladder"}, "13": {"name": "urine", "group": "bladder"}},
+                   "groups": {"cervix": [2, 3], "bladder": [12, 13]}}
+    table = name_to_values_table(generator_2, "x")
+    assert table["cervix"] == (2, 3) and table["bladder"] == (12, 13) and table["urine"] == (13,)
+    assert name_to_values_table({"uterus": [5, 6, 7]}, "x") == {"uterus": (5, 6, 7)}
+    with pytest.raises(InputError, match="not a list of label values"):
+        name_to_values_table({"labels": {"1": "tumor"}, "groups": {"bladder": "12"}}, "x")
     with pytest.raises(InputError, match="twice"):
-        name_to_value_table({"1": "tumour", "2": "tumor"}, "x")
+        name_to_values_table({"1": "tumour", "2": "tumor"}, "x")
     with pytest.raises(InputError, match="neither"):
-        name_to_value_table({"bladder": "five"}, "x")
+        name_to_values_table({"bladder": "five"}, "x")
 
 
 def test_label_table_lookup_order(tmp_path):
@@ -56,11 +67,11 @@ def test_label_table_lookup_order(tmp_path):
         read_label_table(case)
     (tmp_path / "cohort" / "generator.json").write_text(json.dumps(
         {"label_legend": {"labels/organs.nii.gz": {"3": "uterus", "4": "cervix"}}}))
-    assert read_label_table(case) == {"uterus": 3, "cervix": 4}
+    assert read_label_table(case) == {"uterus": (3,), "cervix": (4,)}
     (case / "generator_truth.json").write_text(json.dumps({"labels": {"organs": {"6": "uterus", "7": "cervix"}}}))
-    assert read_label_table(case) == {"uterus": 6, "cervix": 7}
+    assert read_label_table(case) == {"uterus": (6,), "cervix": (7,)}
     (case / "labels" / "organs.json").write_text(json.dumps({"uterus": 10, "cervix": 11, "tumour": 12}))
-    assert read_label_table(case) == {"uterus": 10, "cervix": 11, "tumor": 12}
+    assert read_label_table(case) == {"uterus": (10,), "cervix": (11,), "tumor": (12,)}
 
 
 def test_organ_masks_resolve_overlaps_and_keep_the_largest_part():
@@ -83,7 +94,7 @@ def generator_case():
     from CervicalAILib.synth import SynthParams, generate_case
 
     case = generate_case(0, 5, SynthParams(matrix_scale=0.4))
-    table = name_to_value_table(case.truth["labels"]["organs"], "generator_truth.json")
+    table = name_to_values_table(case.label_table, "labels/organs.json")
     organs = sitk.GetArrayFromImage(case.labels["organs"])
     tumour = sitk.GetArrayFromImage(case.labels["tumor"]) > 0
     return organs, table, tumour, case.labels["organs"].GetSpacing()[::-1]
@@ -91,14 +102,14 @@ def generator_case():
 
 def test_gate_keeps_the_true_tumour_and_removes_a_distant_candidate(generator_case):
     organs, table, tumour, spacing = generator_case
-    masks = {name: organs == table[name] for name in ("cervix", "uterus", "bladder")}
+    masks = {name: label_mask(organs, table[name]) for name in ("cervix", "uterus", "bladder")}
     drop, report = anatomy_gate(tumour, masks, spacing)
     assert report["anatomy_found"] and report["removed_components"] == 0 and not drop.any()
     assert report["anatomy_ml"] > 5.0
     # a tumour-like blob in bone, far from the cervix and uterus (a femoral head, as seen on real studies)
     uterus_cervix = masks["cervix"] | masks["uterus"]
     distance = ndimage.distance_transform_edt(~uterus_cervix, sampling=spacing)
-    far_bone = np.argwhere((organs == table["bone"]) & (distance > 40))
+    far_bone = np.argwhere(label_mask(organs, table["bone"]) & (distance > 40))
     centre = far_bone[len(far_bone) // 2]
     blob = np.zeros_like(tumour)
     blob[tuple(slice(max(c - 1, 0), c + 2) for c in centre)] = True

@@ -218,12 +218,14 @@ def test_a_checkpoint_carrying_code_is_refused(trained, tmp_path):
 
 def test_bad_nnunet_folders_get_one_clear_line(trained, tmp_path, capsys):
     model_folder, held_out, _ = trained
-    assert main(["segment", str(held_out[0]), "--out", str(tmp_path / "a"), "--nnunet-model", str(tmp_path)]) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["segment", str(held_out[0]), "--out", str(tmp_path / "a"), "--nnunet-model", str(empty)]) == 2
     assert "not a trained nnU-Net model folder (no dataset.json)" in capsys.readouterr().err
     unfinished = tmp_path / "unfinished"
     shutil.copytree(model_folder, unfinished, ignore=shutil.ignore_patterns("checkpoint_final.pth"))
     assert main(["segment", str(held_out[0]), "--out", str(tmp_path / "b"), "--nnunet-model", str(unfinished)]) == 2
     assert "no fold_*/checkpoint_final.pth" in capsys.readouterr().err
     assert main(["segment", str(held_out[0]), "--out", str(tmp_path / "c"), "--nnunet-model", str(model_folder),
-                 "--model", str(tmp_path)]) == 2
+                 "--model", str(empty)]) == 2
     assert "either --model or --nnunet-model" in capsys.readouterr().err

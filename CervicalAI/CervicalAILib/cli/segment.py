@@ -152,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     )
     result.summary["seconds"]["registration"] = round(registration_seconds, 3)
     case_id = originals.pop("_case_id")
-    result.summary["model"].update(bundle_source(result.summary["model"]["path"]))
+    if result.summary["model"].get("backend") != "nnunetv2":  # an ONNX bundle: shipped or user-supplied
+        result.summary["model"].update(bundle_source(result.summary["model"]["path"]))
     extra = {
         "input": str(args.path),
         "registration": registration,

@@ -334,6 +334,7 @@ def segment_with_nnunet(
             "training_data": f"a site's own nnU-Net v2 training ({model.trainer}, {model.configuration}, "
             f"{model.dataset.get('numTraining', '?')} training cases)",
             "backend": "nnunetv2",
+            "source": "user-supplied",  # a site's own model: never in the catalogue of shipped bundles
             "labels": dict(model.dataset["labels"]),
         },
         "device": model.device,

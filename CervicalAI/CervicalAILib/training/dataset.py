@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..io.atomic import atomic_path, write_json
 from ..io.case import is_case_folder, load_case
 from ..progress import ProgressCallback, no_progress
-from ..segmentation.anatomy import TUMOR, canonical_name, read_label_table
+from ..segmentation.anatomy import TUMOR, canonical_name, label_mask, read_label_table
 from ..segmentation.preprocess import intensity_summary, prepare_inputs, resample_onto
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,8 @@ def prepare_case(
         if unknown:
             raise InputError(f"the organ label table has no {', '.join(unknown)} (it has {', '.join(table)})", case_dir)
         for name in structures[1:]:
-            target = sitk.Cast(organs == table[name], sitk.sitkFloat32)
+            target = sitk.GetImageFromArray(label_mask(sitk.GetArrayViewFromImage(organs), table[name]).astype(np.float32))
+            target.CopyInformation(organs)
             targets.append(resample_onto(target, grid, "linear") >= 0.5)
         if with_label_map:
             label_map = resample_onto(organs, grid, "nearest").astype(np.uint8)
