@@ -461,7 +461,7 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
             raise ValueError("Select the T2-weighted volume.")
         work = new_work_folder(self.workBase(), t2.GetName())
         export_case_folder(roleNodes, work / "input", compress=False)  # fast: Slicer waits for this part
-        job = segmentation_job(self.pythonExecutable(), work, device)
+        job = segmentation_job(self.pythonExecutable(), work, device, nnunet_model=self.settings().get("nnunetModelFolder") or None)
         run = BackgroundRun(job.steps, env=self.engineEnvironment()).start()
         logging.info(f"CervicalAI segmentation started in {work}")
         if wait:

@@ -6,6 +6,8 @@ Segment and Predict read them with `slicer.util.settingsValue`. What they mean f
 - device: "cpu" or "gpu" (onnxruntime-gpu with a CUDA GPU; the engine falls back to the CPU);
 - bundle folder: a folder of model bundles used instead of the shipped ones (the engine's
   CERVICALAI_MODELS); empty = the shipped bundles;
+- nnU-Net model folder: a site's own trained nnU-Net v2 model folder; when set, Segment runs it
+  (`cervicalai segment --nnunet-model FOLDER`) instead of the segmentation bundles;
 - reviewer name: recorded with "Mark as reviewed".
 """
 
@@ -30,6 +32,8 @@ SETTINGS: dict[str, Setting] = {
     "device": Setting("CervicalAI/Device", "cpu", "Device for the networks (cpu or gpu)"),
     "bundleFolder": Setting("CervicalAI/BundleFolder", "", "Model bundle folder (empty: the shipped models)"),
     "reviewerName": Setting("CervicalAI/ReviewerName", "", "Reviewer name recorded with reviews"),
+    "nnunetModelFolder": Setting("CervicalAI/NNUNetModelFolder", "",
+                                 "A site's own trained nnU-Net v2 model folder (empty: the segmentation bundles)"),
 }
 
 
@@ -56,6 +60,9 @@ def settings_problems(values: dict[str, str]) -> list[str]:
             problems.append(f"model bundle folder {folder} does not exist")
         elif not any((child / "bundle.json").is_file() for child in path.iterdir() if child.is_dir()):
             problems.append(f"model bundle folder {folder} holds no model bundle (sub-folders with bundle.json)")
+    nnunet = values.get("nnunetModelFolder", "")
+    if nnunet and not all((Path(nnunet) / name).is_file() for name in ("dataset.json", "plans.json")):
+        problems.append(f"nnU-Net model folder {nnunet} is not a trained nnU-Net model folder (dataset.json, plans.json)")
     return problems
 
 

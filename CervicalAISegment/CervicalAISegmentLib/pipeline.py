@@ -45,8 +45,11 @@ def segmentation_job(
     work: str | os.PathLike,
     device: str = "cpu",
     model: str | os.PathLike | None = None,
+    nnunet_model: str | os.PathLike | None = None,
 ) -> SegmentationJob:
     """Steps for a case folder already exported to `<work>/input` (see module doc).
+
+    `nnunet_model`: a site's own nnU-Net model folder (the hub setting), run instead of a bundle.
 
     With the T2WI alone there is nothing to co-register: `segment` reads the input directly.
     """
@@ -71,5 +74,7 @@ def segmentation_job(
     segment = ["segment", case, "--out", result, "--device", device]
     if model:
         segment += ["--model", Path(model)]
+    if nnunet_model:
+        segment += ["--nnunet-model", Path(nnunet_model)]
     steps.append(Step(engine_command(python, *segment), "segmenting the tumour", weight=2.0))
     return SegmentationJob(work, input_case, case, result, steps)

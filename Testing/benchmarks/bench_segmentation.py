@@ -1,7 +1,7 @@
 """Segmentation benchmark: quality and speed on held-out synthetic cases, and the real ProstateX study.
 
     .venv/bin/python Testing/benchmarks/bench_segmentation.py --cohort /work/seg_runs/bench-seed9001 \
-        [--cases 30] [--out Testing/benchmarks/results/segmentation.md]
+        [--cases 30] [--model BUNDLE] [--t2-model BUNDLE] [--out Testing/benchmarks/results/segmentation.md]
 
 The cohort must come from a generator seed never used in training. Per case: the study is
 loaded and co-registered onto the T2WI (timed, but excluded from the inference figure), then a
@@ -9,6 +9,9 @@ fresh worker process segments every registered case with the default multi-seque
 with the T2WI-only bundle, so the reported peak memory is that of an inference process alone.
 Dice, HD95 (mm) and volume error are measured on the T2WI grid against labels/tumor.nii.gz and
 reported overall and per size bin of the true maximum 3D diameter (< 2 cm, 2-4 cm, > 4 cm).
+When the bundle segments anatomy, each organ's Dice against the case's labels/organs.nii.gz
+(matched by name through its label table) is reported too; the out-of-distribution score of
+every case gives the false-alarm rate on held-out synthetic cases, to compare with the real study.
 """
 
 from __future__ import annotations
@@ -62,9 +65,19 @@ def _inference_worker(records: list[dict], bundle: str | None, roles: list[str] 
         start = time.perf_counter()
         result = segment_case(images, bundle=bundle)
         seconds = time.perf_counter() - start
-        mask_path = folder / f"pred-{'t2' if roles else 'default'}.nii.gz"
-        sitk.WriteImage(result.mask, str(mask_path), False)
-        results.append({**record, "seconds": seconds, "summary": result.summary, "mask": str(mask_path)})
+        tag = "t2" if roles else "default"
+        mask_path = folder / f"pred-{tag}.nii.gz"
+        mask = result.mask
+        if mask is None:  # the anatomy gate recognised no cervix/uterus: no contour
+            mask = sitk.Image(images["T2W"].GetSize(), sitk.sitkUInt8)
+            mask.CopyInformation(images["T2W"])
+        sitk.WriteImage(mask, str(mask_path), False)
+        organs_path = None
+        if result.organs is not None:
+            organs_path = folder / f"organs-{tag}.nii.gz"
+            sitk.WriteImage(result.organs, str(organs_path), False)
+        results.append({**record, "seconds": seconds, "summary": result.summary, "mask": str(mask_path),
+                        "organs": str(organs_path) if organs_path else None, "organ_labels": result.organ_labels})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     queue.put({"results": results, "peak_rss_mb": peak_mb})
 
@@ -77,6 +90,25 @@ def run_inference(records: list[dict], bundle: str | None = None, roles: list[st
     output = queue.get()
     process.join()
     return output
+
+
+def organ_dice(item: dict) -> dict[str, float]:
+    """Dice of each predicted organ against the case's true organ label map, matched by name."""
+    from CervicalAILib.segmentation.anatomy import label_mask, read_label_table
+
+    case_dir = Path(item["case_dir"])
+    if not item.get("organs") or not (case_dir / "labels" / "organs.nii.gz").is_file():
+        return {}
+    table = read_label_table(case_dir, "organs")
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(case_dir / "labels" / "organs.nii.gz")))
+    predicted = sitk.GetArrayFromImage(sitk.ReadImage(item["organs"]))
+    scores = {}
+    for name, value in item["organ_labels"].items():
+        if name in table:
+            a, b = predicted == value, label_mask(truth, table[name])
+            total = int(a.sum()) + int(b.sum())
+            scores[name] = 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
+    return scores
 
 
 def score(results: list[dict]) -> list[dict]:
@@ -101,6 +133,9 @@ def score(results: list[dict]) -> list[dict]:
                 "volume_error_ml": pred_ml - true_ml,
                 "volume_error_percent": 100.0 * (pred_ml - true_ml) / true_ml if true_ml > 0 else float("nan"),
                 "confidence": item["summary"]["confidence"],
+                "ood_score": item["summary"].get("ood", {}).get("score"),
+                "gate": item["summary"].get("anatomy_gate", {}).get("anatomy_found"),
+                "organ_dice": organ_dice(item),
                 "inference_s": item["seconds"],
                 "register_s": item["register_s"],
                 "model": item["summary"]["model"]["label"],
@@ -137,7 +172,28 @@ def summarise(rows: list[dict]) -> list[tuple[str, int, float, float, float, flo
     return table
 
 
-def prostatex() -> dict | None:
+def organ_table(rows: list[dict]) -> list[str]:
+    names = sorted({name for r in rows for name in r["organ_dice"]})
+    if not names:
+        return []
+    lines = ["| organ | cases | median Dice | mean Dice |", "|---|---|---|---|"]
+    for name in names:
+        values = [r["organ_dice"][name] for r in rows if name in r["organ_dice"]]
+        lines.append(f"| {name} | {len(values)} | {_median(values):.3f} | {float(np.mean(values)):.3f} |")
+    return lines + [""]
+
+
+def ood_line(rows: list[dict]) -> str:
+    scores = [r["ood_score"] for r in rows if r["ood_score"] is not None]
+    if not scores:
+        return "Out-of-distribution score: not in this bundle."
+    flagged = sum(score > 1.0 for score in scores)
+    return (f"Out-of-distribution score on these held-out synthetic cases: median {_median(scores):.2f}, max "
+            f"{max(scores):.2f}; false alarms (score > 1) {flagged} of {len(scores)} ({100 * flagged / len(scores):.1f}%). "
+            f"Anatomy gate: no cervix/uterus recognised in {sum(r['gate'] is False for r in rows)} case(s).")
+
+
+def prostatex(bundle: str | None = None) -> dict | None:
     """The real study: it must run and give a result on the T2WI geometry (there is no cervix)."""
     if not PROSTATEX.is_dir():
         return None
@@ -148,13 +204,17 @@ def prostatex() -> dict | None:
     start = time.perf_counter()
     images, registration, _ = load_images(PROSTATEX)
     register_s = time.perf_counter() - start
-    result = segment_case(images)
+    result = segment_case(images, bundle=bundle)
     summary = result.summary
     return {
         "roles": sorted(images),
         "register_s": round(register_s, 2),
         "inference_s": summary["seconds"]["total"],
-        "same_geometry_as_t2w": same_grid(result.mask, images["T2W"]),
+        "same_geometry_as_t2w": same_grid(result.mask, images["T2W"]) if result.mask is not None else None,
+        "status": summary["status"],
+        "anatomy_gate": summary.get("anatomy_gate"),
+        "ood": {k: v for k, v in summary.get("ood", {}).items() if k in ("available", "score", "unusual", "reason")},
+        "organs": summary.get("organs", []),
         "tumor_found": summary["tumor_found"],
         "volume_ml": summary["volume_ml"],
         "max_diameter_mm": summary["max_diameter_mm"],
@@ -171,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=30, help="number of cases (default 30)")
     parser.add_argument("--out", type=Path, default=REPO / "Testing" / "benchmarks" / "results" / "segmentation.md")
     parser.add_argument("--skip-prostatex", action="store_true")
+    parser.add_argument("--model", help="multi-sequence bundle to test (default: the shipped one)")
+    parser.add_argument("--t2-model", help="T2WI-only bundle to test (default: the shipped fallback)")
     args = parser.parse_args(argv)
 
     from CervicalAILib.io.case import is_case_folder
@@ -183,12 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-seg-") as tmp:
         records = register_cases(case_dirs, Path(tmp))
         runs = {}
-        for label, roles in (("multi-sequence (default)", None), ("T2WI-only", ["T2W"])):
-            output = run_inference(records, roles=roles)
+        for label, roles, bundle in (("multi-sequence (default)", None, args.model), ("T2WI-only", ["T2W"], args.t2_model)):
+            output = run_inference(records, bundle=bundle, roles=roles)
             rows = score(output["results"])
             runs[label] = {"rows": rows, "peak_rss_mb": output["peak_rss_mb"], "table": summarise(rows)}
             print(f"{label}: median Dice {runs[label]['table'][0][2]:.3f}", file=sys.stderr, flush=True)
-    real = None if args.skip_prostatex else prostatex()
+    real = None if args.skip_prostatex else prostatex(args.model)
 
     lines = [
         "# Segmentation benchmark",
@@ -219,12 +281,16 @@ def main(argv: list[str] | None = None) -> int:
             f"peak memory of the inference process {run['peak_rss_mb']:.0f} MB. "
             f"Registration (excluded): median {statistics.median(r['register_s'] for r in rows):.1f} s per case.",
             "",
-        ]
-    lines += ["## Per case (multi-sequence model)", "", "| case | true diameter (mm) | Dice | HD95 (mm) | true mL | predicted mL | confidence | inference s |", "|---|---|---|---|---|---|---|---|"]
+            ood_line(rows),
+            "",
+        ] + organ_table(rows)
+    lines += ["## Per case (multi-sequence model)", "", "| case | true diameter (mm) | Dice | HD95 (mm) | true mL | predicted mL | confidence | OOD score | inference s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in runs["multi-sequence (default)"]["rows"]:
+        confidence = "-" if r["confidence"] is None else f"{r['confidence']:.3f}"
+        ood = "-" if r["ood_score"] is None else f"{r['ood_score']:.2f}"
         lines.append(
             f"| {r['case']} | {r['true_diameter_mm']:.1f} | {r['dice']:.3f} | {r['hd95_mm']:.2f} | {r['true_ml']:.2f} | "
-            f"{r['pred_ml']:.2f} | {r['confidence']:.3f} | {r['inference_s']:.2f} |"
+            f"{r['pred_ml']:.2f} | {confidence} | {ood} | {r['inference_s']:.2f} |"
         )
     lines += ["", "## Real study: ProstateX-0000 (prostate, no cervix)", ""]
     if real is None:

@@ -455,7 +455,7 @@ def test_an_edited_shipped_bundle_is_refused_and_a_copy_is_marked_user_supplied(
     assert main(["segment", str(patients["root"] / "A-reg"), "--out", str(out), "--model", str(copy)]) == 0
     assert "(user-supplied)" in capsys.readouterr().out
     model = json.loads((out / "segmentation.json").read_text())["model"]
-    assert model["source"] == "user-supplied" and model["label"] == "cervix-tumor-seg-mpmri@1.0.0"
+    assert model["source"] == "user-supplied" and model["label"] == f"cervix-tumor-seg-mpmri@{manifest['version']}"
     assert main(["export", "nifti", "--mask", str(out / "tumor.nii.gz"), "--out", str(tmp_path / "m.nii.gz")]) == 0
     export = json.loads((tmp_path / "m.nii.gz.manifest.json").read_text())
     assert export["cases"][0]["mask"]["automatic_model_source"] == "user-supplied"

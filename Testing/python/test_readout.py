@@ -182,6 +182,20 @@ def test_reviewed_mask_and_missing_sequence(world, tmp_path):
     assert not any("reviewed" in w for w in readout["warnings"])
 
 
+def test_no_cervix_recognised_needs_a_reviewed_contour(world, tmp_path):
+    """segment's anatomy gate found no cervix or uterus: an unreviewed mask is refused, a reviewed one scored."""
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    mask_path = seg / "tumor.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(world["mask"])), str(mask_path))
+    (seg / "segmentation.json").write_text(json.dumps({"status": "no cervix or uterus recognised", "anatomy_gate": {
+        "applied": True, "anatomy_found": False, "message": "no cervix or uterus recognised in this study"}}))
+    with pytest.raises(InputError, match="no cervix or uterus recognised in this study.*only a reviewed contour"):
+        load_inputs(world["case"], mask_path, {}, transforms_dir=world["root"] / "reg")
+    mark_reviewed(mask_path, "Dr Test")
+    assert load_inputs(world["case"], mask_path, {}, transforms_dir=world["root"] / "reg").mask_path == mask_path
+
+
 def test_registers_when_no_transform_is_given(world):
     clinical = {"ln_short_axis_mm": 5, "ln_long_axis_mm": 8, "ln_necrosis": True}
     inputs = load_inputs(world["case"], world["mask"], clinical)

@@ -146,7 +146,7 @@ def test_this_environment_has_everything():
 def test_settings_read_with_defaults_and_checked(tmp_path):
     stored = {"CervicalAI/Device": "gpu", "CervicalAI/ReviewerName": "  Dr A  "}
     values = read_settings(lambda key, default: stored.get(key, default))
-    assert values == {"device": "gpu", "bundleFolder": "", "reviewerName": "Dr A"}
+    assert values == {"device": "gpu", "bundleFolder": "", "reviewerName": "Dr A", "nnunetModelFolder": ""}
     assert read_settings(lambda key, default: "quantum" if key == SETTINGS["device"].key else default)["device"] == "cpu"
     assert settings_problems(values) == [] and engine_environment_extra(values) == {}
     assert settings_problems({**values, "bundleFolder": str(tmp_path / "nowhere")}) == [f"model bundle folder {tmp_path / 'nowhere'} does not exist"]
@@ -158,6 +158,7 @@ def test_settings_read_with_defaults_and_checked(tmp_path):
     assert settings_problems(good) == []
     assert engine_environment_extra(good) == {"CERVICALAI_MODELS": str((tmp_path / "models").resolve())}
     assert settings_problems({**values, "device": "tpu"}) == ["device must be cpu or gpu, not 'tpu'"]
+    assert "not a trained nnU-Net model folder" in settings_problems({**values, "nnunetModelFolder": str(tmp_path)})[0]
 
 
 # --- model cards ----------------------------------------------------------------------------------------

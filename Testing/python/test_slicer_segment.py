@@ -607,6 +607,8 @@ def test_segmentation_job_registers_only_when_there_is_something_to_register(sce
     assert [step.command[3:5] for step in job.steps] == [["study", "register"], ["segment", str(full / "case")]]
     assert job.steps[1].command[-2:] == ["--model", str(tmp_path / "bundle")]
     assert job.steps[1].weight > job.steps[0].weight
+    job = segmentation_job("py", full, "cpu", nnunet_model=tmp_path / "site-nnunet")  # the hub setting
+    assert job.steps[1].command[-2:] == ["--nnunet-model", str(tmp_path / "site-nnunet")]
     with pytest.raises(InputError, match="device must be one of cpu, gpu"):
         segmentation_job("py", full, "tpu")
     with pytest.raises(InputError, match="no T2W image"):

@@ -51,7 +51,16 @@ def tiny_case(folder, index: int):
         images[role] = image
     label = sitk.GetImageFromArray(tumour.astype(np.uint8))
     label.CopyInformation(images["T2W"])
-    return write_case(folder / f"case{index:02d}", images, labels={"tumor": label})
+    # organ label map (values by name in labels/organs.json, deliberately not 1, 2, 3 in table order):
+    # body 3, a cervix ring around the tumour 7, a bladder in front of it 5, the tumour 9
+    cervix = (((x - cx) ** 2 + (y - cy) ** 2 + ((z - cz) * 3) ** 2) <= (radius + 4) ** 2) & ~tumour
+    bladder = ((x - 20) ** 2 + (y - 33) ** 2 + ((z - 6) * 3) ** 2 <= 16) & body & ~cervix & ~tumour
+    organs = np.where(body, 3, 0) + 4 * cervix + 2 * bladder + 6 * tumour
+    organ_image = sitk.GetImageFromArray(organs.astype(np.uint8))
+    organ_image.CopyInformation(images["T2W"])
+    table = json.dumps({"body": 3, "bladder": 5, "cervix": 7, "tumour": 9})
+    return write_case(folder / f"case{index:02d}", images, labels={"tumor": label, "organs": organ_image},
+                      extra_files={"labels/organs.json": table})
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +126,44 @@ def test_training_smoke_exports_a_bundle_the_runtime_runs(tiny_cohort, tmp_path)
     assert load_bundle(out).manifest["files"]["model.onnx"] == manifest["files"]["model.onnx"]
 
 
+def test_multi_structure_training_with_domain_randomisation(tiny_cohort, tmp_path):
+    """Tumour + organs (read by name), half of the samples synthesised from the label maps; the
+    bundle names its outputs, declares the anatomy gate and an OOD score, and the runtime writes organs."""
+    out = tmp_path / "organs-bundle"
+    report = train_segmentation(_config(tiny_cohort, out, structures=["tumor", "Cervix", "bladder"], synth_fraction=0.5))
+    manifest = load_bundle(out, task="segmentation").manifest
+    assert [o["name"] for o in manifest["outputs"]] == ["tumor", "cervix", "bladder"]
+    assert manifest["anatomy_gate"]["required"] == ["cervix", "uterus"]
+    assert manifest["provenance"]["recipe"]["domain_randomisation"]["fraction"] == 0.5
+    assert set(report["validation"]["structure_dice_mean_working_grid"]) == {"tumor", "cervix", "bladder"}
+    assert set(report["history"][0]["val_structure_dice_mean"]) == {"tumor", "cervix", "bladder"}
+    ood = manifest["ood"]
+    assert ood["calibration"]["fit_cases"] == 3 and ood["calibration"]["calibration_cases"] == 2
+    assert manifest["network"]["features"]["channels"] == TINY_ARCH["channels"][-1]
+    case = find_cases([tiny_cohort])[0]
+    images = {role: sitk.ReadImage(str(case / f"{role}.nii.gz")) for role in ("T2W", "ADC")}
+    result = segment_case(images, bundle=out)
+    assert result.summary["ood"]["available"] and result.summary["ood"]["score"] >= 0
+    assert [o["name"] for o in result.summary["organs"]] == ["cervix", "bladder"]
+    assert result.summary["anatomy_gate"]["applied"]
+    assert result.organ_labels == {"cervix": 1, "bladder": 2}
+
+
+def test_prepared_targets_follow_the_label_table_by_name(tiny_cohort):
+    case = find_cases([tiny_cohort])[0]
+    pre = default_preprocessing(["T2W"], (1.0, 1.0, 3.0))
+    prepared = prepare_case(case, ["T2W"], pre, register=False, structures=["tumor", "bladder", "cervix"],
+                            with_label_map=True)
+    organs = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "labels" / "organs.nii.gz")))
+    assert prepared.targets.shape == (3, 12, 40, 40)
+    assert np.array_equal(prepared.targets[1], organs == 5) and np.array_equal(prepared.targets[2], organs == 7)
+    assert np.array_equal(prepared.label_map, organs)  # same grid here: nearest neighbour is the identity
+    with pytest.raises(InputError, match="has no uterus"):
+        prepare_case(case, ["T2W"], pre, register=False, structures=["tumor", "uterus"])
+    with pytest.raises(InputError, match="first trained structure must be the tumour"):
+        prepare_case(case, ["T2W"], pre, register=False, structures=["cervix", "tumor"])
+
+
 def test_resume_continues_where_the_last_run_stopped(tiny_cohort, tmp_path):
     # an interrupted run: same settings, stopped by its time budget after the first epoch
     first = train_segmentation(_config(tiny_cohort, tmp_path / "a", max_minutes=1e-6))
@@ -167,3 +214,25 @@ def test_bad_training_input(tiny_cohort, tmp_path):
         from CervicalAILib.segmentation.preprocess import check_preprocessing
 
         check_preprocessing({"working_spacing_mm": [1, 1], "normalization": {}, "interpolation": "linear"}, ["T2W"])
+
+
+def test_train_seg_command_options(tiny_cohort, tmp_path, capsys):
+    from CervicalAILib.cli import main
+
+    out = tmp_path / "cli-bundle"
+    common = ["train-seg", str(tiny_cohort), "--roles", "T2W,ADC", "--epochs", "1", "--iterations", "2",
+              "--patch", "16,16,8", "--inference-patch", "32,32,8", "--spacing", "2,2,3", "--val-fraction", "0.4",
+              "--no-register", "--threads", "1"]
+    assert main([*common, "--out", str(out), "--structures", "tumor", "--synth-fraction", "0",
+                 "--channels", "4,8,16,32"]) == 0
+    manifest = load_bundle(out).manifest
+    assert [o["name"] for o in manifest["outputs"]] == ["tumor"] and "anatomy_gate" not in manifest
+    assert manifest["network"]["architecture"]["channels"] == [4, 8, 16, 32] and manifest["version"] == "1.0.0"
+    assert manifest["ood"]["calibration"]["calibration_cases"] == 2
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "x"), "--channels", "4,8"]) == 2
+    assert "--channels needs 4 positive numbers" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "y"), "--synth-fraction", "1.5"]) == 2
+    assert "--synth-fraction must be between 0 and 1" in capsys.readouterr().err
+    assert main(["train-seg", str(tiny_cohort), "--add-ood", str(out), "--out", str(tmp_path / "z")]) == 2
+    assert "--add-ood needs --ood-calibration" in capsys.readouterr().err

@@ -9,6 +9,10 @@ from pathlib import Path
 
 from .options import output_path
 
+# Exit status when the anatomy gate recognised no cervix or uterus (no tumour contour written);
+# 0 = segmented (a tumour or "no tumour found"), 2 = an error the message names.
+NO_ANATOMY_EXIT = 3
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -17,10 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  tumor.nii.gz               the tumour mask on the T2WI grid (0/1)\n"
         "  tumor_probability.nii.gz   the network's tumour probability (0-255 = 0-100%)\n"
         "  segmentation.json          volume (mL), maximum 3D diameter (mm), confidence, the T2WI slices to\n"
-        "                             check first (lowest confidence), model, device, seconds, warnings\n"
+        "                             check first (lowest confidence), organs with volumes, anatomy gate,\n"
+        "                             out-of-distribution score, model, device, seconds, warnings\n"
+        "  organs.nii.gz, organs.json the anatomical structures (label map; name -> value), when the model has them\n"
         "DWI/ADC (and CE-T1WI) are co-registered onto the T2WI first. Without ADC or DWI the T2WI-only\n"
         "model is used, and segmentation.json says so. The shipped models were trained on synthetic\n"
-        "data and are not for clinical use: review every contour."
+        "data and are not for clinical use: review every contour.\n"
+        f"Exit status: 0 segmented (tumour or no tumour found); {NO_ANATOMY_EXIT} no cervix or uterus recognised in\n"
+        "this study (no tumour mask is written; `predict` then needs a reviewed contour); 2 error."
     )
     parser.add_argument(
         "path", type=Path, metavar="CASE_OR_STUDY",
@@ -33,9 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "T2WI-only model as fallback)",
     )
     parser.add_argument(
+        "--nnunet-model", type=Path, metavar="FOLDER",
+        help="a site's own trained nnU-Net v2 model folder (with dataset.json, plans.json and fold_N/"
+        "checkpoint_final.pth), run with nnU-Net's own predictor instead of a bundle; its labels are "
+        "mapped to ours by the names in dataset.json (needs torch and nnunetv2; see docs/segmentation.md)",
+    )
+    parser.add_argument(
         "--device", choices=("cpu", "gpu"), default="cpu",
-        help="run the network on the CPU (default) or on a CUDA GPU when onnxruntime-gpu is installed "
-        "(falls back to the CPU, and says so, when it is not)",
+        help="run the network on the CPU (default) or on a CUDA GPU when onnxruntime-gpu (torch for "
+        "--nnunet-model) can use one (falls back to the CPU, and says so, when it cannot)",
     )
     parser.add_argument("--t2-only", action="store_true", help="use only the T2WI (skip DWI/ADC/CE-T1WI)")
     parser.add_argument("--json", action="store_true", help="print segmentation.json to standard output")
@@ -119,19 +133,27 @@ def run(args: argparse.Namespace) -> int:
     from ..segmentation.inference import segment_case
     from ..segmentation.outputs import OUTPUT_FILES
 
+    if args.nnunet_model is not None and args.model is not None:
+        from ..errors import InputError
+
+        raise InputError("give either --model or --nnunet-model, not both")
     # the review worklist (`review prepare`) keeps each case's segmentation in CASE/segmentation/ by design
     inside_ok = [args.path] if getattr(args, "into_case", False) else []
-    out = check_output_path(args.out, [args.path, args.model], overwrite=args.overwrite, owned=OUTPUT_FILES,
-                            inside_ok=inside_ok)
+    out = check_output_path(args.out, [args.path, args.model, args.nnunet_model], overwrite=args.overwrite,
+                            owned=OUTPUT_FILES, inside_ok=inside_ok)
     start = time.perf_counter()
     originals: dict = {}
     images, registration, transforms = load_images(args.path, args.t2_only, sub_progress(line_progress, 0.0, 0.3),
                                                    originals=originals)
     registration_seconds = time.perf_counter() - start
-    result = segment_case(images, bundle=args.model, device=args.device, progress=sub_progress(line_progress, 0.3, 1.0))
+    result = segment_case(
+        images, bundle=args.model, device=args.device, progress=sub_progress(line_progress, 0.3, 1.0),
+        nnunet_model=args.nnunet_model,
+    )
     result.summary["seconds"]["registration"] = round(registration_seconds, 3)
     case_id = originals.pop("_case_id")
-    result.summary["model"].update(bundle_source(result.summary["model"]["path"]))
+    if result.summary["model"].get("backend") != "nnunetv2":  # an ONNX bundle: shipped or user-supplied
+        result.summary["model"].update(bundle_source(result.summary["model"]["path"]))
     extra = {
         "input": str(args.path),
         "registration": registration,
@@ -140,10 +162,13 @@ def run(args: argparse.Namespace) -> int:
     }
     write_segmentation(result, out, overwrite=args.overwrite, extra=extra, transforms=transforms)
     summary = json.loads((out / "segmentation.json").read_text(encoding="utf-8"))
+    status = 0 if result.anatomy_recognised else NO_ANATOMY_EXIT
     if args.json:
         sys.stdout.write(to_json(summary))
-        return 0
-    if summary["tumor_found"]:
+        return status
+    if not result.anatomy_recognised:
+        print(f"{summary['message']}: no tumour contour (model {_model_label(summary)})")
+    elif summary["tumor_found"]:
         print(
             f"tumour: {summary['volume_ml']:.2f} mL, maximum diameter {summary['max_diameter_mm']:.1f} mm, "
             f"confidence {summary['confidence']:.2f} (model {_model_label(summary)}, {summary['device']['provider']})"
@@ -154,7 +179,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"check these T2WI slices first (numbered from 1): {slices}")
     else:
         print(f"no tumour found (model {_model_label(summary)}, confidence {summary['confidence']:.2f})")
+    found_organs = [f"{o['name']} {o['volume_ml']:.1f} mL" for o in summary.get("organs", []) if o["found"]]
+    if found_organs:
+        print("organs: " + ", ".join(found_organs))
+    ood = summary.get("ood", {})
+    if ood.get("available"):
+        print(f"out-of-distribution score {ood['score']:.2f} (above 1: unlike the training images)")
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
     print(f"written: {out}")
-    return 0
+    return status

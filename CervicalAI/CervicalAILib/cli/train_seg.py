@@ -1,4 +1,4 @@
-"""`cervicalai train-seg`: train the tumour segmentation network and export it as a model bundle."""
+"""`cervicalai train-seg`: train the segmentation network (tumour + anatomy) and export it as a model bundle."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (
         "Each case folder needs the sequences named by --roles and labels/tumor.nii.gz on the T2WI grid\n"
-        "(what `cervicalai synth` writes). Cases are co-registered and resampled once into a cache in the\n"
-        "work folder; checkpoints go there too (--resume continues from the last epoch). The bundle holds\n"
-        "the ONNX export of the best validation epoch, checked against torch to 1e-4.\n"
-        "Example: cervicalai train-seg cohort/ --out my-seg-model --epochs 40 --max-minutes 90"
+        "(what `cervicalai synth` writes); the anatomical --structures come from labels/organs.nii.gz, read\n"
+        "by name through its label table (labels/organs.json, or the generator's legend). Cases are\n"
+        "co-registered and resampled once into a cache in the work folder; checkpoints go there too\n"
+        "(--resume continues from the last epoch). The bundle holds the ONNX export of the best validation\n"
+        "epoch, checked against torch to 1e-4, and its out-of-distribution score (ood.json).\n"
+        "Examples:\n"
+        "  cervicalai train-seg cohort/ --out my-seg-model --epochs 40 --max-minutes 90\n"
+        "  cervicalai train-seg cohort/ --out tumour-only --structures tumor --synth-fraction 0\n"
+        "  cervicalai train-seg fit-cohort/ --add-ood old-bundle --ood-calibration held-out/ --out new-bundle"
     )
     parser.add_argument("cases", nargs="+", type=Path, metavar="CASES", help="case folders or cohort folders")
     parser.add_argument("--out", required=True, type=output_path, metavar="BUNDLE", help="model bundle folder to write")
@@ -23,8 +28,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--roles", default="T2W,ADC,DWI",
         help="input sequences in channel order, T2W first (default T2W,ADC,DWI; T2W for a T2WI-only model)",
     )
+    parser.add_argument(
+        "--structures", default="tumor,cervix,uterus,vagina,bladder,rectum",
+        help="output channels, tumour first (default tumor,cervix,uterus,vagina,bladder,rectum; "
+        "'tumor' alone for cases without organ labels); a network with cervix/uterus gets the anatomy gate",
+    )
+    parser.add_argument(
+        "--synth-fraction", type=float, default=0.5,
+        help="share of training samples whose image is synthesised from the organ label map with random "
+        "contrast and artefacts (domain randomisation; default 0.5, 0 to switch off)",
+    )
+    parser.add_argument(
+        "--ood-calibration", nargs="+", type=Path, metavar="CASES",
+        help="held-out cases (folders or cohorts) that set the out-of-distribution threshold (at most "
+        "--ood-false-alarm-rate of them flagged; default: the validation cases)",
+    )
+    parser.add_argument("--ood-false-alarm-rate", type=float, default=0.05,
+                        help="share of calibration cases allowed above the OOD threshold (default 0.05)")
+    parser.add_argument("--no-ood", action="store_true", help="do not fit the out-of-distribution score")
+    parser.add_argument(
+        "--add-ood", type=Path, metavar="BUNDLE",
+        help="do not train: write BUNDLE with an out-of-distribution score to --out, fitted on CASES and "
+        "calibrated on --ood-calibration (the segmentation itself is unchanged)",
+    )
     parser.add_argument("--name", default=None, help="model name in bundle.json (default: the bundle folder name)")
-    parser.add_argument("--version", dest="model_version", default="1.0.0", help="model version (default 1.0.0)")
+    parser.add_argument("--version", dest="model_version", default=None,
+                        help="model version (default 1.0.0; with --add-ood: the source bundle's)")
     parser.add_argument("--epochs", type=int_at_least(1), default=60, help="maximum number of epochs (default 60)")
     parser.add_argument("--iterations", type=int_at_least(1), default=60, help="training iterations per epoch (default 60)")
     parser.add_argument("--batch-size", type=int_at_least(1, 4096), default=2, help="patches per iteration (default 2)")
@@ -37,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "normalisation makes the network depend on the patch size it was trained on)"
     )
     parser.add_argument("--spacing", default="1.5,1.5,4.0", help="working spacing x,y,z in mm (default 1.5,1.5,4.0)")
+    parser.add_argument(
+        "--channels", default="8,16,32,64",
+        help="U-Net feature channels per level (default 8,16,32,64; wider networks learn organs better but "
+        "train and infer more slowly: run time grows about with the square of the width)",
+    )
     parser.add_argument("--lr", type=positive_float, default=2e-3, help="initial learning rate (default 0.002)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (split, sampling, augmentation)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="train on the CPU or a CUDA GPU")
@@ -77,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import line_progress
     from ..training import TrainConfig, train_segmentation
 
+    if args.add_ood is not None:
+        check_output_path(args.out, [*args.cases, args.add_ood, *(args.ood_calibration or [])],
+                          overwrite=args.overwrite)
+        return _add_ood(args)
     if not args.export_only:
         check_output_path(args.out, args.cases, overwrite=args.overwrite or args.resume)
     if args.work_dir:
@@ -87,12 +125,30 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--roles {args.roles!r}: use distinct roles from {', '.join(ROLES)}, T2W first")
     if args.epochs < 1 or args.iterations < 1 or args.batch_size < 1:
         raise InputError("--epochs, --iterations and --batch-size must be at least 1")
+    structures = [s.strip() for s in args.structures.split(",") if s.strip()]
+    from ..training.network import DEFAULT_ARCHITECTURE
+
+    try:
+        channels = [int(c) for c in args.channels.split(",")]
+    except ValueError as exc:
+        raise InputError(f"--channels must be comma-separated whole numbers, got {args.channels!r}") from exc
+    if len(channels) != len(DEFAULT_ARCHITECTURE["strides_zyx"]) + 1 or min(channels) < 1:
+        raise InputError(f"--channels needs {len(DEFAULT_ARCHITECTURE['strides_zyx']) + 1} positive numbers, "
+                         f"got {args.channels!r}")
+    if not 0.0 <= args.synth_fraction <= 1.0:
+        raise InputError(f"--synth-fraction must be between 0 and 1, got {args.synth_fraction}")
     config = TrainConfig(
         cases=[str(c) for c in args.cases],
         out=str(args.out),
         roles=roles,
+        structures=structures,
+        architecture={**DEFAULT_ARCHITECTURE, "channels": channels},
+        synth_fraction=args.synth_fraction,
+        ood=not args.no_ood,
+        ood_calibration=[str(c) for c in args.ood_calibration] if args.ood_calibration else None,
+        ood_false_alarm_rate=args.ood_false_alarm_rate,
         name=args.name or Path(args.out).name,
-        version=args.model_version,
+        version=args.model_version or "1.0.0",
         work_dir=str(args.work_dir) if args.work_dir else None,
         epochs=args.epochs,
         iterations_per_epoch=args.iterations,
@@ -116,4 +172,25 @@ def run(args: argparse.Namespace) -> int:
     report = train_segmentation(config, progress=line_progress)
     summary = {k: v for k, v in report.items() if k != "history"}
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _add_ood(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..progress import line_progress
+    from ..training import find_cases
+    from ..training.ood import add_ood_to_bundle
+
+    if not args.ood_calibration:
+        raise InputError("--add-ood needs --ood-calibration (held-out cases that set the threshold)")
+    bundle = add_ood_to_bundle(
+        args.add_ood, args.out, find_cases(args.cases), find_cases(args.ood_calibration),
+        version=args.model_version,
+        register=not args.no_register, false_alarm_rate=args.ood_false_alarm_rate, overwrite=args.overwrite,
+        progress=line_progress,
+    )
+    ood = bundle.manifest["ood"]
+    print(f"bundle {bundle.label} written to {bundle.path}: OOD threshold (Mahalanobis) {ood['threshold_distance']}, "
+          f"{ood['calibration']['calibration_false_alarms']} of {ood['calibration']['calibration_cases']} calibration "
+          "cases above it")
     return 0

@@ -199,6 +199,7 @@ def load_inputs(
         from ..io.json_input import read_json
 
         segmentation_summary = read_json(seg_json, "segmentation summary")
+    require_contour_where_no_cervix(mask_path, segmentation_summary)
     if center is None:
         center = (clinical or {}).get("center")
     if center is not None:
@@ -219,6 +220,19 @@ def load_inputs(
         warnings=warnings,
         clinical_path=clinical_path,
     )
+
+
+def require_contour_where_no_cervix(mask_path: Path, segmentation_summary: dict[str, Any] | None) -> None:
+    """InputError when the automatic segmentation beside the mask recognised no cervix or uterus
+    (its anatomy gate) and the mask has no valid review record: a risk is then computed only from
+    a contour a reader drew or confirmed, never from one nobody checked."""
+    gate = (segmentation_summary or {}).get("anatomy_gate") or {}
+    if gate.get("anatomy_found") is False and not read_review(mask_path).reviewed:
+        raise InputError(
+            f"{gate.get('message', 'no cervix or uterus recognised in this study')} (segmentation.json beside the "
+            "mask): predict scores only a reviewed contour here - draw or check the tumour in the Segment module "
+            "and mark it as reviewed", mask_path,
+        )
 
 
 def read_clinical_file(path: str | Path) -> dict[str, Any]:

@@ -1,18 +1,30 @@
-"""Automatic segmentation of the primary cervical tumour (torch-free: onnxruntime).
+"""Automatic segmentation of the primary cervical tumour and its anatomy (torch-free: onnxruntime).
 
     from CervicalAILib.segmentation import segment_case, write_segmentation
     result = segment_case({"T2W": t2, "ADC": adc, "DWI": dwi})   # co-registered, T2WI space
     write_segmentation(result, "out/")    # tumor.nii.gz, tumor_probability.nii.gz, segmentation.json
+                                          # (+ organs.nii.gz, organs.json when the network has organs)
 
-Preprocessing, patch size, post-processing and the training range all come from the model
-bundle (`bundle.json`); see docs/segmentation.md.
+Preprocessing, patch size, outputs, post-processing, anatomy gate, OOD score and the training
+range all come from the model bundle (`bundle.json`); a site's own nnU-Net model runs through
+`segment_case(..., nnunet_model=FOLDER)` (torch + nnunetv2, imported only then). See
+docs/segmentation.md.
 """
 
 from .inference import SegmentationModel, SegmentationResult, load_model, segment_case
-from .outputs import MASK_FILE, PROBABILITY_FILE, SUMMARY_FILE, write_segmentation
+from .outputs import (
+    MASK_FILE,
+    ORGAN_TABLE_FILE,
+    ORGANS_FILE,
+    PROBABILITY_FILE,
+    SUMMARY_FILE,
+    write_segmentation,
+)
 
 __all__ = [
     "MASK_FILE",
+    "ORGANS_FILE",
+    "ORGAN_TABLE_FILE",
     "PROBABILITY_FILE",
     "SUMMARY_FILE",
     "SegmentationModel",

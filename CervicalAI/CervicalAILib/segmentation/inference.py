@@ -3,8 +3,11 @@
 `segment_case(images)` takes the co-registered sequences (SimpleITK images in the T2WI's
 physical space, normally on the T2WI grid), prepares them exactly as the bundle declares,
 runs the network in overlapping patches with Gaussian blending, once on the image and once on
-its left-right mirror (test-time augmentation), maps the probability back onto the T2WI grid,
-post-processes it into a mask and measures it. Every stage is timed.
+its left-right mirror (test-time augmentation), maps the probabilities back onto the T2WI grid,
+turns the anatomical outputs (when the network has them) into organ masks, applies the anatomy
+gate (`anatomy.py`), post-processes the tumour into a mask, measures it, and scores how unlike
+the training images the study is (`ood.py`, when the bundle has an OOD description). Every
+stage is timed. A site's own nnU-Net model runs through `nnunet.py` and the same finishing steps.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,18 @@ from ..io.geometry import overlap_fraction, same_grid
 from ..models.bundle import Bundle, load_bundle
 from ..progress import ProgressCallback, no_progress, sub_progress
 from ..resources import default_bundle_path
+from .anatomy import (
+    NO_ANATOMY_MESSAGE,
+    NO_ANATOMY_STATUS,
+    TUMOR,
+    GateSettings,
+    anatomy_gate,
+    canonical_name,
+    gate_available,
+    organ_masks,
+)
 from .confidence import confidence_report
+from .ood import OodModel, not_available
 from .postprocess import postprocess_mask
 from .preprocess import check_preprocessing, foreground_mask, intensity_summary, prepare_inputs
 from .sliding_window import fit_patch, sliding_window_predict
@@ -40,19 +54,39 @@ _SESSIONS: dict[tuple[str, str], SegmentationModel] = {}
 
 @dataclass
 class SegmentationResult:
-    """Outputs on the T2WI grid: `mask` (uint8 0/1), `probability` (uint8, 255 = 1.0), `summary`."""
+    """Outputs on the T2WI grid.
 
-    mask: sitk.Image
-    probability: sitk.Image
+    `mask` (uint8 0/1) and `probability` (uint8, 255 = 1.0) of the tumour, both None when the
+    anatomy gate found no cervix or uterus (then there is no tumour contour at all); `organs`
+    (uint8 label map, values in `organ_labels`: name -> value) when the network segments
+    anatomical structures; `summary` (what segmentation.json holds).
+    """
+
+    mask: sitk.Image | None
+    probability: sitk.Image | None
     summary: dict[str, Any]
+    organs: sitk.Image | None = None
+    organ_labels: dict[str, int] = field(default_factory=dict)
 
     @property
     def found(self) -> bool:
         return bool(self.summary["tumor_found"])
 
+    @property
+    def anatomy_recognised(self) -> bool:
+        """False only when the anatomy gate ran and found no cervix or uterus."""
+        return self.summary.get("anatomy_gate", {}).get("anatomy_found", True) is not False
+
 
 class SegmentationModel:
-    """A verified segmentation bundle with its onnxruntime session."""
+    """A verified segmentation bundle with its onnxruntime session.
+
+    `output_channels` maps each output's canonical name to its channel of the network's
+    probability output: "tumor" (required; the contour the review, readout and exports use) and
+    any anatomical structures ("cervix", "uterus", "bladder", ...). `ood` is the bundle's
+    out-of-distribution description (None when it has none); `gate` the anatomy-gate settings
+    (None when the network has no cervix/uterus output to check the tumour against).
+    """
 
     def __init__(self, bundle: Bundle, device: str = "cpu"):
         if bundle.task != "segmentation":
@@ -65,6 +99,8 @@ class SegmentationModel:
         self.roles: list[str] = [entry["role"] for entry in manifest["inputs"]]
         if not self.roles or self.roles[0] != "T2W":
             raise BundleError(f"{bundle.path}: a segmentation bundle's first input must be T2W, found {self.roles}")
+        self.output_channels = output_channels(manifest["outputs"], bundle.path)
+        self.structures = [name for name in self.output_channels if name != TUMOR]
         self.preprocessing = manifest["preprocessing"]
         check_preprocessing(self.preprocessing, self.roles)
         self.inference = manifest["inference"]
@@ -73,26 +109,73 @@ class SegmentationModel:
         if any(p % m for p, m in zip(self.patch_size_zyx, self.size_multiple_zyx, strict=True)):
             raise BundleError(f"{bundle.path}: inference patch size is not a multiple of the network's size multiple")
         self.postprocessing = manifest.get("postprocessing", {})
+        gate = GateSettings.from_manifest(manifest.get("anatomy_gate"))
+        self.gate: GateSettings | None = gate if gate_available(self.structures, gate) else None
+        self.ood: OodModel | None = None
+        self.features_output: str | None = manifest["network"].get("features_output")
+        if manifest.get("ood"):
+            name = manifest["ood"].get("file", "ood.json")
+            self.ood = OodModel.from_dict(bundle.read_json(name), f"{bundle.path / name}")
+            if self.features_output not in (None, self.ood.output_name):
+                raise BundleError(f"{bundle.path}: ood.json reads output {self.ood.output_name!r}, the network "
+                                  f"declares {self.features_output!r}")
+            self.features_output = self.ood.output_name
         self.session, self.provider, self.device_note = _make_session(bundle.file(manifest["network"]["file"]), device)
         self.input_name = self.session.get_inputs()[0].name
+        available = [output.name for output in self.session.get_outputs()]
+        probability_name = manifest["network"].get("output_name") or available[0]
+        wanted = [probability_name] + ([self.features_output] if self.features_output else [])
+        missing = [name for name in wanted if name not in available]
+        if missing:
+            raise BundleError(f"{bundle.path}: the network has no output {', '.join(missing)} (it has {', '.join(available)})")
+        self._outputs = wanted
+        declared = self.session.get_outputs()[available.index(probability_name)].shape
+        if len(declared) == 5 and isinstance(declared[1], int) and max(self.output_channels.values()) >= declared[1]:
+            raise BundleError(f"{bundle.path}: bundle.json names output channels up to "
+                              f"{max(self.output_channels.values())}, the network gives {declared[1]}")
 
-    def predict_patch(self, patch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: patch})[0]
+    def predict_patch(self, patch: np.ndarray, features: list[np.ndarray] | None = None) -> np.ndarray:
+        """Probabilities (1, K, z, y, x) of one patch; its bottleneck features appended to `features`."""
+        results = self.session.run(self._outputs if features is not None else self._outputs[:1], {self.input_name: patch})
+        if features is not None and len(results) > 1:
+            features.append(np.asarray(results[1], dtype=np.float32).ravel())
+        return results[0]
 
-    def probability(self, volume: np.ndarray, flip_axes: tuple[int, ...] = (), progress=None) -> np.ndarray:
-        """Tumour probability (z, y, x) on the working grid for one (optionally mirrored) pass."""
+    def probabilities(
+        self, volume: np.ndarray, flip_axes: tuple[int, ...] = (), progress=None, features: list | None = None
+    ) -> np.ndarray:
+        """Every output channel (K, z, y, x) on the working grid for one (optionally mirrored) pass."""
         if flip_axes:
             volume = np.ascontiguousarray(np.flip(volume, axis=tuple(a + 1 for a in flip_axes)))
         patch = fit_patch(self.patch_size_zyx, volume.shape[1:], self.size_multiple_zyx)
         output = sliding_window_predict(
             volume,
-            self.predict_patch,
+            lambda p: self.predict_patch(p, features),
             patch,
             overlap=float(self.inference.get("overlap", 0.25)),
             sigma_scale=float(self.inference.get("sigma_scale", 0.125)),
             progress=progress,
-        )[int(self.bundle.manifest["outputs"][0].get("channel", 0))]
-        return np.flip(output, axis=flip_axes) if flip_axes else output
+        )
+        return np.flip(output, axis=tuple(a + 1 for a in flip_axes)) if flip_axes else output
+
+    def probability(self, volume: np.ndarray, flip_axes: tuple[int, ...] = (), progress=None) -> np.ndarray:
+        """Tumour probability (z, y, x) on the working grid for one (optionally mirrored) pass."""
+        return self.probabilities(volume, flip_axes, progress)[self.output_channels[TUMOR]]
+
+
+def output_channels(outputs: Any, where: Any) -> dict[str, int]:
+    """{canonical output name: channel} from a bundle's "outputs"; BundleError without a tumour output."""
+    if isinstance(outputs, dict):
+        outputs = [dict(entry, name=name) for name, entry in outputs.items()]
+    channels: dict[str, int] = {}
+    for index, entry in enumerate(outputs):
+        name = canonical_name(entry.get("name", ""))
+        if not name or name in channels:
+            raise BundleError(f"{where}: bundle outputs need distinct names, found {entry.get('name')!r} twice or empty")
+        channels[name] = int(entry.get("channel", index))
+    if TUMOR not in channels:
+        raise BundleError(f"{where}: a segmentation bundle needs an output named 'tumor', found {', '.join(channels)}")
+    return channels
 
 
 def _make_session(onnx_path: Path, device: str):
@@ -250,21 +333,29 @@ def segment_case(
     bundle: Bundle | str | Path | None = None,
     device: str = "cpu",
     progress: ProgressCallback | None = None,
+    nnunet_model: str | Path | None = None,
 ) -> SegmentationResult:
-    """Segment the primary tumour; outputs are on the T2WI grid of `images["T2W"]`.
+    """Segment the primary tumour (and the anatomy the network knows); outputs on the T2WI grid.
 
     `images` maps roles (T2W, ADC, DWI, CET1) to co-registered images. With `bundle=None`
     the default multi-sequence bundle is used, or the T2WI-only bundle when a sequence it needs
-    is missing (said in `summary["warnings"]` and `summary["fallback"]`).
+    is missing (said in `summary["warnings"]` and `summary["fallback"]`). `nnunet_model`: a
+    site's own trained nnU-Net v2 model folder instead of a bundle (see `segmentation.nnunet`).
     """
     progress = progress or no_progress
-    seconds: dict[str, float] = {}
-    warnings: list[str] = []
-    start = time.perf_counter()
     if "T2W" not in images:
         raise InputError(
             f"no T2W image among the inputs ({', '.join(images) or 'none'}): the tumour is segmented on the T2WI"
         )
+    if nnunet_model is not None:
+        if bundle is not None:
+            raise InputError("give either a model bundle or an nnU-Net model folder, not both")
+        from .nnunet import segment_with_nnunet
+
+        return segment_with_nnunet(images, nnunet_model, device, progress)
+    seconds: dict[str, float] = {}
+    warnings: list[str] = []
+    start = time.perf_counter()
     model, fallback = _choose_model(images, bundle, device, warnings)
     t2 = images["T2W"]
     coverage = check_sequence_overlap(images, model.roles)
@@ -278,7 +369,10 @@ def segment_case(
 
     tick = time.perf_counter()
     flips = [tuple(axes) for axes in model.inference.get("tta_flip_axes_zyx", [[2]])]
-    original = model.probability(volume, (), sub_progress(progress, 0.05, 0.6))
+    features: list[np.ndarray] | None = [] if model.ood else None
+    tumour_channel = model.output_channels[TUMOR]
+    everything = model.probabilities(volume, (), sub_progress(progress, 0.05, 0.6), features)
+    original = everything[tumour_channel]
     working_passes = [original]
     # the mirrored passes only need the lesion's neighbourhood: they run on a crop around it
     box = lesion_box(original, model.patch_size_zyx, low=0.1)
@@ -288,50 +382,22 @@ def segment_case(
             working_passes.append(model.probability(volume, axes, step))
             continue
         mirrored = original.copy()
-        mirrored[box] = model.probability(np.ascontiguousarray(volume[(slice(None), *box)]), axes, step)
+        crop = np.ascontiguousarray(volume[(slice(None), *box)])
+        mirrored[box] = model.probabilities(crop, axes, step)[tumour_channel]
         working_passes.append(mirrored)
     seconds["network"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    progress(0.88, "mapping the probability back onto the T2WI grid")
-    passes = []
-    for probability in working_passes:
-        on_grid = _to_image(np.ascontiguousarray(probability, dtype=np.float32), grid)
-        resampled = sitk.Resample(on_grid, t2, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-        passes.append(sitk.GetArrayFromImage(resampled))
-    mean = np.mean(passes, axis=0)
+    progress(0.88, "mapping the probabilities back onto the T2WI grid")
+    passes = [_onto_t2(probability, grid, t2) for probability in working_passes]
+    structures = {name: _onto_t2(everything[channel], grid, t2) for name, channel in model.output_channels.items()
+                  if name != TUMOR}
+    del everything
     seconds["resample_to_t2"] = time.perf_counter() - tick
 
-    tick = time.perf_counter()
-    progress(0.93, "post-processing and confidence")
-    spacing_zyx = t2.GetSpacing()[::-1]
-    mask_array, post_report = postprocess_mask(mean, spacing_zyx, model.postprocessing)
-    confidence = confidence_report(
-        passes,
-        threshold=float(model.postprocessing.get("threshold", 0.5)),
-        flag_below=float(model.inference.get("flag_below", 0.75)),
-    )
-    mask = _to_image(mask_array.astype(np.uint8), t2)
-    probability = _to_image(np.round(np.clip(mean, 0, 1) * 255).astype(np.uint8), t2)
-    seconds["postprocess"] = time.perf_counter() - tick
-
-    tick = time.perf_counter()
-    found = bool(mask_array.any())
-    if not found:
-        warnings.append("no tumour found: the network predicted no lesion above the size threshold")
-        log.warning("no tumour found")
-    summary: dict[str, Any] = {
-        "tumor_found": found,
-        "status": "tumour found" if found else "no tumour found",
-        "volume_ml": round(measure.volume_ml(mask), 3),
-        "max_diameter_mm": round(measure.max_diameter_mm(mask), 2) if found else 0.0,
-        "largest_slice_index": measure.largest_slice_index(mask) if found else None,
-        "confidence": confidence["confidence"],
-        "certainty": confidence["certainty"],
-        "flip_agreement": confidence["flip_agreement"],
-        "flagged_slices": confidence["flagged_slices"],
-        "slices": confidence["slices"],
-        "confidence_formula": confidence["formula"],
+    ood = model.ood.report(features) if model.ood and features else not_available(
+        f"the model bundle {model.bundle.label} has no out-of-distribution description (ood.json)")
+    record = {
         "model": {
             "name": model.bundle.name,
             "version": model.bundle.version,
@@ -344,15 +410,142 @@ def segment_case(
         "sequences_available": [role for role in images],
         "fallback": fallback,
         "sequence_coverage": coverage,
+    }
+    return finish_segmentation(
+        t2, passes, structures, record,
+        postprocessing=model.postprocessing,
+        flag_below=float(model.inference.get("flag_below", 0.75)),
+        gate=model.gate,
+        gate_missing=f"the model {model.bundle.label} has no cervix or uterus output to check the tumour against",
+        ood=ood, warnings=warnings, seconds=seconds, start=start, progress=progress,
+    )
+
+
+def _onto_t2(probability: np.ndarray, grid: sitk.Image, t2: sitk.Image) -> np.ndarray:
+    """A working-grid probability map resampled (linear) onto the T2WI grid, float32 (z, y, x)."""
+    on_grid = _to_image(np.ascontiguousarray(probability, dtype=np.float32), grid)
+    resampled = sitk.Resample(on_grid, t2, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(resampled)
+
+
+def finish_segmentation(
+    t2: sitk.Image,
+    passes: list[np.ndarray],
+    structures: Mapping[str, np.ndarray],
+    record: dict[str, Any],
+    *,
+    postprocessing: Mapping[str, Any],
+    flag_below: float,
+    gate: GateSettings | None,
+    gate_missing: str,
+    ood: dict[str, Any],
+    warnings: list[str],
+    seconds: dict[str, float],
+    start: float,
+    progress: ProgressCallback,
+) -> SegmentationResult:
+    """From probabilities on the T2WI grid to the result, the same for every kind of network.
+
+    `passes`: tumour probability of the original and the mirrored pass(es); `structures`:
+    name -> probability of each anatomical structure. Organ masks, then the anatomy gate (which
+    removes tumour candidates away from the cervix/uterus, or all of them when there is none),
+    then the post-processing, confidence, measurements and the summary.
+    """
+    tick = time.perf_counter()
+    progress(0.93, "organs, anatomy gate, post-processing and confidence")
+    spacing_zyx = t2.GetSpacing()[::-1]
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    threshold = float(postprocessing.get("threshold", 0.5))
+    masks = organ_masks(structures)
+    organ_labels = {name: value for value, name in enumerate(masks, start=1)}
+    organs_image = None
+    if masks:
+        label_map = np.zeros(t2.GetSize()[::-1], dtype=np.uint8)
+        for name, mask in masks.items():
+            label_map[mask] = organ_labels[name]
+        organs_image = _to_image(label_map, t2)
+    organs = [
+        {"name": name, "label": organ_labels[name], "found": bool(mask.any()),
+         "volume_ml": round(float(mask.sum()) * voxel_ml, 3)}
+        for name, mask in masks.items()
+    ]
+    mean = np.mean(passes, axis=0)
+    if gate is not None:
+        drop, gate_report = anatomy_gate(mean >= threshold, masks, spacing_zyx, gate)
+        if drop.any():
+            passes = [np.where(drop, np.float32(0), p) for p in passes]
+            mean = np.where(drop, np.float32(0), mean)
+            if gate_report["anatomy_found"]:
+                warnings.append(
+                    f"anatomy gate: removed {gate_report['removed_components']} tumour candidate(s) "
+                    f"({gate_report['removed_ml']:.2f} mL) not in or next to the cervix/uterus"
+                )
+    else:
+        gate_report = {"applied": False, "reason": gate_missing}
+    anatomy_found = gate_report.get("anatomy_found", True)
+    common = {
+        **record,
+        "organs": organs,
+        "anatomy_gate": gate_report,
+        "ood": ood,
+        "t2w_geometry": {"size": list(t2.GetSize()), "spacing_mm": [round(s, 5) for s in t2.GetSpacing()]},
+    }
+    if ood.get("unusual"):
+        warnings.append(ood["message"])
+    if not anatomy_found:
+        warnings.append(NO_ANATOMY_MESSAGE + ": no tumour contour was made")
+        log.warning(NO_ANATOMY_MESSAGE)
+        summary: dict[str, Any] = {
+            "tumor_found": False,
+            "status": NO_ANATOMY_STATUS,
+            "message": NO_ANATOMY_MESSAGE,
+            "volume_ml": 0.0,
+            "max_diameter_mm": 0.0,
+            "largest_slice_index": None,
+            "confidence": None,
+            "flagged_slices": [],
+            "slices": [],
+            **common,
+            "postprocessing": {"components_found": 0, "components_kept": 0},
+            "warnings": warnings,
+        }
+        seconds["postprocess"] = time.perf_counter() - tick
+        return _done(SegmentationResult(None, None, summary, organs_image, organ_labels), seconds, start, progress)
+
+    mask_array, post_report = postprocess_mask(mean, spacing_zyx, postprocessing)
+    confidence = confidence_report(passes, threshold=threshold, flag_below=flag_below)
+    mask = _to_image(mask_array.astype(np.uint8), t2)
+    probability = _to_image(np.round(np.clip(mean, 0, 1) * 255).astype(np.uint8), t2)
+    seconds["postprocess"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    found = bool(mask_array.any())
+    if not found:
+        warnings.append("no tumour found: the network predicted no lesion above the size threshold")
+        log.warning("no tumour found")
+    summary = {
+        "tumor_found": found,
+        "status": "tumour found" if found else "no tumour found",
+        "message": "tumour found" if found else "no tumour found: the network predicted no lesion above the size threshold",
+        "volume_ml": round(measure.volume_ml(mask), 3),
+        "max_diameter_mm": round(measure.max_diameter_mm(mask), 2) if found else 0.0,
+        "largest_slice_index": measure.largest_slice_index(mask) if found else None,
+        "confidence": confidence["confidence"],
+        "certainty": confidence["certainty"],
+        "flip_agreement": confidence["flip_agreement"],
+        "flagged_slices": confidence["flagged_slices"],
+        "slices": confidence["slices"],
+        "confidence_formula": confidence["formula"],
+        **common,
         "postprocessing": post_report,
-        "t2w_geometry": {
-            "size": list(t2.GetSize()),
-            "spacing_mm": [round(s, 5) for s in t2.GetSpacing()],
-        },
         "warnings": warnings,
     }
     seconds["measure"] = time.perf_counter() - tick
+    return _done(SegmentationResult(mask, probability, summary, organs_image, organ_labels), seconds, start, progress)
+
+
+def _done(result: SegmentationResult, seconds: dict[str, float], start: float, progress) -> SegmentationResult:
     seconds["total"] = time.perf_counter() - start
-    summary["seconds"] = {key: round(value, 3) for key, value in seconds.items()}
-    progress(1.0, summary["status"])
-    return SegmentationResult(mask=mask, probability=probability, summary=summary)
+    result.summary["seconds"] = {key: round(value, 3) for key, value in seconds.items()}
+    progress(1.0, result.summary["status"])
+    return result

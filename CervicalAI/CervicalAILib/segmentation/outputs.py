@@ -12,8 +12,10 @@ from ..io.atomic import atomic_directory, to_json
 MASK_FILE = "tumor.nii.gz"
 PROBABILITY_FILE = "tumor_probability.nii.gz"
 SUMMARY_FILE = "segmentation.json"
+ORGANS_FILE = "organs.nii.gz"  # label map of the anatomical structures, values in ORGAN_TABLE_FILE
+ORGAN_TABLE_FILE = "organs.json"  # {name: value}
 # Everything write_segmentation writes (glob patterns): `segment --overwrite` replaces only these.
-OUTPUT_FILES = [MASK_FILE, PROBABILITY_FILE, SUMMARY_FILE, "transforms/*.tfm"]
+OUTPUT_FILES = [MASK_FILE, PROBABILITY_FILE, SUMMARY_FILE, ORGANS_FILE, ORGAN_TABLE_FILE, "transforms/*.tfm"]
 
 
 def write_segmentation(
@@ -29,17 +31,29 @@ def write_segmentation(
     (e.g. the input paths and registration results the CLI knows about). `transforms` (T2WI ->
     sequence, from the co-registration) go to `transforms/<ROLE>.tfm`, so that the readout
     (`cervicalai predict --transforms OUT`) reuses them instead of registering again.
+    When the anatomy gate found no cervix or uterus there is no tumour mask and no tumour
+    probability file: nothing can pick up a contour that should not exist. The organ label map
+    (`organs.nii.gz`, values by name in `organs.json`) is written whenever the network gave one.
     """
     from ..registration.study import TRANSFORMS_DIR
 
     out_dir = Path(out_dir)
     summary = {**result.summary, **(extra or {})}
-    summary["files"] = {"mask": MASK_FILE, "probability": PROBABILITY_FILE, "probability_scale": "uint8, 255 = 1.0"}
+    summary["files"] = {}
+    if result.mask is not None:
+        summary["files"] = {"mask": MASK_FILE, "probability": PROBABILITY_FILE, "probability_scale": "uint8, 255 = 1.0"}
+    organs = getattr(result, "organs", None)
+    if organs is not None:
+        summary["files"].update(organs=ORGANS_FILE, organ_labels=ORGAN_TABLE_FILE)
     if transforms:
         summary["files"]["transforms"] = {role: f"{TRANSFORMS_DIR}/{role}.tfm" for role in sorted(transforms)}
     with atomic_directory(out_dir, overwrite=overwrite, owned=OUTPUT_FILES) as tmp:
-        sitk.WriteImage(result.mask, str(tmp / MASK_FILE), True)
-        sitk.WriteImage(result.probability, str(tmp / PROBABILITY_FILE), True)
+        if result.mask is not None:
+            sitk.WriteImage(result.mask, str(tmp / MASK_FILE), True)
+            sitk.WriteImage(result.probability, str(tmp / PROBABILITY_FILE), True)
+        if organs is not None:
+            sitk.WriteImage(organs, str(tmp / ORGANS_FILE), True)
+            (tmp / ORGAN_TABLE_FILE).write_text(to_json(dict(result.organ_labels)), encoding="utf-8")
         (tmp / SUMMARY_FILE).write_text(to_json(summary), encoding="utf-8")
         if transforms:
             (tmp / TRANSFORMS_DIR).mkdir()

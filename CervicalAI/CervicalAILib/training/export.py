@@ -112,6 +112,22 @@ def model_card(manifest: dict[str, Any]) -> str:
         "cases), keeps the main lesion and nearby satellites, fills "
         "holes and maps the result back onto the T2WI grid.",
         "",
+    ]
+    organs = [entry["name"] for entry in manifest["outputs"][1:]]
+    if organs:
+        lines += [
+            f"Anatomical outputs (organ segments, hidden by default): {', '.join(organs)}. "
+            + ("The anatomy gate keeps only tumour candidates in or next to the cervix/uterus and reports "
+               "\"no cervix or uterus recognised in this study\" (no tumour contour) when there is none."
+               if manifest.get("anatomy_gate") else ""),
+            "",
+        ]
+    recipe = manifest["provenance"].get("recipe", {})
+    if recipe.get("domain_randomisation"):
+        randomisation = recipe["domain_randomisation"]
+        lines += [f"Domain randomisation: {100 * randomisation['fraction']:.0f}% of the training samples were "
+                  f"{randomisation['what']}.", ""]
+    lines += [
         "## Network and preprocessing",
         "",
         f"- {manifest['network']['architecture']['name']}, channels {manifest['network']['architecture']['channels']}, "
@@ -153,14 +169,19 @@ def write_segmentation_bundle(
     case_dirs: Sequence[Path],
 ) -> tuple[Bundle, float]:
     """Export `net` and write the complete bundle at `config.out`; returns (bundle, max ONNX error)."""
+    from ..segmentation.anatomy import GateSettings, canonical_name, gate_available
     from .network import size_multiple_zyx
+    from .ood import add_feature_output
     from .train import software_versions
 
     patch_zyx = list(config.patch_size_xyz[::-1])
     inference_zyx = list(config.inference_patch_size_xyz[::-1])
+    structures = [canonical_name(name) for name in getattr(config, "structures", ["tumor"])]
     with tempfile.TemporaryDirectory() as tmp:
+        plain_path = Path(tmp) / "plain.onnx"
+        difference = export_onnx(net, len(config.roles), plain_path, [patch_zyx, inference_zyx])
         onnx_path = Path(tmp) / ONNX_FILE
-        difference = export_onnx(net, len(config.roles), onnx_path, [patch_zyx, inference_zyx])
+        features = add_feature_output(plain_path, onnx_path, len(config.roles), inference_zyx)
         data = dataset_provenance(case_dirs)
         described = "; ".join(
             f"{c.get('cases_used')} cases of cohort {c['cohort']}"
@@ -176,7 +197,10 @@ def write_segmentation_bundle(
             "training_data": f"Synthetic multi-parametric pelvic MRI ({described}; {report['training_cases']} for "
             f"training, {len(report['validation']['cases'])} for validation); {NOT_CLINICAL}.",
             "inputs": [{"role": role, "channel": i} for i, role in enumerate(config.roles)],
-            "outputs": [{"name": "tumor", "channel": 0, "meaning": "probability of tumour (sigmoid inside the graph)"}],
+            "outputs": [
+                {"name": name, "channel": channel, "meaning": f"probability of {name} (sigmoid inside the graph)"}
+                for channel, name in enumerate(structures)
+            ],
             "preprocessing": preprocessing,
             "network": {
                 "file": ONNX_FILE,
@@ -188,6 +212,8 @@ def write_segmentation_bundle(
                 "size_multiple_xyz": size_multiple_zyx(config.architecture)[::-1],
                 "training_patch_size_xyz": list(config.patch_size_xyz),
                 "onnx_vs_torch_max_abs_difference": difference,
+                "features_output": features["output"],
+                "features": features,
             },
             "inference": {
                 "patch_size_xyz": list(config.inference_patch_size_xyz),
@@ -199,6 +225,7 @@ def write_segmentation_bundle(
             "postprocessing": {
                 "threshold": report["validation"].get("threshold", 0.5), "keep_near_mm": 10.0, "min_satellite_ml": 0.1, "min_tumor_ml": 0.05, "fill_holes": True,
             },
+            "organ_threshold": 0.5,
             "training_range": train_range,
             "validation": report["validation"],
             "provenance": {
@@ -224,6 +251,19 @@ def write_segmentation_bundle(
                 "software": software_versions(),
             },
         }
+        if gate_available(structures):
+            manifest["anatomy_gate"] = GateSettings().to_dict()
+        synth_fraction = float(getattr(config, "synth_fraction", 0.0))
+        if synth_fraction > 0:
+            from .synthesis import SynthesisSettings
+
+            manifest["provenance"]["recipe"]["domain_randomisation"] = {
+                "fraction": synth_fraction,
+                "what": "images synthesised from the organ label map: random mean and spread per label and "
+                "channel, partial-volume blur, bias field, lower resolution / thicker slices, ghosting, Rician "
+                "noise, gamma; elastic deformation (p 0.3) of image and targets",
+                "settings": SynthesisSettings().to_dict(),
+            }
         manifest["model_card"] = "MODEL_CARD.md"
         files = {ONNX_FILE: onnx_path, "MODEL_CARD.md": model_card(manifest)}
         bundle = write_bundle(config.out, manifest, files, overwrite=config.overwrite)

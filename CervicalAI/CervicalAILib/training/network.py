@@ -30,8 +30,8 @@ def size_multiple_zyx(architecture: dict[str, Any]) -> list[int]:
     return multiple
 
 
-def build_network(architecture: dict[str, Any], in_channels: int):
-    """A MONAI UNet with one output channel (tumour logit)."""
+def build_network(architecture: dict[str, Any], in_channels: int, out_channels: int = 1):
+    """A MONAI UNet with one output channel (logit) per trained structure, tumour first."""
     from monai.networks.nets import UNet
 
     if architecture.get("name") != DEFAULT_ARCHITECTURE["name"]:
@@ -39,7 +39,7 @@ def build_network(architecture: dict[str, Any], in_channels: int):
     return UNet(
         spatial_dims=3,
         in_channels=in_channels,
-        out_channels=1,
+        out_channels=int(out_channels),
         channels=tuple(architecture["channels"]),
         strides=tuple(tuple(s) for s in architecture["strides_zyx"]),
         num_res_units=int(architecture["num_res_units"]),

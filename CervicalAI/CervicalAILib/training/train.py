@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.atomic import atomic_path, write_json
 from ..progress import ProgressCallback, no_progress, sub_progress
+from ..segmentation.anatomy import TUMOR, canonical_name
 from ..segmentation.preprocess import pad_to_shape
 from ..segmentation.sliding_window import fit_patch, sliding_window_predict
 from .dataset import CachedCase, build_cache, find_cases, training_range
@@ -56,6 +57,10 @@ class TrainConfig:
     cases: list[str]
     out: str
     roles: list[str] = field(default_factory=lambda: ["T2W", "ADC", "DWI"])
+    # output channels, tumour first; the others are read by name from labels/organs.nii.gz
+    structures: list[str] = field(default_factory=lambda: ["tumor"])
+    # share of training samples whose image is synthesised from the label map (domain randomisation)
+    synth_fraction: float = 0.0
     name: str = "cervix-tumor-seg"
     version: str = "1.0.0"
     work_dir: str | None = None
@@ -83,6 +88,11 @@ class TrainConfig:
     resume: bool = False
     export_only: bool = False
     overwrite: bool = False
+    # out-of-distribution score: fitted on the training cases, threshold from these held-out cases
+    # (default: the validation cases)
+    ood: bool = True
+    ood_calibration: list[str] | None = None
+    ood_false_alarm_rate: float = 0.05
 
     def work_path(self) -> Path:
         return Path(self.work_dir) if self.work_dir else Path(str(self.out) + ".work")
@@ -114,11 +124,15 @@ def split_cases(cases: Sequence[Path], val_fraction: float, min_val: int, seed: 
     return train, val
 
 
-def augmentation(patch_zyx: Sequence[int]):
-    """MONAI dictionary transforms applied to each sampled (larger) crop -> patch."""
+def augmentation(patch_zyx: Sequence[int], elastic: bool = False):
+    """MONAI dictionary transforms applied to each sampled (larger) crop -> patch.
+
+    `elastic` (with domain randomisation): a smooth random deformation first, as SynthSeg
+    deforms its label maps, so that shapes vary beyond what the generator drew."""
     from monai.transforms import (
         CenterSpatialCropd,
         Compose,
+        Rand3DElasticd,
         RandAffined,
         RandFlipd,
         RandGaussianNoised,
@@ -127,8 +141,12 @@ def augmentation(patch_zyx: Sequence[int]):
     )
 
     keys = ["image", "label"]
+    deform = [
+        Rand3DElasticd(keys, sigma_range=(4, 7), magnitude_range=(20, 60), prob=0.3, mode=("bilinear", "nearest"),
+                       padding_mode="border")
+    ] if elastic else []
     return Compose(
-        [
+        deform + [
             RandAffined(
                 keys,
                 prob=0.5,
@@ -148,7 +166,10 @@ def augmentation(patch_zyx: Sequence[int]):
 
 
 class PatchSampler:
-    """Crops around tumour (with probability `positive_fraction`) or anywhere in the volume."""
+    """Crops around tumour (with probability `positive_fraction`) or anywhere in the volume.
+
+    A sample holds "image" (C, z, y, x), "label" (K, z, y, x) float targets and, when the case has
+    one, "label_map" (z, y, x) for domain randomisation."""
 
     def __init__(self, cases: Sequence[CachedCase], crop_zyx: Sequence[int], positive_fraction: float):
         self.crop = [int(c) for c in crop_zyx]
@@ -156,12 +177,15 @@ class PatchSampler:
         self.items = []
         for case in cases:
             image, _ = pad_to_shape(case.image, self.crop)
-            label, _ = pad_to_shape(case.label[None].astype(np.float32), self.crop)
-            label = label.astype(np.uint8)  # padding value of the label is its minimum, 0
-            self.items.append((image, label, np.argwhere(label[0] > 0)))
+            targets, _ = pad_to_shape(case.targets.astype(np.float32), self.crop)
+            targets = targets.astype(np.uint8)  # padding value of a target is its minimum, 0
+            label_map = None
+            if case.label_map is not None:
+                label_map = pad_to_shape(case.label_map[None].astype(np.float32), self.crop)[0][0].astype(np.uint8)
+            self.items.append((image, targets, np.argwhere(targets[0] > 0), label_map))
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        image, label, foreground = self.items[int(rng.integers(len(self.items)))]
+        image, targets, foreground, label_map = self.items[int(rng.integers(len(self.items)))]
         shape = image.shape[1:]
         if len(foreground) and rng.random() < self.positive_fraction:
             centre = foreground[int(rng.integers(len(foreground)))]
@@ -169,7 +193,10 @@ class PatchSampler:
             centre = [int(rng.integers(n)) for n in shape]
         start = [int(np.clip(c - k // 2, 0, n - k)) for c, k, n in zip(centre, self.crop, shape, strict=True)]
         region = tuple(slice(s, s + k) for s, k in zip(start, self.crop, strict=True))
-        return {"image": image[(slice(None), *region)].copy(), "label": label[(slice(None), *region)].astype(np.float32)}
+        sample = {"image": image[(slice(None), *region)].copy(), "label": targets[(slice(None), *region)].astype(np.float32)}
+        if label_map is not None:
+            sample["label_map"] = label_map[region]
+        return sample
 
 
 def dice_score(prediction: np.ndarray, truth: np.ndarray) -> float:
@@ -180,7 +207,7 @@ def dice_score(prediction: np.ndarray, truth: np.ndarray) -> float:
 def predict_volume(
     net, volume: np.ndarray, patch_zyx: Sequence[int], multiple_zyx: Sequence[int], device: str
 ) -> np.ndarray:
-    """Tumour probability (z, y, x) of a whole working-grid volume, as the runtime computes it."""
+    """Probabilities (K, z, y, x) of a whole working-grid volume, as the runtime computes them."""
     import torch
 
     def run(patch: np.ndarray) -> np.ndarray:
@@ -188,7 +215,7 @@ def predict_volume(
             return torch.sigmoid(net(torch.from_numpy(patch).to(device))).cpu().numpy()
 
     patch = fit_patch(patch_zyx, volume.shape[1:], multiple_zyx)
-    return sliding_window_predict(volume, run, patch, overlap=0.25)[0]
+    return sliding_window_predict(volume, run, patch, overlap=0.25)
 
 
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
@@ -202,13 +229,34 @@ def choose_threshold(
     Dice + cross-entropy training can leave a network under-confident (tumour probabilities
     just below 0.5); the run time reads the chosen threshold from the bundle.
     """
-    probabilities = [predict_volume(net, case.image, patch_zyx, multiple_zyx, device) for case in val_data]
+    probabilities = [predict_volume(net, case.image, patch_zyx, multiple_zyx, device)[0] for case in val_data]
     scores = {
         f"{t:.2f}": round(float(np.mean([dice_score(p >= t, c.label > 0) for p, c in zip(probabilities, val_data, strict=True)])), 4)
         for t in THRESHOLDS
     }
     best = max(THRESHOLDS, key=lambda t: (scores[f"{t:.2f}"], t))  # ties: the higher threshold
     return float(best), scores
+
+
+def validation_record(
+    net, val_data: Sequence[CachedCase], structures: Sequence[str], patch_zyx, multiple_zyx, device: str
+) -> dict[str, Any]:
+    """Dice of every structure on the whole validation volumes (threshold 0.5), and the score that
+    picks the best epoch: the tumour's mean Dice, averaged with the organs' mean Dice when there are organs."""
+    dice = {name: [] for name in structures}
+    for case in val_data:
+        probabilities = predict_volume(net, case.image, patch_zyx, multiple_zyx, device)
+        for channel, name in enumerate(structures):
+            dice[name].append(dice_score(probabilities[channel] >= 0.5, case.targets[channel] > 0))
+    tumour = dice[structures[0]]
+    organs = [float(np.mean(dice[name])) for name in structures[1:]]
+    score = float(np.mean(tumour)) if not organs else 0.5 * float(np.mean(tumour)) + 0.5 * float(np.mean(organs))
+    return {
+        "val_dice_mean": float(np.mean(tumour)),
+        "val_dice_median": float(np.median(tumour)),
+        "val_structure_dice_mean": {name: round(float(np.mean(values)), 4) for name, values in dice.items()},
+        "val_score": score,
+    }
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -231,6 +279,11 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         raise OutputExistsError(f"{out}: bundle folder exists and is not empty (use --overwrite to replace it)")
     if config.roles[0] != "T2W":
         raise InputError(f"the first role must be T2W (the reference grid), got {config.roles}")
+    structures = [canonical_name(name) for name in config.structures]
+    if not structures or structures[0] != TUMOR or len(set(structures)) != len(structures):
+        raise InputError(f"structures must be distinct names with the tumour first, got {config.structures}")
+    if not 0.0 <= config.synth_fraction <= 1.0:
+        raise InputError(f"synth_fraction must be between 0 and 1, got {config.synth_fraction}")
     multiple = size_multiple_zyx(config.architecture)
     for name in ("patch_size_xyz", "inference_patch_size_xyz"):
         zyx = getattr(config, name)[::-1]
@@ -247,22 +300,23 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     preprocessing = default_preprocessing(config.roles, config.working_spacing_mm)
     data = build_cache(
         train_dirs + val_dirs, config.roles, preprocessing, work / "cache", config.register, config.jobs,
-        sub_progress(progress, 0.0, 0.15),
+        sub_progress(progress, 0.0, 0.15), structures, with_label_map=config.synth_fraction > 0,
     )
     train_data, val_data = data[: len(train_dirs)], data[len(train_dirs) :]
 
     patch_zyx = [int(v) for v in config.patch_size_xyz[::-1]]
     crop_zyx = [p if i == 0 else int(math.ceil(p * 1.25)) for i, p in enumerate(patch_zyx)]
     sampler = PatchSampler(train_data, crop_zyx, config.positive_fraction)
-    transforms = augmentation(patch_zyx)
+    transforms = augmentation(patch_zyx, elastic=config.synth_fraction > 0)
+    normalization = [preprocessing["normalization"][role] for role in config.roles]
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only
-    net = build_network(config.architecture, len(config.roles)).to(device)
+    net = build_network(config.architecture, len(config.roles), len(structures)).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     from monai.losses import DiceCELoss
 
     loss_function = DiceCELoss(sigmoid=True, batch=True)
     history: list[dict[str, Any]] = []
-    best = {"dice": -1.0, "epoch": -1}
+    best = {"dice": -1.0, "epoch": -1, "score": -1.0}
     first_epoch = 0
     last_path, best_path = work / "last.pt", work / "best.pt"
     if not (config.resume or config.export_only):  # a fresh run must never export an old run's weights
@@ -296,7 +350,8 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
             step = epoch * config.iterations_per_epoch + iteration
             for group in optimizer.param_groups:
                 group["lr"] = config.learning_rate * (1 - step / total_iterations) ** 0.9
-            batch = [transforms(sampler.sample(rng)) for _ in range(config.batch_size)]
+            batch = [transforms(_randomised(sampler.sample(rng), config.synth_fraction, normalization, rng))
+                     for _ in range(config.batch_size)]
             images = torch.stack([torch.as_tensor(np.asarray(b["image"])) for b in batch]).float().to(device)
             labels = torch.stack([torch.as_tensor(np.asarray(b["label"])) for b in batch]).float().to(device)
             optimizer.zero_grad(set_to_none=True)
@@ -310,20 +365,17 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
             if iteration % 10 == 0:
                 progress(fraction, f"epoch {epoch + 1}/{config.epochs} iteration {iteration + 1} loss {loss.item():.4f}")
         net.eval()
-        val_dice = [
-            dice_score(predict_volume(net, case.image, inference_zyx, multiple, device) >= 0.5, case.label > 0) for case in val_data
-        ]
         record = {
             "epoch": epoch,
             "loss": float(np.mean(losses)),
-            "val_dice_mean": float(np.mean(val_dice)),
-            "val_dice_median": float(np.median(val_dice)),
+            **validation_record(net, val_data, structures, inference_zyx, multiple, device),
             "seconds": round(time.perf_counter() - epoch_start, 1),
         }
         history.append(record)
-        improved = record["val_dice_mean"] > best["dice"] + 1e-3
+        improved = record["val_score"] > best.get("score", best["dice"]) + 1e-3
         if improved:
-            best = {"dice": record["val_dice_mean"], "epoch": epoch, "median": record["val_dice_median"]}
+            best = {"dice": record["val_dice_mean"], "epoch": epoch, "median": record["val_dice_median"],
+                    "score": record["val_score"], "structures": record["val_structure_dice_mean"]}
             _save_checkpoint(best_path, {"model": net.state_dict(), "epoch": epoch})
         _save_checkpoint(
             last_path,
@@ -332,8 +384,8 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         )
         write_json(work / "history.json", history)
         log.info(
-            "epoch %d: loss %.4f, validation Dice %.4f (median %.4f)%s, %.0f s",
-            epoch + 1, record["loss"], record["val_dice_mean"], record["val_dice_median"],
+            "epoch %d: loss %.4f, validation tumour Dice %.4f (median %.4f), score %.4f%s, %.0f s",
+            epoch + 1, record["loss"], record["val_dice_mean"], record["val_dice_median"], record["val_score"],
             " *best*" if improved else "", record["seconds"],
         )
         if epoch - best["epoch"] >= config.patience:
@@ -365,6 +417,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
             "dice_median_working_grid": round(best.get("median", best["dice"]), 4),
             "threshold": threshold,
             "dice_mean_by_threshold": dice_by_threshold,
+            "structure_dice_mean_working_grid": best.get("structures", {structures[0]: round(best["dice"], 4)}),
         },
         "training_cases": len(train_data),
         "device": device,
@@ -374,10 +427,47 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     bundle, verification = write_segmentation_bundle(
         net, config, preprocessing, training_range(train_data, config.roles), report, cases
     )
+    if config.ood:
+        progress(0.98, "fitting the out-of-distribution score")
+        bundle = fit_bundle_ood(bundle, config, train_data, val_data, work, sub_progress(progress, 0.98, 0.995))
+        report["ood"] = bundle.manifest["ood"]
     report["onnx_max_abs_difference"] = verification
     report["bundle"] = str(bundle.path)
     progress(1.0, f"bundle written: {bundle.path}")
     return report
+
+
+def _randomised(
+    sample: dict[str, np.ndarray], synth_fraction: float, normalization: Sequence[dict[str, Any]],
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """The sample with (at `synth_fraction`) its image replaced by one synthesised from its label map."""
+    label_map = sample.pop("label_map", None)
+    if label_map is not None and synth_fraction > 0 and rng.random() < synth_fraction:
+        from .synthesis import synthesize
+
+        sample["image"] = synthesize(label_map, normalization, rng)
+    return sample
+
+
+def fit_bundle_ood(bundle, config: TrainConfig, train_data, val_data, work: Path, progress: ProgressCallback):
+    """The bundle again with its OOD score: feature vectors of the (cached) training cases, the
+    threshold from `config.ood_calibration` cases (prepared into their own cache) or the validation cases."""
+    from ..segmentation.inference import SegmentationModel
+    from .ood import attach_ood, vectors_from_volumes
+
+    model = SegmentationModel(bundle)
+    calibration = val_data
+    calibration_dirs = [Path(d) for d in find_cases(config.ood_calibration)] if config.ood_calibration else None
+    if calibration_dirs:
+        calibration = build_cache(calibration_dirs, config.roles, bundle.manifest["preprocessing"], work / "cache",
+                                  config.register, config.jobs)
+    fit_vectors = vectors_from_volumes(model, [c.image for c in train_data], sub_progress(progress, 0.0, 0.8))
+    calibration_vectors = vectors_from_volumes(model, [c.image for c in calibration], sub_progress(progress, 0.8, 1.0))
+    described = {"fit_data": f"the {len(train_data)} training cases",
+                 "calibration_data": (f"{len(calibration)} held-out cases ({', '.join(sorted({str(Path(d).parent.name) for d in calibration_dirs}))})"
+                                      if calibration_dirs else f"the {len(calibration)} validation cases")}
+    return attach_ood(bundle, config.out, fit_vectors, calibration_vectors, config.ood_false_alarm_rate, described)
 
 
 def software_versions() -> dict[str, str]:
