@@ -8,8 +8,13 @@ Preprocessing, patch size, post-processing and the training range all come from 
 bundle (`bundle.json`); see docs/segmentation.md.
 """
 
-from .inference import SegmentationModel, SegmentationResult, load_model, segment_case
-from .outputs import MASK_FILE, PROBABILITY_FILE, SUMMARY_FILE, write_segmentation
+from CervicalAILib.segmentation.inference import (
+    SegmentationModel,
+    SegmentationResult,
+    load_model,
+    segment_case,
+)
+from CervicalAILib.segmentation.outputs import MASK_FILE, PROBABILITY_FILE, SUMMARY_FILE, write_segmentation
 
 __all__ = [
     "MASK_FILE",

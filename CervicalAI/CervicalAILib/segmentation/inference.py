@@ -19,16 +19,21 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .. import measure
-from ..errors import BundleError, InputError
-from ..io.geometry import overlap_fraction, same_grid
-from ..models.bundle import Bundle, load_bundle
-from ..progress import ProgressCallback, no_progress, sub_progress
-from ..resources import default_bundle_path
-from .confidence import confidence_report
-from .postprocess import postprocess_mask
-from .preprocess import check_preprocessing, foreground_mask, intensity_summary, prepare_inputs
-from .sliding_window import fit_patch, sliding_window_predict
+from CervicalAILib import measure
+from CervicalAILib.errors import BundleError, InputError
+from CervicalAILib.io.geometry import overlap_fraction, same_grid
+from CervicalAILib.models.bundle import Bundle, load_bundle
+from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.resources import default_bundle_path
+from CervicalAILib.segmentation.confidence import confidence_report
+from CervicalAILib.segmentation.postprocess import postprocess_mask
+from CervicalAILib.segmentation.preprocess import (
+    check_preprocessing,
+    foreground_mask,
+    intensity_summary,
+    prepare_inputs,
+)
+from CervicalAILib.segmentation.sliding_window import fit_patch, sliding_window_predict
 
 log = logging.getLogger(__name__)
 

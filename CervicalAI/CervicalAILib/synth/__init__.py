@@ -10,10 +10,10 @@ See docs/synthetic_cohort.md for the anatomy, the sequences, the outcome model a
 calibration to seed 004.
 """
 
-from .anatomy import ORGAN_LABELS
-from .cohort import CohortResult, generate_cohort, sample_cohort_table
-from .params import GENERATOR_VERSION, OutcomeModel, SynthParams, stage_group
-from .render import IMAGE_ROLES, SyntheticCase, generate_case
+from CervicalAILib.synth.anatomy import ORGAN_LABELS
+from CervicalAILib.synth.cohort import CohortResult, generate_cohort, sample_cohort_table
+from CervicalAILib.synth.params import GENERATOR_VERSION, OutcomeModel, SynthParams, stage_group
+from CervicalAILib.synth.render import IMAGE_ROLES, SyntheticCase, generate_case
 
 __all__ = [
     "GENERATOR_VERSION",

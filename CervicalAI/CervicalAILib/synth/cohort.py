@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..io import atomic
-from ..progress import ProgressCallback, no_progress
-from .anatomy import ORGAN_LABELS, build_anatomy
-from .clinical import center_probabilities, sample_patient
-from .params import GENERATOR_NAME, GENERATOR_VERSION, SynthParams
-from .scanner import center_profile
+from CervicalAILib.errors import InputError
+from CervicalAILib.io import atomic
+from CervicalAILib.progress import ProgressCallback, no_progress
+from CervicalAILib.synth.anatomy import ORGAN_LABELS, build_anatomy
+from CervicalAILib.synth.clinical import center_probabilities, sample_patient
+from CervicalAILib.synth.params import GENERATOR_NAME, GENERATOR_VERSION, SynthParams
+from CervicalAILib.synth.scanner import center_profile
 
 FORMATS = ("nifti", "dicom")
 CLINICAL_COLUMNS = (
@@ -93,8 +93,8 @@ def _check(n_cases: int, seed: int, centers: int, params: SynthParams | None) ->
 def _make_case(task: tuple) -> tuple[dict[str, Any], dict[str, float]]:
     """Worker: generate one case and write its folder; returns its cohort row and timings."""
     case_index, seed, params_dict, centers, folder, fmt = task
-    from .render import generate_case
-    from .writer import write_case_folder
+    from CervicalAILib.synth.render import generate_case
+    from CervicalAILib.synth.writer import write_case_folder
 
     params = SynthParams.from_dict(params_dict)
     case = generate_case(case_index, seed, params, centers)

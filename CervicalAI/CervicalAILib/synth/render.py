@@ -20,11 +20,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import special
 
-from ..errors import InputError
-from .anatomy import ORGAN_LABELS, Anatomy, build_anatomy
-from .clinical import sample_patient
-from .params import GENERATOR_VERSION, STREAM_SERIES, SynthParams, case_rng
-from .scanner import (
+from CervicalAILib.errors import InputError
+from CervicalAILib.synth.anatomy import ORGAN_LABELS, Anatomy, build_anatomy
+from CervicalAILib.synth.clinical import sample_patient
+from CervicalAILib.synth.params import GENERATOR_VERSION, STREAM_SERIES, SynthParams, case_rng
+from CervicalAILib.synth.scanner import (
     MAX_STORED_VALUE,
     CenterProfile,
     Protocol,
@@ -32,8 +32,13 @@ from .scanner import (
     center_profile,
     series_geometry,
 )
-from .shapes import F32, GridSampler, Layer, Structure
-from .tissues import CONTRAST_REFERENCE, TISSUES, TUMOUR_CELLULARITY_TEXTURE, tissue_channels
+from CervicalAILib.synth.shapes import F32, GridSampler, Layer, Structure
+from CervicalAILib.synth.tissues import (
+    CONTRAST_REFERENCE,
+    TISSUES,
+    TUMOUR_CELLULARITY_TEXTURE,
+    tissue_channels,
+)
 
 # Image roles in the order they are made; ADC comes from the DWI acquisition.
 IMAGE_ROLES = ("T2W", "ADC", "DWI", "CET1")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from ..io import atomic
-from .render import SyntheticCase
+from CervicalAILib.io import atomic
+from CervicalAILib.synth.render import SyntheticCase
 
 
 def write_case_folder(case: SyntheticCase, folder: str | Path, fmt: str = "nifti", seed: int = 0,
@@ -32,7 +32,7 @@ def write_case_folder(case: SyntheticCase, folder: str | Path, fmt: str = "nifti
             for role, image in case.images.items():
                 sitk.WriteImage(image, str(tmp / f"{role}.nii.gz"), True)
         else:
-            from .dicom import write_case_dicom
+            from CervicalAILib.synth.dicom import write_case_dicom
 
             write_case_dicom(case, tmp / "dicom", seed)
         (tmp / "labels").mkdir()

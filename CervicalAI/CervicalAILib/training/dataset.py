@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
-from ..io.atomic import atomic_path, write_json
-from ..io.case import is_case_folder, load_case
-from ..progress import ProgressCallback, no_progress
-from ..segmentation.preprocess import intensity_summary, prepare_inputs, resample_onto
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.atomic import atomic_path, write_json
+from CervicalAILib.io.case import is_case_folder, load_case
+from CervicalAILib.progress import ProgressCallback, no_progress
+from CervicalAILib.segmentation.preprocess import intensity_summary, prepare_inputs, resample_onto
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def prepare_case(
     images = {role: case.image(role) for role in roles}
     registration: dict[str, Any] = {}
     if register and len(roles) > 1:
-        from ..registration import register_to_t2
+        from CervicalAILib.registration import register_to_t2
 
         images, results = register_to_t2(images)
         registration = {role: round(float(np.linalg.norm(r.translation_mm)), 3) for role, r in results.items()}

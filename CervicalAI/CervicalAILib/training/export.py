@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BundleError
-from ..io.hashing import sha256_file
-from ..models.bundle import Bundle, write_bundle
+from CervicalAILib.errors import BundleError
+from CervicalAILib.io.hashing import sha256_file
+from CervicalAILib.models.bundle import Bundle, write_bundle
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
@@ -153,8 +153,8 @@ def write_segmentation_bundle(
     case_dirs: Sequence[Path],
 ) -> tuple[Bundle, float]:
     """Export `net` and write the complete bundle at `config.out`; returns (bundle, max ONNX error)."""
-    from .network import size_multiple_zyx
-    from .train import software_versions
+    from CervicalAILib.training.network import size_multiple_zyx
+    from CervicalAILib.training.train import software_versions
 
     patch_zyx = list(config.patch_size_xyz[::-1])
     inference_zyx = list(config.inference_patch_size_xyz[::-1])

@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..io.atomic import atomic_path, write_json
-from ..progress import ProgressCallback, no_progress, sub_progress
-from ..segmentation.preprocess import pad_to_shape
-from ..segmentation.sliding_window import fit_patch, sliding_window_predict
-from .dataset import CachedCase, build_cache, find_cases, training_range
-from .network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.atomic import atomic_path, write_json
+from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.segmentation.preprocess import pad_to_shape
+from CervicalAILib.segmentation.sliding_window import fit_patch, sliding_window_predict
+from CervicalAILib.training.dataset import CachedCase, build_cache, find_cases, training_range
+from CervicalAILib.training.network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     started = time.perf_counter()
     out = Path(config.out)
     if out.exists() and any(out.iterdir()) and not config.overwrite:
-        from ..errors import OutputExistsError
+        from CervicalAILib.errors import OutputExistsError
 
         raise OutputExistsError(f"{out}: bundle folder exists and is not empty (use --overwrite to replace it)")
     if config.roles[0] != "T2W":
@@ -353,7 +353,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     threshold, dice_by_threshold = choose_threshold(net, val_data, inference_zyx, multiple, device)
     net = net.to("cpu")
     progress(0.96, "exporting to ONNX and verifying against torch")
-    from .export import write_segmentation_bundle
+    from CervicalAILib.training.export import write_segmentation_bundle
 
     report = {
         "stop_reason": stop_reason,
@@ -387,7 +387,7 @@ def software_versions() -> dict[str, str]:
     import SimpleITK
     import torch
 
-    from .. import __version__
+    from CervicalAILib import __version__
 
     return {
         "cervicalai": __version__,
