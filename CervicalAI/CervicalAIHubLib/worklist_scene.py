@@ -13,6 +13,7 @@ from typing import Any
 
 import SimpleITK as sitk
 
+from CervicalAIHubLib.worklist_panel import CaseToLoad
 from CervicalAILib.errors import InputError
 from CervicalAILib.io.images import read_image
 from CervicalAISegmentLib import nodes as N
@@ -21,8 +22,6 @@ from CervicalAISegmentLib.segmentation import (
     import_segmentation_result,
     tumour_mask,
 )
-
-from .worklist_panel import CaseToLoad
 
 
 def load_case(scene, to_load: CaseToLoad, role_nodes: dict[str, Any]) -> Any:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError
+from CervicalAILib.errors import InputError
 
 FIGO_STAGES = (
     "IA1", "IA2", "IB1", "IB2", "IB3", "IIA1", "IIA2", "IIB",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
-from .io.geometry import index_to_physical_matrix, same_grid, voxel_volume_ml
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.geometry import index_to_physical_matrix, same_grid, voxel_volume_ml
 
 
 def mask_array(mask: sitk.Image) -> np.ndarray:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
+from CervicalAILib.errors import InputError
 
 ORIGIN_TOLERANCE_MM = 0.05
 SPACING_TOLERANCE = 1e-4  # relative
@@ -58,8 +58,8 @@ def case_record(case_id: str, images: dict[str, sitk.Image]) -> dict[str, Any]:
 
 def read_record(folder: str | Path) -> tuple[dict[str, Any] | None, Path | None]:
     """(the "case" record, the file it is in) from segmentation.json or registration.json in `folder`."""
-    from .io.json_input import read_json
-    from .schemas import require_valid
+    from CervicalAILib.io.json_input import read_json
+    from CervicalAILib.schemas import require_valid
 
     folder = Path(folder)
     for name in RECORD_FILES:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import BundleError
+from CervicalAILib.errors import BundleError
 
 # Default bundle folder names under the models directory, by what they are for.
 DEFAULT_BUNDLES = {

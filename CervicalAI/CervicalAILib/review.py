@@ -15,10 +15,10 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from . import measure
-from .errors import InputError
-from .io import atomic
-from .io.hashing import sha256_file
+from CervicalAILib import measure
+from CervicalAILib.errors import InputError
+from CervicalAILib.io import atomic
+from CervicalAILib.io.hashing import sha256_file
 
 SUFFIX = ".review.json"
 
@@ -92,7 +92,7 @@ def read_review(mask_path: str | Path) -> ReviewRecord:
     path = record_path(mask_path)
     if not path.is_file():
         return ReviewRecord(reviewed=False, origin="automatic")
-    from .io.json_input import read_json
+    from CervicalAILib.io.json_input import read_json
 
     data = read_json(path, "review record")
     try:

@@ -36,10 +36,10 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from . import review as engine_review
-from .errors import InputError
-from .io import atomic
-from .io.case import is_case_folder
+from CervicalAILib import review as engine_review
+from CervicalAILib.errors import InputError
+from CervicalAILib.io import atomic
+from CervicalAILib.io.case import is_case_folder
 
 REVIEW_DIR = "cervicalai-review"
 SEGMENTATION_DIR = "segmentation"  # `cervicalai segment CASE --out CASE/segmentation`
@@ -304,7 +304,7 @@ class ReaderWorklist:
 
     def working_mask(self, case_id: str) -> sitk.Image | None:
         """The reader's working copy of the case (None when the reader has not edited it yet)."""
-        from .io.images import read_image
+        from CervicalAILib.io.images import read_image
 
         path = self.working_mask_path(case_id)
         return read_image(path) if path.is_file() else None
@@ -356,8 +356,8 @@ class ReaderWorklist:
                              f"{' or '.join(f'{r} ({RATINGS[r]})' for r in EMPTY_RATINGS)}")
         automatic = None
         if case.automatic_mask_path is not None:
-            from .io.geometry import same_grid
-            from .io.images import read_image
+            from CervicalAILib.io.geometry import same_grid
+            from CervicalAILib.io.images import read_image
 
             automatic = sitk.Cast(read_image(case.automatic_mask_path) > 0, sitk.sitkUInt8)
             if not same_grid(automatic, mask, tolerance=1e-3):
@@ -491,9 +491,9 @@ def status_table(worklist: Worklist, readers: list[str] | None = None) -> tuple[
 
 def agreement_table(worklist: Worklist, reader_a: str, reader_b: str) -> list[dict[str, Any]]:
     """Per case reviewed by both readers: Dice and HD95 between their latest reviewed masks, and volumes."""
-    from . import measure
-    from .io.geometry import same_grid
-    from .io.images import read_image
+    from CervicalAILib import measure
+    from CervicalAILib.io.geometry import same_grid
+    from CervicalAILib.io.images import read_image
 
     a, b = worklist.reader(reader_a), worklist.reader(reader_b)
     if a.folder_name == b.folder_name:
@@ -529,9 +529,9 @@ def images_on_t2_grid(case: WorklistCase) -> tuple[dict[str, sitk.Image], list[s
     lies on the same anatomy in every view; without one it is resampled in scanner coordinates
     (and a note says so). Nothing is registered here: that is the segment step's work.
     """
-    from .io.case import load_case
-    from .io.geometry import resample_to_reference, same_grid
-    from .registration.masks import read_transforms
+    from CervicalAILib.io.case import load_case
+    from CervicalAILib.io.geometry import resample_to_reference, same_grid
+    from CervicalAILib.registration.masks import read_transforms
 
     loaded = load_case(case.folder)
     t2 = loaded.image("T2W")

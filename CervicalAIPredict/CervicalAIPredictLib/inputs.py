@@ -17,12 +17,11 @@ from typing import Any
 
 from CervicalAILib.errors import InputError
 from CervicalAILib.io.case import is_case_folder
+from CervicalAIPredictLib.form import write_clinical_json
 from CervicalAISegmentLib import nodes as N
 from CervicalAISegmentLib.review import EDITED_AFTER_REVIEW, export_tumour_mask, review_state
 from CervicalAISegmentLib.segmentation import SUMMARY_FILE
 from CervicalAISegmentLib.volumes import export_case_folder
-
-from .form import write_clinical_json
 
 CLINICAL_FILE = "clinical.json"
 

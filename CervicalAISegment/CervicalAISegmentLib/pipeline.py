@@ -17,8 +17,7 @@ from pathlib import Path
 from CervicalAILib.background import Step, engine_command
 from CervicalAILib.errors import InputError
 from CervicalAILib.io.case import ROLES, find_role_file
-
-from .nodes import now_utc, safe_file_name, unique_folder
+from CervicalAISegmentLib.nodes import now_utc, safe_file_name, unique_folder
 
 DEVICES = ("cpu", "gpu")
 

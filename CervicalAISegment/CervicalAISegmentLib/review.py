@@ -25,9 +25,8 @@ import SimpleITK as sitk
 from CervicalAILib import review as engine_review
 from CervicalAILib.errors import InputError
 from CervicalAILib.io import atomic
-
-from . import nodes as N
-from .segmentation import MASK_FILE, create_tumour_segmentation, mask_sha256, tumour_mask
+from CervicalAISegmentLib import nodes as N
+from CervicalAISegmentLib.segmentation import MASK_FILE, create_tumour_segmentation, mask_sha256, tumour_mask
 
 REVIEWER = N.PREFIX + "Reviewer"
 REVIEWED_AT = N.PREFIX + "ReviewedAt"
@@ -298,8 +297,7 @@ def export_reviewed_case(node, out_dir: str | Path, clinical: dict[str, Any] | N
     Refuses an unreviewed or edited-after-review segmentation and an existing non-empty folder.
     """
     from CervicalAILib.io.hashing import sha256_file
-
-    from .volumes import export_case_folder
+    from CervicalAISegmentLib.volumes import export_case_folder
 
     state = review_state(node)
     if state != N.STATUS_REVIEWED:

@@ -35,8 +35,7 @@ from CervicalAILib.io.mrml import (
 # the tumour's SNOMED CT terminology as Slicer's entry string, defined once in the engine (the same
 # codes as the DICOM SEG and .seg.nrrd exports): re-exported here for the modules and tests
 from CervicalAILib.terminology import TUMOUR_TERMINOLOGY
-
-from . import nodes as N
+from CervicalAISegmentLib import nodes as N
 
 TUMOUR_SEGMENT_NAME = "Cervical tumour"
 TUMOUR_COLOR = (0.89, 0.10, 0.11)

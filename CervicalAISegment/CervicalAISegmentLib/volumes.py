@@ -40,8 +40,7 @@ from CervicalAILib.io.study import (
     normalise_role,
     recognise,
 )
-
-from .nodes import ROLE, STATUS, lps_direction, nodes_by_class, volume_size
+from CervicalAISegmentLib.nodes import ROLE, STATUS, lps_direction, nodes_by_class, volume_size
 
 # DICOM files read per node to recognise it (first, middle and last slice: enough for b-values).
 DICOM_FILES_PER_NODE = 3

@@ -17,8 +17,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from .. import __version__
-from ..errors import CervicalAIError
+from CervicalAILib import __version__
+from CervicalAILib.errors import CervicalAIError
 
 # (command, module in this package, one-line help). Order = order in --help.
 COMMANDS: list[tuple[str, str, str]] = [

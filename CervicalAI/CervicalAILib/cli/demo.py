@@ -29,8 +29,8 @@ def _prepare_folder(out: Path) -> None:
     """The demo replaces only its own earlier output (marked), never a folder a user made."""
     import shutil
 
-    from ..errors import OutputExistsError
-    from ..io.output_guard import refuse_reviewed
+    from CervicalAILib.errors import OutputExistsError
+    from CervicalAILib.io.output_guard import refuse_reviewed
 
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a folder; choose another --out")
@@ -72,16 +72,16 @@ def run(args: argparse.Namespace) -> int:
 
     import SimpleITK as sitk
 
-    from .. import RESEARCH_USE_STATEMENT, measure
-    from ..errors import BundleError
-    from ..io.atomic import write_json
-    from ..io.study import load_study
-    from ..progress import no_progress
-    from ..readout import predict_case, summary_text
-    from ..readout.predict import load_inputs
-    from ..registration import register_study_to_case
-    from ..synth import SynthParams, generate_case
-    from ..synth.writer import write_case_folder
+    from CervicalAILib import RESEARCH_USE_STATEMENT, measure
+    from CervicalAILib.errors import BundleError
+    from CervicalAILib.io.atomic import write_json
+    from CervicalAILib.io.study import load_study
+    from CervicalAILib.progress import no_progress
+    from CervicalAILib.readout import predict_case, summary_text
+    from CervicalAILib.readout.predict import load_inputs
+    from CervicalAILib.registration import register_study_to_case
+    from CervicalAILib.synth import SynthParams, generate_case
+    from CervicalAILib.synth.writer import write_case_folder
 
     out = args.out
     _prepare_folder(out)
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     segmentation_dir = out / "segmentation"
     mask_path = None
     try:
-        from ..segmentation import segment_case, write_segmentation
+        from CervicalAILib.segmentation import segment_case, write_segmentation
 
         images = {role: sitk.ReadImage(str(p)) for role in ("T2W", "ADC", "DWI", "CET1")
                   if (p := registered / f"{role}.nii.gz").is_file()}
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     if readout is None:
         print("   not run: no readout")
     else:
-        from ..report import write_report
+        from CervicalAILib.report import write_report
 
         paths = write_report(readout_dir, out / "report.html", pdf_path=(out / "report.pdf") if args.pdf else None)
         print(f"   ({time.perf_counter() - started:.1f} s)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .options import int_at_least
+from CervicalAILib.cli.options import int_at_least
 
 log = logging.getLogger(__name__)
 OUTPUT_FILES = ["*.json", "*.csv", "*.md", "*.png"]  # what evaluate writes (and --overwrite may replace)
@@ -71,9 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.output_guard import check_output_path
-    from ..progress import line_progress, sub_progress
-    from ..stats.evaluate import evaluate_table, read_cutoffs, read_table, write_evaluation
+    from CervicalAILib.io.output_guard import check_output_path
+    from CervicalAILib.progress import line_progress, sub_progress
+    from CervicalAILib.stats.evaluate import evaluate_table, read_cutoffs, read_table, write_evaluation
 
     check_output_path(args.out, [args.table, args.cutoff_from], overwrite=args.overwrite, owned=OUTPUT_FILES)
     line_progress(0.0, "reading table")

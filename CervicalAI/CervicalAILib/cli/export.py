@@ -92,21 +92,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _deidentifier(args: argparse.Namespace):
     if not args.deidentify:
         if args.key or args.key_file:
-            from ..errors import InputError
+            from CervicalAILib.errors import InputError
 
             raise InputError("--key/--key-file given without --deidentify")
         return None
-    from ..export.deidentify import Deidentifier, load_key
+    from CervicalAILib.export.deidentify import Deidentifier, load_key
 
     return Deidentifier(load_key(args.key, args.key_file), dates=args.dates)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..progress import line_progress
+    from CervicalAILib.progress import line_progress
 
     deidentifier = _deidentifier(args)
     if args.export_kind == "nnunet":
-        from ..export.nnunet import export_nnunet
+        from CervicalAILib.export.nnunet import export_nnunet
 
         channels = [c.strip().upper() for c in args.channels.split(",") if c.strip()] if args.channels else None
         result = export_nnunet(args.cases, args.out, args.dataset_id, args.name, overwrite=args.overwrite,
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(result.cases)} case(s), channels {', '.join(result.channels)}", file=sys.stderr)
         print(result.path)
     elif args.export_kind == "dicom-seg":
-        from ..export.dicom_seg import export_dicom_seg
+        from CervicalAILib.export.dicom_seg import export_dicom_seg
 
         result = export_dicom_seg(args.mask, args.reference_dicom, args.out, series=args.series,
                                   overwrite=args.overwrite, deidentifier=deidentifier, images_out=args.images_out,
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"segment algorithm type {result.algorithm_type}; manifest {result.manifest_path}", file=sys.stderr)
         print(result.path)
     else:
-        from ..export.masks import export_mask_file
+        from CervicalAILib.export.masks import export_mask_file
 
         path, manifest_path, _ = export_mask_file(args.mask, args.out, kind=args.export_kind, reference=args.reference,
                                                   overwrite=args.overwrite, deidentifier=deidentifier,

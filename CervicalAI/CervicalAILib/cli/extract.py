@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import int_at_least
+from CervicalAILib.cli.options import int_at_least
 
 EPILOG = """\
 The cohort is a folder of case folders plus cohort.csv (one row per case: case_id, center,
@@ -87,9 +87,9 @@ class _TerminalBar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cohort.extract import ExtractionConfig, extract_cohort
-    from ..io.output_guard import check_output_path
-    from ..progress import line_progress
+    from CervicalAILib.cohort.extract import ExtractionConfig, extract_cohort
+    from CervicalAILib.io.output_guard import check_output_path
+    from CervicalAILib.progress import line_progress
 
     encoders: list[str] = [] if args.no_deep else [item for value in args.encoders for item in _csv_list(value)]
     # an existing table is the command's own business (resume or --overwrite); an input never is

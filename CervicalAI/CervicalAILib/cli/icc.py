@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from .options import float_in
+from CervicalAILib.cli.options import float_in
 
 log = logging.getLogger(__name__)
 OUTPUT_FILES = ["icc.csv", "kept_features.txt"]
@@ -53,11 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..io.atomic import atomic_directory, write_text
-    from ..io.output_guard import check_output_path
-    from ..progress import line_progress
-    from ..stats.reproducibility import icc_table, read_feature_table, reproducible_features
+    from CervicalAILib.errors import InputError
+    from CervicalAILib.io.atomic import atomic_directory, write_text
+    from CervicalAILib.io.output_guard import check_output_path
+    from CervicalAILib.progress import line_progress
+    from CervicalAILib.stats.reproducibility import icc_table, read_feature_table, reproducible_features
 
     check_output_path(args.out, [args.features_a, args.features_b], overwrite=args.overwrite, owned=OUTPUT_FILES)
     line_progress(0.0, "reading feature tables")

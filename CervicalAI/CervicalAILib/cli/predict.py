@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import output_path
+from CervicalAILib.cli.options import output_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,12 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..io.atomic import to_json
-    from ..io.output_guard import check_output_path
-    from ..progress import line_progress
-    from ..readout import predict_case, summary_text
-    from ..readout.predict import OUTPUT_FILES, load_inputs
+    from CervicalAILib.errors import InputError
+    from CervicalAILib.io.atomic import to_json
+    from CervicalAILib.io.output_guard import check_output_path
+    from CervicalAILib.progress import line_progress
+    from CervicalAILib.readout import predict_case, summary_text
+    from CervicalAILib.readout.predict import OUTPUT_FILES, load_inputs
 
     clinical = args.clinical
     if clinical is None:

@@ -46,12 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..report import default_pdf_path, write_report
+    from CervicalAILib.errors import InputError
+    from CervicalAILib.report import default_pdf_path, write_report
 
     deidentifier = None
     if args.pseudonym:
-        from ..export.deidentify import Deidentifier, load_key
+        from CervicalAILib.export.deidentify import Deidentifier, load_key
 
         deidentifier = Deidentifier(load_key(args.key, args.key_file))
     elif args.key or args.key_file or args.patient_id:

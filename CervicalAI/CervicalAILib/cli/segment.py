@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .options import output_path
+from CervicalAILib.cli.options import output_path
 
 # Exit status when the anatomy gate recognised no cervix or uterus (no tumour contour written);
 # 0 = segmented (a tumour or "no tumour found"), 2 = an error the message names.
@@ -65,10 +65,10 @@ def load_images(path: Path, t2_only: bool = False, progress=None, originals: dic
     """
     import SimpleITK as sitk
 
-    from ..io.case import ROLES
-    from ..io.geometry import resample_to_reference, same_grid
-    from ..io.study import load_study, require_role
-    from ..registration.masks import complete_transforms, read_transforms
+    from CervicalAILib.io.case import ROLES
+    from CervicalAILib.io.geometry import resample_to_reference, same_grid
+    from CervicalAILib.io.study import load_study, require_role
+    from CervicalAILib.registration.masks import complete_transforms, read_transforms
 
     study = load_study(path)
     require_role(study, "T2W", "the tumour is segmented on the T2WI")
@@ -82,7 +82,7 @@ def load_images(path: Path, t2_only: bool = False, progress=None, originals: dic
     t2 = images["T2W"]
     known = read_transforms(path) if Path(path).is_dir() else {}
     if known:
-        from ..provenance import check_case, read_record
+        from CervicalAILib.provenance import check_case, read_record
 
         record, record_path = read_record(path)
         check_case(record, record_path, images, f"the transforms in {Path(path) / 'transforms'}", study.case_id,
@@ -124,14 +124,14 @@ def _json_safe(value):
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..io.atomic import to_json
-    from ..io.output_guard import check_output_path
-    from ..models.catalog import bundle_source
-    from ..progress import line_progress, sub_progress
-    from ..provenance import case_record
-    from ..segmentation import write_segmentation
-    from ..segmentation.inference import segment_case
-    from ..segmentation.outputs import OUTPUT_FILES
+    from CervicalAILib.io.atomic import to_json
+    from CervicalAILib.io.output_guard import check_output_path
+    from CervicalAILib.models.catalog import bundle_source
+    from CervicalAILib.progress import line_progress, sub_progress
+    from CervicalAILib.provenance import case_record
+    from CervicalAILib.segmentation import write_segmentation
+    from CervicalAILib.segmentation.inference import segment_case
+    from CervicalAILib.segmentation.outputs import OUTPUT_FILES
 
     if args.nnunet_model is not None and args.model is not None:
         from ..errors import InputError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import InputError
+from CervicalAILib.errors import InputError
 
 EPILOG = """\
 Each case folder holds T2W, DWI (b=800 or 1000), ADC (integers in 1e-6 mm2/s) and CE-T1
@@ -51,12 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.output_guard import check_output_path
-    from ..progress import line_progress
+    from CervicalAILib.io.output_guard import check_output_path
+    from CervicalAILib.progress import line_progress
 
     check_output_path(args.out, [args.figure], overwrite=args.overwrite, kind="file" if args.figure else "folder")
     if args.figure:
-        from ..synth.figure import case_figure
+        from CervicalAILib.synth.figure import case_figure
 
         path = case_figure(args.figure, args.out, overwrite=args.overwrite)
         print(path)

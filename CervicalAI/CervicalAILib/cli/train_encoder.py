@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..io.case import ROLES
-from .options import float_in, int_at_least, positive_float
+from CervicalAILib.cli.options import float_in, int_at_least, positive_float
+from CervicalAILib.io.case import ROLES
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.output_guard import check_output_path
-    from ..progress import line_progress
-    from ..training.encoder import EncoderTrainingConfig, train_encoder
+    from CervicalAILib.io.output_guard import check_output_path
+    from CervicalAILib.progress import line_progress
+    from CervicalAILib.training.encoder import EncoderTrainingConfig, train_encoder
 
     check_output_path(args.out, args.cases, overwrite=args.overwrite)
     if args.log:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import float_in, int_at_least, output_path, positive_float
+from CervicalAILib.cli.options import float_in, int_at_least, output_path, positive_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _numbers(text: str, kind, what: str) -> list:
-    from ..errors import InputError
+    from CervicalAILib.errors import InputError
 
     try:
         values = [kind(v) for v in text.split(",")]
@@ -105,11 +105,11 @@ def _numbers(text: str, kind, what: str) -> list:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..errors import InputError
-    from ..io.case import ROLES
-    from ..io.output_guard import check_output_path
-    from ..progress import line_progress
-    from ..training import TrainConfig, train_segmentation
+    from CervicalAILib.errors import InputError
+    from CervicalAILib.io.case import ROLES
+    from CervicalAILib.io.output_guard import check_output_path
+    from CervicalAILib.progress import line_progress
+    from CervicalAILib.training import TrainConfig, train_segmentation
 
     if args.add_ood is not None:
         check_output_path(args.out, [*args.cases, args.add_ood, *(args.ood_calibration or [])],

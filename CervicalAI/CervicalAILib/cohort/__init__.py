@@ -14,7 +14,7 @@ sidecar JSON (`<table>.json`) saying which settings, encoders and masks produced
 (the contract `models.table.read_feature_table` reads).
 """
 
-from .extract import (
+from CervicalAILib.cohort.extract import (
     DEFAULT_ROLES,
     ExtractionConfig,
     ExtractionResult,

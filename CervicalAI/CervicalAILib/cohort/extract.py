@@ -47,12 +47,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..errors import CervicalAIError, InputError, OutputExistsError
-from ..io import atomic
-from ..io.case import LABELS_DIR, REQUIRED_ROLE, ROLES, find_role_file, is_case_folder
-from ..io.hashing import sha256_file
-from ..progress import ProgressCallback, no_progress
+from CervicalAILib import __version__
+from CervicalAILib.errors import CervicalAIError, InputError, OutputExistsError
+from CervicalAILib.io import atomic
+from CervicalAILib.io.case import LABELS_DIR, REQUIRED_ROLE, ROLES, find_role_file, is_case_folder
+from CervicalAILib.io.hashing import sha256_file
+from CervicalAILib.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class ExtractionConfig:
         """Validate the choices. `settings_dir` holds `<ROLE>.yaml` pyradiomics files (default: the
         engine's shipped settings); `encoders` are "2d"/"3d" (the default bundles) or bundle folders;
         None or [] means radiomics only."""
-        from ..radiomics import default_settings_path, load_settings
+        from CervicalAILib.radiomics import default_settings_path, load_settings
 
         roles = _check_roles(roles)
         if mask_label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", mask_label):
@@ -127,7 +127,7 @@ class ExtractionConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that decides the feature values; a resumed run must match it exactly."""
-        from ..radiomics import settings_sha256
+        from CervicalAILib.radiomics import settings_sha256
 
         return {
             "schema": PARTS_SCHEMA,
@@ -187,8 +187,8 @@ def _check_roles(roles: Sequence[str]) -> tuple[str, ...]:
 
 def resolve_encoders(specs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Encoder bundles from "2d"/"3d" (the default bundles) or folders; loaded and verified here."""
-    from ..deep import load_encoder
-    from ..resources import default_bundle_path
+    from CervicalAILib.deep import load_encoder
+    from CervicalAILib.resources import default_bundle_path
 
     resolved: list[dict[str, Any]] = []
     for spec in specs:
@@ -327,13 +327,13 @@ class _CaseInputs:
     def __init__(self, folder: Path, extra_labels: Sequence[str] = ()):
         self.folder = folder
         if is_case_folder(folder):
-            from ..io.case import load_case
+            from CervicalAILib.io.case import load_case
 
             self._source = load_case(folder)
             self.roles = list(self._source.roles)
             self.label_paths = dict(self._source.label_paths)
         else:
-            from ..io.study import load_study
+            from CervicalAILib.io.study import load_study
 
             self._source = load_study(folder / "dicom" if (folder / "dicom").is_dir() else folder)
             self.roles = list(self._source.roles_present())
@@ -349,7 +349,7 @@ class _CaseInputs:
         return self._source.image(role)
 
     def label(self, name: str):
-        from ..io.images import read_image
+        from CervicalAILib.io.images import read_image
 
         if name not in self._labels:
             self._labels[name] = read_image(self.label_paths[name])
@@ -374,8 +374,8 @@ def case_masks(case: _CaseInputs, images: dict[str, Any], register: bool, warnin
 
     With `mask_label`, labels/<mask_label> (on the T2WI grid) is the mask of every sequence,
     carried by the transforms; the sequences' own labels are not used."""
-    from ..io.geometry import same_grid
-    from ..registration.masks import complete_transforms, read_transforms, sequence_masks
+    from CervicalAILib.io.geometry import same_grid
+    from CervicalAILib.registration.masks import complete_transforms, read_transforms, sequence_masks
 
     if mask_label is not None:
         if mask_label not in case.label_paths:
@@ -421,8 +421,8 @@ def extract_case(case_dir: str | Path, config: ExtractionConfig | dict[str, Any]
     `config` is an ExtractionConfig or its `task_view()` (which may ask for some components only).
     `threads` limits onnxruntime's threads. `CaseFeatures.components` groups the values by component.
     """
-    from ..deep import extract_deep_features, load_encoder
-    from ..radiomics import extract
+    from CervicalAILib.deep import extract_deep_features, load_encoder
+    from CervicalAILib.radiomics import extract
 
     view = config.task_view() if isinstance(config, ExtractionConfig) else config
     folder = Path(case_dir)
@@ -867,7 +867,7 @@ def _assemble_table(index: CohortIndex, ok_ids: list[str], records: dict[str, di
     import numpy as np
     import pandas as pd
 
-    from ..models.table import EXTRACTION_ERROR
+    from CervicalAILib.models.table import EXTRACTION_ERROR
 
     failed = failed or {}
     extracted = set(ok_ids)

@@ -36,11 +36,17 @@ from typing import Any
 
 import numpy as np
 
-from .. import RESEARCH_USE_STATEMENT, __version__
-from ..errors import CervicalAIError, InputError, OutputExistsError
-from ..io import atomic
-from ..progress import ProgressCallback, no_progress, sub_progress
-from .extract import DEFAULT_ENCODERS, DEFAULT_ROLES, ExtractionConfig, extract_cohort, sidecar_path_for
+from CervicalAILib import RESEARCH_USE_STATEMENT, __version__
+from CervicalAILib.cohort.extract import (
+    DEFAULT_ENCODERS,
+    DEFAULT_ROLES,
+    ExtractionConfig,
+    extract_cohort,
+    sidecar_path_for,
+)
+from CervicalAILib.errors import CervicalAIError, InputError, OutputExistsError
+from CervicalAILib.io import atomic
+from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
 
 BASE_CASES = 1100  # seed 004: 1095 patients
 CENTERS = 5  # seed 004: five centres
@@ -134,7 +140,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _cohort(config: StudyConfig, progress: ProgressCallback) -> Path:
     """The synthetic cohort: an existing one given by the user, a matching earlier one, or a new one."""
-    from ..synth import GENERATOR_VERSION, SynthParams, generate_cohort
+    from CervicalAILib.synth import GENERATOR_VERSION, SynthParams, generate_cohort
 
     if config.cohort is not None:
         progress(1.0, f"using the cohort {config.cohort}")
@@ -183,7 +189,7 @@ def _all_cpu_seconds() -> float:
 
 def _features(config: StudyConfig, cohort: Path, progress: ProgressCallback) -> tuple[Path, dict[str, Any]]:
     """The feature table: reused when an earlier run made it from the same cohort and configuration."""
-    from .extract import read_cohort_table
+    from CervicalAILib.cohort.extract import read_cohort_table
 
     extraction = ExtractionConfig.build(roles=config.roles, settings_dir=config.settings_dir,
                                         encoders=list(config.encoders))
@@ -213,9 +219,9 @@ def _features(config: StudyConfig, cohort: Path, progress: ProgressCallback) -> 
 
 
 def _fit(table_path: Path, endpoint: str, config: StudyConfig, progress: ProgressCallback):
-    from ..models.fit import FitConfig, fit_risk_model
-    from ..models.selection import SelectionConfig
-    from ..models.table import SplitSpec, read_feature_table
+    from CervicalAILib.models.fit import FitConfig, fit_risk_model
+    from CervicalAILib.models.selection import SelectionConfig
+    from CervicalAILib.models.table import SplitSpec, read_feature_table
 
     table = read_feature_table(table_path)
     fit_config = FitConfig(
@@ -281,9 +287,9 @@ def _evaluate_endpoint(endpoint: str, result, cohort_frame, config: StudyConfig,
     """Table 2 / Table 4 metrics, oracle comparison, decision curves and figures for one endpoint."""
     import pandas as pd
 
-    from ..models.table import cohort_order
-    from ..stats import cutoffs_from, decision_curves, evaluate_scores
-    from ..stats.decision_curve import DEFAULT_THRESHOLDS, parse_threshold_range
+    from CervicalAILib.models.table import cohort_order
+    from CervicalAILib.stats import cutoffs_from, decision_curves, evaluate_scores
+    from CervicalAILib.stats.decision_curve import DEFAULT_THRESHOLDS, parse_threshold_range
 
     models, notes = _model_scores(result, endpoint)
     scores = result.scores.merge(cohort_frame, on="case_id", how="left", suffixes=("", "_cohort"))
@@ -326,7 +332,7 @@ def _evaluate_endpoint(endpoint: str, result, cohort_frame, config: StudyConfig,
 
 
 def _cohort_figures(fig_dir: Path, endpoint: str, cohort: str, y, values, metrics, curves) -> None:
-    from ..stats import figures as fig
+    from CervicalAILib.stats import figures as fig
 
     label = COHORT_LABELS.get(cohort, cohort)
     title = f"{'LNM' if endpoint == 'lnm' else 'Stage group'}: {label}"
@@ -361,7 +367,7 @@ def _table1(cohort_frame, splits) -> Any:
     """Seed 004's Table 1: clinical characteristics by LNM status per cohort, with p-values."""
     import pandas as pd
 
-    from ..models import clinical as clin
+    from CervicalAILib.models import clinical as clin
 
     merged = cohort_frame.merge(splits, on="case_id", how="inner")
     cohorts = [c for c in ("training", "internal_validation", "external_validation") if (merged["cohort"] == c).any()]
@@ -373,7 +379,7 @@ def _table1(cohort_frame, splits) -> Any:
     parts = {c: merged[merged["cohort"] == c] for c in cohorts}
 
     def p_value(name: str, cohort: str) -> str:
-        from ..stats.tables import format_p
+        from CervicalAILib.stats.tables import format_p
 
         part = parts[cohort]
         values = part[name].tolist()
@@ -421,7 +427,7 @@ def _table1(cohort_frame, splits) -> Any:
 
 
 def _table2_rows(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
-    from ..stats import table2_rows
+    from CervicalAILib.stats import table2_rows
 
     rows = []
     for cohort, metrics in evaluation["cohorts"].items():
@@ -430,7 +436,7 @@ def _table2_rows(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _table4_rows(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
-    from ..stats import table4_rows
+    from CervicalAILib.stats import table4_rows
 
     rows = []
     for cohort, metrics in evaluation["cohorts"].items():
@@ -441,7 +447,7 @@ def _table4_rows(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
 def _oracle_table(evaluation: dict[str, Any]):
     import pandas as pd
 
-    from ..stats.tables import format_auc, format_p
+    from CervicalAILib.stats.tables import format_auc, format_p
 
     rows = []
     for cohort, metrics in evaluation["oracle"].items():
@@ -488,7 +494,7 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
     """Run the study and write the report folder (atomically) and the two risk-model bundles."""
     import pandas as pd
 
-    from ..models.risk_bundle import write_risk_bundle
+    from CervicalAILib.models.risk_bundle import write_risk_bundle
 
     progress = progress or no_progress
     start = time.perf_counter()
@@ -545,7 +551,7 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
                 fits[endpoint], target, name=BUNDLE_NAMES[endpoint], version="1.0.0", synthetic=True,
                 training_data=_training_statement(endpoint, fits[endpoint], sidecar), overwrite=config.overwrite)
         if config.figures:
-            from ..models.nomogram import render_nomogram
+            from CervicalAILib.models.nomogram import render_nomogram
 
             for endpoint, fit in fits.items():
                 render_nomogram(fit.nomogram, fig_dir / f"nomogram_{endpoint}.png",
@@ -563,8 +569,8 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
 
 
 def _write_tables(tab_dir: Path, cohort_frame, fits, evaluations) -> None:
-    from ..stats import table2, table4
-    from ..stats.tables import write_table
+    from CervicalAILib.stats import table2, table4
+    from CervicalAILib.stats.tables import write_table
 
     splits = fits["lnm"].cases[["case_id", "cohort"]]
     write_table(_table1(cohort_frame, splits), tab_dir / "table1_clinical", title="Table 1. Clinical characteristics "
@@ -680,7 +686,7 @@ def _image_types(sidecar: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def _sha(path: Path) -> str:
-    from ..io.hashing import sha256_file
+    from CervicalAILib.io.hashing import sha256_file
 
     return sha256_file(path)
 
@@ -694,7 +700,7 @@ def _pct(value) -> str:
 
 
 def _auc_text(entry: dict[str, Any]) -> str:
-    from ..stats.tables import format_auc
+    from CervicalAILib.stats.tables import format_auc
 
     return format_auc(entry.get("auc"), entry.get("auc_ci"))
 
@@ -716,7 +722,7 @@ def _markdown(config: StudyConfig, metrics: dict[str, Any], fits, evaluations, t
     if ext in lnm["oracle"]:
         o = lnm["oracle"][ext]
         comparison = o["comparisons"][0]
-        from ..stats.tables import format_p
+        from CervicalAILib.stats.tables import format_p
 
         lines += ["## Headline", "",
                   f"- LNM, external validation (centres B-E, n = {o['n']}, {o['n_cases']} with LNM): the fitted **DLRC model "

@@ -6,10 +6,10 @@ output; the default encoders (`default_bundle_path("encoder-2d")`, `("encoder-3d
 ResNets trained self-supervised on synthetic tumours (`CervicalAILib.training.encoder`).
 """
 
-from .config import CropSpec, EncoderSpec, IntensitySpec, encoder_sections, feature_name
-from .crops import Crop, align_mask, crop_2d, crop_3d, crop_tumour
-from .encoder import Encoder, extract_deep_features, load_encoder, select_roles
-from .preprocess import normalise_crop
+from CervicalAILib.deep.config import CropSpec, EncoderSpec, IntensitySpec, encoder_sections, feature_name
+from CervicalAILib.deep.crops import Crop, align_mask, crop_2d, crop_3d, crop_tumour
+from CervicalAILib.deep.encoder import Encoder, extract_deep_features, load_encoder, select_roles
+from CervicalAILib.deep.preprocess import normalise_crop
 
 __all__ = [
     "Crop",

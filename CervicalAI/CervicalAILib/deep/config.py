@@ -27,8 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BundleError
-from ..io.case import ROLES
+from CervicalAILib.errors import BundleError
+from CervicalAILib.io.case import ROLES
 
 CROP_MODES = ("2d", "3d")
 CHANNEL_MODES = ("neighbours", "replicate")

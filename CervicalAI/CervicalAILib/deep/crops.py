@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
-from ..io.geometry import index_to_physical_matrix, resample_to_reference, same_grid
-from ..measure import largest_slice_index, mask_array
-from .config import CropSpec
+from CervicalAILib.deep.config import CropSpec
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.geometry import index_to_physical_matrix, resample_to_reference, same_grid
+from CervicalAILib.measure import largest_slice_index, mask_array
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import BundleError, InputError
-from ..io.case import ROLES
-from ..io.hashing import sha256_file
-from ..models.bundle import MANIFEST, Bundle, load_bundle
-from .config import EncoderSpec, feature_name
-from .crops import Crop, crop_tumour
-from .preprocess import normalise_crop
+from CervicalAILib.deep.config import EncoderSpec, feature_name
+from CervicalAILib.deep.crops import Crop, crop_tumour
+from CervicalAILib.deep.preprocess import normalise_crop
+from CervicalAILib.errors import BundleError, InputError
+from CervicalAILib.io.case import ROLES
+from CervicalAILib.io.hashing import sha256_file
+from CervicalAILib.models.bundle import MANIFEST, Bundle, load_bundle
 
 log = logging.getLogger(__name__)
 

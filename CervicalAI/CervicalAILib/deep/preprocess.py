@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import CropSpec, IntensitySpec
-from .crops import Crop
+from CervicalAILib.deep.config import CropSpec, IntensitySpec
+from CervicalAILib.deep.crops import Crop
 
 
 def normalise_crop(crop: Crop, intensity: IntensitySpec, crop_spec: CropSpec) -> np.ndarray:

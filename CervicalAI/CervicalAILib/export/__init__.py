@@ -11,12 +11,12 @@
 See docs/export.md.
 """
 
-from .deidentify import Deidentifier, load_key
-from .dicom_seg import export_dicom_seg, load_reference_series, read_dicom_seg
-from .manifest import mask_provenance, verify_manifest
-from .masks import export_mask_file, mask_on_reference, write_nifti_mask
-from .nnunet import check_nnunet_dataset, export_nnunet
-from .seg_nrrd import write_seg_nrrd
+from CervicalAILib.export.deidentify import Deidentifier, load_key
+from CervicalAILib.export.dicom_seg import export_dicom_seg, load_reference_series, read_dicom_seg
+from CervicalAILib.export.manifest import mask_provenance, verify_manifest
+from CervicalAILib.export.masks import export_mask_file, mask_on_reference, write_nifti_mask
+from CervicalAILib.export.nnunet import check_nnunet_dataset, export_nnunet
+from CervicalAILib.export.seg_nrrd import write_seg_nrrd
 
 __all__ = [
     "Deidentifier",

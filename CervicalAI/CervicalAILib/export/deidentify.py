@@ -43,9 +43,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..errors import InputError
-from .deid_profile import (
+from CervicalAILib import __version__
+from CervicalAILib.errors import InputError
+from CervicalAILib.export.deid_profile import (
     CHARACTER_SETS,
     DATE,
     EMPTY,

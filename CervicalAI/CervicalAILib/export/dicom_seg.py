@@ -32,17 +32,17 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .. import __version__
-from ..errors import InputError
-from ..io import atomic
-from ..io.dicom_write import save_dicom_file
-from ..io.hashing import sha256_file
-from ..io.images import read_image
-from ..progress import ProgressCallback, no_progress
-from ..review import require_review
-from ..terminology import ANATOMIC_REGION, CATEGORY, PROPERTY_TYPE
-from . import manifest as manifest_module
-from .masks import mask_on_reference
+from CervicalAILib import __version__
+from CervicalAILib.errors import InputError
+from CervicalAILib.export import manifest as manifest_module
+from CervicalAILib.export.masks import mask_on_reference
+from CervicalAILib.io import atomic
+from CervicalAILib.io.dicom_write import save_dicom_file
+from CervicalAILib.io.hashing import sha256_file
+from CervicalAILib.io.images import read_image
+from CervicalAILib.progress import ProgressCallback, no_progress
+from CervicalAILib.review import require_review
+from CervicalAILib.terminology import ANATOMIC_REGION, CATEGORY, PROPERTY_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def load_reference_series(folder: str | Path, series: str | None = None) -> Refe
     """
     import pydicom
 
-    from ..io.dicom import load_dicom_series
+    from CervicalAILib.io.dicom import load_dicom_series
 
     folder = Path(folder)
     if not folder.exists():
@@ -251,8 +251,8 @@ def export_dicom_seg(
     """
     import pydicom
 
-    from ..io.output_guard import check_output_path
-    from ..provenance import check_case, read_record
+    from CervicalAILib.io.output_guard import check_output_path
+    from CervicalAILib.provenance import check_case, read_record
 
     progress = progress or no_progress
     out_path = Path(out_path)

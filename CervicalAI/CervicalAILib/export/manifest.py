@@ -24,11 +24,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .. import RESEARCH_USE_STATEMENT, __version__
-from ..errors import InputError
-from ..io import atomic
-from ..io.hashing import sha256_file
-from ..review import read_review
+from CervicalAILib import RESEARCH_USE_STATEMENT, __version__
+from CervicalAILib.errors import InputError
+from CervicalAILib.io import atomic
+from CervicalAILib.io.hashing import sha256_file
+from CervicalAILib.review import read_review
 
 SCHEMA = "cervicalai.export-manifest/1"
 MANIFEST_FILE = "manifest.json"

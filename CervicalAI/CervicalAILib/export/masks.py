@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
-from ..io import atomic
-from ..io.geometry import index_to_physical_matrix, resample_to_reference, same_grid
-from ..io.hashing import sha256_file
-from ..io.images import read_image
+from CervicalAILib.errors import InputError
+from CervicalAILib.io import atomic
+from CervicalAILib.io.geometry import index_to_physical_matrix, resample_to_reference, same_grid
+from CervicalAILib.io.hashing import sha256_file
+from CervicalAILib.io.images import read_image
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def clean_image(image: sitk.Image) -> sitk.Image:
 def binary_mask(mask: sitk.Image, what: str = "mask", where: str | Path | None = None) -> tuple[sitk.Image, list[str]]:
     """uint8 0/1 copy of `mask`; InputError (io.mask_checks) for a probability map, a multi-label map,
     negative values or an implausible tumour (a label map is never silently merged into one tumour)."""
-    from ..io.mask_checks import tumour_mask
+    from CervicalAILib.io.mask_checks import tumour_mask
 
     return tumour_mask(mask, where, what), []
 
@@ -106,7 +106,7 @@ def load_reference_image(reference: str | Path) -> tuple[sitk.Image, str]:
     """The reference grid from an image file or a DICOM series folder; (image, PatientID or '')."""
     reference = Path(reference)
     if reference.is_dir():
-        from .dicom_seg import load_reference_series
+        from CervicalAILib.export.dicom_seg import load_reference_series
 
         series = load_reference_series(reference)
         return series.image, series.patient_id
@@ -131,10 +131,10 @@ def export_mask_file(
     `patient_id`, else the reference series' PatientID, else the case folder the mask is in.
     reviewed_only: refuse (InputError naming the mask) a mask without a valid review record.
     """
-    from ..io.output_guard import check_output_path
-    from ..provenance import check_case, read_record
-    from . import manifest as manifest_module
-    from .seg_nrrd import write_seg_nrrd
+    from CervicalAILib.export import manifest as manifest_module
+    from CervicalAILib.export.seg_nrrd import write_seg_nrrd
+    from CervicalAILib.io.output_guard import check_output_path
+    from CervicalAILib.provenance import check_case, read_record
 
     if kind not in ("nifti", "seg-nrrd"):
         raise InputError(f"unknown mask file kind {kind!r}")
@@ -148,7 +148,7 @@ def export_mask_file(
     reference_image, reference_patient = load_reference_image(reference) if reference is not None else (None, "")
     mask = read_image(mask_path)
     if reviewed_only:
-        from ..review import require_review
+        from CervicalAILib.review import require_review
 
         require_review(mask_path)
     prepared = mask_on_reference(mask, reference_image, f"mask {mask_path.name}", mask_path)
@@ -188,7 +188,7 @@ def patient_identity_of_mask(mask_path: Path, patient_id: str | None, reference_
 
     Never the name of the folder the mask happens to be in (two patients' `seg/` folders would get one
     pseudonym): when de-identifying (`required`) and none of these is known, InputError."""
-    from . import manifest as manifest_module
+    from CervicalAILib.export import manifest as manifest_module
 
     if patient_id and str(patient_id).strip():
         return str(patient_id).strip()

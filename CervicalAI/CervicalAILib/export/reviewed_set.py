@@ -39,13 +39,13 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .. import review as engine_review
-from ..errors import InputError
-from ..io import atomic
-from ..io.case import CLINICAL_FILE, ROLES, find_role_file
-from ..progress import ProgressCallback, no_progress
-from ..worklist import REVIEWED, ReviewEntry, Worklist, WorklistCase
-from . import manifest as manifest_module
+from CervicalAILib import review as engine_review
+from CervicalAILib.errors import InputError
+from CervicalAILib.export import manifest as manifest_module
+from CervicalAILib.io import atomic
+from CervicalAILib.io.case import CLINICAL_FILE, ROLES, find_role_file
+from CervicalAILib.progress import ProgressCallback, no_progress
+from CervicalAILib.worklist import REVIEWED, ReviewEntry, Worklist, WorklistCase
 
 FORMATS = ("cases", "nnunet", "seg-nrrd", "nifti", "dicom-seg")
 CONSENSUS_RULES = ("majority",)
@@ -116,7 +116,7 @@ def _write_selected_mask(selected: SelectedCase, readers: list[str], target: Pat
         shutil.copyfile(review.mask_path, target)
         shutil.copyfile(engine_review.record_path(review.mask_path), engine_review.record_path(target))
         return
-    from ..io.images import read_image
+    from CervicalAILib.io.images import read_image
 
     masks = [read_image(review.mask_path) for review in selected.reviews]
     consensus = majority_mask(masks)
@@ -173,7 +173,7 @@ def export_reviewed_set(
                              "`cervicalai export nnunet CASES/* --reviewed-only`")
         if dataset_id is None or not name:
             raise InputError("an nnU-Net export needs --dataset-id and --name")
-        from .nnunet import export_nnunet
+        from CervicalAILib.export.nnunet import export_nnunet
 
         folders = [str(item.case.folder) for item in selected]
         masks = {str(item.case.folder): item.reviews[0].mask_path for item in selected}
@@ -214,7 +214,7 @@ def export_reviewed_set(
                         shutil.rmtree(tmp / ".masks" / case.case_id)
                         continue
                 else:
-                    from .masks import export_mask_file
+                    from CervicalAILib.export.masks import export_mask_file
 
                     suffix = ".seg.nrrd" if fmt == "seg-nrrd" else ".nii.gz"
                     export_mask_file(work, tmp / f"{case.case_id}{suffix}", kind=fmt,
@@ -237,8 +237,8 @@ def export_reviewed_set(
 
 def _export_dicom_seg(mask: Path, study: Path, out: Path) -> None:
     """A DICOM SEG referencing the T2WI series of the case's DICOM study."""
-    from ..io.study import load_study
-    from .dicom_seg import export_dicom_seg
+    from CervicalAILib.export.dicom_seg import export_dicom_seg
+    from CervicalAILib.io.study import load_study
 
     if not study.is_dir():
         raise InputError("no DICOM study for the case under --dicom-root", study)

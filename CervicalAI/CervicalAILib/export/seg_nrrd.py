@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
-from ..io import atomic
-from ..io.geometry import index_to_physical_matrix
-from ..io.mrml import DEFAULT_COLORS, ijk_to_ras_matrix
-from ..terminology import ANATOMIC_REGION, CATEGORY, PROPERTY_TYPE, Code, slicer_terminology_entry
-from .dicom_seg import SEGMENT_LABEL
+from CervicalAILib.errors import InputError
+from CervicalAILib.export.dicom_seg import SEGMENT_LABEL
+from CervicalAILib.io import atomic
+from CervicalAILib.io.geometry import index_to_physical_matrix
+from CervicalAILib.io.mrml import DEFAULT_COLORS, ijk_to_ras_matrix
+from CervicalAILib.terminology import ANATOMIC_REGION, CATEGORY, PROPERTY_TYPE, Code, slicer_terminology_entry
 
 SUFFIX = ".seg.nrrd"
 

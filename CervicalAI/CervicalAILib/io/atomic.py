@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import OutputExistsError
+from CervicalAILib.errors import OutputExistsError
 
 
 def _current_umask() -> int:
@@ -50,8 +50,8 @@ def verify_written(path: str | Path, name: str | None = None) -> None:
     a message and leaves a truncated file that ITK would later read as zero-filled. So every image
     the engine writes is checked (header, byte count, gzip stream) before it is renamed into place.
     """
-    from ..errors import InputError
-    from .image_checks import check_image_file
+    from CervicalAILib.errors import InputError
+    from CervicalAILib.io.image_checks import check_image_file
 
     path = Path(path)
     if not (name or path.name).lower().endswith(IMAGE_FILE_SUFFIXES):
@@ -133,7 +133,7 @@ def refuse_taken_folder(path: str | Path, overwrite: bool = False, owned: list[s
 
     Commands call it before long work so that a taken output is refused at once, not after it.
     """
-    from .output_guard import foreign_entries, refuse_reviewed
+    from CervicalAILib.io.output_guard import foreign_entries, refuse_reviewed
 
     path = Path(path)
     if path.exists() and not path.is_dir():

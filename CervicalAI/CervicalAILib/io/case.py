@@ -16,9 +16,9 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from ..errors import InputError
-from . import atomic
-from .images import IMAGE_SUFFIXES, read_image
+from CervicalAILib.errors import InputError
+from CervicalAILib.io import atomic
+from CervicalAILib.io.images import IMAGE_SUFFIXES, read_image
 
 # Sequence roles, in the order channels are stacked for networks and exports.
 ROLES = ("T2W", "ADC", "DWI", "CET1")

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
-from ..progress import ProgressCallback, no_progress
+from CervicalAILib.errors import InputError
+from CervicalAILib.progress import ProgressCallback, no_progress
 
 # Files that are certainly not DICOM: skipped without trying to parse them.
 NON_DICOM_SUFFIXES = (
@@ -551,7 +551,7 @@ def read_frames(path: Path) -> list[DicomFrame]:
 
 def scan_paths(paths: Iterable[str | Path], progress: ProgressCallback | None = None) -> ScanResult:
     """Scan files and folders (any depth, any file names) for DICOM images and image files."""
-    from .images import is_image_file
+    from CervicalAILib.io.images import is_image_file
 
     progress = progress or no_progress
     files = iter_files([Path(p) for p in paths])
@@ -653,7 +653,7 @@ class DicomVolume:
             ]
             self.problems.append(f"no slice geometry ({', '.join(missing)} missing): cannot place it in space")
             return
-        from .image_checks import MAX_SPACING_MM, MIN_SPACING_MM
+        from CervicalAILib.io.image_checks import MAX_SPACING_MM, MIN_SPACING_MM
 
         pixel_spacing = np.asarray(first.pixel_spacing, dtype=float)
         if not np.all(np.isfinite(pixel_spacing)) or np.any(pixel_spacing <= 0):

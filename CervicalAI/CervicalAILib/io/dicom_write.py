@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
-from . import atomic
-from .geometry import same_grid
+from CervicalAILib.errors import InputError
+from CervicalAILib.io import atomic
+from CervicalAILib.io.geometry import same_grid
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 MAX_12_BIT = 4095

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from ..errors import InputError
-from .image_checks import check_geometry, check_image, check_image_file
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.image_checks import check_geometry, check_image, check_image_file
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from CervicalAILib.errors import InputError
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import InputError, OutputExistsError
+from CervicalAILib.errors import InputError, OutputExistsError
 
 # Suffix of a review record beside its mask (`tumor.nii.gz.review.json`, see CervicalAILib.review).
 REVIEW_RECORD_SUFFIX = ".review.json"
@@ -64,7 +64,7 @@ def reviewed_contours(folder: str | Path, limit: int = 5) -> list[str]:
 
     Copies an export made (listed with the same SHA-256 in the folder's export manifest) do not count:
     the reader's own contour is elsewhere, and re-exporting replaces the copies."""
-    from .hashing import sha256_file
+    from CervicalAILib.io.hashing import sha256_file
 
     folder = Path(folder)
     found = []

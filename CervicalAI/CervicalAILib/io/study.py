@@ -35,10 +35,9 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
-from ..progress import ProgressCallback, no_progress, sub_progress
-from .case import ROLES, Case, is_case_folder, load_case
-from .dicom import (
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.case import ROLES, Case, is_case_folder, load_case
+from CervicalAILib.io.dicom import (
     TEMPORAL_KEYS,
     DicomSeries,
     DicomVolume,
@@ -49,8 +48,9 @@ from .dicom import (
     scan_paths,
     sequence_name_b_range,
 )
-from .geometry import orientation_label
-from .images import IMAGE_SUFFIXES, read_image
+from CervicalAILib.io.geometry import orientation_label
+from CervicalAILib.io.images import IMAGE_SUFFIXES, read_image
+from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
 
 OTHER = "other"
 ROLE_NAMES = {
@@ -468,7 +468,7 @@ class Study:
     def image(self, role: str) -> sitk.Image:
         """The image for `role`; InputError naming the role when the study has none, or naming the
         file when its image cannot be an MR sequence (blank, a single slice)."""
-        from .image_checks import sequence_problem
+        from CervicalAILib.io.image_checks import sequence_problem
 
         series = self.series_for(role)
         if series is None:
@@ -730,7 +730,7 @@ def _series_from_file(path: Path, key: str, role: str = OTHER, strict: bool = Tr
             raise
         series.problems.append(str(exc))
     if series._image is not None:
-        from .image_checks import sequence_problem
+        from CervicalAILib.io.image_checks import sequence_problem
 
         problem = sequence_problem(series._image)
         if problem:  # `inspect` lists it; using the image as a sequence is refused (Study.image)

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BundleError
-from ..io.atomic import atomic_directory, to_json
-from ..io.hashing import sha256_file
+from CervicalAILib.errors import BundleError
+from CervicalAILib.io.atomic import atomic_directory, to_json
+from CervicalAILib.io.hashing import sha256_file
 
 SCHEMA = "cervicalai.bundle/1"
 MANIFEST = "bundle.json"
@@ -148,7 +148,7 @@ def validate_manifest(manifest: Any, where: Path | str = "bundle.json") -> None:
 
 def load_bundle(path: str | Path, task: str | None = None) -> Bundle:
     """Load and verify a bundle folder; refuse with BundleError on any mismatch."""
-    from .catalog import identify
+    from CervicalAILib.models.catalog import identify
 
     bundle_dir = Path(path)
     manifest_path = bundle_dir / MANIFEST

@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import BundleError
+from CervicalAILib.errors import BundleError
 
 CATALOG_FILE = "catalog.json"
 CATALOG_SCHEMA = "cervicalai.model-catalog/1"
@@ -69,7 +69,7 @@ def catalog_path() -> Path | None:
 
 def parse_catalog(document: Any, where: str | Path = CATALOG_FILE) -> list[CatalogEntry]:
     """Entries of a catalogue document; BundleError naming the file when it is not a valid catalogue."""
-    from ..schemas import validate
+    from CervicalAILib.schemas import validate
 
     problems = validate(document, "model-catalog")
     if problems:
@@ -124,7 +124,7 @@ def identify(manifest: dict[str, Any], manifest_sha256: str, where: str | Path) 
 def bundle_source(bundle_dir: str | Path) -> dict[str, Any]:
     """{"source", "bundle_json_sha256"} of the bundle folder a result names (for summaries written
     by code that holds only the bundle's path)."""
-    from ..io.hashing import sha256_file
+    from CervicalAILib.io.hashing import sha256_file
 
     manifest_path = Path(bundle_dir) / "bundle.json"
     digest = sha256_file(manifest_path)
@@ -147,7 +147,7 @@ def catalog_document(models_dir: str | Path, default_bundles: dict[str, str]) ->
 
     default_bundles: purpose -> folder (resources.DEFAULT_BUNDLES), recorded as each entry's default_for.
     """
-    from ..io.hashing import sha256_file
+    from CervicalAILib.io.hashing import sha256_file
 
     models_dir = Path(models_dir)
     models = []

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from CervicalAILib.errors import InputError
 
 # What the engine knows about the generator's / seed 004's clinical columns: label, unit, valid range.
 # The reader's inputs take their definitions from CervicalAILib.clinical.FIELDS (one source for the
@@ -37,7 +37,7 @@ _COHORT_ONLY: dict[str, dict[str, Any]] = {
 
 
 def _from_fields() -> dict[str, dict[str, Any]]:
-    from ..clinical import FIELDS
+    from CervicalAILib.clinical import FIELDS
 
     known: dict[str, dict[str, Any]] = {}
     for name, field_ in FIELDS.items():

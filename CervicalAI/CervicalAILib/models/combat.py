@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from CervicalAILib.errors import InputError
 
 COMBAT_SCHEMA = "cervicalai.combat/1"
 MIN_CASES_PER_CENTER = 3

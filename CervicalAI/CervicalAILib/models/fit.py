@@ -26,13 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import ProgressCallback, no_progress, sub_progress
-from . import clinical as clin
-from .combat import fit_combat, subset_combat
-from .logistic import backward_stepwise_aic, finite_or_none, sigmoid
-from .selection import FamilyModel, SelectionConfig, cross_validated_auc, select_family
-from .table import (
+from CervicalAILib.errors import InputError
+from CervicalAILib.models import clinical as clin
+from CervicalAILib.models.combat import fit_combat, subset_combat
+from CervicalAILib.models.logistic import backward_stepwise_aic, finite_or_none, sigmoid
+from CervicalAILib.models.selection import FamilyModel, SelectionConfig, cross_validated_auc, select_family
+from CervicalAILib.models.table import (
     CENTER,
     COHORT_TRAINING,
     EXTRACTION_ERROR,
@@ -44,6 +43,7 @@ from .table import (
     endpoint_spec,
     endpoint_values,
 )
+from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class FitResult:
 def software_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    from .. import __version__
+    from CervicalAILib import __version__
 
     out = {"cervicalai": __version__}
     for dist in ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "neuroHarmonize", "neuroCombat"):
@@ -239,7 +239,7 @@ def _drop_constant(frame, train_ids, kept, dropped):
 def youden_cutoff(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
     """The statistics module's Youden cut-off (pROC's candidates and tie rule) as a bundle entry, so
     the bundle's cut-off is the one `cervicalai evaluate` chooses on the training cohort."""
-    from ..stats.thresholds import youden_cutoff as best_cutoff
+    from CervicalAILib.stats.thresholds import youden_cutoff as best_cutoff
 
     best = best_cutoff(np.asarray(y, dtype=int), np.asarray(score, dtype=float))
     return {"cutoff": best.cutoff, "youden_index": best.youden, "sensitivity": best.sensitivity,
@@ -494,7 +494,7 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
     for name in retained:
         if clinical_variables[name].kind == "continuous":
             ranges["clinical"][name] = value_range(clinical_variables[name].encode(frame.loc[train_ids, name].tolist())[:, 0])
-    from .nomogram import build_nomogram
+    from CervicalAILib.models.nomogram import build_nomogram
 
     term_data = {t: design[complete][:, [columns.index(c) for c in term_columns[t]]] for t in step.terms}
     nomogram = build_nomogram(dlrc.as_dict(), term_data, outcome_label=spec["outcome_label"], endpoint=endpoint)
@@ -549,8 +549,8 @@ def score_cohorts(result: FitResult) -> None:
     """Score every included case with the per-patient code path; fill result.scores and metrics."""
     import pandas as pd
 
-    from .risk_bundle import RiskModel
-    from .scores import score_patient
+    from CervicalAILib.models.risk_bundle import RiskModel
+    from CervicalAILib.models.scores import score_patient
 
     model = RiskModel.from_documents(
         manifest={"name": "in-memory", "version": "fit", "endpoint": result.config.endpoint},

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..io.atomic import atomic_path
-from .logistic import sigmoid
+from CervicalAILib.io.atomic import atomic_path
+from CervicalAILib.models.logistic import sigmoid
 
 NOMOGRAM_SCHEMA = "cervicalai.nomogram/1"
 MAX_POINTS = 100.0

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BundleError
-from ..io.atomic import to_json
-from .bundle import Bundle, load_bundle, write_bundle
-from .table import RADIOMICS_FAMILY, cohort_order, feature_role
+from CervicalAILib.errors import BundleError
+from CervicalAILib.io.atomic import to_json
+from CervicalAILib.models.bundle import Bundle, load_bundle, write_bundle
+from CervicalAILib.models.table import RADIOMICS_FAMILY, cohort_order, feature_role
 
 MODEL_FILE = "model.json"
 COMBAT_FILE = "combat.json"
@@ -79,7 +79,7 @@ class RiskModel:
 
     @property
     def required_sequences(self) -> list[str]:
-        from ..io.case import ROLES
+        from CervicalAILib.io.case import ROLES
 
         roles = {feature_role(f) for f in self.required_features}
         return [r for r in ROLES if r in roles]
@@ -141,7 +141,9 @@ def _radiomics_settings(result, roles: list[str], notes: list[str]) -> dict[str,
             out[role] = _settings_yaml(side[role])
             continue
         try:
-            from ..radiomics import load_settings  # the engine's default settings (colleague's package)
+            from CervicalAILib.radiomics import (
+                load_settings,  # the engine's default settings (colleague's package)
+            )
 
             out[role] = _settings_yaml(load_settings(role))
             notes.append(f"radiomics settings for {role} not in the feature sidecar: the engine's defaults were "
@@ -258,7 +260,7 @@ def _csv(frame) -> str:
 def build_manifest(result, name: str, version: str, synthetic: bool, training_data: str | None = None,
                    intended_use: str | None = None, include_case_lists: bool = True) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """(manifest, files, notes) for a fit result; `write_risk_bundle` writes them."""
-    from .fit import SCORE_NAMES, software_versions
+    from CervicalAILib.models.fit import SCORE_NAMES, software_versions
 
     model = result.model
     notes: list[str] = []
@@ -274,7 +276,7 @@ def build_manifest(result, name: str, version: str, synthetic: bool, training_da
         roles_used.update(roles)
         scores_inputs[score] = {"label": SCORE_NAMES[score], "family": family, "sequences": roles, "features": features,
                                 "used_by_dlrc": any(t["name"] == score for t in model["dlrc"]["terms"])}
-    from ..io.case import ROLES
+    from CervicalAILib.io.case import ROLES
 
     rad_family = model["scores"].get("rad_score")
     rad_roles = scores_inputs["rad_score"]["sequences"] if rad_family else []
@@ -395,8 +397,8 @@ def write_risk_bundle(result, out_dir: str | Path, name: str, version: str = "1.
     With `case_lists_dir`, split.csv and scores.csv go there instead of into the bundle (for
     bundles that will be shared beyond the team that holds the case IDs).
     """
-    from ..errors import OutputExistsError
-    from ..io.atomic import write_text
+    from CervicalAILib.errors import OutputExistsError
+    from CervicalAILib.io.atomic import write_text
 
     if case_lists_dir is not None and not overwrite:
         existing = [p for p in (Path(case_lists_dir) / "split.csv", Path(case_lists_dir) / "scores.csv") if p.exists()]

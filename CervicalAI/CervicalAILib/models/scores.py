@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from .clinical import check_clinical_value
-from .combat import MODE_CENTER, apply_combat
-from .logistic import sigmoid
-from .nomogram import nomogram_points
-from .risk_bundle import RiskModel
-from .table import feature_role
+from CervicalAILib.errors import InputError
+from CervicalAILib.models.clinical import check_clinical_value
+from CervicalAILib.models.combat import MODE_CENTER, apply_combat
+from CervicalAILib.models.logistic import sigmoid
+from CervicalAILib.models.nomogram import nomogram_points
+from CervicalAILib.models.risk_bundle import RiskModel
+from CervicalAILib.models.table import feature_role
 
 SCORE_LABELS = {"rad_score": "Rad_score", "dl_score": "DL_score"}
 

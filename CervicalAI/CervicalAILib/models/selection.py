@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .logistic import backward_stepwise_aic, finite_or_none, fit_logit
+from CervicalAILib.models.logistic import backward_stepwise_aic, finite_or_none, fit_logit
 
 
 @dataclass

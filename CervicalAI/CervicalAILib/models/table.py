@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..io.case import ROLES
-from ..io.hashing import sha256_file
-from ..io.tables import read_table
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.case import ROLES
+from CervicalAILib.io.hashing import sha256_file
+from CervicalAILib.io.tables import read_table
 
 RADIOMICS_FAMILY = "radiomics"
 CASE_ID = "case_id"

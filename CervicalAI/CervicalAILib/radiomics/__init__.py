@@ -18,9 +18,14 @@ if __name__ == "radiomics":  # pragma: no cover - only when CervicalAILib/ itsel
         "remove the CervicalAILib folder itself from sys.path (add its parent instead)"
     )
 
-from .extraction import MIN_ROI_VOXELS, RadiomicsResult, extract, extract_features  # noqa: E402
-from .names import FeatureName, feature_name, parse_feature_name  # noqa: E402
-from .settings import default_settings_path, load_settings, settings_sha256, validate_settings  # noqa: E402
+from CervicalAILib.radiomics.extraction import MIN_ROI_VOXELS, RadiomicsResult, extract, extract_features  # noqa: E402
+from CervicalAILib.radiomics.names import FeatureName, feature_name, parse_feature_name  # noqa: E402
+from CervicalAILib.radiomics.settings import (  # noqa: E402
+    default_settings_path,
+    load_settings,
+    settings_sha256,
+    validate_settings,
+)
 
 __all__ = [
     "MIN_ROI_VOXELS",

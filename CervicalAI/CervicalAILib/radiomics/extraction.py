@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
-from ..io.case import ROLES
-from ..io.geometry import label_fraction_inside, resample_to_reference, same_grid
-from ..progress import ProgressCallback, no_progress, sub_progress
-from .names import (
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.case import ROLES
+from CervicalAILib.io.geometry import label_fraction_inside, resample_to_reference, same_grid
+from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.radiomics.names import (
     SHAPE_CLASSES,
     FeatureName,
     feature_name,
@@ -47,7 +47,12 @@ from .names import (
     log_image_name,
     parse_feature_name,
 )
-from .settings import default_settings_path, load_settings, settings_sha256, validate_settings
+from CervicalAILib.radiomics.settings import (
+    default_settings_path,
+    load_settings,
+    settings_sha256,
+    validate_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -558,7 +563,7 @@ def _image_filter(image_type: str):
     gives pyradiomics' values on every scipy (pyradiomics' own yields nothing on scipy 1.17)."""
     from radiomics import imageoperations  # pyradiomics
 
-    from .lbp3d import lbp3d_images
+    from CervicalAILib.radiomics.lbp3d import lbp3d_images
 
     return lbp3d_images if image_type == "LBP3D" else getattr(imageoperations, f"get{image_type}Image")
 

@@ -37,7 +37,7 @@ import numpy as np
 import SimpleITK as sitk
 import yaml
 
-from ..errors import InputError
+from CervicalAILib.errors import InputError
 
 # configuration prefix in mapping_phantom.csv -> (force2D, weightingNorm)
 CONFIGURATIONS: dict[str, tuple[bool, str | None]] = {

@@ -16,8 +16,8 @@ import itertools
 import re
 from typing import NamedTuple
 
-from ..errors import InputError
-from ..io.case import ROLES
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.case import ROLES
 
 SHAPE_CLASSES = ("shape", "shape2D")
 

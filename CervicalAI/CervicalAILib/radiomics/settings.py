@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import InputError
-from ..io.case import ROLES
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.case import ROLES
 
 SETTINGS_DIR = Path(__file__).resolve().parent / "settings"
 SECTIONS = ("setting", "imageType", "featureClass", "voxelSetting")

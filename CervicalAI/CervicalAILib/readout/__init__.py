@@ -6,7 +6,7 @@
 See docs/readout.md for the readout.json contract.
 """
 
-from .predict import READOUT_SCHEMA, ReadoutInputs, predict_case
-from .summary import summary_text
+from CervicalAILib.readout.predict import READOUT_SCHEMA, ReadoutInputs, predict_case
+from CervicalAILib.readout.summary import summary_text
 
 __all__ = ["READOUT_SCHEMA", "ReadoutInputs", "predict_case", "summary_text"]

@@ -26,20 +26,20 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .. import RESEARCH_USE_STATEMENT, __version__, measure
-from ..clinical import FIELDS as CLINICAL_FIELDS
-from ..clinical import validate_clinical
-from ..errors import BundleError, InputError
-from ..io import atomic
-from ..io.geometry import label_fraction_inside, resample_to_reference, same_grid
-from ..io.hashing import sha256_file
-from ..io.images import read_image
-from ..models.bundle import load_bundle
-from ..models.risk_bundle import RiskModel, load_risk_model
-from ..progress import ProgressCallback, no_progress
-from ..resources import default_bundle_path, models_dir_candidates
-from ..review import read_review
-from ..staging import C_LNM_SHORT_AXIS_MM
+from CervicalAILib import RESEARCH_USE_STATEMENT, __version__, measure
+from CervicalAILib.clinical import FIELDS as CLINICAL_FIELDS
+from CervicalAILib.clinical import validate_clinical
+from CervicalAILib.errors import BundleError, InputError
+from CervicalAILib.io import atomic
+from CervicalAILib.io.geometry import label_fraction_inside, resample_to_reference, same_grid
+from CervicalAILib.io.hashing import sha256_file
+from CervicalAILib.io.images import read_image
+from CervicalAILib.models.bundle import load_bundle
+from CervicalAILib.models.risk_bundle import RiskModel, load_risk_model
+from CervicalAILib.progress import ProgressCallback, no_progress
+from CervicalAILib.resources import default_bundle_path, models_dir_candidates
+from CervicalAILib.review import read_review
+from CervicalAILib.staging import C_LNM_SHORT_AXIS_MM
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +145,11 @@ def load_inputs(
 ) -> ReadoutInputs:
     """Read the study, mask, clinical values and (optional) registration transforms from disk."""
 
-    from ..io.mask_checks import tumour_mask
-    from ..io.study import load_study, require_role
-    from ..provenance import check_case, read_record
-    from ..provenance import image_record as provenance_record
-    from ..registration.masks import read_transforms
+    from CervicalAILib.io.mask_checks import tumour_mask
+    from CervicalAILib.io.study import load_study, require_role
+    from CervicalAILib.provenance import check_case, read_record
+    from CervicalAILib.provenance import image_record as provenance_record
+    from CervicalAILib.registration.masks import read_transforms
 
     case = Path(case)
     study = load_study(case)
@@ -196,7 +196,7 @@ def load_inputs(
     segmentation_summary = None
     seg_json = mask_path.parent / "segmentation.json"
     if seg_json.is_file():  # validated against its schema by read_record above
-        from ..io.json_input import read_json
+        from CervicalAILib.io.json_input import read_json
 
         segmentation_summary = read_json(seg_json, "segmentation summary")
     require_contour_where_no_cervix(mask_path, segmentation_summary)
@@ -238,7 +238,7 @@ def require_contour_where_no_cervix(mask_path: Path, segmentation_summary: dict[
 def read_clinical_file(path: str | Path) -> dict[str, Any]:
     """clinical.json as a dict; InputError naming the file when it is missing, not strict JSON (duplicate
     keys, NaN) or not an object."""
-    from ..io.json_input import read_json
+    from CervicalAILib.io.json_input import read_json
 
     clinical_path = Path(path)
     clinical = read_json(clinical_path, "clinical values file")
@@ -308,7 +308,7 @@ def load_models(lnm_bundle: str | Path | None, stage_bundle: str | Path | None, 
 
 def _needed_by_role(model: RiskModel) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
     """Radiomics feature names per role, and deep families -> roles, that the model uses."""
-    from ..models.table import feature_role
+    from CervicalAILib.models.table import feature_role
 
     radiomics: dict[str, list[str]] = {}
     deep: dict[str, set[str]] = {}
@@ -337,8 +337,8 @@ def compute_features(
     once. A sequence the case lacks is skipped: the model then says which score is unavailable
     (nothing is imputed).
     """
-    from ..deep import extract_deep_features, load_encoder
-    from ..radiomics import extract, settings_sha256
+    from CervicalAILib.deep import extract_deep_features, load_encoder
+    from CervicalAILib.radiomics import extract, settings_sha256
 
     cache: dict[tuple[str, str], float] = {}  # (settings or encoder hash, feature name) -> value
     # One pyradiomics call per sequence and settings for all models together, so that image types
@@ -423,10 +423,10 @@ def predict_case(
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Compute the readout; with `out_dir`, write readout.json and nomogram.png/svg atomically."""
-    from ..models.nomogram import render_nomogram
-    from ..models.scores import score_patient
-    from ..registration.masks import complete_transforms, sequence_masks
-    from ..staging import staging_readout
+    from CervicalAILib.models.nomogram import render_nomogram
+    from CervicalAILib.models.scores import score_patient
+    from CervicalAILib.registration.masks import complete_transforms, sequence_masks
+    from CervicalAILib.staging import staging_readout
 
     progress = progress or no_progress
     seconds: dict[str, float] = {}

@@ -4,8 +4,14 @@
 `register_study_to_case` writes the result as a case folder with the transforms stored.
 """
 
-from .rigid import DEFAULT_SEED, RegistrationResult, register_rigid, rotation_angle_deg, write_transform
-from .study import register_study_to_case, register_to_t2
+from CervicalAILib.registration.rigid import (
+    DEFAULT_SEED,
+    RegistrationResult,
+    register_rigid,
+    rotation_angle_deg,
+    write_transform,
+)
+from CervicalAILib.registration.study import register_study_to_case, register_to_t2
 
 __all__ = [
     "DEFAULT_SEED",

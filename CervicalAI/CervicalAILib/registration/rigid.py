@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
-from ..io import atomic
-from ..io.geometry import index_to_physical_matrix, overlap_fraction
-from ..progress import ProgressCallback, no_progress
+from CervicalAILib.errors import InputError
+from CervicalAILib.io import atomic
+from CervicalAILib.io.geometry import index_to_physical_matrix, overlap_fraction
+from CervicalAILib.progress import ProgressCallback, no_progress
 
 DEFAULT_SEED = 20261122
 INITIALIZERS = ("scanner", "geometry", "moments")

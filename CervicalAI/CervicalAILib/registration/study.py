@@ -19,13 +19,13 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from .. import __version__
-from ..errors import InputError, OutputExistsError
-from ..io import atomic
-from ..io.case import REQUIRED_ROLE, ROLES, Case, write_case
-from ..io.geometry import orientation_label, overlap_fraction, resample_to_reference, same_grid
-from ..progress import ProgressCallback, no_progress, sub_progress
-from .rigid import DEFAULT_SEED, RegistrationResult, register_rigid, transform_text
+from CervicalAILib import __version__
+from CervicalAILib.errors import InputError, OutputExistsError
+from CervicalAILib.io import atomic
+from CervicalAILib.io.case import REQUIRED_ROLE, ROLES, Case, write_case
+from CervicalAILib.io.geometry import orientation_label, overlap_fraction, resample_to_reference, same_grid
+from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.registration.rigid import DEFAULT_SEED, RegistrationResult, register_rigid, transform_text
 
 # Below this fraction of T2WI voxels covered by a sequence (after registration) it is refused.
 MIN_OVERLAP = 0.10
@@ -164,7 +164,7 @@ def register_study_to_case(
         if not same_grid(label, fixed):  # the contract puts labels on the T2W grid; repair if not
             label = resample_to_reference(label, fixed, None, sitk.sitkNearestNeighbor)
         labels[name] = label
-    from ..provenance import case_record
+    from CervicalAILib.provenance import case_record
 
     record = {
         "source": str(getattr(study, "path", "")),

@@ -16,11 +16,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
-from ..io import atomic
-from ..io.output_guard import check_output_path
-from .content import ReportContent, build_content, load_readout
-from .render import default_pdf_path, render_html, render_pdf_bytes
+from CervicalAILib.errors import InputError
+from CervicalAILib.io import atomic
+from CervicalAILib.io.output_guard import check_output_path
+from CervicalAILib.report.content import ReportContent, build_content, load_readout
+from CervicalAILib.report.render import default_pdf_path, render_html, render_pdf_bytes
 
 __all__ = ["ReportContent", "ReportPaths", "build_content", "load_readout", "render_html", "render_pdf_bytes",
            "write_report"]
@@ -58,7 +58,7 @@ def write_report(readout_dir: str | Path, out_html: str | Path, pdf_path: str | 
 
 def report_inputs(readout_dir: str | Path) -> list[Path]:
     """Every file the report reads: readout.json, the nomogram, the images and mask it references."""
-    from .content import _resolve, load_readout
+    from CervicalAILib.report.content import _resolve, load_readout
 
     folder, readout = load_readout(readout_dir)
     inputs = [folder / "readout.json"]

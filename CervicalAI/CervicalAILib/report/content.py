@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .. import RESEARCH_USE_STATEMENT
-from ..errors import InputError
+from CervicalAILib import RESEARCH_USE_STATEMENT
+from CervicalAILib.errors import InputError
 
 READOUT_FILE = "readout.json"
 READOUT_SCHEMA_PREFIX = "cervicalai.readout/"
@@ -57,7 +57,7 @@ def load_readout(readout_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     path = readout_dir / READOUT_FILE if readout_dir.is_dir() else readout_dir
     if not path.is_file():
         raise InputError(f"no {READOUT_FILE} here (write one with `cervicalai predict ... --out DIR`)", readout_dir)
-    from ..io.json_input import read_json
+    from CervicalAILib.io.json_input import read_json
 
     readout = read_json(path, "readout")
     if not isinstance(readout, dict) or not str(readout.get("schema", "")).startswith(READOUT_SCHEMA_PREFIX):
@@ -70,7 +70,7 @@ def load_readout(readout_dir: str | Path) -> tuple[Path, dict[str, Any]]:
 def check_readout(readout: dict[str, Any], path: Path) -> None:
     """InputError naming the file when the readout breaks its schema (docs/schemas/readout.schema.json:
     value ranges included) or contradicts itself: nothing impossible is ever rendered for a reader."""
-    from ..schemas import require_valid
+    from CervicalAILib.schemas import require_valid
 
     require_valid(readout, "readout", path, "the readout")
     lnm = readout.get("lnm") or {}
@@ -96,8 +96,8 @@ def _check_shipped_figures(readout: dict[str, Any], path: Path) -> None:
     from the shipped bundle (pinned by the model catalogue), so an edited AUC is caught."""
     from types import SimpleNamespace
 
-    from ..models.catalog import load_catalog, shipped_models_dirs
-    from ..readout.predict import validated_performance
+    from CervicalAILib.models.catalog import load_catalog, shipped_models_dirs
+    from CervicalAILib.readout.predict import validated_performance
 
     model = (readout.get("models") or {}).get("lnm") or {}
     digest = model.get("bundle_json_sha256")
@@ -143,11 +143,11 @@ def _resolve(folder: Path, path: Any) -> Path | None:
 
 def _read_sequence(path: Path, entry: dict[str, Any], role: str) -> sitk.Image:
     """An image file, or the DICOM series (by its SeriesInstanceUID) in a folder."""
-    from ..io.images import read_image
+    from CervicalAILib.io.images import read_image
 
     if path.is_file():
         return read_image(path)
-    from ..io.study import load_study
+    from CervicalAILib.io.study import load_study
 
     study = load_study(path)
     uid = entry.get("series_uid")
@@ -172,8 +172,8 @@ def key_image_png(images: dict[str, sitk.Image], mask: sitk.Image, slice_index: 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .. import measure
-    from ..io.geometry import resample_to_reference, same_grid
+    from CervicalAILib import measure
+    from CervicalAILib.io.geometry import resample_to_reference, same_grid
 
     t2 = images["T2W"]
     if not same_grid(mask, t2):
@@ -266,7 +266,7 @@ def patient_identity(folder: Path, readout: dict[str, Any]) -> str:
     folder the readout's mask is in (clinical.json's patient_id, else its case_id, else the folder
     name), so a patient has the same pseudonym on the report and on exported masks; else the
     readout's case_id."""
-    from ..export.manifest import patient_id_of_case
+    from CervicalAILib.export.manifest import patient_id_of_case
 
     mask_path = _resolve(folder, ((readout.get("inputs") or {}).get("mask") or {}).get("path"))
     if mask_path is not None:
@@ -302,7 +302,7 @@ def build_content(readout_dir: str | Path, deidentifier: Any = None, patient_id:
     pseudonym instead of the readout's case id (a folder name, which may be a record number): the
     pseudonym is keyed on `patient_id`, else `patient_identity`; the case id and the identity are
     replaced wherever the readout's text repeats them, and the nomogram's title is blanked."""
-    from ..io.images import read_image
+    from CervicalAILib.io.images import read_image
 
     folder, readout = load_readout(readout_dir)
     notes: list[str] = []

@@ -12,8 +12,8 @@ import html
 import io
 from pathlib import Path
 
-from .. import RESEARCH_USE_STATEMENT, __version__
-from .content import ReportContent
+from CervicalAILib import RESEARCH_USE_STATEMENT, __version__
+from CervicalAILib.report.content import ReportContent
 
 CSS = """
 body { font-family: Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1000px; color: #1a1a1a; }

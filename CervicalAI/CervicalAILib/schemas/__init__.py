@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from CervicalAILib.errors import InputError
 
 SCHEMA_DIR = Path(__file__).parent
 MAX_REPORTED = 5

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import BundleError
-from ..io.geometry import direction_matrix, physical_corners
+from CervicalAILib.errors import BundleError
+from CervicalAILib.io.geometry import direction_matrix, physical_corners
 
 NORMALIZATION_METHODS = ("zscore", "percentile")
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..progress import ProgressCallback, no_progress
-from .preprocess import pad_to_shape
+from CervicalAILib.progress import ProgressCallback, no_progress
+from CervicalAILib.segmentation.preprocess import pad_to_shape
 
 PatchPredictor = Callable[[np.ndarray], np.ndarray]  # (1, C, z, y, x) -> (1, K, z, y, x)
 

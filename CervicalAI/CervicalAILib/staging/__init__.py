@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InputError
+from CervicalAILib.errors import InputError
 
 C_LNM_SHORT_AXIS_MM = 10.0
 SRA_RATIO_SHORT_AXIS_MM = 8.0

@@ -11,11 +11,21 @@
 Needs numpy, scipy and pandas (the research extra); matplotlib only for `figures`.
 """
 
-from .calibration import HosmerLemeshowResult, calibration_curve, hosmer_lemeshow, r_quantile_type7
-from .decision_curve import decision_curves, net_benefit, parse_threshold_range, treat_all_net_benefit
-from .evaluate import cutoffs_from, evaluate_scores, evaluate_table, write_evaluation
-from .reproducibility import icc, icc_table, read_feature_table, reproducible_features
-from .roc import (
+from CervicalAILib.stats.calibration import (
+    HosmerLemeshowResult,
+    calibration_curve,
+    hosmer_lemeshow,
+    r_quantile_type7,
+)
+from CervicalAILib.stats.decision_curve import (
+    decision_curves,
+    net_benefit,
+    parse_threshold_range,
+    treat_all_net_benefit,
+)
+from CervicalAILib.stats.evaluate import cutoffs_from, evaluate_scores, evaluate_table, write_evaluation
+from CervicalAILib.stats.reproducibility import icc, icc_table, read_feature_table, reproducible_features
+from CervicalAILib.stats.roc import (
     AucResult,
     DelongTest,
     RocCurve,
@@ -26,8 +36,14 @@ from .roc import (
     delong_unpaired_test,
     roc_curve,
 )
-from .tables import table2, table2_rows, table4, table4_rows
-from .thresholds import DiagnosticMetrics, diagnostic_metrics, metrics_at_cutoff, wilson_ci, youden_cutoff
+from CervicalAILib.stats.tables import table2, table2_rows, table4, table4_rows
+from CervicalAILib.stats.thresholds import (
+    DiagnosticMetrics,
+    diagnostic_metrics,
+    metrics_at_cutoff,
+    wilson_ci,
+    youden_cutoff,
+)
 
 __all__ = [
     "AucResult", "DelongTest", "DiagnosticMetrics", "HosmerLemeshowResult", "RocCurve", "auc", "auc_ci",

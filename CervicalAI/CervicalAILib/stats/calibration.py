@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ..errors import InputError
-from .inputs import binary_outcome, finite_scores
+from CervicalAILib.errors import InputError
+from CervicalAILib.stats.inputs import binary_outcome, finite_scores
 
 
 def r_seq_by(start: float, stop: float, by: float) -> np.ndarray:
@@ -157,7 +157,7 @@ class CalibrationPoint:
 
 def calibration_curve(y, probability, groups: int = 10, level: float = 0.95) -> list[CalibrationPoint]:
     """Observed event rate against mean predicted probability in the Hosmer-Lemeshow groups."""
-    from .thresholds import wilson_ci
+    from CervicalAILib.stats.thresholds import wilson_ci
 
     y, probability = _check_probabilities(y, probability)
     return [CalibrationPoint(g.mean_predicted, g.observed_rate, g.n, wilson_ci(g.observed_events, g.n, level))

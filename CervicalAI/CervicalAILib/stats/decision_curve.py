@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
-from .inputs import binary_outcome, finite_scores
+from CervicalAILib.errors import InputError
+from CervicalAILib.stats.inputs import binary_outcome, finite_scores
 
 DEFAULT_THRESHOLDS = "0:0.99:0.01"
 

@@ -35,15 +35,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from ..io.atomic import atomic_directory, write_json, write_text
-from ..io.tables import read_table as read_table_file
-from ..progress import ProgressCallback, no_progress
-from .calibration import hosmer_lemeshow
-from .decision_curve import DEFAULT_THRESHOLDS, decision_curves, parse_threshold_range
-from .inputs import binary_outcome
-from .roc import auc_ci, delong_paired_test, delong_unpaired_test, normalise_direction, resolve_direction
-from .thresholds import diagnostic_metrics, metrics_at_cutoff, youden_cutoff
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.atomic import atomic_directory, write_json, write_text
+from CervicalAILib.io.tables import read_table as read_table_file
+from CervicalAILib.progress import ProgressCallback, no_progress
+from CervicalAILib.stats.calibration import hosmer_lemeshow
+from CervicalAILib.stats.decision_curve import DEFAULT_THRESHOLDS, decision_curves, parse_threshold_range
+from CervicalAILib.stats.inputs import binary_outcome
+from CervicalAILib.stats.roc import (
+    auc_ci,
+    delong_paired_test,
+    delong_unpaired_test,
+    normalise_direction,
+    resolve_direction,
+)
+from CervicalAILib.stats.thresholds import diagnostic_metrics, metrics_at_cutoff, youden_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -437,8 +443,8 @@ def evaluate_table(table: pd.DataFrame, label: str, scores: list[str], positive=
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path, overwrite: bool = False, figures: bool = True,
                      progress: ProgressCallback | None = None) -> Path:
     """Write metrics.json, decision_curve.csv, Tables 2 and 4 and the figures into `out_dir` (atomically)."""
-    from . import figures as fig
-    from .tables import table2, table2_rows, table4, table4_rows
+    from CervicalAILib.stats import figures as fig
+    from CervicalAILib.stats.tables import table2, table2_rows, table4, table4_rows
 
     progress = progress or no_progress
     out_dir = Path(out_dir)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..io.atomic import atomic_path
-from .calibration import calibration_curve
-from .roc import auc_ci, roc_curve
-from .tables import format_p
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.atomic import atomic_path
+from CervicalAILib.stats.calibration import calibration_curve
+from CervicalAILib.stats.roc import auc_ci, roc_curve
+from CervicalAILib.stats.tables import format_p
 
 _DPI = 150
 

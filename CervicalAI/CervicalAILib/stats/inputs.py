@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from CervicalAILib.errors import InputError
 
 
 def binary_outcome(y, name: str = "outcome", require_both: bool = True) -> np.ndarray:

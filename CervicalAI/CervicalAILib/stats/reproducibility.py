@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import InputError
-from ..io.tables import read_table
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.tables import read_table
 
 log = logging.getLogger(__name__)
 

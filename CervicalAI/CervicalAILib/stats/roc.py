@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ..errors import InputError
-from .inputs import binary_outcome, finite_scores
+from CervicalAILib.errors import InputError
+from CervicalAILib.stats.inputs import binary_outcome, finite_scores
 
 DIRECTIONS = ("higher", "lower", "auto")
 _ALIASES = {"<": "higher", ">": "lower", "higher": "higher", "lower": "lower", "auto": "auto"}

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import InputError
-from ..io.atomic import write_text
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.atomic import write_text
 
 TABLE2_COLUMNS = ["Cohort", "Model", "AUC (95% CI)", "ACC", "SEN", "SPE", "PPV", "NPV"]
 _TABLE2_METRICS = [("ACC", "accuracy"), ("SEN", "sensitivity"), ("SPE", "specificity"), ("PPV", "ppv"), ("NPV", "npv")]

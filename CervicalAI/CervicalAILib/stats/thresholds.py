@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ..errors import InputError
-from .inputs import binary_outcome, finite_scores
-from .roc import oriented, resolve_direction, roc_curve
+from CervicalAILib.errors import InputError
+from CervicalAILib.stats.inputs import binary_outcome, finite_scores
+from CervicalAILib.stats.roc import oriented, resolve_direction, roc_curve
 
 
 @dataclass(frozen=True)

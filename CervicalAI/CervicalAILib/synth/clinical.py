@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..staging import lymph_node_assessment
-from .params import (
+from CervicalAILib.staging import lymph_node_assessment
+from CervicalAILib.synth.params import (
     STAGE_EXTENSION,
     STREAM_CLINICAL,
     SynthParams,

@@ -105,8 +105,8 @@ def _check(n_cases: int, seed: int, centers: int, params: SynthParams | None) ->
 def _make_case(task: tuple) -> tuple[dict[str, Any], dict[str, float]]:
     """Worker: generate one case and write its folder; returns its cohort row and timings."""
     case_index, seed, params_dict, centers, folder, fmt = task
-    from .render import generate_case
-    from .writer import write_case_folder
+    from CervicalAILib.synth.render import generate_case
+    from CervicalAILib.synth.writer import write_case_folder
 
     params = SynthParams.from_dict(params_dict)
     case = generate_case(case_index, seed, params, centers)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError, OutputExistsError
-from ..io import atomic
-from ..io.case import load_case
-from ..io.geometry import resample_to_reference
+from CervicalAILib.errors import InputError, OutputExistsError
+from CervicalAILib.io import atomic
+from CervicalAILib.io.case import load_case
+from CervicalAILib.io.geometry import resample_to_reference
 
 PANELS = (("T2W", "tumor", "T2WI"), ("DWI", "tumor_DWI", "DWI (high b)"), ("ADC", "tumor_ADC", "ADC"),
           ("CET1", "tumor_CET1", "CE-T1WI"))

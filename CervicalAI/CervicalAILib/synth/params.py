@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..staging import stage_group_of
+from CervicalAILib.errors import InputError
+from CervicalAILib.staging import stage_group_of
 
 GENERATOR_NAME = "CervicalAI synthetic pelvic MRI"
 # Bump when the same seed and parameters no longer give the same cohort. 2.0.0: MR physics,

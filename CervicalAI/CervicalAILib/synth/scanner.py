@@ -20,8 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import fft as sfft
 
-from .params import SynthParams, center_letter
-from .shapes import rotation_matrix
+from CervicalAILib.synth.params import SynthParams, center_letter
+from CervicalAILib.synth.shapes import rotation_matrix
 
 SERIES = ("T2W", "T2W_SAG", "DWI", "CET1")  # acquired series; ADC is computed from the DWI
 MAX_STORED_VALUE = 4095  # 12-bit unsigned, as MR scanners store

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
-from .shapes import (
+from CervicalAILib.synth.shapes import (
     Ellipsoid,
     Intersection,
     NoiseField,

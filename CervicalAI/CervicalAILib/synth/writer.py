@@ -34,7 +34,7 @@ def write_case_folder(case: SyntheticCase, folder: str | Path, fmt: str = "nifti
             for role, image in {**case.images, **case.extra_images}.items():
                 sitk.WriteImage(image, str(tmp / f"{role}.nii.gz"), True)
         else:
-            from .dicom import write_case_dicom
+            from CervicalAILib.synth.dicom import write_case_dicom
 
             write_case_dicom(case, tmp / "dicom", seed)
         (tmp / "labels").mkdir()

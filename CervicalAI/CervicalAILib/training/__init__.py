@@ -5,9 +5,9 @@ Only `cervicalai train-seg` and research scripts import this package; the run-ti
 imported inside functions.
 """
 
-from .dataset import CachedCase, build_cache, find_cases, prepare_case
-from .export import export_onnx, write_segmentation_bundle
-from .train import TrainConfig, default_preprocessing, train_segmentation
+from CervicalAILib.training.dataset import CachedCase, build_cache, find_cases, prepare_case
+from CervicalAILib.training.export import export_onnx, write_segmentation_bundle
+from CervicalAILib.training.train import TrainConfig, default_preprocessing, train_segmentation
 
 __all__ = [
     "CachedCase",

@@ -111,7 +111,7 @@ def prepare_case(
     images = {role: case.image(role) for role in roles}
     registration: dict[str, Any] = {}
     if register and len(roles) > 1:
-        from ..registration import register_to_t2
+        from CervicalAILib.registration import register_to_t2
 
         images, results = register_to_t2(images)
         registration = {role: round(float(np.linalg.norm(r.translation_mm)), 3) for role, r in results.items()}

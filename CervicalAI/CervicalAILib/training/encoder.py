@@ -32,14 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from ..deep.config import CropSpec, IntensitySpec, encoder_sections, feature_name
-from ..deep.crops import align_mask, crop_2d, crop_3d
-from ..deep.preprocess import normalise_crop
-from ..errors import CervicalAIError, InputError
-from ..io.case import ROLES, load_case
-from ..measure import mask_array
-from ..models.bundle import Bundle, write_bundle
-from ..progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.deep.config import CropSpec, IntensitySpec, encoder_sections, feature_name
+from CervicalAILib.deep.crops import align_mask, crop_2d, crop_3d
+from CervicalAILib.deep.preprocess import normalise_crop
+from CervicalAILib.errors import CervicalAIError, InputError
+from CervicalAILib.io.case import ROLES, load_case
+from CervicalAILib.measure import mask_array
+from CervicalAILib.models.bundle import Bundle, write_bundle
+from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
 
 log = logging.getLogger(__name__)
 
@@ -420,13 +420,13 @@ def train_encoder(
     """
     import torch
 
-    from .dataset import find_cases
+    from CervicalAILib.training.dataset import find_cases
 
     config = (config or EncoderTrainingConfig()).resolved()
     progress = progress or no_progress
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        from ..errors import OutputExistsError
+        from CervicalAILib.errors import OutputExistsError
 
         raise OutputExistsError(f"{out_dir}: output folder exists and is not empty (use --overwrite to replace it)")
     case_dirs = find_cases(cases)
@@ -597,7 +597,7 @@ def _versions() -> dict[str, str]:
     import onnx
     import torch
 
-    from .. import __version__
+    from CervicalAILib import __version__
 
     return {"cervicalai": __version__, "torch": torch.__version__, "monai": monai.__version__, "onnx": onnx.__version__, "python": platform.python_version()}
 

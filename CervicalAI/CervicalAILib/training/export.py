@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BundleError
-from ..io.hashing import sha256_file
-from ..models.bundle import Bundle, write_bundle
+from CervicalAILib.errors import BundleError
+from CervicalAILib.io.hashing import sha256_file
+from CervicalAILib.models.bundle import Bundle, write_bundle
 
 ONNX_FILE = "model.onnx"
 OPSET = 17

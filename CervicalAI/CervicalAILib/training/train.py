@@ -274,7 +274,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     started = time.perf_counter()
     out = Path(config.out)
     if out.exists() and any(out.iterdir()) and not config.overwrite:
-        from ..errors import OutputExistsError
+        from CervicalAILib.errors import OutputExistsError
 
         raise OutputExistsError(f"{out}: bundle folder exists and is not empty (use --overwrite to replace it)")
     if config.roles[0] != "T2W":
@@ -405,7 +405,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     threshold, dice_by_threshold = choose_threshold(net, val_data, inference_zyx, multiple, device)
     net = net.to("cpu")
     progress(0.96, "exporting to ONNX and verifying against torch")
-    from .export import write_segmentation_bundle
+    from CervicalAILib.training.export import write_segmentation_bundle
 
     report = {
         "stop_reason": stop_reason,
@@ -477,7 +477,7 @@ def software_versions() -> dict[str, str]:
     import SimpleITK
     import torch
 
-    from .. import __version__
+    from CervicalAILib import __version__
 
     return {
         "cervicalai": __version__,

@@ -42,14 +42,14 @@ from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition, ViewProps, ViewType
 
-from .. import RESEARCH_USE_STATEMENT
-from ..background import BackgroundRun, Step, engine_command, engine_environment
-from ..clinical import FIELDS, validate_clinical
-from ..errors import CervicalAIError, InputError
-from ..io import atomic
-from ..readout.summary import summary_text
-from ..worklist import IN_PROGRESS, RATINGS, REVIEWED, SKIPPED, ReaderWorklist
-from . import scene as case_scene
+from CervicalAILib import RESEARCH_USE_STATEMENT
+from CervicalAILib.background import BackgroundRun, Step, engine_command, engine_environment
+from CervicalAILib.clinical import FIELDS, validate_clinical
+from CervicalAILib.errors import CervicalAIError, InputError
+from CervicalAILib.io import atomic
+from CervicalAILib.readout.summary import summary_text
+from CervicalAILib.web import scene as case_scene
+from CervicalAILib.worklist import IN_PROGRESS, RATINGS, REVIEWED, SKIPPED, ReaderWorklist
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..worklist import open_worklist
-from .security import Access, check_access, check_port_free, claim_reader
+from CervicalAILib.web.security import Access, check_access, check_port_free, claim_reader
+from CervicalAILib.worklist import open_worklist
 
 
 def quiet_web_logs() -> None:
@@ -50,7 +50,7 @@ def _run(worklist, reader_list, access: Access, rca_encoder: str | None, ready_f
 
     from trame.app import get_server  # heavy optional packages: only when serving
 
-    from .app import ReviewApp
+    from CervicalAILib.web.app import ReviewApp
 
     server = get_server(f"cervicalai-review-{reader_list.folder_name}", client_type="vue3")
     # trame reads its options from the command line: give it exactly ours, never the user's argv
@@ -65,7 +65,7 @@ def _run(worklist, reader_list, access: Access, rca_encoder: str | None, ready_f
                   f"{len(worklist.cases)} case(s)", flush=True)
             print(f"open {shown.url()}", flush=True)
             if ready_file is not None:
-                from ..io.atomic import write_text
+                from CervicalAILib.io.atomic import write_text
 
                 write_text(ready_file, shown.url() + "\n")
 
