@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from CervicalAILib.segmentation.outputs import OUTPUT_FILES
 
     if args.nnunet_model is not None and args.model is not None:
-        from ..errors import InputError
+        from CervicalAILib.errors import InputError
 
         raise InputError("give either --model or --nnunet-model, not both")
     # the review worklist (`review prepare`) keeps each case's segmentation in CASE/segmentation/ by design

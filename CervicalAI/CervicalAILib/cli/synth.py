@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.cases is None:
         raise InputError("--cases N is required (number of patients to generate)")
-    from ..synth import GENERATOR_VERSION, SynthParams, generate_cohort
+    from CervicalAILib.synth import GENERATOR_VERSION, SynthParams, generate_cohort
 
     params = SynthParams(stage_range=args.stage_range, matrix_scale=args.matrix_scale,
                          generator_version=args.generator_version or GENERATOR_VERSION, sagittal_t2=not args.no_sagittal)

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.iterations < 1 or args.batch_size < 1:
         raise InputError("--epochs, --iterations and --batch-size must be at least 1")
     structures = [s.strip() for s in args.structures.split(",") if s.strip()]
-    from ..training.network import DEFAULT_ARCHITECTURE
+    from CervicalAILib.training.network import DEFAULT_ARCHITECTURE
 
     try:
         channels = [int(c) for c in args.channels.split(",")]
@@ -176,10 +176,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _add_ood(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..progress import line_progress
-    from ..training import find_cases
-    from ..training.ood import add_ood_to_bundle
+    from CervicalAILib.errors import InputError
+    from CervicalAILib.progress import line_progress
+    from CervicalAILib.training import find_cases
+    from CervicalAILib.training.ood import add_ood_to_bundle
 
     if not args.ood_calibration:
         raise InputError("--add-ood needs --ood-calibration (held-out cases that set the threshold)")

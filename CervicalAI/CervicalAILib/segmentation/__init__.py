@@ -11,8 +11,13 @@ range all come from the model bundle (`bundle.json`); a site's own nnU-Net model
 docs/segmentation.md.
 """
 
-from .inference import SegmentationModel, SegmentationResult, load_model, segment_case
-from .outputs import (
+from CervicalAILib.segmentation.inference import (
+    SegmentationModel,
+    SegmentationResult,
+    load_model,
+    segment_case,
+)
+from CervicalAILib.segmentation.outputs import (
     MASK_FILE,
     ORGAN_TABLE_FILE,
     ORGANS_FILE,

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
+from CervicalAILib.errors import InputError
 
 TUMOR = "tumor"
 NO_ANATOMY_MESSAGE = "no cervix or uterus recognised in this study"

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .. import measure
-from ..errors import BundleError, InputError
-from ..io.geometry import overlap_fraction, same_grid
-from ..models.bundle import Bundle, load_bundle
-from ..progress import ProgressCallback, no_progress, sub_progress
-from ..resources import default_bundle_path
-from .anatomy import (
+from CervicalAILib import measure
+from CervicalAILib.errors import BundleError, InputError
+from CervicalAILib.io.geometry import overlap_fraction, same_grid
+from CervicalAILib.models.bundle import Bundle, load_bundle
+from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.resources import default_bundle_path
+from CervicalAILib.segmentation.anatomy import (
     NO_ANATOMY_MESSAGE,
     NO_ANATOMY_STATUS,
     TUMOR,
@@ -38,11 +38,16 @@ from .anatomy import (
     gate_available,
     organ_masks,
 )
-from .confidence import confidence_report
-from .ood import OodModel, not_available
-from .postprocess import postprocess_mask
-from .preprocess import check_preprocessing, foreground_mask, intensity_summary, prepare_inputs
-from .sliding_window import fit_patch, sliding_window_predict
+from CervicalAILib.segmentation.confidence import confidence_report
+from CervicalAILib.segmentation.ood import OodModel, not_available
+from CervicalAILib.segmentation.postprocess import postprocess_mask
+from CervicalAILib.segmentation.preprocess import (
+    check_preprocessing,
+    foreground_mask,
+    intensity_summary,
+    prepare_inputs,
+)
+from CervicalAILib.segmentation.sliding_window import fit_patch, sliding_window_predict
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +355,7 @@ def segment_case(
     if nnunet_model is not None:
         if bundle is not None:
             raise InputError("give either a model bundle or an nnU-Net model folder, not both")
-        from .nnunet import segment_with_nnunet
+        from CervicalAILib.segmentation.nnunet import segment_with_nnunet
 
         return segment_with_nnunet(images, nnunet_model, device, progress)
     seconds: dict[str, float] = {}

@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import BundleError, InputError
-from ..io.geometry import same_grid
-from ..progress import ProgressCallback, no_progress
-from .anatomy import TUMOR, GateSettings, canonical_name, gate_available
-from .ood import not_available
+from CervicalAILib.errors import BundleError, InputError
+from CervicalAILib.io.geometry import same_grid
+from CervicalAILib.progress import ProgressCallback, no_progress
+from CervicalAILib.segmentation.anatomy import TUMOR, GateSettings, canonical_name, gate_available
+from CervicalAILib.segmentation.ood import not_available
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ def segment_with_nnunet(
     progress: ProgressCallback | None = None,
 ):
     """Segment with a site's nnU-Net model; the same result and summary as `segment_case`."""
-    from .inference import finish_segmentation
+    from CervicalAILib.segmentation.inference import finish_segmentation
 
     progress = progress or no_progress
     seconds: dict[str, float] = {}

@@ -12,11 +12,17 @@ reproduces 1.x cohorts. See docs/synthetic_cohort.md for the anatomy, the sequen
 model and its calibration to seed 004, and the realism measurement.
 """
 
-from .case import SyntheticCase
-from .cohort import CohortResult, generate_cohort, sample_cohort_table
-from .labels import ORGAN_GROUPS, ORGAN_LABELS, ORGAN_TABLE, organ_mask
-from .params import GENERATOR_VERSION, SUPPORTED_VERSIONS, OutcomeModel, SynthParams, stage_group
-from .render import IMAGE_ROLES, generate_case
+from CervicalAILib.synth.case import SyntheticCase
+from CervicalAILib.synth.cohort import CohortResult, generate_cohort, sample_cohort_table
+from CervicalAILib.synth.labels import ORGAN_GROUPS, ORGAN_LABELS, ORGAN_TABLE, organ_mask
+from CervicalAILib.synth.params import (
+    GENERATOR_VERSION,
+    SUPPORTED_VERSIONS,
+    OutcomeModel,
+    SynthParams,
+    stage_group,
+)
+from CervicalAILib.synth.render import IMAGE_ROLES, generate_case
 
 __all__ = [
     "GENERATOR_VERSION",

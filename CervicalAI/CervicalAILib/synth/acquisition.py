@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as sfft
 
-from .scanner import SeriesGeometry
-from .textures import fast_normal
+from CervicalAILib.synth.scanner import SeriesGeometry
+from CervicalAILib.synth.textures import fast_normal
 
 F32 = np.float32
 

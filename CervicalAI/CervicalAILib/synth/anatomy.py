@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from .clinical import PatientBiology
-from .params import STREAM_ANATOMY, STREAM_TUMOUR, SynthParams, case_rng
-from .shapes import (
+from CervicalAILib.synth.clinical import PatientBiology
+from CervicalAILib.synth.params import STREAM_ANATOMY, STREAM_TUMOUR, SynthParams, case_rng
+from CervicalAILib.synth.shapes import (
     Cached,
     Capsule,
     Coarse,
@@ -51,8 +51,14 @@ from .shapes import (
     grown,
     rotation_matrix,
 )
-from .tissues import TISSUES
-from .tumour import build_core, build_necrosis, extension_blob, finish_tumour, measure_shape
+from CervicalAILib.synth.tissues import TISSUES
+from CervicalAILib.synth.tumour import (
+    build_core,
+    build_necrosis,
+    extension_blob,
+    finish_tumour,
+    measure_shape,
+)
 
 DEG = math.pi / 180.0
 FAT_LABELS = frozenset({"subcutaneous_fat", "pelvic_fat"})

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..io import atomic
-from ..progress import ProgressCallback, no_progress
-from .clinical import center_probabilities, sample_patient
-from .params import GENERATOR_NAME, GENERATOR_VERSION, SynthParams
+from CervicalAILib.errors import InputError
+from CervicalAILib.io import atomic
+from CervicalAILib.progress import ProgressCallback, no_progress
+from CervicalAILib.synth.clinical import center_probabilities, sample_patient
+from CervicalAILib.synth.params import GENERATOR_NAME, GENERATOR_VERSION, SynthParams
 
 FORMATS = ("nifti", "dicom")
 CLINICAL_COLUMNS = (
@@ -46,13 +46,13 @@ class CohortResult:
 def _version(params: SynthParams):
     """(build_anatomy, center_profile, organ label legend) of the generator version in use."""
     if params.generator_version == GENERATOR_VERSION:
-        from .anatomy import build_anatomy
-        from .labels import label_table
-        from .scanner import center_profile
+        from CervicalAILib.synth.anatomy import build_anatomy
+        from CervicalAILib.synth.labels import label_table
+        from CervicalAILib.synth.scanner import center_profile
 
         return build_anatomy, center_profile, label_table()["labels"]
-    from .v1.anatomy import ORGAN_LABELS, build_anatomy
-    from .v1.scanner import center_profile
+    from CervicalAILib.synth.v1.anatomy import ORGAN_LABELS, build_anatomy
+    from CervicalAILib.synth.v1.scanner import center_profile
 
     return build_anatomy, center_profile, {str(v): k for k, v in ORGAN_LABELS.items()}
 

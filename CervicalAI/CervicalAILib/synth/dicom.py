@@ -18,10 +18,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..io.dicom_write import deterministic_uid, write_dicom_series
-from .case import SyntheticCase
-from .params import GENERATOR_NAME, GENERATOR_VERSION
-from .scanner import Protocol
+from CervicalAILib.io.dicom_write import deterministic_uid, write_dicom_series
+from CervicalAILib.synth.case import SyntheticCase
+from CervicalAILib.synth.params import GENERATOR_NAME, GENERATOR_VERSION
+from CervicalAILib.synth.scanner import Protocol
 
 SERIES_NUMBERS = {"T2W": 2, "T2W_SAG": 3, "DWI": 5, "ADC": 6, "CET1": 9}
 CONTRAST_AGENT = "Gadoterate meglumine"

@@ -22,17 +22,38 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
-from .acquisition import Artefacts, acquire, b0_offset_field, coil_profile, epi_distortion, fat_residual_map
-from .anatomy import Anatomy, build_anatomy
-from .case import SyntheticCase
-from .clinical import sample_patient
-from .labels import ORGAN_LABELS, label_table
-from .params import GENERATOR_VERSION, STREAM_SERIES, SynthParams, case_rng
-from .scanner import MAX_STORED_VALUE, CenterProfile, SeriesGeometry, center_profile, series_geometry
-from .shapes import F32, GridSampler, Layer, Structure
-from .textures import SeriesTextures
-from .tissues import FAT_ADC, TISSUES, Tissue, chemical_shift_pixels, fat_signal, jittered, water_signal
+from CervicalAILib.errors import InputError
+from CervicalAILib.synth.acquisition import (
+    Artefacts,
+    acquire,
+    b0_offset_field,
+    coil_profile,
+    epi_distortion,
+    fat_residual_map,
+)
+from CervicalAILib.synth.anatomy import Anatomy, build_anatomy
+from CervicalAILib.synth.case import SyntheticCase
+from CervicalAILib.synth.clinical import sample_patient
+from CervicalAILib.synth.labels import ORGAN_LABELS, label_table
+from CervicalAILib.synth.params import GENERATOR_VERSION, STREAM_SERIES, SynthParams, case_rng
+from CervicalAILib.synth.scanner import (
+    MAX_STORED_VALUE,
+    CenterProfile,
+    SeriesGeometry,
+    center_profile,
+    series_geometry,
+)
+from CervicalAILib.synth.shapes import F32, GridSampler, Layer, Structure
+from CervicalAILib.synth.textures import SeriesTextures
+from CervicalAILib.synth.tissues import (
+    FAT_ADC,
+    TISSUES,
+    Tissue,
+    chemical_shift_pixels,
+    fat_signal,
+    jittered,
+    water_signal,
+)
 
 # Image roles in the order they are made; ADC comes from the DWI acquisition.
 IMAGE_ROLES = ("T2W", "ADC", "DWI", "CET1")
@@ -487,7 +508,7 @@ def generate_case(case_index: int, seed: int, params: SynthParams | None = None,
     """
     params = (params or SynthParams()).validate()
     if params.generator_version != GENERATOR_VERSION:
-        from .v1.render import generate_case as generate_v1
+        from CervicalAILib.synth.v1.render import generate_case as generate_v1
 
         return generate_v1(case_index, seed, params, n_centers, latent_overrides)
     if case_index < 0 or seed < 0:

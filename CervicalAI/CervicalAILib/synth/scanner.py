@@ -66,7 +66,7 @@ class Protocol:
         return self.fov_mm / (self.acq_matrix * (self.phase_resolution if along_phase else 1.0))
 
     def sequence_parameters(self, field_strength: float):
-        from .tissues import SequenceParameters
+        from CervicalAILib.synth.tissues import SequenceParameters
 
         return SequenceParameters(self.sequence, field_strength, self.echo_time_ms, self.repetition_time_ms,
                                   self.flip_angle_deg)

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import special
 
-from .shapes import upsample_axis
+from CervicalAILib.synth.shapes import upsample_axis
 
 F32 = np.float32
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from ..io import atomic
-from .case import SyntheticCase
+from CervicalAILib.io import atomic
+from CervicalAILib.synth.case import SyntheticCase
 
 
 def write_case_folder(case: SyntheticCase, folder: str | Path, fmt: str = "nifti", seed: int = 0,

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
-from ..io.atomic import atomic_path, write_json
-from ..io.case import is_case_folder, load_case
-from ..progress import ProgressCallback, no_progress
-from ..segmentation.anatomy import TUMOR, canonical_name, label_mask, read_label_table
-from ..segmentation.preprocess import intensity_summary, prepare_inputs, resample_onto
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.atomic import atomic_path, write_json
+from CervicalAILib.io.case import is_case_folder, load_case
+from CervicalAILib.progress import ProgressCallback, no_progress
+from CervicalAILib.segmentation.anatomy import TUMOR, canonical_name, label_mask, read_label_table
+from CervicalAILib.segmentation.preprocess import intensity_summary, prepare_inputs, resample_onto
 
 log = logging.getLogger(__name__)
 

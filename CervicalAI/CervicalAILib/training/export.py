@@ -169,10 +169,10 @@ def write_segmentation_bundle(
     case_dirs: Sequence[Path],
 ) -> tuple[Bundle, float]:
     """Export `net` and write the complete bundle at `config.out`; returns (bundle, max ONNX error)."""
-    from ..segmentation.anatomy import GateSettings, canonical_name, gate_available
-    from .network import size_multiple_zyx
-    from .ood import add_feature_output
-    from .train import software_versions
+    from CervicalAILib.segmentation.anatomy import GateSettings, canonical_name, gate_available
+    from CervicalAILib.training.network import size_multiple_zyx
+    from CervicalAILib.training.ood import add_feature_output
+    from CervicalAILib.training.train import software_versions
 
     patch_zyx = list(config.patch_size_xyz[::-1])
     inference_zyx = list(config.inference_patch_size_xyz[::-1])
@@ -255,7 +255,7 @@ def write_segmentation_bundle(
             manifest["anatomy_gate"] = GateSettings().to_dict()
         synth_fraction = float(getattr(config, "synth_fraction", 0.0))
         if synth_fraction > 0:
-            from .synthesis import SynthesisSettings
+            from CervicalAILib.training.synthesis import SynthesisSettings
 
             manifest["provenance"]["recipe"]["domain_randomisation"] = {
                 "fraction": synth_fraction,

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BundleError, InputError
-from ..models.bundle import Bundle, load_bundle, write_bundle
-from ..progress import ProgressCallback, no_progress, sub_progress
-from ..segmentation.ood import OOD_SCHEMA, case_feature_vector
+from CervicalAILib.errors import BundleError, InputError
+from CervicalAILib.models.bundle import Bundle, load_bundle, write_bundle
+from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.segmentation.ood import OOD_SCHEMA, case_feature_vector
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ def add_feature_output(
 
 def case_images(case_dir: Path, roles: Sequence[str], register: bool = True) -> dict[str, Any]:
     """A case folder's sequences for `roles`, co-registered onto its T2WI as the runtime does."""
-    from ..io.case import load_case
-    from ..io.geometry import same_grid
+    from CervicalAILib.io.case import load_case
+    from CervicalAILib.io.geometry import same_grid
 
     case = load_case(case_dir)
     missing = [role for role in roles if role not in case.roles]
@@ -108,7 +108,7 @@ def case_images(case_dir: Path, roles: Sequence[str], register: bool = True) -> 
         raise InputError(f"case lacks {', '.join(missing)}", case_dir)
     images = {role: case.image(role) for role in roles}
     if register and any(not same_grid(images[r], images["T2W"]) for r in roles if r != "T2W"):
-        from ..registration import register_to_t2
+        from CervicalAILib.registration import register_to_t2
 
         images, _ = register_to_t2(images)
     return images
@@ -132,7 +132,7 @@ def case_vectors(
     model, case_dirs: Sequence[Path], register: bool = True, progress: ProgressCallback | None = None
 ) -> list[np.ndarray]:
     """One feature vector per case folder, prepared exactly as at run time."""
-    from ..segmentation.preprocess import prepare_inputs
+    from CervicalAILib.segmentation.preprocess import prepare_inputs
 
     progress = progress or no_progress
     vectors = []
@@ -247,14 +247,14 @@ def add_ood_to_bundle(
 ) -> Bundle:
     """`source` bundle with the feature output added to its network and ood.json fitted on case
     folders, written to `out`. The probability output is unchanged (checked), so segmentations are too."""
-    from ..segmentation.inference import SegmentationModel
-    from ..training.export import dataset_provenance
+    from CervicalAILib.segmentation.inference import SegmentationModel
+    from CervicalAILib.training.export import dataset_provenance
 
     progress = progress or no_progress
     bundle = source if isinstance(source, Bundle) else load_bundle(source, task="segmentation")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        from ..errors import OutputExistsError
+        from CervicalAILib.errors import OutputExistsError
 
         raise OutputExistsError(f"{out}: bundle folder exists and is not empty (use --overwrite to replace it)")
     manifest = json.loads(json.dumps(bundle.manifest))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..segmentation.preprocess import normalize
+from CervicalAILib.segmentation.preprocess import normalize
 
 SCALE = 1000.0  # arbitrary raw intensity unit of a synthetic image (normalisation removes it)
 

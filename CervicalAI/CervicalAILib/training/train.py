@@ -24,14 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..io.atomic import atomic_path, write_json
-from ..progress import ProgressCallback, no_progress, sub_progress
-from ..segmentation.anatomy import TUMOR, canonical_name
-from ..segmentation.preprocess import pad_to_shape
-from ..segmentation.sliding_window import fit_patch, sliding_window_predict
-from .dataset import CachedCase, build_cache, find_cases, training_range
-from .network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
+from CervicalAILib.errors import InputError
+from CervicalAILib.io.atomic import atomic_path, write_json
+from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.segmentation.anatomy import TUMOR, canonical_name
+from CervicalAILib.segmentation.preprocess import pad_to_shape
+from CervicalAILib.segmentation.sliding_window import fit_patch, sliding_window_predict
+from CervicalAILib.training.dataset import CachedCase, build_cache, find_cases, training_range
+from CervicalAILib.training.network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
 
 log = logging.getLogger(__name__)
 
@@ -444,7 +444,7 @@ def _randomised(
     """The sample with (at `synth_fraction`) its image replaced by one synthesised from its label map."""
     label_map = sample.pop("label_map", None)
     if label_map is not None and synth_fraction > 0 and rng.random() < synth_fraction:
-        from .synthesis import synthesize
+        from CervicalAILib.training.synthesis import synthesize
 
         sample["image"] = synthesize(label_map, normalization, rng)
     return sample
@@ -453,8 +453,8 @@ def _randomised(
 def fit_bundle_ood(bundle, config: TrainConfig, train_data, val_data, work: Path, progress: ProgressCallback):
     """The bundle again with its OOD score: feature vectors of the (cached) training cases, the
     threshold from `config.ood_calibration` cases (prepared into their own cache) or the validation cases."""
-    from ..segmentation.inference import SegmentationModel
-    from .ood import attach_ood, vectors_from_volumes
+    from CervicalAILib.segmentation.inference import SegmentationModel
+    from CervicalAILib.training.ood import attach_ood, vectors_from_volumes
 
     model = SegmentationModel(bundle)
     calibration = val_data

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from ..clinical import PatientBiology
-from ..params import STREAM_ANATOMY, STREAM_TUMOUR, SynthParams, case_rng
-from .shapes import (
+from CervicalAILib.synth.clinical import PatientBiology
+from CervicalAILib.synth.params import STREAM_ANATOMY, STREAM_TUMOUR, SynthParams, case_rng
+from CervicalAILib.synth.v1.shapes import (
     Ellipsoid,
     Layer,
     NoiseField,
@@ -35,7 +35,7 @@ from .shapes import (
     frame_from_axis,
     rotation_matrix,
 )
-from .tumour import (
+from CervicalAILib.synth.v1.tumour import (
     build_core,
     build_necrosis,
     extension_blob,

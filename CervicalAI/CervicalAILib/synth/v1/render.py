@@ -20,13 +20,13 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import special
 
-from ...errors import InputError
-from ..case import SyntheticCase
-from ..clinical import sample_patient
-from ..params import STREAM_SERIES, SynthParams, case_rng
-from . import VERSION as GENERATOR_VERSION
-from .anatomy import ORGAN_LABELS, Anatomy, build_anatomy
-from .scanner import (
+from CervicalAILib.errors import InputError
+from CervicalAILib.synth.case import SyntheticCase
+from CervicalAILib.synth.clinical import sample_patient
+from CervicalAILib.synth.params import STREAM_SERIES, SynthParams, case_rng
+from CervicalAILib.synth.v1 import VERSION as GENERATOR_VERSION
+from CervicalAILib.synth.v1.anatomy import ORGAN_LABELS, Anatomy, build_anatomy
+from CervicalAILib.synth.v1.scanner import (
     MAX_STORED_VALUE,
     CenterProfile,
     Protocol,
@@ -34,8 +34,13 @@ from .scanner import (
     center_profile,
     series_geometry,
 )
-from .shapes import F32, GridSampler, Layer, Structure
-from .tissues import CONTRAST_REFERENCE, TISSUES, TUMOUR_CELLULARITY_TEXTURE, tissue_channels
+from CervicalAILib.synth.v1.shapes import F32, GridSampler, Layer, Structure
+from CervicalAILib.synth.v1.tissues import (
+    CONTRAST_REFERENCE,
+    TISSUES,
+    TUMOUR_CELLULARITY_TEXTURE,
+    tissue_channels,
+)
 
 # Image roles in the order they are made; ADC comes from the DWI acquisition.
 IMAGE_ROLES = ("T2W", "ADC", "DWI", "CET1")

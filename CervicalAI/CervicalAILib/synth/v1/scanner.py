@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from ..params import SynthParams, center_letter
-from .shapes import rotation_matrix
+from CervicalAILib.synth.params import SynthParams, center_letter
+from CervicalAILib.synth.v1.shapes import rotation_matrix
 
 # Series written per case and the image roles they produce (ADC is computed from the DWI).
 SERIES = ("T2W", "DWI", "CET1")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
-from .shapes import (
+from CervicalAILib.synth.v1.shapes import (
     Ellipsoid,
     Intersection,
     NoiseField,
