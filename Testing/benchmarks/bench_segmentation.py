@@ -80,7 +80,7 @@ def run_inference(records: list[dict], bundle: str | None = None, roles: list[st
 
 
 def score(results: list[dict]) -> list[dict]:
-    from CervicalAILib import measure
+    from CervicalAILib.io import measurements as measure
 
     rows = []
     for item in results:

@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 def one_core(n_cases: int, seed: int) -> dict[str, list[float]]:
     import SimpleITK as sitk
 
-    from CervicalAILib.synth import SynthParams, generate_case
-    from CervicalAILib.synth.writer import write_case_folder
+    from CervicalAILib.research.synth import SynthParams, generate_case
+    from CervicalAILib.research.synth.writer import write_case_folder
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     params = SynthParams()
@@ -68,7 +68,7 @@ def _cpu_seconds() -> float:
 
 def throughput(n_cases: int, seed: int, jobs: int) -> tuple[float, float]:
     """(wall seconds, CPU seconds of all processes) for a cohort of n_cases with `jobs` workers."""
-    from CervicalAILib.synth import generate_cohort
+    from CervicalAILib.research.synth import generate_cohort
 
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
         cpu, start = _cpu_seconds(), time.perf_counter()
@@ -77,8 +77,8 @@ def throughput(n_cases: int, seed: int, jobs: int) -> tuple[float, float]:
 
 
 def dicom_cost(n_cases: int, seed: int) -> tuple[float, float]:
-    from CervicalAILib.synth import SynthParams, generate_case
-    from CervicalAILib.synth.writer import write_case_folder
+    from CervicalAILib.research.synth import SynthParams, generate_case
+    from CervicalAILib.research.synth.writer import write_case_folder
 
     nifti, dicom = [], []
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:

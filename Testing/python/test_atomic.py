@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib.errors import OutputExistsError
-from CervicalAILib.io import atomic
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import OutputExistsError
 
 
 def test_failed_write_keeps_old_file(tmp_path):

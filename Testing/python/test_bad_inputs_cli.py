@@ -24,7 +24,7 @@ import SimpleITK as sitk
 
 from CervicalAILib.cli import main
 from CervicalAILib.io.images import read_image
-from CervicalAILib.review import mark_reviewed
+from CervicalAILib.review.record import mark_reviewed
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "campaign-secret-key-0123456789"
@@ -57,8 +57,8 @@ def tree_hashes(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def patients(tmp_path_factory):
     """Patients A and B: case folders, registered case folders, automatic segmentations (shipped model)."""
-    from CervicalAILib.synth import SynthParams, generate_case
-    from CervicalAILib.synth.writer import write_case_folder
+    from CervicalAILib.research.synth import SynthParams, generate_case
+    from CervicalAILib.research.synth.writer import write_case_folder
 
     root = tmp_path_factory.mktemp("patients")
     world = {"root": root}
@@ -443,7 +443,7 @@ def test_a_mask_that_cannot_be_the_tumour_is_refused(patients, tmp_path, capsys,
 
 
 def test_an_edited_shipped_bundle_is_refused_and_a_copy_is_marked_user_supplied(patients, tmp_path, capsys, monkeypatch):
-    from CervicalAILib.models import catalog
+    from CervicalAILib.bundles import catalog
 
     shipped = REPO / "Resources" / "Models" / "cervix-tumor-seg-mpmri"
     copy = copy_tree(shipped, tmp_path / "Models" / "cervix-tumor-seg-mpmri")
@@ -472,12 +472,12 @@ def test_the_catalogue_pins_every_shipped_bundle():
     result = subprocess.run([sys.executable, str(REPO / "tools" / "update_model_catalog.py"), "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    from CervicalAILib.models.bundle import load_bundle
-    from CervicalAILib.resources import DEFAULT_BUNDLES
+    from CervicalAILib.bundles.defaults import DEFAULT_BUNDLES
+    from CervicalAILib.bundles.format import load_bundle
 
     for folder in DEFAULT_BUNDLES.values():
         assert load_bundle(REPO / "Resources" / "Models" / folder).source == "shipped"
-    engine_schemas = sorted((REPO / "CervicalAI" / "CervicalAILib" / "schemas").glob("*.schema.json"))
+    engine_schemas = sorted((REPO / "CervicalAI" / "CervicalAILib" / "contracts" / "schemas").glob("*.schema.json"))
     assert [p.name for p in engine_schemas] == ["model-catalog.schema.json", "readout.schema.json",
                                                 "segmentation.schema.json"]
     for engine in engine_schemas:  # the copies in docs/ for readers are the engine's

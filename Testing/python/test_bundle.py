@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from CervicalAILib.errors import BundleError, OutputExistsError
-from CervicalAILib.models.bundle import SCHEMA, load_bundle, write_bundle
+from CervicalAILib.bundles.format import SCHEMA, load_bundle, write_bundle
+from CervicalAILib.core.errors import BundleError, OutputExistsError
 
 
 def _manifest(**extra):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError, OutputExistsError
+from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.io.case import load_case, write_case
 from CervicalAILib.io.images import read_image
 

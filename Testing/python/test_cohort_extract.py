@@ -15,9 +15,9 @@ import SimpleITK as sitk
 from deep_testdata import write_encoder_bundle
 
 from CervicalAILib.cli import main
-from CervicalAILib.cohort import ExtractionConfig, extract_case, extract_cohort, read_cohort_table
-from CervicalAILib.cohort.extract import parts_dir_for, sidecar_path_for
-from CervicalAILib.errors import InputError, OutputExistsError
+from CervicalAILib.core.errors import InputError, OutputExistsError
+from CervicalAILib.research.cohort import ExtractionConfig, extract_case, extract_cohort, read_cohort_table
+from CervicalAILib.research.cohort.extract import parts_dir_for, sidecar_path_for
 
 ROLES = ("T2W", "DWI", "CET1")
 # Small pyradiomics settings (original image, shape + first order) keep the tests fast; the
@@ -45,7 +45,7 @@ ENCODER_2D = {"mode": "2d", "size": [16, 16], "channels": 3, "channel_mode": "ne
 
 
 def _generate(folder: Path, n_cases: int, seed: int) -> Path:
-    from CervicalAILib.synth import SynthParams, generate_cohort
+    from CervicalAILib.research.synth import SynthParams, generate_cohort
 
     generate_cohort(folder, n_cases, seed, centers=2, params=SynthParams(matrix_scale=0.3))
     return folder
@@ -92,9 +92,9 @@ def _case_ids(material) -> list[str]:
 
 def test_table_sidecar_and_values_match_direct_extraction(material, tmp_path):
     """Two workers; every value equals a direct extraction with the sequence's own mask."""
-    from CervicalAILib.deep import extract_deep_features, load_encoder
-    from CervicalAILib.models.table import read_feature_table
-    from CervicalAILib.radiomics import extract_features, load_settings
+    from CervicalAILib.features.deep import extract_deep_features, load_encoder
+    from CervicalAILib.features.radiomic import extract_features, load_settings
+    from CervicalAILib.research.fit.table import read_feature_table
 
     out = tmp_path / "features.parquet"
     result = extract_cohort(material["cohort"], out, _config(material), jobs=2)
@@ -202,7 +202,7 @@ def test_partial_run_with_another_configuration_is_refused_naming_the_difference
 
 
 def test_failed_case_is_logged_listed_and_excluded_while_the_rest_continue(material, tmp_path, capsys):
-    from CervicalAILib.models.table import read_feature_table
+    from CervicalAILib.research.fit.table import read_feature_table
 
     ids = _case_ids(material)[:3]
     cohort = _copy_cohort(material, tmp_path / "cohort", cases=ids)
@@ -261,7 +261,7 @@ def test_mask_policy_transform_scanner_geometry_and_registration(material, tmp_p
         a, b = sitk.GetArrayFromImage(mask_a) > 0, sitk.GetArrayFromImage(mask_b) > 0
         return 2.0 * np.sum(a & b) / (a.sum() + b.sum())
 
-    from CervicalAILib.cohort.extract import _CaseInputs, case_masks
+    from CervicalAILib.research.cohort.extract import _CaseInputs, case_masks
 
     inputs = _CaseInputs(case)
     images = {"T2W": inputs.image("T2W"), "DWI": inputs.image("DWI")}
@@ -339,7 +339,7 @@ def test_part_files_are_gzip_json_with_the_input_stamp(material, tmp_path):
 
 def test_dicom_case_folders_give_the_nifti_values(material, tmp_path):
     """A cohort of DICOM studies (case/dicom/<series>/, labels beside) is extracted like NIfTI cases."""
-    from CervicalAILib.synth import SynthParams, generate_cohort
+    from CervicalAILib.research.synth import SynthParams, generate_cohort
 
     cohort = tmp_path / "dicom_cohort"
     generate_cohort(cohort, 1, 3, centers=2, fmt="dicom", params=SynthParams(matrix_scale=0.3))
@@ -356,8 +356,8 @@ def test_dicom_case_folders_give_the_nifti_values(material, tmp_path):
 
 def test_second_segmentation_by_mask_label_feeds_the_icc_filter(material, tmp_path):
     """--mask-label: a second reader's T2WI contour for every sequence, then ICC between the two tables."""
+    from CervicalAILib.features.radiomic import extract_features, load_settings
     from CervicalAILib.io.case import load_case
-    from CervicalAILib.radiomics import extract_features, load_settings
 
     ids = _case_ids(material)
     cohort = _copy_cohort(material, tmp_path / "cohort")

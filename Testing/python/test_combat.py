@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.io.atomic import to_json
-from CervicalAILib.models.combat import MODE_CENTER, MODE_POOLED, apply_combat, fit_combat, subset_combat
+from CervicalAILib.core.atomic import to_json
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.scoring.combat import MODE_CENTER, MODE_POOLED, apply_combat, fit_combat, subset_combat
 
 
 def _multicentre(n=240, p=12, seed=1, covariate=True):

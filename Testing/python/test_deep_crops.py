@@ -7,7 +7,8 @@ import pytest
 import SimpleITK as sitk
 from deep_testdata import ellipsoid_case, make_image, rotation_z
 
-from CervicalAILib.deep import (
+from CervicalAILib.core.errors import BundleError, InputError
+from CervicalAILib.features.deep import (
     CropSpec,
     IntensitySpec,
     align_mask,
@@ -16,7 +17,6 @@ from CervicalAILib.deep import (
     crop_tumour,
     normalise_crop,
 )
-from CervicalAILib.errors import BundleError, InputError
 
 
 def box_case(size=(140, 140, 12), spacing=(0.6, 0.6, 4.0), boxes=None, value=300.0, noise=5.0, seed=0, **kwargs):

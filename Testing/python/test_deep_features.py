@@ -10,10 +10,10 @@ import pytest
 import SimpleITK as sitk
 from deep_testdata import ellipsoid_case, reference_features, write_encoder_bundle
 
-from CervicalAILib.deep import crop_tumour, extract_deep_features, load_encoder, normalise_crop
-from CervicalAILib.deep.config import feature_name
-from CervicalAILib.errors import BundleError, InputError
-from CervicalAILib.models.bundle import load_bundle
+from CervicalAILib.bundles.format import load_bundle
+from CervicalAILib.core.errors import BundleError, InputError
+from CervicalAILib.features.deep import crop_tumour, extract_deep_features, load_encoder, normalise_crop
+from CervicalAILib.features.deep.config import feature_name
 
 CROP_2D = {"mode": "2d", "size": [24, 24], "channels": 3, "margin_mm": 4.0, "spacing_mm": [1.5, 1.5], "fit": True,
            "masking": "tumor", "antialias": True}
@@ -201,7 +201,7 @@ def test_gpu_request_falls_back_to_cpu_with_a_warning(encoders, caplog):
 @pytest.mark.parametrize(("purpose", "name", "mode"), [("encoder-2d", "resnet2d", "2d"), ("encoder-3d", "resnet3d", "3d")])
 def test_default_encoders(purpose, name, mode):
     """The shipped encoders: declared as documented, small, honest cards, and features that follow the tumour."""
-    from CervicalAILib.resources import default_bundle_path
+    from CervicalAILib.bundles.defaults import default_bundle_path
 
     encoder = load_encoder(default_bundle_path(purpose))
     assert (encoder.name, encoder.dim, encoder.spec.crop.mode) == (name, 128, mode)

@@ -10,14 +10,14 @@ import SimpleITK as sitk
 from deep_testdata import ellipsoid_case
 
 from CervicalAILib.cli import main
-from CervicalAILib.deep import extract_deep_features, load_encoder
-from CervicalAILib.errors import CervicalAIError, InputError
+from CervicalAILib.core.errors import CervicalAIError, InputError
+from CervicalAILib.features.deep import extract_deep_features, load_encoder
 from CervicalAILib.io.case import load_case, write_case
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-from CervicalAILib.training.encoder import (  # noqa: E402 - after the importorskip guards
+from CervicalAILib.research.training.encoder import (  # noqa: E402 - after the importorskip guards
     EncoderTrainingConfig,
     augment,
     build_backbone,

@@ -14,13 +14,13 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from synthetic_dicom import make_series
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.export.deidentify import Deidentifier, load_key, profile_table, resolve_action
 from CervicalAILib.export.dicom_seg import export_dicom_seg, load_reference_series, read_dicom_seg
 from CervicalAILib.export.masks import export_mask_file
 from CervicalAILib.export.nnunet import export_nnunet
 from CervicalAILib.io.case import write_case
-from CervicalAILib.review import mark_reviewed
+from CervicalAILib.review.record import mark_reviewed
 
 KEY = b"site-secret-key-0123456789"
 UID_SYNTAX = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")

@@ -12,13 +12,13 @@ import SimpleITK as sitk
 from synthetic_dicom import make_series
 
 from CervicalAILib.cli import main
-from CervicalAILib.errors import InputError, OutputExistsError
+from CervicalAILib.contracts.terminology import TUMOUR_TERMINOLOGY
+from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.export.dicom_seg import export_dicom_seg, load_reference_series, read_dicom_seg
 from CervicalAILib.export.manifest import verify_manifest
 from CervicalAILib.export.masks import export_mask_file
 from CervicalAILib.io.geometry import same_grid
-from CervicalAILib.review import mark_reviewed
-from CervicalAILib.terminology import TUMOUR_TERMINOLOGY
+from CervicalAILib.review.record import mark_reviewed
 from conftest import refdata_path
 
 OBLIQUE = dict(row_direction=(1.0, 0.2, 0.0), column_direction=(-0.2, 1.0, 0.1))

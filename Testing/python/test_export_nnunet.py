@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError, OutputExistsError
+from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.export import nnunet as nnunet_module
 from CervicalAILib.export.manifest import verify_manifest
 from CervicalAILib.export.nnunet import check_nnunet_dataset, export_nnunet
 from CervicalAILib.io.case import write_case
 from CervicalAILib.io.geometry import same_grid
-from CervicalAILib.review import mark_reviewed
+from CervicalAILib.review.record import mark_reviewed
 
 
 def _image(array: np.ndarray, spacing, origin=(-40.0, -30.0, -10.0), direction=None) -> sitk.Image:
@@ -117,8 +117,8 @@ def test_dataset_passes_nnunets_own_integrity_check(tmp_path, cases, monkeypatch
 
 
 def test_rigid_registration_brings_sequences_onto_the_t2_grid(tmp_path):
-    from CervicalAILib.synth import SynthParams, generate_case
-    from CervicalAILib.synth.writer import write_case_folder
+    from CervicalAILib.research.synth import SynthParams, generate_case
+    from CervicalAILib.research.synth.writer import write_case_folder
 
     case = generate_case(0, seed=3, params=SynthParams(matrix_scale=0.3))
     folder = write_case_folder(case, tmp_path / "SYN")

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.models.fit import FitConfig, fit_risk_model
-from CervicalAILib.models.risk_bundle import SYNTHETIC_STATEMENT, write_risk_bundle
-from CervicalAILib.models.scores import score_patient
-from CervicalAILib.models.selection import SelectionConfig
-from CervicalAILib.models.simulate import simulate_feature_table
-from CervicalAILib.models.table import SplitSpec, feature_table_from_frame
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.research.fit.fit import FitConfig, fit_risk_model
+from CervicalAILib.research.fit.selection import SelectionConfig
+from CervicalAILib.research.fit.simulate import simulate_feature_table
+from CervicalAILib.research.fit.table import SplitSpec, feature_table_from_frame
+from CervicalAILib.scoring.patient import score_patient
+from CervicalAILib.scoring.risk_model import SYNTHETIC_STATEMENT, write_risk_bundle
 
 FAST = SelectionConfig(lasso_folds=5, lasso_n_c=12)
 
@@ -212,7 +212,7 @@ def test_table_problems_are_refused():
 
 
 def test_bundle_cutoff_is_the_best_youden_index_by_brute_force():
-    from CervicalAILib.models.fit import youden_cutoff
+    from CervicalAILib.research.fit.fit import youden_cutoff
 
     rng = np.random.default_rng(12)
     for trial in range(5):
@@ -228,7 +228,7 @@ def test_bundle_cutoff_is_the_best_youden_index_by_brute_force():
 
 
 def test_missing_values_are_judged_on_training_cases_only():
-    from CervicalAILib.models.fit import FitConfig, _drop_missing
+    from CervicalAILib.research.fit.fit import FitConfig, _drop_missing
 
     frame = pd.DataFrame({"f_ok": [1.0, 2.0, 3.0, 4.0, np.nan, np.nan], "f_gappy": [1.0, np.nan, np.nan, 2.0, 5.0, 6.0],
                           "f_one_gap": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0]},
@@ -244,7 +244,7 @@ def test_missing_values_are_judged_on_training_cases_only():
 
 
 def test_one_split_for_several_endpoints_when_stratified_by_a_column():
-    from CervicalAILib.models.table import assign_cohorts
+    from CervicalAILib.research.fit.table import assign_cohorts
 
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({"center": rng.choice(["A", "B"], 200, p=[0.7, 0.3]), "lnm": rng.integers(0, 2, 200),

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from CervicalAILib.cli import main
-from CervicalAILib.models.risk_bundle import load_risk_model
-from CervicalAILib.models.simulate import simulate_feature_table
+from CervicalAILib.research.fit.simulate import simulate_feature_table
+from CervicalAILib.scoring.risk_model import load_risk_model
 
 SETTINGS_CET1 = "binWidth: 25\nnormalize: true\nimageType:\n  Wavelet: {}\n"
 

@@ -9,8 +9,8 @@ import pytest
 from worklist_testdata import box, image, make_cohort
 
 from CervicalAIHubLib.worklist_panel import WorklistPanel
-from CervicalAILib.errors import InputError
-from CervicalAILib.worklist import REVIEW_DIR, open_worklist
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.review.worklist import REVIEW_DIR, open_worklist
 
 
 @pytest.fixture

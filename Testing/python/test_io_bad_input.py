@@ -12,9 +12,9 @@ import SimpleITK as sitk
 from synthetic_dicom import dwi_kwargs, make_series
 
 from CervicalAILib.cli import main
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import write_case
-from CervicalAILib.io.study import load_study
+from CervicalAILib.study.load import load_study
 
 STUDY = "1.2.826.0.1.3680043.8.498.77"
 

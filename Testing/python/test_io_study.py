@@ -12,12 +12,12 @@ import SimpleITK as sitk
 from synthetic_dicom import dwi_kwargs, make_series
 
 from CervicalAILib.cli import main
-from CervicalAILib.errors import InputError
-from CervicalAILib.io.atomic import to_json
+from CervicalAILib.core.atomic import to_json
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import write_case
 from CervicalAILib.io.dicom import SeriesHeader
 from CervicalAILib.io.geometry import resample_to_reference
-from CervicalAILib.io.study import load_study, recognise
+from CervicalAILib.study.load import load_study, recognise
 from conftest import refdata_path
 
 PROSTATEX = ("mri", "ProstateX-0000_dicom")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib import measure
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.io import measurements as measure
 
 
 def _blob(seed: int, shape=(14, 40, 44), spacing=(0.7, 0.9, 4.0), direction=None) -> sitk.Image:

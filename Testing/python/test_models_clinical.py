@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.models.clinical import check_clinical_value, infer_variable, univariate_test
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.research.fit.clinical import check_clinical_value, infer_variable, univariate_test
 
 
 def test_kinds_and_coding():

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from CervicalAILib.errors import BundleError, InputError
-from CervicalAILib.models.bundle import write_bundle
-from CervicalAILib.models.nomogram import build_nomogram
-from CervicalAILib.models.risk_bundle import RiskModel, load_risk_model
+from CervicalAILib.bundles.format import write_bundle
+from CervicalAILib.core.errors import BundleError, InputError
+from CervicalAILib.scoring.nomogram import build_nomogram
+from CervicalAILib.scoring.risk_model import RiskModel, load_risk_model
 
 RAD = ["CET1_wavelet-HLH_gldm_SmallDependenceEmphasis", "ADC_original_firstorder_Median"]
 DL = ["T2W_dl-resnet2d_F0001"]
@@ -86,7 +86,7 @@ PATIENT = {RAD[0]: 12.0, RAD[1]: 90.0, DL[0]: 0.4}
 
 @pytest.mark.parametrize("center", ["A", "B"])
 def test_scores_by_hand(model, center):
-    from CervicalAILib.models.scores import score_patient
+    from CervicalAILib.scoring.patient import score_patient
 
     out = score_patient(model, PATIENT, {"c_lnm": "yes"}, center=center)
     entries = {**model.combat["families"]["radiomics"]["features"], **model.combat["families"]["dl-resnet2d"]["features"]}
@@ -108,7 +108,7 @@ def test_scores_by_hand(model, center):
 
 
 def test_unknown_centre_uses_pooled_reference_and_warns(model):
-    from CervicalAILib.models.scores import score_patient
+    from CervicalAILib.scoring.patient import score_patient
 
     out = score_patient(model, PATIENT, {"c_lnm": 0}, center="Z")
     assert out["harmonisation"]["mode"] == "pooled"
@@ -120,7 +120,7 @@ def test_unknown_centre_uses_pooled_reference_and_warns(model):
 
 
 def test_missing_inputs_make_scores_unavailable_never_imputed(model):
-    from CervicalAILib.models.scores import score_patient
+    from CervicalAILib.scoring.patient import score_patient
 
     out = score_patient(model, {RAD[0]: 12.0, RAD[1]: 90.0}, {"c_lnm": 1}, center="A")  # no T2W deep feature
     assert out["dl_score"] is None and out["probability"] is None and out["nomogram"] is None
@@ -135,7 +135,7 @@ def test_missing_inputs_make_scores_unavailable_never_imputed(model):
 
 
 def test_invalid_clinical_value(model):
-    from CervicalAILib.models.scores import score_patient
+    from CervicalAILib.scoring.patient import score_patient
 
     with pytest.raises(InputError, match="'c_lnm' = 3: expected yes/no"):
         score_patient(model, PATIENT, {"c_lnm": 3}, center="A")
@@ -144,7 +144,7 @@ def test_invalid_clinical_value(model):
 
 
 def test_out_of_range_values_warn(model):
-    from CervicalAILib.models.scores import score_patient
+    from CervicalAILib.scoring.patient import score_patient
 
     out = score_patient(model, PATIENT | {RAD[0]: 40.0}, {"c_lnm": 0}, center="A")
     assert out["probability"] is not None
@@ -168,7 +168,7 @@ def test_load_refuses_a_model_file_of_another_kind(tmp_path):
 
 
 def test_categorical_clinical_term(model):
-    from CervicalAILib.models.scores import score_patient
+    from CervicalAILib.scoring.patient import score_patient
 
     term = {"name": "histology", "label": "Histology", "type": "categorical", "kind": "categorical",
             "levels": ["AC", "ASC", "SCC"], "reference": "SCC", "columns": ["histology=AC", "histology=ASC"]}

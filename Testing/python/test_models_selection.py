@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from CervicalAILib.models.logistic import backward_stepwise_aic, fit_logit
-from CervicalAILib.models.selection import (
+from CervicalAILib.research.fit.logistic import backward_stepwise_aic, fit_logit
+from CervicalAILib.research.fit.selection import (
     SelectionConfig,
     lasso_cv,
     mann_whitney_p,
@@ -17,7 +17,7 @@ from CervicalAILib.models.selection import (
     select_family,
     standardise,
 )
-from CervicalAILib.models.simulate import simulate_feature_table
+from CervicalAILib.research.fit.simulate import simulate_feature_table
 
 
 @pytest.fixture(scope="module")

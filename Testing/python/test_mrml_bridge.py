@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.geometry import LPS_TO_RAS, resample_to_reference
 from CervicalAILib.io.mrml import (
     LABEL_VALUE_TAG,

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from CervicalAILib.models.nomogram import build_nomogram, nomogram_points, render_nomogram
+from CervicalAILib.scoring.nomogram import build_nomogram, nomogram_points, render_nomogram
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""CervicalAILib.radiomics: settings, feature names, full and model-driven extraction, bad input."""
+"""CervicalAILib.features.radiomic: settings, feature names, full and model-driven extraction, bad input."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.radiomics import (
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.features.radiomic import (
     MIN_ROI_VOXELS,
     extract,
     extract_features,
@@ -450,11 +450,11 @@ def test_adc_in_wrong_units_is_flagged(case):
 
 @pytest.mark.parametrize("cwd", [".", "CervicalAI", "/"])
 def test_import_radiomics_is_pyradiomics(cwd):
-    """The engine's `radiomics` subpackage never shadows pyradiomics' top-level `radiomics`."""
+    """The engine's radiomic features package never shadows pyradiomics' top-level `radiomics`."""
     code = (
-        "import CervicalAILib.radiomics as ours, radiomics; "
+        "import CervicalAILib.features.radiomic as ours, radiomics; "
         "from radiomics import featureextractor; "
-        "assert ours.__name__ == 'CervicalAILib.radiomics'; "
+        "assert ours.__name__ == 'CervicalAILib.features.radiomic'; "
         "assert 'site-packages' in radiomics.__file__, radiomics.__file__; "
         "print(radiomics.__version__)"
     )
@@ -465,15 +465,3 @@ def test_import_radiomics_is_pyradiomics(cwd):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("v3")
 
-
-def test_shadowing_from_inside_the_engine_folder_fails_clearly():
-    """With CervicalAILib/ itself on sys.path Python would find our package first: say so."""
-    done = subprocess.run(
-        [sys.executable, "-c", "import radiomics"],
-        cwd=REPO / "CervicalAI" / "CervicalAILib",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode != 0
-    assert "shadowing pyradiomics" in done.stderr

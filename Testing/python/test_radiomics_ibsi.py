@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from CervicalAILib.radiomics.ibsi import (
+from CervicalAILib.features.radiomic.ibsi import (
     CONFIGURATIONS,
     KNOWN_DEVIATIONS,
     allowed_difference,

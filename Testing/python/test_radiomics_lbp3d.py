@@ -1,4 +1,4 @@
-"""The engine's LBP3D filter (CervicalAILib.radiomics.lbp3d) gives pyradiomics' images on any scipy.
+"""The engine's LBP3D filter (CervicalAILib.features.radiomic.lbp3d) gives pyradiomics' images on any scipy.
 
 pyradiomics' own filter needs `scipy.special.sph_harm`, which scipy 1.17 (Slicer 5.12's) removed;
 on such a scipy it yields no image. Here, on the engine's scipy (which has both `sph_harm` and its
@@ -16,7 +16,7 @@ import pytest
 import scipy.special
 import SimpleITK as sitk
 
-from CervicalAILib.radiomics.lbp3d import lbp3d_images, spherical_harmonic
+from CervicalAILib.features.radiomic.lbp3d import lbp3d_images, spherical_harmonic
 
 radiomics = pytest.importorskip("radiomics")
 from radiomics import imageoperations  # noqa: E402
@@ -84,7 +84,7 @@ def test_spherical_harmonic_maps_the_old_call_onto_the_new_function():
 
 
 def test_the_extraction_uses_the_engines_filter_for_lbp3d():
-    from CervicalAILib.radiomics.extraction import _image_filter
+    from CervicalAILib.features.radiomic.extraction import _image_filter
 
     assert _image_filter("LBP3D") is lbp3d_images
     assert _image_filter("Wavelet") is imageoperations.getWaveletImage

@@ -17,16 +17,16 @@ import SimpleITK as sitk
 import yaml
 from deep_testdata import write_encoder_bundle
 
-from CervicalAILib.deep import extract_deep_features, load_encoder
-from CervicalAILib.errors import BundleError, InputError
-from CervicalAILib.models.bundle import write_bundle
-from CervicalAILib.models.nomogram import build_nomogram
-from CervicalAILib.radiomics import extract_features
-from CervicalAILib.readout import predict_case
-from CervicalAILib.readout.predict import load_inputs
+from CervicalAILib.bundles.format import write_bundle
+from CervicalAILib.core.errors import BundleError, InputError
+from CervicalAILib.features.deep import extract_deep_features, load_encoder
+from CervicalAILib.features.radiomic import extract_features
+from CervicalAILib.pipeline import predict_case
+from CervicalAILib.pipeline.predict import load_inputs
 from CervicalAILib.registration import register_to_t2, write_transform
 from CervicalAILib.registration.masks import mask_on_grid
-from CervicalAILib.review import mark_reviewed
+from CervicalAILib.review.record import mark_reviewed
+from CervicalAILib.scoring.nomogram import build_nomogram
 
 RAD = ["ADC_original_firstorder_Median", "T2W_original_shape_Maximum3DDiameter", "CET1_original_firstorder_Skewness"]
 DL = ["DWI_dl-tiny_F0001", "DWI_dl-tiny_F0003"]
@@ -99,8 +99,8 @@ def _risk_bundle(path, encoder_bundle, roles=("T2W", "ADC", "CET1", "DWI")):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A small synthetic case (registered transforms on disk), a tiny encoder and a risk model."""
-    from CervicalAILib.synth import SynthParams, generate_case
-    from CervicalAILib.synth.writer import write_case_folder
+    from CervicalAILib.research.synth import SynthParams, generate_case
+    from CervicalAILib.research.synth.writer import write_case_folder
 
     root = tmp_path_factory.mktemp("readout")
     case = generate_case(3, seed=11, params=SynthParams(matrix_scale=0.4))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError, OutputExistsError
-from CervicalAILib.io.atomic import to_json
+from CervicalAILib.core.atomic import to_json
+from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.io.case import load_case, write_case
 from CervicalAILib.io.geometry import index_to_physical_matrix, resample_to_reference, same_grid
 from CervicalAILib.registration import (
@@ -431,7 +431,7 @@ def test_bad_options_are_refused(pair):
 
 def test_prostatex_dicom_study_onto_t2_keeps_dwi_and_adc_together(tmp_path):
     """The real study through the study loader: one small transform for the DWI acquisition."""
-    from CervicalAILib.io.study import load_study
+    from CervicalAILib.study.load import load_study
 
     study = load_study(refdata_path("mri", "ProstateX-0000_dicom"))
     images = {role: study.image(role) for role in ("T2W", "DWI", "ADC")}

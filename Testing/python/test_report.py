@@ -16,16 +16,16 @@ import SimpleITK as sitk
 
 from CervicalAILib import RESEARCH_USE_STATEMENT
 from CervicalAILib.cli import main
-from CervicalAILib.errors import InputError, OutputExistsError
+from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.report import build_content, write_report
 
 
 def make_readout(folder: Path) -> Path:
     """A readout folder as `cervicalai predict` writes it (docs/readout.md keys), for a synthetic case."""
-    from CervicalAILib import measure
-    from CervicalAILib.models.nomogram import build_nomogram, nomogram_points, render_nomogram
-    from CervicalAILib.synth import SynthParams, generate_case
-    from CervicalAILib.synth.writer import write_case_folder
+    from CervicalAILib.io import measurements as measure
+    from CervicalAILib.research.synth import SynthParams, generate_case
+    from CervicalAILib.research.synth.writer import write_case_folder
+    from CervicalAILib.scoring.nomogram import build_nomogram, nomogram_points, render_nomogram
 
     case = write_case_folder(generate_case(1, seed=5, params=SynthParams(matrix_scale=0.3)), folder / "SYN1-A-0002")
     readout = folder / "readout"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.review import mark_reviewed, read_review, record_path
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.review.record import mark_reviewed, read_review, record_path
 
 
 def _mask(path, box):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from CervicalAILib.clinical import FIELDS, FIGO_STAGES, HISTOLOGIES
-from CervicalAILib.errors import InputError
-from CervicalAILib.schemas import load_schema, require_valid, validate
+from CervicalAILib.contracts.clinical import FIELDS, FIGO_STAGES, HISTOLOGIES
+from CervicalAILib.contracts.schemas import load_schema, require_valid, validate
+from CervicalAILib.core.errors import InputError
 
 SCHEMA = {
     "type": "object",

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib import measure
-from CervicalAILib.errors import BundleError, InputError, OutputExistsError
-from CervicalAILib.models.bundle import write_bundle
+from CervicalAILib.bundles.format import write_bundle
+from CervicalAILib.core.errors import BundleError, InputError, OutputExistsError
+from CervicalAILib.io import measurements as measure
 from CervicalAILib.segmentation import segment_case, write_segmentation
 from CervicalAILib.segmentation.confidence import binary_entropy, confidence_report
 from CervicalAILib.segmentation.postprocess import postprocess_mask

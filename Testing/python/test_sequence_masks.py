@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.registration.masks import mask_on_grid, read_transforms, sequence_masks
 from CervicalAILib.registration.rigid import write_transform
 

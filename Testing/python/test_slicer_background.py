@@ -1,4 +1,4 @@
-"""Background-process runner of the Slicer modules (CervicalAILib.background): real child processes."""
+"""Background-process runner of the Slicer modules (CervicalAILib.core.background): real child processes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib.background import (
+from CervicalAILib.core.background import (
     CANCELLED,
     FAILED,
     SUCCEEDED,

@@ -27,11 +27,11 @@ from CervicalAIHubLib.dependencies import (
     install_plan,
 )
 from CervicalAIHubLib.settings import SETTINGS, engine_environment_extra, read_settings, settings_problems
-from CervicalAILib.errors import InputError
+from CervicalAILib.bundles.defaults import DEFAULT_BUNDLES
+from CervicalAILib.bundles.format import write_bundle
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import write_case
 from CervicalAILib.io.mrml import volume_node_from_image
-from CervicalAILib.models.bundle import write_bundle
-from CervicalAILib.resources import DEFAULT_BUNDLES
 from conftest import REPO, slicer_versions
 
 # What each Slicer's Python holds: its bundled packages and built-in VTK (exact pins read from its

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib.clinical import FIELDS, validate_clinical
-from CervicalAILib.errors import InputError
+from CervicalAILib.contracts.clinical import FIELDS, validate_clinical
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import load_case
 from CervicalAILib.io.mrml import volume_node_from_image
-from CervicalAILib.review import read_review
+from CervicalAILib.review.record import read_review
 from conftest import REPO
 
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (real MRML)")
@@ -408,9 +408,9 @@ def test_compute_end_to_end_gives_the_engines_readout(scene, tmp_path, monkeypat
     from deep_testdata import write_encoder_bundle
     from test_readout import CROP, ZSCORE, _expected, _risk_bundle
 
-    from CervicalAILib.background import BackgroundRun, engine_environment
+    from CervicalAILib.core.background import BackgroundRun, engine_environment
     from CervicalAILib.registration.masks import read_transforms
-    from CervicalAILib.synth import SynthParams, generate_case
+    from CervicalAILib.research.synth import SynthParams, generate_case
     from CervicalAISegmentLib.pipeline import new_work_folder, segmentation_job
     from CervicalAISegmentLib.volumes import export_case_folder
 

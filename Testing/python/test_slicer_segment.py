@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib import measure
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.hashing import sha256_file
+from CervicalAILib.io import measurements as measure
 from CervicalAILib.io.case import load_case
-from CervicalAILib.io.hashing import sha256_file
 from CervicalAILib.io.mrml import volume_node_from_image
-from CervicalAILib.review import read_review, record_path
+from CervicalAILib.review.record import read_review, record_path
 from conftest import REPO, refdata_path
 
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (real MRML)")
@@ -541,7 +541,7 @@ def test_roles_of_a_real_study_from_its_dicom_headers(scene):
     """ProstateX-0000 (real Siemens study, 7 series) loaded as anonymous volumes: the roles come from
     the DICOM headers alone, with the engine's choices (axial T2 over sagittal/coronal, acquired DWI
     over the computed b1400, the ADC map; the PD reference scan is not used)."""
-    from CervicalAILib.io.study import load_study
+    from CervicalAILib.study.load import load_study
 
     folder = refdata_path("mri", "ProstateX-0000_dicom")
     study = load_study(folder)
@@ -627,7 +627,7 @@ def test_apply_end_to_end_with_the_real_engine_in_the_background(scene, tmp_path
 
     from test_segmentation import make_bundle, phantom
 
-    from CervicalAILib.background import BackgroundRun, engine_environment
+    from CervicalAILib.core.background import BackgroundRun, engine_environment
 
     image, truth = phantom(direction=tuple(rotation([0.0, 0.3, 1.0], 11.0).ravel()))
     t2 = volume_node_from_image(scene, image, "T2 phantom")

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from CervicalAILib.clinical import validate_clinical
-from CervicalAILib.errors import InputError
-from CervicalAILib.staging import figo_size_class, lymph_node_assessment, stage_group_of, staging_readout
+from CervicalAILib.contracts.clinical import validate_clinical
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.scoring.staging import (
+    figo_size_class,
+    lymph_node_assessment,
+    stage_group_of,
+    staging_readout,
+)
 
 
 @pytest.mark.parametrize(

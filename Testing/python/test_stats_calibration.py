@@ -20,8 +20,8 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.stats import calibration
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.research.stats import calibration
 from conftest import refdata_path
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.stats import decision_curve
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.research.stats import decision_curve
 from conftest import refdata_path
 
 

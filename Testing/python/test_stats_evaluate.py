@@ -10,9 +10,16 @@ import pandas as pd
 import pytest
 
 from CervicalAILib.cli import main
-from CervicalAILib.errors import InputError
-from CervicalAILib.stats import cutoffs_from, evaluate_scores, table2, table2_rows, table4, table4_rows
-from CervicalAILib.stats.tables import format_auc, format_p, format_percent
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.research.stats import (
+    cutoffs_from,
+    evaluate_scores,
+    table2,
+    table2_rows,
+    table4,
+    table4_rows,
+)
+from CervicalAILib.research.stats.tables import format_auc, format_p, format_percent
 from conftest import refdata_path
 
 TOL = 1e-6

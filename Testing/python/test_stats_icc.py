@@ -8,9 +8,9 @@ import pingouin
 import pytest
 
 from CervicalAILib.cli import main
-from CervicalAILib.errors import InputError
-from CervicalAILib.stats import icc, icc_table, reproducible_features
-from CervicalAILib.stats.reproducibility import feature_columns
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.research.stats import icc, icc_table, reproducible_features
+from CervicalAILib.research.stats.reproducibility import feature_columns
 
 FEATURES = ["CET1_original_firstorder_Mean", "CET1_wavelet-HLH_gldm_SmallDependenceEmphasis",
             "DWI_original_shape_Sphericity", "T2W_original_glcm_Idm", "ADC_original_firstorder_Range",

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.stats import roc
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.research.stats import roc
 from conftest import refdata_path
 
 TOL = 1e-6

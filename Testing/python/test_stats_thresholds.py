@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from statsmodels.stats.proportion import proportion_confint
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.stats import thresholds
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.research.stats import thresholds
 from conftest import refdata_path
 
 

@@ -15,7 +15,7 @@ import pytest
 from deep_testdata import write_encoder_bundle
 
 from CervicalAILib.cli import main
-from CervicalAILib.errors import OutputExistsError
+from CervicalAILib.core.errors import OutputExistsError
 
 # First-order features without Energy/TotalEnergy (which grow with the tumour volume): at 44 cases
 # volume-like features separate the stage groups perfectly in training and the fit has no maximum.
@@ -103,7 +103,7 @@ def test_seed004_design_and_files(study):
 def test_oracle_and_sra_figures_are_recomputed_from_the_case_scores(study):
     from sklearn.metrics import roc_auc_score
 
-    from CervicalAILib.stats import delong_paired_test
+    from CervicalAILib.research.stats import delong_paired_test
 
     metrics = json.loads((study["report"] / "metrics.json").read_text(encoding="utf-8"))["endpoints"]["lnm"]
     merged = _split(study)
@@ -141,7 +141,7 @@ def test_oracle_and_sra_figures_are_recomputed_from_the_case_scores(study):
 
 
 def test_bundles_load_with_provenance_and_reproduce_the_scores(study):
-    from CervicalAILib.models.risk_bundle import load_risk_model
+    from CervicalAILib.scoring.risk_model import load_risk_model
 
     bundles = study["report"] / "bundles"
     for endpoint, name in (("lnm", "dlrc-lnm"), ("stage_group", "dlrc-stage-group")):
@@ -165,7 +165,7 @@ def test_bundles_load_with_provenance_and_reproduce_the_scores(study):
 def test_rerun_refuses_then_reuses_cohort_and_features(study, capsys):
     from CervicalAILib.cli import build_parser
     from CervicalAILib.cli.study_report import config_from_args
-    from CervicalAILib.cohort.study_report import _cohort, _features
+    from CervicalAILib.research.cohort.study_report import _cohort, _features
 
     assert main(study["argv"]) == 2
     assert "report folder exists" in capsys.readouterr().err

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from CervicalAILib.cli import main
-from CervicalAILib.errors import InputError, OutputExistsError
-from CervicalAILib.synth import SynthParams, generate_cohort, sample_cohort_table
+from CervicalAILib.core.errors import InputError, OutputExistsError
+from CervicalAILib.research.synth import SynthParams, generate_cohort, sample_cohort_table
 
 SMALL = SynthParams(matrix_scale=0.3)
 REQUIRED_COLUMNS = (
@@ -146,7 +146,7 @@ def test_cli_refuses_unknown_format_and_existing_output(tmp_path, capsys):
 
 
 def test_figure_of_a_case(cohort, tmp_path, capsys):
-    from CervicalAILib.synth.figure import case_figure
+    from CervicalAILib.research.synth.figure import case_figure
 
     case_dir = next(p for p in sorted(cohort.path.iterdir()) if p.is_dir())
     png = case_figure(case_dir, tmp_path / "case.png")

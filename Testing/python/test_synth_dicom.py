@@ -9,12 +9,12 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import load_case
 from CervicalAILib.io.dicom_write import deterministic_uid, write_dicom_series
-from CervicalAILib.io.study import load_study
-from CervicalAILib.synth import SynthParams, generate_case, generate_cohort
-from CervicalAILib.synth.writer import write_case_folder
+from CervicalAILib.research.synth import SynthParams, generate_case, generate_cohort
+from CervicalAILib.research.synth.writer import write_case_folder
+from CervicalAILib.study.load import load_study
 
 SMALL = SynthParams(matrix_scale=0.3)
 

@@ -11,10 +11,10 @@ from scipy import ndimage
 
 from CervicalAILib.io.case import load_case
 from CervicalAILib.io.geometry import resample_to_reference, same_grid
-from CervicalAILib.synth import ORGAN_LABELS, SynthParams, generate_case
-from CervicalAILib.synth.params import case_rng
-from CervicalAILib.synth.scanner import center_profile, series_geometry
-from CervicalAILib.synth.writer import write_case_folder
+from CervicalAILib.research.synth import ORGAN_LABELS, SynthParams, generate_case
+from CervicalAILib.research.synth.params import case_rng
+from CervicalAILib.research.synth.scanner import center_profile, series_geometry
+from CervicalAILib.research.synth.writer import write_case_folder
 
 SMALL = SynthParams(matrix_scale=0.4)
 SEED = 3
@@ -163,7 +163,7 @@ def test_t2_dwi_and_cet1_contrast(cases):
 
 def test_texture_follows_latent_heterogeneity():
     # same patient rendered with low and high heterogeneity: more texture inside the tumour
-    from CervicalAILib.synth.render import generate_case as render_case
+    from CervicalAILib.research.synth.render import generate_case as render_case
 
     base = render_case(1, SEED, SMALL)
     tumour = ndimage.binary_erosion(arr(base.labels["tumor"]) > 0) & ~(arr(base.labels["tumor_necrosis"]) > 0)

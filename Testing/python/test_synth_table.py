@@ -9,11 +9,11 @@ import pytest
 from scipy.stats import chi2_contingency
 from sklearn.metrics import roc_auc_score
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.staging import SURGERY_STAGES
-from CervicalAILib.synth import SynthParams, sample_cohort_table
-from CervicalAILib.synth.clinical import sample_patient
-from CervicalAILib.synth.params import stage_group
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.research.synth import SynthParams, sample_cohort_table
+from CervicalAILib.research.synth.clinical import sample_patient
+from CervicalAILib.research.synth.params import stage_group
+from CervicalAILib.scoring.staging import SURGERY_STAGES
 
 N = 2000
 

@@ -15,14 +15,14 @@ import SimpleITK as sitk
 pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-from CervicalAILib.errors import BundleError, InputError  # noqa: E402
+from CervicalAILib.bundles.format import load_bundle  # noqa: E402
+from CervicalAILib.core.errors import BundleError, InputError  # noqa: E402
 from CervicalAILib.io.case import write_case  # noqa: E402
-from CervicalAILib.models.bundle import load_bundle  # noqa: E402
+from CervicalAILib.research.training import TrainConfig, find_cases, prepare_case, train_segmentation  # noqa: E402
+from CervicalAILib.research.training.export import export_onnx  # noqa: E402
+from CervicalAILib.research.training.network import build_network  # noqa: E402
+from CervicalAILib.research.training.train import default_preprocessing, split_cases  # noqa: E402
 from CervicalAILib.segmentation import segment_case  # noqa: E402
-from CervicalAILib.training import TrainConfig, find_cases, prepare_case, train_segmentation  # noqa: E402
-from CervicalAILib.training.export import export_onnx  # noqa: E402
-from CervicalAILib.training.network import build_network  # noqa: E402
-from CervicalAILib.training.train import default_preprocessing, split_cases  # noqa: E402
 
 TINY_ARCH = {
     "name": "monai.networks.nets.UNet",

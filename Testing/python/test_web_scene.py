@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from worklist_testdata import box, image, make_cohort
 
 from CervicalAILib.io.mrml import segmentation_node_from_mask, volume_node_from_image
-from CervicalAILib.worklist import open_worklist
+from CervicalAILib.review.worklist import open_worklist
 
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (real MRML)")
 

@@ -13,12 +13,12 @@ import pytest
 import SimpleITK as sitk
 from worklist_testdata import box, case_folder, image, make_cohort
 
-from CervicalAILib import measure
-from CervicalAILib.errors import InputError, OutputExistsError
+from CervicalAILib.core.errors import InputError, OutputExistsError
+from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.export.reviewed_set import export_reviewed_set, majority_mask
-from CervicalAILib.io.hashing import sha256_file
-from CervicalAILib.review import read_review
-from CervicalAILib.worklist import (
+from CervicalAILib.io import measurements as measure
+from CervicalAILib.review.record import read_review
+from CervicalAILib.review.worklist import (
     IN_PROGRESS,
     NOT_STARTED,
     REVIEW_DIR,
@@ -162,7 +162,7 @@ def test_skip_with_reason(cohort):
 def test_a_crash_between_the_review_folder_and_the_status_write_still_counts_the_review(cohort, monkeypatch):
     reader = open_worklist(cohort).reader("Dr A")
     reader.start("C1")
-    from CervicalAILib import worklist as module
+    from CervicalAILib.review import worklist as module
 
     def crash(*_args, **_kwargs):
         raise KeyboardInterrupt("power cut")
@@ -177,7 +177,7 @@ def test_a_crash_between_the_review_folder_and_the_status_write_still_counts_the
 
 def test_a_crash_while_writing_the_review_folder_leaves_no_half_review(cohort, monkeypatch):
     reader = open_worklist(cohort).reader("Dr A")
-    from CervicalAILib import review as engine_review
+    from CervicalAILib.review import record as engine_review
 
     def crash(*_args, **_kwargs):
         raise KeyboardInterrupt("power cut")
@@ -368,7 +368,7 @@ def test_an_empty_review_needs_rating_4_or_5(cohort):
 def test_export_dicom_seg_references_the_cases_dicom_t2(tmp_path):
     """The same synthetic patient as a NIfTI case folder (the worklist) and as a DICOM study (--dicom-root)."""
     from CervicalAILib.export.dicom_seg import read_dicom_seg
-    from CervicalAILib.io.study import load_study
+    from CervicalAILib.study.load import load_study
 
     for fmt, out in (("nifti", tmp_path / "cohort"), ("dicom", tmp_path / "dicom")):
         result = subprocess.run([sys.executable, "-m", "CervicalAILib.cli", "-q", "synth", "--cases", "2", "--seed", "3",

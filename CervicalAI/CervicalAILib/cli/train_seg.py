@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _numbers(text: str, kind, what: str) -> list:
-    from CervicalAILib.errors import InputError
+    from CervicalAILib.core.errors import InputError
 
     try:
         values = [kind(v) for v in text.split(",")]
@@ -71,11 +71,11 @@ def _numbers(text: str, kind, what: str) -> list:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from CervicalAILib.errors import InputError
+    from CervicalAILib.core.errors import InputError
+    from CervicalAILib.core.output_guard import check_output_path
+    from CervicalAILib.core.progress import line_progress
     from CervicalAILib.io.case import ROLES
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.progress import line_progress
-    from CervicalAILib.training import TrainConfig, train_segmentation
+    from CervicalAILib.research.training import TrainConfig, train_segmentation
 
     if not args.export_only:
         check_output_path(args.out, args.cases, overwrite=args.overwrite or args.resume)

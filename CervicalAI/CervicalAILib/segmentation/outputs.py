@@ -7,7 +7,7 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from CervicalAILib.io.atomic import atomic_directory, to_json
+from CervicalAILib.core.atomic import atomic_directory, to_json
 
 MASK_FILE = "tumor.nii.gz"
 PROBABILITY_FILE = "tumor_probability.nii.gz"
@@ -30,7 +30,7 @@ def write_segmentation(
     sequence, from the co-registration) go to `transforms/<ROLE>.tfm`, so that the readout
     (`cervicalai predict --transforms OUT`) reuses them instead of registering again.
     """
-    from CervicalAILib.registration.study import TRANSFORMS_DIR
+    from CervicalAILib.registration.onto_t2 import TRANSFORMS_DIR
 
     out_dir = Path(out_dir)
     summary = {**result.summary, **(extra or {})}

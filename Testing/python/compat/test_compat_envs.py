@@ -175,7 +175,7 @@ def test_lbp3d_gives_pyradiomics_images_on_this_scipy(slicer_env, lbp3d_referenc
     script = (
         "import json, logging, sys, numpy as np, scipy, SimpleITK as sitk\n"
         "from radiomics import imageoperations\n"
-        "from CervicalAILib.radiomics.lbp3d import lbp3d_images\n"
+        "from CervicalAILib.features.radiomic.lbp3d import lbp3d_images\n"
         f"ref = np.load({str(lbp3d_reference)!r})\n"
         "image, mask = sitk.GetImageFromArray(ref['image']), sitk.GetImageFromArray(ref['mask'])\n"
         "inside = ref['mask'] == 1\n"
