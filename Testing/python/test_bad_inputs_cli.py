@@ -25,8 +25,8 @@ import SimpleITK as sitk
 from CervicalAILib.cli import main
 from CervicalAILib.io.images import read_image
 from CervicalAILib.review.record import mark_reviewed
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 KEY = "campaign-secret-key-0123456789"
 
 

@@ -1,6 +1,6 @@
 """`cervicalai predict`: the readout on a small synthetic case with a hand-built risk model.
 
-The risk model's coefficients are chosen here, so the expected Rad_score, DL_score and DLRC
+The risk model's coefficients are chosen in readout_testdata.py, so the expected Rad_score, DL_score and DLRC
 probability follow by hand from features computed independently of the readout code.
 """
 
@@ -16,10 +16,10 @@ import pytest
 import SimpleITK as sitk
 import yaml
 from deep_testdata import write_encoder_bundle
+from readout_testdata import CROP, DL, SETTINGS, ZSCORE, expected_readout, risk_bundle, training_range
 
 from CervicalAILib.bundles.format import write_bundle
 from CervicalAILib.core.errors import BundleError, InputError
-from CervicalAILib.features.deep import extract_deep_features, load_encoder
 from CervicalAILib.features.radiomic import extract_features
 from CervicalAILib.pipeline import predict_case
 from CervicalAILib.pipeline.predict import load_inputs
@@ -27,73 +27,6 @@ from CervicalAILib.registration import register_to_t2, write_transform
 from CervicalAILib.registration.masks import mask_on_grid
 from CervicalAILib.review.record import mark_reviewed
 from CervicalAILib.scoring.nomogram import build_nomogram
-
-RAD = ["ADC_original_firstorder_Median", "T2W_original_shape_Maximum3DDiameter", "CET1_original_firstorder_Skewness"]
-DL = ["DWI_dl-tiny_F0001", "DWI_dl-tiny_F0003"]
-SETTINGS = {
-    "setting": {"label": 1, "binWidth": 25, "normalize": False, "preCrop": True, "padDistance": 2},
-    "imageType": {"Original": {}},
-    "featureClass": {"shape": [], "firstorder": []},
-}
-CROP = {"mode": "2d", "size": [24, 24], "channels": 3, "margin_mm": 4.0, "spacing_mm": [2.0, 2.0], "fit": True,
-        "masking": "tumor", "antialias": True}
-ZSCORE = {"clip_percentiles": [0.5, 99.5], "scale": "zscore", "stats_region": "crop", "background": 0.0}
-RAD_MODEL = {"mean": [900.0, 40.0, 0.0], "sd": [200.0, 15.0, 1.0], "coefficients": [-0.8, 0.6, 0.2], "intercept": -0.7}
-DL_MODEL = {"mean": [0.5, 0.5], "sd": [1.0, 1.0], "coefficients": [0.3, -0.2], "intercept": -0.1}
-DLRC = {"intercept": -0.4, "coefficients": {"rad_score": 0.9, "dl_score": 0.5, "c_lnm": 1.8}}
-
-
-def _range(low, high):
-    return {"min": low, "max": high, "p01": low, "p99": high}
-
-
-def _risk_bundle(path, encoder_bundle, roles=("T2W", "ADC", "CET1", "DWI")):
-    terms = [
-        {"name": "rad_score", "label": "Rad_score", "kind": "score", "family": "radiomics", "columns": ["rad_score"]},
-        {"name": "dl_score", "label": "DL_score", "kind": "score", "family": "dl-tiny", "columns": ["dl_score"]},
-        {"name": "c_lnm", "label": "c_LNM", "type": "binary", "kind": "binary", "columns": ["c_lnm"]},
-    ]
-    dlrc = {"terms": terms, **DLRC}
-    model = {
-        "schema": "cervicalai.risk-model/1", "endpoint": "lnm", "endpoint_column": "lnm",
-        "positive": "lymph-node metastasis", "negative": "no lymph-node metastasis", "outcome_label": "LNM risk",
-        "scores": {"rad_score": "radiomics", "dl_score": "dl-tiny"},
-        "families": {
-            "radiomics": {"family": "radiomics", "features": RAD, "standardisation": {"mean": RAD_MODEL["mean"], "sd": RAD_MODEL["sd"]},
-                          "coefficients": RAD_MODEL["coefficients"], "intercept": RAD_MODEL["intercept"]},
-            "dl-tiny": {"family": "dl-tiny", "features": DL, "standardisation": {"mean": DL_MODEL["mean"], "sd": DL_MODEL["sd"]},
-                        "coefficients": DL_MODEL["coefficients"], "intercept": DL_MODEL["intercept"]},
-        },
-        "dlrc": dlrc,
-        "cutoffs": {"dlrc_probability": {"cutoff": 0.35}},
-        "training_ranges": {
-            "features": {RAD[0]: _range(500, 2500), RAD[1]: _range(5, 80), RAD[2]: _range(-3, 3), DL[0]: _range(-50, 50), DL[1]: _range(-50, 50)},
-            "scores": {"rad_score": _range(-6, 6), "dl_score": _range(-6, 6)},
-            "clinical": {},
-            "dlrc_linear_predictor": _range(-8, 8),
-        },
-    }
-    nomogram = build_nomogram(dlrc, {"rad_score": np.array([-3.0, 3.0]), "dl_score": np.array([-2.0, 2.0]), "c_lnm": np.array([0, 1])})
-    encoder_json = encoder_bundle.path / "bundle.json"
-    import hashlib
-
-    manifest = {
-        "name": "test-lnm", "version": "0.1.0", "task": "risk-model", "endpoint": "lnm",
-        "intended_use": "tests only", "training_data": "hand-made coefficients; not for clinical use",
-        "inputs": {
-            "sequences": list(roles),
-            "radiomics_settings": {role: f"radiomics/{role}.yaml" for role in ("T2W", "ADC", "CET1")},
-            "encoders": [{"family": "dl-tiny", "name": encoder_bundle.name, "version": encoder_bundle.version,
-                          "sha256": hashlib.sha256(encoder_json.read_bytes()).hexdigest()}],
-        },
-        "outputs": [{"name": "probability"}], "provenance": {"test": True},
-        "artefacts": {"model": "model.json", "combat": "combat.json", "nomogram": "nomogram.json"},
-    }
-    files = {"model.json": json.dumps(model), "combat.json": json.dumps({"applied": False}),
-             "nomogram.json": json.dumps(nomogram), "MODEL_CARD.md": "# test model\n"}
-    for role in ("T2W", "ADC", "CET1"):
-        files[f"radiomics/{role}.yaml"] = yaml.safe_dump(SETTINGS)
-    return write_bundle(path, manifest, files)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +44,7 @@ def world(tmp_path_factory):
         write_transform(result.transform, root / "reg" / "transforms" / f"{role}.tfm")
     models = root / "models"
     encoder, _, _ = write_encoder_bundle(models / "tiny", CROP, ZSCORE, dim=4, name="tiny", seed=5)
-    risk = _risk_bundle(models / "lnm", encoder)
+    risk = risk_bundle(models / "lnm", encoder)
     mask_path = case_dir / "labels" / "tumor.nii.gz"
     return {"root": root, "case": case_dir, "images": images, "transforms": {r: x.transform for r, x in results.items()},
             "encoder": encoder, "risk": risk, "models": models, "mask": mask_path, "clinical": dict(case.clinical)}
@@ -122,29 +55,11 @@ def _models_dir(world, monkeypatch):
     monkeypatch.setenv("CERVICALAI_MODELS", str(world["models"]))
 
 
-def _expected(world, c_lnm):
-    """Features, scores and probability computed here, independently of the readout code."""
-    mask = sitk.ReadImage(str(world["mask"]))
-    on_grid = {r: mask if r == "T2W" else mask_on_grid(mask, world["images"][r], world["transforms"][r]) for r in world["images"]}
-    rad = {}
-    for name in RAD:
-        role = name.split("_", 1)[0]
-        rad.update(extract_features({role: world["images"][role]}, on_grid[role], settings={role: SETTINGS}, features=[name]))
-    deep = extract_deep_features({"DWI": world["images"]["DWI"]}, {"DWI": on_grid["DWI"]}, load_encoder(world["encoder"]), roles=["DWI"])
-    z = (np.array([rad[n] for n in RAD]) - RAD_MODEL["mean"]) / RAD_MODEL["sd"]
-    rad_score = RAD_MODEL["intercept"] + z @ RAD_MODEL["coefficients"]
-    zd = (np.array([deep[n] for n in DL]) - DL_MODEL["mean"]) / DL_MODEL["sd"]
-    dl_score = DL_MODEL["intercept"] + zd @ DL_MODEL["coefficients"]
-    c = DLRC["coefficients"]
-    lp = DLRC["intercept"] + c["rad_score"] * rad_score + c["dl_score"] * dl_score + c["c_lnm"] * c_lnm
-    return rad, deep, rad_score, dl_score, 1 / (1 + math.exp(-lp))
-
-
 def test_readout_values_equal_an_independent_computation(world, tmp_path):
     clinical = {"age": 48, "ln_short_axis_mm": 11.0, "ln_long_axis_mm": 13.0, "ln_necrosis": False, "lnm": 1}
     inputs = load_inputs(world["case"], world["mask"], clinical, transforms_dir=world["root"] / "reg")
     readout = predict_case(inputs, out_dir=tmp_path / "out", lnm_bundle=world["risk"].path, use_stage=False)
-    rad, deep, rad_score, dl_score, probability = _expected(world, c_lnm=1)
+    rad, deep, rad_score, dl_score, probability = expected_readout(world, c_lnm=1)
     assert readout["features"]["radiomics"] == pytest.approx(rad, rel=1e-12)
     assert readout["features"]["deep"] == pytest.approx({k: deep[k] for k in DL}, rel=1e-6)
     assert readout["rad_score"] == pytest.approx(rad_score, rel=1e-9)
@@ -210,8 +125,8 @@ def _stage_bundle(path):
                                    "standardisation": {"mean": [3.0, 500.0], "sd": [1.0, 300.0]},
                                    "coefficients": [0.4, 0.3], "intercept": 0.1}},
         "dlrc": dlrc, "cutoffs": {"dlrc_probability": {"cutoff": 0.5}},
-        "training_ranges": {"features": {n: _range(-1e6, 1e6) for n in names}, "scores": {"rad_score": _range(-50, 50)},
-                            "clinical": {}, "dlrc_linear_predictor": _range(-50, 50)},
+        "training_ranges": {"features": {n: training_range(-1e6, 1e6) for n in names}, "scores": {"rad_score": training_range(-50, 50)},
+                            "clinical": {}, "dlrc_linear_predictor": training_range(-50, 50)},
     }
     nomogram = build_nomogram(dlrc, {"rad_score": np.array([-3.0, 3.0])}, outcome_label="CRT group", endpoint="stage_group")
     manifest = {

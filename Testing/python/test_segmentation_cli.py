@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_segmentation import make_bundle, phantom
+from segmentation_testdata import make_bundle, phantom
 
 from CervicalAILib.cli import main
 from CervicalAILib.io.case import write_case

@@ -402,11 +402,11 @@ def replace_tumour(node, mask: sitk.Image, t2) -> None:
 def test_compute_end_to_end_gives_the_engines_readout(scene, tmp_path, monkeypatch):
     """Scene -> Apply's co-registration in the background -> result nodes -> edited and reviewed
     segmentation -> the predict inputs from the scene -> `cervicalai predict` in a background process. A hand-built
-    risk model (coefficients chosen in test_readout) makes the LNM probability computable by
+    risk model (coefficients chosen in readout_testdata) makes the LNM probability computable by
     hand from independently extracted features: the module's wiring (mask export, case folder,
     registration reused) must give exactly the engine's answer."""
     from deep_testdata import write_encoder_bundle
-    from test_readout import CROP, ZSCORE, _expected, _risk_bundle
+    from readout_testdata import CROP, ZSCORE, expected_readout, risk_bundle
 
     from CervicalAILib.core.background import BackgroundRun, engine_environment
     from CervicalAILib.registration.masks import read_transforms
@@ -416,7 +416,7 @@ def test_compute_end_to_end_gives_the_engines_readout(scene, tmp_path, monkeypat
 
     models = tmp_path / "models"
     encoder, _, _ = write_encoder_bundle(models / "tiny", CROP, ZSCORE, dim=4, name="tiny", seed=5)
-    risk = _risk_bundle(models / "lnm", encoder)
+    risk = risk_bundle(models / "lnm", encoder)
     monkeypatch.setenv("CERVICALAI_MODELS", str(models))
     case = generate_case(3, seed=11, params=SynthParams(matrix_scale=0.4))
     roles = {role: volume_node_from_image(scene, case.images[role], f"{case.case_id} {role}") for role in ("T2W", "ADC", "DWI", "CET1")}
@@ -450,7 +450,7 @@ def test_compute_end_to_end_gives_the_engines_readout(scene, tmp_path, monkeypat
     readout = read_readout(tmp_path / "readout")
     world = {"mask": inputs.mask_path, "images": {r: load_case(inputs.case_folder).image(r) for r in roles},
              "transforms": read_transforms(job.case), "encoder": encoder}  # fmt: skip
-    _, _, rad_score, dl_score, probability = _expected(world, c_lnm=1)  # short axis 11 mm: c_LNM positive
+    _, _, rad_score, dl_score, probability = expected_readout(world, c_lnm=1)  # short axis 11 mm: c_LNM positive
     assert readout["rad_score"] == pytest.approx(rad_score, rel=1e-6)
     assert readout["dl_score"] == pytest.approx(dl_score, rel=1e-6)
     assert readout["lnm_probability"] == pytest.approx(probability, rel=1e-6)

@@ -625,7 +625,7 @@ def test_apply_end_to_end_with_the_real_engine_in_the_background(scene, tmp_path
     sphere of a phantom, so the expected contour is known."""
     import sys
 
-    from test_segmentation import make_bundle, phantom
+    from segmentation_testdata import make_bundle, phantom
 
     from CervicalAILib.core.background import BackgroundRun, engine_environment
 
