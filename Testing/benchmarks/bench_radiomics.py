@@ -364,7 +364,7 @@ def _report(args, argv, sources: list[str]) -> list[str]:
         "",
         f"## Baseline: plain pyradiomics `execute()` vs `CervicalAILib.features.radiomic.extract()` (T2W, {Path(middle).name})",
         "",
-        "Same settings; the values agree to ~1e-12 relative (test_radiomics.py).",
+        "Same settings; the values agree to ~1e-12 relative (Testing/python/features/radiomic/test_extraction.py).",
         "",
         "| | features | wall s | CPU s | peak RSS MB |",
         "|---|---|---|---|---|",
