@@ -515,7 +515,7 @@ class CervicalAILogic(ScriptedLoadableModuleLogic):
         """A case folder is loaded at once (returns (None, folder)); any other folder is read and
         co-registered by `cervicalai study register` in the background (returns (run, case folder))."""
         from CervicalAIHubLib.workflow import study_load_step
-        from CervicalAILib.background import BackgroundRun
+        from CervicalAILib.core.background import BackgroundRun
         from CervicalAILib.io.case import is_case_folder
         from CervicalAISegmentLib.pipeline import new_work_folder
 
@@ -706,8 +706,8 @@ class CervicalAITest(ScriptedLoadableModuleTest):
         self.assertIn("synthetic", segmentation.training_data.lower())
 
     def test_workflow_state_and_case_loading(self):
-        from CervicalAILib.synth import generate_case
-        from CervicalAILib.synth.writer import write_case_folder
+        from CervicalAILib.research.synth import generate_case
+        from CervicalAILib.research.synth.writer import write_case_folder
 
         folder = os.path.join(tempfile.mkdtemp(), "SYN-case")
         write_case_folder(generate_case(0, seed=5), folder)

@@ -82,11 +82,11 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._run = None  # CervicalAILib.background.BackgroundRun (predict or report)
+        self._run = None  # CervicalAILib.core.background.BackgroundRun (predict or report)
         self._runKind = ""  # "predict" or "report"
         self._runFolder = ""
         self._pollTimer = None
-        self.clinicalWidgets = {}  # field name -> QLineEdit / QComboBox, built from CervicalAILib.clinical.FIELDS
+        self.clinicalWidgets = {}  # field name -> QLineEdit / QComboBox, built from CervicalAILib.contracts.clinical.FIELDS
         self.measureLines = {}  # field name -> vtkMRMLMarkupsLineNode
         self._lineObservations = []  # (line, event, callback) added for the measure lines
         self._unsupported = ""  # why this Slicer cannot run CervicalAI ("" when it can)
@@ -125,7 +125,7 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.initializeParameterNode()
 
     def buildClinicalForm(self) -> None:
-        """One row per CervicalAILib.clinical field: text for numbers, drop-downs for choices and yes/no."""
+        """One row per CervicalAILib.contracts.clinical field: text for numbers, drop-downs for choices and yes/no."""
         from CervicalAIPredictLib.form import form_rows
 
         layout = self.ui.clinicalFormWidget.layout()
@@ -447,7 +447,7 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
     # measurements
     @staticmethod
     def newMeasurementLine(name: str):
-        from CervicalAILib.clinical import FIELDS
+        from CervicalAILib.contracts.clinical import FIELDS
 
         line = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", slicer.mrmlScene.GenerateUniqueName(FIELDS[name].label))
         line.SetAttribute("CervicalAI.MeasuredField", name)
@@ -479,7 +479,7 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
     def startPredict(self, segmentationNode, values: dict, t2Volume=None, wait: bool = False):
         """Pass the gate, write the inputs and start `cervicalai predict` in the background; returns
         (run, output folder)."""
-        from CervicalAILib.background import BackgroundRun
+        from CervicalAILib.core.background import BackgroundRun
         from CervicalAIPredictLib.inputs import prepare_inputs
         from CervicalAIPredictLib.readout import predict_step
         from CervicalAISegmentLib.pipeline import new_work_folder
@@ -522,7 +522,7 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
     def saveReport(self, readoutFolder: str):
         """Copy the readout beside the saved scene (or into Slicer's default scene folder) and start
         `cervicalai report` when the engine has it; returns (saved folder, run or None)."""
-        from CervicalAILib.background import BackgroundRun
+        from CervicalAILib.core.background import BackgroundRun
         from CervicalAIPredictLib.readout import (
             read_readout,
             report_command_available,
@@ -574,9 +574,9 @@ class CervicalAIPredictTest(ScriptedLoadableModuleTest):
     def test_readout_end_to_end(self):
         import tempfile
 
-        from CervicalAILib.clinical import FIELDS
+        from CervicalAILib.contracts.clinical import FIELDS
         from CervicalAILib.io.mrml import volume_node_from_image
-        from CervicalAILib.synth import generate_case
+        from CervicalAILib.research.synth import generate_case
 
         self.delayDisplay("Segmenting and reviewing a synthetic patient")
         case = generate_case(1, seed=11)  # a 7 mL IIA1 tumour

@@ -89,7 +89,7 @@ class CervicalAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._run = None  # CervicalAILib.background.BackgroundRun of the running segmentation
+        self._run = None  # CervicalAILib.core.background.BackgroundRun of the running segmentation
         self._job = None  # CervicalAISegmentLib.pipeline.SegmentationJob
         self._runRoles = {}
         self._pollTimer = None
@@ -431,7 +431,7 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
 
     def engineEnvironment(self) -> dict:
         from CervicalAIHubLib.settings import engine_environment_extra
-        from CervicalAILib.background import engine_environment
+        from CervicalAILib.core.background import engine_environment
 
         # Slicer's own sys.path goes along: extensions' packages (pyradiomics from SlicerRadiomics)
         # are on it, and PythonSlicer alone may not know them.
@@ -451,7 +451,7 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
 
     def startSegmentation(self, roleNodes: dict, device: str = "cpu", wait: bool = False):
         """Pass the gate, export the volumes and start register + segment in the background; returns (run, job)."""
-        from CervicalAILib.background import BackgroundRun
+        from CervicalAILib.core.background import BackgroundRun
         from CervicalAISegmentLib.pipeline import new_work_folder, segmentation_job
         from CervicalAISegmentLib.volumes import export_case_folder
 
@@ -555,7 +555,7 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
 
 
 class CervicalAISegmentTest(ScriptedLoadableModuleTest):
-    """End-to-end test on a synthetic patient (CervicalAILib.synth): volume roles, background
+    """End-to-end test on a synthetic patient (CervicalAILib.research.synth): volume roles, background
     segmentation with the shipped model, result nodes, review with edit metrics, and the rule
     that a new run never changes a reviewed segmentation."""
 
@@ -573,7 +573,7 @@ class CervicalAISegmentTest(ScriptedLoadableModuleTest):
 
     def loadSyntheticCase(self):
         from CervicalAILib.io.mrml import volume_node_from_image
-        from CervicalAILib.synth import generate_case
+        from CervicalAILib.research.synth import generate_case
 
         case = generate_case(2, seed=11)  # a 16 mL IB2 tumour
         names = {"T2W": "4: T2 TSE TRA", "DWI": "7: ep2d_diff_tra b800", "ADC": "8: ep2d_diff_tra_ADC", "CET1": "12: T1 VIBE FS TRA POST GD"}
@@ -591,7 +591,7 @@ class CervicalAISegmentTest(ScriptedLoadableModuleTest):
         import numpy as np
         import SimpleITK as sitk
 
-        from CervicalAILib import measure
+        from CervicalAILib.io import measurements as measure
         from CervicalAISegmentLib import nodes
         from CervicalAISegmentLib.review import review_state
         from CervicalAISegmentLib.segmentation import TUMOUR_TERMINOLOGY, segment_terminology, tumour_mask

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate Resources/Models/catalog.json from the bundles shipped in Resources/Models/.
 
-The catalogue pins each shipped bundle by the SHA-256 of its bundle.json (CervicalAILib.models.catalog):
+The catalogue pins each shipped bundle by the SHA-256 of its bundle.json (CervicalAILib.bundles.catalog):
 run this after retraining or editing a shipped bundle, and commit the catalogue with the bundle.
 
     python tools/update_model_catalog.py           # rewrite the catalogue
@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CervicalAI"))
 
-from CervicalAILib.io.atomic import to_json  # noqa: E402
-from CervicalAILib.models.catalog import CATALOG_FILE, catalog_document  # noqa: E402
-from CervicalAILib.resources import DEFAULT_BUNDLES  # noqa: E402
+from CervicalAILib.bundles.catalog import CATALOG_FILE, catalog_document  # noqa: E402
+from CervicalAILib.bundles.defaults import DEFAULT_BUNDLES  # noqa: E402
+from CervicalAILib.core.atomic import to_json  # noqa: E402
 
 MODELS = ROOT / "Resources" / "Models"
 

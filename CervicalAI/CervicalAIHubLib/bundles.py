@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from CervicalAILib.errors import BundleError
-from CervicalAILib.models.bundle import MODEL_CARD, load_bundle
-from CervicalAILib.resources import DEFAULT_BUNDLES, models_dir
+from CervicalAILib.bundles.defaults import DEFAULT_BUNDLES, models_dir
+from CervicalAILib.bundles.format import MODEL_CARD, load_bundle
+from CervicalAILib.core.errors import BundleError
 
 PURPOSE_LABELS = {
     "segmentation": "Tumour segmentation (multi-sequence)",

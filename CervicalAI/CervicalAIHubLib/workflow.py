@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from CervicalAILib.background import Step, engine_command
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.background import Step, engine_command
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import ROLES, find_role_file, is_case_folder
 from CervicalAISegmentLib import nodes as N
 from CervicalAISegmentLib.review import EXPORTED_TO, review_state

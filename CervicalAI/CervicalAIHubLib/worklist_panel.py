@@ -2,7 +2,7 @@
 next, what to load for a case, and the writes (working copy, Mark as reviewed, skip).
 
 It works on the same files as `cervicalai review` and the web review app
-(`CervicalAILib.worklist`): a cohort reviewed partly in Slicer and partly in the browser has one
+(`CervicalAILib.review.worklist`): a cohort reviewed partly in Slicer and partly in the browser has one
 status per reader and case. "Mark as reviewed" writes the engine's review record through
 `ReaderWorklist.mark_reviewed`, the same function the browser uses (and the same record as the
 Segment module's own Mark as reviewed: reviewer, time, SHA-256, edit metrics, model).
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import ROLES, find_role_file
-from CervicalAILib.worklist import RATINGS, REVIEWED, SKIPPED, ReaderWorklist, open_worklist
+from CervicalAILib.review.worklist import RATINGS, REVIEWED, SKIPPED, ReaderWorklist, open_worklist
 
 
 @dataclass(frozen=True)

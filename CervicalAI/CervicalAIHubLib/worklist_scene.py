@@ -14,7 +14,7 @@ from typing import Any
 import SimpleITK as sitk
 
 from CervicalAIHubLib.worklist_panel import CaseToLoad
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.images import read_image
 from CervicalAISegmentLib import nodes as N
 from CervicalAISegmentLib.segmentation import (

@@ -1,6 +1,6 @@
 """The clinical form: built from the engine's field definitions, read back as validated values.
 
-The fields, labels, units, ranges and choices come from `CervicalAILib.clinical.FIELDS`, so the
+The fields, labels, units, ranges and choices come from `CervicalAILib.contracts.clinical.FIELDS`, so the
 form, `clinical.json` and the cohort tables always agree. An empty field is "not given" (None),
 never a default value: a missing lymph-node measurement must not read as a normal node. Yes/no
 fields therefore have three states (not given, yes, no).
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from CervicalAILib.clinical import FIELDS, validate_clinical
-from CervicalAILib.errors import InputError
-from CervicalAILib.io import atomic
+from CervicalAILib.contracts.clinical import FIELDS, validate_clinical
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import InputError
 
 NOT_GIVEN = ""
 YES, NO = "yes", "no"

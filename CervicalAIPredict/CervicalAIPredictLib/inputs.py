@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import is_case_folder
 from CervicalAIPredictLib.form import write_clinical_json
 from CervicalAISegmentLib import nodes as N

@@ -16,10 +16,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from CervicalAILib.background import Step, engine_command
-from CervicalAILib.clinical import FIELDS
-from CervicalAILib.errors import InputError
-from CervicalAILib.io.atomic import atomic_directory
+from CervicalAILib.contracts.clinical import FIELDS
+from CervicalAILib.core.atomic import atomic_directory
+from CervicalAILib.core.background import Step, engine_command
+from CervicalAILib.core.errors import InputError
 
 READOUT_FILE = "readout.json"
 NOMOGRAM_FILE = "nomogram.png"

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import ROLES
 from CervicalAILib.io.geometry import LPS_TO_RAS
 

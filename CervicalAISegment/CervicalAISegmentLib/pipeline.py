@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from CervicalAILib.background import Step, engine_command
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.background import Step, engine_command
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import ROLES, find_role_file
 from CervicalAISegmentLib.nodes import now_utc, safe_file_name, unique_folder
 

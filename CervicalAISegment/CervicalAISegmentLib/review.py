@@ -3,7 +3,7 @@
 `mark_reviewed` takes the reader's working copy (status "draft"), and
 
 1. writes its tumour mask on the T2WI grid to `<folder>/tumor.nii.gz` and the engine's review
-   record beside it (`CervicalAILib.review.mark_reviewed`: reviewer, UTC time, SHA-256 of the
+   record beside it (`CervicalAILib.review.record.mark_reviewed`: reviewer, UTC time, SHA-256 of the
    mask, SEG algorithm type, and the edit metrics against the automatic contour - Dice, HD95,
    volume change);
 2. adds a NEW segmentation node "<T2WI> tumour (reviewed by <name>)" with status "reviewed",
@@ -22,9 +22,9 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from CervicalAILib import review as engine_review
-from CervicalAILib.errors import InputError
-from CervicalAILib.io import atomic
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.review import record as engine_review
 from CervicalAISegmentLib import nodes as N
 from CervicalAISegmentLib.segmentation import MASK_FILE, create_tumour_segmentation, mask_sha256, tumour_mask
 
@@ -35,7 +35,7 @@ ALGORITHM_TYPE = N.PREFIX + "AlgorithmType"
 REVIEW_MASK_PATH = N.PREFIX + "ReviewMaskPath"
 REVIEW_RECORD_PATH = N.PREFIX + "ReviewRecordPath"
 AUTOMATIC_MODEL = N.PREFIX + "AutomaticModel"
-# Edit metrics (CervicalAILib.measure.edit_metrics) as attributes: key in the record -> attribute.
+# Edit metrics (CervicalAILib.io.measurements.edit_metrics) as attributes: key in the record -> attribute.
 METRIC_ATTRIBUTES = {
     "dice": N.PREFIX + "Dice",
     "hd95_mm": N.PREFIX + "HD95mm",
@@ -249,7 +249,7 @@ def export_tumour_mask(node, out_folder: str | Path, reference_image: sitk.Image
     reviewed = state == N.STATUS_REVIEWED
     if reviewed:
         record = record_from_attributes(node)
-        from CervicalAILib.io.hashing import sha256_file
+        from CervicalAILib.core.hashing import sha256_file
 
         record.mask_sha256 = sha256_file(mask_path)
         atomic.write_json(engine_review.record_path(mask_path), record.to_dict())
@@ -296,7 +296,7 @@ def export_reviewed_case(node, out_dir: str | Path, clinical: dict[str, Any] | N
 
     Refuses an unreviewed or edited-after-review segmentation and an existing non-empty folder.
     """
-    from CervicalAILib.io.hashing import sha256_file
+    from CervicalAILib.core.hashing import sha256_file
     from CervicalAISegmentLib.volumes import export_case_folder
 
     state = review_state(node)

@@ -23,7 +23,10 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+# the tumour's SNOMED CT terminology as Slicer's entry string, defined once in the engine (the same
+# codes as the DICOM SEG and .seg.nrrd exports): re-exported here for the modules and tests
+from CervicalAILib.contracts.terminology import TUMOUR_TERMINOLOGY
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.geometry import same_grid
 from CervicalAILib.io.images import read_image
 from CervicalAILib.io.mrml import (
@@ -31,10 +34,6 @@ from CervicalAILib.io.mrml import (
     segmentation_node_from_mask,
     volume_node_from_image,
 )
-
-# the tumour's SNOMED CT terminology as Slicer's entry string, defined once in the engine (the same
-# codes as the DICOM SEG and .seg.nrrd exports): re-exported here for the modules and tests
-from CervicalAILib.terminology import TUMOUR_TERMINOLOGY
 from CervicalAISegmentLib import nodes as N
 
 TUMOUR_SEGMENT_NAME = "Cervical tumour"

@@ -1,6 +1,6 @@
 """Which loaded volume is the T2WI, the DWI, the ADC map and the CE-T1WI.
 
-The engine's study logic (`CervicalAILib.io.study`) decides what a series is and which series
+The engine's study logic (`CervicalAILib.study.load`) decides what a series is and which series
 plays each role; here it is applied to volume nodes already loaded in the scene:
 
 1. a role CervicalAI itself recorded when it loaded the study (attribute "CervicalAI.Role");
@@ -24,13 +24,13 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.io.atomic import atomic_directory
+from CervicalAILib.core.atomic import atomic_directory
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import REQUIRED_ROLE, ROLES, write_case
 from CervicalAILib.io.dicom import SeriesHeader, description_b_value, read_frames
 from CervicalAILib.io.geometry import orientation_label
 from CervicalAILib.io.mrml import image_from_volume_node
-from CervicalAILib.io.study import (
+from CervicalAILib.study.load import (
     DIFFUSION_WORDS,
     OTHER,
     Recognition,

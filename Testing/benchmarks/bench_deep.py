@@ -44,7 +44,7 @@ def images_on_t2_grid(case) -> tuple[dict[str, sitk.Image], sitk.Image]:
 
 
 def speed(case_dirs: list[Path], encoders: dict[str, Path]) -> dict:
-    from CervicalAILib.deep import extract_deep_features, load_encoder
+    from CervicalAILib.features.deep import extract_deep_features, load_encoder
     from CervicalAILib.io.case import load_case
 
     loaded, load_s = {}, {}
@@ -94,7 +94,7 @@ def own_grid_features(case_dirs: list[Path], encoder, cache: Path | None = None)
     """
     import json
 
-    from CervicalAILib.deep import extract_deep_features
+    from CervicalAILib.features.deep import extract_deep_features
     from CervicalAILib.io.case import load_case
 
     if cache is not None:
@@ -121,7 +121,11 @@ def untrained_bundle(trained, work: Path) -> Path:
     """Same architecture and preprocessing as `trained`, random weights (seed 0)."""
     import torch
 
-    from CervicalAILib.training.encoder import EncoderTrainingConfig, build_backbone, export_encoder_bundle
+    from CervicalAILib.research.training.encoder import (
+        EncoderTrainingConfig,
+        build_backbone,
+        export_encoder_bundle,
+    )
 
     saved = dict(trained.bundle.manifest["provenance"]["config"])
     saved.update(encoder_name=f"{saved['encoder_name']}-untrained")
@@ -160,7 +164,7 @@ def probe_scores(x: np.ndarray, targets: dict[str, np.ndarray]) -> dict[str, flo
 def probe(cohort: Path, case_dirs: list[Path], encoders: dict[str, Path], cache: Path | None = None) -> dict:
     from sklearn.metrics import roc_auc_score
 
-    from CervicalAILib.deep import load_encoder
+    from CervicalAILib.features.deep import load_encoder
 
     with open(cohort / "cohort.csv", newline="") as handle:
         rows = {row["case_id"]: row for row in csv.DictReader(handle)}
@@ -250,8 +254,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "Testing" / "benchmarks" / "results" / "deep.md")
     args = parser.parse_args()
 
+    from CervicalAILib.bundles.defaults import default_bundle_path
     from CervicalAILib.io.case import is_case_folder
-    from CervicalAILib.resources import default_bundle_path
 
     encoders = {"2d": args.encoder_2d or default_bundle_path("encoder-2d"), "3d": args.encoder_3d or default_bundle_path("encoder-3d")}
     case_dirs = sorted(p for p in args.cohort.iterdir() if is_case_folder(p))

@@ -41,7 +41,7 @@ def _cpu_seconds() -> float:
 
 
 def run_variant(cohort: Path, work: Path, name: str, roles: list[str], encoders: list[str], jobs: int) -> dict:
-    from CervicalAILib.cohort import ExtractionConfig, extract_cohort
+    from CervicalAILib.research.cohort import ExtractionConfig, extract_cohort
 
     config = ExtractionConfig.build(roles=roles, encoders=encoders)
     out = work / f"{name}.parquet"
@@ -104,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results Markdown (default: results/extract.md)")
     args = parser.parse_args(argv)
 
-    from CervicalAILib.io.atomic import write_text
+    from CervicalAILib.core.atomic import write_text
 
     with tempfile.TemporaryDirectory(prefix="bench_extract_") as tmp:
         work = Path(tmp)
         if args.cohort is None:
-            from CervicalAILib.synth import generate_cohort
+            from CervicalAILib.research.synth import generate_cohort
 
             cohort = work / "cohort"
             t0 = time.perf_counter()

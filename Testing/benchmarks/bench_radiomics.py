@@ -135,7 +135,7 @@ def _worker(task: dict, queue) -> None:
     import radiomics
 
     radiomics.setVerbosity(logging.ERROR)  # pyradiomics' own stderr chatter (plain baseline)
-    from CervicalAILib.radiomics import extract, load_settings
+    from CervicalAILib.features.radiomic import extract, load_settings
 
     images, mask = load_inputs(task["source"])
     roles = [role for role in task["roles"] if role in images]
@@ -184,7 +184,7 @@ def _worker(task: dict, queue) -> None:
 
 
 def _warm_up(images: dict, mask) -> None:
-    from CervicalAILib.radiomics import extract
+    from CervicalAILib.features.radiomic import extract
 
     zyx = np.argwhere(sitk.GetArrayViewFromImage(mask) > 0)
     lower, upper = zyx.min(axis=0)[::-1], zyx.max(axis=0)[::-1]
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from CervicalAILib.io.atomic import write_text
+    from CervicalAILib.core.atomic import write_text
 
     write_text(out, text)
     print(text)
@@ -295,7 +295,7 @@ def _report(args, argv, sources: list[str]) -> list[str]:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average at start "
         f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (a shared machine: CPU seconds are the steadier figure); "
         f"median of {args.repeats} runs, each in a fresh process with {args.blas_threads} BLAS thread(s); "
-        "default settings `CervicalAILib/radiomics/settings/`.",
+        "default settings `CervicalAILib/features/radiomic/settings/`.",
         "",
         "Cases: "
         + (
@@ -362,9 +362,9 @@ def _report(args, argv, sources: list[str]) -> list[str]:
     ours = measure({"source": middle, "mode": "full", "roles": ["T2W"]}, args.repeats)
     lines += [
         "",
-        f"## Baseline: plain pyradiomics `execute()` vs `CervicalAILib.radiomics.extract()` (T2W, {Path(middle).name})",
+        f"## Baseline: plain pyradiomics `execute()` vs `CervicalAILib.features.radiomic.extract()` (T2W, {Path(middle).name})",
         "",
-        "Same settings; the values agree to ~1e-12 relative (test_radiomics.py).",
+        "Same settings; the values agree to ~1e-12 relative (Testing/python/features/radiomic/test_extraction.py).",
         "",
         "| | features | wall s | CPU s | peak RSS MB |",
         "|---|---|---|---|---|",

@@ -33,9 +33,9 @@ def _prepare(case_dir: Path, work: Path) -> tuple[Path, Path]:
     """Register and segment one case (not timed); returns (registered folder, mask)."""
     import SimpleITK as sitk
 
-    from CervicalAILib.io.study import load_study
     from CervicalAILib.registration import register_study_to_case
     from CervicalAILib.segmentation import segment_case, write_segmentation
+    from CervicalAILib.study.load import load_study
 
     registered = register_study_to_case(load_study(case_dir), work / "registered")
     images = {r: sitk.ReadImage(str(p)) for r in ("T2W", "ADC", "DWI", "CET1") if (p := registered / f"{r}.nii.gz").is_file()}
@@ -46,8 +46,8 @@ def _prepare(case_dir: Path, work: Path) -> tuple[Path, Path]:
 def _readout_child(case_dir: str, mask: str, transforms: str, out: str, queue) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     start_wall, start_cpu = time.perf_counter(), time.process_time()
-    from CervicalAILib.readout import predict_case
-    from CervicalAILib.readout.predict import load_inputs
+    from CervicalAILib.pipeline import predict_case
+    from CervicalAILib.pipeline.predict import load_inputs
 
     clinical = json.loads((Path(case_dir) / "clinical.json").read_text())
     reader = {k: clinical[k] for k in ("age", "figo_stage", "histology", "scc_ag", "ln_short_axis_mm", "ln_long_axis_mm",
@@ -68,8 +68,8 @@ def _radiomics_child(case_dir: str, mask: str, transforms: str, which: str, queu
     one-time imports of pyradiomics and its filters (reported as `cold_cpu`); the second is timed."""
     import SimpleITK as sitk
 
-    from CervicalAILib.radiomics import extract
-    from CervicalAILib.readout.predict import load_inputs, load_models
+    from CervicalAILib.features.radiomic import extract
+    from CervicalAILib.pipeline.predict import load_inputs, load_models
     from CervicalAILib.registration.masks import sequence_masks
 
     inputs = load_inputs(case_dir, mask, {}, transforms_dir=transforms)
@@ -106,8 +106,8 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=5)
     parser.add_argument("--seed", type=int, default=424243, help="generator seed (never used for training)")
     args = parser.parse_args()
-    from CervicalAILib.io.atomic import write_text
-    from CervicalAILib.synth import generate_cohort
+    from CervicalAILib.core.atomic import write_text
+    from CervicalAILib.research.synth import generate_cohort
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-readout-") as tmp:

@@ -4,7 +4,7 @@
         [--centers 20] [--versions 2.0.0 1.1.0] [--jobs 2] [--synthetic COHORT ...]
         [--out Testing/benchmarks/results/realism.md] [--figure docs/figures/realism_side_by_side.png]
 
-1. Classifier two-sample test (CervicalAILib.synth.realism): 32 x 32 mm patches of real and
+1. Classifier two-sample test (CervicalAILib.research.synth.realism): 32 x 32 mm patches of real and
    synthetic T2WI (per-volume normalisation, 0.8 mm pixels), 26 texture statistics each, a
    random forest, out-of-fold AUC with whole volumes left out: by study when there are three or
    more real studies, else by orientation (train on the sagittal series of both kinds, test on
@@ -43,7 +43,7 @@ ROIS = Path(__file__).with_name("realism_rois.json")
 
 
 def _synthetic_cohort(version: str, args, root: Path) -> Path:
-    from CervicalAILib.synth import SynthParams, generate_cohort
+    from CervicalAILib.research.synth import SynthParams, generate_cohort
 
     folder = root / f"cohort_{version}"
     params = SynthParams(generator_version=version)
@@ -63,7 +63,7 @@ def _figure(real_volume, synthetic_volume, path: Path, title_real: str, title_sy
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from CervicalAILib.synth.realism import PIXEL_MM, _resample_plane, body_mask
+    from CervicalAILib.research.synth.realism import PIXEL_MM, _resample_plane, body_mask
 
     panels = []
     for volume in (real_volume, synthetic_volume):
@@ -92,7 +92,7 @@ def _figure(real_volume, synthetic_volume, path: Path, title_real: str, title_sy
 
 def _real_against_real(real, seed: int):
     """Two real T2WI series of the same study against each other with the slab design (a reference)."""
-    from CervicalAILib.synth.realism import two_sample_test
+    from CervicalAILib.research.synth.realism import two_sample_test
 
     out = []
     by_study: dict[str, list] = {}
@@ -134,8 +134,8 @@ def main() -> int:
     parser.add_argument("--figure", default=str(REPO / "docs/figures/realism_side_by_side.png"))
     args = parser.parse_args()
 
-    from CervicalAILib.synth import GENERATOR_VERSION
-    from CervicalAILib.synth.realism import (
+    from CervicalAILib.research.synth import GENERATOR_VERSION
+    from CervicalAILib.research.synth.realism import (
         real_contrasts,
         real_t2_volumes,
         synthetic_contrasts,

@@ -160,7 +160,7 @@ def bench_prostatex(repeats: int) -> list[dict]:
     if not (refdata / "ProstateX-0000_dicom").is_dir():
         print(f"skipping ProstateX: {refdata} not found")
         return []
-    from CervicalAILib.io.study import load_study
+    from CervicalAILib.study.load import load_study
 
     start = time.perf_counter()
     study = load_study(refdata / "ProstateX-0000_dicom")

@@ -112,7 +112,7 @@ def organ_dice(item: dict) -> dict[str, float]:
 
 
 def score(results: list[dict]) -> list[dict]:
-    from CervicalAILib import measure
+    from CervicalAILib.io import measurements as measure
 
     rows = []
     for item in results:

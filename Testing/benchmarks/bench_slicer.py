@@ -69,7 +69,7 @@ def bench_mrml(repeats: int, work: Path) -> list[tuple[str, float]]:
     import slicer
 
     from CervicalAIHubLib.workflow import workflow_state
-    from CervicalAILib import measure
+    from CervicalAILib.io import measurements as measure
     from CervicalAILib.io.mrml import volume_node_from_image
     from CervicalAISegmentLib.review import mark_reviewed, review_state
     from CervicalAISegmentLib.segmentation import import_segmentation_result
@@ -137,7 +137,7 @@ def bench_dicom_roles(repeats: int) -> list[tuple[str, float]]:
     import slicer
 
     from CervicalAILib.io.mrml import volume_node_from_image
-    from CervicalAILib.io.study import load_study
+    from CervicalAILib.study.load import load_study
     from CervicalAISegmentLib.volumes import assign_volume_roles, candidate_volumes
 
     scene = slicer.vtkMRMLScene()
@@ -153,7 +153,7 @@ def bench_dicom_roles(repeats: int) -> list[tuple[str, float]]:
 
 
 def bench_runner(repeats: int, work: Path) -> list[tuple[str, float]]:
-    from CervicalAILib.background import BackgroundRun, Step, engine_command
+    from CervicalAILib.core.background import BackgroundRun, Step, engine_command
 
     first_progress, cancel_return, cancelled = [], [], []
     for index in range(repeats):
@@ -219,7 +219,7 @@ def main() -> int:
               for name, seconds in rows]  # fmt: skip
     lines += ["", f"Command: `.venv/bin/python Testing/benchmarks/bench_slicer.py --repeats {args.repeats}`", ""]
     text = "\n".join(lines)
-    from CervicalAILib.io.atomic import write_text
+    from CervicalAILib.core.atomic import write_text
 
     write_text(RESULTS, text)
     print(text)

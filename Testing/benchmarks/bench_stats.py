@@ -3,10 +3,10 @@
     .venv/bin/python Testing/benchmarks/bench_stats.py [--out Testing/benchmarks/results/stats.md]
 
 - DeLong (paired test of two scores): the Sun & Xu midrank implementation in
-  CervicalAILib.stats.roc against DeLong's original O(m*n) kernel, for growing cohort sizes
+  CervicalAILib.research.stats.roc against DeLong's original O(m*n) kernel, for growing cohort sizes
   (the baseline only where its m*n matrix fits comfortably in memory). Both give the same Z.
 - ICC(3,1) for many features of 30 cases (seed 004's reproducibility set): the vectorised
-  CervicalAILib.stats.icc_table against pingouin.intraclass_corr called once per feature.
+  CervicalAILib.research.stats.icc_table against pingouin.intraclass_corr called once per feature.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from CervicalAILib.stats import delong_paired_test, icc_table
+from CervicalAILib.research.stats import delong_paired_test, icc_table
 
 
 def _best_of(fn, *args, repeat: int = 3) -> float:

@@ -48,7 +48,7 @@ def drop_from_page_cache(folder: Path) -> int:
 def measure_once(study_dir: Path) -> dict[str, float]:
     """Timings (s) of one load: import, headers+roles, each volume build."""
     start = time.perf_counter()
-    from CervicalAILib.io.study import load_study
+    from CervicalAILib.study.load import load_study
 
     imported = time.perf_counter()
     study = load_study(study_dir)
@@ -122,7 +122,7 @@ def main() -> int:
     lines += ["", f"Command: `.venv/bin/python Testing/benchmarks/bench_study_loading.py --repeats {args.repeats}`", ""]
     text = "\n".join(lines)
     sys.path.insert(0, str(REPO / "CervicalAI"))
-    from CervicalAILib.io.atomic import write_text
+    from CervicalAILib.core.atomic import write_text
 
     write_text(args.out, text)
     print(text)

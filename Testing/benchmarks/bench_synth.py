@@ -36,8 +36,8 @@ REPO = Path(__file__).resolve().parents[2]
 def one_core(n_cases: int, seed: int) -> dict[str, list[float]]:
     import SimpleITK as sitk
 
-    from CervicalAILib.synth import SynthParams, generate_case
-    from CervicalAILib.synth.writer import write_case_folder
+    from CervicalAILib.research.synth import SynthParams, generate_case
+    from CervicalAILib.research.synth.writer import write_case_folder
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     params = SynthParams()
@@ -71,7 +71,7 @@ def _cpu_seconds() -> float:
 
 def throughput(n_cases: int, seed: int, jobs: int) -> tuple[float, float]:
     """(wall seconds, CPU seconds of all processes) for a cohort of n_cases with `jobs` workers."""
-    from CervicalAILib.synth import generate_cohort
+    from CervicalAILib.research.synth import generate_cohort
 
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
         cpu, start = _cpu_seconds(), time.perf_counter()
@@ -80,8 +80,8 @@ def throughput(n_cases: int, seed: int, jobs: int) -> tuple[float, float]:
 
 
 def dicom_cost(n_cases: int, seed: int) -> tuple[float, float]:
-    from CervicalAILib.synth import SynthParams, generate_case
-    from CervicalAILib.synth.writer import write_case_folder
+    from CervicalAILib.research.synth import SynthParams, generate_case
+    from CervicalAILib.research.synth.writer import write_case_folder
 
     nifti, dicom = [], []
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
@@ -134,7 +134,7 @@ def main() -> int:
         f"after {load_after[0]:.1f} (shared machine: wall times include waiting for the CPU).",
         f"Python {platform.python_version()}, numpy {np.__version__}. Full-size cases (default matrices), "
         f"{np.mean(stats['voxels']) / 1e6:.1f} M image voxels per case (T2W + DWI + ADC + CET1 + sagittal T2W), "
-        "generator " + __import__("CervicalAILib.synth", fromlist=["GENERATOR_VERSION"]).GENERATOR_VERSION + ".",
+        "generator " + __import__("CervicalAILib.research.synth", fromlist=["GENERATOR_VERSION"]).GENERATOR_VERSION + ".",
         "",
         "## One core: CPU seconds per case (wall seconds in the last row)",
         "",

@@ -45,9 +45,9 @@ from browser.harness import (  # noqa: E402
     wait_for_frame,
 )
 
-from CervicalAILib.io.atomic import write_text  # noqa: E402
-from CervicalAILib.io.hashing import sha256_file  # noqa: E402
-from CervicalAILib.worklist import open_worklist  # noqa: E402
+from CervicalAILib.core.atomic import write_text  # noqa: E402
+from CervicalAILib.core.hashing import sha256_file  # noqa: E402
+from CervicalAILib.review.worklist import open_worklist  # noqa: E402
 
 
 def cli(*arguments: str) -> None:

@@ -422,7 +422,7 @@ def clinical_file(b: Base, d: Path, change: Callable[[dict], dict] | None = None
 
 
 def mark_reviewed(mask: Path, reviewer: str = "Dr Reader") -> None:
-    from CervicalAILib.review import mark_reviewed as mark
+    from CervicalAILib.review.record import mark_reviewed as mark
 
     mark(mask, reviewer)
 
@@ -1829,7 +1829,7 @@ case("deid-nnunet-folder-names", "de-identification", "accept",
 
 
 def _deid_two_seg_folders(b: Base, d: Path) -> Step:
-    from CervicalAILib.errors import InputError  # noqa: F401
+    from CervicalAILib.core.errors import InputError  # noqa: F401
 
     a = cp(b.Aseg, d / "A" / "seg")
     c = cp(b.Bseg, d / "B" / "seg")

@@ -48,8 +48,8 @@ STEP_TIMEOUT = 600
 
 def make_inputs(out: Path) -> None:
     """The synthetic patient as a DICOM study and the reader's form texts (in the main environment)."""
-    from CervicalAILib.synth import SynthParams, generate_case
-    from CervicalAILib.synth.dicom import write_case_dicom
+    from CervicalAILib.research.synth import SynthParams, generate_case
+    from CervicalAILib.research.synth.dicom import write_case_dicom
 
     case = generate_case(CASE_INDEX, seed=CASE_SEED, params=SynthParams(generator_version=CHAIN_GENERATOR))
     out.mkdir(parents=True, exist_ok=False)
@@ -65,7 +65,7 @@ def _form_text(value) -> str:
 
 
 def _run_steps(steps, env) -> float:
-    from CervicalAILib.background import BackgroundRun
+    from CervicalAILib.core.background import BackgroundRun
 
     run = BackgroundRun(steps, env=env).start()
     state = run.wait(timeout=STEP_TIMEOUT)
@@ -79,9 +79,9 @@ def run_chain(inputs: Path, work: Path) -> dict:
     import SimpleITK as sitk
 
     from CervicalAIHubLib.workflow import case_volume_files, study_load_step
-    from CervicalAILib import review as engine_review
-    from CervicalAILib.background import engine_command, engine_environment
-    from CervicalAILib.io.atomic import write_image
+    from CervicalAILib.core.atomic import write_image
+    from CervicalAILib.core.background import engine_command, engine_environment
+    from CervicalAILib.review import record as engine_review
     from CervicalAIPredictLib.form import values_from_form, write_clinical_json
     from CervicalAIPredictLib.readout import predict_step, read_readout, report_step, save_report
     from CervicalAISegmentLib.pipeline import segmentation_job
@@ -143,7 +143,7 @@ def run_chain(inputs: Path, work: Path) -> dict:
         t2_series = _t2_series_folder(inputs / "dicom")
         commands.append((["export", "dicom-seg", "--mask", predict_in / "mask" / MASK_FILE, "--reference-dicom", t2_series,
                           "--out", exports / "seg.dcm"], "dicom-seg"))  # fmt: skip
-    from CervicalAILib.background import Step
+    from CervicalAILib.core.background import Step
 
     started = time.perf_counter()
     _run_steps([Step(engine_command(python, *arguments), f"export {label}") for arguments, label in commands], env)
@@ -162,7 +162,7 @@ def run_chain(inputs: Path, work: Path) -> dict:
 
 
 def _t2_series_folder(dicom: Path) -> Path:
-    from CervicalAILib.io.study import load_study
+    from CervicalAILib.study.load import load_study
 
     study = load_study(dicom)
     t2 = next(series for series in study.series if series.role == "T2W")

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.deep.config import CropSpec, IntensitySpec, encoder_sections
-from CervicalAILib.models.bundle import write_bundle
+from CervicalAILib.bundles.format import write_bundle
+from CervicalAILib.features.deep.config import CropSpec, IntensitySpec, encoder_sections
 
 
 def make_image(array_zyx: np.ndarray, spacing=(0.8, 0.8, 4.0), origin=(-20.0, 10.0, -40.0), direction=None) -> sitk.Image:

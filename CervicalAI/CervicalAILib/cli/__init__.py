@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 
 from CervicalAILib import __version__
-from CervicalAILib.errors import CervicalAIError
+from CervicalAILib.core.errors import CervicalAIError
 
 # (command, module in this package, one-line help). Order = order in --help.
 COMMANDS: list[tuple[str, str, str]] = [

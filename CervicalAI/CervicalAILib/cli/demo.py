@@ -29,8 +29,8 @@ def _prepare_folder(out: Path) -> None:
     """The demo replaces only its own earlier output (marked), never a folder a user made."""
     import shutil
 
-    from CervicalAILib.errors import OutputExistsError
-    from CervicalAILib.io.output_guard import refuse_reviewed
+    from CervicalAILib.core.errors import OutputExistsError
+    from CervicalAILib.core.output_guard import refuse_reviewed
 
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a folder; choose another --out")
@@ -72,16 +72,17 @@ def run(args: argparse.Namespace) -> int:
 
     import SimpleITK as sitk
 
-    from CervicalAILib import RESEARCH_USE_STATEMENT, measure
-    from CervicalAILib.errors import BundleError
-    from CervicalAILib.io.atomic import write_json
-    from CervicalAILib.io.study import load_study
-    from CervicalAILib.progress import no_progress
-    from CervicalAILib.readout import predict_case, summary_text
-    from CervicalAILib.readout.predict import load_inputs
+    from CervicalAILib import RESEARCH_USE_STATEMENT
+    from CervicalAILib.core.atomic import write_json
+    from CervicalAILib.core.errors import BundleError
+    from CervicalAILib.core.progress import no_progress
+    from CervicalAILib.io import measurements as measure
+    from CervicalAILib.pipeline import predict_case, summary_text
+    from CervicalAILib.pipeline.predict import load_inputs
     from CervicalAILib.registration import register_study_to_case
-    from CervicalAILib.synth import SynthParams, generate_case
-    from CervicalAILib.synth.writer import write_case_folder
+    from CervicalAILib.research.synth import SynthParams, generate_case
+    from CervicalAILib.research.synth.writer import write_case_folder
+    from CervicalAILib.study.load import load_study
 
     out = args.out
     _prepare_folder(out)

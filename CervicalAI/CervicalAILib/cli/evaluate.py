@@ -71,9 +71,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.progress import line_progress, sub_progress
-    from CervicalAILib.stats.evaluate import evaluate_table, read_cutoffs, read_table, write_evaluation
+    from CervicalAILib.core.output_guard import check_output_path
+    from CervicalAILib.core.progress import line_progress, sub_progress
+    from CervicalAILib.research.stats.evaluate import (
+        evaluate_table,
+        read_cutoffs,
+        read_table,
+        write_evaluation,
+    )
 
     check_output_path(args.out, [args.table, args.cutoff_from], overwrite=args.overwrite, owned=OUTPUT_FILES)
     line_progress(0.0, "reading table")

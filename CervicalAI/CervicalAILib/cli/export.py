@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _deidentifier(args: argparse.Namespace):
     if not args.deidentify:
         if args.key or args.key_file:
-            from CervicalAILib.errors import InputError
+            from CervicalAILib.core.errors import InputError
 
             raise InputError("--key/--key-file given without --deidentify")
         return None
@@ -102,7 +102,7 @@ def _deidentifier(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.progress import line_progress
+    from CervicalAILib.core.progress import line_progress
 
     deidentifier = _deidentifier(args)
     if args.export_kind == "nnunet":

@@ -93,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _summary(result, bundle) -> str:
-    from CervicalAILib.models.table import cohort_order
+    from CervicalAILib.research.fit.table import cohort_order
 
     lines = [f"bundle {bundle.label} written to {bundle.bundle.path}" if bundle.bundle else "bundle written"]
     cases = result.cases
@@ -138,12 +138,12 @@ def _summary(result, bundle) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.errors import InputError
-    from CervicalAILib.models.fit import FitConfig, fit_risk_model
-    from CervicalAILib.models.risk_bundle import write_risk_bundle
-    from CervicalAILib.models.selection import SelectionConfig
-    from CervicalAILib.models.table import SplitSpec, read_feature_table
-    from CervicalAILib.progress import line_progress
+    from CervicalAILib.core.errors import InputError
+    from CervicalAILib.core.progress import line_progress
+    from CervicalAILib.research.fit.fit import FitConfig, fit_risk_model
+    from CervicalAILib.research.fit.selection import SelectionConfig
+    from CervicalAILib.research.fit.table import SplitSpec, read_feature_table
+    from CervicalAILib.scoring.risk_model import write_risk_bundle
 
     split_column, train_value = args.split_column, args.train_value
     if args.train_split:
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("use either a split column (--split-column/--train-split) or --train-centers, not both")
     if args.train_fraction != 1.0 and not args.train_centers:
         raise InputError("--train-fraction needs --train-centers (the centres whose cases are split)")
-    from CervicalAILib.io.output_guard import check_output_path
+    from CervicalAILib.core.output_guard import check_output_path
 
     inputs = [args.features, args.sidecar, args.keep_features]
     check_output_path(args.out, inputs, overwrite=args.overwrite, owned=BUNDLE_FILES)  # before the long fit

@@ -35,12 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.errors import InputError
-    from CervicalAILib.io.atomic import to_json
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.progress import line_progress
-    from CervicalAILib.readout import predict_case, summary_text
-    from CervicalAILib.readout.predict import OUTPUT_FILES, load_inputs
+    from CervicalAILib.core.atomic import to_json
+    from CervicalAILib.core.errors import InputError
+    from CervicalAILib.core.output_guard import check_output_path
+    from CervicalAILib.core.progress import line_progress
+    from CervicalAILib.pipeline import predict_case, summary_text
+    from CervicalAILib.pipeline.predict import OUTPUT_FILES, load_inputs
 
     clinical = args.clinical
     if clinical is None:

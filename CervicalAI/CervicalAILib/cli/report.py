@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.errors import InputError
+    from CervicalAILib.core.errors import InputError
     from CervicalAILib.report import default_pdf_path, write_report
 
     deidentifier = None

@@ -79,7 +79,7 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from CervicalAILib.worklist import STATUSES, open_worklist, status_table
+    from CervicalAILib.review.worklist import STATUSES, open_worklist, status_table
 
     worklist = open_worklist(args.worklist)
     readers = args.reader or worklist.readers()
@@ -98,7 +98,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace) -> int:
     from CervicalAILib.cli import segment
-    from CervicalAILib.worklist import SEGMENTATION_DIR, open_worklist
+    from CervicalAILib.review.worklist import SEGMENTATION_DIR, open_worklist
 
     worklist = open_worklist(args.worklist)
     todo = [case for case in worklist.cases if case.segmentation is None]
@@ -116,9 +116,9 @@ def _agreement(args: argparse.Namespace) -> int:
     import io
     import statistics
 
-    from CervicalAILib.io.atomic import write_text
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.worklist import agreement_table, open_worklist
+    from CervicalAILib.core.atomic import write_text
+    from CervicalAILib.core.output_guard import check_output_path
+    from CervicalAILib.review.worklist import agreement_table, open_worklist
 
     if args.out is not None:
         check_output_path(args.out, [args.worklist], overwrite=args.overwrite, kind="file")
@@ -144,10 +144,10 @@ def _agreement(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from CervicalAILib.core.output_guard import check_output_path
+    from CervicalAILib.core.progress import line_progress
     from CervicalAILib.export.reviewed_set import export_reviewed_set
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.progress import line_progress
-    from CervicalAILib.worklist import open_worklist
+    from CervicalAILib.review.worklist import open_worklist
 
     check_output_path(args.out, [args.worklist, args.dicom_root], overwrite=args.overwrite)
     worklist = open_worklist(args.worklist)
@@ -164,9 +164,9 @@ def _export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import importlib.util
 
-    from CervicalAILib.errors import CervicalAIError
+    from CervicalAILib.core.errors import CervicalAIError
+    from CervicalAILib.review.worklist import open_worklist, reader_folder_name
     from CervicalAILib.web.security import read_token
-    from CervicalAILib.worklist import open_worklist, reader_folder_name
 
     reader_folder_name(args.reader)  # a missing or unsafe reader name is refused before anything starts
     token = read_token(args.token, args.token_file)

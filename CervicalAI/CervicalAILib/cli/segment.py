@@ -67,8 +67,8 @@ def load_images(path: Path, t2_only: bool = False, progress=None, originals: dic
 
     from CervicalAILib.io.case import ROLES
     from CervicalAILib.io.geometry import resample_to_reference, same_grid
-    from CervicalAILib.io.study import load_study, require_role
     from CervicalAILib.registration.masks import complete_transforms, read_transforms
+    from CervicalAILib.study.load import load_study, require_role
 
     study = load_study(path)
     require_role(study, "T2W", "the tumour is segmented on the T2WI")
@@ -82,7 +82,7 @@ def load_images(path: Path, t2_only: bool = False, progress=None, originals: dic
     t2 = images["T2W"]
     known = read_transforms(path) if Path(path).is_dir() else {}
     if known:
-        from CervicalAILib.provenance import check_case, read_record
+        from CervicalAILib.contracts.case_identity import check_case, read_record
 
         record, record_path = read_record(path)
         check_case(record, record_path, images, f"the transforms in {Path(path) / 'transforms'}", study.case_id,
@@ -124,17 +124,17 @@ def _json_safe(value):
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from CervicalAILib.io.atomic import to_json
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.models.catalog import bundle_source
-    from CervicalAILib.progress import line_progress, sub_progress
-    from CervicalAILib.provenance import case_record
+    from CervicalAILib.bundles.catalog import bundle_source
+    from CervicalAILib.contracts.case_identity import case_record
+    from CervicalAILib.core.atomic import to_json
+    from CervicalAILib.core.output_guard import check_output_path
+    from CervicalAILib.core.progress import line_progress, sub_progress
     from CervicalAILib.segmentation import write_segmentation
     from CervicalAILib.segmentation.inference import segment_case
     from CervicalAILib.segmentation.outputs import OUTPUT_FILES
 
     if args.nnunet_model is not None and args.model is not None:
-        from CervicalAILib.errors import InputError
+        from CervicalAILib.core.errors import InputError
 
         raise InputError("give either --model or --nnunet-model, not both")
     # the review worklist (`review prepare`) keeps each case's segmentation in CASE/segmentation/ by design

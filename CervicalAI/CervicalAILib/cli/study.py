@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from CervicalAILib.cli.options import output_path
-from CervicalAILib.errors import CervicalAIError, InputError
+from CervicalAILib.core.errors import CervicalAIError, InputError
 
 ROLE_HELP = (
     "give a series a role by hand, e.g. --role 8=DWI or --role 5=other (repeatable). SERIES is the "
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_role_overrides(values: list[str]) -> dict[str, str]:
     """['8=DWI', '5=other'] -> {'8': 'DWI', '5': 'other'}; InputError for a malformed value."""
-    from CervicalAILib.io.study import normalise_role
+    from CervicalAILib.study.load import normalise_role
 
     overrides: dict[str, str] = {}
     for value in values:
@@ -77,7 +77,7 @@ def parse_role_overrides(values: list[str]) -> dict[str, str]:
 
 
 def _load(args: argparse.Namespace, progress=None):
-    from CervicalAILib.io.study import load_study
+    from CervicalAILib.study.load import load_study
 
     path = args.path[0] if len(args.path) == 1 else args.path
     return load_study(path, parse_role_overrides(args.role), progress=progress, study=args.study)
@@ -139,7 +139,7 @@ def format_study(study) -> str:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from CervicalAILib.io.atomic import to_json
+    from CervicalAILib.core.atomic import to_json
 
     study = _load(args)
     if args.json:
@@ -155,9 +155,9 @@ REGISTER_OUTPUT_FILES = ["T2W.nii.gz", "ADC.nii.gz", "DWI.nii.gz", "CET1.nii.gz"
 
 
 def run_register(args: argparse.Namespace) -> int:
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.io.study import require_role
-    from CervicalAILib.progress import line_progress, sub_progress
+    from CervicalAILib.core.output_guard import check_output_path
+    from CervicalAILib.core.progress import line_progress, sub_progress
+    from CervicalAILib.study.load import require_role
 
     out = check_output_path(args.out, args.path, overwrite=args.overwrite, owned=REGISTER_OUTPUT_FILES)
     try:

@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The StudyConfig these command-line options describe."""
-    from CervicalAILib.cohort.study_report import StudyConfig
+    from CervicalAILib.research.cohort.study_report import StudyConfig
 
     encoders = () if args.no_deep else tuple(item for value in args.encoders for item in _csv_list(value))
     return StudyConfig(
@@ -79,9 +79,9 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.cohort.study_report import run_study
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.progress import line_progress
+    from CervicalAILib.core.output_guard import check_output_path
+    from CervicalAILib.core.progress import line_progress
+    from CervicalAILib.research.cohort.study_report import run_study
 
     inputs = [args.cohort, args.bundles, args.settings]
     check_output_path(args.out, inputs, overwrite=True)  # the study report replaces its own folder itself

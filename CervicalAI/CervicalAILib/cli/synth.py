@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 
 EPILOG = """\
 Each case folder holds T2W, DWI (b=800 or 1000), ADC (integers in 1e-6 mm2/s) and CE-T1
@@ -51,19 +51,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.progress import line_progress
+    from CervicalAILib.core.output_guard import check_output_path
+    from CervicalAILib.core.progress import line_progress
 
     check_output_path(args.out, [args.figure], overwrite=args.overwrite, kind="file" if args.figure else "folder")
     if args.figure:
-        from CervicalAILib.synth.figure import case_figure
+        from CervicalAILib.research.synth.figure import case_figure
 
         path = case_figure(args.figure, args.out, overwrite=args.overwrite)
         print(path)
         return 0
     if args.cases is None:
         raise InputError("--cases N is required (number of patients to generate)")
-    from CervicalAILib.synth import GENERATOR_VERSION, SynthParams, generate_cohort
+    from CervicalAILib.research.synth import GENERATOR_VERSION, SynthParams, generate_cohort
 
     params = SynthParams(stage_range=args.stage_range, matrix_scale=args.matrix_scale,
                          generator_version=args.generator_version or GENERATOR_VERSION, sagittal_t2=not args.no_sagittal)

@@ -69,9 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.progress import line_progress
-    from CervicalAILib.training.encoder import EncoderTrainingConfig, train_encoder
+    from CervicalAILib.core.output_guard import check_output_path
+    from CervicalAILib.core.progress import line_progress
+    from CervicalAILib.research.training.encoder import EncoderTrainingConfig, train_encoder
 
     check_output_path(args.out, args.cases, overwrite=args.overwrite)
     if args.log:

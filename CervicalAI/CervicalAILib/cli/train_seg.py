@@ -91,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _numbers(text: str, kind, what: str) -> list:
-    from CervicalAILib.errors import InputError
+    from CervicalAILib.core.errors import InputError
 
     try:
         values = [kind(v) for v in text.split(",")]
@@ -105,11 +105,11 @@ def _numbers(text: str, kind, what: str) -> list:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from CervicalAILib.errors import InputError
+    from CervicalAILib.core.errors import InputError
+    from CervicalAILib.core.output_guard import check_output_path
+    from CervicalAILib.core.progress import line_progress
     from CervicalAILib.io.case import ROLES
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.progress import line_progress
-    from CervicalAILib.training import TrainConfig, train_segmentation
+    from CervicalAILib.research.training import TrainConfig, train_segmentation
 
     if args.add_ood is not None:
         check_output_path(args.out, [*args.cases, args.add_ood, *(args.ood_calibration or [])],
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.iterations < 1 or args.batch_size < 1:
         raise InputError("--epochs, --iterations and --batch-size must be at least 1")
     structures = [s.strip() for s in args.structures.split(",") if s.strip()]
-    from CervicalAILib.training.network import DEFAULT_ARCHITECTURE
+    from CervicalAILib.research.training.network import DEFAULT_ARCHITECTURE
 
     try:
         channels = [int(c) for c in args.channels.split(",")]
@@ -176,10 +176,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _add_ood(args: argparse.Namespace) -> int:
-    from CervicalAILib.errors import InputError
-    from CervicalAILib.progress import line_progress
-    from CervicalAILib.training import find_cases
-    from CervicalAILib.training.ood import add_ood_to_bundle
+    from CervicalAILib.core.errors import InputError
+    from CervicalAILib.core.progress import line_progress
+    from CervicalAILib.research.training import find_cases
+    from CervicalAILib.research.training.ood import add_ood_to_bundle
 
     if not args.ood_calibration:
         raise InputError("--add-ood needs --ood-calibration (held-out cases that set the threshold)")

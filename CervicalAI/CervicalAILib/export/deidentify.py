@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from CervicalAILib import __version__
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.export.deid_profile import (
     CHARACTER_SETS,
     DATE,

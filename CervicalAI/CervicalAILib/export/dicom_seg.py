@@ -6,9 +6,9 @@ The SEG is a binary segmentation with one segment, "tumor", coded in SNOMED CT:
     property type      SCT 86049000  Neoplasm, Primary
     anatomic region    SCT 71252005  Cervix uteri
 
-(`CervicalAILib.terminology`, the codes the Slicer segment and the `.seg.nrrd` carry too).
+(`CervicalAILib.contracts.terminology`, the codes the Slicer segment and the `.seg.nrrd` carry too).
 
-Its SegmentAlgorithmType comes from the mask's review record (`CervicalAILib.review`):
+Its SegmentAlgorithmType comes from the mask's review record (`CervicalAILib.review.record`):
 SEMIAUTOMATIC for a reviewed contour the reader edited from an automatic one, MANUAL for any
 other reviewed contour (drawn by the reader, or an automatic contour accepted unchanged),
 AUTOMATIC when not reviewed; the model's name and version (Algorithm Identification) are given
@@ -33,16 +33,16 @@ import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib import __version__
-from CervicalAILib.errors import InputError
+from CervicalAILib.contracts.terminology import ANATOMIC_REGION, CATEGORY, PROPERTY_TYPE
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.hashing import sha256_file
+from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.export import manifest as manifest_module
 from CervicalAILib.export.masks import mask_on_reference
-from CervicalAILib.io import atomic
 from CervicalAILib.io.dicom_write import save_dicom_file
-from CervicalAILib.io.hashing import sha256_file
 from CervicalAILib.io.images import read_image
-from CervicalAILib.progress import ProgressCallback, no_progress
-from CervicalAILib.review import require_review
-from CervicalAILib.terminology import ANATOMIC_REGION, CATEGORY, PROPERTY_TYPE
+from CervicalAILib.review.record import require_review
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +251,8 @@ def export_dicom_seg(
     """
     import pydicom
 
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.provenance import check_case, read_record
+    from CervicalAILib.contracts.case_identity import check_case, read_record
+    from CervicalAILib.core.output_guard import check_output_path
 
     progress = progress or no_progress
     out_path = Path(out_path)

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from CervicalAILib import RESEARCH_USE_STATEMENT, __version__
-from CervicalAILib.errors import InputError
-from CervicalAILib.io import atomic
-from CervicalAILib.io.hashing import sha256_file
-from CervicalAILib.review import read_review
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.hashing import sha256_file
+from CervicalAILib.review.record import read_review
 
 SCHEMA = "cervicalai.export-manifest/1"
 MANIFEST_FILE = "manifest.json"

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.io import atomic
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.io.geometry import index_to_physical_matrix, resample_to_reference, same_grid
-from CervicalAILib.io.hashing import sha256_file
 from CervicalAILib.io.images import read_image
 
 log = logging.getLogger(__name__)
@@ -131,10 +131,10 @@ def export_mask_file(
     `patient_id`, else the reference series' PatientID, else the case folder the mask is in.
     reviewed_only: refuse (InputError naming the mask) a mask without a valid review record.
     """
+    from CervicalAILib.contracts.case_identity import check_case, read_record
+    from CervicalAILib.core.output_guard import check_output_path
     from CervicalAILib.export import manifest as manifest_module
     from CervicalAILib.export.seg_nrrd import write_seg_nrrd
-    from CervicalAILib.io.output_guard import check_output_path
-    from CervicalAILib.provenance import check_case, read_record
 
     if kind not in ("nifti", "seg-nrrd"):
         raise InputError(f"unknown mask file kind {kind!r}")
@@ -148,7 +148,7 @@ def export_mask_file(
     reference_image, reference_patient = load_reference_image(reference) if reference is not None else (None, "")
     mask = read_image(mask_path)
     if reviewed_only:
-        from CervicalAILib.review import require_review
+        from CervicalAILib.review.record import require_review
 
         require_review(mask_path)
     prepared = mask_on_reference(mask, reference_image, f"mask {mask_path.name}", mask_path)

@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.export import manifest as manifest_module
 from CervicalAILib.export.masks import clean_image, mask_on_reference
-from CervicalAILib.io import atomic
 from CervicalAILib.io.case import REQUIRED_ROLE, ROLES, is_case_folder, load_case
 from CervicalAILib.io.geometry import resample_to_reference, same_grid
-from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def export_nnunet(
     target = out_dir / folder_name
     if registration not in ("rigid", "none"):
         raise InputError(f"unknown registration {registration!r} (choose rigid or none)")
-    from CervicalAILib.io.output_guard import check_output_path
+    from CervicalAILib.core.output_guard import check_output_path
 
     check_output_path(target, cases, overwrite=overwrite, owned=OUTPUT_FILES)
     if out_dir.is_dir():

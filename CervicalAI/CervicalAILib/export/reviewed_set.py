@@ -39,13 +39,13 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib import review as engine_review
-from CervicalAILib.errors import InputError
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.export import manifest as manifest_module
-from CervicalAILib.io import atomic
 from CervicalAILib.io.case import CLINICAL_FILE, ROLES, find_role_file
-from CervicalAILib.progress import ProgressCallback, no_progress
-from CervicalAILib.worklist import REVIEWED, ReviewEntry, Worklist, WorklistCase
+from CervicalAILib.review import record as engine_review
+from CervicalAILib.review.worklist import REVIEWED, ReviewEntry, Worklist, WorklistCase
 
 FORMATS = ("cases", "nnunet", "seg-nrrd", "nifti", "dicom-seg")
 CONSENSUS_RULES = ("majority",)
@@ -238,7 +238,7 @@ def export_reviewed_set(
 def _export_dicom_seg(mask: Path, study: Path, out: Path) -> None:
     """A DICOM SEG referencing the T2WI series of the case's DICOM study."""
     from CervicalAILib.export.dicom_seg import export_dicom_seg
-    from CervicalAILib.io.study import load_study
+    from CervicalAILib.study.load import load_study
 
     if not study.is_dir():
         raise InputError("no DICOM study for the case under --dicom-root", study)

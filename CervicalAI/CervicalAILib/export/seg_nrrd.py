@@ -11,7 +11,7 @@ as `vtkMRMLSegmentationStorageNode` writes and reads them:
     Segment0_ID / _Name / _Color / _LabelValue / _Layer / _Extent / _Tags:=TerminologyEntry:...
 
 The terminology entry codes the tumour as the DICOM SEG and the Slicer module do
-(`CervicalAILib.terminology`: SNOMED CT Morphologically Altered Structure / Neoplasm, Primary,
+(`CervicalAILib.contracts.terminology`: SNOMED CT Morphologically Altered Structure / Neoplasm, Primary,
 anatomic region Cervix uteri), so Slicer shows it with its terminology.
 """
 
@@ -23,12 +23,18 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.contracts.terminology import (
+    ANATOMIC_REGION,
+    CATEGORY,
+    PROPERTY_TYPE,
+    Code,
+    slicer_terminology_entry,
+)
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.export.dicom_seg import SEGMENT_LABEL
-from CervicalAILib.io import atomic
 from CervicalAILib.io.geometry import index_to_physical_matrix
 from CervicalAILib.io.mrml import DEFAULT_COLORS, ijk_to_ras_matrix
-from CervicalAILib.terminology import ANATOMIC_REGION, CATEGORY, PROPERTY_TYPE, Code, slicer_terminology_entry
 
 SUFFIX = ".seg.nrrd"
 

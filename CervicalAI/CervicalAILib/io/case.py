@@ -16,8 +16,8 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.io import atomic
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.images import IMAGE_SUFFIXES, read_image
 
 # Sequence roles, in the order channels are stacked for networks and exports.

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.progress import ProgressCallback, no_progress
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.progress import ProgressCallback, no_progress
 
 # Files that are certainly not DICOM: skipped without trying to parse them.
 NON_DICOM_SUFFIXES = (

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.io import atomic
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.geometry import same_grid
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 
 # Plausible voxel sizes of an MR image (mm); outside them the header is wrong, not the scanner.
 MIN_SPACING_MM = 0.01

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.image_checks import check_geometry, check_image, check_image_file
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")

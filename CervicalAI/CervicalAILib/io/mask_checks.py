@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 
 # Largest tumour volume accepted (mL). Cervical tumours above ~250 mL are rare (a 8 cm sphere is 268 mL);
 # a "tumour" of a litre is an organ map, a body mask or a mask on the wrong grid.

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.geometry import LPS_TO_RAS, index_to_physical_matrix, resample_to_reference, same_grid
 
 # diag(-1, -1, 1, 1): LPS <-> RAS for homogeneous 4x4 matrices (its own inverse)

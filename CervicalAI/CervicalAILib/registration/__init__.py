@@ -4,6 +4,7 @@
 `register_study_to_case` writes the result as a case folder with the transforms stored.
 """
 
+from CervicalAILib.registration.onto_t2 import register_study_to_case, register_to_t2
 from CervicalAILib.registration.rigid import (
     DEFAULT_SEED,
     RegistrationResult,
@@ -11,7 +12,6 @@ from CervicalAILib.registration.rigid import (
     rotation_angle_deg,
     write_transform,
 )
-from CervicalAILib.registration.study import register_study_to_case, register_to_t2
 
 __all__ = [
     "DEFAULT_SEED",

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.contracts.transforms import TRANSFORMS_DIR
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.progress import ProgressCallback
 from CervicalAILib.io.geometry import same_grid
-from CervicalAILib.progress import ProgressCallback
-from CervicalAILib.registration.study import TRANSFORMS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def complete_transforms(
     high-b image alone does not: see registration/study.py): the ADC's known transform is reused,
     or the ADC is registered with it. Returns (transforms, roles registered now).
     """
-    from CervicalAILib.registration.study import register_to_t2
+    from CervicalAILib.registration.onto_t2 import register_to_t2
 
     transforms = dict(transforms or {})
     t2 = images["T2W"]

@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.io import atomic
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.io.geometry import index_to_physical_matrix, overlap_fraction
-from CervicalAILib.progress import ProgressCallback, no_progress
 
 DEFAULT_SEED = 20261122
 INITIALIZERS = ("scanner", "geometry", "moments")

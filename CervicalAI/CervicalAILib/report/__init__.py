@@ -16,9 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from CervicalAILib.errors import InputError
-from CervicalAILib.io import atomic
-from CervicalAILib.io.output_guard import check_output_path
+from CervicalAILib.core import atomic
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.output_guard import check_output_path
 from CervicalAILib.report.content import ReportContent, build_content, load_readout
 from CervicalAILib.report.render import default_pdf_path, render_html, render_pdf_bytes
 

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib import RESEARCH_USE_STATEMENT
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 
 READOUT_FILE = "readout.json"
 READOUT_SCHEMA_PREFIX = "cervicalai.readout/"
@@ -57,7 +57,7 @@ def load_readout(readout_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     path = readout_dir / READOUT_FILE if readout_dir.is_dir() else readout_dir
     if not path.is_file():
         raise InputError(f"no {READOUT_FILE} here (write one with `cervicalai predict ... --out DIR`)", readout_dir)
-    from CervicalAILib.io.json_input import read_json
+    from CervicalAILib.core.json_input import read_json
 
     readout = read_json(path, "readout")
     if not isinstance(readout, dict) or not str(readout.get("schema", "")).startswith(READOUT_SCHEMA_PREFIX):
@@ -70,7 +70,7 @@ def load_readout(readout_dir: str | Path) -> tuple[Path, dict[str, Any]]:
 def check_readout(readout: dict[str, Any], path: Path) -> None:
     """InputError naming the file when the readout breaks its schema (docs/schemas/readout.schema.json:
     value ranges included) or contradicts itself: nothing impossible is ever rendered for a reader."""
-    from CervicalAILib.schemas import require_valid
+    from CervicalAILib.contracts.schemas import require_valid
 
     require_valid(readout, "readout", path, "the readout")
     lnm = readout.get("lnm") or {}
@@ -96,8 +96,8 @@ def _check_shipped_figures(readout: dict[str, Any], path: Path) -> None:
     from the shipped bundle (pinned by the model catalogue), so an edited AUC is caught."""
     from types import SimpleNamespace
 
-    from CervicalAILib.models.catalog import load_catalog, shipped_models_dirs
-    from CervicalAILib.readout.predict import validated_performance
+    from CervicalAILib.bundles.catalog import load_catalog, shipped_models_dirs
+    from CervicalAILib.pipeline.predict import validated_performance
 
     model = (readout.get("models") or {}).get("lnm") or {}
     digest = model.get("bundle_json_sha256")
@@ -147,7 +147,7 @@ def _read_sequence(path: Path, entry: dict[str, Any], role: str) -> sitk.Image:
 
     if path.is_file():
         return read_image(path)
-    from CervicalAILib.io.study import load_study
+    from CervicalAILib.study.load import load_study
 
     study = load_study(path)
     uid = entry.get("series_uid")
@@ -172,7 +172,7 @@ def key_image_png(images: dict[str, sitk.Image], mask: sitk.Image, slice_index: 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from CervicalAILib import measure
+    from CervicalAILib.io import measurements as measure
     from CervicalAILib.io.geometry import resample_to_reference, same_grid
 
     t2 = images["T2W"]

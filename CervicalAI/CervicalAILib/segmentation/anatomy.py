@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 
 TUMOR = "tumor"
 NO_ANATOMY_MESSAGE = "no cervix or uterus recognised in this study"

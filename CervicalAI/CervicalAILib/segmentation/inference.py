@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib import measure
-from CervicalAILib.errors import BundleError, InputError
+from CervicalAILib.bundles.defaults import default_bundle_path
+from CervicalAILib.bundles.format import Bundle, load_bundle
+from CervicalAILib.core.errors import BundleError, InputError
+from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.io import measurements as measure
 from CervicalAILib.io.geometry import overlap_fraction, same_grid
-from CervicalAILib.models.bundle import Bundle, load_bundle
-from CervicalAILib.progress import ProgressCallback, no_progress, sub_progress
-from CervicalAILib.resources import default_bundle_path
 from CervicalAILib.segmentation.anatomy import (
     NO_ANATOMY_MESSAGE,
     NO_ANATOMY_STATUS,

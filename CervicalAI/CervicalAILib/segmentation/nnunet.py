@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import BundleError, InputError
+from CervicalAILib.core.errors import BundleError, InputError
+from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.io.geometry import same_grid
-from CervicalAILib.progress import ProgressCallback, no_progress
 from CervicalAILib.segmentation.anatomy import TUMOR, GateSettings, canonical_name, gate_available
 from CervicalAILib.segmentation.ood import not_available
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from CervicalAILib.errors import BundleError
+from CervicalAILib.core.errors import BundleError
 
 OOD_SCHEMA = "cervicalai.ood/1"
 OOD_MESSAGE = "the study looks unlike the images this model was trained on: check the contour carefully"

@@ -7,7 +7,7 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from CervicalAILib.io.atomic import atomic_directory, to_json
+from CervicalAILib.core.atomic import atomic_directory, to_json
 
 MASK_FILE = "tumor.nii.gz"
 PROBABILITY_FILE = "tumor_probability.nii.gz"
@@ -35,7 +35,7 @@ def write_segmentation(
     probability file: nothing can pick up a contour that should not exist. The organ label map
     (`organs.nii.gz`, values by name in `organs.json`) is written whenever the network gave one.
     """
-    from CervicalAILib.registration.study import TRANSFORMS_DIR
+    from CervicalAILib.contracts.transforms import TRANSFORMS_DIR
 
     out_dir = Path(out_dir)
     summary = {**result.summary, **(extra or {})}

@@ -1,6 +1,6 @@
 """Preprocessing for the segmentation network, driven entirely by the bundle's declaration.
 
-The same functions prepare training data (`CervicalAILib.training`) and inference inputs, so
+The same functions prepare training data (`CervicalAILib.research.training`) and inference inputs, so
 what the network saw in training is what it sees at run time. Everything a bundle can ask for
 is declared in `bundle.json["preprocessing"]`:
 
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.errors import BundleError
+from CervicalAILib.core.errors import BundleError
 from CervicalAILib.io.geometry import direction_matrix, physical_corners
 
 NORMALIZATION_METHODS = ("zscore", "percentile")

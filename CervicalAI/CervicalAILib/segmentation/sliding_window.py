@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from CervicalAILib.progress import ProgressCallback, no_progress
+from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.segmentation.preprocess import pad_to_shape
 
 PatchPredictor = Callable[[np.ndarray], np.ndarray]  # (1, C, z, y, x) -> (1, K, z, y, x)

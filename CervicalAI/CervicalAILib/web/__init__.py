@@ -2,8 +2,8 @@
 
 Built on trame-slicer (Kitware), which runs 3D Slicer's own MRML, segmentation and Segment
 Editor logic and slice views (the `slicer-core` wheel) behind a trame web page, so the browser
-and the Slicer modules edit with the same logic and write the same files (`CervicalAILib.worklist`,
-`CervicalAILib.review`).
+and the Slicer modules edit with the same logic and write the same files (`CervicalAILib.review.worklist`,
+`CervicalAILib.review.record`).
 
     security.py   who may connect: host, token, reader name (no trame, no Slicer)
     scene.py      a case in an MRML scene: volumes on the T2WI grid, working copy, probability, organs

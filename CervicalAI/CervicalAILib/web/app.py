@@ -43,13 +43,13 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition, ViewProps, ViewType
 
 from CervicalAILib import RESEARCH_USE_STATEMENT
-from CervicalAILib.background import BackgroundRun, Step, engine_command, engine_environment
-from CervicalAILib.clinical import FIELDS, validate_clinical
-from CervicalAILib.errors import CervicalAIError, InputError
-from CervicalAILib.io import atomic
-from CervicalAILib.readout.summary import summary_text
+from CervicalAILib.contracts.clinical import FIELDS, validate_clinical
+from CervicalAILib.core import atomic
+from CervicalAILib.core.background import BackgroundRun, Step, engine_command, engine_environment
+from CervicalAILib.core.errors import CervicalAIError, InputError
+from CervicalAILib.pipeline.summary import summary_text
+from CervicalAILib.review.worklist import IN_PROGRESS, RATINGS, REVIEWED, SKIPPED, ReaderWorklist
 from CervicalAILib.web import scene as case_scene
-from CervicalAILib.worklist import IN_PROGRESS, RATINGS, REVIEWED, SKIPPED, ReaderWorklist
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,15 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.contracts.terminology import TUMOUR_TERMINOLOGY
+from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.images import read_image
 from CervicalAILib.io.mrml import (
     mask_from_segmentation_node,
     segmentation_node_from_mask,
     volume_node_from_image,
 )
-from CervicalAILib.terminology import TUMOUR_TERMINOLOGY
-from CervicalAILib.worklist import ReaderWorklist, flagged_slices, images_on_t2_grid
+from CervicalAILib.review.worklist import ReaderWorklist, flagged_slices, images_on_t2_grid
 
 TUMOUR_SEGMENT_NAME = "Cervical tumour"  # as the Segment module names it
 TUMOUR_COLOR = (0.89, 0.10, 0.11)

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from CervicalAILib.errors import InputError
+from CervicalAILib.core.errors import InputError
 
 DEFAULT_HOST = "127.0.0.1"
 TOKEN_ENV = "CERVICALAI_REVIEW_TOKEN"

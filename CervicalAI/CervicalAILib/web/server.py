@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from CervicalAILib.review.worklist import open_worklist
 from CervicalAILib.web.security import Access, check_access, check_port_free, claim_reader
-from CervicalAILib.worklist import open_worklist
 
 
 def quiet_web_logs() -> None:
@@ -65,7 +65,7 @@ def _run(worklist, reader_list, access: Access, rca_encoder: str | None, ready_f
                   f"{len(worklist.cases)} case(s)", flush=True)
             print(f"open {shown.url()}", flush=True)
             if ready_file is not None:
-                from CervicalAILib.io.atomic import write_text
+                from CervicalAILib.core.atomic import write_text
 
                 write_text(ready_file, shown.url() + "\n")
 

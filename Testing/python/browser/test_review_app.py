@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CervicalAILib import measure
-from CervicalAILib.io.hashing import sha256_file
-from CervicalAILib.worklist import REVIEW_DIR, open_worklist
+from CervicalAILib.core.hashing import sha256_file
+from CervicalAILib.io import measurements as measure
+from CervicalAILib.review.worklist import REVIEW_DIR, open_worklist
 
 from .harness import (
     ReviewServer,

@@ -39,8 +39,8 @@ PROBABILITY_TOLERANCE = 1e-6  # LNM and stage-group probabilities, absolute
 SCORE_TOLERANCE = 1e-5  # Rad_score, DL_score, nomogram total points, relative
 FEATURE_TOLERANCE = 1e-6  # each radiomics feature value, relative (deep features: 1e-5 absolute)
 # The MRML logic tests (and the background runner's, which runs in Slicer's Python too).
-MRML_TEST_FILES = ("test_slicer_hub.py", "test_slicer_segment.py", "test_slicer_predict.py", "test_slicer_background.py",
-                   "test_mrml_bridge.py")  # fmt: skip
+MRML_TEST_FILES = ("slicer/test_hub.py", "slicer/test_segment.py", "slicer/test_predict.py", "core/test_background.py",
+                   "io/test_mrml.py")  # fmt: skip
 
 
 def check(result) -> str:
@@ -175,7 +175,7 @@ def test_lbp3d_gives_pyradiomics_images_on_this_scipy(slicer_env, lbp3d_referenc
     script = (
         "import json, logging, sys, numpy as np, scipy, SimpleITK as sitk\n"
         "from radiomics import imageoperations\n"
-        "from CervicalAILib.radiomics.lbp3d import lbp3d_images\n"
+        "from CervicalAILib.features.radiomic.lbp3d import lbp3d_images\n"
         f"ref = np.load({str(lbp3d_reference)!r})\n"
         "image, mask = sitk.GetImageFromArray(ref['image']), sitk.GetImageFromArray(ref['mask'])\n"
         "inside = ref['mask'] == 1\n"

@@ -1,0 +1,1 @@
+"""Model bundles as data: the bundle format with its hashes, the model catalogue, where the default bundles live."""

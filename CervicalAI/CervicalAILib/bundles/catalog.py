@@ -1,0 +1,174 @@
+"""The model catalogue: the identity of every bundle the extension ships, pinned by SHA-256.
+
+`Resources/Models/catalog.json` (installed beside the modules as `CervicalAIModels/catalog.json`)
+lists each shipped bundle: its name, version, task, folder, what it is the default for, the
+sequences it reads, and the SHA-256 of its `bundle.json`. `bundle.json` lists the SHA-256 of every
+other file of the bundle, so this one hash pins the whole bundle: a threshold, a coefficient or a
+quoted AUC edited in `bundle.json` changes it.
+
+When a bundle is loaded (`models.bundle.load_bundle`) it is identified here:
+
+- its `bundle.json` hash is in the catalogue: a shipped bundle ("source": "shipped");
+- a bundle in the extension's own model folder with another hash: refused (the shipped files were
+  edited in place: a threshold or a quoted AUC changed under the same name and version);
+- anything else, also a copy that keeps a shipped name and version: "user-supplied", and every
+  output that names the model says so (segmentation.json, readout.json, the report, export
+  manifests), so an edited copy never passes for the shipped model.
+
+The catalogue is the extension's, never the site's: a folder given in $CERVICALAI_MODELS is
+searched for bundles but cannot change what "shipped" means. `tools/update_model_catalog.py`
+regenerates it after a bundle is retrained; a test checks it matches the shipped bundles.
+Format: docs/schemas/model-catalog.schema.json (modelled on SlicerMONAIAuto3DSeg's models.json).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from CervicalAILib.core.errors import BundleError
+
+CATALOG_FILE = "catalog.json"
+CATALOG_SCHEMA = "cervicalai.model-catalog/1"
+SHIPPED = "shipped"
+USER_SUPPLIED = "user-supplied"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    id: str
+    name: str
+    version: str
+    task: str
+    folder: str
+    bundle_json_sha256: str
+    default_for: tuple[str, ...]
+    inputs: tuple[str, ...]
+    description: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def shipped_models_dirs() -> list[Path]:
+    """Where the extension's own bundles (and catalogue) live: the source checkout, the installed extension."""
+    here = Path(__file__).resolve()
+    return [here.parents[3] / "Resources" / "Models", here.parents[2] / "CervicalAIModels"]
+
+
+def catalog_path() -> Path | None:
+    for folder in shipped_models_dirs():
+        if (folder / CATALOG_FILE).is_file():
+            return folder / CATALOG_FILE
+    return None
+
+
+def parse_catalog(document: Any, where: str | Path = CATALOG_FILE) -> list[CatalogEntry]:
+    """Entries of a catalogue document; BundleError naming the file when it is not a valid catalogue."""
+    from CervicalAILib.contracts.schemas import validate
+
+    problems = validate(document, "model-catalog")
+    if problems:
+        raise BundleError(f"{where}: not a valid model catalogue ({'; '.join(problems[:3])})")
+    return [
+        CatalogEntry(
+            id=item["id"], name=item["name"], version=item["version"], task=item["task"], folder=item["folder"],
+            bundle_json_sha256=item["bundle_json_sha256"], default_for=tuple(item.get("default_for", [])),
+            inputs=tuple(item.get("inputs", [])), description=item.get("description", ""),
+        )
+        for item in document["models"]
+    ]
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, mtime: float) -> tuple[CatalogEntry, ...]:
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: the model catalogue cannot be read ({exc})") from exc
+    return tuple(parse_catalog(document, path))
+
+
+def load_catalog() -> list[CatalogEntry]:
+    """The shipped catalogue's entries ([] in an installation without one: every bundle is then user-supplied)."""
+    path = catalog_path()
+    if path is None:
+        return []
+    return list(_load(str(path), path.stat().st_mtime))
+
+
+def identify(manifest: dict[str, Any], manifest_sha256: str, where: str | Path) -> tuple[str, CatalogEntry | None]:
+    """("shipped", entry) or ("user-supplied", None); BundleError for a modified bundle in the extension's own
+    model folder (the shipped files themselves were edited: never used, whatever it claims to be)."""
+    entries = load_catalog()
+    for entry in entries:
+        if entry.bundle_json_sha256 == manifest_sha256:
+            return SHIPPED, entry
+    bundle_dir = Path(where).parent.resolve()
+    for folder in shipped_models_dirs():
+        if entries and bundle_dir.parent == folder.resolve():
+            shipped = next((e for e in entries if e.folder == bundle_dir.name), None)
+            what = f"the shipped model {shipped.label}" if shipped else "a bundle the model catalogue does not list"
+            raise BundleError(
+                f"{where}: {what} in the extension's model folder was modified (bundle.json SHA-256 "
+                f"{manifest_sha256[:12]}...{', catalogue ' + shipped.bundle_json_sha256[:12] + '...' if shipped else ''}) "
+                "- refusing to use it; reinstall the extension, or put your own model in its own folder "
+                "(it is then marked user-supplied)")
+    return USER_SUPPLIED, None
+
+
+def bundle_source(bundle_dir: str | Path) -> dict[str, Any]:
+    """{"source", "bundle_json_sha256"} of the bundle folder a result names (for summaries written
+    by code that holds only the bundle's path)."""
+    from CervicalAILib.core.hashing import sha256_file
+
+    manifest_path = Path(bundle_dir) / "bundle.json"
+    digest = sha256_file(manifest_path)
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    source, _ = identify(manifest, digest, manifest_path)
+    return {"source": source, "bundle_json_sha256": digest}
+
+
+def _input_roles(inputs: Any) -> list[str]:
+    """The sequences a bundle reads, from the three `inputs` layouts of bundle.json."""
+    if isinstance(inputs, list):  # segmentation: [{"role": "T2W", "channel": 0}, ...]
+        return [str(item["role"]) for item in inputs if isinstance(item, dict) and item.get("role")]
+    if isinstance(inputs, dict):  # risk model: {"sequences": [...]}; encoder: {"roles": [...]}
+        return [str(role) for role in inputs.get("sequences") or inputs.get("roles") or []]
+    return []
+
+
+def catalog_document(models_dir: str | Path, default_bundles: dict[str, str]) -> dict[str, Any]:
+    """The catalogue of every bundle folder under `models_dir` (what tools/update_model_catalog.py writes).
+
+    default_bundles: purpose -> folder (resources.DEFAULT_BUNDLES), recorded as each entry's default_for.
+    """
+    from CervicalAILib.core.hashing import sha256_file
+
+    models_dir = Path(models_dir)
+    models = []
+    for manifest_path in sorted(models_dir.glob(f"*/{'bundle.json'}")):
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        folder = manifest_path.parent.name
+        roles = _input_roles(manifest.get("inputs"))
+        models.append({
+            "id": folder,
+            "name": manifest["name"],
+            "version": manifest["version"],
+            "task": manifest["task"],
+            "folder": folder,
+            "bundle_json_sha256": sha256_file(manifest_path),
+            "default_for": sorted(purpose for purpose, name in default_bundles.items() if name == folder),
+            "inputs": roles,
+            "description": str(manifest.get("intended_use", "")).split(". ")[0].rstrip(".")[:300],
+        })
+    return {
+        "schema": CATALOG_SCHEMA,
+        "description": "The model bundles shipped with CervicalAI, pinned by the SHA-256 of their bundle.json "
+                       "(regenerate with tools/update_model_catalog.py)",
+        "models": models,
+    }

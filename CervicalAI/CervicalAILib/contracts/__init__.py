@@ -1,0 +1,1 @@
+"""On-disk formats and the vocabularies they use: clinical fields, terminology codes, the case identity a mask or transform records, and the JSON Schemas (schemas/) of the readout, the segmentation summary and the model catalogue."""

@@ -1,0 +1,1 @@
+"""Tumour features per sequence: radiomic (pyradiomics) and deep (ONNX encoders)."""

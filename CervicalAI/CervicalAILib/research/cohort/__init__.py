@@ -1,0 +1,37 @@
+"""Cohort research pipeline: feature extraction for whole cohorts and the seed-004 study report.
+
+    from CervicalAILib.research.cohort import ExtractionConfig, extract_cohort
+    config = ExtractionConfig.build(roles=("T2W", "DWI", "CET1"), encoders=["2d", "3d"])
+    result = extract_cohort("cohort/", "features.parquet", config, jobs=2)   # resumable
+
+    from CervicalAILib.research.cohort import StudyConfig, run_study
+    run_study(StudyConfig(out="report/", seed=4, scale=1.0, jobs=2))        # `cervicalai study-report`
+
+A cohort is a folder of case folders plus `cohort.csv` (one row per case: case_id, center,
+outcomes, clinical values). The feature table has one row per case: the cohort.csv columns, then
+radiomics `{ROLE}_{pyradiomics name}` and deep `{ROLE}_dl-{encoder}_F{index:04d}` columns, with a
+sidecar JSON (`<table>.json`) saying which settings, encoders and masks produced them
+(the contract `models.table.read_feature_table` reads).
+"""
+
+from CervicalAILib.research.cohort.extract import (
+    DEFAULT_ROLES,
+    ExtractionConfig,
+    ExtractionResult,
+    extract_case,
+    extract_cohort,
+    parts_dir_for,
+    read_cohort_table,
+    sidecar_path_for,
+)
+
+__all__ = [
+    "DEFAULT_ROLES",
+    "ExtractionConfig",
+    "ExtractionResult",
+    "extract_case",
+    "extract_cohort",
+    "parts_dir_for",
+    "read_cohort_table",
+    "sidecar_path_for",
+]

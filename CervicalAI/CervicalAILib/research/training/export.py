@@ -1,0 +1,270 @@
+"""ONNX export of a trained segmentation network, verified against torch, inside a bundle."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from CervicalAILib.bundles.format import Bundle, write_bundle
+from CervicalAILib.core.errors import BundleError
+from CervicalAILib.core.hashing import sha256_file
+
+ONNX_FILE = "model.onnx"
+OPSET = 17
+TOLERANCE = 1e-4
+NOT_CLINICAL = "trained on synthetic data, not for clinical use"
+
+
+def _with_sigmoid(net):
+    import torch
+
+    class ProbabilityNetwork(torch.nn.Module):
+        """The network plus its sigmoid, so the ONNX output is the tumour probability."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, image):
+            return torch.sigmoid(self.inner(image))
+
+    return ProbabilityNetwork(net).eval()
+
+
+def export_onnx(net, in_channels: int, path: str | Path, check_shapes_zyx: Sequence[Sequence[int]]) -> float:
+    """Export `net` (+ sigmoid) with dynamic spatial size; return the largest |ONNX - torch|.
+
+    Verified on random inputs of every shape in `check_shapes_zyx`; BundleError when the
+    difference exceeds 1e-4 anywhere.
+    """
+    import onnxruntime as ort
+    import torch
+
+    model = _with_sigmoid(net.cpu().eval())
+    shapes = [list(s) for s in check_shapes_zyx]
+    dummy = torch.zeros(1, in_channels, *shapes[0])
+    torch.onnx.export(
+        model,
+        (dummy,),
+        str(path),
+        input_names=["image"],
+        output_names=["probability"],
+        opset_version=OPSET,
+        dynamo=False,
+        dynamic_axes={"image": {2: "z", 3: "y", 4: "x"}, "probability": {2: "z", 3: "y", 4: "x"}},
+    )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for shape in shapes:
+        sample = torch.randn(1, in_channels, *shape, generator=generator)
+        with torch.no_grad():
+            expected = model(sample).numpy()
+        actual = session.run(None, {"image": sample.numpy()})[0]
+        worst = max(worst, float(np.abs(actual - expected).max()))
+    if worst > TOLERANCE:
+        raise BundleError(f"{path}: ONNX output differs from torch by {worst:.2e} (> {TOLERANCE:g}); export refused")
+    return worst
+
+
+def dataset_provenance(case_dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    """What generated the training cases: each cohort's generator.json (version, seed, count)."""
+    cohorts: dict[Path, int] = {}
+    for case in case_dirs:
+        cohorts[Path(case).resolve().parent] = cohorts.get(Path(case).resolve().parent, 0) + 1
+    records = []
+    for folder, used in sorted(cohorts.items()):
+        record: dict[str, Any] = {"cohort": folder.name, "cases_used": used}
+        generator = folder / "generator.json"
+        if generator.is_file():
+            data = json.loads(generator.read_text(encoding="utf-8"))
+            for key in ("generator", "version", "seed", "n_cases", "n_centers", "stage_range", "format"):
+                if key in data and not isinstance(data[key], dict | list):
+                    record[key] = data[key]
+            record["generator_json_sha256"] = sha256_file(generator)
+        else:
+            record["generator"] = "unknown (no generator.json beside the cases)"
+        records.append(record)
+    return records
+
+
+def model_card(manifest: dict[str, Any]) -> str:
+    """MODEL_CARD.md: what the model is, what trained it, how well, and what it is not for."""
+    validation = manifest["validation"]
+    pre = manifest["preprocessing"]
+    data = manifest["provenance"]["data"]
+    lines = [
+        f"# {manifest['name']} {manifest['version']}",
+        "",
+        f"**{NOT_CLINICAL.capitalize()}.** Research and software-testing use only.",
+        "",
+        "## What it does",
+        "",
+        "Segments the primary cervical tumour on pelvic MRI. Inputs (channel order): "
+        + ", ".join(entry["role"] for entry in manifest["inputs"])
+        + ", co-registered onto the T2WI grid. Output: tumour probability per voxel; the runtime "
+        f"(`cervicalai segment`) thresholds it at {manifest['postprocessing']['threshold']} (chosen on the validation "
+        "cases), keeps the main lesion and nearby satellites, fills "
+        "holes and maps the result back onto the T2WI grid.",
+        "",
+    ]
+    organs = [entry["name"] for entry in manifest["outputs"][1:]]
+    if organs:
+        lines += [
+            f"Anatomical outputs (organ segments, hidden by default): {', '.join(organs)}. "
+            + ("The anatomy gate keeps only tumour candidates in or next to the cervix/uterus and reports "
+               "\"no cervix or uterus recognised in this study\" (no tumour contour) when there is none."
+               if manifest.get("anatomy_gate") else ""),
+            "",
+        ]
+    recipe = manifest["provenance"].get("recipe", {})
+    if recipe.get("domain_randomisation"):
+        randomisation = recipe["domain_randomisation"]
+        lines += [f"Domain randomisation: {100 * randomisation['fraction']:.0f}% of the training samples were "
+                  f"{randomisation['what']}.", ""]
+    lines += [
+        "## Network and preprocessing",
+        "",
+        f"- {manifest['network']['architecture']['name']}, channels {manifest['network']['architecture']['channels']}, "
+        f"strides (z, y, x) {manifest['network']['architecture']['strides_zyx']}, ONNX opset {OPSET}.",
+        f"- Working grid {pre['working_spacing_mm']} mm (x, y, z), axes nearest to LPS; linear interpolation.",
+        "- Per-sequence z-score inside the body (voxels above 10% of the 99th percentile), clipped to +-5.",
+        f"- Sliding window {manifest['inference']['patch_size_xyz']} (x, y, z) with Gaussian blending, plus a "
+        "left-right mirrored pass for the confidence.",
+        "",
+        "## Training data",
+        "",
+        f"{manifest['training_data']}",
+        "",
+    ]
+    for cohort in data:
+        lines.append("- " + ", ".join(f"{k}: {v}" for k, v in cohort.items()))
+    lines += [
+        "",
+        "## Validation (held-out synthetic cases of the training cohort)",
+        "",
+        f"- cases: {len(validation['cases'])}; Dice on the working grid: mean {validation['dice_mean_working_grid']}, "
+        f"median {validation['dice_median_working_grid']} (best epoch {manifest['provenance']['best_epoch']} of "
+        f"{manifest['provenance']['epochs_run']}).",
+        "- Held-out figures on a cohort of a different seed, on the T2WI grid: see docs/segmentation.md and "
+        "Testing/benchmarks/results/segmentation.md.",
+        "",
+        "## Limits",
+        "",
+        "- Never seen a real patient: synthetic anatomy, contrast and noise. Real images will differ; "
+        "expect errors and check every contour.",
+        "- Inputs far outside the training spacing or intensity range are segmented with a warning.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_segmentation_bundle(
+    net, config, preprocessing: dict[str, Any], train_range: dict[str, Any], report: dict[str, Any],
+    case_dirs: Sequence[Path],
+) -> tuple[Bundle, float]:
+    """Export `net` and write the complete bundle at `config.out`; returns (bundle, max ONNX error)."""
+    from CervicalAILib.research.training.network import size_multiple_zyx
+    from CervicalAILib.research.training.ood import add_feature_output
+    from CervicalAILib.research.training.train import software_versions
+    from CervicalAILib.segmentation.anatomy import GateSettings, canonical_name, gate_available
+
+    patch_zyx = list(config.patch_size_xyz[::-1])
+    inference_zyx = list(config.inference_patch_size_xyz[::-1])
+    structures = [canonical_name(name) for name in getattr(config, "structures", ["tumor"])]
+    with tempfile.TemporaryDirectory() as tmp:
+        plain_path = Path(tmp) / "plain.onnx"
+        difference = export_onnx(net, len(config.roles), plain_path, [patch_zyx, inference_zyx])
+        onnx_path = Path(tmp) / ONNX_FILE
+        features = add_feature_output(plain_path, onnx_path, len(config.roles), inference_zyx)
+        data = dataset_provenance(case_dirs)
+        described = "; ".join(
+            f"{c.get('cases_used')} cases of cohort {c['cohort']}"
+            + (f" (generator {c.get('version', c.get('generator_version', '?'))}, seed {c['seed']})" if "seed" in c else "")
+            for c in data
+        )
+        manifest: dict[str, Any] = {
+            "name": config.name,
+            "version": config.version,
+            "task": "segmentation",
+            "intended_use": "Research use: automatic contour of the primary cervical tumour on pelvic MRI for "
+            "reader review and radiomics. " + NOT_CLINICAL.capitalize() + ".",
+            "training_data": f"Synthetic multi-parametric pelvic MRI ({described}; {report['training_cases']} for "
+            f"training, {len(report['validation']['cases'])} for validation); {NOT_CLINICAL}.",
+            "inputs": [{"role": role, "channel": i} for i, role in enumerate(config.roles)],
+            "outputs": [
+                {"name": name, "channel": channel, "meaning": f"probability of {name} (sigmoid inside the graph)"}
+                for channel, name in enumerate(structures)
+            ],
+            "preprocessing": preprocessing,
+            "network": {
+                "file": ONNX_FILE,
+                "input_name": "image",
+                "output_name": "probability",
+                "layout": "(1, channels, z, y, x) float32",
+                "opset": OPSET,
+                "architecture": config.architecture,
+                "size_multiple_xyz": size_multiple_zyx(config.architecture)[::-1],
+                "training_patch_size_xyz": list(config.patch_size_xyz),
+                "onnx_vs_torch_max_abs_difference": difference,
+                "features_output": features["output"],
+                "features": features,
+            },
+            "inference": {
+                "patch_size_xyz": list(config.inference_patch_size_xyz),
+                "overlap": 0.25,
+                "sigma_scale": 0.125,
+                "tta_flip_axes_zyx": [[2]],
+                "flag_below": 0.75,
+            },
+            "postprocessing": {
+                "threshold": report["validation"].get("threshold", 0.5), "keep_near_mm": 10.0, "min_satellite_ml": 0.1, "min_tumor_ml": 0.05, "fill_holes": True,
+            },
+            "organ_threshold": 0.5,
+            "training_range": train_range,
+            "validation": report["validation"],
+            "provenance": {
+                "data": data,
+                "training_cases": report["training_cases"],
+                "epochs_run": report["epochs_run"],
+                "best_epoch": report["best_epoch"],
+                "stop_reason": report["stop_reason"],
+                "device": report["device"],
+                "training_minutes": report["training_minutes"],
+                "recipe": {
+                    "loss": "Dice + binary cross-entropy (MONAI DiceCELoss, sigmoid, batch Dice)",
+                    "optimizer": f"AdamW lr {config.learning_rate} poly(0.9) decay, weight decay {config.weight_decay}",
+                    "batch_size": config.batch_size,
+                    "iterations_per_epoch": config.iterations_per_epoch,
+                    "max_epochs": config.epochs,
+                    "patience": config.patience,
+                    "positive_fraction": config.positive_fraction,
+                    "augmentation": "left-right flip; in-plane rotation +-15 deg, scaling +-10% (p 0.5); intensity "
+                    "scale/shift +-0.15 (p 0.5); Gaussian noise sd 0.1 (p 0.3)",
+                    "seed": config.seed,
+                },
+                "software": software_versions(),
+            },
+        }
+        if gate_available(structures):
+            manifest["anatomy_gate"] = GateSettings().to_dict()
+        synth_fraction = float(getattr(config, "synth_fraction", 0.0))
+        if synth_fraction > 0:
+            from CervicalAILib.research.training.synthesis import SynthesisSettings
+
+            manifest["provenance"]["recipe"]["domain_randomisation"] = {
+                "fraction": synth_fraction,
+                "what": "images synthesised from the organ label map: random mean and spread per label and "
+                "channel, partial-volume blur, bias field, lower resolution / thicker slices, ghosting, Rician "
+                "noise, gamma; elastic deformation (p 0.3) of image and targets",
+                "settings": SynthesisSettings().to_dict(),
+            }
+        manifest["model_card"] = "MODEL_CARD.md"
+        files = {ONNX_FILE: onnx_path, "MODEL_CARD.md": model_card(manifest)}
+        bundle = write_bundle(config.out, manifest, files, overwrite=config.overwrite)
+    return bundle, difference

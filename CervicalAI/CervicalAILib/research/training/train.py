@@ -1,0 +1,491 @@
+"""Training the tumour segmentation network (MONAI + torch) and exporting it as a bundle.
+
+Recipe (docs/segmentation.md): co-registered sequences on a 1.5 x 1.5 x 4 mm working grid,
+z-score normalisation inside the body per sequence; 80 x 80 x 16 patches, two of three centred
+on tumour; left-right flips, small in-plane rotations and scaling, intensity scale/shift,
+Gaussian noise; Dice + binary cross-entropy; AdamW with polynomial learning-rate decay;
+validation Dice on whole held-out volumes after every epoch (sliding window, exactly as at run
+time) with early stopping; every epoch re-seeded from (seed, epoch), so a resumed run continues
+exactly as an uninterrupted one would. Checkpoints are plain torch files in the work folder
+(never in a bundle); the bundle gets the ONNX export of the best epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from CervicalAILib.core.atomic import atomic_path, write_json
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.research.training.dataset import CachedCase, build_cache, find_cases, training_range
+from CervicalAILib.research.training.network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
+from CervicalAILib.segmentation.anatomy import TUMOR, canonical_name
+from CervicalAILib.segmentation.preprocess import pad_to_shape
+from CervicalAILib.segmentation.sliding_window import fit_patch, sliding_window_predict
+
+log = logging.getLogger(__name__)
+
+ZSCORE = {"method": "zscore", "foreground_fraction": 0.1, "reference_percentile": 99.0, "clip": 5.0}
+
+
+def default_preprocessing(roles: Sequence[str], spacing_mm: Sequence[float] = (1.5, 1.5, 4.0)) -> dict[str, Any]:
+    """The preprocessing declaration written into the bundle and applied by the runtime."""
+    return {
+        "working_spacing_mm": [float(s) for s in spacing_mm],
+        "orientation": "LPS-nearest",
+        "interpolation": "linear",
+        "normalization": {role: dict(ZSCORE) for role in roles},
+        "pad": "channel_minimum",
+        "registration": "rigid onto the T2WI (CervicalAILib.registration.register_to_t2) before preprocessing",
+    }
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in the checkpoint and in the bundle)."""
+
+    cases: list[str]
+    out: str
+    roles: list[str] = field(default_factory=lambda: ["T2W", "ADC", "DWI"])
+    # output channels, tumour first; the others are read by name from labels/organs.nii.gz
+    structures: list[str] = field(default_factory=lambda: ["tumor"])
+    # share of training samples whose image is synthesised from the label map (domain randomisation)
+    synth_fraction: float = 0.0
+    name: str = "cervix-tumor-seg"
+    version: str = "1.0.0"
+    work_dir: str | None = None
+    epochs: int = 60
+    iterations_per_epoch: int = 60
+    batch_size: int = 2
+    patch_size_xyz: list[int] = field(default_factory=lambda: [80, 80, 16])
+    # Run-time patch = training patch: instance normalisation computes its statistics over the
+    # patch, so a network trained on 80x80x16 patches misbehaves on whole-volume patches.
+    inference_patch_size_xyz: list[int] = field(default_factory=lambda: [80, 80, 16])
+    working_spacing_mm: list[float] = field(default_factory=lambda: [1.5, 1.5, 4.0])
+    architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-5
+    positive_fraction: float = 2 / 3
+    val_fraction: float = 0.1
+    min_val_cases: int = 2
+    patience: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 2
+    max_minutes: float | None = None
+    register: bool = True
+    jobs: int = 1
+    resume: bool = False
+    export_only: bool = False
+    overwrite: bool = False
+    # out-of-distribution score: fitted on the training cases, threshold from these held-out cases
+    # (default: the validation cases)
+    ood: bool = True
+    ood_calibration: list[str] | None = None
+    ood_false_alarm_rate: float = 0.05
+
+    def work_path(self) -> Path:
+        return Path(self.work_dir) if self.work_dir else Path(str(self.out) + ".work")
+
+
+def choose_device(requested: str) -> str:
+    """torch device name: "cuda" when a GPU is asked for and present, else "cpu" (logged)."""
+    import torch
+
+    if requested not in ("cpu", "gpu"):
+        raise InputError(f"unknown device {requested!r} (use cpu or gpu)")
+    if requested == "gpu":
+        if torch.cuda.is_available():
+            log.info("training on GPU: %s", torch.cuda.get_device_name(0))
+            return "cuda"
+        log.warning("a GPU was requested but torch sees none; training on the CPU")
+    log.info("training on CPU (%d threads)", torch.get_num_threads())
+    return "cpu"
+
+
+def split_cases(cases: Sequence[Path], val_fraction: float, min_val: int, seed: int) -> tuple[list[Path], list[Path]]:
+    """Deterministic train/validation split by seed."""
+    if len(cases) < 2:
+        raise InputError(f"training needs at least 2 cases (one to validate on), found {len(cases)}")
+    order = np.random.default_rng(seed).permutation(len(cases))
+    n_val = min(max(int(round(len(cases) * val_fraction)), min_val), len(cases) - 1)
+    val = sorted(cases[i] for i in order[:n_val])
+    train = sorted(cases[i] for i in order[n_val:])
+    return train, val
+
+
+def augmentation(patch_zyx: Sequence[int], elastic: bool = False):
+    """MONAI dictionary transforms applied to each sampled (larger) crop -> patch.
+
+    `elastic` (with domain randomisation): a smooth random deformation first, as SynthSeg
+    deforms its label maps, so that shapes vary beyond what the generator drew."""
+    from monai.transforms import (
+        CenterSpatialCropd,
+        Compose,
+        Rand3DElasticd,
+        RandAffined,
+        RandFlipd,
+        RandGaussianNoised,
+        RandScaleIntensityd,
+        RandShiftIntensityd,
+    )
+
+    keys = ["image", "label"]
+    deform = [
+        Rand3DElasticd(keys, sigma_range=(4, 7), magnitude_range=(20, 60), prob=0.3, mode=("bilinear", "nearest"),
+                       padding_mode="border")
+    ] if elastic else []
+    return Compose(
+        deform + [
+            RandAffined(
+                keys,
+                prob=0.5,
+                rotate_range=(math.radians(15), 0.0, 0.0),  # about the slice axis: in-plane rotation
+                scale_range=(0.0, 0.1, 0.1),
+                mode=("bilinear", "nearest"),
+                padding_mode="border",
+                spatial_size=tuple(patch_zyx),
+            ),
+            CenterSpatialCropd(keys, roi_size=tuple(patch_zyx)),
+            RandFlipd(keys, prob=0.5, spatial_axis=2),  # left-right
+            RandScaleIntensityd("image", factors=0.15, prob=0.5),
+            RandShiftIntensityd("image", offsets=0.15, prob=0.5),
+            RandGaussianNoised("image", prob=0.3, std=0.1),
+        ]
+    )
+
+
+class PatchSampler:
+    """Crops around tumour (with probability `positive_fraction`) or anywhere in the volume.
+
+    A sample holds "image" (C, z, y, x), "label" (K, z, y, x) float targets and, when the case has
+    one, "label_map" (z, y, x) for domain randomisation."""
+
+    def __init__(self, cases: Sequence[CachedCase], crop_zyx: Sequence[int], positive_fraction: float):
+        self.crop = [int(c) for c in crop_zyx]
+        self.positive_fraction = positive_fraction
+        self.items = []
+        for case in cases:
+            image, _ = pad_to_shape(case.image, self.crop)
+            targets, _ = pad_to_shape(case.targets.astype(np.float32), self.crop)
+            targets = targets.astype(np.uint8)  # padding value of a target is its minimum, 0
+            label_map = None
+            if case.label_map is not None:
+                label_map = pad_to_shape(case.label_map[None].astype(np.float32), self.crop)[0][0].astype(np.uint8)
+            self.items.append((image, targets, np.argwhere(targets[0] > 0), label_map))
+
+    def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        image, targets, foreground, label_map = self.items[int(rng.integers(len(self.items)))]
+        shape = image.shape[1:]
+        if len(foreground) and rng.random() < self.positive_fraction:
+            centre = foreground[int(rng.integers(len(foreground)))]
+        else:
+            centre = [int(rng.integers(n)) for n in shape]
+        start = [int(np.clip(c - k // 2, 0, n - k)) for c, k, n in zip(centre, self.crop, shape, strict=True)]
+        region = tuple(slice(s, s + k) for s, k in zip(start, self.crop, strict=True))
+        sample = {"image": image[(slice(None), *region)].copy(), "label": targets[(slice(None), *region)].astype(np.float32)}
+        if label_map is not None:
+            sample["label_map"] = label_map[region]
+        return sample
+
+
+def dice_score(prediction: np.ndarray, truth: np.ndarray) -> float:
+    total = int(prediction.sum()) + int(truth.sum())
+    return 1.0 if total == 0 else 2.0 * float(np.logical_and(prediction, truth).sum()) / total
+
+
+def predict_volume(
+    net, volume: np.ndarray, patch_zyx: Sequence[int], multiple_zyx: Sequence[int], device: str
+) -> np.ndarray:
+    """Probabilities (K, z, y, x) of a whole working-grid volume, as the runtime computes them."""
+    import torch
+
+    def run(patch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.sigmoid(net(torch.from_numpy(patch).to(device))).cpu().numpy()
+
+    patch = fit_patch(patch_zyx, volume.shape[1:], multiple_zyx)
+    return sliding_window_predict(volume, run, patch, overlap=0.25)
+
+
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
+
+
+def choose_threshold(
+    net, val_data: Sequence[CachedCase], patch_zyx: Sequence[int], multiple_zyx: Sequence[int], device: str
+) -> tuple[float, dict[str, float]]:
+    """The probability threshold (of THRESHOLDS) with the best mean validation Dice.
+
+    Dice + cross-entropy training can leave a network under-confident (tumour probabilities
+    just below 0.5); the run time reads the chosen threshold from the bundle.
+    """
+    probabilities = [predict_volume(net, case.image, patch_zyx, multiple_zyx, device)[0] for case in val_data]
+    scores = {
+        f"{t:.2f}": round(float(np.mean([dice_score(p >= t, c.label > 0) for p, c in zip(probabilities, val_data, strict=True)])), 4)
+        for t in THRESHOLDS
+    }
+    best = max(THRESHOLDS, key=lambda t: (scores[f"{t:.2f}"], t))  # ties: the higher threshold
+    return float(best), scores
+
+
+def validation_record(
+    net, val_data: Sequence[CachedCase], structures: Sequence[str], patch_zyx, multiple_zyx, device: str
+) -> dict[str, Any]:
+    """Dice of every structure on the whole validation volumes (threshold 0.5), and the score that
+    picks the best epoch: the tumour's mean Dice, averaged with the organs' mean Dice when there are organs."""
+    dice = {name: [] for name in structures}
+    for case in val_data:
+        probabilities = predict_volume(net, case.image, patch_zyx, multiple_zyx, device)
+        for channel, name in enumerate(structures):
+            dice[name].append(dice_score(probabilities[channel] >= 0.5, case.targets[channel] > 0))
+    tumour = dice[structures[0]]
+    organs = [float(np.mean(dice[name])) for name in structures[1:]]
+    score = float(np.mean(tumour)) if not organs else 0.5 * float(np.mean(tumour)) + 0.5 * float(np.mean(organs))
+    return {
+        "val_dice_mean": float(np.mean(tumour)),
+        "val_dice_median": float(np.median(tumour)),
+        "val_structure_dice_mean": {name: round(float(np.mean(values)), 4) for name, values in dice.items()},
+        "val_score": score,
+    }
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Run (or resume) training, export the best epoch as a bundle at `config.out`; returns the report."""
+    import torch
+
+    progress = progress or no_progress
+    started = time.perf_counter()
+    out = Path(config.out)
+    if out.exists() and any(out.iterdir()) and not config.overwrite:
+        from CervicalAILib.core.errors import OutputExistsError
+
+        raise OutputExistsError(f"{out}: bundle folder exists and is not empty (use --overwrite to replace it)")
+    if config.roles[0] != "T2W":
+        raise InputError(f"the first role must be T2W (the reference grid), got {config.roles}")
+    structures = [canonical_name(name) for name in config.structures]
+    if not structures or structures[0] != TUMOR or len(set(structures)) != len(structures):
+        raise InputError(f"structures must be distinct names with the tumour first, got {config.structures}")
+    if not 0.0 <= config.synth_fraction <= 1.0:
+        raise InputError(f"synth_fraction must be between 0 and 1, got {config.synth_fraction}")
+    multiple = size_multiple_zyx(config.architecture)
+    for name in ("patch_size_xyz", "inference_patch_size_xyz"):
+        zyx = getattr(config, name)[::-1]
+        if any(int(s) % m for s, m in zip(zyx, multiple, strict=True)):
+            raise InputError(f"{name} {getattr(config, name)} must be multiples of {multiple[::-1]} (x, y, z)")
+    torch.set_num_threads(max(int(config.threads), 1))
+    device = choose_device(config.device)
+    work = config.work_path()
+    work.mkdir(parents=True, exist_ok=True)
+
+    cases = find_cases(config.cases)
+    train_dirs, val_dirs = split_cases(cases, config.val_fraction, config.min_val_cases, config.seed)
+    log.info("%d training cases, %d validation cases", len(train_dirs), len(val_dirs))
+    preprocessing = default_preprocessing(config.roles, config.working_spacing_mm)
+    data = build_cache(
+        train_dirs + val_dirs, config.roles, preprocessing, work / "cache", config.register, config.jobs,
+        sub_progress(progress, 0.0, 0.15), structures, with_label_map=config.synth_fraction > 0,
+    )
+    train_data, val_data = data[: len(train_dirs)], data[len(train_dirs) :]
+
+    patch_zyx = [int(v) for v in config.patch_size_xyz[::-1]]
+    crop_zyx = [p if i == 0 else int(math.ceil(p * 1.25)) for i, p in enumerate(patch_zyx)]
+    sampler = PatchSampler(train_data, crop_zyx, config.positive_fraction)
+    transforms = augmentation(patch_zyx, elastic=config.synth_fraction > 0)
+    normalization = [preprocessing["normalization"][role] for role in config.roles]
+    torch.manual_seed(config.seed)  # the initial weights depend on the seed only
+    net = build_network(config.architecture, len(config.roles), len(structures)).to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    from monai.losses import DiceCELoss
+
+    loss_function = DiceCELoss(sigmoid=True, batch=True)
+    history: list[dict[str, Any]] = []
+    best = {"dice": -1.0, "epoch": -1, "score": -1.0}
+    first_epoch = 0
+    last_path, best_path = work / "last.pt", work / "best.pt"
+    if not (config.resume or config.export_only):  # a fresh run must never export an old run's weights
+        for stale in (last_path, best_path, work / "history.json", work / "stop_reason.json"):
+            stale.unlink(missing_ok=True)
+    stop_reason = "reached the epoch limit"
+    if config.export_only and not last_path.is_file():
+        raise InputError(f"--export-only: no checkpoint (last.pt) in {work}")
+    if (config.resume or config.export_only) and last_path.is_file():
+        state = torch.load(last_path, map_location=device, weights_only=True)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, best, first_epoch = state["history"], state["best"], int(state["epoch"]) + 1
+        if (work / "stop_reason.json").is_file():
+            stop_reason = json.loads((work / "stop_reason.json").read_text(encoding="utf-8"))["stop_reason"]
+        log.info("resumed from %s after epoch %d (best validation Dice %.4f)", last_path, first_epoch - 1, best["dice"])
+    elif config.resume:
+        log.warning("--resume: no checkpoint in %s, starting from scratch", work)
+
+    total_iterations = config.epochs * config.iterations_per_epoch
+    inference_zyx = [int(v) for v in config.inference_patch_size_xyz[::-1]]
+    epoch = first_epoch - 1
+    for epoch in range(first_epoch, config.epochs if not config.export_only else first_epoch):
+        epoch_start = time.perf_counter()
+        torch.manual_seed(config.seed * 100_003 + epoch)
+        rng = np.random.default_rng([config.seed, epoch])
+        transforms.set_random_state(seed=(config.seed * 100_003 + epoch) % (2**31))
+        net.train()
+        losses = []
+        for iteration in range(config.iterations_per_epoch):
+            step = epoch * config.iterations_per_epoch + iteration
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate * (1 - step / total_iterations) ** 0.9
+            batch = [transforms(_randomised(sampler.sample(rng), config.synth_fraction, normalization, rng))
+                     for _ in range(config.batch_size)]
+            images = torch.stack([torch.as_tensor(np.asarray(b["image"])) for b in batch]).float().to(device)
+            labels = torch.stack([torch.as_tensor(np.asarray(b["label"])) for b in batch]).float().to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_function(net(images), labels)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.item()))
+            fraction = 0.15 + 0.8 * (step + 1 - first_epoch * config.iterations_per_epoch) / max(
+                total_iterations - first_epoch * config.iterations_per_epoch, 1
+            )
+            if iteration % 10 == 0:
+                progress(fraction, f"epoch {epoch + 1}/{config.epochs} iteration {iteration + 1} loss {loss.item():.4f}")
+        net.eval()
+        record = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)),
+            **validation_record(net, val_data, structures, inference_zyx, multiple, device),
+            "seconds": round(time.perf_counter() - epoch_start, 1),
+        }
+        history.append(record)
+        improved = record["val_score"] > best.get("score", best["dice"]) + 1e-3
+        if improved:
+            best = {"dice": record["val_dice_mean"], "epoch": epoch, "median": record["val_dice_median"],
+                    "score": record["val_score"], "structures": record["val_structure_dice_mean"]}
+            _save_checkpoint(best_path, {"model": net.state_dict(), "epoch": epoch})
+        _save_checkpoint(
+            last_path,
+            {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history, "best": best,
+             "config": asdict(config)},
+        )
+        write_json(work / "history.json", history)
+        log.info(
+            "epoch %d: loss %.4f, validation tumour Dice %.4f (median %.4f), score %.4f%s, %.0f s",
+            epoch + 1, record["loss"], record["val_dice_mean"], record["val_dice_median"], record["val_score"],
+            " *best*" if improved else "", record["seconds"],
+        )
+        if epoch - best["epoch"] >= config.patience:
+            stop_reason = f"early stop: no validation improvement for {config.patience} epochs"
+            break
+        elapsed_minutes = (time.perf_counter() - started) / 60
+        if config.max_minutes is not None and elapsed_minutes + record["seconds"] / 60 > config.max_minutes:
+            stop_reason = f"time budget of {config.max_minutes} minutes reached"
+            break
+    log.info("training stopped after epoch %d: %s", epoch + 1, stop_reason)
+    if not best_path.is_file():
+        raise InputError(f"no trained epoch to export in {work} (was --epochs 0?)")
+    write_json(work / "stop_reason.json", {"stop_reason": stop_reason})  # for a later --export-only
+    net.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
+    net.eval()
+    progress(0.94, "choosing the probability threshold on the validation cases")
+    threshold, dice_by_threshold = choose_threshold(net, val_data, inference_zyx, multiple, device)
+    net = net.to("cpu")
+    progress(0.96, "exporting to ONNX and verifying against torch")
+    from CervicalAILib.research.training.export import write_segmentation_bundle
+
+    report = {
+        "stop_reason": stop_reason,
+        "epochs_run": len(history),
+        "best_epoch": best["epoch"] + 1,
+        "validation": {
+            "cases": [c.case_id for c in val_data],
+            "dice_mean_working_grid": round(best["dice"], 4),
+            "dice_median_working_grid": round(best.get("median", best["dice"]), 4),
+            "threshold": threshold,
+            "dice_mean_by_threshold": dice_by_threshold,
+            "structure_dice_mean_working_grid": best.get("structures", {structures[0]: round(best["dice"], 4)}),
+        },
+        "training_cases": len(train_data),
+        "device": device,
+        "training_minutes": round(sum(h["seconds"] for h in history) / 60, 1),
+        "history": history,
+    }
+    bundle, verification = write_segmentation_bundle(
+        net, config, preprocessing, training_range(train_data, config.roles), report, cases
+    )
+    if config.ood:
+        progress(0.98, "fitting the out-of-distribution score")
+        bundle = fit_bundle_ood(bundle, config, train_data, val_data, work, sub_progress(progress, 0.98, 0.995))
+        report["ood"] = bundle.manifest["ood"]
+    report["onnx_max_abs_difference"] = verification
+    report["bundle"] = str(bundle.path)
+    progress(1.0, f"bundle written: {bundle.path}")
+    return report
+
+
+def _randomised(
+    sample: dict[str, np.ndarray], synth_fraction: float, normalization: Sequence[dict[str, Any]],
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """The sample with (at `synth_fraction`) its image replaced by one synthesised from its label map."""
+    label_map = sample.pop("label_map", None)
+    if label_map is not None and synth_fraction > 0 and rng.random() < synth_fraction:
+        from CervicalAILib.research.training.synthesis import synthesize
+
+        sample["image"] = synthesize(label_map, normalization, rng)
+    return sample
+
+
+def fit_bundle_ood(bundle, config: TrainConfig, train_data, val_data, work: Path, progress: ProgressCallback):
+    """The bundle again with its OOD score: feature vectors of the (cached) training cases, the
+    threshold from `config.ood_calibration` cases (prepared into their own cache) or the validation cases."""
+    from CervicalAILib.research.training.ood import attach_ood, vectors_from_volumes
+    from CervicalAILib.segmentation.inference import SegmentationModel
+
+    model = SegmentationModel(bundle)
+    calibration = val_data
+    calibration_dirs = [Path(d) for d in find_cases(config.ood_calibration)] if config.ood_calibration else None
+    if calibration_dirs:
+        calibration = build_cache(calibration_dirs, config.roles, bundle.manifest["preprocessing"], work / "cache",
+                                  config.register, config.jobs)
+    fit_vectors = vectors_from_volumes(model, [c.image for c in train_data], sub_progress(progress, 0.0, 0.8))
+    calibration_vectors = vectors_from_volumes(model, [c.image for c in calibration], sub_progress(progress, 0.8, 1.0))
+    described = {"fit_data": f"the {len(train_data)} training cases",
+                 "calibration_data": (f"{len(calibration)} held-out cases ({', '.join(sorted({str(Path(d).parent.name) for d in calibration_dirs}))})"
+                                      if calibration_dirs else f"the {len(calibration)} validation cases")}
+    return attach_ood(bundle, config.out, fit_vectors, calibration_vectors, config.ood_false_alarm_rate, described)
+
+
+def software_versions() -> dict[str, str]:
+    import monai
+    import onnx
+    import onnxruntime
+    import SimpleITK
+    import torch
+
+    from CervicalAILib import __version__
+
+    return {
+        "cervicalai": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "SimpleITK": SimpleITK.Version_VersionString(),
+    }

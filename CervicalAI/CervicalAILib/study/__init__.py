@@ -1,0 +1,1 @@
+"""An imaging study: its series, the sequence role of each (T2W, DWI, ADC, CE-T1WI), loading."""

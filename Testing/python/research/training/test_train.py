@@ -1,0 +1,238 @@
+"""Segmentation training: a seconds-long smoke run on tiny volumes, ONNX/torch agreement, resume.
+
+The tiny cases are made here with write_case (a bright irregular lesion in a body ellipse),
+so the test needs neither the generator nor the shipped bundles.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+pytest.importorskip("torch")
+pytest.importorskip("monai")
+
+from CervicalAILib.bundles.format import load_bundle  # noqa: E402
+from CervicalAILib.core.errors import BundleError, InputError  # noqa: E402
+from CervicalAILib.io.case import write_case  # noqa: E402
+from CervicalAILib.research.training import TrainConfig, find_cases, prepare_case, train_segmentation  # noqa: E402
+from CervicalAILib.research.training.export import export_onnx  # noqa: E402
+from CervicalAILib.research.training.network import build_network  # noqa: E402
+from CervicalAILib.research.training.train import default_preprocessing, split_cases  # noqa: E402
+from CervicalAILib.segmentation import segment_case  # noqa: E402
+
+TINY_ARCH = {
+    "name": "monai.networks.nets.UNet",
+    "channels": [4, 8, 16, 32],
+    "strides_zyx": [[1, 2, 2], [2, 2, 2], [2, 2, 2]],
+    "num_res_units": 1,
+    "norm": "instance",
+}
+
+
+def tiny_case(folder, index: int):
+    rng = np.random.default_rng(index)
+    size = (40, 40, 12)
+    z, y, x = np.mgrid[: size[2], : size[1], : size[0]].astype(float)
+    body = ((x - 20) / 17) ** 2 + ((y - 20) / 15) ** 2 <= 1
+    cx, cy, cz = 20 + rng.integers(-5, 6), 20 + rng.integers(-4, 5), 6
+    radius = rng.uniform(4, 8)
+    tumour = ((x - cx) ** 2 + (y - cy) ** 2 + ((z - cz) * 3) ** 2) <= radius**2
+    t2 = 200.0 * body + 250.0 * tumour + rng.normal(0, 10, x.shape) * body
+    adc = 1.8e-3 * body - 0.9e-3 * tumour
+    images = {}
+    for role, array in (("T2W", t2), ("ADC", adc)):
+        image = sitk.GetImageFromArray(array.astype(np.float32))
+        image.SetSpacing((1.0, 1.0, 3.0))
+        image.SetOrigin((-20.0, -20.0, -18.0))
+        images[role] = image
+    label = sitk.GetImageFromArray(tumour.astype(np.uint8))
+    label.CopyInformation(images["T2W"])
+    # organ label map (values by name in labels/organs.json, deliberately not 1, 2, 3 in table order):
+    # body 3, a cervix ring around the tumour 7, a bladder in front of it 5, the tumour 9
+    cervix = (((x - cx) ** 2 + (y - cy) ** 2 + ((z - cz) * 3) ** 2) <= (radius + 4) ** 2) & ~tumour
+    bladder = ((x - 20) ** 2 + (y - 33) ** 2 + ((z - 6) * 3) ** 2 <= 16) & body & ~cervix & ~tumour
+    organs = np.where(body, 3, 0) + 4 * cervix + 2 * bladder + 6 * tumour
+    organ_image = sitk.GetImageFromArray(organs.astype(np.uint8))
+    organ_image.CopyInformation(images["T2W"])
+    table = json.dumps({"body": 3, "bladder": 5, "cervix": 7, "tumour": 9})
+    return write_case(folder / f"case{index:02d}", images, labels={"tumor": label, "organs": organ_image},
+                      extra_files={"labels/organs.json": table})
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cohort")
+    for index in range(5):
+        tiny_case(root, index)
+    (root / "generator.json").write_text(json.dumps({"version": "test-1", "seed": 7, "n_cases": 5}))
+    return root
+
+
+def _config(cohort, out, **extra):
+    settings = dict(
+        cases=[str(cohort)],
+        out=str(out),
+        roles=["T2W", "ADC"],
+        name="tiny",
+        epochs=2,
+        iterations_per_epoch=3,
+        batch_size=2,
+        patch_size_xyz=[16, 16, 8],
+        inference_patch_size_xyz=[32, 32, 8],
+        working_spacing_mm=[2.0, 2.0, 3.0],
+        architecture=TINY_ARCH,
+        val_fraction=0.4,
+        register=False,
+        threads=1,
+    )
+    settings.update(extra)
+    return TrainConfig(**settings)
+
+
+def test_training_smoke_exports_a_bundle_the_runtime_runs(tiny_cohort, tmp_path):
+    out = tmp_path / "tiny-bundle"
+    report = train_segmentation(_config(tiny_cohort, out))
+    assert report["epochs_run"] == 2 and report["training_cases"] == 3
+    assert report["onnx_max_abs_difference"] <= 1e-4
+    bundle = load_bundle(out, task="segmentation")
+    manifest = bundle.manifest
+    assert [i["role"] for i in manifest["inputs"]] == ["T2W", "ADC"]
+    assert manifest["preprocessing"]["working_spacing_mm"] == [2.0, 2.0, 3.0]
+    assert manifest["preprocessing"]["normalization"]["ADC"]["method"] == "zscore"
+    assert manifest["provenance"]["data"][0]["seed"] == 7 and manifest["provenance"]["data"][0]["version"] == "test-1"
+    assert "not for clinical use" in manifest["training_data"]
+    assert "not for clinical use" in bundle.read_text("MODEL_CARD.md")
+    assert manifest["training_range"]["t2w_spacing_mm"]["min"] == [1.0, 1.0, 3.0]
+    assert len(manifest["validation"]["cases"]) == 2
+    # the run-time threshold is the one with the best validation Dice among the candidates
+    scores = manifest["validation"]["dice_mean_by_threshold"]
+    assert manifest["postprocessing"]["threshold"] == manifest["validation"]["threshold"]
+    assert scores[f"{manifest['validation']['threshold']:.2f}"] == max(scores.values())
+    assert (tmp_path / "tiny-bundle.work" / "last.pt").is_file()  # checkpoints stay out of the bundle
+    assert not any(p.suffix == ".pt" for p in out.iterdir())
+    # the runtime loads and runs it (barely trained: only the plumbing and geometry are checked)
+    case = find_cases([tiny_cohort])[0]
+    t2 = sitk.ReadImage(str(case / "T2W.nii.gz"))
+    result = segment_case({"T2W": t2, "ADC": sitk.ReadImage(str(case / "ADC.nii.gz"))}, bundle=out)
+    assert result.mask.GetSize() == t2.GetSize() and result.mask.GetOrigin() == t2.GetOrigin()
+    assert result.summary["model"]["name"] == "tiny" and result.summary["sequences_used"] == ["T2W", "ADC"]
+    # --export-only writes the same network again from the work folder, without training
+    again = train_segmentation(_config(tiny_cohort, out, export_only=True, overwrite=True))
+    assert again["epochs_run"] == 2 and again["best_epoch"] == report["best_epoch"]
+    assert load_bundle(out).manifest["files"]["model.onnx"] == manifest["files"]["model.onnx"]
+
+
+def test_multi_structure_training_with_domain_randomisation(tiny_cohort, tmp_path):
+    """Tumour + organs (read by name), half of the samples synthesised from the label maps; the
+    bundle names its outputs, declares the anatomy gate and an OOD score, and the runtime writes organs."""
+    out = tmp_path / "organs-bundle"
+    report = train_segmentation(_config(tiny_cohort, out, structures=["tumor", "Cervix", "bladder"], synth_fraction=0.5))
+    manifest = load_bundle(out, task="segmentation").manifest
+    assert [o["name"] for o in manifest["outputs"]] == ["tumor", "cervix", "bladder"]
+    assert manifest["anatomy_gate"]["required"] == ["cervix", "uterus"]
+    assert manifest["provenance"]["recipe"]["domain_randomisation"]["fraction"] == 0.5
+    assert set(report["validation"]["structure_dice_mean_working_grid"]) == {"tumor", "cervix", "bladder"}
+    assert set(report["history"][0]["val_structure_dice_mean"]) == {"tumor", "cervix", "bladder"}
+    ood = manifest["ood"]
+    assert ood["calibration"]["fit_cases"] == 3 and ood["calibration"]["calibration_cases"] == 2
+    assert manifest["network"]["features"]["channels"] == TINY_ARCH["channels"][-1]
+    case = find_cases([tiny_cohort])[0]
+    images = {role: sitk.ReadImage(str(case / f"{role}.nii.gz")) for role in ("T2W", "ADC")}
+    result = segment_case(images, bundle=out)
+    assert result.summary["ood"]["available"] and result.summary["ood"]["score"] >= 0
+    assert [o["name"] for o in result.summary["organs"]] == ["cervix", "bladder"]
+    assert result.summary["anatomy_gate"]["applied"]
+    assert result.organ_labels == {"cervix": 1, "bladder": 2}
+
+
+def test_prepared_targets_follow_the_label_table_by_name(tiny_cohort):
+    case = find_cases([tiny_cohort])[0]
+    pre = default_preprocessing(["T2W"], (1.0, 1.0, 3.0))
+    prepared = prepare_case(case, ["T2W"], pre, register=False, structures=["tumor", "bladder", "cervix"],
+                            with_label_map=True)
+    organs = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "labels" / "organs.nii.gz")))
+    assert prepared.targets.shape == (3, 12, 40, 40)
+    assert np.array_equal(prepared.targets[1], organs == 5) and np.array_equal(prepared.targets[2], organs == 7)
+    assert np.array_equal(prepared.label_map, organs)  # same grid here: nearest neighbour is the identity
+    with pytest.raises(InputError, match="has no uterus"):
+        prepare_case(case, ["T2W"], pre, register=False, structures=["tumor", "uterus"])
+    with pytest.raises(InputError, match="first trained structure must be the tumour"):
+        prepare_case(case, ["T2W"], pre, register=False, structures=["cervix", "tumor"])
+
+
+def test_resume_continues_where_the_last_run_stopped(tiny_cohort, tmp_path):
+    # an interrupted run: same settings, stopped by its time budget after the first epoch
+    first = train_segmentation(_config(tiny_cohort, tmp_path / "a", max_minutes=1e-6))
+    resumed = train_segmentation(_config(tiny_cohort, tmp_path / "a", epochs=2, resume=True, overwrite=True))
+    straight = train_segmentation(_config(tiny_cohort, tmp_path / "b", epochs=2))
+    assert first["epochs_run"] == 1 and resumed["epochs_run"] == 2
+    assert first["history"][0]["loss"] == straight["history"][0]["loss"]  # same seed, same run
+    # every epoch is seeded from (seed, epoch): resuming gives the uninterrupted run's numbers
+    assert resumed["history"][1]["loss"] == pytest.approx(straight["history"][1]["loss"], rel=1e-5)
+
+
+def test_onnx_export_matches_torch(tmp_path):
+    import onnxruntime as ort
+    import torch
+
+    torch.manual_seed(3)
+    net = build_network(TINY_ARCH, 3).eval()
+    difference = export_onnx(net, 3, tmp_path / "m.onnx", [[8, 16, 16], [12, 24, 40]])
+    assert difference <= 1e-4
+    sample = torch.randn(1, 3, 4, 32, 24)  # a shape the export never saw
+    with torch.no_grad():
+        expected = torch.sigmoid(net(sample)).numpy()
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    actual = session.run(None, {"image": sample.numpy()})[0]
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+    assert expected.std() > 0  # a real network output, not a constant
+
+
+def test_prepared_case_matches_the_runtime_grid(tiny_cohort):
+    case = find_cases([tiny_cohort])[0]
+    prepared = prepare_case(case, ["T2W", "ADC"], default_preprocessing(["T2W", "ADC"], (2.0, 2.0, 3.0)), register=False)
+    assert prepared.image.shape == (2, 12, 20, 20) and prepared.label.shape == (12, 20, 20)
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "labels" / "tumor.nii.gz")))
+    # tumour volume preserved by the working-grid label (within partial-volume error)
+    assert prepared.label.sum() * 2 * 2 * 3 == pytest.approx(truth.sum() * 3.0, rel=0.25)
+
+
+def test_bad_training_input(tiny_cohort, tmp_path):
+    with pytest.raises(InputError, match="no case folders"):
+        find_cases([tmp_path])
+    with pytest.raises(InputError, match="at least 2 cases"):
+        split_cases([tiny_cohort / "case00"], 0.1, 1, 0)
+    with pytest.raises(InputError, match="multiples of"):
+        train_segmentation(_config(tiny_cohort, tmp_path / "x", patch_size_xyz=[20, 16, 8]))
+    with pytest.raises(InputError, match="lacks DWI"):
+        train_segmentation(_config(tiny_cohort, tmp_path / "y", roles=["T2W", "DWI"]))
+    with pytest.raises(BundleError):
+        from CervicalAILib.segmentation.preprocess import check_preprocessing
+
+        check_preprocessing({"working_spacing_mm": [1, 1], "normalization": {}, "interpolation": "linear"}, ["T2W"])
+
+
+def test_train_seg_command_options(tiny_cohort, tmp_path, capsys):
+    from CervicalAILib.cli import main
+
+    out = tmp_path / "cli-bundle"
+    common = ["train-seg", str(tiny_cohort), "--roles", "T2W,ADC", "--epochs", "1", "--iterations", "2",
+              "--patch", "16,16,8", "--inference-patch", "32,32,8", "--spacing", "2,2,3", "--val-fraction", "0.4",
+              "--no-register", "--threads", "1"]
+    assert main([*common, "--out", str(out), "--structures", "tumor", "--synth-fraction", "0",
+                 "--channels", "4,8,16,32"]) == 0
+    manifest = load_bundle(out).manifest
+    assert [o["name"] for o in manifest["outputs"]] == ["tumor"] and "anatomy_gate" not in manifest
+    assert manifest["network"]["architecture"]["channels"] == [4, 8, 16, 32] and manifest["version"] == "1.0.0"
+    assert manifest["ood"]["calibration"]["calibration_cases"] == 2
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "x"), "--channels", "4,8"]) == 2
+    assert "--channels needs 4 positive numbers" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "y"), "--synth-fraction", "1.5"]) == 2
+    assert "--synth-fraction must be between 0 and 1" in capsys.readouterr().err
+    assert main(["train-seg", str(tiny_cohort), "--add-ood", str(out), "--out", str(tmp_path / "z")]) == 2
+    assert "--add-ood needs --ood-calibration" in capsys.readouterr().err

@@ -1,0 +1,237 @@
+"""Anatomy gate, label tables by name, organ masks; the gate inside segment_case and the CLI.
+
+The gate is checked on the generator's true organ maps (labels read by name from the case's
+legend) and on constructed ones; end to end with a hand-built ONNX network that outputs a
+tumour and a cervix channel from intensity bands, so that what it "sees" is known exactly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+from segmentation_testdata import band_network, make_anatomy_bundle, pelvis
+
+from CervicalAILib.bundles.format import write_bundle
+from CervicalAILib.cli import main
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.io.case import write_case
+from CervicalAILib.segmentation import segment_case, write_segmentation
+from CervicalAILib.segmentation.anatomy import (
+    NO_ANATOMY_MESSAGE,
+    GateSettings,
+    anatomy_gate,
+    canonical_name,
+    label_mask,
+    name_to_values_table,
+    organ_masks,
+    read_label_table,
+)
+
+# --------------------------------------------------------------------------- names and tables
+
+
+def test_canonical_names_fold_spellings():
+    assert canonical_name("Tumour") == canonical_name("GTV") == canonical_name("tumor") == "tumor"
+    assert canonical_name("Uterine body") == "uterus" and canonical_name("cervix-stroma") == "cervix"
+    assert canonical_name("Urinary Bladder") == "bladder" and canonical_name(" Rectum ") == "rectum"
+
+
+def test_label_tables_in_both_orientations(tmp_path):
+    generator_style = {"1": "subcutaneous_fat", "5": "bladder", "7": "cervix", "13": "tumor"}
+    nnunet_style = {"background": 0, "Cervix": 7, "Bladder": 5, "Tumour": 13}
+    assert name_to_values_table(generator_style, "x") == {"subcutaneous_fat": (1,), "bladder": (5,), "cervix": (7,),
+                                                          "tumor": (13,)}
+    assert name_to_values_table(nnunet_style, "x") == {"background": (0,), "cervix": (7,), "bladder": (5,), "tumor": (13,)}
+    # generator 2: sub-labels with groups; a group covers its members, a label named like its group included
+    generator_2 = {"labels": {"2": {"name": "cervix_stroma", "group": "cervix"}, "3": {"name": "cervix_canal", "group": "cervix"},
+                              "12": {"name": "bladder_wall", "group": "bladder"}, "13": {"name": "urine", "group": "bladder"}},
+                   "groups": {"cervix": [2, 3], "bladder": [12, 13]}}
+    table = name_to_values_table(generator_2, "x")
+    assert table["cervix"] == (2, 3) and table["bladder"] == (12, 13) and table["urine"] == (13,)
+    assert name_to_values_table({"uterus": [5, 6, 7]}, "x") == {"uterus": (5, 6, 7)}
+    with pytest.raises(InputError, match="not a list of label values"):
+        name_to_values_table({"labels": {"1": "tumor"}, "groups": {"bladder": "12"}}, "x")
+    with pytest.raises(InputError, match="twice"):
+        name_to_values_table({"1": "tumour", "2": "tumor"}, "x")
+    with pytest.raises(InputError, match="neither"):
+        name_to_values_table({"bladder": "five"}, "x")
+
+
+def test_label_table_lookup_order(tmp_path):
+    case = tmp_path / "cohort" / "C1"
+    (case / "labels").mkdir(parents=True)
+    with pytest.raises(InputError, match="no label table"):
+        read_label_table(case)
+    (tmp_path / "cohort" / "generator.json").write_text(json.dumps(
+        {"label_legend": {"labels/organs.nii.gz": {"3": "uterus", "4": "cervix"}}}))
+    assert read_label_table(case) == {"uterus": (3,), "cervix": (4,)}
+    (case / "generator_truth.json").write_text(json.dumps({"labels": {"organs": {"6": "uterus", "7": "cervix"}}}))
+    assert read_label_table(case) == {"uterus": (6,), "cervix": (7,)}
+    (case / "labels" / "organs.json").write_text(json.dumps({"uterus": 10, "cervix": 11, "tumour": 12}))
+    assert read_label_table(case) == {"uterus": (10,), "cervix": (11,), "tumor": (12,)}
+
+
+def test_organ_masks_resolve_overlaps_and_keep_the_largest_part():
+    bladder = np.zeros((6, 20, 20), np.float32)
+    bladder[1:5, 2:10, 2:10] = 0.9
+    bladder[2, 17:19, 17:19] = 0.8  # a stray blob: not the bladder
+    uterus = np.zeros_like(bladder)
+    uterus[1:5, 8:16, 8:16] = 0.7  # overlaps the bladder's corner, less probable there
+    masks = organ_masks({"bladder": bladder, "uterus": uterus})
+    assert masks["bladder"].sum() == 4 * 8 * 8 and not masks["bladder"][2, 17, 17]
+    assert not (masks["bladder"] & masks["uterus"]).any()
+    assert masks["uterus"].sum() == 4 * 8 * 8 - 4 * 2 * 2
+
+
+# --------------------------------------------------------------------------- the gate on generator truth
+
+
+@pytest.fixture(scope="module")
+def generator_case():
+    from CervicalAILib.research.synth import SynthParams, generate_case
+
+    case = generate_case(0, 5, SynthParams(matrix_scale=0.4))
+    table = name_to_values_table(case.label_table, "labels/organs.json")
+    organs = sitk.GetArrayFromImage(case.labels["organs"])
+    tumour = sitk.GetArrayFromImage(case.labels["tumor"]) > 0
+    return organs, table, tumour, case.labels["organs"].GetSpacing()[::-1]
+
+
+def test_gate_keeps_the_true_tumour_and_removes_a_distant_candidate(generator_case):
+    organs, table, tumour, spacing = generator_case
+    masks = {name: label_mask(organs, table[name]) for name in ("cervix", "uterus", "bladder")}
+    drop, report = anatomy_gate(tumour, masks, spacing)
+    assert report["anatomy_found"] and report["removed_components"] == 0 and not drop.any()
+    assert report["anatomy_ml"] > 5.0
+    # a tumour-like blob in bone, far from the cervix and uterus (a femoral head, as seen on real studies)
+    uterus_cervix = masks["cervix"] | masks["uterus"]
+    distance = ndimage.distance_transform_edt(~uterus_cervix, sampling=spacing)
+    far_bone = np.argwhere(label_mask(organs, table["bone"]) & (distance > 40))
+    centre = far_bone[len(far_bone) // 2]
+    blob = np.zeros_like(tumour)
+    blob[tuple(slice(max(c - 1, 0), c + 2) for c in centre)] = True
+    drop, report = anatomy_gate(tumour | blob, masks, spacing)
+    voxel_ml = float(np.prod(spacing)) / 1000
+    assert report["removed_components"] == 1 and np.array_equal(drop, blob & ~tumour)
+    assert report["removed_ml"] == pytest.approx(blob.sum() * voxel_ml, abs=1e-3)
+    # the same study without cervix and uterus (a male pelvis): nothing is kept
+    male = {"bladder": masks["bladder"], "cervix": np.zeros_like(tumour), "uterus": np.zeros_like(tumour)}
+    drop, report = anatomy_gate(tumour | blob, male, spacing)
+    assert not report["anatomy_found"] and report["message"] == NO_ANATOMY_MESSAGE
+    assert np.array_equal(drop, tumour | blob)
+
+
+def test_gate_is_per_component_and_measures_in_millimetres():
+    spacing = (4.0, 1.0, 1.0)  # anisotropic: 2 slices away = 8 mm
+    cervix = np.zeros((10, 40, 40), bool)
+    cervix[4:6, 15:25, 15:25] = True
+    candidate = np.zeros_like(cervix)
+    candidate[4:6, 25:39, 18:22] = True  # grows out of the cervix for 14 mm: kept whole
+    candidate[7, 18:22, 18:22] = True  # two slices above (8 mm): next to it, kept
+    candidate[4:6, 2:6, 2:6] = True  # 13 mm in-plane diagonal gap from the cervix corner: removed
+    settings = GateSettings(min_ml=0.5, near_mm=10.0)
+    drop, report = anatomy_gate(candidate, {"cervix": cervix}, spacing, settings)
+    assert report["removed_components"] == 1 and drop.sum() == 2 * 4 * 4
+    assert drop[4:6, 2:6, 2:6].all()
+    tight = GateSettings(min_ml=0.5, near_mm=5.0)
+    assert anatomy_gate(candidate, {"cervix": cervix}, spacing, tight)[1]["removed_components"] == 2
+
+
+# --------------------------------------------------------------------------- end to end: a network with a cervix output
+
+
+@pytest.fixture
+def anatomy_bundle(tmp_path):
+    return make_anatomy_bundle(tmp_path / "bands")
+
+
+def test_segment_case_writes_organs_and_keeps_the_tumour_in_the_cervix(anatomy_bundle, tmp_path):
+    image, tumour, _ = pelvis()
+    result = segment_case({"T2W": image}, bundle=anatomy_bundle.path)
+    summary = result.summary
+    assert result.found and result.anatomy_recognised
+    mask = sitk.GetArrayFromImage(result.mask) > 0
+    dice = 2 * (mask & tumour).sum() / (mask.sum() + tumour.sum())
+    assert dice > 0.85
+    assert summary["anatomy_gate"]["applied"] and summary["anatomy_gate"]["removed_components"] == 0
+    assert result.organ_labels == {"cervix": 1}
+    cervix_ml = [o for o in summary["organs"] if o["name"] == "cervix"][0]["volume_ml"]
+    true_shell_ml = 4 / 3 * np.pi * (14**3 - 6**3) / 1000  # 10.6 mL
+    assert cervix_ml == pytest.approx(true_shell_ml, rel=0.2)
+    assert summary["ood"]["available"] is False
+    out = write_segmentation(result, tmp_path / "out")
+    assert json.loads((out / "organs.json").read_text()) == {"cervix": 1}
+    organs = sitk.ReadImage(str(out / "organs.nii.gz"))
+    assert organs.GetSize() == image.GetSize() and organs.GetOrigin() == image.GetOrigin()
+    assert (out / "tumor.nii.gz").is_file()
+
+
+def test_a_bright_blob_away_from_the_cervix_is_removed_and_counted(anatomy_bundle):
+    image, tumour, blob = pelvis(far_blob=True)
+    result = segment_case({"T2W": image}, bundle=anatomy_bundle.path)
+    mask = sitk.GetArrayFromImage(result.mask) > 0
+    gate = result.summary["anatomy_gate"]
+    assert gate["removed_components"] == 1 and gate["removed_ml"] > 0.1
+    assert not (mask & blob).any() and (mask & tumour).sum() > 0.8 * tumour.sum()
+    assert any("anatomy gate: removed 1 tumour candidate" in w for w in result.summary["warnings"])
+
+
+def test_no_cervix_means_no_contour_and_exit_status_3(anatomy_bundle, tmp_path, capsys):
+    image, _, blob = pelvis(cervix=False)  # a bright lesion-like blob but no cervix: a male pelvis
+    result = segment_case({"T2W": image}, bundle=anatomy_bundle.path)
+    assert not result.anatomy_recognised and not result.found
+    assert result.mask is None and result.probability is None
+    assert result.summary["status"] == "no cervix or uterus recognised"
+    assert result.summary["message"] == NO_ANATOMY_MESSAGE and result.summary["confidence"] is None
+    # the command: the sentence, exit status 3, no tumour file that anything could pick up
+    case = write_case(tmp_path / "male", {"T2W": image})
+    out = tmp_path / "seg"
+    assert main(["segment", str(case), "--out", str(out), "--model", str(anatomy_bundle.path)]) == 3
+    printed = capsys.readouterr().out
+    assert NO_ANATOMY_MESSAGE in printed
+    assert not (out / "tumor.nii.gz").exists() and not (out / "tumor_probability.nii.gz").exists()
+    summary = json.loads((out / "segmentation.json").read_text())
+    assert summary["anatomy_gate"]["anatomy_found"] is False and "mask" not in summary["files"]
+    assert main(["segment", str(case), "--out", str(tmp_path / "seg2"), "--model", str(anatomy_bundle.path),
+                 "--json"]) == 3
+    assert json.loads(capsys.readouterr().out)["status"] == "no cervix or uterus recognised"
+
+
+def test_a_blank_series_gets_the_gate_not_a_contour(anatomy_bundle):
+    blank = sitk.Image(40, 40, 10, sitk.sitkFloat32)
+    blank.SetSpacing((1.2, 1.2, 3.0))
+    result = segment_case({"T2W": blank}, bundle=anatomy_bundle.path)
+    assert not result.anatomy_recognised and result.mask is None
+
+
+def test_models_without_anatomy_outputs_say_the_gate_was_not_applied(tmp_path):
+    from segmentation_testdata import make_bundle, phantom
+
+    bundle = make_bundle(tmp_path / "tumour-only")
+    image, _ = phantom()
+    result = segment_case({"T2W": image}, bundle=bundle.path)
+    assert result.summary["anatomy_gate"] == {
+        "applied": False, "reason": "the model tiny-seg@0.0.1 has no cervix or uterus output to check the tumour against"}
+    assert result.summary["organs"] == [] and result.organs is None
+
+
+def test_bundle_outputs_are_checked_against_the_network(tmp_path):
+    from CervicalAILib.core.errors import BundleError
+    from CervicalAILib.segmentation.inference import SegmentationModel
+
+    good = make_anatomy_bundle(tmp_path / "good")
+    manifest = {k: v for k, v in good.manifest.items() if k not in ("schema", "files")}
+    files = {"model.onnx": band_network(), "MODEL_CARD.md": "# bands\n"}
+    too_many = dict(manifest, outputs=[*manifest["outputs"], {"name": "bladder", "channel": 2}])
+    with pytest.raises(BundleError, match="names output channels up to 2, the network gives 2"):
+        SegmentationModel(write_bundle(tmp_path / "three", too_many, files))
+    with pytest.raises(BundleError, match="needs an output named 'tumor'"):
+        SegmentationModel(write_bundle(tmp_path / "none", dict(manifest, outputs=[{"name": "cervix", "channel": 1}]),
+                                       files))
+    twice = dict(manifest, outputs=[{"name": "tumor", "channel": 0}, {"name": "Tumour", "channel": 1}])
+    with pytest.raises(BundleError, match="distinct names"):
+        SegmentationModel(write_bundle(tmp_path / "twice", twice, files))
