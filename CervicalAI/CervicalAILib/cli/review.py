@@ -105,9 +105,11 @@ def _prepare(args: argparse.Namespace) -> int:
     print(f"{len(worklist.cases) - len(todo)} case(s) already segmented; segmenting {len(todo)}", file=sys.stderr)
     for number, case in enumerate(todo, start=1):
         print(f"[{number}/{len(todo)}] {case.case_id}", file=sys.stderr)
-        segment.run(argparse.Namespace(path=case.folder, out=case.folder / SEGMENTATION_DIR, model=args.model,
-                                       device=args.device, t2_only=False, json=False, overwrite=False,
-                                       into_case=True))
+        status = segment.run(argparse.Namespace(path=case.folder, out=case.folder / SEGMENTATION_DIR, model=args.model,
+                                                nnunet_model=None, device=args.device, t2_only=False, json=False,
+                                                overwrite=False, into_case=True))
+        if status == segment.NO_ANATOMY_EXIT:
+            print(f"{case.case_id}: no automatic contour (the reader draws the tumour)", file=sys.stderr)
     return 0
 
 

@@ -428,3 +428,20 @@ def test_one_review_server_per_reader(tmp_path):
         claim_reader(tmp_path / "dr_a", pid=os.getpid())
     lock.write_text("999999999\n")  # left by a server that is gone: taken over
     assert claim_reader(tmp_path / "dr_a").read_text().strip() == str(os.getpid())
+
+
+def test_prepare_segments_only_the_cases_without_a_contour(cohort, tmp_path, capsys):
+    from test_segmentation import make_bundle
+
+    from CervicalAILib.cli import main
+
+    bundle = make_bundle(tmp_path / "tiny-seg").path
+    before = {name: sha256_file(cohort / name / "segmentation" / "tumor.nii.gz") for name in ("C1", "C2")}
+    assert main(["review", "prepare", str(cohort), "--model", str(bundle)]) == 0
+    assert "2 case(s) already segmented; segmenting 1" in capsys.readouterr().err
+    summary = json.loads((cohort / "C3" / "segmentation" / "segmentation.json").read_text())
+    assert summary["model"]["label"] == "tiny-seg@0.0.1" and summary["case"]["case_id"] == "C3"
+    written = sitk.ReadImage(str(cohort / "C3" / "segmentation" / "tumor.nii.gz"))
+    assert written.GetSize() == sitk.ReadImage(str(cohort / "C3" / "T2W.nii.gz")).GetSize()
+    assert {name: sha256_file(cohort / name / "segmentation" / "tumor.nii.gz") for name in ("C1", "C2")} == before
+    assert open_worklist(cohort).case("C3").segmentation is not None
