@@ -431,7 +431,7 @@ def test_one_review_server_per_reader(tmp_path):
 
 
 def test_prepare_segments_only_the_cases_without_a_contour(cohort, tmp_path, capsys):
-    from test_segmentation import make_bundle
+    from segmentation_testdata import make_bundle
 
     from CervicalAILib.cli import main
 
