@@ -279,6 +279,12 @@ class CervicalAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 self.showResult(self.logic.importResult(self._job, self._runRoles))
         elif state.status == "cancelled":
             self.ui.statusLabel.text = "Cancelled: nothing was added to the scene."
+        elif self.logic.noAnatomyMessage(self._job):  # the anatomy gate: a sentence, not a failure
+            message = self.logic.noAnatomyMessage(self._job)
+            self.ui.statusLabel.text = f"{message[:1].upper()}{message[1:]}: no tumour contour was made."
+            slicer.util.warningDisplay(
+                f"{self.ui.statusLabel.text} Check the series; draw the tumour by hand in the Segment Editor if there is one."
+            )
         else:
             self.ui.statusLabel.text = "Segmentation failed."
             slicer.util.errorDisplay(
@@ -467,6 +473,12 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
         if wait:
             run.wait()
         return run, job
+
+    def noAnatomyMessage(self, job) -> str | None:
+        """The anatomy gate's sentence when the run found no cervix or uterus (segment exit status 3)."""
+        from CervicalAISegmentLib.segmentation import no_anatomy_message
+
+        return no_anatomy_message(job.result) if job is not None else None
 
     def importResult(self, job, roleNodes: dict):
         from CervicalAISegmentLib.segmentation import import_segmentation_result

@@ -151,6 +151,9 @@ def read_result(result_dir: str | Path) -> tuple[sitk.Image, sitk.Image | None, 
     mask_path = result_dir / MASK_FILE
     summary_path = result_dir / SUMMARY_FILE
     if not mask_path.is_file():
+        gate = no_anatomy_message(result_dir)
+        if gate:
+            raise InputError(f"{gate}: no tumour contour was made", result_dir)
         raise InputError(f"no {MASK_FILE} in the segmentation output (did the segment command finish?)", result_dir)
     if not summary_path.is_file():
         raise InputError(f"no {SUMMARY_FILE} in the segmentation output", result_dir)
@@ -162,6 +165,21 @@ def read_result(result_dir: str | Path) -> tuple[sitk.Image, sitk.Image | None, 
     probability_path = result_dir / PROBABILITY_FILE
     probability = read_image(probability_path) if probability_path.is_file() else None
     return mask, probability, summary
+
+
+def no_anatomy_message(result_dir: str | Path) -> str | None:
+    """The anatomy gate's sentence ("no cervix or uterus recognised in this study") when the
+    `cervicalai segment` output says the network found no cervix or uterus (the command then
+    exits with status 3 and writes no tumour mask), else None."""
+    summary_path = Path(result_dir) / SUMMARY_FILE
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    gate = summary.get("anatomy_gate") if isinstance(summary, dict) else None
+    if isinstance(gate, dict) and gate.get("anatomy_found") is False:
+        return str(gate.get("message") or summary.get("message") or "no cervix or uterus recognised in this study")
+    return None
 
 
 def flagged_slices(summary: dict[str, Any], t2_node, mask: sitk.Image, probability: sitk.Image | None = None) -> list[FlaggedSlice]:

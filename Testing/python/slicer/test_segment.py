@@ -652,3 +652,23 @@ def test_apply_end_to_end_with_the_real_engine_in_the_background(scene, tmp_path
     assert (Path(result.draft.GetAttribute(N.TRANSFORMS_FOLDER)) / "transforms" / "ADC.tfm").is_file()  # for Predict
     probability = slicer.util.arrayFromVolume(result.probability)
     assert 0.0 <= probability.min() and probability.max() <= 1.0 and probability.max() > 0.9
+
+
+def test_a_study_without_cervix_or_uterus_gets_the_gate_sentence_not_a_missing_file(tmp_path):
+    from CervicalAISegmentLib.segmentation import no_anatomy_message, read_result
+
+    result = tmp_path / "segmentation"
+    result.mkdir()
+    sentence = "no cervix or uterus recognised in this study"
+    summary = {"tumor_found": False, "status": "no cervix or uterus recognised", "message": sentence,
+               "anatomy_gate": {"applied": True, "anatomy_found": False, "message": sentence}, "files": {}}
+    (result / "segmentation.json").write_text(json.dumps(summary))
+    assert no_anatomy_message(result) == sentence
+    with pytest.raises(InputError, match=f"segmentation: {sentence}: no tumour contour was made$"):
+        read_result(result)
+    summary["anatomy_gate"]["anatomy_found"] = True  # a normal run that lost its mask: the old message
+    (result / "segmentation.json").write_text(json.dumps(summary))
+    assert no_anatomy_message(result) is None
+    with pytest.raises(InputError, match="did the segment command finish"):
+        read_result(result)
+    assert no_anatomy_message(tmp_path / "nothing-here") is None

@@ -85,7 +85,8 @@ def test_reader_resumes_from_the_working_copy_then_the_reviewed_copy(cohort, sce
     assert web_scene.load_case(scene, reader, "C3").started_from == "empty"
 
 
-def test_organs_listed_in_segmentation_json_load_hidden(cohort, scene):
+@pytest.mark.parametrize("table_in", ["organs.json", "segmentation.json"])
+def test_organs_listed_in_segmentation_json_load_hidden(cohort, scene, table_in):
     import json
 
     seg = cohort / "C1" / "segmentation"
@@ -94,8 +95,12 @@ def test_organs_listed_in_segmentation_json_load_hidden(cohort, scene):
     organs[:, 20:24, :] = 5
     sitk.WriteImage(image(organs), str(seg / "organs.nii.gz"))
     summary = json.loads((seg / "segmentation.json").read_text())
-    summary["files"] = {"organs": "organs.nii.gz"}
-    summary["organ_labels"] = {"bladder": 2, "rectum": 5}
+    if table_in == "organs.json":  # as `cervicalai segment` writes them (segmentation/outputs.py)
+        (seg / "organs.json").write_text(json.dumps({"bladder": 2, "rectum": 5}))
+        summary["files"] = {"organs": "organs.nii.gz", "organ_labels": "organs.json"}
+    else:
+        summary["files"] = {"organs": "organs.nii.gz"}
+        summary["organ_labels"] = {"2": "bladder", "5": "rectum"}
     (seg / "segmentation.json").write_text(json.dumps(summary))
     loaded = web_scene.load_case(scene, open_worklist(cohort).reader("Dr A"), "C1")
     segmentation = loaded.organs.GetSegmentation()
