@@ -14,7 +14,6 @@ everything else is the engine's.
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
