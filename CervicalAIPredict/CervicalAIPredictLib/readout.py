@@ -177,7 +177,8 @@ def readout_rows(readout: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     units = {"volume_ml": "mL", "max_diameter_mm": "mm"}
     labels = {"volume_ml": "Tumour volume", "max_diameter_mm": "Maximum 3D diameter",
               "largest_slice_index": "Largest slice (T2WI index)", "confidence": "Automatic segmentation confidence",
-              "automatic_model": "Segmentation model"}  # fmt: skip
+              "automatic_model": "Segmentation model",
+              "ood_score": "Out-of-distribution score (above 1: unlike the training images)"}  # fmt: skip
     for key, value in segmentation.items():
         if isinstance(value, dict):
             value = value.get("label") or f"{value.get('name', '?')}@{value.get('version', '?')}"

@@ -27,6 +27,7 @@ STATUS_AUTOMATIC = "automatic"  # the network's contour, kept unchanged (hidden,
 STATUS_DRAFT = "draft"  # the reader's working copy, edited in the Segment Editor
 STATUS_REVIEWED = "reviewed"  # frozen copy made by "Mark as reviewed"
 STATUS_PROBABILITY = "probability"  # the network's tumour probability map (volume)
+STATUS_ORGANS = "organs"  # the network's anatomical structures (segmentation, hidden: context for the reader)
 STATUS_READOUT = "readout"  # table of a readout (Predict)
 # The sequence role of a volume (T2W, DWI, ADC, CET1), set when CervicalAI loads a study.
 ROLE = PREFIX + "Role"

@@ -34,6 +34,7 @@ from CervicalAILib.io.mrml import (
     segmentation_node_from_mask,
     volume_node_from_image,
 )
+from CervicalAILib.segmentation.outputs import organ_label_names
 from CervicalAISegmentLib import nodes as N
 
 TUMOUR_SEGMENT_NAME = "Cervical tumour"
@@ -70,6 +71,7 @@ class SegmentationImport:
     summary: dict[str, Any]
     flagged: list[FlaggedSlice] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    organs: Any | None = None  # vtkMRMLSegmentationNode, one segment per structure, hidden
 
 
 def mask_sha256(mask: sitk.Image) -> str:
@@ -263,11 +265,26 @@ def import_segmentation_result(
         for node in (automatic, draft):
             node.SetNodeReferenceID(N.REFERENCE_PROBABILITY, probability_node.GetID())
 
+    organs_node = None
+    organs_file = (summary.get("files") or {}).get("organs")
+    if organs_file:  # a network that segments the anatomy too: its structures as separate, hidden segments
+        organs_path = Path(result_dir) / str(organs_file)
+        if not organs_path.is_file():
+            raise InputError("organ labels map listed in segmentation.json is missing", organs_path)
+        names = organ_label_names(summary, result_dir)
+        organs_node = segmentation_node_from_mask(scene, read_image(organs_path), N.unique_name(scene, f"{base} organs"),
+                                                  names or None, reference_volume_node=t2_node)
+        N.set_attributes(organs_node, {N.STATUS: N.STATUS_ORGANS, **common})
+        N.set_role_references(organs_node, {"T2W": t2_node})
+        organs_node.GetDisplayNode().SetVisibility(False)  # context only: the tumour is what is reviewed
+        N.place_beside(scene, organs_node, t2_node)
+
     flagged = flagged_slices(summary, t2_node, mask, probability)
     flagged_json = json.dumps([item.to_dict() for item in flagged])
     for node in (automatic, draft):
         node.SetAttribute(N.FLAGGED_SLICES, flagged_json)
-    return SegmentationImport(automatic, draft, probability_node, summary, flagged, list(summary.get("warnings") or []))
+    return SegmentationImport(automatic, draft, probability_node, summary, flagged, list(summary.get("warnings") or []),
+                              organs_node)
 
 
 def flagged_from_node(node) -> list[FlaggedSlice]:

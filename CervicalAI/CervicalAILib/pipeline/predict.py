@@ -510,6 +510,13 @@ def predict_case(
         segmentation["confidence"] = auto.get("confidence")
         segmentation["flagged_slices"] = auto.get("flagged_slices", [])
         segmentation["automatic_model"] = (auto.get("model") or {}).get("label") if isinstance(auto.get("model"), dict) else auto.get("model")
+        ood = auto.get("ood")
+        if isinstance(ood, dict) and ood.get("available") and isinstance(ood.get("score"), int | float):
+            # how unlike the segmentation network's training images the study is (above 1: unlike them)
+            segmentation["ood_score"] = float(ood["score"])
+            if ood.get("unusual"):
+                warnings.append(f"automatic segmentation: {ood.get('message') or 'the study looks unlike its training images'}"
+                                f" (out-of-distribution score {float(ood['score']):.2f})")
     stage_probability = stage["probability"] if stage else None
     staging = staging_readout(
         max_diameter,

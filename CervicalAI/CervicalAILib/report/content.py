@@ -368,6 +368,9 @@ def build_content(readout_dir: str | Path, deidentifier: Any = None, patient_id:
     ]
     if segmentation.get("confidence") is not None:
         facts.append(("Segmentation confidence", _number(segmentation.get("confidence"), 2)))
+    if segmentation.get("ood_score") is not None:
+        facts.append(("Out-of-distribution score (above 1: unlike the segmentation model's training images)",
+                      _number(segmentation.get("ood_score"), 2)))
 
     lnm = readout.get("lnm") or {}
     probability = lnm.get("probability", readout.get("lnm_probability"))

@@ -1,13 +1,16 @@
-"""Writing a segmentation result: mask, probability map and summary JSON, atomically."""
+"""Writing a segmentation result: mask, probability map and summary JSON, atomically (and reading
+its organ label table back)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import SimpleITK as sitk
 
 from CervicalAILib.core.atomic import atomic_directory, to_json
+from CervicalAILib.core.errors import InputError
 
 MASK_FILE = "tumor.nii.gz"
 PROBABILITY_FILE = "tumor_probability.nii.gz"
@@ -60,3 +63,25 @@ def write_segmentation(
             for role, transform in transforms.items():
                 sitk.WriteTransform(transform, str(tmp / TRANSFORMS_DIR / f"{role}.tfm"))
     return out_dir
+
+
+def organ_label_names(summary: dict[str, Any], folder: str | Path) -> dict[int, str]:
+    """Label value -> organ name of the organ labels map: the table file segmentation.json names
+    (`files.organ_labels`, `organs.json` as `segment` writes it) or a table inside segmentation.json,
+    either as {name: value} or {value: name}."""
+    labels = summary.get("organ_labels") or (summary.get("files") or {}).get("organ_labels") or {}
+    if isinstance(labels, str):  # the name of the table file beside the map
+        table_path = Path(folder) / labels
+        try:
+            labels = json.loads(table_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"organ label table listed in segmentation.json is unreadable ({exc})", table_path) from exc
+    if not isinstance(labels, dict):
+        raise InputError("organ label table must be a JSON object of names and values", Path(folder))
+    result: dict[int, str] = {}
+    for key, value in labels.items():
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            result[int(value)] = str(key)
+        elif str(key).isdigit():
+            result[int(key)] = str(value)
+    return {value: name for value, name in result.items() if value > 0}

@@ -13,7 +13,6 @@ everything else is the engine's.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from CervicalAILib.io.mrml import (
     volume_node_from_image,
 )
 from CervicalAILib.review.worklist import ReaderWorklist, flagged_slices, images_on_t2_grid
+from CervicalAILib.segmentation.outputs import organ_label_names
 
 TUMOUR_SEGMENT_NAME = "Cervical tumour"  # as the Segment module names it
 TUMOUR_COLOR = (0.89, 0.10, 0.11)
@@ -78,28 +78,6 @@ def starting_mask(reader: ReaderWorklist, case_id: str, grid: sitk.Image) -> tup
         raise InputError(f"{what} is not on the T2WI grid of case {case_id!r}", path)
     mask.CopyInformation(grid)
     return mask, what
-
-
-def _organ_labels(summary: dict[str, Any], folder: Path) -> dict[int, str]:
-    """Label value -> organ name of the organ labels map: the table file segmentation.json names
-    (`files.organ_labels`, `organs.json` as `segment` writes it) or a table inside segmentation.json,
-    either as {name: value} or {value: name}."""
-    labels = summary.get("organ_labels") or (summary.get("files") or {}).get("organ_labels") or {}
-    if isinstance(labels, str):  # the name of the table file beside the map
-        table_path = folder / labels
-        try:
-            labels = json.loads(table_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"organ label table listed in segmentation.json is unreadable ({exc})", table_path) from exc
-    if not isinstance(labels, dict):
-        raise InputError("organ label table must be a JSON object of names and values", folder)
-    result: dict[int, str] = {}
-    for key, value in labels.items():
-        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-            result[int(value)] = str(key)
-        elif str(key).isdigit():
-            result[int(key)] = str(value)
-    return {value: name for value, name in result.items() if value > 0}
 
 
 def load_case(scene, reader: ReaderWorklist, case_id: str) -> LoadedCase:
@@ -182,7 +160,7 @@ def _organs_node(scene, path: Path, summary: dict[str, Any], t2_node, case_id: s
     if not path.is_file():
         raise InputError("organ labels map listed in segmentation.json is missing", path)
     labels = read_image(path)
-    names = _organ_labels(summary, path.parent)
+    names = organ_label_names(summary, path.parent)
     node = segmentation_node_from_mask(scene, labels, f"{case_id} organs", names or None, reference_volume_node=t2_node)
     node.GetDisplayNode().SetVisibility(False)  # context only: hidden until the reader shows it
     return node

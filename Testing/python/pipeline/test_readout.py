@@ -111,6 +111,34 @@ def test_no_cervix_recognised_needs_a_reviewed_contour(world, tmp_path):
     assert load_inputs(world["case"], mask_path, {}, transforms_dir=world["root"] / "reg").mask_path == mask_path
 
 
+@pytest.mark.parametrize("score", [1.37, 0.42])
+def test_the_segmentation_ood_score_reaches_the_readout(world, tmp_path, score):
+    """segment's out-of-distribution score beside the mask: in the readout, and a warning above 1."""
+    from CervicalAILib.pipeline.summary import summary_text
+
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    mask_path = seg / "tumor.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(world["mask"])), str(mask_path))
+    unusual = score > 1
+    message = ("the study looks unlike the images this model was trained on: check the contour carefully" if unusual
+               else "the study looks like the images this model was trained on")
+    (seg / "segmentation.json").write_text(json.dumps({"tumor_found": True, "confidence": 0.8, "model": {"label": "seg@1.1.0"},
+                                                       "ood": {"available": True, "score": score, "unusual": unusual,
+                                                               "message": message}}))
+    mark_reviewed(mask_path, "Dr Test")
+    clinical = {"ln_short_axis_mm": 5, "ln_long_axis_mm": 8, "ln_necrosis": False}
+    readout = predict_case(load_inputs(world["case"], mask_path, clinical, transforms_dir=world["root"] / "reg"),
+                           lnm_bundle=world["risk"].path, use_stage=False)
+    assert readout["segmentation"]["ood_score"] == score
+    flagged = [w for w in readout["warnings"] if "out-of-distribution score" in w]
+    if unusual:
+        assert flagged == [f"automatic segmentation: {message} (out-of-distribution score {score:.2f})"]
+        assert flagged[0] in summary_text(readout)
+    else:
+        assert flagged == []
+
+
 def test_registers_when_no_transform_is_given(world):
     clinical = {"ln_short_axis_mm": 5, "ln_long_axis_mm": 8, "ln_necrosis": True}
     inputs = load_inputs(world["case"], world["mask"], clinical)

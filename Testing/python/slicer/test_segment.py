@@ -672,3 +672,36 @@ def test_a_study_without_cervix_or_uterus_gets_the_gate_sentence_not_a_missing_f
     with pytest.raises(InputError, match="did the segment command finish"):
         read_result(result)
     assert no_anatomy_message(tmp_path / "nothing-here") is None
+
+
+def test_organs_of_the_network_come_in_as_hidden_segments_beside_the_tumour(scene, tmp_path):
+    t2_image = make_t2()
+    t2 = volume_node_from_image(scene, t2_image, "T2 TSE AX")
+    mask = box_mask(t2_image)
+    folder = tmp_path / "segmentation"
+    write_result(folder, mask, files={"mask": "tumor.nii.gz", "organs": "organs.nii.gz", "organ_labels": "organs.json"})
+    organs = sitk.GetArrayFromImage(t2_image).astype(np.uint8) * 0
+    organs[:, 0:5, :] = 1  # bladder at the front, rectum at the back (labels as segment writes them)
+    organs[:, 30:36, :] = 2
+    image = sitk.GetImageFromArray(organs)
+    image.CopyInformation(t2_image)
+    sitk.WriteImage(image, str(folder / "organs.nii.gz"))
+    (folder / "organs.json").write_text(json.dumps({"bladder": 1, "rectum": 2}))
+    result = import_segmentation_result(scene, folder, t2, {})
+    segmentation = result.organs.GetSegmentation()
+    names = sorted(segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments()))
+    assert names == ["bladder", "rectum"]
+    assert result.organs.GetDisplayNode().GetVisibility() == 0
+    assert N.status_of(result.organs) == N.STATUS_ORGANS
+    # the tumour segmentations are still the tumour alone, and the organs are no CervicalAI contour to review
+    assert int(sitk.GetArrayViewFromImage(tumour_mask(result.draft)).sum()) == int(sitk.GetArrayViewFromImage(mask).sum())
+    assert result.organs not in segmentations_of(scene, N.STATUS_AUTOMATIC) + segmentations_of(scene, N.STATUS_DRAFT)
+    # a result without organs: none
+    plain = import_segmentation_result(scene, _plain_result(tmp_path, mask), t2, {})
+    assert plain.organs is None
+
+
+def _plain_result(tmp_path, mask):
+    folder = tmp_path / "plain"
+    write_result(folder, mask)
+    return folder
