@@ -38,7 +38,7 @@ def write_segmentation(
     probability file: nothing can pick up a contour that should not exist. The organ label map
     (`organs.nii.gz`, values by name in `organs.json`) is written whenever the network gave one.
     """
-    from CervicalAILib.contracts.transforms import TRANSFORMS_DIR
+    from CervicalAILib.registration.onto_t2 import TRANSFORMS_DIR
 
     out_dir = Path(out_dir)
     summary = {**result.summary, **(extra or {})}
