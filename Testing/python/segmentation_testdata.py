@@ -10,6 +10,15 @@ import SimpleITK as sitk
 
 from CervicalAILib.bundles.format import write_bundle
 
+# The smallest U-Net the training code builds (training and OOD tests)
+TINY_ARCH = {
+    "name": "monai.networks.nets.UNet",
+    "channels": [4, 8, 16, 32],
+    "strides_zyx": [[1, 2, 2], [2, 2, 2], [2, 2, 2]],
+    "num_res_units": 1,
+    "norm": "instance",
+}
+
 ZSCORE = {"method": "zscore", "foreground_fraction": 0.1, "reference_percentile": 99.0, "clip": 5.0}
 
 

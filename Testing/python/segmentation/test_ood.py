@@ -78,7 +78,7 @@ def test_feature_output_is_the_unet_bottleneck_and_leaves_the_probability_alone(
     pytest.importorskip("torch")
     import onnxruntime as ort
     import torch
-    from test_training import TINY_ARCH
+    from segmentation_testdata import TINY_ARCH
 
     from CervicalAILib.research.training.export import export_onnx
     from CervicalAILib.research.training.network import build_network

@@ -15,6 +15,8 @@ import SimpleITK as sitk
 pytest.importorskip("torch")
 pytest.importorskip("monai")
 
+from segmentation_testdata import TINY_ARCH  # noqa: E402
+
 from CervicalAILib.bundles.format import load_bundle  # noqa: E402
 from CervicalAILib.core.errors import BundleError, InputError  # noqa: E402
 from CervicalAILib.io.case import write_case  # noqa: E402
@@ -23,14 +25,6 @@ from CervicalAILib.research.training.export import export_onnx  # noqa: E402
 from CervicalAILib.research.training.network import build_network  # noqa: E402
 from CervicalAILib.research.training.train import default_preprocessing, split_cases  # noqa: E402
 from CervicalAILib.segmentation import segment_case  # noqa: E402
-
-TINY_ARCH = {
-    "name": "monai.networks.nets.UNet",
-    "channels": [4, 8, 16, 32],
-    "strides_zyx": [[1, 2, 2], [2, 2, 2], [2, 2, 2]],
-    "num_res_units": 1,
-    "norm": "instance",
-}
 
 
 def tiny_case(folder, index: int):
