@@ -1902,7 +1902,8 @@ case("export-images-out-over-reference", "paths", "error", "--images-out = the r
 
 def _export_seg_ok(b: Base, d: Path) -> Step:
     def verify():
-        from CervicalAILib.export.dicom_seg import load_reference_series, read_dicom_seg
+        from CervicalAILib.export.dicom_seg import read_dicom_seg
+        from CervicalAILib.export.reference import load_reference_series
 
         back = read_dicom_seg(d / "seg.dcm", load_reference_series(b.dicom_t2).image)
         expected = array_of(b.Dseg / "tumor.nii.gz")

@@ -15,8 +15,7 @@ AUTOMATIC when not reviewed; the model's name and version (Algorithm Identificat
 wherever an automatic contour existed. Every frame of the reference series gets a SEG frame (empty frames
 included), so the SEG maps one-to-one onto the source images.
 
-The reference series is read with `io.dicom` (slices sorted along the normal, spacing checked):
-a series with missing or duplicated slices is refused rather than referenced wrongly.
+The reference series and the mask on its grid: `export.reference`.
 """
 
 from __future__ import annotations
@@ -39,14 +38,18 @@ from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.export import manifest as manifest_module
-from CervicalAILib.export.masks import mask_on_reference
+from CervicalAILib.export.reference import (
+    SEGMENT_LABEL,
+    ReferenceSeries,
+    load_reference_series,
+    mask_on_reference,
+)
 from CervicalAILib.io.dicom_write import save_dicom_file
 from CervicalAILib.io.images import read_image
 from CervicalAILib.review.record import require_review
 
 log = logging.getLogger(__name__)
 
-SEGMENT_LABEL = "tumor"
 SEG_SERIES_NUMBER = 9901
 SEG_SERIES_DESCRIPTION = "CervicalAI tumour segmentation"
 IMAGE_FILES = ["IM*.dcm"]  # what --images-out writes (and --overwrite may replace)
@@ -54,19 +57,6 @@ TUMOUR_COLOR_RGB = (227, 26, 28)
 # Type 2 attributes highdicom copies from the source images; absent ones are added empty.
 TYPE2_SOURCE_ATTRIBUTES = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                            "ReferringPhysicianName", "AccessionNumber", "StudyID")
-
-
-@dataclass
-class ReferenceSeries:
-    """The source series a SEG references: its image, and its data sets in slice order."""
-
-    folder: Path
-    image: sitk.Image
-    datasets: list[Any]  # pydicom Datasets, sorted along the slice normal (the image's k order)
-    files: list[Path]
-    series_uid: str
-    patient_id: str
-    description: str
 
 
 @dataclass
@@ -82,56 +72,6 @@ def coded(concept: tuple[str, str, str]):
     from highdicom.sr import CodedConcept
 
     return CodedConcept(*concept)
-
-
-def load_reference_series(folder: str | Path, series: str | None = None) -> ReferenceSeries:
-    """Read the reference series (one image series; `series` picks one by number, key or UID).
-
-    InputError when the folder has no image series, several without `series`, several volumes
-    (e.g. b-values), or an incomplete volume (missing/duplicated slices, irregular spacing).
-    """
-    import pydicom
-
-    from CervicalAILib.io.dicom import load_dicom_series
-
-    folder = Path(folder)
-    if not folder.exists():
-        raise InputError("reference DICOM folder not found", folder)
-    found, scan = load_dicom_series([folder])
-    if not found:
-        reason = f"; {len(scan.unreadable)} unreadable file(s), e.g. {scan.unreadable[0][1]}" if scan.unreadable else ""
-        raise InputError(f"no DICOM image series found{reason}", folder)
-    if series is not None:
-        chosen = [s for s in found if series in (s.key, s.uid, str(s.header.series_number))]
-        if len(chosen) != 1:
-            names = ", ".join(f"{s.key} ({s.header.description or 'no description'})" for s in found)
-            raise InputError(f"no single series {series!r} in the reference folder; it has: {names}", folder)
-    elif len(found) > 1:
-        names = ", ".join(f"{s.key} ({s.header.description or 'no description'})" for s in found)
-        raise InputError(f"the reference folder holds {len(found)} series ({names}); pick the T2WI with --series", folder)
-    else:
-        chosen = found
-    dicom_series = chosen[0]
-    if len(dicom_series.volumes) > 1:
-        labels = ", ".join(v.label for v in dicom_series.volumes)
-        raise InputError(f"reference series {dicom_series.key} holds {len(dicom_series.volumes)} volumes ({labels}); "
-                         "a SEG references one volume: use the T2WI series", folder)
-    volume = dicom_series.volumes[0]
-    if volume.problems:
-        raise InputError(f"reference series {dicom_series.key} is incomplete or irregular: {volume.problems[0]}", folder)
-    if any(frame.frame is not None for frame in volume.frames):
-        raise InputError("multi-frame (enhanced) reference images are not supported for SEG export; "
-                         "use the classic single-frame series", folder)
-    image = volume.image()
-    datasets = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for frame in volume.frames:
-            datasets.append(pydicom.dcmread(str(frame.path)))
-    return ReferenceSeries(
-        folder=folder, image=image, datasets=datasets, files=[f.path for f in volume.frames],
-        series_uid=dicom_series.uid, patient_id=dicom_series.header.patient_id, description=dicom_series.header.description,
-    )
 
 
 def _source_images(reference: ReferenceSeries) -> list[Any]:

@@ -1,97 +1,24 @@
-"""Masks for export: onto the reference grid, binary, clean headers; NIfTI mask files.
+"""Export of a mask file: NIfTI masks with clean headers, and `.seg.nrrd`/NIfTI files of a reviewed mask.
 
-Every exporter goes through `mask_on_reference`: the tumour mask is made binary (any non-zero
-voxel is tumour) and, when it is not on the reference grid (the T2WI series it belongs to), it
-is resampled onto it in physical space with nearest-neighbour interpolation and a warning. A
-mask that does not overlap the reference at all is refused: it belongs to another series or
-another patient.
+The mask is brought onto its reference grid by `export.reference.mask_on_reference`, as in every exporter.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
-from CervicalAILib.io.geometry import index_to_physical_matrix, resample_to_reference, same_grid
+from CervicalAILib.export import manifest as manifest_module
+from CervicalAILib.export.reference import clean_image, load_reference_image, mask_on_reference
+from CervicalAILib.export.seg_nrrd import write_seg_nrrd
 from CervicalAILib.io.images import read_image
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PreparedMask:
-    mask: sitk.Image  # uint8, 0/1, on the reference grid
-    warnings: list[str] = field(default_factory=list)
-    resampled: bool = False
-    inside_fraction: float = 1.0  # fraction of the tumour (by volume) inside the reference
-
-
-def clean_image(image: sitk.Image) -> sitk.Image:
-    """A copy with the voxels and geometry only: header text (NIfTI descrip, NRRD fields) dropped."""
-    clean = sitk.GetImageFromArray(sitk.GetArrayFromImage(image), isVector=image.GetNumberOfComponentsPerPixel() > 1)
-    clean.CopyInformation(image)
-    for key in clean.GetMetaDataKeys():
-        clean.EraseMetaData(key)
-    return clean
-
-
-def binary_mask(mask: sitk.Image, what: str = "mask", where: str | Path | None = None) -> tuple[sitk.Image, list[str]]:
-    """uint8 0/1 copy of `mask`; InputError (io.mask_checks) for a probability map, a multi-label map,
-    negative values or an implausible tumour (a label map is never silently merged into one tumour)."""
-    from CervicalAILib.io.mask_checks import tumour_mask
-
-    return tumour_mask(mask, where, what), []
-
-
-def _inside_fraction(mask: sitk.Image, reference: sitk.Image) -> float:
-    """Fraction of the mask's foreground voxel centres that lie inside the reference volume."""
-    zyx = np.argwhere(sitk.GetArrayViewFromImage(mask) != 0)
-    if zyx.size == 0:
-        return 0.0
-    if len(zyx) > 200_000:  # a sample is enough for a fraction
-        zyx = zyx[np.linspace(0, len(zyx) - 1, 200_000).astype(int)]
-    points = zyx[:, ::-1] @ index_to_physical_matrix(mask)[:3, :3].T + np.asarray(mask.GetOrigin())
-    inverse = np.linalg.inv(index_to_physical_matrix(reference))
-    indices = points @ inverse[:3, :3].T + inverse[:3, 3]
-    inside = np.all((indices >= -0.5) & (indices <= np.asarray(reference.GetSize()) - 0.5), axis=1)
-    return float(inside.mean())
-
-
-def mask_on_reference(mask: sitk.Image, reference: sitk.Image | None, what: str = "mask",
-                      where: str | Path | None = None) -> PreparedMask:
-    """Binary mask on `reference`'s grid (resampled with a warning if needed; InputError if disjoint)."""
-    binary, warnings = binary_mask(mask, what, where)
-    if not sitk.GetArrayViewFromImage(binary).any():
-        raise InputError(f"{what} is empty (no tumour voxels): nothing to export")
-    if reference is None or same_grid(binary, reference):
-        return PreparedMask(mask=clean_image(binary), warnings=warnings)
-    inside = _inside_fraction(binary, reference)
-    if inside == 0.0:
-        raise InputError(
-            f"{what} does not overlap the reference image: none of its tumour voxels lies inside the reference "
-            f"volume (mask origin {tuple(round(v, 1) for v in binary.GetOrigin())}, reference origin "
-            f"{tuple(round(v, 1) for v in reference.GetOrigin())}); is it from the same patient and series?"
-        )
-    resampled = resample_to_reference(binary, reference, None, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    message = (f"{what} is not on the reference grid (size {binary.GetSize()} vs {reference.GetSize()}, spacing "
-               f"{tuple(round(s, 3) for s in binary.GetSpacing())} vs {tuple(round(s, 3) for s in reference.GetSpacing())}): "
-               "resampled onto it (nearest neighbour, physical space)")
-    warnings.append(message)
-    if inside < 0.999:
-        warnings.append(f"{100 * (1 - inside):.1f}% of the tumour lies outside the reference volume and was cut off")
-    if not sitk.GetArrayViewFromImage(resampled).any():
-        raise InputError(f"{what} is empty after resampling onto the reference grid (the tumour is smaller than a "
-                         "reference voxel or lies between its slices)")
-    for warning in warnings:
-        log.warning(warning)
-    return PreparedMask(mask=clean_image(resampled), warnings=warnings, resampled=True, inside_fraction=inside)
 
 
 def write_nifti_mask(mask: sitk.Image, path: str | Path) -> Path:
@@ -100,17 +27,6 @@ def write_nifti_mask(mask: sitk.Image, path: str | Path) -> Path:
     if not path.name.endswith((".nii.gz", ".nii")):
         raise InputError("a NIfTI mask file name ends with .nii.gz or .nii", path)
     return atomic.write_image(clean_image(mask), path)
-
-
-def load_reference_image(reference: str | Path) -> tuple[sitk.Image, str]:
-    """The reference grid from an image file or a DICOM series folder; (image, PatientID or '')."""
-    reference = Path(reference)
-    if reference.is_dir():
-        from CervicalAILib.export.dicom_seg import load_reference_series
-
-        series = load_reference_series(reference)
-        return series.image, series.patient_id
-    return read_image(reference), ""
 
 
 def export_mask_file(
@@ -133,8 +49,6 @@ def export_mask_file(
     """
     from CervicalAILib.contracts.case_identity import check_case, read_record
     from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.export import manifest as manifest_module
-    from CervicalAILib.export.seg_nrrd import write_seg_nrrd
 
     if kind not in ("nifti", "seg-nrrd"):
         raise InputError(f"unknown mask file kind {kind!r}")
@@ -188,8 +102,6 @@ def patient_identity_of_mask(mask_path: Path, patient_id: str | None, reference_
 
     Never the name of the folder the mask happens to be in (two patients' `seg/` folders would get one
     pseudonym): when de-identifying (`required`) and none of these is known, InputError."""
-    from CervicalAILib.export import manifest as manifest_module
-
     if patient_id and str(patient_id).strip():
         return str(patient_id).strip()
     if reference_patient:

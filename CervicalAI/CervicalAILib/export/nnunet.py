@@ -35,7 +35,7 @@ from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.export import manifest as manifest_module
-from CervicalAILib.export.masks import clean_image, mask_on_reference
+from CervicalAILib.export.reference import clean_image, mask_on_reference
 from CervicalAILib.io.case import REQUIRED_ROLE, ROLES, is_case_folder, load_case
 from CervicalAILib.io.geometry import resample_to_reference, same_grid
 

@@ -32,7 +32,7 @@ from CervicalAILib.contracts.terminology import (
 )
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.export.dicom_seg import SEGMENT_LABEL
+from CervicalAILib.export.reference import SEGMENT_LABEL
 from CervicalAILib.io.geometry import index_to_physical_matrix
 from CervicalAILib.io.mrml import DEFAULT_COLORS, ijk_to_ras_matrix
 

@@ -231,7 +231,7 @@ def assert_no_phi(folder: Path, tokens: list[str]) -> None:
 def test_dicom_seg_deidentify_keeps_only_whitelisted_attributes(tmp_path, capsys):
     import pydicom
 
-    from CervicalAILib.export.dicom_seg import load_reference_series
+    from CervicalAILib.export.reference import load_reference_series
 
     study = phi_study(tmp_path / "study" / "T2")
     reference = load_reference_series(study).image

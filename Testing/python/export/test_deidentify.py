@@ -16,9 +16,10 @@ from synthetic_dicom import make_series
 
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.export.deidentify import Deidentifier, load_key, profile_table, resolve_action
-from CervicalAILib.export.dicom_seg import export_dicom_seg, load_reference_series, read_dicom_seg
+from CervicalAILib.export.dicom_seg import export_dicom_seg, read_dicom_seg
 from CervicalAILib.export.masks import export_mask_file
 from CervicalAILib.export.nnunet import export_nnunet
+from CervicalAILib.export.reference import load_reference_series
 from CervicalAILib.io.case import write_case
 from CervicalAILib.review.record import mark_reviewed
 

@@ -14,9 +14,10 @@ from synthetic_dicom import make_series
 from CervicalAILib.cli import main
 from CervicalAILib.contracts.terminology import TUMOUR_TERMINOLOGY
 from CervicalAILib.core.errors import InputError, OutputExistsError
-from CervicalAILib.export.dicom_seg import export_dicom_seg, load_reference_series, read_dicom_seg
+from CervicalAILib.export.dicom_seg import export_dicom_seg, read_dicom_seg
 from CervicalAILib.export.manifest import verify_manifest
 from CervicalAILib.export.masks import export_mask_file
+from CervicalAILib.export.reference import load_reference_series
 from CervicalAILib.io.geometry import same_grid
 from CervicalAILib.review.record import mark_reviewed
 from conftest import refdata_path
