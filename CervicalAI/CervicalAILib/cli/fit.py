@@ -140,10 +140,10 @@ def _summary(result, bundle) -> str:
 def run(args: argparse.Namespace) -> int:
     from CervicalAILib.core.errors import InputError
     from CervicalAILib.core.progress import line_progress
+    from CervicalAILib.research.fit.bundle import write_risk_bundle
     from CervicalAILib.research.fit.fit import FitConfig, fit_risk_model
     from CervicalAILib.research.fit.selection import SelectionConfig
     from CervicalAILib.research.fit.table import SplitSpec, read_feature_table
-    from CervicalAILib.scoring.risk_model import write_risk_bundle
 
     split_column, train_value = args.split_column, args.train_value
     if args.train_split:

@@ -494,7 +494,7 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
     """Run the study and write the report folder (atomically) and the two risk-model bundles."""
     import pandas as pd
 
-    from CervicalAILib.scoring.risk_model import write_risk_bundle
+    from CervicalAILib.research.fit.bundle import write_risk_bundle
 
     progress = progress or no_progress
     start = time.perf_counter()

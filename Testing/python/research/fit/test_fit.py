@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 
 from CervicalAILib.core.errors import InputError
+from CervicalAILib.research.fit.bundle import write_risk_bundle
 from CervicalAILib.research.fit.fit import FitConfig, fit_risk_model
 from CervicalAILib.research.fit.selection import SelectionConfig
 from CervicalAILib.research.fit.simulate import simulate_feature_table
 from CervicalAILib.research.fit.table import SplitSpec, feature_table_from_frame
 from CervicalAILib.scoring.patient import score_patient
-from CervicalAILib.scoring.risk_model import SYNTHETIC_STATEMENT, write_risk_bundle
+from CervicalAILib.scoring.risk_model import SYNTHETIC_STATEMENT
 
 FAST = SelectionConfig(lasso_folds=5, lasso_n_c=12)
 
