@@ -11,9 +11,9 @@ range all come from the model bundle (`bundle.json`); a site's own nnU-Net model
 docs/segmentation.md.
 """
 
+from CervicalAILib.segmentation.finish import SegmentationResult
 from CervicalAILib.segmentation.inference import (
     SegmentationModel,
-    SegmentationResult,
     load_model,
     segment_case,
 )

@@ -11,7 +11,7 @@ Channels are matched to our sequences and labels to our structures by NAME (`CHA
 `anatomy.canonical_name`), never by number; the model must have a label named tumour. nnU-Net
 runs without its own mirroring, once on the image and once on its left-right mirror, and its
 softmax (sigmoid for region-based models) gives the probabilities; from there the result is
-finished exactly as our own networks' (`inference.finish_segmentation`): organ masks, anatomy
+finished exactly as our own networks' (`finish.finish_segmentation`): organ masks, anatomy
 gate (when the model has a cervix/uterus label), post-processing, confidence, summary.
 
 Safety: a checkpoint is a pickle. It is opened with `torch.load(weights_only=True)`, allowing
@@ -39,6 +39,7 @@ from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.io.geometry import same_grid
 from CervicalAILib.segmentation.anatomy import TUMOR, GateSettings, canonical_name, gate_available
+from CervicalAILib.segmentation.finish import finish_segmentation
 from CervicalAILib.segmentation.ood import not_available
 
 log = logging.getLogger(__name__)
@@ -288,7 +289,6 @@ def segment_with_nnunet(
     progress: ProgressCallback | None = None,
 ):
     """Segment with a site's nnU-Net model; the same result and summary as `segment_case`."""
-    from CervicalAILib.segmentation.inference import finish_segmentation
 
     progress = progress or no_progress
     seconds: dict[str, float] = {}
