@@ -47,11 +47,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from CervicalAILib import __version__
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import CervicalAIError, InputError, OutputExistsError
 from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.core.progress import ProgressCallback, no_progress
+from CervicalAILib.core.provenance import software_versions as core_software_versions
 from CervicalAILib.io.case import LABELS_DIR, REQUIRED_ROLE, ROLES, find_role_file, is_case_folder
 
 log = logging.getLogger(__name__)
@@ -216,14 +216,8 @@ def resolve_encoders(specs: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 def software_versions() -> dict[str, str]:
     """Versions of what computes the features (a resumed run must use the same)."""
-    import numpy
-    import onnxruntime
-    import radiomics
-    import SimpleITK as sitk
-
-    return {"cervicalai": __version__, "pyradiomics": str(radiomics.__version__),
-            "SimpleITK": sitk.Version_VersionString(), "numpy": numpy.__version__,
-            "onnxruntime": onnxruntime.__version__}
+    return core_software_versions({"pyradiomics": "radiomics", "SimpleITK": "SimpleITK", "numpy": "numpy",
+                                   "onnxruntime": "onnxruntime"})
 
 
 # ----------------------------------------------------------------------------------------------

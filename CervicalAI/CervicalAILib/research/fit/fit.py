@@ -28,6 +28,7 @@ import numpy as np
 
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.core.provenance import software_versions as core_software_versions
 from CervicalAILib.research.fit import clinical as clin
 from CervicalAILib.research.fit.logistic import backward_stepwise_aic, finite_or_none, sigmoid
 from CervicalAILib.research.fit.selection import (
@@ -52,6 +53,8 @@ from CervicalAILib.scoring.combat import fit_combat, subset_combat
 
 log = logging.getLogger(__name__)
 
+# what fits a risk model: recorded in the bundle's provenance
+FIT_DISTRIBUTIONS = ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "neuroHarmonize", "neuroCombat")
 SCORE_NAMES = {"rad_score": "Rad_score", "dl_score": "DL_score"}
 
 
@@ -139,17 +142,8 @@ class FitResult:
 
 
 def software_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from CervicalAILib import __version__
-
-    out = {"cervicalai": __version__}
-    for dist in ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "neuroHarmonize", "neuroCombat"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+    """The statistics stack a fit used (recorded in the risk bundle's provenance)."""
+    return core_software_versions(distributions=FIT_DISTRIBUTIONS)
 
 
 # --------------------------------------------------------------------------- cleaning

@@ -25,6 +25,7 @@ import SimpleITK as sitk
 
 from CervicalAILib.core.atomic import atomic_path, write_json
 from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.io.case import is_case_folder, load_case
 from CervicalAILib.segmentation.anatomy import TUMOR, canonical_name, label_mask, read_label_table
@@ -226,3 +227,23 @@ def training_range(cases: Sequence[CachedCase], roles: Sequence[str]) -> dict[st
         "intensity_tolerance_factor": 3.0,
     }
 
+
+def dataset_provenance(case_dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    """What generated the training cases: each cohort's generator.json (version, seed, count)."""
+    cohorts: dict[Path, int] = {}
+    for case in case_dirs:
+        cohorts[Path(case).resolve().parent] = cohorts.get(Path(case).resolve().parent, 0) + 1
+    records = []
+    for folder, used in sorted(cohorts.items()):
+        record: dict[str, Any] = {"cohort": folder.name, "cases_used": used}
+        generator = folder / "generator.json"
+        if generator.is_file():
+            data = json.loads(generator.read_text(encoding="utf-8"))
+            for key in ("generator", "version", "seed", "n_cases", "n_centers", "stage_range", "format"):
+                if key in data and not isinstance(data[key], dict | list):
+                    record[key] = data[key]
+            record["generator_json_sha256"] = sha256_file(generator)
+        else:
+            record["generator"] = "unknown (no generator.json beside the cases)"
+        records.append(record)
+    return records

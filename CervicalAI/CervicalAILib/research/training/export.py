@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,12 +11,17 @@ import numpy as np
 
 from CervicalAILib.bundles.format import Bundle, write_bundle
 from CervicalAILib.core.errors import BundleError
-from CervicalAILib.core.hashing import sha256_file
+from CervicalAILib.core.provenance import software_versions
+from CervicalAILib.research.training.dataset import dataset_provenance
+from CervicalAILib.research.training.ood import add_feature_output
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
 TOLERANCE = 1e-4
 NOT_CLINICAL = "trained on synthetic data, not for clinical use"
+# what trains and exports a network: recorded in the bundle's provenance
+TRAINING_LIBRARIES = {"torch": "torch", "monai": "monai", "onnx": "onnx", "onnxruntime": "onnxruntime",
+                      "numpy": "numpy", "SimpleITK": "SimpleITK"}
 
 
 def _with_sigmoid(net):
@@ -70,27 +74,6 @@ def export_onnx(net, in_channels: int, path: str | Path, check_shapes_zyx: Seque
     if worst > TOLERANCE:
         raise BundleError(f"{path}: ONNX output differs from torch by {worst:.2e} (> {TOLERANCE:g}); export refused")
     return worst
-
-
-def dataset_provenance(case_dirs: Sequence[Path]) -> list[dict[str, Any]]:
-    """What generated the training cases: each cohort's generator.json (version, seed, count)."""
-    cohorts: dict[Path, int] = {}
-    for case in case_dirs:
-        cohorts[Path(case).resolve().parent] = cohorts.get(Path(case).resolve().parent, 0) + 1
-    records = []
-    for folder, used in sorted(cohorts.items()):
-        record: dict[str, Any] = {"cohort": folder.name, "cases_used": used}
-        generator = folder / "generator.json"
-        if generator.is_file():
-            data = json.loads(generator.read_text(encoding="utf-8"))
-            for key in ("generator", "version", "seed", "n_cases", "n_centers", "stage_range", "format"):
-                if key in data and not isinstance(data[key], dict | list):
-                    record[key] = data[key]
-            record["generator_json_sha256"] = sha256_file(generator)
-        else:
-            record["generator"] = "unknown (no generator.json beside the cases)"
-        records.append(record)
-    return records
 
 
 def model_card(manifest: dict[str, Any]) -> str:
@@ -170,8 +153,6 @@ def write_segmentation_bundle(
 ) -> tuple[Bundle, float]:
     """Export `net` and write the complete bundle at `config.out`; returns (bundle, max ONNX error)."""
     from CervicalAILib.research.training.network import size_multiple_zyx
-    from CervicalAILib.research.training.ood import add_feature_output
-    from CervicalAILib.research.training.train import software_versions
     from CervicalAILib.segmentation.anatomy import GateSettings, canonical_name, gate_available
 
     patch_zyx = list(config.patch_size_xyz[::-1])
@@ -248,7 +229,7 @@ def write_segmentation_bundle(
                     "scale/shift +-0.15 (p 0.5); Gaussian noise sd 0.1 (p 0.3)",
                     "seed": config.seed,
                 },
-                "software": software_versions(),
+                "software": software_versions(TRAINING_LIBRARIES, python=True),
             },
         }
         if gate_available(structures):

@@ -28,6 +28,7 @@ import numpy as np
 from CervicalAILib.bundles.format import Bundle, load_bundle, write_bundle
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.research.training.dataset import dataset_provenance
 from CervicalAILib.segmentation.ood import OOD_SCHEMA, case_feature_vector
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,6 @@ def add_ood_to_bundle(
 ) -> Bundle:
     """`source` bundle with the feature output added to its network and ood.json fitted on case
     folders, written to `out`. The probability output is unchanged (checked), so segmentations are too."""
-    from CervicalAILib.research.training.export import dataset_provenance
     from CervicalAILib.segmentation.inference import SegmentationModel
 
     progress = progress or no_progress

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,9 @@ from CervicalAILib.core.atomic import atomic_path, write_json
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.research.training.dataset import CachedCase, build_cache, find_cases, training_range
+from CervicalAILib.research.training.export import write_segmentation_bundle
 from CervicalAILib.research.training.network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
+from CervicalAILib.research.training.ood import attach_ood, vectors_from_volumes
 from CervicalAILib.segmentation.anatomy import TUMOR, canonical_name
 from CervicalAILib.segmentation.preprocess import pad_to_shape
 from CervicalAILib.segmentation.sliding_window import fit_patch, sliding_window_predict
@@ -405,8 +406,6 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     threshold, dice_by_threshold = choose_threshold(net, val_data, inference_zyx, multiple, device)
     net = net.to("cpu")
     progress(0.96, "exporting to ONNX and verifying against torch")
-    from CervicalAILib.research.training.export import write_segmentation_bundle
-
     report = {
         "stop_reason": stop_reason,
         "epochs_run": len(history),
@@ -453,7 +452,6 @@ def _randomised(
 def fit_bundle_ood(bundle, config: TrainConfig, train_data, val_data, work: Path, progress: ProgressCallback):
     """The bundle again with its OOD score: feature vectors of the (cached) training cases, the
     threshold from `config.ood_calibration` cases (prepared into their own cache) or the validation cases."""
-    from CervicalAILib.research.training.ood import attach_ood, vectors_from_volumes
     from CervicalAILib.segmentation.inference import SegmentationModel
 
     model = SegmentationModel(bundle)
@@ -468,24 +466,3 @@ def fit_bundle_ood(bundle, config: TrainConfig, train_data, val_data, work: Path
                  "calibration_data": (f"{len(calibration)} held-out cases ({', '.join(sorted({str(Path(d).parent.name) for d in calibration_dirs}))})"
                                       if calibration_dirs else f"the {len(calibration)} validation cases")}
     return attach_ood(bundle, config.out, fit_vectors, calibration_vectors, config.ood_false_alarm_rate, described)
-
-
-def software_versions() -> dict[str, str]:
-    import monai
-    import onnx
-    import onnxruntime
-    import SimpleITK
-    import torch
-
-    from CervicalAILib import __version__
-
-    return {
-        "cervicalai": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "monai": monai.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "numpy": np.__version__,
-        "SimpleITK": SimpleITK.Version_VersionString(),
-    }
