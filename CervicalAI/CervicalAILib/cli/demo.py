@@ -125,8 +125,11 @@ def run(args: argparse.Namespace) -> int:
         images = {role: sitk.ReadImage(str(p)) for role in ("T2W", "ADC", "DWI", "CET1")
                   if (p := registered / f"{role}.nii.gz").is_file()}
         result = segment_case(images, device=args.device)
-        write_segmentation(result, segmentation_dir)
+        # which patient's images the mask was made on: the study as registration read it (own grids)
+        write_segmentation(result, segmentation_dir, extra={"case": registration["case"]})
         summary = json.loads((segmentation_dir / "segmentation.json").read_text())
+        if result.mask is None:  # the anatomy gate recognised no cervix or uterus
+            raise BundleError(f"{summary['message']}: no tumour contour (model {summary['model']['label']})")
         mask_path = segmentation_dir / "tumor.nii.gz"
         truth_mask = sitk.ReadImage(str(case_dir / "labels" / "tumor.nii.gz"))
         automatic = sitk.ReadImage(str(mask_path))
