@@ -1952,7 +1952,7 @@ Rules behind the rows:
 - **No broken input is accepted silently**: image files are checked as stored before ITK reads
   them (`io/image_checks.py`), masks for what they hold (`io/mask_checks.py`), masks and
   transforms for the patient they were made on (`provenance.py`), bundles against the model
-  catalogue (`models/catalog.py`), readouts against their schema (`docs/schemas/readout.schema.json`).
+  catalogue (`bundles/catalog.py`), readouts against their schema (`docs/schemas/readout.schema.json`).
 
 Reproduce the table and the counts: `python Testing/campaign/run_campaign.py --catalogue docs/bad_inputs.md`
 (5-15 minutes on two cores, depending on their load, plus about 2 minutes the first time to build the
