@@ -281,7 +281,8 @@ class Base:
                                                                   r / "D-seg")
         self.Aclin, self.Areadout = r / "A-clinical.json", r / "A-readout"
         self.dicom = r / "dicom-cohort" / "SYN13-A-0001" / "dicom"
-        self.dicom_t2 = self.dicom / "02_T2_TSE_TRA"
+        # the axial T2WI series (generator 2 names it 02_T2_TSE_[OBL_]TRA[_FS] and adds 03_T2_TSE_SAG)
+        self.dicom_t2 = next(p for p in sorted(self.dicom.glob("02_T2_TSE_*")) if p.is_dir() and "SAG" not in p.name)
         self.dicom_case = r / "dicom-cohort" / "SYN13-A-0001"
         self.tables = r / "tables"
         self.volume_A = json.loads((self.Aseg / "segmentation.json").read_text())["volume_ml"]
@@ -680,8 +681,16 @@ case("dicom-zero-orientation", "dicom", "error", "ImageOrientationPatient all ze
     _dicom_case(_set("ImageOrientationPatient", [0, 0, 0, 0, 0, 0])))
 case("dicom-missing-slice", "dicom", "error", "one slice of the T2 series deleted", ("slice", "missing"))(
     _dicom_case(lambda ds, i: None if i == 8 else ds))
-case("dicom-duplicate-position", "dicom", "error", "two slices at one position", "duplicated")(
-    _dicom_case(lambda ds, i: (setattr(ds, "ImagePositionPatient", _position_of(ds, i - 1 if i == 9 else i)) or ds)))
+def _dicom_duplicate_position(b: Base, d: Path) -> Step:
+    """Slice 10 given the position of slice 9, read from its file (oblique series with gaps included)."""
+    import pydicom
+
+    previous = pydicom.dcmread(sorted(b.dicom_t2.iterdir())[8], stop_before_pixels=True).ImagePositionPatient
+    study = dicom_copy(b, d, lambda ds, i: (setattr(ds, "ImagePositionPatient", previous) or ds) if i == 9 else ds)
+    return Step(["study", "register", study.parent, "--out", d / "case"], may_change=[d / "case"])
+
+
+case("dicom-duplicate-position", "dicom", "error", "two slices at one position", "duplicated")(_dicom_duplicate_position)
 case("dicom-no-position", "dicom", "error", "ImagePositionPatient removed", "ImagePositionPatient")(
     _dicom_case(lambda ds, i: (delattr(ds, "ImagePositionPatient") or ds)))
 case("dicom-ct-only", "dicom", "error", "the series relabelled CT", ("CT", "MR"))(_dicom_case(_set("Modality", "CT")))
@@ -695,12 +704,6 @@ def _raw_element(tag: int, vr: str, value: bytes):
     from pydicom.tag import Tag
 
     return RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
-
-
-def _position_of(ds, index):
-    import pydicom  # noqa: F401
-
-    return [f"{float(v):.6f}" for v in ds.ImagePositionPatient[:2]] + [f"{float(ds.ImagePositionPatient[2]) - (ds.InstanceNumber - 1 - index) * float(ds.SliceThickness):.6f}"]
 
 
 def _shrink(ds):
