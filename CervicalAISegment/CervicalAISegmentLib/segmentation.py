@@ -34,7 +34,7 @@ from CervicalAILib.io.mrml import (
     segmentation_node_from_mask,
     volume_node_from_image,
 )
-from CervicalAILib.segmentation.outputs import organ_label_names
+from CervicalAILib.segmentation.outputs import no_anatomy_sentence, organ_label_names
 from CervicalAISegmentLib import nodes as N
 
 TUMOUR_SEGMENT_NAME = "Cervical tumour"
@@ -178,10 +178,7 @@ def no_anatomy_message(result_dir: str | Path) -> str | None:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    gate = summary.get("anatomy_gate") if isinstance(summary, dict) else None
-    if isinstance(gate, dict) and gate.get("anatomy_found") is False:
-        return str(gate.get("message") or summary.get("message") or "no cervix or uterus recognised in this study")
-    return None
+    return no_anatomy_sentence(summary)
 
 
 def flagged_slices(summary: dict[str, Any], t2_node, mask: sitk.Image, probability: sitk.Image | None = None) -> list[FlaggedSlice]:

@@ -41,6 +41,7 @@ from CervicalAILib.io.images import read_image
 from CervicalAILib.review.record import read_review
 from CervicalAILib.scoring.risk_model import RiskModel, load_risk_model
 from CervicalAILib.scoring.staging import C_LNM_SHORT_AXIS_MM
+from CervicalAILib.segmentation.outputs import no_anatomy_sentence
 
 log = logging.getLogger(__name__)
 
@@ -227,10 +228,10 @@ def require_contour_where_no_cervix(mask_path: Path, segmentation_summary: dict[
     """InputError when the automatic segmentation beside the mask recognised no cervix or uterus
     (its anatomy gate) and the mask has no valid review record: a risk is then computed only from
     a contour a reader drew or confirmed, never from one nobody checked."""
-    gate = (segmentation_summary or {}).get("anatomy_gate") or {}
-    if gate.get("anatomy_found") is False and not read_review(mask_path).reviewed:
+    sentence = no_anatomy_sentence(segmentation_summary)
+    if sentence is not None and not read_review(mask_path).reviewed:
         raise InputError(
-            f"{gate.get('message', 'no cervix or uterus recognised in this study')} (segmentation.json beside the "
+            f"{sentence} (segmentation.json beside the "
             "mask): predict scores only a reviewed contour here - draw or check the tumour in the Segment module "
             "and mark it as reviewed", mask_path,
         )

@@ -11,6 +11,7 @@ import SimpleITK as sitk
 
 from CervicalAILib.core.atomic import atomic_directory, to_json
 from CervicalAILib.core.errors import InputError
+from CervicalAILib.segmentation.anatomy import NO_ANATOMY_MESSAGE
 
 MASK_FILE = "tumor.nii.gz"
 PROBABILITY_FILE = "tumor_probability.nii.gz"
@@ -85,3 +86,12 @@ def organ_label_names(summary: dict[str, Any], folder: str | Path) -> dict[int, 
         elif str(key).isdigit():
             result[int(key)] = str(value)
     return {value: name for value, name in result.items() if value > 0}
+
+
+def no_anatomy_sentence(summary: Any) -> str | None:
+    """The anatomy gate's sentence when a segmentation summary says no cervix or uterus was
+    recognised (segment then wrote no tumour mask and exited with status 3), else None."""
+    gate = summary.get("anatomy_gate") if isinstance(summary, dict) else None
+    if isinstance(gate, dict) and gate.get("anatomy_found") is False:
+        return str(gate.get("message") or summary.get("message") or NO_ANATOMY_MESSAGE)
+    return None
