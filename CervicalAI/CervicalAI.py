@@ -539,7 +539,7 @@ class CervicalAILogic(ScriptedLoadableModuleLogic):
         loaded = {}
         for role, path in case_volume_files(folder).items():
             node = slicer.util.loadVolume(str(path), {"name": f"{caseName} {role}", "show": role == "T2W"})
-            mark_loaded(node, role)
+            mark_loaded(node, role, folder)
             loaded[role] = node
         slicer.util.setSliceViewerLayers(background=loaded["T2W"], fit=True)
         return loaded

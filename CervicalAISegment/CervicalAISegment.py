@@ -482,10 +482,13 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
 
     def importResult(self, job, roleNodes: dict):
         from CervicalAISegmentLib.segmentation import import_segmentation_result
+        from CervicalAISegmentLib.volumes import readout_folders
 
         transforms = job.case if job.case != job.input_case else None  # registered only when there was more than the T2WI
+        # volumes loaded from a `study register` output: the readout uses its native study (features need native grids)
+        caseFolder, transforms = readout_folders(roleNodes, job.input_case, transforms)
         return import_segmentation_result(
-            slicer.mrmlScene, job.result, roleNodes["T2W"], roleNodes, case_folder=job.input_case, transforms_folder=transforms
+            slicer.mrmlScene, job.result, roleNodes["T2W"], roleNodes, case_folder=caseFolder, transforms_folder=transforms
         )
 
     def flaggedSlices(self, segmentationNode):

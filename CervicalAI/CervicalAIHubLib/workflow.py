@@ -92,8 +92,10 @@ def study_load_step(python: str | os.PathLike, study_folder: str | os.PathLike, 
     return Step(engine_command(python, "study", "register", folder, "--out", out_case), "reading the study")
 
 
-def mark_loaded(node, role: str) -> None:
-    """Record the role CervicalAI loaded a volume as (the Segment module assigns it from this)."""
+def mark_loaded(node, role: str, case_folder: str | os.PathLike | None = None) -> None:
+    """Record the role CervicalAI loaded a volume as (the Segment module assigns it from this), and the case
+    folder it came from (the readout finds a registered folder's native study through it)."""
     if role not in ROLES:
         raise InputError(f"unknown sequence role {role!r} (roles: {', '.join(ROLES)})")
     node.SetAttribute(N.ROLE, role)
+    node.SetAttribute(N.LOADED_FROM, str(Path(case_folder).resolve()) if case_folder else "")

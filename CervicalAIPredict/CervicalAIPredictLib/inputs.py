@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.io.case import is_case_folder
 from CervicalAIPredictLib.form import write_clinical_json
 from CervicalAISegmentLib import nodes as N
 from CervicalAISegmentLib.review import EDITED_AFTER_REVIEW, export_tumour_mask, review_state
@@ -77,7 +76,8 @@ def prepare_inputs(
         roles["T2W"] = t2_node
     recorded = segmentation_node.GetAttribute(N.CASE_FOLDER)
     transforms = None
-    if recorded and is_case_folder(recorded):
+    # the recorded study: an exported case folder, or the native study (DICOM folder too) of a registered one
+    if recorded and Path(recorded).is_dir():
         case_folder = Path(recorded)
         registered = segmentation_node.GetAttribute(N.TRANSFORMS_FOLDER)
         if registered and (Path(registered) / "transforms").is_dir():

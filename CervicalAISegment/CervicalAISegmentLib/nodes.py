@@ -31,6 +31,9 @@ STATUS_ORGANS = "organs"  # the network's anatomical structures (segmentation, h
 STATUS_READOUT = "readout"  # table of a readout (Predict)
 # The sequence role of a volume (T2W, DWI, ADC, CET1), set when CervicalAI loads a study.
 ROLE = PREFIX + "Role"
+# The case folder CervicalAI loaded a volume from (a `study register` output is on the T2WI grid: the readout
+# then uses the native study it names, with the folder's transforms; CervicalAISegmentLib.volumes.readout_folders).
+LOADED_FROM = PREFIX + "LoadedFrom"
 # Where the inputs and outputs of a run are on disk.
 CASE_FOLDER = PREFIX + "CaseFolder"  # the input case folder (each sequence on its own grid)
 TRANSFORMS_FOLDER = PREFIX + "TransformsFolder"  # `study register` output: transforms/<ROLE>.tfm onto the T2WI

@@ -24,11 +24,14 @@ from typing import Any
 
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.case_folder import Grid, read_manifest
+from CervicalAILib.contracts.case_identity import voxels_sha256
 from CervicalAILib.core.atomic import atomic_directory
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.io.case import REQUIRED_ROLE, ROLES, write_case
+from CervicalAILib.io.case import REQUIRED_ROLE, ROLES, find_role_file, write_case
 from CervicalAILib.io.dicom import SeriesHeader, description_b_value, read_frames
-from CervicalAILib.io.geometry import orientation_label
+from CervicalAILib.io.geometry import orientation_label, same_grid
+from CervicalAILib.io.images import read_image
 from CervicalAILib.io.mrml import image_from_volume_node
 from CervicalAILib.study.load import (
     DIFFUSION_WORDS,
@@ -40,7 +43,7 @@ from CervicalAILib.study.load import (
     normalise_role,
     recognise,
 )
-from CervicalAISegmentLib.nodes import ROLE, STATUS, lps_direction, nodes_by_class, volume_size
+from CervicalAISegmentLib.nodes import LOADED_FROM, ROLE, STATUS, lps_direction, nodes_by_class, volume_size
 
 # DICOM files read per node to recognise it (first, middle and last slice: enough for b-values).
 DICOM_FILES_PER_NODE = 3
@@ -248,3 +251,34 @@ def export_case_folder(
         for role, image in images.items():
             sitk.WriteImage(image, str(tmp / f"{role}.nii"), False)
     return Path(out_dir)
+
+
+def readout_folders(role_nodes: dict[str, Any], input_case: str | Path,
+                    registered: str | Path | None) -> tuple[Path, Path | None]:
+    """(case folder, transforms folder) for the readout of a segmentation made from `role_nodes`.
+
+    Features are computed on each sequence's own grid. Volumes CervicalAI loaded from a `study register`
+    output (all from one folder, unchanged since: same grid and voxels as its files) are on the T2WI grid,
+    so their export `input_case` is too: the readout then uses the native study that folder was made from,
+    with that folder's transforms. Otherwise the exported `input_case` is native, with the Apply run's own
+    registration `registered` (None with a T2WI alone).
+    """
+    exported = (Path(input_case), Path(registered) if registered else None)
+    loaded_from = {node.GetAttribute(LOADED_FROM) or "" for node in role_nodes.values() if node is not None}
+    if len(loaded_from) != 1 or "" in loaded_from or not (folder := Path(loaded_from.pop())).is_dir():
+        return exported
+    manifest = read_manifest(folder)
+    if manifest.grid is not Grid.T2W or not manifest.native_source or not Path(manifest.native_source).exists():
+        return exported
+    if not (folder / "transforms").is_dir():
+        return exported
+    for role, node in role_nodes.items():
+        if node is None:
+            continue
+        loaded, sent = find_role_file(folder, role), find_role_file(Path(input_case), role)
+        if loaded is None or sent is None:
+            return exported
+        a, b = read_image(loaded), read_image(sent)
+        if not same_grid(a, b) or voxels_sha256(a) != voxels_sha256(b):
+            return exported  # changed in Slicer since it was loaded: the reader's volumes are what counts
+    return Path(manifest.native_source), folder

@@ -927,6 +927,14 @@ case("predict-other-patients-transforms", "masks", "error", "--transforms of pat
      ("transforms", "another patient"))(_other_patient_transforms)
 
 
+def _registered_as_case(b: Base, d: Path) -> Step:
+    return Step(predict_argv(b, d, case=b.Areg), may_change=[d / "readout"])
+
+
+case("predict-registered-folder", "masks", "error", "the `study register` output (T2WI grid) given as the case",
+     ("resampled onto the T2WI grid", "use the native study"))(_registered_as_case)
+
+
 def _corrupt_transform(b: Base, d: Path) -> Step:
     reg = cp(b.Areg, d / "reg")
     (reg / "transforms" / "ADC.tfm").write_text("#Insight Transform File V1.0\nTransform: Nonsense\nParameters: x y\n")

@@ -10,7 +10,7 @@
    CervicalAISegmentLib.pipeline.segmentation_job (co-registration, segmentation) in the background;
 3. Segment "Mark as reviewed": the automatic contour accepted unchanged (engine review record);
 4. Predict "Compute": the reviewed mask with its record and the reader's clinical values
-   (CervicalAIPredictLib.form), `predict` with the segmentation run's transforms;
+   (CervicalAIPredictLib.form), `predict` on the native DICOM study with the loaded folder's transforms;
 5. Predict "Save report": the readout saved (save_report) and `report --pdf` on it;
 6. export of the reviewed mask: `export seg-nrrd` and `export nifti` (and `export dicom-seg` when
    this Python has highdicom, as Slicer 5.12+ does).
@@ -79,6 +79,7 @@ def run_chain(inputs: Path, work: Path) -> dict:
     import SimpleITK as sitk
 
     from CervicalAIHubLib.workflow import case_volume_files, study_load_step
+    from CervicalAILib.contracts.case_folder import read_manifest
     from CervicalAILib.core.atomic import write_image
     from CervicalAILib.core.background import engine_command, engine_environment
     from CervicalAILib.review import record as engine_review
@@ -121,8 +122,11 @@ def run_chain(inputs: Path, work: Path) -> dict:
     shutil.copyfile(job.result / SUMMARY_FILE, predict_in / "mask" / SUMMARY_FILE)
     clinical = write_clinical_json(predict_in / "clinical.json", values_from_form(reader["form"]))
     readout_dir = predict_in / "readout"
-    step = predict_step(python, job.case, predict_in / "mask" / MASK_FILE, clinical, readout_dir,
-                        transforms=job.case if job.case != job.input_case else None, device="cpu")  # fmt: skip
+    # the loaded volumes are on the T2WI grid and unchanged: the readout takes the native study the loaded
+    # folder was made from, with its transforms (as CervicalAISegmentLib.volumes.readout_folders decides)
+    native = read_manifest(loaded).native_source
+    step = predict_step(python, native, predict_in / "mask" / MASK_FILE, clinical, readout_dir, transforms=loaded,
+                        device="cpu")
     seconds["predict"] = _run_steps([step], env)
     readout = read_readout(readout_dir)
 

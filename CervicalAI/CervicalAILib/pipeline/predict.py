@@ -29,6 +29,7 @@ import SimpleITK as sitk
 from CervicalAILib import RESEARCH_USE_STATEMENT, __version__
 from CervicalAILib.bundles.defaults import default_bundle_path, models_dir_candidates
 from CervicalAILib.bundles.format import load_bundle
+from CervicalAILib.contracts.case_folder import require_native_grids
 from CervicalAILib.contracts.clinical import FIELDS as CLINICAL_FIELDS
 from CervicalAILib.contracts.clinical import validate_clinical
 from CervicalAILib.core import atomic
@@ -154,6 +155,7 @@ def load_inputs(
     from CervicalAILib.study.load import load_study, require_role
 
     case = Path(case)
+    require_native_grids(case)
     study = load_study(case)
     require_role(study, "T2W", "the tumour mask is defined on the T2WI grid")
     images = {role: study.image(role) for role in study.roles_present()}
@@ -257,7 +259,7 @@ def image_record(series) -> dict[str, Any]:
 
     record: dict[str, Any] = {"path": str(Path(series.path).resolve()), "source": series.source}
     if series.source == "dicom":
-        files = sorted({str(f) for volume in series.volumes for f in volume.files})
+        files = sorted({str(frame.path) for volume in series.volumes for frame in volume.frames})
         digest = hashlib.sha256("\n".join(sha256_file(f) for f in files).encode()).hexdigest()
         record.update({"sha256": digest, "sha256_of": "the series' files' SHA-256s, one per line, in file-name order",
                        "series_uid": series.uid, "series_number": series.number, "n_files": len(files)})

@@ -20,6 +20,7 @@ from typing import Any
 import SimpleITK as sitk
 
 from CervicalAILib import __version__
+from CervicalAILib.contracts.case_folder import CASE_FILE, CaseManifest, Grid
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
@@ -177,7 +178,10 @@ def register_study_to_case(
             role: {"source_grid": grid_summary(images[role]), **results[role].to_dict()} for role in results
         },
     }
-    extra_files: dict[str, str] = {REGISTRATION_FILE: atomic.to_json(record)}
+    # the folder says it is on the T2WI grid, and from which native images (contracts/case_folder.py)
+    manifest = CaseManifest(Grid.T2W, str(Path(record["source"]).resolve()) if record["source"] else None,
+                            {role: image["voxels_sha256"] for role, image in record["case"]["images"].items()})
+    extra_files: dict[str, str] = {REGISTRATION_FILE: atomic.to_json(record), CASE_FILE: atomic.to_json(manifest.to_dict())}
     for role, result in results.items():
         extra_files[f"{TRANSFORMS_DIR}/{role}.tfm"] = transform_text(result.transform)
     progress(0.92, "writing the case folder")

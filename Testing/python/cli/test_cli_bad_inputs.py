@@ -405,13 +405,26 @@ def test_another_patients_mask_or_transforms_are_refused(patients, tmp_path, cap
     assert not (tmp_path / "r").exists()
 
 
-def test_a_registered_case_with_its_own_transforms_is_accepted(patients, tmp_path):
-    """The provenance check compares only the sequences a transform moves: a registered case folder (its
-    sequences already on the T2WI grid) read with its own transforms is the same patient."""
+@pytest.mark.parametrize("legacy", [False, True])
+def test_predict_refuses_a_case_resampled_onto_the_t2wi_grid_and_names_the_native_study(patients, tmp_path, capsys,
+                                                                                        legacy):
+    """Features are computed on each sequence's own grid: `study register`'s output (case.json says grid T2W; an
+    older output without case.json is known by its registration.json) is refused, naming the native study to use;
+    the native study with the registered folder as --transforms is the same patient, without warnings."""
     reg = patients["root"] / "A-reg"
-    assert main(["predict", str(reg), "--mask", str(patients["root"] / "A-seg" / "tumor.nii.gz"), "--clinical",
-                 str(patients["root"] / "A-clinical.json"), "--transforms", str(reg), "--out",
-                 str(tmp_path / "r")]) == 0
+    assert json.loads((reg / "case.json").read_text())["grid"] == "T2W"
+    if legacy:
+        reg = copy_tree(reg, tmp_path / "A-reg-legacy")
+        (reg / "case.json").unlink()
+    argv = ["--mask", str(patients["root"] / "A-seg" / "tumor.nii.gz"), "--clinical",
+            str(patients["root"] / "A-clinical.json")]
+    for transforms in ([], ["--transforms", str(reg)]):
+        assert main(["predict", str(reg), *argv, *transforms, "--out", str(tmp_path / "refused")]) == 2
+        line = error_line(capsys)
+        assert f"{reg}: its sequences were resampled onto the T2WI grid" in line
+        assert f"use the native study {patients['A'].resolve()} with --transforms {reg}" in line
+    assert not (tmp_path / "refused").exists()
+    assert main(["predict", str(patients["A"]), *argv, "--transforms", str(reg), "--out", str(tmp_path / "r")]) == 0
     readout = json.loads((tmp_path / "r" / "readout.json").read_text())
     assert not any("another" in w or "no record" in w for w in readout["warnings"])
 

@@ -307,3 +307,20 @@ def test_cli_writes_readout_and_prints_summary(world, tmp_path):
     assert 0.0 < readout["lnm_probability"] < 1.0
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "--overwrite" in again.stderr  # the first readout is never replaced silently
+
+
+def test_a_dicom_series_is_recorded_by_its_files(tmp_path):
+    """The readout names a DICOM input by its series UID and one SHA-256 over its files' SHA-256s (file-name order)."""
+    import hashlib
+
+    from synthetic_dicom import make_series
+
+    from CervicalAILib.core.hashing import sha256_file
+    from CervicalAILib.pipeline.predict import image_record
+    from CervicalAILib.study.load import load_study
+
+    series = make_series(tmp_path / "study" / "t2", n_slices=5)
+    record = image_record(load_study(tmp_path / "study").series_for("T2W"))
+    files = sorted(str(f) for f in series.files)
+    assert record["source"] == "dicom" and record["n_files"] == 5 and record["series_uid"] == series.series_uid
+    assert record["sha256"] == hashlib.sha256("\n".join(sha256_file(f) for f in files).encode()).hexdigest()

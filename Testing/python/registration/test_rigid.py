@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.case_folder import Grid, read_manifest
+from CervicalAILib.contracts.case_identity import voxels_sha256
 from CervicalAILib.core.atomic import to_json
 from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.io.case import load_case, write_case
@@ -357,6 +359,10 @@ def test_register_case_folder_keeps_labels_and_clinical(tmp_path, study_images, 
     out = register_study_to_case(study, tmp_path / "out")
     case = load_case(out)
     assert case.roles == ["T2W", "ADC"] and case.clinical == {"age": 51}
+    manifest = read_manifest(out)  # the folder says it is on the T2WI grid, made from which images
+    assert manifest.grid is Grid.T2W
+    assert manifest.native_source == (None if as_study else str((tmp_path / "in").resolve()))
+    assert manifest.native_sha256 == {role: voxels_sha256(image) for role, image in source.images().items()}
     assert np.array_equal(sitk.GetArrayFromImage(case.label("tumor")), sitk.GetArrayFromImage(label))
 
 

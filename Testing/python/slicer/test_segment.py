@@ -47,6 +47,7 @@ from CervicalAISegmentLib.volumes import (  # noqa: E402
     candidate_volumes,
     describe_node,
     export_case_folder,
+    readout_folders,
 )
 
 pytestmark = pytest.mark.mrml
@@ -586,6 +587,36 @@ def test_export_case_folder_keeps_each_grid_and_refuses_bad_selections(scene, tm
     np.testing.assert_array_equal(sitk.GetArrayFromImage(load_case(fast).image("T2W")), sitk.GetArrayFromImage(t2_image))
     with pytest.raises(InputError, match="images only"):
         export_case_folder({"T2W": t2}, tmp_path / "fast2", labels={"tumor": t2_image}, compress=False)
+
+
+def test_the_readout_of_volumes_loaded_from_a_registered_folder_uses_its_native_study(scene, tmp_path):
+    """Features need each sequence's own grid: volumes the hub loaded from a `study register` output (case.json:
+    grid T2W) are exported on the T2WI grid, so the readout takes the native study that folder names, with its
+    transforms; volumes from a native folder, or changed since loading, keep the exported folder."""
+    from CervicalAIHubLib.workflow import mark_loaded
+    from CervicalAILib.contracts.case_folder import CASE_FILE, CaseManifest, Grid
+    from CervicalAILib.core.atomic import to_json
+    from CervicalAILib.io.case import write_case
+
+    t2_image = make_t2()
+    dwi_image = sitk.Cast(sitk.ShiftScale(t2_image, 5.0, 0.5), sitk.sitkFloat32)  # on the T2WI grid, as resampled
+    native = write_case(tmp_path / "native", {"T2W": t2_image})
+    registered = write_case(tmp_path / "registered", {"T2W": t2_image, "DWI": dwi_image}, extra_files={
+        CASE_FILE: to_json(CaseManifest(Grid.T2W, str(native)).to_dict()), "transforms/DWI.tfm": "#Insight Transform File V1.0\n"})
+    nodes = {role: volume_node_from_image(scene, image, role) for role, image in (("T2W", t2_image), ("DWI", dwi_image))}
+    for role, node in nodes.items():
+        mark_loaded(node, role, registered)
+    exported = export_case_folder(nodes, tmp_path / "work" / "input", compress=False)
+    assert readout_folders(nodes, exported, tmp_path / "work" / "case") == (native, registered.resolve())
+
+    (registered / CASE_FILE).write_text(to_json(CaseManifest(Grid.NATIVE).to_dict()))  # a native folder
+    assert readout_folders(nodes, exported, tmp_path / "work" / "case") == (exported, tmp_path / "work" / "case")
+    (registered / CASE_FILE).write_text(to_json(CaseManifest(Grid.T2W, str(native)).to_dict()))
+    edited = volume_node_from_image(scene, sitk.Cast(sitk.ShiftScale(t2_image, 6.0, 0.5), sitk.sitkFloat32), "DWI2")
+    mark_loaded(edited, "DWI", registered)  # loaded from the folder, then changed in Slicer
+    changed = {"T2W": nodes["T2W"], "DWI": edited}
+    exported = export_case_folder(changed, tmp_path / "work2" / "input", compress=False)
+    assert readout_folders(changed, exported, None) == (exported, None)
 
 
 def test_segmentation_job_registers_only_when_there_is_something_to_register(scene, tmp_path):

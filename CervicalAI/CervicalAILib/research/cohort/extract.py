@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from CervicalAILib.contracts.case_folder import require_native_grids
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import CervicalAIError, InputError, OutputExistsError
 from CervicalAILib.core.hashing import sha256_file
@@ -322,6 +323,8 @@ class _CaseInputs:
         self.folder = folder
         if is_case_folder(folder):
             from CervicalAILib.io.case import load_case
+
+            require_native_grids(folder, "features", "list the native case folder {native} in the cohort")
 
             self._source = load_case(folder)
             self.roles = list(self._source.roles)
