@@ -602,6 +602,25 @@ def _good_case(b: Base, d: Path) -> Step:
 case("ok-registered-case", "image files", "accept", "an unchanged registered case")(_good_case)
 
 
+def _predict_dicom_study(b: Base, d: Path) -> Step:
+    clinical = json.loads((b.dicom_case / "clinical.json").read_text())
+    reader = {k: clinical[k] for k in ("age", "figo_stage", "histology", "ln_short_axis_mm", "ln_long_axis_mm")}
+    (d / "clinical.json").write_text(json.dumps(reader))
+
+    def check() -> str | None:
+        readout = json.loads((d / "readout" / "readout.json").read_text())
+        t2 = readout["inputs"]["images"]["T2W"]
+        if t2["source"] != "dicom" or not t2["n_files"] or not 0 < (readout["lnm"]["probability"] or -1) < 1:
+            return f"readout of the DICOM study: T2W input {t2}, LNM probability {readout['lnm']['probability']}"
+        return None
+    return Step(["predict", b.dicom, "--mask", b.Dseg / "tumor.nii.gz", "--clinical", d / "clinical.json",
+                 "--transforms", b.Dseg, "--out", d / "readout"], may_change=[d / "readout"], verify=check)
+
+
+case("ok-predict-dicom-study", "dicom", "accept", "the readout of a DICOM study (the native series, with the "
+     "segmentation run's transforms)")(_predict_dicom_study)
+
+
 def _good_odd_name(b: Base, d: Path) -> Step:
     case = cp(b.Areg, d / "Müller Jürgen (2) 患者")
     return Step(["segment", case, "--out", d / "résultat 結果"], may_change=[d / "résultat 結果"],

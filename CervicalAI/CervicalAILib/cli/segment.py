@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from CervicalAILib.cli.options import output_path
+from CervicalAILib.contracts.case_folder import Grid, read_manifest
 
 # Exit status when the anatomy gate recognised no cervix or uterus (no tumour contour written);
 # 0 = segmented (a tumour or "no tumour found"), 2 = an error the message names.
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from CervicalAILib.bundles.catalog import bundle_source
-    from CervicalAILib.contracts.case_identity import case_record
+    from CervicalAILib.contracts.case_identity import case_record, read_record
     from CervicalAILib.core.atomic import to_json
     from CervicalAILib.core.output_guard import check_output_path
     from CervicalAILib.core.progress import line_progress, sub_progress
@@ -154,11 +155,17 @@ def run(args: argparse.Namespace) -> int:
     case_id = originals.pop("_case_id")
     if result.summary["model"].get("backend") != "nnunetv2":  # an ONNX bundle: shipped or user-supplied
         result.summary["model"].update(bundle_source(result.summary["model"]["path"]))
+    record = case_record(case_id, originals)
+    if Path(args.path).is_dir() and read_manifest(args.path).grid is Grid.T2W:
+        # a `study register` output: its transforms move the native sequences, which its own record names
+        native, _ = read_record(args.path)
+        moved = {r: image for r, image in ((native or {}).get("images") or {}).items() if r in transforms and r != "T2W"}
+        record["images"].update(moved)
     extra = {
         "input": str(args.path),
         "registration": registration,
         # the case this mask (and its transforms) was made on: predict and export check it (provenance.py)
-        "case": case_record(case_id, originals),
+        "case": record,
     }
     write_segmentation(result, out, overwrite=args.overwrite, extra=extra, transforms=transforms)
     summary = json.loads((out / "segmentation.json").read_text(encoding="utf-8"))

@@ -427,6 +427,11 @@ def test_predict_refuses_a_case_resampled_onto_the_t2wi_grid_and_names_the_nativ
     assert main(["predict", str(patients["A"]), *argv, "--transforms", str(reg), "--out", str(tmp_path / "r")]) == 0
     readout = json.loads((tmp_path / "r" / "readout.json").read_text())
     assert not any("another" in w or "no record" in w for w in readout["warnings"])
+    # segment's output holds the same transforms, recorded against the native sequences they move
+    assert main(["predict", str(patients["A"]), *argv, "--transforms", str(patients["root"] / "A-seg"), "--out",
+                 str(tmp_path / "r2")]) == 0
+    again = json.loads((tmp_path / "r2" / "readout.json").read_text())
+    assert again["lnm"]["probability"] == readout["lnm"]["probability"] and again["warnings"] == readout["warnings"]
 
 
 @pytest.mark.parametrize("kind,message", [("organs", "different labels"), ("whole-image", "not a tumour contour"),
