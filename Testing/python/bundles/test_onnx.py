@@ -7,10 +7,10 @@ import logging
 import numpy as np
 import onnxruntime as ort
 import pytest
+from segmentation_testdata import onnx_network
 
 from CervicalAILib.bundles.onnx import CPU, NO_CUDA, make_session
 from CervicalAILib.core.errors import BundleError, InputError
-from segmentation_testdata import onnx_network
 
 
 @pytest.fixture
