@@ -4,7 +4,7 @@
 #
 # Run at build time by the top-level CMakeLists.txt (target CervicalAIModels), so that the build
 # tree holds the bundles where the engine looks for them beside the scripted modules
-# (CervicalAILib/bundles/defaults.py: <qt-scripted-modules>/CervicalAIModels) and the self-tests that
+# (CervicalAILib/bundles/catalog.py: <qt-scripted-modules>/CervicalAIModels) and the self-tests that
 # ctest runs from the build tree find them. The installed extension gets them from install().
 if(NOT SOURCE_DIR OR NOT DESTINATION_DIR)
   message(FATAL_ERROR "CervicalAICopyModels.cmake needs -DSOURCE_DIR=... and -DDESTINATION_DIR=...")

@@ -3,6 +3,8 @@
 
 The catalogue pins each shipped bundle by the SHA-256 of its bundle.json (CervicalAILib.bundles.catalog):
 run this after retraining or editing a shipped bundle, and commit the catalogue with the bundle.
+What a maintainer decides for each bundle (default_for, aliases, title) is kept from the catalogue
+of today; a new bundle gets none: add them to its entry by hand (schema: docs/schemas/model-catalog.schema.json).
 
     python tools/update_model_catalog.py           # rewrite the catalogue
     python tools/update_model_catalog.py --check   # exit 1 and say what differs
@@ -19,7 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CervicalAI"))
 
 from CervicalAILib.bundles.catalog import CATALOG_FILE, catalog_document  # noqa: E402
-from CervicalAILib.bundles.defaults import DEFAULT_BUNDLES  # noqa: E402
 from CervicalAILib.core.atomic import to_json  # noqa: E402
 
 MODELS = ROOT / "Resources" / "Models"
@@ -29,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the catalogue is stale")
     args = parser.parse_args(argv)
-    text = to_json(catalog_document(MODELS, DEFAULT_BUNDLES))
     path = MODELS / CATALOG_FILE
     current = path.read_text(encoding="utf-8") if path.is_file() else ""
+    text = to_json(catalog_document(MODELS, json.loads(current) if current else None))
     if args.check:
         if current != text:
             old = {m["id"]: m for m in json.loads(current)["models"]} if current else {}

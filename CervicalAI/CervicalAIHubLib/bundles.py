@@ -1,7 +1,8 @@
 """The model bundles the workflow uses, with their model cards, for the hub's "Models" section.
 
 Each default purpose (segmentation, T2WI-only fallback, encoders, risk models) maps to a bundle
-folder in the models directory: the user's bundle folder setting, else the shipped models. A
+folder in the models directory (the user's bundle folder setting, else the shipped models) and a
+title, both read from the engine's model catalogue (CervicalAILib.bundles.catalog). A
 bundle is shown only after `load_bundle` verified its schema and every file hash; a bundle
 that fails is listed with the reason, so the user sees why it will not be used.
 """
@@ -11,18 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from CervicalAILib.bundles.defaults import DEFAULT_BUNDLES, models_dir
+from CervicalAILib.bundles.catalog import default_entry, default_purposes
+from CervicalAILib.bundles.defaults import models_dir
 from CervicalAILib.bundles.format import MODEL_CARD, load_bundle
 from CervicalAILib.core.errors import BundleError
-
-PURPOSE_LABELS = {
-    "segmentation": "Tumour segmentation (multi-sequence)",
-    "segmentation-t2": "Tumour segmentation (T2WI only, fallback)",
-    "encoder-2d": "Deep-feature encoder (2D)",
-    "encoder-3d": "Deep-feature encoder (3D)",
-    "lnm": "Lymph-node metastasis risk model (DLRC)",
-    "stage_group": "Stage-group model (surgery vs chemoradiotherapy)",
-}
 
 
 @dataclass
@@ -41,7 +34,7 @@ class BundleCard:
         return not self.problem
 
     def title(self) -> str:
-        name = PURPOSE_LABELS.get(self.purpose, self.purpose)
+        name = default_entry(self.purpose).title or self.purpose
         return f"{name}: {self.label}" if self.usable else f"{name}: not available ({self.problem})"
 
 
@@ -59,9 +52,10 @@ def bundle_cards(folder: str | Path | None, purposes: tuple[str, ...] | None = N
     """One card per default purpose (or per one of `purposes`), verified (hashes and schema) or with
     the reason it is not usable."""
     cards = []
-    for purpose, name in DEFAULT_BUNDLES.items():
+    for purpose in default_purposes():
         if purposes is not None and purpose not in purposes:
             continue
+        name = default_entry(purpose).folder
         if folder is None:
             cards.append(BundleCard(purpose, Path(name), problem="no model folder found"))
             continue
@@ -88,16 +82,17 @@ def bundle_cards(folder: str | Path | None, purposes: tuple[str, ...] | None = N
     return cards
 
 
-# The bundles each background step needs (keys of DEFAULT_BUNDLES).
+# The bundles each background step needs (purposes of the model catalogue).
 SEGMENT_PURPOSES = ("segmentation", "segmentation-t2")
 PREDICT_PURPOSES = ("encoder-2d", "lnm", "stage_group")
 
 
 def model_problems(folder: str | Path | None, purposes: tuple[str, ...]) -> list[str]:
     """Why the bundles for `purposes` cannot be used (verified as the engine will load them); [] when all can."""
-    unknown = [purpose for purpose in purposes if purpose not in DEFAULT_BUNDLES]
+    known = default_purposes()
+    unknown = [purpose for purpose in purposes if purpose not in known]
     if unknown:
-        raise ValueError(f"unknown bundle purpose(s) {unknown} (known: {', '.join(DEFAULT_BUNDLES)})")
+        raise ValueError(f"unknown bundle purpose(s) {unknown} (known: {', '.join(known)})")
     return [card.title() for card in bundle_cards(folder, tuple(purposes)) if not card.usable]
 
 

@@ -53,7 +53,7 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/review/worklist.py', 'numpy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/segmentation/postprocess.py', 'scipy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/web/scene.py', 'numpy'): 'S16',
-    # function-level engine import (187)
+    # function-level engine import (186)
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.contracts.schemas'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.core.hashing'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/format.py', 'CervicalAILib.bundles.catalog'): 'S16',
@@ -191,7 +191,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level engine import', 'CervicalAI/CervicalAILib/report/content.py', 'CervicalAILib.io.measurements'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/report/content.py', 'CervicalAILib.pipeline.predict'): 'S7',
     ('function-level engine import', 'CervicalAI/CervicalAILib/report/content.py', 'CervicalAILib.study.load'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/research/cohort/extract.py', 'CervicalAILib.bundles.defaults'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/cohort/extract.py', 'CervicalAILib.features.deep'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/cohort/extract.py', 'CervicalAILib.features.radiomic'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/cohort/extract.py', 'CervicalAILib.io.case'): 'S16',

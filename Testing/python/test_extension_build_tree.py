@@ -44,8 +44,8 @@ def test_cmakelists_copy_the_bundles_where_the_engine_looks_and_install_them_the
     assert "-DDESTINATION_DIR=${CervicalAI_BUILD_MODELS_DIR}" in text
     assert re.search(r"add_custom_target\(CervicalAIModels ALL", text)
     assert f"DESTINATION {INSTALL_MODELS}" in text
-    resources = (REPO / "CervicalAI" / "CervicalAILib" / "bundles" / "defaults.py").read_text()
-    assert 'here.parents[2] / "CervicalAIModels"' in resources  # beside the CervicalAILib folder
+    catalog = (REPO / "CervicalAI" / "CervicalAILib" / "bundles" / "catalog.py").read_text()
+    assert 'here.parents[2] / "CervicalAIModels"' in catalog  # beside the CervicalAILib folder (shipped_models_dirs)
 
 
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake (the build tool Slicer extensions use)")

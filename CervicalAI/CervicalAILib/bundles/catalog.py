@@ -1,12 +1,16 @@
 """The model catalogue: the identity of every bundle the extension ships, pinned by SHA-256.
 
 `Resources/Models/catalog.json` (installed beside the modules as `CervicalAIModels/catalog.json`)
-lists each shipped bundle: its name, version, task, folder, what it is the default for, the
-sequences it reads, and the SHA-256 of its `bundle.json`. `bundle.json` lists the SHA-256 of every
-other file of the bundle, so this one hash pins the whole bundle: a threshold, a coefficient or a
-quoted AUC edited in `bundle.json` changes it.
+lists each shipped bundle: its name, version, task, folder, what it is the default for, the short
+names a command line accepts for it (`aliases`: `--encoders 2d`), the title the hub shows for it,
+the sequences it reads, and the SHA-256 of its `bundle.json`. It is the one list of the models:
+the default bundle of each purpose (`default_entry`), the aliases (`alias_entry`), the hub's
+titles and the encoder a risk model names (`find_entry`) are all read here; `bundles/defaults.py`
+finds their folders. `bundle.json` lists the SHA-256 of every other file of the bundle, so this
+one hash pins the whole bundle: a threshold, a coefficient or a quoted AUC edited in
+`bundle.json` changes it.
 
-When a bundle is loaded (`models.bundle.load_bundle`) it is identified here:
+When a bundle is loaded (`bundles.format.load_bundle`) it is identified here:
 
 - its `bundle.json` hash is in the catalogue: a shipped bundle ("source": "shipped");
 - a bundle in the extension's own model folder with another hash: refused (the shipped files were
@@ -48,6 +52,8 @@ class CatalogEntry:
     default_for: tuple[str, ...]
     inputs: tuple[str, ...]
     description: str
+    aliases: tuple[str, ...] = ()  # short names a command line accepts for it ("2d"), lower case
+    title: str = ""  # what the hub calls it ("Deep-feature encoder (2D)")
 
     @property
     def label(self) -> str:
@@ -74,11 +80,17 @@ def parse_catalog(document: Any, where: str | Path = CATALOG_FILE) -> list[Catal
     problems = validate(document, "model-catalog")
     if problems:
         raise BundleError(f"{where}: not a valid model catalogue ({'; '.join(problems[:3])})")
+    for field in ("default_for", "aliases"):  # each purpose has one default, each alias one bundle
+        seen = [value for item in document["models"] for value in item.get(field, [])]
+        twice = sorted({value for value in seen if seen.count(value) > 1})
+        if twice:
+            raise BundleError(f"{where}: not a valid model catalogue ({field} {', '.join(twice)} given to two bundles)")
     return [
         CatalogEntry(
             id=item["id"], name=item["name"], version=item["version"], task=item["task"], folder=item["folder"],
             bundle_json_sha256=item["bundle_json_sha256"], default_for=tuple(item.get("default_for", [])),
             inputs=tuple(item.get("inputs", [])), description=item.get("description", ""),
+            aliases=tuple(item.get("aliases", [])), title=item.get("title", ""),
         )
         for item in document["models"]
     ]
@@ -99,6 +111,46 @@ def load_catalog() -> list[CatalogEntry]:
     if path is None:
         return []
     return list(_load(str(path), path.stat().st_mtime))
+
+
+# The order of the workflow (the schema's order of tasks): how the hub lists the default bundles.
+TASK_ORDER = ("segmentation", "encoder", "risk-model")
+
+
+def default_purposes() -> list[str]:
+    """Every purpose a shipped bundle is the default for, in the workflow's order (segmentation, encoders, risk models)."""
+    entries = sorted(load_catalog(), key=lambda e: TASK_ORDER.index(e.task) if e.task in TASK_ORDER else len(TASK_ORDER))
+    return [purpose for entry in entries for purpose in entry.default_for]
+
+
+def default_entry(purpose: str) -> CatalogEntry:
+    """The catalogue entry of the default bundle for `purpose`; BundleError listing the known purposes."""
+    for entry in load_catalog():
+        if purpose in entry.default_for:
+            return entry
+    known = ", ".join(default_purposes()) or f"none: no {CATALOG_FILE} found"
+    raise BundleError(f"unknown default bundle {purpose!r} (known: {known})")
+
+
+def alias_entry(alias: str, task: str | None = None) -> CatalogEntry | None:
+    """The entry a short name stands for ("2d" -> the 2D encoder), None when no entry has that alias."""
+    text = alias.strip().lower()
+    return next((e for e in load_catalog() if text in e.aliases and task in (None, e.task)), None)
+
+
+def known_aliases(task: str | None = None) -> str:
+    """ "2d (tumor-encoder-resnet2d@1.0.0), 3d (...)": the aliases of the catalogue, for error messages."""
+    return ", ".join(f"{alias} ({e.label})" for e in load_catalog() if task in (None, e.task) for alias in e.aliases)
+
+
+def find_entry(name: str, version: str | None, sha256: str | None, task: str | None = None) -> CatalogEntry | None:
+    """The shipped bundle a result names: by bundle.json SHA-256 (when given) and name and version."""
+    for entry in load_catalog():
+        if task not in (None, entry.task) or entry.name != name or version not in (None, entry.version):
+            continue
+        if sha256 in (None, "", entry.bundle_json_sha256):
+            return entry
+    return None
 
 
 def identify(manifest: dict[str, Any], manifest_sha256: str, where: str | Path) -> tuple[str, CatalogEntry | None]:
@@ -142,19 +194,22 @@ def _input_roles(inputs: Any) -> list[str]:
     return []
 
 
-def catalog_document(models_dir: str | Path, default_bundles: dict[str, str]) -> dict[str, Any]:
+def catalog_document(models_dir: str | Path, previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """The catalogue of every bundle folder under `models_dir` (what tools/update_model_catalog.py writes).
 
-    default_bundles: purpose -> folder (resources.DEFAULT_BUNDLES), recorded as each entry's default_for.
+    previous: the catalogue document of today; each bundle keeps its curated fields (default_for,
+    aliases, title) from its entry there (same id). A new bundle gets none: add them by hand.
     """
     from CervicalAILib.core.hashing import sha256_file
 
     models_dir = Path(models_dir)
+    curated = {item["id"]: item for item in (previous or {}).get("models", [])}
     models = []
     for manifest_path in sorted(models_dir.glob(f"*/{'bundle.json'}")):
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         folder = manifest_path.parent.name
         roles = _input_roles(manifest.get("inputs"))
+        kept = curated.get(folder, {})
         models.append({
             "id": folder,
             "name": manifest["name"],
@@ -162,7 +217,8 @@ def catalog_document(models_dir: str | Path, default_bundles: dict[str, str]) ->
             "task": manifest["task"],
             "folder": folder,
             "bundle_json_sha256": sha256_file(manifest_path),
-            "default_for": sorted(purpose for purpose, name in default_bundles.items() if name == folder),
+            "default_for": list(kept.get("default_for", [])),
+            **{field: kept[field] for field in ("aliases", "title") if kept.get(field)},
             "inputs": roles,
             "description": str(manifest.get("intended_use", "")).split(". ")[0].rstrip(".")[:300],
         })

@@ -6,7 +6,7 @@ with its SHA-256. Loading verifies the schema and every hash and refuses with a 
 so a bundle that was edited, truncated or swapped is never used. Artefacts are restricted to
 data formats: a bundle can never carry a pickle or a torch checkpoint.
 
-`bundle.json` itself is pinned by the model catalogue (`models.catalog`): a loaded bundle is
+`bundle.json` itself is pinned by the model catalogue (`bundles.catalog`): a loaded bundle is
 "shipped" when the catalogue lists its bundle.json hash, refused when it carries a shipped name and
 version with another hash (an edited copy), and "user-supplied" otherwise; `Bundle.summary()`
 carries that source and the hash into every output that names the model.

@@ -27,8 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib import RESEARCH_USE_STATEMENT, __version__
-from CervicalAILib.bundles.defaults import default_bundle_path, models_dir_candidates
-from CervicalAILib.bundles.format import load_bundle
+from CervicalAILib.bundles.defaults import default_bundle_path, find_bundle
 from CervicalAILib.contracts.case_folder import require_native_grids
 from CervicalAILib.contracts.clinical import FIELDS as CLINICAL_FIELDS
 from CervicalAILib.contracts.clinical import validate_clinical
@@ -273,26 +272,6 @@ def image_record(series) -> dict[str, Any]:
 # --------------------------------------------------------------------------- bundles
 
 
-def find_encoder_bundle(entry: dict[str, Any], search: list[Path] | None = None):
-    """The encoder bundle a risk model was fitted with: same name and version and bundle.json hash."""
-    name, version, digest = entry.get("name"), entry.get("version"), entry.get("sha256")
-    if not name:
-        raise BundleError(f"the risk model does not say which encoder produced its {entry.get('family')} features")
-    for folder in search if search is not None else models_dir_candidates():
-        if not folder.is_dir():
-            continue
-        for manifest in sorted(folder.glob("*/bundle.json")):
-            if digest and sha256_file(manifest) != digest:
-                continue
-            bundle = load_bundle(manifest.parent)
-            if bundle.task == "encoder" and bundle.name == name and (version is None or bundle.version == version):
-                return bundle
-    raise BundleError(
-        f"encoder {name}@{version} (bundle.json sha256 {str(digest)[:12]}...) used by the risk model was not found "
-        f"in the model folders ({', '.join(str(p) for p in (search or models_dir_candidates()))})"
-    )
-
-
 def load_models(lnm_bundle: str | Path | None, stage_bundle: str | Path | None, use_stage: bool = True):
     """The LNM risk model (required) and the stage-group model (optional; default when shipped)."""
     lnm = load_risk_model(lnm_bundle or default_bundle_path("lnm"))
@@ -374,7 +353,8 @@ def compute_features(
             if not present:
                 continue
             entry = next(e for e in model.encoders if e.get("family") == family)
-            bundle = find_encoder_bundle(entry)
+            bundle = find_bundle(entry.get("name"), entry.get("version"), entry.get("sha256"), "encoder",
+                                 f"the risk model ({family} features)")
             key = f"encoder:{bundle.label}:{entry.get('sha256')}"
             deep_names = [n for n in model.required_features if n.split("_", 1)[1].startswith(f"{family}_")]
             if any((key, n) not in cache for n in deep_names):

@@ -23,6 +23,7 @@ import SimpleITK as sitk
 
 from CervicalAILib.bundles.defaults import default_bundle_path
 from CervicalAILib.bundles.format import Bundle, load_bundle
+from CervicalAILib.bundles.onnx import make_session
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.io.geometry import overlap_fraction, same_grid
@@ -93,7 +94,8 @@ class SegmentationModel:
                 raise BundleError(f"{bundle.path}: ood.json reads output {self.ood.output_name!r}, the network "
                                   f"declares {self.features_output!r}")
             self.features_output = self.ood.output_name
-        self.session, self.provider, self.device_note = _make_session(bundle.file(manifest["network"]["file"]), device)
+        onnx = make_session(bundle.file(manifest["network"]["file"]), device, what="segmentation network")
+        self.session, self.provider, self.device_note = onnx.session, onnx.provider, onnx.device_note
         self.input_name = self.session.get_inputs()[0].name
         available = [output.name for output in self.session.get_outputs()]
         probability_name = manifest["network"].get("output_name") or available[0]
@@ -149,36 +151,6 @@ def output_channels(outputs: Any, where: Any) -> dict[str, int]:
     if TUMOR not in channels:
         raise BundleError(f"{where}: a segmentation bundle needs an output named 'tumor', found {', '.join(channels)}")
     return channels
-
-
-def _make_session(onnx_path: Path, device: str):
-    import onnxruntime as ort
-
-    if device not in ("cpu", "gpu"):
-        raise InputError(f"unknown device {device!r} (use cpu or gpu)")
-    available = ort.get_available_providers()
-    providers = ["CPUExecutionProvider"]
-    note = "cpu"
-    if device == "gpu":
-        if "CUDAExecutionProvider" in available:
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        else:
-            note = "gpu requested but onnxruntime has no CUDAExecutionProvider here; fell back to cpu"
-            log.warning(note)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(onnx_path), options, providers=providers)
-    except Exception as exc:  # a corrupt or incompatible network file
-        raise BundleError(f"{onnx_path}: onnxruntime cannot load the network ({exc})") from exc
-    provider = session.get_providers()[0]
-    if device == "gpu" and provider != "CUDAExecutionProvider" and "fell back" not in note:
-        note = "gpu requested but the CUDA provider failed to start; fell back to cpu"
-        log.warning(note)
-    elif device == "gpu" and provider == "CUDAExecutionProvider":
-        note = "gpu"
-    log.info("segmentation network runs on %s", provider)
-    return session, provider, note
 
 
 def load_model(bundle: Bundle | str | Path, device: str = "cpu") -> SegmentationModel:

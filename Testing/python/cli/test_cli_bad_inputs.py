@@ -490,10 +490,10 @@ def test_the_catalogue_pins_every_shipped_bundle():
     result = subprocess.run([sys.executable, str(REPO / "tools" / "update_model_catalog.py"), "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    from CervicalAILib.bundles.defaults import DEFAULT_BUNDLES
+    from CervicalAILib.bundles.catalog import default_entry, default_purposes
     from CervicalAILib.bundles.format import load_bundle
 
-    for folder in DEFAULT_BUNDLES.values():
+    for folder in (default_entry(purpose).folder for purpose in default_purposes()):
         assert load_bundle(REPO / "Resources" / "Models" / folder).source == "shipped"
     engine_schemas = sorted((REPO / "CervicalAI" / "CervicalAILib" / "contracts" / "schemas").glob("*.schema.json"))
     assert [p.name for p in engine_schemas] == ["model-catalog.schema.json", "readout.schema.json",

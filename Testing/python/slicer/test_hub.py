@@ -27,7 +27,7 @@ from CervicalAIHubLib.dependencies import (
     install_plan,
 )
 from CervicalAIHubLib.settings import SETTINGS, engine_environment_extra, read_settings, settings_problems
-from CervicalAILib.bundles.defaults import DEFAULT_BUNDLES
+from CervicalAILib.bundles.catalog import default_entry, default_purposes
 from CervicalAILib.bundles.format import write_bundle
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import write_case
@@ -176,10 +176,11 @@ def make_bundle(folder, name="cervix-tumor-seg-mpmri"):
 
 def test_bundle_cards_show_verified_bundles_and_why_others_are_unusable(tmp_path):
     make_bundle(tmp_path)
-    tampered = make_bundle(tmp_path, DEFAULT_BUNDLES["lnm"])
+    tampered = make_bundle(tmp_path, default_entry("lnm").folder)
     (tampered.path / "weights.json").write_text('{"changed": true}')
     cards = {card.purpose: card for card in bundle_cards(tmp_path)}
-    assert list(cards) == list(DEFAULT_BUNDLES)
+    assert list(cards) == default_purposes() == ["segmentation", "segmentation-t2", "encoder-2d", "encoder-3d", "lnm",
+                                                 "stage_group"]  # the workflow's order, from the catalogue
     seg = cards["segmentation"]
     assert seg.usable and seg.label == "cervix-tumor-seg-mpmri@1.2.0" and seg.task == "segmentation"
     assert "Trained on synthetic data only." in seg.model_card and seg.training_data.startswith("240 synthetic")
@@ -195,7 +196,7 @@ def test_bundle_cards_show_verified_bundles_and_why_others_are_unusable(tmp_path
 def test_model_problems_name_the_unusable_bundles_a_step_needs(tmp_path):
     """What the gate of Apply/Compute (and the self-tests) reports about the models."""
     make_bundle(tmp_path)
-    tampered = make_bundle(tmp_path, DEFAULT_BUNDLES["lnm"])
+    tampered = make_bundle(tmp_path, default_entry("lnm").folder)
     (tampered.path / "weights.json").write_text('{"changed": true}')
     assert model_problems(tmp_path, ("segmentation",)) == []
     problems = model_problems(tmp_path, PREDICT_PURPOSES)
@@ -204,7 +205,7 @@ def test_model_problems_name_the_unusable_bundles_a_step_needs(tmp_path):
                for problem in problems)  # fmt: skip
     assert any(problem.startswith("Deep-feature encoder (2D): not available (not installed") for problem in problems)
     assert model_problems(tmp_path, SEGMENT_PURPOSES) == [f"Tumour segmentation (T2WI only, fallback): not available "
-                                                          f"(not installed ({tmp_path / DEFAULT_BUNDLES['segmentation-t2']} has no bundle.json))"]  # fmt: skip
+                                                          f"(not installed ({tmp_path / 'cervix-tumor-seg-t2'} has no bundle.json))"]  # fmt: skip
     with pytest.raises(ValueError, match="unknown bundle purpose"):
         model_problems(tmp_path, ("lung",))
     assert model_problems(chosen_models_dir(""), SEGMENT_PURPOSES + PREDICT_PURPOSES) == []  # the shipped bundles

@@ -18,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib.bundles.format import MANIFEST, Bundle, load_bundle
+from CervicalAILib.bundles.onnx import make_session
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.features.deep.config import EncoderSpec, feature_name
@@ -26,34 +27,6 @@ from CervicalAILib.features.deep.preprocess import normalise_crop
 from CervicalAILib.io.case import ROLES
 
 log = logging.getLogger(__name__)
-
-DEVICES = ("cpu", "gpu")
-
-
-def _make_session(onnx_path: Path, device: str, threads: int | None):
-    import onnxruntime as ort
-
-    if device not in DEVICES:
-        raise InputError(f"unknown device {device!r} (use cpu or gpu)")
-    providers = ["CPUExecutionProvider"]
-    if device == "gpu":
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        else:
-            log.warning("gpu requested but onnxruntime has no CUDAExecutionProvider here; the encoder runs on cpu")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.use_deterministic_compute = True
-    if threads:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(str(onnx_path), options, providers=providers)
-    except Exception as exc:  # corrupt or incompatible network file
-        raise BundleError(f"{onnx_path}: onnxruntime cannot load the encoder network ({exc})") from exc
-    if device == "gpu" and session.get_providers()[0] != "CUDAExecutionProvider":
-        log.warning("gpu requested but the CUDA provider did not start; the encoder runs on cpu")
-    return session
 
 
 class Encoder:
@@ -64,8 +37,8 @@ class Encoder:
             raise BundleError(f"{bundle.path}: bundle task is {bundle.task!r}, expected 'encoder'")
         self.bundle = bundle
         self.spec = EncoderSpec.from_manifest(bundle.manifest, str(bundle.path / "bundle.json"))
-        self.session = _make_session(bundle.file(self.spec.network_file), device, threads)
-        self.provider = self.session.get_providers()[0]
+        onnx = make_session(bundle.file(self.spec.network_file), device, threads, what="encoder network")
+        self.session, self.provider = onnx.session, onnx.provider
         self._input_name = self._resolve_input()
         self._output_name = self._resolve_output()
         self._batch_fixed = self._check_input_shape()

@@ -47,9 +47,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from CervicalAILib.bundles.defaults import resolve_bundle
 from CervicalAILib.contracts.case_folder import require_native_grids
 from CervicalAILib.core import atomic
-from CervicalAILib.core.errors import CervicalAIError, InputError, OutputExistsError
+from CervicalAILib.core.errors import BundleError, CervicalAIError, InputError, OutputExistsError
 from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.core.provenance import software_versions as core_software_versions
@@ -59,8 +60,7 @@ log = logging.getLogger(__name__)
 
 # Seed 004 extracted features from CE-T1WI, DWI and FS-T2WI; the ADC map is optional.
 DEFAULT_ROLES = ("T2W", "DWI", "CET1")
-DEFAULT_ENCODERS = ("2d", "3d")
-ENCODER_ALIASES = {"2d": "encoder-2d", "3d": "encoder-3d"}
+DEFAULT_ENCODERS = ("2d", "3d")  # aliases of the model catalogue (bundles/catalog.py): the shipped encoders
 COHORT_CSV = "cohort.csv"
 GENERATOR_JSON = "generator.json"
 TABLE_SUFFIXES = (".parquet", ".csv")
@@ -187,8 +187,7 @@ def _check_roles(roles: Sequence[str]) -> tuple[str, ...]:
 
 
 def resolve_encoders(specs: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Encoder bundles from "2d"/"3d" (the default bundles) or folders; loaded and verified here."""
-    from CervicalAILib.bundles.defaults import default_bundle_path
+    """Encoder bundles from aliases of the model catalogue ("2d", "3d") or folders; loaded and verified here."""
     from CervicalAILib.features.deep import load_encoder
 
     resolved: list[dict[str, Any]] = []
@@ -196,16 +195,11 @@ def resolve_encoders(specs: Sequence[str | Path]) -> list[dict[str, Any]]:
         text = str(spec).strip()
         if not text:
             continue
-        if text.lower() in ENCODER_ALIASES:
-            try:
-                path = default_bundle_path(ENCODER_ALIASES[text.lower()])
-            except CervicalAIError as exc:
-                raise InputError(f"the default {text} encoder is not installed ({exc}); give an encoder bundle folder "
-                                 "with --encoders PATH, or extract radiomics only with --no-deep") from None
-        else:
-            path = Path(text)
-            if not path.exists():
-                raise InputError("encoder bundle folder not found", path)
+        try:
+            path = resolve_bundle(text, "encoder")
+        except BundleError as exc:
+            raise InputError(f"the default {text} encoder is not installed ({exc}); give an encoder bundle folder "
+                             "with --encoders PATH, or extract radiomics only with --no-deep") from None
         encoder = load_encoder(path)
         reference = encoder.reference()
         if any(r["family"] == reference["family"] for r in resolved):

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from CervicalAILib import RESEARCH_USE_STATEMENT, __version__
+from CervicalAILib.bundles.catalog import default_entry
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import CervicalAIError, InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
@@ -53,7 +54,7 @@ CENTERS = 5  # seed 004: five centres
 TRAIN_CENTER = "A"
 TRAIN_FRACTION = 0.7
 SPLIT_STRATUM = "lnm"  # both endpoints share the split of centre A, stratified by LNM
-BUNDLE_NAMES = {"lnm": "dlrc-lnm", "stage_group": "dlrc-stage-group"}  # resources.DEFAULT_BUNDLES
+ENDPOINTS = ("lnm", "stage_group")  # each fitted into a bundle named as the shipped default for it (the model catalogue)
 GENERATION_RECORD = "cohort_generation.json"  # in the work folder: wall and CPU seconds of generating the cohort
 ORACLE_COLUMNS = {"lnm": "oracle_lnm_probability", "stage_group": "oracle_stage_probability"}
 COHORT_LABELS = {"training": "Training", "internal_validation": "Internal validation",
@@ -504,7 +505,8 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
     if out.exists() and any(out.iterdir()) and not config.overwrite:
         raise OutputExistsError(f"{out}: report folder exists and is not empty (use --overwrite to replace it)")
     bundle_root = config.bundles
-    bundle_paths = {endpoint: (bundle_root or out / "bundles") / name for endpoint, name in BUNDLE_NAMES.items()}
+    bundle_names = {endpoint: default_entry(endpoint).name for endpoint in ENDPOINTS}
+    bundle_paths = {endpoint: (bundle_root or out / "bundles") / name for endpoint, name in bundle_names.items()}
     if bundle_root is not None and not config.overwrite:
         taken = [p for p in bundle_paths.values() if p.exists() and any(p.iterdir())]
         if taken:
@@ -528,7 +530,7 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
     fits: dict[str, Any] = {}
     evaluations: dict[str, Any] = {}
     cpu_mark = _all_cpu_seconds()
-    for k, endpoint in enumerate(BUNDLE_NAMES):
+    for k, endpoint in enumerate(ENDPOINTS):
         fits[endpoint] = _fit(table_path, endpoint, config, sub_progress(progress, 0.75 + 0.08 * k, 0.81 + 0.08 * k))
     t = stage("fit", t)
 
@@ -537,7 +539,7 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
         tab_dir = tmp / "tables"
         fig_dir.mkdir()
         tab_dir.mkdir()
-        for k, endpoint in enumerate(BUNDLE_NAMES):
+        for k, endpoint in enumerate(ENDPOINTS):
             evaluations[endpoint] = _evaluate_endpoint(
                 endpoint, fits[endpoint], cohort_frame, config, fig_dir if config.figures else None,
                 sub_progress(progress, 0.91 + 0.03 * k, 0.94 + 0.03 * k))
@@ -548,7 +550,7 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
         for endpoint, path in bundle_paths.items():
             target = tmp / "bundles" / path.name if bundle_root is None else path
             bundles[endpoint] = write_risk_bundle(
-                fits[endpoint], target, name=BUNDLE_NAMES[endpoint], version="1.0.0", synthetic=True,
+                fits[endpoint], target, name=bundle_names[endpoint], version="1.0.0", synthetic=True,
                 training_data=_training_statement(endpoint, fits[endpoint], sidecar), overwrite=config.overwrite)
         if config.figures:
             from CervicalAILib.scoring.nomogram import render_nomogram
@@ -784,7 +786,7 @@ def _markdown(config: StudyConfig, metrics: dict[str, Any], fits, evaluations, t
               "tests (paired); Hosmer-Lemeshow (10 groups); decision curves. The Radiomics and DL rows are the "
               "probabilities of their logistic models (sigmoid of Rad_score / DL_score; same AUC as the scores).", ""]
     lines += ["## Table 1. Clinical characteristics", "", _read(tab_dir / "table1_clinical.md").split("\n", 2)[-1], ""]
-    for endpoint in BUNDLE_NAMES:
+    for endpoint in ENDPOINTS:
         lines += _endpoint_section(endpoint, metrics["endpoints"][endpoint], fits[endpoint], tab_dir, config)
     lines += _seed004_comparison(lnm)
     lines += ["## Limitations", "",
@@ -809,8 +811,8 @@ def _markdown(config: StudyConfig, metrics: dict[str, Any], fits, evaluations, t
               "`decision_curve_<endpoint>.csv`.",
               "- `figures/`: ROC, calibration and decision curves per endpoint and cohort; the DLRC nomograms.",
               "- Bundles: " + ", ".join(f"`{v['bundle']['name']}`" for v in metrics["endpoints"].values())
-              + " (the shipped defaults `Resources/Models/dlrc-lnm` and `Resources/Models/dlrc-stage-group` are copies "
-              "of a full run's bundles, hashes intact).", ""]
+              + " (the shipped defaults " + " and ".join(f"`Resources/Models/{default_entry(e).folder}`" for e in ENDPOINTS)
+              + " are copies of a full run's bundles, hashes intact).", ""]
     return "\n".join(lines)
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from CervicalAILib.bundles.format import Bundle, write_bundle
+from CervicalAILib.bundles.onnx import make_session
 from CervicalAILib.core.errors import CervicalAIError, InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.features.deep.config import CropSpec, IntensitySpec, encoder_sections, feature_name
@@ -353,11 +354,10 @@ def export_onnx(backbone, input_shape: tuple[int, ...], path: Path, input_name: 
 
 def verify_onnx(backbone, onnx_path: Path, inputs: np.ndarray, input_name: str = "image") -> float:
     """Max |ONNX - torch| over `inputs`; CervicalAIError beyond ONNX_TOLERANCE."""
-    import onnxruntime as ort
     import torch
 
     backbone.eval()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = make_session(onnx_path, what="exported encoder network").session
     with torch.no_grad():
         expected = backbone(torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))).numpy()
     got = session.run(None, {input_name: np.ascontiguousarray(inputs, dtype=np.float32)})[0]

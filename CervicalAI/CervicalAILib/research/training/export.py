@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from CervicalAILib.bundles.format import Bundle, write_bundle
+from CervicalAILib.bundles.onnx import make_session
 from CervicalAILib.core.errors import BundleError
 from CervicalAILib.core.provenance import software_versions
 from CervicalAILib.research.training.dataset import dataset_provenance
@@ -46,7 +47,6 @@ def export_onnx(net, in_channels: int, path: str | Path, check_shapes_zyx: Seque
     Verified on random inputs of every shape in `check_shapes_zyx`; BundleError when the
     difference exceeds 1e-4 anywhere.
     """
-    import onnxruntime as ort
     import torch
 
     model = _with_sigmoid(net.cpu().eval())
@@ -62,7 +62,7 @@ def export_onnx(net, in_channels: int, path: str | Path, check_shapes_zyx: Seque
         dynamo=False,
         dynamic_axes={"image": {2: "z", 3: "y", 4: "x"}, "probability": {2: "z", 3: "y", 4: "x"}},
     )
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = make_session(path, what="exported network").session
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
     for shape in shapes:

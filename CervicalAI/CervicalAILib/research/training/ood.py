@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from CervicalAILib.bundles.format import Bundle, load_bundle, write_bundle
+from CervicalAILib.bundles.onnx import make_session
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.research.training.dataset import dataset_provenance
@@ -327,11 +328,9 @@ def _output_names(onnx_path: Path) -> list[str]:
 
 
 def _check_probability_unchanged(original: Path, changed: Path, channels: int, patch_zyx: Sequence[int]) -> None:
-    import onnxruntime as ort
-
     sample = np.random.default_rng(0).normal(size=(1, channels, *patch_zyx)).astype(np.float32)
-    before = ort.InferenceSession(str(original), providers=["CPUExecutionProvider"])
-    after = ort.InferenceSession(str(changed), providers=["CPUExecutionProvider"])
+    before = make_session(original, what="network").session
+    after = make_session(changed, what="network with the feature output").session
     first = before.run(None, {before.get_inputs()[0].name: sample})[0]
     second = after.run(None, {after.get_inputs()[0].name: sample})[0]
     if not np.array_equal(first, second):
