@@ -381,7 +381,7 @@ def _model_plan(role: str, params: dict[str, Any], requested: list[RadiomicName]
             )
         enabled = classes[name.feature_class]
         if enabled is None:
-            deprecated = feature_classes[name.feature_class].getRadiomicNames().get(name.feature, False)
+            deprecated = feature_classes[name.feature_class].getFeatureNames().get(name.feature, False)
             if deprecated:
                 raise InputError(
                     f"radiomics feature {name}: {name.feature} is deprecated in pyradiomics and not part of the "
