@@ -127,10 +127,7 @@ def derive_clinical(values: dict[str, Any]) -> dict[str, Any]:
     if clean.get("c_lnm") is None and short is not None:
         clean["c_lnm"] = int(short >= C_LNM_SHORT_AXIS_MM)
     elif clean.get("c_lnm") is not None:
-        c_lnm = clean["c_lnm"]
-        if c_lnm not in (0, 1, True, False):
-            raise InputError(f"clinical value c_lnm={c_lnm!r} must be 0 or 1")
-        clean["c_lnm"] = int(c_lnm)
+        clean["c_lnm"] = int(clean["c_lnm"])  # validate_clinical parsed it as yes/no
         if short is not None and clean["c_lnm"] != int(short >= C_LNM_SHORT_AXIS_MM):
             raise InputError(
                 f"clinical values disagree: c_lnm={clean['c_lnm']} but ln_short_axis_mm={short:g} mm "

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from CervicalAILib.contracts.clinical import term_value
 from CervicalAILib.contracts.feature_names import role_of
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.research.fit.clinical import check_clinical_value
 from CervicalAILib.research.fit.logistic import sigmoid
 from CervicalAILib.scoring.combat import MODE_CENTER, apply_combat
 from CervicalAILib.scoring.nomogram import nomogram_points
@@ -148,7 +148,7 @@ def score_patient(
             term_values[name] = value
             continue
         try:
-            value, reason = check_clinical_value(term, clinical.get(name))
+            value, reason = term_value(term, clinical.get(name))
         except InputError:
             if strict_clinical:
                 raise
