@@ -84,7 +84,7 @@ def is_missing(value: Any) -> bool:
     """Whether a value means "not given": None, NaN, blank text or a table's missing marker."""
     if value is None:
         return True
-    if isinstance(value, float) and math.isnan(value):  # also numpy floats (a float subclass)
+    if isinstance(value, (float, np.floating)) and math.isnan(value):
         return True
     return isinstance(value, str) and value.strip().lower() in MISSING_TEXT
 

@@ -90,7 +90,7 @@ def test_choices(field):
     assert term_value(term | {"levels": ["neuroendocrine"]}, " neuroendocrine") == ("neuroendocrine", None)
 
 
-@pytest.mark.parametrize("missing", [None, "", "   ", float("nan"), np.float64("nan"), "NA", "n/a", "nan", "None"])
+@pytest.mark.parametrize("missing", [None, "", "   ", float("nan"), np.float64("nan"), np.float32("nan"), "NA", "n/a", "nan", "None"])
 def test_not_given_is_the_same_on_both_sides(missing):
     for field in ALL_FIELDS.values():
         assert parse_value(field, missing) is None
