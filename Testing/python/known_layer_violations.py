@@ -14,15 +14,12 @@ strike an entry when it is fixed; never add one."""
 
 KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     # cycle (0)
-    # layer (9)
+    # layer (6)
     ('layer', 'CervicalAI/CervicalAILib/core/atomic.py', 'core -> io'): 'S16',
-    ('layer', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'pipeline -> research'): 'S6',
     ('layer', 'CervicalAI/CervicalAILib/report/content.py', 'report -> pipeline'): 'S7',
     ('layer', 'CervicalAI/CervicalAILib/review/worklist.py', 'review -> registration'): 'S10',
     ('layer', 'CervicalAI/CervicalAILib/scoring/nomogram.py', 'scoring -> research'): 'S9',
     ('layer', 'CervicalAI/CervicalAILib/scoring/patient.py', 'scoring -> research'): 'S9',
-    ('layer', 'CervicalAI/CervicalAILib/scoring/risk_model.py', 'scoring -> io'): 'S10',
-    ('layer', 'CervicalAI/CervicalAILib/scoring/risk_model.py', 'scoring -> research'): 'S9',
     ('layer', 'CervicalAI/CervicalAILib/segmentation/outputs.py', 'segmentation -> registration'): 'S5',
     # research library in serving code (2)
     ('research library in serving code', 'CervicalAI/CervicalAILib/scoring/combat.py', 'neuroHarmonize'): 'S9',
@@ -53,7 +50,7 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/review/worklist.py', 'numpy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/segmentation/postprocess.py', 'scipy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/web/scene.py', 'numpy'): 'S16',
-    # function-level engine import (186)
+    # function-level engine import (183)
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.contracts.schemas'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.core.hashing'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/format.py', 'CervicalAILib.bundles.catalog'): 'S16',
@@ -174,7 +171,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.features.radiomic'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.io.mask_checks'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.registration.masks'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.research.fit.table'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.scoring.nomogram'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.scoring.patient'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.scoring.staging'): 'S16',
@@ -212,7 +208,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/cohort/study_report.py', 'CervicalAILib.research.synth'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/cohort/study_report.py', 'CervicalAILib.scoring.nomogram'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/cohort/study_report.py', 'CervicalAILib.research.fit.bundle'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/research/fit/clinical.py', 'CervicalAILib.contracts.clinical'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/fit/fit.py', 'CervicalAILib.research.stats.thresholds'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/fit/fit.py', 'CervicalAILib.scoring.nomogram'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/fit/fit.py', 'CervicalAILib.scoring.patient'): 'S16',
@@ -236,7 +231,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level engine import', 'CervicalAI/CervicalAILib/review/worklist.py', 'CervicalAILib.io.measurements'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/review/worklist.py', 'CervicalAILib.registration.masks'): 'S10',
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/fit/bundle.py', 'CervicalAILib.features.radiomic'): 'S9',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/scoring/risk_model.py', 'CervicalAILib.io.case'): 'S10',
     ('function-level engine import', 'CervicalAI/CervicalAILib/study/load.py', 'CervicalAILib.io.image_checks'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/web/server.py', 'CervicalAILib.core.atomic'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/web/server.py', 'CervicalAILib.web.app'): 'S16',

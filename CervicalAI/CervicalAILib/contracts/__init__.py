@@ -1,1 +1,1 @@
-"""On-disk formats and the vocabularies they use: clinical fields, terminology codes, the case identity a mask or transform records, and the JSON Schemas (schemas/) of the readout, the segmentation summary and the model catalogue."""
+"""On-disk formats and the vocabularies they use: clinical fields and their one parser (clinical), feature names (feature_names), the sequence roles (case_folder), terminology codes, the case identity a mask or transform records, and the JSON Schemas (schemas/) of the readout, the segmentation summary and the model catalogue."""

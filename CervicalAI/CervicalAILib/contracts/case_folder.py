@@ -13,6 +13,9 @@ A case folder comes in two kinds that look alike (T2W.nii.gz, ADC.nii.gz, ... in
 case.json present -> what it says; absent but registration.json present (a `study register`
 output made before case.json existed) -> T2W, its native source from registration.json; neither
 -> native (folders of the generator and of the Slicer export need no case.json).
+
+The sequence roles live here too: `io.case` reads and writes case folders with these names, and
+feature names start with a role (`contracts.feature_names`), so they sit below both.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from typing import Any
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.json_input import read_json
 
+# Sequence roles, in the order channels are stacked for networks and exports.
+ROLES = ("T2W", "ADC", "DWI", "CET1")
+REQUIRED_ROLE = "T2W"
 CASE_FILE = "case.json"
 CASE_SCHEMA = "cervicalai.case/1"
 # written by `study register` beside the resampled sequences (registration/onto_t2.py)

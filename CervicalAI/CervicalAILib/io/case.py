@@ -16,13 +16,11 @@ from typing import Any
 
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.case_folder import REQUIRED_ROLE, ROLES  # noqa: F401  (io.case.ROLES is where readers look)
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.images import IMAGE_SUFFIXES, read_image
 
-# Sequence roles, in the order channels are stacked for networks and exports.
-ROLES = ("T2W", "ADC", "DWI", "CET1")
-REQUIRED_ROLE = "T2W"
 CLINICAL_FILE = "clinical.json"
 LABELS_DIR = "labels"
 

@@ -31,6 +31,7 @@ from CervicalAILib.bundles.defaults import default_bundle_path, find_bundle
 from CervicalAILib.contracts.case_folder import require_native_grids
 from CervicalAILib.contracts.clinical import FIELDS as CLINICAL_FIELDS
 from CervicalAILib.contracts.clinical import validate_clinical
+from CervicalAILib.contracts.feature_names import family_of, is_deep, parse_feature_name
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.hashing import sha256_file
@@ -126,10 +127,7 @@ def derive_clinical(values: dict[str, Any]) -> dict[str, Any]:
     if clean.get("c_lnm") is None and short is not None:
         clean["c_lnm"] = int(short >= C_LNM_SHORT_AXIS_MM)
     elif clean.get("c_lnm") is not None:
-        c_lnm = clean["c_lnm"]
-        if c_lnm not in (0, 1, True, False):
-            raise InputError(f"clinical value c_lnm={c_lnm!r} must be 0 or 1")
-        clean["c_lnm"] = int(c_lnm)
+        clean["c_lnm"] = int(clean["c_lnm"])  # validate_clinical parsed it as yes/no
         if short is not None and clean["c_lnm"] != int(short >= C_LNM_SHORT_AXIS_MM):
             raise InputError(
                 f"clinical values disagree: c_lnm={clean['c_lnm']} but ln_short_axis_mm={short:g} mm "
@@ -291,17 +289,14 @@ def load_models(lnm_bundle: str | Path | None, stage_bundle: str | Path | None, 
 
 def _needed_by_role(model: RiskModel) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
     """Radiomics feature names per role, and deep families -> roles, that the model uses."""
-    from CervicalAILib.research.fit.table import feature_role
-
     radiomics: dict[str, list[str]] = {}
     deep: dict[str, set[str]] = {}
     for name in model.required_features:
-        role = feature_role(name)
-        rest = name[len(role) + 1 :]
-        if rest.startswith("dl-"):
-            deep.setdefault(rest.split("_F", 1)[0], set()).add(role)
+        parsed = parse_feature_name(name)
+        if parsed.is_deep:
+            deep.setdefault(parsed.family, set()).add(parsed.role)
         else:
-            radiomics.setdefault(role, []).append(name)
+            radiomics.setdefault(parsed.role, []).append(name)
     return radiomics, deep
 
 
@@ -356,7 +351,7 @@ def compute_features(
             bundle = find_bundle(entry.get("name"), entry.get("version"), entry.get("sha256"), "encoder",
                                  f"the risk model ({family} features)")
             key = f"encoder:{bundle.label}:{entry.get('sha256')}"
-            deep_names = [n for n in model.required_features if n.split("_", 1)[1].startswith(f"{family}_")]
+            deep_names = [n for n in model.required_features if family_of(n) == family]
             if any((key, n) not in cache for n in deep_names):
                 encoder = load_encoder(bundle, device=device)
                 found = extract_deep_features(
@@ -474,8 +469,8 @@ def predict_case(
     t0 = time.perf_counter()
     lnm = score_patient(lnm_model, features_by_model[0], clinical, inputs.center)
     stage = score_patient(stage_model, features_by_model[1], clinical, inputs.center) if stage_model is not None else None
-    radiomics_values = {k: v for k, v in features_by_model[0].items() if "_dl-" not in k}
-    deep_values = {k: v for k, v in features_by_model[0].items() if "_dl-" in k}
+    radiomics_values = {k: v for k, v in features_by_model[0].items() if not is_deep(k)}
+    deep_values = {k: v for k, v in features_by_model[0].items() if is_deep(k)}
     for result in (lnm, stage):
         if result is not None:
             warnings.extend(w for w in result["warnings"] + result["unavailable"] if w not in warnings)

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from CervicalAILib.contracts.clinical import term_value
+from CervicalAILib.contracts.feature_names import role_of
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.research.fit.clinical import check_clinical_value
 from CervicalAILib.research.fit.logistic import sigmoid
-from CervicalAILib.research.fit.table import feature_role
 from CervicalAILib.scoring.combat import MODE_CENTER, apply_combat
 from CervicalAILib.scoring.nomogram import nomogram_points
 from CervicalAILib.scoring.risk_model import RiskModel
@@ -97,7 +97,7 @@ def score_patient(
         raw = [_number(features.get(n)) for n in names]
         missing = [n for n, v in zip(names, raw) if v is None]
         if missing:
-            sequences = sorted({feature_role(n) for n in missing})
+            sequences = sorted({role_of(n) for n in missing})
             family_scores[family] = None
             family_reason[family] = (f"{len(missing)} feature(s) missing ({', '.join(missing[:3])}"
                                      f"{' ...' if len(missing) > 3 else ''}; sequence(s) {', '.join(sequences)})")
@@ -115,7 +115,7 @@ def score_patient(
         for name, value, harmonised in zip(names, raw, values[0]):
             bounds = ranges["features"].get(name)
             inside = not _outside(float(harmonised), bounds)
-            feature_out[name] = {"family": family, "sequence": feature_role(name), "value": value,
+            feature_out[name] = {"family": family, "sequence": role_of(name), "value": value,
                                  "harmonised": float(harmonised),
                                  "training_range": [bounds["min"], bounds["max"]] if bounds else None,
                                  "in_training_range": inside}
@@ -126,7 +126,7 @@ def score_patient(
     for score, family in doc["scores"].items():
         value = family_scores.get(family)
         scores[score] = {"label": SCORE_LABELS[score], "family": family, "value": value, "available": value is not None,
-                         "sequences": sorted({feature_role(n) for n in doc["families"][family]["features"]}),
+                         "sequences": sorted({role_of(n) for n in doc["families"][family]["features"]}),
                          "reason": None if value is not None else f"{SCORE_LABELS[score]} unavailable: {family_reason[family]}"}
         if value is None:
             unavailable.append(scores[score]["reason"])
@@ -148,7 +148,7 @@ def score_patient(
             term_values[name] = value
             continue
         try:
-            value, reason = check_clinical_value(term, clinical.get(name))
+            value, reason = term_value(term, clinical.get(name))
         except InputError:
             if strict_clinical:
                 raise

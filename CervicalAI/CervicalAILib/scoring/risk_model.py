@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from CervicalAILib.bundles.format import Bundle, load_bundle
+from CervicalAILib.contracts.case_folder import ROLES
+from CervicalAILib.contracts.feature_names import role_of
 from CervicalAILib.core.errors import BundleError
-from CervicalAILib.research.fit.table import feature_role
 
 MODEL_FILE = "model.json"
 COMBAT_FILE = "combat.json"
@@ -77,9 +78,7 @@ class RiskModel:
 
     @property
     def required_sequences(self) -> list[str]:
-        from CervicalAILib.io.case import ROLES
-
-        roles = {feature_role(f) for f in self.required_features}
+        roles = {role_of(f) for f in self.required_features}
         return [r for r in ROLES if r in roles]
 
     @property

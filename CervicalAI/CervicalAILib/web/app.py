@@ -43,7 +43,7 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition, ViewProps, ViewType
 
 from CervicalAILib import RESEARCH_USE_STATEMENT
-from CervicalAILib.contracts.clinical import FIELDS, validate_clinical
+from CervicalAILib.contracts.clinical import FIELDS, parse_value, validate_clinical
 from CervicalAILib.core import atomic
 from CervicalAILib.core.background import BackgroundRun, Step, engine_command, engine_environment
 from CervicalAILib.core.errors import CervicalAIError, InputError
@@ -541,7 +541,11 @@ class ReviewApp:
         for name in CLINICAL_FORM:
             value = values.get(name)
             if FIELDS[name].kind == "bool" and value is not None:
-                value = "yes" if value in (True, 1, "1", "yes", "true") else "no"
+                try:  # the one yes/no reading ("Yes", "positive", 0.0 ... as the readout reads them)
+                    given = parse_value(FIELDS[name], value)
+                    value = None if given is None else "yes" if given else "no"
+                except InputError:
+                    value = str(value)  # shown as it is; submitting names the value and the rule
             form[name] = "" if value is None else value
         self.state.clinical = form
         self.state.readout_progress = 0

@@ -137,7 +137,7 @@ def test_missing_inputs_make_scores_unavailable_never_imputed(model):
 def test_invalid_clinical_value(model):
     from CervicalAILib.scoring.patient import score_patient
 
-    with pytest.raises(InputError, match="'c_lnm' = 3: expected yes/no"):
+    with pytest.raises(InputError, match="c_lnm=3 must be yes/no"):
         score_patient(model, PATIENT, {"c_lnm": 3}, center="A")
     out = score_patient(model, PATIENT, {"c_lnm": 3}, center="A", strict_clinical=False)
     assert out["probability"] is None and any("invalid" in u for u in out["unavailable"])

@@ -89,7 +89,7 @@ def test_clinical_validation_normalises_values():
         ({"figo_stage": "IB4"}, "not one of"),
         ({"ln_necrosis": "maybe"}, "yes/no"),
         ({"ln_short_axis_mm": 12, "ln_long_axis_mm": 9}, "short axis cannot exceed the long axis"),
-        ({"scc_ag": float("nan")}, "not a finite number"),
+        ({"scc_ag": "inf"}, "scc_ag='inf' is not a finite number"),
     ],
 )
 def test_clinical_validation_errors_name_the_field(values, message):

@@ -11,7 +11,6 @@ from CervicalAILib.features.deep.config import (
     EncoderSpec,
     IntensitySpec,
     encoder_sections,
-    feature_name,
 )
 from CervicalAILib.features.deep.crops import Crop, align_mask, crop_2d, crop_3d, crop_tumour
 from CervicalAILib.features.deep.encoder import Encoder, extract_deep_features, load_encoder, select_roles
@@ -29,7 +28,6 @@ __all__ = [
     "crop_tumour",
     "encoder_sections",
     "extract_deep_features",
-    "feature_name",
     "load_encoder",
     "normalise_crop",
     "select_roles",

@@ -23,10 +23,10 @@ Crop `size` is in array order: (rows, columns) for 2d, (slices, rows, columns) f
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from CervicalAILib.contracts.feature_names import ENCODER_NAME, deep_name_pattern
 from CervicalAILib.core.errors import BundleError
 from CervicalAILib.io.case import ROLES
 
@@ -37,13 +37,6 @@ SCALES = ("zscore", "minmax", "none")
 STATS_REGIONS = ("crop", "tumor")
 REDUCTIONS = ("flatten", "mean")
 
-# Feature family names end up inside feature names split on "_": letters, digits, hyphens only.
-ENCODER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-
-
-def feature_name(role: str, encoder_name: str, index: int) -> str:
-    """`{ROLE}_dl-{encoder_name}_F{index:04d}`, e.g. `CET1_dl-resnet2d_F0123`."""
-    return f"{role}_dl-{encoder_name}_F{index:04d}"
 
 
 def _get(section: dict[str, Any], key: str, kind, where: str, default: Any = ..., allow_none: bool = False):
@@ -231,7 +224,7 @@ class EncoderSpec:
                 raise BundleError(f"{where}: inputs.roles must name sequences among {', '.join(ROLES)}, found {roles!r}")
             roles = tuple(roles)
         name = _get(outputs, "encoder_name", str, f"{where} outputs")
-        if not ENCODER_NAME.match(name):
+        if not ENCODER_NAME.fullmatch(name):
             raise BundleError(
                 f"{where}: outputs.encoder_name {name!r} must be lower-case letters, digits and hyphens "
                 "(it becomes part of feature names like T2W_dl-<name>_F0001)"
@@ -281,7 +274,7 @@ def encoder_sections(
             "onnx_output": onnx_output,
             "dim": dim,
             "reduce": reduce,
-            "feature_names": feature_name("{ROLE}", encoder_name, 0).replace("F0000", "F{index:04d}"),
+            "feature_names": deep_name_pattern(encoder_name),
         },
         "network": {"file": network_file, **(network_extra or {})},
     }

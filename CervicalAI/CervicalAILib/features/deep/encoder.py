@@ -19,9 +19,10 @@ import SimpleITK as sitk
 
 from CervicalAILib.bundles.format import MANIFEST, Bundle, load_bundle
 from CervicalAILib.bundles.onnx import make_session
+from CervicalAILib.contracts.feature_names import deep_family, deep_name
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.hashing import sha256_file
-from CervicalAILib.features.deep.config import EncoderSpec, feature_name
+from CervicalAILib.features.deep.config import EncoderSpec
 from CervicalAILib.features.deep.crops import Crop, crop_tumour
 from CervicalAILib.features.deep.preprocess import normalise_crop
 from CervicalAILib.io.case import ROLES
@@ -111,12 +112,12 @@ class Encoder:
         return self.spec.roles if self.spec.roles is not None else ROLES
 
     def feature_names(self, role: str) -> list[str]:
-        return [feature_name(role, self.name, i) for i in range(self.dim)]
+        return [deep_name(role, self.name, i) for i in range(self.dim)]
 
     @property
     def family(self) -> str:
         """The feature family for model fitting: "dl-<encoder_name>"."""
-        return f"dl-{self.name}"
+        return deep_family(self.name)
 
     def reference(self) -> dict:
         """How a feature table's sidecar and a fitted model name this encoder (see models.table):

@@ -15,7 +15,7 @@ from CervicalAILib.features.radiomic.extraction import (
     extract,
     extract_features,
 )
-from CervicalAILib.features.radiomic.names import FeatureName, feature_name, parse_feature_name
+from CervicalAILib.features.radiomic.names import parse_feature_name
 from CervicalAILib.features.radiomic.settings import (
     default_settings_path,
     load_settings,
@@ -25,12 +25,10 @@ from CervicalAILib.features.radiomic.settings import (
 
 __all__ = [
     "MIN_ROI_VOXELS",
-    "FeatureName",
     "RadiomicsResult",
     "default_settings_path",
     "extract",
     "extract_features",
-    "feature_name",
     "load_settings",
     "parse_feature_name",
     "settings_sha256",

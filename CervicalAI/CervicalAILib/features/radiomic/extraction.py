@@ -34,12 +34,11 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.feature_names import RadiomicName, radiomic_name
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.features.radiomic.names import (
     SHAPE_CLASSES,
-    FeatureName,
-    feature_name,
     image_names,
     image_type_key,
     log_image_name,
@@ -126,7 +125,7 @@ def extract(
 
     if features is None:
         roles = [role for role in ROLES if role in images]
-        requested: list[FeatureName] | None = None
+        requested: list[RadiomicName] | None = None
     else:
         requested = _parse_requested(features)
         roles = [role for role in ROLES if any(name.role == role for name in requested)]
@@ -160,7 +159,7 @@ def extract(
         role_provenance["settings_sha256"] = settings_sha256(params)
         result.provenance["roles"][role] = role_provenance
         result.warnings.extend(role_warnings)
-        result.features.update({feature_name(role, name): value for name, value in values.items()})
+        result.features.update({radiomic_name(role, name): value for name, value in values.items()})
     progress(1.0, "radiomics done")
 
     if requested is not None:
@@ -219,7 +218,7 @@ def _check_finite(role: str, image: sitk.Image) -> None:
             )
 
 
-def _parse_requested(features: Sequence[str]) -> list[FeatureName]:
+def _parse_requested(features: Sequence[str]) -> list[RadiomicName]:
     if isinstance(features, str) or not isinstance(features, Sequence):
         raise InputError(
             "features must be a list of radiomics feature names (or None for the full extraction)"
@@ -358,7 +357,7 @@ def _full_plan(params: dict[str, Any]) -> _RolePlan:
     return plan
 
 
-def _model_plan(role: str, params: dict[str, Any], requested: list[FeatureName]) -> _RolePlan:
+def _model_plan(role: str, params: dict[str, Any], requested: list[RadiomicName]) -> _RolePlan:
     plan = _RolePlan()
     classes = _class_lists(params)
     feature_classes = _feature_classes()

@@ -14,32 +14,11 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import NamedTuple
 
+from CervicalAILib.contracts.feature_names import RadiomicName, split_radiomic_name
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.io.case import ROLES
 
 SHAPE_CLASSES = ("shape", "shape2D")
-
-
-class FeatureName(NamedTuple):
-    role: str
-    image_type: str  # pyradiomics image name, e.g. "wavelet-HLH", "log-sigma-2-0-mm-3D", "lbp-3D-m1"
-    feature_class: str  # "firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"
-    feature: str  # e.g. "SmallDependenceEmphasis"
-
-    @property
-    def pyradiomics_name(self) -> str:
-        """The name pyradiomics itself gives the feature (without the sequence prefix)."""
-        return f"{self.image_type}_{self.feature_class}_{self.feature}"
-
-    def __str__(self) -> str:
-        return f"{self.role}_{self.pyradiomics_name}"
-
-
-def feature_name(role: str, pyradiomics_name: str) -> str:
-    """Prefix a pyradiomics feature name with its sequence role: ("CET1", "original_...") -> "CET1_original_..."."""
-    return f"{role}_{pyradiomics_name}"
 
 
 def _feature_classes() -> dict:
@@ -48,29 +27,20 @@ def _feature_classes() -> dict:
     return getFeatureClasses()
 
 
-def parse_feature_name(name: str) -> tuple[str, str, str, str]:
-    """Split a prefixed radiomics feature name into (role, image_type, feature_class, feature).
+def parse_feature_name(name: str) -> RadiomicName:
+    """Split a prefixed radiomics feature name into (role, image_type, feature_class, feature) and check
+    that pyradiomics makes it.
 
     `parse_feature_name("CET1_wavelet-HLH_gldm_SmallDependenceEmphasis")`
     -> `("CET1", "wavelet-HLH", "gldm", "SmallDependenceEmphasis")`.
 
-    Raises InputError for an unknown sequence prefix, an image-type name pyradiomics never
-    produces, an unknown feature class or a feature that class does not have. Whether the
-    image type is produced by a particular settings file is checked at extraction time.
+    Raises InputError for a name not of that form or with an unknown sequence prefix (the grammar:
+    contracts.feature_names.split_radiomic_name), an image-type name pyradiomics never produces, an
+    unknown feature class or a feature that class does not have. Whether the image type is produced
+    by a particular settings file is checked at extraction time.
     """
-    if not isinstance(name, str):
-        raise InputError(f"radiomics feature name must be a string, got {name!r}")
-    parts = name.split("_")
-    if len(parts) != 4 or not all(parts):
-        raise InputError(
-            f"radiomics feature name {name!r} is not of the form <ROLE>_<imageType>_<featureClass>_<feature>, "
-            f"e.g. 'CET1_wavelet-HLH_gldm_SmallDependenceEmphasis'"
-        )
-    role, image_type, feature_class, feature = parts
-    if role not in ROLES:
-        raise InputError(
-            f"radiomics feature {name!r}: unknown sequence prefix {role!r} (known: {', '.join(ROLES)})"
-        )
+    parsed = split_radiomic_name(name)
+    role, image_type, feature_class, feature = parsed.role, parsed.image_type, parsed.feature_class, parsed.feature
     if image_type_key(image_type) is None:
         if image_type_key(image_type.replace(".", "-")) is not None:
             suggestion = "_".join([role, image_type.replace(".", "-"), feature_class, feature])
@@ -96,7 +66,7 @@ def parse_feature_name(name: str) -> tuple[str, str, str, str]:
         raise InputError(
             f"radiomics feature {name!r}: shape features exist only for the original image, not {image_type!r}"
         )
-    return FeatureName(role, image_type, feature_class, feature)
+    return parsed
 
 
 _SIMPLE_TYPES = {

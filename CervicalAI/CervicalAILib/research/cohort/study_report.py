@@ -38,6 +38,7 @@ import numpy as np
 
 from CervicalAILib import RESEARCH_USE_STATEMENT, __version__
 from CervicalAILib.bundles.catalog import default_entry
+from CervicalAILib.contracts.feature_names import RADIOMICS_FAMILY, encoder_of_family
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import CervicalAIError, InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
@@ -273,10 +274,10 @@ def _model_scores(result, endpoint: str) -> tuple[dict[str, str], dict[str, str]
     if "rad_score" in scores:
         models["Radiomics"] = "rad_score"
     else:
-        notes["Radiomics"] = "no radiomics score: " + str(result.families.get("radiomics").log.get("stopped", "")
-                                                         if result.families.get("radiomics") else "no radiomics features")
+        notes["Radiomics"] = "no radiomics score: " + str(result.families.get(RADIOMICS_FAMILY).log.get("stopped", "")
+                                                         if result.families.get(RADIOMICS_FAMILY) else "no radiomics features")
     if "dl_score" in scores:
-        models[f"DL ({scores['dl_score'].removeprefix('dl-')})"] = "dl_score"
+        models[f"DL ({encoder_of_family(scores['dl_score'])})"] = "dl_score"
     else:
         notes["DL"] = "no deep-learning score (no deep family gave one)"
     models["DLRC"] = "dlrc_probability"

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from CervicalAILib.bundles.format import write_bundle
+from CervicalAILib.contracts.feature_names import RADIOMICS_FAMILY, role_of
 from CervicalAILib.core.atomic import to_json, write_text
 from CervicalAILib.core.errors import OutputExistsError
 from CervicalAILib.io.case import ROLES
 from CervicalAILib.research.fit.fit import SCORE_NAMES, software_versions
-from CervicalAILib.research.fit.table import RADIOMICS_FAMILY, cohort_order, feature_role
+from CervicalAILib.research.fit.table import cohort_order
 from CervicalAILib.scoring.risk_model import (
     COMBAT_FILE,
     MODEL_FILE,
@@ -174,7 +175,7 @@ def build_manifest(result, name: str, version: str, synthetic: bool, training_da
     roles_used: set[str] = set()
     for score, family in model["scores"].items():
         features = model["families"][family]["features"]
-        roles = sorted({feature_role(f) for f in features})
+        roles = sorted({role_of(f) for f in features})
         roles_used.update(roles)
         scores_inputs[score] = {"label": SCORE_NAMES[score], "family": family, "sequences": roles, "features": features,
                                 "used_by_dlrc": any(t["name"] == score for t in model["dlrc"]["terms"])}

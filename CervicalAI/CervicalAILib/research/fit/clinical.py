@@ -20,39 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from CervicalAILib.core.errors import InputError
-
-# What the engine knows about the generator's / seed 004's clinical columns: label, unit, valid range.
-# The reader's inputs take their definitions from CervicalAILib.contracts.clinical.FIELDS (one source for the
-# readout, the Predict form and fitting); the others are cohort columns only fitting meets.
-_COHORT_ONLY: dict[str, dict[str, Any]] = {
-    "c_lnm": {"label": "c_LNM", "unit": None, "valid_range": [0, 1],
-              "description": "clinically suspected lymph-node metastasis: largest pelvic node short axis >= 10 mm on MRI"},
-    "sra": {"label": "SRA", "unit": None, "valid_range": [0, 1]},
-    "parity": {"label": "Parity", "unit": "births", "valid_range": [0.0, 30.0]},
-    "menopause": {"label": "Menopause", "unit": None, "valid_range": [0, 1]},
-    "age_at_menopause": {"label": "Age at menopause", "unit": "years", "valid_range": [20.0, 80.0]},
-    "family_history": {"label": "Family history", "unit": None, "valid_range": [0, 1]},
-}
-
-
-def _from_fields() -> dict[str, dict[str, Any]]:
-    from CervicalAILib.contracts.clinical import FIELDS
-
-    known: dict[str, dict[str, Any]] = {}
-    for name, field_ in FIELDS.items():
-        entry: dict[str, Any] = {"label": field_.label, "unit": field_.unit or None}
-        if field_.kind == "number":
-            entry["valid_range"] = [float(field_.minimum), float(field_.maximum)]
-        elif field_.kind == "bool":
-            entry["valid_range"] = [0, 1]
-        else:
-            entry["description"] = " / ".join(field_.choices)
-        known[name] = entry
-    return known
-
-
-KNOWN_CLINICAL: dict[str, dict[str, Any]] = {**_COHORT_ONLY, **_from_fields()}
+from CervicalAILib.contracts.clinical import KNOWN_CLINICAL, is_missing, yes_no
 
 # Seed 004's clinical candidates (those present in the table are tested); FIGO stage is among them
 # but excluded by default, as seed 004 did ("inferior accuracy compared to pathological staging").
@@ -62,29 +30,14 @@ DEFAULT_EXCLUDED = ("figo_stage",)
 # Variables that define an endpoint: using them to predict it would be circular.
 DEFINES_ENDPOINT = {"stage_group": ("figo_stage", "stage_group", "stage_group_crt"), "lnm": ("lnm",)}
 
-_BINARY_TEXT = {"yes": 1, "no": 0, "true": 1, "false": 0, "positive": 1, "negative": 0, "1": 1, "0": 0}
 FISHER_RESAMPLES = 100_000
 FISHER_SEED = 20261122
 
 
 def to_binary(value: Any) -> float:
-    """0/1 (as float) from 0/1, booleans or yes/no text; NaN for missing; ValueError otherwise."""
-    if value is None:
-        return np.nan
-    if isinstance(value, (bool, np.bool_)):
-        return float(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        if np.isnan(value):
-            return np.nan
-        if value in (0, 1):
-            return float(value)
-        raise ValueError(f"{value!r} is not 0/1")
-    text = str(value).strip().lower()
-    if text in ("", "nan", "na", "none"):
-        return np.nan
-    if text in _BINARY_TEXT:
-        return float(_BINARY_TEXT[text])
-    raise ValueError(f"{value!r} is not yes/no or 0/1")
+    """0/1 (as float) of a training value (contracts.clinical's yes/no parsing); NaN when not given;
+    ValueError otherwise."""
+    return np.nan if is_missing(value) else float(yes_no(value))
 
 
 @dataclass
@@ -229,39 +182,3 @@ def univariate_test(variable: ClinicalVariable, values: Sequence[Any], y: np.nda
     else:
         test, p = "Pearson chi-square", float(stats.chi2_contingency(table, correction=False).pvalue)
     return UnivariateResult(variable.name, variable.kind, test, p, int(ok.sum()), int((~ok).sum()), detail)
-
-
-def check_clinical_value(variable: dict[str, Any], value: Any) -> tuple[float | str | None, str | None]:
-    """Validate one patient value against a bundle's clinical input spec.
-
-    Returns (value as the model uses it, None) or (None, reason it is missing / unusable).
-    Raises InputError for a value that is invalid input (wrong type, outside the valid range).
-    """
-    name = variable["name"]
-    if value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value.strip()):
-        return None, f"clinical value {name!r} is missing"
-    kind = variable["type"]
-    if kind == "binary":
-        try:
-            coded = to_binary(value)
-        except ValueError as exc:
-            raise InputError(f"clinical value {name!r} = {value!r}: expected yes/no (0/1)") from exc
-        return float(coded), None
-    if kind == "continuous":
-        try:
-            number = float(value)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"clinical value {name!r} = {value!r} is not a number") from exc
-        if not np.isfinite(number):
-            raise InputError(f"clinical value {name!r} = {value!r} is not a finite number")
-        valid = variable.get("valid_range")
-        if valid is not None and not (valid[0] <= number <= valid[1]):
-            unit = f" {variable['unit']}" if variable.get("unit") else ""
-            raise InputError(f"clinical value {name!r} = {number:g}{unit} is outside the valid range "
-                             f"[{valid[0]:g}, {valid[1]:g}]{unit}")
-        return number, None
-    level = _level(value)
-    if level not in variable.get("levels", []):
-        return None, (f"clinical value {name!r} = {value!r} was not seen in training "
-                      f"(levels: {', '.join(variable.get('levels', []))})")
-    return level, None

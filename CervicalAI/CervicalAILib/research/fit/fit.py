@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from CervicalAILib.contracts.feature_names import RADIOMICS_FAMILY
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.core.provenance import software_versions as core_software_versions
@@ -41,7 +42,6 @@ from CervicalAILib.research.fit.table import (
     CENTER,
     COHORT_TRAINING,
     EXTRACTION_ERROR,
-    RADIOMICS_FAMILY,
     FeatureTable,
     SplitSpec,
     assign_cohorts,

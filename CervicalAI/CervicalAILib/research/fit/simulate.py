@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from CervicalAILib.contracts.case_folder import ROLES
+from CervicalAILib.contracts.feature_names import deep_name, encoder_of_family, radiomic_name
+
 SIGNAL_RADIOMICS = {
     "CET1_wavelet-HLH_gldm_SmallDependenceEmphasis": ("z1", 1.0),
     "ADC_original_firstorder_Median": ("z2", -1.0),
@@ -95,9 +98,8 @@ def simulate_feature_table(
     for name, source in DUPLICATE_RADIOMICS.items():
         features[name] = 1.3 * features[source] + 0.1 * rng.normal(size=n_cases)
     noise_names = []
-    roles = ("T2W", "ADC", "DWI", "CET1")
     for k in range(n_noise_radiomics):
-        name = f"{roles[k % 4]}_{_NOISE_STEMS[k % len(_NOISE_STEMS)]}"
+        name = radiomic_name(ROLES[k % 4], _NOISE_STEMS[k % len(_NOISE_STEMS)])
         if name in features:  # unique names beyond the 60 role x stem combinations
             name = f"{name}{k}"
         features[name] = rng.normal(size=n_cases)
@@ -110,12 +112,12 @@ def simulate_feature_table(
         signal, dup, noise = [], [], []
         for j in range(deep_width):
             role = "CET1" if j % 2 == 0 else "T2W"
-            name = f"{role}_{family}_F{j:04d}"
+            name = deep_name(role, encoder_of_family(family), j)
             if j == 1 and strength > 0:
                 features[name] = strength * (0.7 * z1 + 0.7 * z2) + 0.6 * rng.normal(size=n_cases)
                 signal.append(name)
             elif j == 2 and strength > 0:
-                features[name] = 1.1 * features[f"T2W_{family}_F0001"] + 0.08 * rng.normal(size=n_cases)
+                features[name] = 1.1 * features[deep_name("T2W", encoder_of_family(family), 1)] + 0.08 * rng.normal(size=n_cases)
                 dup.append(name)
             else:
                 features[name] = rng.normal(size=n_cases)

@@ -30,19 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from CervicalAILib.contracts.feature_names import RADIOMICS_FAMILY, family_of, is_feature_name
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
-from CervicalAILib.io.case import ROLES
 from CervicalAILib.research.tables import read_table
 
-RADIOMICS_FAMILY = "radiomics"
 CASE_ID = "case_id"
 CENTER = "center"
 EXTRACTION_ERROR = "extraction_error"
-
-_ROLE_PATTERN = "|".join(ROLES)
-DEEP_COLUMN = re.compile(rf"^(?P<role>{_ROLE_PATTERN})_(?P<family>dl-[A-Za-z0-9.\-]+)_F(?P<index>\d+)$")
-RADIOMICS_COLUMN = re.compile(rf"^(?P<role>{_ROLE_PATTERN})_(?!dl-)(?P<name>.+)$")
 
 # Endpoints: column(s) holding them, what 1 means, and how string labels map to 0/1.
 ENDPOINTS: dict[str, dict[str, Any]] = {
@@ -61,24 +56,6 @@ ENDPOINTS: dict[str, dict[str, Any]] = {
         "labels": {"chemoradiotherapy": 1, "surgery": 0, "crt": 1},
     },
 }
-
-
-def feature_family(column: str) -> tuple[str, str] | None:
-    """(family, role) of a feature column, or None for any other column."""
-    match = DEEP_COLUMN.match(column)
-    if match:
-        return match.group("family"), match.group("role")
-    match = RADIOMICS_COLUMN.match(column)
-    if match:
-        return RADIOMICS_FAMILY, match.group("role")
-    return None
-
-
-def feature_role(column: str) -> str:
-    family = feature_family(column)
-    if family is None:
-        raise ValueError(f"{column!r} is not a feature column")
-    return family[1]
 
 
 @dataclass
@@ -152,9 +129,11 @@ def feature_table_from_frame(frame, path: str | Path | None = None, sidecar: dic
 
     families: dict[str, list[str]] = {}
     for column in frame.columns:
-        fam = feature_family(str(column))
-        if fam is None:
-            continue
+        try:
+            if not is_feature_name(str(column)):
+                continue
+        except InputError as exc:
+            raise InputError(f"column {exc.message}", where) from None
         if not pd.api.types.is_numeric_dtype(frame[column]):
             converted = pd.to_numeric(frame[column], errors="coerce")
             bad = frame[column][converted.isna() & frame[column].notna()]
@@ -163,7 +142,7 @@ def feature_table_from_frame(frame, path: str | Path | None = None, sidecar: dic
                     f"feature column {column!r} is not numeric (e.g. {bad.index[0]}: {bad.iloc[0]!r})", where
                 )
             frame[column] = converted
-        families.setdefault(fam[0], []).append(str(column))
+        families.setdefault(family_of(str(column)), []).append(str(column))
     if not families:
         raise InputError(
             "no feature columns found (expected names like T2W_original_firstorder_Mean or CET1_dl-resnet2d_F0001)",

@@ -34,9 +34,10 @@ import numpy as np
 
 from CervicalAILib.bundles.format import Bundle, write_bundle
 from CervicalAILib.bundles.onnx import make_session
+from CervicalAILib.contracts.feature_names import deep_name
 from CervicalAILib.core.errors import CervicalAIError, InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
-from CervicalAILib.features.deep.config import CropSpec, IntensitySpec, encoder_sections, feature_name
+from CervicalAILib.features.deep.config import CropSpec, IntensitySpec, encoder_sections
 from CervicalAILib.features.deep.crops import align_mask, crop_2d, crop_3d
 from CervicalAILib.features.deep.preprocess import normalise_crop
 from CervicalAILib.io.case import ROLES, load_case
@@ -604,4 +605,4 @@ def _versions() -> dict[str, str]:
 
 def feature_names(config: EncoderTrainingConfig, role: str) -> list[str]:
     config = config.resolved()
-    return [feature_name(role, config.encoder_name, i) for i in range(8 * config.width)]
+    return [deep_name(role, config.encoder_name, i) for i in range(8 * config.width)]

@@ -11,9 +11,9 @@ import SimpleITK as sitk
 from deep_testdata import ellipsoid_case, reference_features, write_encoder_bundle
 
 from CervicalAILib.bundles.format import load_bundle
+from CervicalAILib.contracts.feature_names import deep_name as feature_name
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.features.deep import crop_tumour, extract_deep_features, load_encoder, normalise_crop
-from CervicalAILib.features.deep.config import feature_name
 
 CROP_2D = {"mode": "2d", "size": [24, 24], "channels": 3, "margin_mm": 4.0, "spacing_mm": [1.5, 1.5], "fit": True,
            "masking": "tumor", "antialias": True}

@@ -203,6 +203,9 @@ def test_table_problems_are_refused():
         feature_table_from_frame(frame[["case_id", "center", "lnm"]])
     with pytest.raises(InputError, match="no 'case_id' column"):
         feature_table_from_frame(frame.drop(columns=["case_id"]))
+    # a column named like a deep feature but malformed is refused, never taken for a clinical column
+    with pytest.raises(InputError, match="column 'CET1_dl-resnet2d_F12a' is not a deep feature name"):
+        feature_table_from_frame(frame.assign(**{"CET1_dl-resnet2d_F12a": 1.0}))
     with pytest.raises(InputError, match="no 'center' column: ComBat needs"):
         fit_risk_model(feature_table_from_frame(frame.drop(columns=["center"])), FitConfig())
     table = feature_table_from_frame(frame)
