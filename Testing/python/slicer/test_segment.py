@@ -23,32 +23,27 @@ from conftest import REPO, refdata_path
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (real MRML)")
 vtk = pytest.importorskip("vtk")
 
-from CervicalAISegmentLib import nodes as N  # noqa: E402
-from CervicalAISegmentLib.pipeline import new_work_folder, segmentation_job  # noqa: E402
-from CervicalAISegmentLib.review import (  # noqa: E402
-    EDITED_AFTER_REVIEW,
-    export_reviewed_case,
-    export_tumour_mask,
-    mark_reviewed,
-    new_working_copy,
-    review_state,
-)
-from CervicalAISegmentLib.segmentation import (  # noqa: E402
+from CervicalAIHubLib import scene as N  # noqa: E402
+from CervicalAIHubLib.reviewed import export_reviewed_case, export_tumour_mask, review_state  # noqa: E402
+from CervicalAIHubLib.runner import new_work_folder  # noqa: E402
+from CervicalAIHubLib.scene import EDITED_AFTER_REVIEW, segmentations_of  # noqa: E402
+from CervicalAIHubLib.segmentation import (  # noqa: E402
     TUMOUR_TERMINOLOGY,
     flagged_from_node,
     import_segmentation_result,
     segment_terminology,
-    segmentations_of,
     set_segment_terminology,
     tumour_mask,
 )
-from CervicalAISegmentLib.volumes import (  # noqa: E402
+from CervicalAIHubLib.volumes import (  # noqa: E402
     assign_volume_roles,
     candidate_volumes,
     describe_node,
     export_case_folder,
     readout_folders,
 )
+from CervicalAISegmentLib.pipeline import segmentation_job  # noqa: E402
+from CervicalAISegmentLib.review import mark_reviewed, new_working_copy  # noqa: E402
 
 pytestmark = pytest.mark.mrml
 
@@ -335,7 +330,7 @@ def test_review_state_is_hashed_again_only_when_the_mask_can_have_changed(scene,
     """The widgets ask for the review state on every parameter change (each keystroke of the
     reviewer's name): the content hash is computed once per version of the mask, and any edit
     (a replaced labelmap, an in-place change, a moved T2WI) is still seen."""
-    from CervicalAISegmentLib import review as review_module
+    from CervicalAIHubLib import reviewed as review_module
 
     t2, _, _, result = imported
     review = mark_reviewed(scene, result.draft, "R", tmp_path / "r")
@@ -648,8 +643,11 @@ def test_segmentation_job_registers_only_when_there_is_something_to_register(sce
 
 def test_the_segment_module_lib_is_listed_for_packaging():
     text = (REPO / "CervicalAISegment" / "CMakeLists.txt").read_text()
-    for name in ("nodes.py", "volumes.py", "segmentation.py", "review.py", "pipeline.py"):
+    for name in ("review.py", "pipeline.py"):
         assert f"CervicalAISegmentLib/{name}" in text
+    hub = (REPO / "CervicalAI" / "CMakeLists.txt").read_text()
+    for name in ("scene.py", "volumes.py", "segmentation.py", "reviewed.py", "runner.py"):
+        assert f"CervicalAIHubLib/{name}" in hub
 
 
 def test_apply_end_to_end_with_the_real_engine_in_the_background(scene, tmp_path):
@@ -686,7 +684,7 @@ def test_apply_end_to_end_with_the_real_engine_in_the_background(scene, tmp_path
 
 
 def test_a_study_without_cervix_or_uterus_gets_the_gate_sentence_not_a_missing_file(tmp_path):
-    from CervicalAISegmentLib.segmentation import no_anatomy_message, read_result
+    from CervicalAIHubLib.segmentation import no_anatomy_message, read_result
 
     result = tmp_path / "segmentation"
     result.mkdir()
