@@ -574,12 +574,6 @@ class CervicalAILogic(ScriptedLoadableModuleLogic):
 
         return install_plan(device)
 
-    def modelProblems(self, purposes) -> list:
-        """Why the model bundles for `purposes` (CervicalAIHubLib.bundles) cannot be used; [] when they can."""
-        from CervicalAIHubLib.bundles import chosen_models_dir, model_problems
-
-        return model_problems(chosen_models_dir(self.settings()["bundleFolder"]), tuple(purposes))
-
     @staticmethod
     def ensureReady(device: str | None = None, purposes=()) -> None:
         """The one gate before a background step and in the self-tests (CervicalAIHubLib.application)."""
