@@ -11,7 +11,6 @@ and runs up to that check, on Python 3.9 (CervicalAIHubLib.support; a test check
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -424,18 +423,14 @@ class CervicalAIWorklistSection:
         with slicer.util.tryWithErrorDisplay("Failed to load the case.", waitCursor=True):
             self._saveWorkingCopy()
             to_load = self.panel.case_to_load(case_id)
-            import CervicalAISegment
             from CervicalAIHubLib.worklist_scene import load_case
 
             slicer.mrmlScene.Clear(0)  # one case at a time; the edits are in the worklist's working copy
             roles = CervicalAILogic.loadCaseFolder(str(to_load.folder))
             self.draft = load_case(slicer.mrmlScene, to_load, roles)
             self.current = to_load.case_id
-            parameters = CervicalAISegment.CervicalAISegmentLogic().getParameterNode()
-            for role, name in CervicalAISegment.ROLE_FIELDS.items():
-                setattr(parameters, name, roles.get(role))
-            parameters.reviewerName = self._reader()
-            parameters.segmentation = self.draft
+            # the Segment module's logic through Slicer's module registry (the modules never import each other)
+            slicer.util.getModuleLogic("CervicalAISegment").selectCase(roles, self.draft, self._reader())
             index = self.ratingCombo.findData(to_load.rating) if to_load.rating is not None else 0
             self.ratingCombo.currentIndex = max(index, 0)
             self.commentEdit.text = to_load.comment
@@ -447,9 +442,7 @@ class CervicalAIWorklistSection:
         from CervicalAIHubLib.worklist_scene import reader_mask
 
         with slicer.util.tryWithErrorDisplay("Failed to mark the case as reviewed.", waitCursor=True):
-            import CervicalAISegment
-
-            draft = CervicalAISegment.CervicalAISegmentLogic().getParameterNode().segmentation or self.draft
+            draft = slicer.util.getModuleLogic("CervicalAISegment").selectedSegmentation() or self.draft
             rating = self.ratingCombo.currentData
             self.messageLabel.text = self.panel.mark_reviewed(self.current, reader_mask(draft), rating,
                                                               self.commentEdit.text)
@@ -489,9 +482,9 @@ class CervicalAILogic(ScriptedLoadableModuleLogic):
     # settings
     @staticmethod
     def settings() -> dict:
-        from CervicalAIHubLib.settings import read_settings
+        from CervicalAIHubLib import application
 
-        return read_settings(slicer.util.settingsValue)
+        return application.settings()
 
     @staticmethod
     def saveSettings(values: dict) -> list:
@@ -514,21 +507,19 @@ class CervicalAILogic(ScriptedLoadableModuleLogic):
     def startLoadStudy(self, folder: str):
         """A case folder is loaded at once (returns (None, folder)); any other folder is read and
         co-registered by `cervicalai study register` in the background (returns (run, case folder))."""
+        from CervicalAIHubLib import application
+        from CervicalAIHubLib.runner import new_work_folder
         from CervicalAIHubLib.workflow import study_load_step
         from CervicalAILib.core.background import BackgroundRun
         from CervicalAILib.io.case import is_case_folder
-        from CervicalAISegmentLib.pipeline import new_work_folder
 
         if is_case_folder(folder):
             self.loadCaseFolder(folder)
             return None, folder
-        import CervicalAISegment
-
-        segment = CervicalAISegment.CervicalAISegmentLogic()
-        work = new_work_folder(segment.workBase(), os.path.basename(os.path.normpath(folder)))
+        work = new_work_folder(application.work_base(), os.path.basename(os.path.normpath(folder)))
         caseFolder = str(work / "case")
-        step = study_load_step(segment.pythonExecutable(), folder, caseFolder)
-        return BackgroundRun([step], env=segment.engineEnvironment()).start(), caseFolder
+        step = study_load_step(application.python_executable(), folder, caseFolder)
+        return BackgroundRun([step], env=application.engine_environment()).start(), caseFolder
 
     @staticmethod
     def loadCaseFolder(folder: str) -> dict:
@@ -546,29 +537,23 @@ class CervicalAILogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def latestReviewed():
-        from CervicalAISegmentLib import nodes
-        from CervicalAISegmentLib.review import is_reviewed
-        from CervicalAISegmentLib.segmentation import segmentations_of
+        from CervicalAIHubLib.reviewed import latest_reviewed
 
-        reviewed = [node for node in segmentations_of(slicer.mrmlScene, nodes.STATUS_REVIEWED) if is_reviewed(node)]
-        return reviewed[-1] if reviewed else None
+        return latest_reviewed(slicer.mrmlScene)
 
     @staticmethod
     def exportCase(node, parentFolder: str):
         """Export a reviewed segmentation and its volumes as a new case folder in `parentFolder`."""
-        from CervicalAISegmentLib.nodes import REFERENCE_ROLE, safe_file_name
-        from CervicalAISegmentLib.review import export_reviewed_case
+        from CervicalAIHubLib.reviewed import export_reviewed_case
+        from CervicalAIHubLib.runner import safe_file_name
+        from CervicalAIHubLib.scene import REFERENCE_ROLE, clinical_values
 
+        t2 = node.GetNodeReference(REFERENCE_ROLE["T2W"])
         clinical = None
-        try:  # the clinical values entered in the Predict module, when there are any
-            import CervicalAIPredict
-            from CervicalAIPredictLib.form import values_from_json
-
-            stored = values_from_json(CervicalAIPredict.CervicalAIPredictLogic().getParameterNode().clinicalValues)
-            clinical = {name: value for name, value in stored.items() if value is not None} or None
+        try:  # the clinical values the Predict module recorded for this case, when there are any
+            clinical = clinical_values(t2) or None
         except Exception as exc:
             logging.warning(f"CervicalAI export: clinical values not included ({exc})")
-        t2 = node.GetNodeReference(REFERENCE_ROLE["T2W"])
         stem = safe_file_name(t2.GetName() if t2 is not None else node.GetName())
         target, number = os.path.join(parentFolder, stem), 2
         while os.path.exists(target):
@@ -589,73 +574,19 @@ class CervicalAILogic(ScriptedLoadableModuleLogic):
 
         return install_plan(device)
 
-    def modelProblems(self, purposes) -> list:
-        """Why the model bundles for `purposes` (CervicalAIHubLib.bundles) cannot be used; [] when they can."""
-        from CervicalAIHubLib.bundles import chosen_models_dir, model_problems
+    @staticmethod
+    def ensureReady(device: str | None = None, purposes=()) -> None:
+        """The one gate before a background step and in the self-tests (CervicalAIHubLib.application)."""
+        from CervicalAIHubLib import application
 
-        return model_problems(chosen_models_dir(self.settings()["bundleFolder"]), tuple(purposes))
+        application.ensure_ready(device, purposes)
 
-    def ensureReady(self, device: str | None = None, purposes=()) -> None:
-        """The one gate before a background step (Segment's Apply, Predict's Compute) and in the
-        self-tests: the Python packages the engine needs (offered for installation, unless Slicer
-        runs its tests) and the model bundles of `purposes`, verified. Raises NotReadyError saying
-        what is missing."""
-        from CervicalAIHubLib.dependencies import NotReadyError
+    @staticmethod
+    def ensureDependencies(device: str | None = None) -> bool:
+        """Offer to install missing Python packages (CervicalAIHubLib.application); True when complete."""
+        from CervicalAIHubLib import application
 
-        device = device or self.settings()["device"]
-        if not self.ensureDependencies(device):
-            raise NotReadyError(self.dependencyPlan(device).message())
-        problems = self.modelProblems(purposes)
-        if problems:
-            raise NotReadyError("Model bundles cannot be used (see the CervicalAI module's Models section):\n"
-                                + "\n".join(problems))  # fmt: skip
-
-    def ensureDependencies(self, device: str | None = None) -> bool:
-        """Install missing packages after the user agrees: slicer.packaging.pip_ensure (Slicer 5.12
-        and later), else slicer.util.pip_install (Slicer 5.10). Slicer's own numpy, SimpleITK, VTK,
-        scipy, pydicom and packaging are pinned by a constraints file, never replaced. While Slicer
-        runs its tests nothing is installed and no dialog is shown. Returns True when everything
-        the engine needs is there."""
-        from CervicalAIHubLib.dependencies import constraints_text
-
-        device = device or self.settings()["device"]
-        plan = self.dependencyPlan(device)
-        if plan.complete:
-            return True
-        if slicer.app.testingEnabled():  # a self-test must not change Slicer's Python, nor wait on a dialog
-            logging.error(f"CervicalAI: Python packages missing: {plan.message()}")
-            return False
-        if not plan.to_install:  # only things pip must not fix (extension, Slicer's own packages)
-            slicer.util.errorDisplay(plan.message(), windowTitle="CervicalAI: Python packages")
-            return False
-        constraints = os.path.join(tempfile.mkdtemp(prefix="CervicalAI-"), "constraints.txt")
-        with open(constraints, "w", encoding="utf-8") as file:
-            file.write(constraints_text(plan))
-        try:
-            packaging = importlib.import_module("slicer.packaging")  # Slicer 5.12 and later
-        except ImportError:
-            packaging = None
-        if packaging is not None and hasattr(packaging, "pip_ensure"):
-            from packaging.requirements import Requirement
-
-            try:
-                packaging.pip_ensure([Requirement(spec) for spec in plan.to_install], constraints=constraints,
-                                     requester="CervicalAI", prompt_install=True, prompt_restart=True)  # fmt: skip
-            except RuntimeError as exc:  # the user declined
-                logging.info(f"CervicalAI: {exc}")
-                return False
-        else:
-            if not slicer.util.confirmOkCancelDisplay(plan.message(), windowTitle="CervicalAI: install Python packages"):
-                return False
-            slicer.util.pip_install(list(plan.to_install) + ["-c", constraints])
-            if plan.restart_needed and slicer.util.confirmYesNoDisplay(
-                "Restart Slicer now? An upgraded package was already loaded.", windowTitle="CervicalAI"
-            ):
-                slicer.util.restart()
-        after = self.dependencyPlan(device)
-        if not after.complete:
-            slicer.util.warningDisplay(after.message(), windowTitle="CervicalAI: Python packages")
-        return after.complete
+        return application.ensure_dependencies(device)
 
 
 #

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import qt
 import slicer
@@ -25,6 +26,13 @@ from slicer.util import VTKObservationMixin
 
 POLL_MILLISECONDS = 250
 NOMOGRAM_WIDTH = 340
+
+
+def unsupportedSlicerReason() -> str:
+    """One sentence when this Slicer cannot run CervicalAI (5.8 and older), else "" (CervicalAIHubLib.support)."""
+    from CervicalAIHubLib.support import unsupported_reason
+
+    return unsupported_reason((slicer.app.majorVersion, slicer.app.minorVersion), sys.version_info)
 
 
 #
@@ -93,8 +101,6 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        from CervicalAI import unsupportedSlicerReason
-
         self._unsupported = unsupportedSlicerReason()
         if self._unsupported:  # an older Slicer: one sentence, nothing else is loaded
             label = qt.QLabel(self._unsupported)
@@ -250,6 +256,7 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             return False
         try:
             self._parameterNode.clinicalValues = self.logic.clinicalJson(self.clinicalTexts())
+            self.logic.recordClinical(self._parameterNode)
             return True
         except Exception as exc:
             if showErrors:
@@ -298,6 +305,7 @@ class CervicalAIPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.logic.ensureReady()
             values = self.logic.clinicalValues(self.clinicalTexts())  # refuses out-of-range values, naming them
             self._parameterNode.clinicalValues = self.logic.clinicalJson(self.clinicalTexts())
+            self.logic.recordClinical(self._parameterNode)
             segmentation = self._parameterNode.segmentation
             warning = self.logic.reviewWarning(segmentation)
         if warning and not slicer.util.confirmOkCancelDisplay(
@@ -388,19 +396,10 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return CervicalAIPredictParameterNode(super().getParameterNode())
 
-    @staticmethod
-    def segmentLogic():
-        import CervicalAISegment
-
-        return CervicalAISegment.CervicalAISegmentLogic()
-
     def latestReviewedSegmentation(self):
-        from CervicalAISegmentLib import nodes
-        from CervicalAISegmentLib.review import is_reviewed
-        from CervicalAISegmentLib.segmentation import segmentations_of
+        from CervicalAIHubLib.reviewed import latest_reviewed
 
-        reviewed = [node for node in segmentations_of(slicer.mrmlScene, nodes.STATUS_REVIEWED) if is_reviewed(node)]
-        return reviewed[-1] if reviewed else None
+        return latest_reviewed(slicer.mrmlScene)
 
     @staticmethod
     def reviewWarning(segmentationNode) -> str:
@@ -421,22 +420,30 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
         return values_json(self.clinicalValues(texts))
 
     @staticmethod
+    def recordClinical(parameterNode) -> None:
+        """Keep the form's values with the case (its T2WI): the hub's Export writes them as clinical.json."""
+        from CervicalAIHubLib.scene import record_clinical_values
+
+        record_clinical_values(parameterNode.segmentation, parameterNode.clinicalValues, parameterNode.t2Volume)
+
+    @staticmethod
     def textsFromJson(text: str) -> dict:
-        from CervicalAIPredictLib.form import texts_from_values, values_from_json
+        from CervicalAIHubLib.scene import clinical_values_from_json
+        from CervicalAIPredictLib.form import texts_from_values
 
         try:
-            return texts_from_values(values_from_json(text))
+            return texts_from_values(clinical_values_from_json(text))
         except Exception as exc:  # stored values from an older version: start with an empty form
             logging.warning(f"CervicalAI: stored clinical values ignored ({exc})")
             return texts_from_values(None)
 
     @staticmethod
     def caseClinicalTexts(segmentationNode) -> dict:
+        from CervicalAIHubLib import scene
         from CervicalAILib.io.case import is_case_folder, load_case
         from CervicalAIPredictLib.form import texts_from_values
-        from CervicalAISegmentLib import nodes
 
-        folder = segmentationNode.GetAttribute(nodes.CASE_FOLDER) if segmentationNode is not None else ""
+        folder = segmentationNode.GetAttribute(scene.CASE_FOLDER) if segmentationNode is not None else ""
         if not folder or not is_case_folder(folder):
             raise ValueError("The selected segmentation has no case folder with a clinical.json.")
         clinical = load_case(folder).clinical
@@ -471,29 +478,30 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
     # readout
     def ensureReady(self, device: str | None = None) -> None:
         """The hub's gate for Compute: Python packages and the risk-model bundles (NotReadyError if not)."""
-        import CervicalAI
+        from CervicalAIHubLib import application
         from CervicalAIHubLib.bundles import PREDICT_PURPOSES
 
-        CervicalAI.CervicalAILogic().ensureReady(device or self.segmentLogic().settings()["device"], PREDICT_PURPOSES)
+        application.ensure_ready(device, PREDICT_PURPOSES)
 
     def startPredict(self, segmentationNode, values: dict, t2Volume=None, wait: bool = False):
         """Pass the gate, write the inputs and start `cervicalai predict` in the background; returns
         (run, output folder)."""
+        from CervicalAIHubLib import application
+        from CervicalAIHubLib.runner import new_work_folder
         from CervicalAILib.core.background import BackgroundRun
         from CervicalAIPredictLib.inputs import prepare_inputs
         from CervicalAIPredictLib.readout import predict_step
-        from CervicalAISegmentLib.pipeline import new_work_folder
 
-        segment = self.segmentLogic()
-        self.ensureReady(segment.settings()["device"])  # the same gate as the button
-        work = new_work_folder(segment.workBase(), f"{segmentationNode.GetName()}-readout")
+        device = application.settings()["device"]
+        self.ensureReady(device)  # the same gate as the button
+        work = new_work_folder(application.work_base(), f"{segmentationNode.GetName()}-readout")
         inputs = prepare_inputs(segmentationNode, work, values, t2Volume)
         for warning in inputs.warnings:
             logging.warning(f"CervicalAI: {warning}")
         out = work / "readout"
-        step = predict_step(segment.pythonExecutable(), inputs.case_folder, inputs.mask_path, inputs.clinical_path, out,
-                            transforms=inputs.transforms_folder, device=segment.settings()["device"])  # fmt: skip
-        run = BackgroundRun([step], env=segment.engineEnvironment()).start()
+        step = predict_step(application.python_executable(), inputs.case_folder, inputs.mask_path, inputs.clinical_path,
+                            out, transforms=inputs.transforms_folder, device=device)  # fmt: skip
+        run = BackgroundRun([step], env=application.engine_environment()).start()
         if wait:
             run.wait()
         return run, str(out)
@@ -502,15 +510,15 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
     def loadReadout(folder: str, segmentation=None):
         """(readout, new table node, summary lines, nomogram path) of a predict output folder; the
         table goes into the subject-hierarchy folder of `segmentation` (the patient's study)."""
+        from CervicalAIHubLib import scene
         from CervicalAIPredictLib.readout import fill_table, nomogram_path, read_readout, summary_lines
-        from CervicalAISegmentLib import nodes
 
         readout = read_readout(folder)
         name = f"{readout.get('case_id') or 'Case'} readout"
         table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", slicer.mrmlScene.GenerateUniqueName(name))
         fill_table(table, readout)
         table.SetAttribute("CervicalAI.ReadoutFolder", str(folder))
-        nodes.place_beside(slicer.mrmlScene, table, segmentation)
+        scene.place_beside(slicer.mrmlScene, table, segmentation)
         return readout, table, summary_lines(readout), nomogram_path(folder, readout)
 
     @staticmethod
@@ -522,6 +530,7 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
     def saveReport(self, readoutFolder: str):
         """Copy the readout beside the saved scene (or into Slicer's default scene folder) and start
         `cervicalai report` when the engine has it; returns (saved folder, run or None)."""
+        from CervicalAIHubLib import application
         from CervicalAILib.core.background import BackgroundRun
         from CervicalAIPredictLib.readout import (
             read_readout,
@@ -538,8 +547,7 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
         saved = save_report(readoutFolder, target)
         run = None
         if report_command_available():
-            segment = self.segmentLogic()
-            run = BackgroundRun([report_step(segment.pythonExecutable(), saved)], env=segment.engineEnvironment()).start()
+            run = BackgroundRun([report_step(application.python_executable(), saved)], env=application.engine_environment()).start()
         return saved, run
 
 
@@ -556,8 +564,6 @@ class CervicalAIPredictTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        from CervicalAI import unsupportedSlicerReason
-
         self.assertEqual(unsupportedSlicerReason(), "")  # an unsupported Slicer fails here, with the reason
         self.setUp()
         self.test_measure_line()
@@ -581,7 +587,7 @@ class CervicalAIPredictTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Segmenting and reviewing a synthetic patient")
         case = generate_case(1, seed=11)  # a 7 mL IIA1 tumour
         roles = {role: volume_node_from_image(slicer.mrmlScene, case.images[role], f"{case.case_id} {role}") for role in case.images}
-        segment = CervicalAIPredictLogic.segmentLogic()
+        segment = slicer.util.getModuleLogic("CervicalAISegment")  # the modules never import each other
         run, job = segment.startSegmentation(roles, "cpu", wait=True)
         self.assertEqual(run.status, "succeeded", run.error_message())
         result = segment.importResult(job, roles)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from typing import Annotated
 
@@ -29,6 +28,13 @@ from slicer.util import VTKObservationMixin
 ROLE_FIELDS = {"T2W": "t2Volume", "DWI": "dwiVolume", "ADC": "adcVolume", "CET1": "cet1Volume"}
 SEGMENT_EDITOR_SINGLETON = "CervicalAISegmentEditor"
 POLL_MILLISECONDS = 250
+
+
+def unsupportedSlicerReason() -> str:
+    """One sentence when this Slicer cannot run CervicalAI (5.8 and older), else "" (CervicalAIHubLib.support)."""
+    from CervicalAIHubLib.support import unsupported_reason
+
+    return unsupported_reason((slicer.app.majorVersion, slicer.app.minorVersion), sys.version_info)
 
 
 #
@@ -99,8 +105,6 @@ class CervicalAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        from CervicalAI import unsupportedSlicerReason
-
         self._unsupported = unsupportedSlicerReason()
         if self._unsupported:  # an older Slicer: one sentence, nothing else is loaded
             label = qt.QLabel(self._unsupported)
@@ -388,9 +392,21 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
         return CervicalAISegmentParameterNode(super().getParameterNode())
 
     def settings(self) -> dict:
-        from CervicalAIHubLib.settings import read_settings
+        from CervicalAIHubLib import application
 
-        return read_settings(slicer.util.settingsValue)
+        return application.settings()
+
+    def selectCase(self, roleNodes: dict, segmentation, reviewer: str) -> None:
+        """Show a case's volumes and working segmentation (the hub's review worklist loads them)."""
+        parameters = self.getParameterNode()
+        for role, name in ROLE_FIELDS.items():
+            setattr(parameters, name, roleNodes.get(role))
+        parameters.reviewerName = reviewer
+        parameters.segmentation = segmentation
+
+    def selectedSegmentation(self):
+        """The segmentation the module shows (the reader's working copy while reviewing)."""
+        return self.getParameterNode().segmentation
 
     def segmentEditorNode(self):
         node = slicer.mrmlScene.GetSingletonNode(SEGMENT_EDITOR_SINGLETON, "vtkMRMLSegmentEditorNode")
@@ -412,63 +428,44 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
         return [path for path in files if path] or None
 
     def assignVolumes(self, keep=None):
-        from CervicalAISegmentLib.volumes import assign_volume_roles, candidate_volumes
+        from CervicalAIHubLib.volumes import assign_volume_roles, candidate_volumes
 
         return assign_volume_roles(candidate_volumes(slicer.mrmlScene), self.dicomFiles, keep)
 
     @staticmethod
     def assignmentText(assignment) -> str:
         """Why each chosen volume was taken, and the engine's notes (for the roles label)."""
-        from CervicalAISegmentLib.volumes import describe_node
+        from CervicalAIHubLib.volumes import describe_node
 
         lines = [f"{role}: {describe_node(node, assignment)}" for role, node in assignment.roles.items() if node is not None]
         return "\n".join(lines + assignment.notes)
 
     # background run
     @staticmethod
-    def pythonExecutable() -> str:
-        """PythonSlicer (Slicer's Python launcher), which runs the engine in the background."""
-        found = shutil.which("PythonSlicer")
-        if found:
-            return found
-        home = getattr(slicer.app, "slicerHome", "")
-        candidate = os.path.join(home, "bin", "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer")
-        return candidate if os.path.isfile(candidate) else sys.executable
-
-    def engineEnvironment(self) -> dict:
-        from CervicalAIHubLib.settings import engine_environment_extra
-        from CervicalAILib.core.background import engine_environment
-
-        # Slicer's own sys.path goes along: extensions' packages (pyradiomics from SlicerRadiomics)
-        # are on it, and PythonSlicer alone may not know them.
-        paths = [path for path in sys.path if path and os.path.isdir(path)]
-        return engine_environment(slicer.util.startupEnvironment(), extra=engine_environment_extra(self.settings()), python_paths=paths)
-
-    def workBase(self) -> str:
-        return os.path.join(slicer.app.temporaryPath, "CervicalAI")
-
-    @staticmethod
     def ensureReady(device: str = "cpu") -> None:
         """The hub's gate for Apply: Python packages and the segmentation bundles (NotReadyError if not)."""
-        import CervicalAI
+        from CervicalAIHubLib import application
         from CervicalAIHubLib.bundles import SEGMENT_PURPOSES
 
-        CervicalAI.CervicalAILogic().ensureReady(device, SEGMENT_PURPOSES)
+        application.ensure_ready(device, SEGMENT_PURPOSES)
 
     def startSegmentation(self, roleNodes: dict, device: str = "cpu", wait: bool = False):
         """Pass the gate, export the volumes and start register + segment in the background; returns (run, job)."""
+        from CervicalAIHubLib import application
+        from CervicalAIHubLib.runner import new_work_folder
+        from CervicalAIHubLib.volumes import export_case_folder
         from CervicalAILib.core.background import BackgroundRun
-        from CervicalAISegmentLib.pipeline import new_work_folder, segmentation_job
-        from CervicalAISegmentLib.volumes import export_case_folder
+        from CervicalAISegmentLib.pipeline import segmentation_job
 
         self.ensureReady(device)  # the same gate as the button: a self-test cannot pass where Apply is blocked
         t2 = roleNodes.get("T2W")
         if t2 is None:
             raise ValueError("Select the T2-weighted volume.")
-        work = new_work_folder(self.workBase(), t2.GetName())
+        work = new_work_folder(application.work_base(), t2.GetName())
         export_case_folder(roleNodes, work / "input", compress=False)  # fast: Slicer waits for this part
-        job = segmentation_job(self.pythonExecutable(), work, device, nnunet_model=self.settings().get("nnunetModelFolder") or None)
-        run = BackgroundRun(job.steps, env=self.engineEnvironment()).start()
+        job = segmentation_job(application.python_executable(), work, device,
+                               nnunet_model=self.settings().get("nnunetModelFolder") or None)  # fmt: skip
+        run = BackgroundRun(job.steps, env=application.engine_environment()).start()
         logging.info(f"CervicalAI segmentation started in {work}")
         if wait:
             run.wait()
@@ -476,13 +473,13 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
 
     def noAnatomyMessage(self, job) -> str | None:
         """The anatomy gate's sentence when the run found no cervix or uterus (segment exit status 3)."""
-        from CervicalAISegmentLib.segmentation import no_anatomy_message
+        from CervicalAIHubLib.segmentation import no_anatomy_message
 
         return no_anatomy_message(job.result) if job is not None else None
 
     def importResult(self, job, roleNodes: dict):
-        from CervicalAISegmentLib.segmentation import import_segmentation_result
-        from CervicalAISegmentLib.volumes import readout_folders
+        from CervicalAIHubLib.segmentation import import_segmentation_result
+        from CervicalAIHubLib.volumes import readout_folders
 
         transforms = job.case if job.case != job.input_case else None  # registered only when there was more than the T2WI
         # volumes loaded from a `study register` output: the readout uses its native study (features need native grids)
@@ -492,7 +489,7 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
         )
 
     def flaggedSlices(self, segmentationNode):
-        from CervicalAISegmentLib.segmentation import flagged_from_node
+        from CervicalAIHubLib.segmentation import flagged_from_node
 
         return flagged_from_node(segmentationNode)
 
@@ -503,56 +500,56 @@ class CervicalAISegmentLogic(ScriptedLoadableModuleLogic):
     # review
     @staticmethod
     def isCervicalAISegmentation(node) -> bool:
-        from CervicalAISegmentLib import nodes
+        from CervicalAIHubLib import scene
 
-        return node is not None and nodes.status_of(node) in (nodes.STATUS_AUTOMATIC, nodes.STATUS_DRAFT, nodes.STATUS_REVIEWED)
+        return node is not None and scene.status_of(node) in (scene.STATUS_AUTOMATIC, scene.STATUS_DRAFT, scene.STATUS_REVIEWED)
 
     @staticmethod
     def isEditable(node) -> bool:
         """Working copies and segmentations not made by CervicalAI are edited; automatic and reviewed copies are not."""
-        from CervicalAISegmentLib import nodes
+        from CervicalAIHubLib import scene
 
-        return node is not None and nodes.status_of(node) not in (nodes.STATUS_AUTOMATIC, nodes.STATUS_REVIEWED)
+        return node is not None and scene.status_of(node) not in (scene.STATUS_AUTOMATIC, scene.STATUS_REVIEWED)
 
     @staticmethod
     def canMarkReviewed(node) -> bool:
-        from CervicalAISegmentLib import nodes
+        from CervicalAIHubLib import scene
 
-        return node is not None and nodes.status_of(node) in (nodes.STATUS_AUTOMATIC, nodes.STATUS_DRAFT)
+        return node is not None and scene.status_of(node) in (scene.STATUS_AUTOMATIC, scene.STATUS_DRAFT)
 
     @staticmethod
     def referencedT2(node):
-        from CervicalAISegmentLib import nodes
+        from CervicalAIHubLib import scene
 
-        return node.GetNodeReference(nodes.REFERENCE_ROLE["T2W"]) if node is not None else None
+        return node.GetNodeReference(scene.REFERENCE_ROLE["T2W"]) if node is not None else None
 
     def reviewStateText(self, node) -> str:
-        from CervicalAISegmentLib import nodes
-        from CervicalAISegmentLib.review import REVIEWED_AT, REVIEWER, review_state
+        from CervicalAIHubLib import scene
+        from CervicalAIHubLib.reviewed import review_state
 
         if node is None:
             return "Run the segmentation, or select a segmentation to review."
         state = review_state(node)
-        if state == nodes.STATUS_DRAFT:
+        if state == scene.STATUS_DRAFT:
             return "Working copy: correct it with the Segment Editor below, then mark it as reviewed."
-        if state == nodes.STATUS_AUTOMATIC:
+        if state == scene.STATUS_AUTOMATIC:
             return "Automatic contour (read-only). Press 'New working copy' to correct it."
-        if state == nodes.STATUS_REVIEWED:
-            return (f"Reviewed by {node.GetAttribute(REVIEWER)} at {node.GetAttribute(REVIEWED_AT)} (read-only). "
+        if state == scene.STATUS_REVIEWED:
+            return (f"Reviewed by {node.GetAttribute(scene.REVIEWER)} at {node.GetAttribute(scene.REVIEWED_AT)} (read-only). "
                     "Press 'New working copy' to correct it again.")  # fmt: skip
-        if state == "edited after review":
+        if state == scene.EDITED_AFTER_REVIEW:
             return "This reviewed copy was changed after the review: its review no longer applies."
         return "Not made by CervicalAI: it can be edited and marked as reviewed only from a CervicalAI working copy."
 
     def markReviewed(self, segmentationNode, reviewer: str):
-        from CervicalAISegmentLib import nodes
-        from CervicalAISegmentLib.pipeline import new_work_folder
+        from CervicalAIHubLib import application, scene
+        from CervicalAIHubLib.runner import new_work_folder
         from CervicalAISegmentLib.review import mark_reviewed
 
         if segmentationNode is None:
             raise ValueError("Select the segmentation to mark as reviewed.")
-        base = segmentationNode.GetAttribute(nodes.RESULT_FOLDER)
-        base = os.path.dirname(base) if base and os.path.isdir(os.path.dirname(base)) else self.workBase()
+        base = segmentationNode.GetAttribute(scene.RESULT_FOLDER)
+        base = os.path.dirname(base) if base and os.path.isdir(os.path.dirname(base)) else application.work_base()
         folder = new_work_folder(base, "review")
         return mark_reviewed(slicer.mrmlScene, segmentationNode, reviewer, folder)
 
@@ -578,8 +575,6 @@ class CervicalAISegmentTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        from CervicalAI import unsupportedSlicerReason
-
         self.assertEqual(unsupportedSlicerReason(), "")  # an unsupported Slicer fails here, with the reason
         self.setUp()
         self.test_volume_roles_from_names()
@@ -606,10 +601,10 @@ class CervicalAISegmentTest(ScriptedLoadableModuleTest):
         import numpy as np
         import SimpleITK as sitk
 
+        from CervicalAIHubLib import scene
+        from CervicalAIHubLib.reviewed import review_state
+        from CervicalAIHubLib.segmentation import TUMOUR_TERMINOLOGY, segment_terminology, tumour_mask
         from CervicalAILib.io import measurements as measure
-        from CervicalAISegmentLib import nodes
-        from CervicalAISegmentLib.review import review_state
-        from CervicalAISegmentLib.segmentation import TUMOUR_TERMINOLOGY, segment_terminology, tumour_mask
 
         self.delayDisplay("Segmenting a synthetic patient in the background")
         case, roleNodes = self.loadSyntheticCase()
@@ -643,7 +638,7 @@ class CervicalAISegmentTest(ScriptedLoadableModuleTest):
         array[k] = 0  # the reader removes the contour on its largest slice
         slicer.util.updateSegmentBinaryLabelmapFromArray(array, result.draft, segmentation.GetNthSegmentID(0), roleNodes["T2W"])
         review = logic.markReviewed(result.draft, "Self Test")
-        self.assertEqual(review_state(review.reviewed), nodes.STATUS_REVIEWED)
+        self.assertEqual(review_state(review.reviewed), scene.STATUS_REVIEWED)
         dice = float(review.reviewed.GetAttribute("CervicalAI.Dice"))
         self.assertGreater(dice, 0.0)
         self.assertLess(dice, 1.0)
@@ -651,10 +646,10 @@ class CervicalAISegmentTest(ScriptedLoadableModuleTest):
         self.assertEqual(review.record.origin, "edited")
 
         self.delayDisplay("A new automatic run leaves the reviewed segmentation as it was")
-        before = review.reviewed.GetAttribute(nodes.MASK_SHA256)
+        before = review.reviewed.GetAttribute(scene.MASK_SHA256)
         again = logic.importResult(job, roleNodes)
         self.assertIsNot(again.draft, review.reviewed)
         self.assertIsNot(again.automatic, review.reviewed)
-        self.assertEqual(review.reviewed.GetAttribute(nodes.MASK_SHA256), before)
-        self.assertEqual(review_state(review.reviewed), nodes.STATUS_REVIEWED)
+        self.assertEqual(review.reviewed.GetAttribute(scene.MASK_SHA256), before)
+        self.assertEqual(review_state(review.reviewed), scene.STATUS_REVIEWED)
         self.delayDisplay("Test passed")

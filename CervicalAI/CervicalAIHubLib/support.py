@@ -4,7 +4,7 @@ Supported: the current stable Slicer (5.12), the previous one (5.10) and the pre
 every one of them ships Python 3.12. Slicer 5.8 (Python 3.9.10) and older are not supported: the
 engine uses Python 3.10+ syntax and APIs, and Slicer APIs that 5.10 introduced.
 
-The three module files call `unsupported_reason()` (through CervicalAI.unsupportedSlicerReason)
+The three module files call `unsupported_reason()` (each through its own unsupportedSlicerReason)
 before they import anything of CervicalAI that needs a newer Python, so this file and the module
 files must import and run on Python 3.9; a test runs it with Python 3.9.
 """

@@ -17,13 +17,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from CervicalAIHubLib import scene as N
+from CervicalAIHubLib.reviewed import review_state
+from CervicalAIHubLib.volumes import candidate_volumes
 from CervicalAILib.core.background import Step, engine_command
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import ROLES, find_role_file, is_case_folder
-from CervicalAISegmentLib import nodes as N
-from CervicalAISegmentLib.review import EXPORTED_TO, review_state
-from CervicalAISegmentLib.segmentation import segmentations_of
-from CervicalAISegmentLib.volumes import candidate_volumes
 
 
 @dataclass(frozen=True)
@@ -53,17 +52,17 @@ def workflow_state(scene) -> dict[str, StepState]:
     """Each step's state in `scene`: done or not, and what was found."""
     volumes = candidate_volumes(scene)
     state = {"load": StepState(bool(volumes), f"{len(volumes)} volume(s) loaded" if volumes else "no volume loaded")}
-    automatic = segmentations_of(scene, N.STATUS_AUTOMATIC)
+    automatic = N.segmentations_of(scene, N.STATUS_AUTOMATIC)
     state["segment"] = StepState(bool(automatic), f"{len(automatic)} automatic segmentation(s)" if automatic else "not segmented")
-    reviewed = [node for node in segmentations_of(scene, N.STATUS_REVIEWED) if review_state(node) == N.STATUS_REVIEWED]
+    reviewed = [node for node in N.segmentations_of(scene, N.STATUS_REVIEWED) if review_state(node) == N.STATUS_REVIEWED]
     state["review"] = StepState(
         bool(reviewed), f"reviewed: {reviewed[-1].GetName()}" if reviewed else "no reviewed segmentation"
     )
     tables = [node for node in N.nodes_by_class(scene, "vtkMRMLTableNode") if node.GetAttribute(N.STATUS) == N.STATUS_READOUT]
     state["predict"] = StepState(bool(tables), f"readout: {tables[-1].GetName()}" if tables else "no readout")
-    exported = [node for node in reviewed if node.GetAttribute(EXPORTED_TO)]
+    exported = [node for node in reviewed if node.GetAttribute(N.EXPORTED_TO)]
     state["export"] = StepState(
-        bool(exported), f"exported to {exported[-1].GetAttribute(EXPORTED_TO)}" if exported else "not exported"
+        bool(exported), f"exported to {exported[-1].GetAttribute(N.EXPORTED_TO)}" if exported else "not exported"
     )
     return state
 

@@ -13,15 +13,11 @@ from typing import Any
 
 import SimpleITK as sitk
 
+from CervicalAIHubLib import scene as N
+from CervicalAIHubLib.segmentation import create_tumour_segmentation, import_segmentation_result, tumour_mask
 from CervicalAIHubLib.worklist_panel import CaseToLoad
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.images import read_image
-from CervicalAISegmentLib import nodes as N
-from CervicalAISegmentLib.segmentation import (
-    create_tumour_segmentation,
-    import_segmentation_result,
-    tumour_mask,
-)
 
 
 def load_case(scene, to_load: CaseToLoad, role_nodes: dict[str, Any]) -> Any:

@@ -99,20 +99,9 @@ def write_clinical_json(path: str | Path, values: dict[str, Any]) -> Path:
 
 
 def values_json(values: dict[str, Any]) -> str:
-    """Values as compact JSON (stored in the parameter node with the scene)."""
+    """Values as compact JSON (stored in the parameter node with the scene; read back with
+    CervicalAIHubLib.scene.clinical_values_from_json)."""
     return json.dumps({name: value for name, value in values.items()}, sort_keys=True)
-
-
-def values_from_json(text: str) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"stored clinical values are not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise InputError("stored clinical values must be a JSON object")
-    return data
 
 
 # --- measurements on the images ------------------------------------------------------------------

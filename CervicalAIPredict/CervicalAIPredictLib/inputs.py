@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from CervicalAIHubLib import scene as N
+from CervicalAIHubLib.reviewed import export_tumour_mask, review_state
+from CervicalAIHubLib.segmentation import SUMMARY_FILE
+from CervicalAIHubLib.volumes import export_case_folder
 from CervicalAILib.core.errors import InputError
 from CervicalAIPredictLib.form import write_clinical_json
-from CervicalAISegmentLib import nodes as N
-from CervicalAISegmentLib.review import EDITED_AFTER_REVIEW, export_tumour_mask, review_state
-from CervicalAISegmentLib.segmentation import SUMMARY_FILE
-from CervicalAISegmentLib.volumes import export_case_folder
 
 CLINICAL_FILE = "clinical.json"
 
@@ -42,7 +42,7 @@ def review_warning(segmentation_node) -> str | None:
     state = review_state(segmentation_node)
     if state == N.STATUS_REVIEWED:
         return None
-    if state == EDITED_AFTER_REVIEW:
+    if state == N.EDITED_AFTER_REVIEW:
         return (f"segmentation {segmentation_node.GetName()!r} was changed after it was reviewed: "
                 "its review no longer applies; mark the corrected version as reviewed")  # fmt: skip
     if state == N.STATUS_AUTOMATIC or state == N.STATUS_DRAFT:

@@ -4,12 +4,12 @@
     <work>/case/       `cervicalai study register`: DWI/ADC/CE-T1WI co-registered onto the T2WI grid
     <work>/segmentation/  `cervicalai segment`: tumor.nii.gz, tumor_probability.nii.gz, segmentation.json
 
-The co-registered case folder is kept: the Predict module computes the readout from it.
+The co-registered case folder is kept: the Predict module computes the readout from it. The work folder
+is made by CervicalAIHubLib.runner.new_work_folder.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,6 @@ from pathlib import Path
 from CervicalAILib.core.background import Step, engine_command
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import ROLES, find_role_file
-from CervicalAISegmentLib.nodes import now_utc, safe_file_name, unique_folder
 
 DEVICES = ("cpu", "gpu")
 
@@ -31,12 +30,6 @@ class SegmentationJob:
     case: Path
     result: Path
     steps: list[Step]
-
-
-def new_work_folder(base: str | os.PathLike, label: str, now: _dt.datetime | None = None) -> Path:
-    """A new folder `<base>/<label>-<UTC time>` (suffixed if taken) for one run's files."""
-    stamp = now_utc(now).strftime("%Y%m%dT%H%M%SZ")
-    return unique_folder(base, f"{safe_file_name(label)}-{stamp}")
 
 
 def segmentation_job(

@@ -9,44 +9,22 @@
 2. adds a NEW segmentation node "<T2WI> tumour (reviewed by <name>)" with status "reviewed",
    the same record as node attributes and a content hash of its mask. The working copy stays
    editable; the reviewed copy is never changed by CervicalAI (a new automatic run, or another
-   review, makes new nodes), and an edit made to it by hand is detected (`review_state`).
+   review, makes new nodes), and an edit made to it by hand is detected (CervicalAIHubLib.reviewed.review_state).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import SimpleITK as sitk
-
+from CervicalAIHubLib import scene as N
+from CervicalAIHubLib.reviewed import record_attributes
+from CervicalAIHubLib.segmentation import MASK_FILE, create_tumour_segmentation, mask_sha256, tumour_mask
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.review import record as engine_review
-from CervicalAISegmentLib import nodes as N
-from CervicalAISegmentLib.segmentation import MASK_FILE, create_tumour_segmentation, mask_sha256, tumour_mask
-
-REVIEWER = N.PREFIX + "Reviewer"
-REVIEWED_AT = N.PREFIX + "ReviewedAt"
-ORIGIN = N.PREFIX + "Origin"  # automatic / edited / manual (DICOM SEG algorithm type)
-ALGORITHM_TYPE = N.PREFIX + "AlgorithmType"
-REVIEW_MASK_PATH = N.PREFIX + "ReviewMaskPath"
-REVIEW_RECORD_PATH = N.PREFIX + "ReviewRecordPath"
-AUTOMATIC_MODEL = N.PREFIX + "AutomaticModel"
-# Edit metrics (CervicalAILib.io.measurements.edit_metrics) as attributes: key in the record -> attribute.
-METRIC_ATTRIBUTES = {
-    "dice": N.PREFIX + "Dice",
-    "hd95_mm": N.PREFIX + "HD95mm",
-    "automatic_volume_ml": N.PREFIX + "AutomaticVolumeMl",
-    "reviewed_volume_ml": N.PREFIX + "ReviewedVolumeMl",
-    "volume_change_ml": N.PREFIX + "VolumeChangeMl",
-    "volume_change_percent": N.PREFIX + "VolumeChangePercent",
-}
-# What review_state() answers.
-EDITED_AFTER_REVIEW = "edited after review"
-NOT_CERVICALAI = "not a CervicalAI segmentation"
 
 
 @dataclass
@@ -71,76 +49,6 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         volume += f" ({metrics['volume_change_percent']:+.1f}%)"
     parts.append(volume)
     return ", ".join(parts)
-
-
-# Verdicts of the content-hash check, by what the hash depends on (see _hash_inputs): the widgets ask
-# for the review state on every parameter change (each keystroke in the reviewer's name), and hashing
-# a clinical-size mask takes tens of milliseconds (Testing/benchmarks/results/slicer.md).
-_VERDICTS: OrderedDict[tuple, bool] = OrderedDict()
-_VERDICTS_KEPT = 64
-
-
-def review_state(node) -> str:
-    """"automatic", "draft", "reviewed", "edited after review" (a reviewed copy whose mask no
-    longer matches its recorded content hash) or "not a CervicalAI segmentation"."""
-    status = N.status_of(node)
-    if status not in (N.STATUS_AUTOMATIC, N.STATUS_DRAFT, N.STATUS_REVIEWED):
-        return NOT_CERVICALAI
-    if status == N.STATUS_REVIEWED and not _mask_matches_record(node):
-        return EDITED_AFTER_REVIEW
-    return status
-
-
-def _mask_matches_record(node) -> bool:
-    """Whether the reviewed copy's mask still has the content hash recorded when it was frozen."""
-    key = _hash_inputs(node)
-    if key is not None and key in _VERDICTS:
-        _VERDICTS.move_to_end(key)
-        return _VERDICTS[key]
-    try:
-        matches = mask_sha256(tumour_mask(node)) == node.GetAttribute(N.MASK_SHA256)
-    except InputError:
-        matches = False
-    if key is not None:
-        _VERDICTS[key] = matches
-        while len(_VERDICTS) > _VERDICTS_KEPT:
-            _VERDICTS.popitem(last=False)
-    return matches
-
-
-def _hash_inputs(node) -> tuple | None:
-    """Everything the mask's content hash depends on, cheap to read: the node's, its segmentation's
-    and each segment's labelmap modification times (VTK's are global and never repeat), the
-    recorded hash, and the T2WI grid the mask is sampled on (with parent transforms). None when
-    it cannot be read (then the hash is computed)."""
-    import slicer
-    import vtk
-
-    try:
-        segmentation = node.GetSegmentation()
-        labelmap_name = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
-        segments = []
-        for index in range(segmentation.GetNumberOfSegments()):
-            representation = segmentation.GetNthSegment(index).GetRepresentation(labelmap_name)
-            segments.append((segmentation.GetNthSegmentID(index),
-                             representation.GetMTime() if representation is not None else 0))  # fmt: skip
-        t2 = node.GetNodeReference(N.REFERENCE_ROLE["T2W"])
-        grid = (tuple(N.world_ijk_to_ras(t2).ravel()), N.volume_size(t2)) if t2 is not None else None
-        parent, to_world = node.GetParentTransformNode(), None
-        if parent is not None:
-            if not parent.IsTransformToWorldLinear():
-                return None
-            matrix = vtk.vtkMatrix4x4()
-            parent.GetMatrixTransformToWorld(matrix)
-            to_world = tuple(matrix.GetElement(row, column) for row in range(4) for column in range(4))
-        return (node.GetID(), node.GetMTime(), segmentation.GetMTime(), tuple(segments), node.GetAttribute(N.MASK_SHA256),
-                grid, to_world)  # fmt: skip
-    except (AttributeError, InputError):
-        return None
-
-
-def is_reviewed(node) -> bool:
-    return node is not None and review_state(node) == N.STATUS_REVIEWED
 
 
 def mark_reviewed(
@@ -195,67 +103,6 @@ def mark_reviewed(
     return ReviewResult(reviewed, record, mask_path)
 
 
-def record_attributes(record: engine_review.ReviewRecord, mask_path: Path) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        REVIEWER: record.reviewer,
-        REVIEWED_AT: record.reviewed_at,
-        ORIGIN: record.origin,
-        ALGORITHM_TYPE: record.algorithm_type,
-        AUTOMATIC_MODEL: record.automatic_model,
-        REVIEW_MASK_PATH: str(mask_path.resolve()),
-        REVIEW_RECORD_PATH: str(engine_review.record_path(mask_path).resolve()),
-    }
-    for key, attribute in METRIC_ATTRIBUTES.items():
-        value = record.edit_metrics.get(key)
-        values[attribute] = float(value) if value is not None else None
-    return values
-
-
-def record_from_attributes(node) -> engine_review.ReviewRecord:
-    """The review record a reviewed node carries (reviewer, time, origin, edit metrics)."""
-    metrics = {}
-    if node.GetAttribute(METRIC_ATTRIBUTES["dice"]):
-        metrics = {key: N.float_attribute(node, attribute) for key, attribute in METRIC_ATTRIBUTES.items()}
-    origin = node.GetAttribute(ORIGIN) or "manual"
-    if origin not in engine_review.ORIGINS:
-        raise InputError(f"segmentation {node.GetName()!r} has an unknown review origin {origin!r}")
-    return engine_review.ReviewRecord(
-        reviewed=True,
-        origin=origin,
-        reviewer=node.GetAttribute(REVIEWER) or None,
-        reviewed_at=node.GetAttribute(REVIEWED_AT) or None,
-        automatic_model=node.GetAttribute(AUTOMATIC_MODEL) or None,
-        edit_metrics=metrics,
-    )
-
-
-def export_tumour_mask(node, out_folder: str | Path, reference_image: sitk.Image | None = None) -> tuple[Path, bool]:
-    """Write the node's tumour mask to `<out_folder>/tumor.nii.gz` for the engine, on the grid of
-    `reference_image` (default: the T2WI the node references, else its own reference geometry).
-
-    For an intact reviewed copy the review record is written beside it (from the node's
-    attributes, with the new file's SHA-256), so `cervicalai predict` sees a reviewed mask.
-    Returns (mask path, reviewed?). A reviewed copy edited after review is exported as unreviewed.
-    """
-    out_folder = Path(out_folder)
-    mask_path = out_folder / MASK_FILE
-    if mask_path.exists():
-        raise InputError(f"{mask_path} exists: masks are exported to a new folder")
-    state = review_state(node)
-    mask = tumour_mask(node, reference_image)
-    if not sitk.GetArrayViewFromImage(mask).any():
-        raise InputError(f"segmentation {node.GetName()!r} has no tumour voxels")
-    atomic.write_image(mask, mask_path)
-    reviewed = state == N.STATUS_REVIEWED
-    if reviewed:
-        record = record_from_attributes(node)
-        from CervicalAILib.core.hashing import sha256_file
-
-        record.mask_sha256 = sha256_file(mask_path)
-        atomic.write_json(engine_review.record_path(mask_path), record.to_dict())
-    return mask_path, reviewed
-
-
 def new_working_copy(scene, source_node) -> Any:
     """A new editable draft from any CervicalAI segmentation (e.g. to correct a reviewed copy again)."""
     status = N.status_of(source_node)
@@ -281,33 +128,3 @@ def _inherit(source, target) -> None:
     probability = source.GetNodeReference(N.REFERENCE_PROBABILITY)
     if probability is not None:
         target.SetNodeReferenceID(N.REFERENCE_PROBABILITY, probability.GetID())
-
-
-EXPORTED_TO = N.PREFIX + "ExportedTo"
-
-
-def export_reviewed_case(node, out_dir: str | Path, clinical: dict[str, Any] | None = None) -> Path:
-    """Export an intact reviewed segmentation with its volumes as an annotated case folder:
-
-        <out_dir>/T2W.nii.gz ... (the referenced volumes, each on its own grid)
-        <out_dir>/labels/tumor.nii.gz              (the reviewed mask, T2WI grid)
-        <out_dir>/labels/tumor.nii.gz.review.json  (reviewer, time, edit metrics, SEG algorithm type)
-        <out_dir>/clinical.json                    (when given)
-
-    Refuses an unreviewed or edited-after-review segmentation and an existing non-empty folder.
-    """
-    from CervicalAILib.core.hashing import sha256_file
-    from CervicalAISegmentLib.volumes import export_case_folder
-
-    state = review_state(node)
-    if state != N.STATUS_REVIEWED:
-        raise InputError(f"segmentation {node.GetName()!r} is {state}, not reviewed: only reviewed masks are exported")
-    mask = tumour_mask(node)
-    out_dir = Path(out_dir)
-    export_case_folder(N.role_references(node), out_dir, labels={"tumor": mask}, clinical=clinical)
-    label_path = out_dir / "labels" / MASK_FILE
-    record = record_from_attributes(node)
-    record.mask_sha256 = sha256_file(label_path)
-    atomic.write_json(engine_review.record_path(label_path), record.to_dict())
-    node.SetAttribute(EXPORTED_TO, str(out_dir.resolve()))
-    return out_dir

@@ -68,12 +68,13 @@ def timed(function, repeats: int) -> float:
 def bench_mrml(repeats: int, work: Path) -> list[tuple[str, float]]:
     import slicer
 
+    from CervicalAIHubLib.reviewed import review_state
+    from CervicalAIHubLib.segmentation import import_segmentation_result
+    from CervicalAIHubLib.volumes import assign_volume_roles, candidate_volumes, export_case_folder
     from CervicalAIHubLib.workflow import workflow_state
     from CervicalAILib.io import measurements as measure
     from CervicalAILib.io.mrml import volume_node_from_image
-    from CervicalAISegmentLib.review import mark_reviewed, review_state
-    from CervicalAISegmentLib.segmentation import import_segmentation_result
-    from CervicalAISegmentLib.volumes import assign_volume_roles, candidate_volumes, export_case_folder
+    from CervicalAISegmentLib.review import mark_reviewed
 
     scene = slicer.vtkMRMLScene()
     colors = slicer.vtkMRMLColorLogic()
@@ -111,7 +112,7 @@ def bench_mrml(repeats: int, work: Path) -> list[tuple[str, float]]:
     rows.append(("Mark as reviewed (mask, Dice/HD95/volume, hash, files, reviewed copy)",
                  timed(lambda: reviews.append(mark_reviewed(scene, imports[-1].draft, "Bench", work / f"review{next(counter)}")), repeats)))  # fmt: skip
     reviewed = reviews[-1].reviewed
-    from CervicalAISegmentLib import review as review_module
+    from CervicalAIHubLib import reviewed as review_module
 
     def uncached(function):
         def run():
@@ -136,9 +137,9 @@ def bench_dicom_roles(repeats: int) -> list[tuple[str, float]]:
         return [("assign roles from DICOM headers (ProstateX not available)", float("nan"))]
     import slicer
 
+    from CervicalAIHubLib.volumes import assign_volume_roles, candidate_volumes
     from CervicalAILib.io.mrml import volume_node_from_image
     from CervicalAILib.study.load import load_study
-    from CervicalAISegmentLib.volumes import assign_volume_roles, candidate_volumes
 
     scene = slicer.vtkMRMLScene()
     files = {}

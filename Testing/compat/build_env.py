@@ -179,7 +179,7 @@ class _Builder:
             hidden = []
         slicer_layers = set(layers["slicer"]) | set(layers["mrml"]) | set(layers["extension"])
 
-        # hub: what install_plan() asks for, with its own constraints, as CervicalAILogic.ensureDependencies does
+        # hub: what install_plan() asks for, with its own constraints, as CervicalAIHubLib.application.ensure_dependencies does
         # (in a cloned environment the donor's hub packages are hidden from the plan: pip then has nothing to do)
         plan = self.in_env_json(
             "import importlib.metadata as md, json, re\n"

@@ -78,6 +78,7 @@ def _run_steps(steps, env) -> float:
 def run_chain(inputs: Path, work: Path) -> dict:
     import SimpleITK as sitk
 
+    from CervicalAIHubLib.segmentation import MASK_FILE, SUMMARY_FILE
     from CervicalAIHubLib.workflow import case_volume_files, study_load_step
     from CervicalAILib.contracts.case_folder import read_manifest
     from CervicalAILib.core.atomic import write_image
@@ -86,7 +87,6 @@ def run_chain(inputs: Path, work: Path) -> dict:
     from CervicalAIPredictLib.form import values_from_form, write_clinical_json
     from CervicalAIPredictLib.readout import predict_step, read_readout, report_step, save_report
     from CervicalAISegmentLib.pipeline import segmentation_job
-    from CervicalAISegmentLib.segmentation import MASK_FILE, SUMMARY_FILE
 
     python = sys.executable
     env = engine_environment()
@@ -123,7 +123,7 @@ def run_chain(inputs: Path, work: Path) -> dict:
     clinical = write_clinical_json(predict_in / "clinical.json", values_from_form(reader["form"]))
     readout_dir = predict_in / "readout"
     # the loaded volumes are on the T2WI grid and unchanged: the readout takes the native study the loaded
-    # folder was made from, with its transforms (as CervicalAISegmentLib.volumes.readout_folders decides)
+    # folder was made from, with its transforms (as CervicalAIHubLib.volumes.readout_folders decides)
     native = read_manifest(loaded).native_source
     step = predict_step(python, native, predict_in / "mask" / MASK_FILE, clinical, readout_dir, transforms=loaded,
                         device="cpu")

@@ -24,16 +24,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     # research library in serving code (2)
     ('research library in serving code', 'CervicalAI/CervicalAILib/scoring/combat.py', 'neuroHarmonize'): 'S9',
     ('research library in serving code', 'CervicalAI/CervicalAILib/scoring/combat.py', 'pandas'): 'S9',
-    # Slicer layering (3)
-    ('Slicer layering', 'CervicalAI/CervicalAIHubLib/workflow.py', 'CervicalAISegmentLib'): 'S14',
-    ('Slicer layering', 'CervicalAI/CervicalAIHubLib/worklist_scene.py', 'CervicalAISegmentLib'): 'S14',
-    ('Slicer layering', 'CervicalAIPredict/CervicalAIPredictLib/inputs.py', 'CervicalAISegmentLib'): 'S14',
-    # module script imports another module (5)
-    ('module script imports another module', 'CervicalAI/CervicalAI.py', 'CervicalAIPredict'): 'S14',
-    ('module script imports another module', 'CervicalAI/CervicalAI.py', 'CervicalAISegment'): 'S14',
-    ('module script imports another module', 'CervicalAIPredict/CervicalAIPredict.py', 'CervicalAI'): 'S14',
-    ('module script imports another module', 'CervicalAIPredict/CervicalAIPredict.py', 'CervicalAISegment'): 'S14',
-    ('module script imports another module', 'CervicalAISegment/CervicalAISegment.py', 'CervicalAI'): 'S14',
     # function-level import of a non-optional library (15)
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/cli/demo.py', 'SimpleITK'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/cli/segment.py', 'SimpleITK'): 'S16',

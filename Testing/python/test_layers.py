@@ -7,7 +7,8 @@
 - serving code never imports a research-only library, at any level, and an optional library
   only inside a function;
 - the engine never imports the Slicer modules; the module Libs build on CervicalAIHubLib, never the
-  reverse, and the module scripts never import one another.
+  reverse, and the module scripts never import one another nor another module's Lib (each imports
+  its own Lib, CervicalAIHubLib and the engine).
 
 KNOWN_VIOLATIONS (known_layer_violations.py) is the ratchet of the renovation (issue 16): each entry
 names the step that removes it; the test fails on any violation not listed AND on any listed entry
@@ -97,6 +98,9 @@ LIB_FOLDERS = {"CervicalAIHubLib": REPO / "CervicalAI" / "CervicalAIHubLib",
 MODULE_SCRIPTS = {"CervicalAI": REPO / "CervicalAI" / "CervicalAI.py",
                   "CervicalAISegment": REPO / "CervicalAISegment" / "CervicalAISegment.py",
                   "CervicalAIPredict": REPO / "CervicalAIPredict" / "CervicalAIPredict.py"}
+SCRIPT_LIBS = {"CervicalAI": {"CervicalAIHubLib"},  # module script -> the Libs it may import
+               "CervicalAISegment": {"CervicalAISegmentLib", "CervicalAIHubLib"},
+               "CervicalAIPredict": {"CervicalAIPredictLib", "CervicalAIHubLib"}}
 
 
 def _module_name(path: Path) -> str:
@@ -208,6 +212,8 @@ def violations(extra: dict[Path, str] | None = None) -> set[tuple[str, str, str]
             top = name.split(".")[0]
             if top in MODULE_SCRIPTS and top != module:
                 found.add(("module script imports another module", path.relative_to(REPO).as_posix(), top))
+            elif top in SLICER_LIBS and top not in SCRIPT_LIBS[module]:
+                found.add(("module script imports another module's Lib", path.relative_to(REPO).as_posix(), top))
     return found
 
 
@@ -286,6 +292,10 @@ def test_every_known_violation_names_the_step_that_removes_it():
          ("engine imports Slicer module code", "CervicalAI/CervicalAILib/io/_probe.py", "CervicalAISegmentLib")),
         ({"CervicalAIHubLib/_probe.py": "from CervicalAIPredictLib import form\n"},
          ("Slicer layering", "CervicalAI/CervicalAIHubLib/_probe.py", "CervicalAIPredictLib")),
+        ({"CervicalAI.py": "def exportCase():\n    from CervicalAISegmentLib.review import mark_reviewed\n"},
+         ("module script imports another module's Lib", "CervicalAI/CervicalAI.py", "CervicalAISegmentLib")),
+        ({"CervicalAI.py": "def loadCase():\n    import CervicalAISegment\n"},
+         ("module script imports another module", "CervicalAI/CervicalAI.py", "CervicalAISegment")),
     ],
 )
 def test_the_check_can_fail(files, expected):

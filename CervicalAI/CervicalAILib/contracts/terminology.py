@@ -7,7 +7,7 @@ SNOMED CT codes (DICOM CID 7150 category, CID 7151 property type, CID 4031 anato
     anatomic region    SCT 71252005  Cervix uteri
 
 Used by the DICOM SEG (`export.dicom_seg`), the `.seg.nrrd` export (`export.seg_nrrd`) and the
-Slicer segmentation nodes (`CervicalAISegmentLib.segmentation`), so a tumour reads the same in
+Slicer segmentation nodes (`CervicalAIHubLib.segmentation`), so a tumour reads the same in
 Slicer, in the exported files and in a PACS. Plain data: no Slicer, highdicom or pydicom import.
 """
 

@@ -215,6 +215,8 @@ def test_model_problems_name_the_unusable_bundles_a_step_needs(tmp_path):
 
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (real MRML)")
 
+from CervicalAIHubLib.reviewed import export_reviewed_case  # noqa: E402
+from CervicalAIHubLib.segmentation import import_segmentation_result  # noqa: E402
 from CervicalAIHubLib.workflow import (  # noqa: E402
     STEPS,
     case_volume_files,
@@ -223,8 +225,19 @@ from CervicalAIHubLib.workflow import (  # noqa: E402
     study_load_step,
     workflow_state,
 )
-from CervicalAISegmentLib.review import export_reviewed_case, mark_reviewed  # noqa: E402
-from CervicalAISegmentLib.segmentation import import_segmentation_result  # noqa: E402
+from CervicalAISegmentLib.review import mark_reviewed  # noqa: E402
+
+
+def import_box_result(scene, t2, image, folder):
+    """A `cervicalai segment` output with a box tumour on the T2WI grid, imported into the scene."""
+    mask = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.uint8)
+    mask[2:4, 5:9, 6:10] = 1
+    mask_image = sitk.GetImageFromArray(mask)
+    mask_image.CopyInformation(image)
+    folder.mkdir()
+    sitk.WriteImage(mask_image, str(folder / "tumor.nii.gz"))
+    (folder / "segmentation.json").write_text(json.dumps({"flagged_slices": [], "model": {"label": "m@1"}}))
+    return import_segmentation_result(scene, folder, t2)
 
 
 @pytest.mark.mrml
@@ -240,14 +253,7 @@ def test_workflow_state_follows_the_scene(tmp_path):
     state = workflow_state(scene)
     assert state["load"].done and state["load"].detail == "1 volume(s) loaded" and next_step(state).key == "segment"
 
-    mask = np.zeros((8, 20, 24), np.uint8)
-    mask[2:5, 5:10, 6:12] = 1
-    mask_image = sitk.GetImageFromArray(mask)
-    mask_image.CopyInformation(image)
-    (tmp_path / "seg").mkdir()
-    sitk.WriteImage(mask_image, str(tmp_path / "seg" / "tumor.nii.gz"))
-    (tmp_path / "seg" / "segmentation.json").write_text(json.dumps({"flagged_slices": [], "model": {"label": "m@1"}}))
-    result = import_segmentation_result(scene, tmp_path / "seg", t2)
+    result = import_box_result(scene, t2, image, tmp_path / "seg")
     state = workflow_state(scene)
     assert state["segment"].done and not state["review"].done and next_step(state).key == "review"
     assert state["load"].detail == "1 volume(s) loaded"  # the probability map is an output, not a study volume
@@ -265,6 +271,40 @@ def test_workflow_state_follows_the_scene(tmp_path):
     state = workflow_state(scene)
     assert state["export"].done and str(out.resolve()) in state["export"].detail
     assert next_step(state) is None
+
+
+@pytest.mark.mrml
+def test_the_latest_reviewed_copy_and_the_case_clinical_values_reach_the_export(tmp_path):
+    """The hub exports the newest intact reviewed copy with the clinical values the Predict module recorded
+    on the case's T2WI (scene.CLINICAL_VALUES), read without the Predict module."""
+    from CervicalAIHubLib.reviewed import latest_reviewed
+    from CervicalAIHubLib.scene import CLINICAL_VALUES, clinical_values, record_clinical_values
+
+    scene = slicer.vtkMRMLScene()
+    image = sitk.GetImageFromArray(np.random.default_rng(1).integers(0, 300, (6, 16, 18)).astype(np.int16))
+    t2 = volume_node_from_image(scene, image, "T2")
+    other = volume_node_from_image(scene, image, "other patient T2")
+    result = import_box_result(scene, t2, image, tmp_path / "seg")
+    assert latest_reviewed(scene) is None
+    first = mark_reviewed(scene, result.draft, "R", tmp_path / "r1").reviewed
+    second = mark_reviewed(scene, result.draft, "S", tmp_path / "r2").reviewed
+    assert latest_reviewed(scene) is second
+
+    assert clinical_values(t2) == {}
+    # the form was filled while the draft was selected: recorded on the case's T2WI, not on another volume
+    assert record_clinical_values(result.draft, json.dumps({"age": 51, "scc_ag": None}), t2=other) is t2
+    assert t2.GetAttribute(CLINICAL_VALUES) == '{"age": 51, "scc_ag": null}' and not other.GetAttribute(CLINICAL_VALUES)
+    assert clinical_values(t2) == {"age": 51}  # empty fields are left out
+    bare = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")  # not made by CervicalAI: the selected T2WI
+    assert record_clinical_values(bare, '{"age": 60}', t2=other) is other and clinical_values(other) == {"age": 60}
+    assert record_clinical_values(bare, '{"age": 60}') is None
+    other.SetAttribute(CLINICAL_VALUES, "{not json")
+    with pytest.raises(InputError, match="'other patient T2': stored clinical values are not valid JSON"):
+        clinical_values(other)
+
+    out = export_reviewed_case(second, tmp_path / "export", clinical=clinical_values(t2) or None)
+    assert json.loads((out / "clinical.json").read_text())["age"] == 51
+    assert first.GetAttribute("CervicalAI.ExportedTo") == "" or first.GetAttribute("CervicalAI.ExportedTo") is None
 
 
 def test_loading_a_study_folder(tmp_path):

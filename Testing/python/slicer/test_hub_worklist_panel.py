@@ -72,10 +72,10 @@ def test_a_worklist_case_in_the_segment_module_resumes_the_browsers_working_copy
     slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (real MRML)")
     import SimpleITK as sitk
 
+    from CervicalAIHubLib import scene as N
     from CervicalAIHubLib import worklist_scene
     from CervicalAILib.io.images import read_image
     from CervicalAILib.io.mrml import volume_node_from_image
-    from CervicalAISegmentLib import nodes as N
 
     open_worklist(cohort).reader("Dr A").save_working("C1", image(box(1, 5, 8, 16, 8, 12)))
     panel = WorklistPanel(cohort, "Dr A")

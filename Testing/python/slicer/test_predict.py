@@ -20,6 +20,9 @@ from conftest import REPO
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (real MRML)")
 vtk = pytest.importorskip("vtk")
 
+from CervicalAIHubLib import scene as N  # noqa: E402
+from CervicalAIHubLib.scene import clinical_values_from_json  # noqa: E402
+from CervicalAIHubLib.segmentation import import_segmentation_result  # noqa: E402
 from CervicalAIPredictLib.form import (  # noqa: E402
     MEASURABLE,
     form_rows,
@@ -27,7 +30,6 @@ from CervicalAIPredictLib.form import (  # noqa: E402
     measured_text,
     texts_from_values,
     values_from_form,
-    values_from_json,
     values_json,
     write_clinical_json,
 )
@@ -45,9 +47,7 @@ from CervicalAIPredictLib.readout import (  # noqa: E402
     save_report,
     summary_lines,
 )
-from CervicalAISegmentLib import nodes as N  # noqa: E402
 from CervicalAISegmentLib.review import mark_reviewed  # noqa: E402
-from CervicalAISegmentLib.segmentation import import_segmentation_result  # noqa: E402
 
 pytestmark = pytest.mark.mrml
 
@@ -83,7 +83,7 @@ def test_form_values_are_validated_and_empty_means_not_given():
     }  # fmt: skip
     assert texts_from_values(values) == {**{name: "" for name in FIELDS}, "age": "47", "figo_stage": "IB2",
                                          "histology": "SCC", "scc_ag": "3.4", "ln_short_axis_mm": "8.5", "ln_necrosis": "no"}  # fmt: skip
-    assert values_from_json(values_json(values)) == values
+    assert clinical_values_from_json(values_json(values)) == values
 
 
 @pytest.mark.parametrize(
@@ -312,7 +312,7 @@ def make_segmented_scene(scene, tmp_path):
     adc_image.SetSpacing((2.0, 2.0, 5.0))
     t2 = volume_node_from_image(scene, t2_image, "T2")
     adc = volume_node_from_image(scene, adc_image, "ADC")
-    from CervicalAISegmentLib.volumes import export_case_folder
+    from CervicalAIHubLib.volumes import export_case_folder
 
     case = export_case_folder({"T2W": t2, "ADC": adc}, tmp_path / "case")
     mask = np.zeros((10, 32, 36), np.uint8)
@@ -408,11 +408,12 @@ def test_compute_end_to_end_gives_the_engines_readout(scene, tmp_path, monkeypat
     from deep_testdata import write_encoder_bundle
     from readout_testdata import CROP, ZSCORE, expected_readout, risk_bundle
 
+    from CervicalAIHubLib.runner import new_work_folder
+    from CervicalAIHubLib.volumes import export_case_folder
     from CervicalAILib.core.background import BackgroundRun, engine_environment
     from CervicalAILib.registration.masks import read_transforms
     from CervicalAILib.research.synth import SynthParams, generate_case
-    from CervicalAISegmentLib.pipeline import new_work_folder, segmentation_job
-    from CervicalAISegmentLib.volumes import export_case_folder
+    from CervicalAISegmentLib.pipeline import segmentation_job
 
     models = tmp_path / "models"
     encoder, _, _ = write_encoder_bundle(models / "tiny", CROP, ZSCORE, dim=4, name="tiny", seed=5)

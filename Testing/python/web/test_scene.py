@@ -112,11 +112,11 @@ def test_organs_listed_in_segmentation_json_load_hidden(cohort, scene, table_in)
 
 
 def test_web_mark_reviewed_writes_the_record_the_segment_module_writes(cohort, scene, tmp_path):
-    """The same edit reviewed in the browser (worklist) and in Slicer (CervicalAISegmentLib)."""
+    """The same edit reviewed in the browser (worklist) and in Slicer (CervicalAISegmentLib.review)."""
+    from CervicalAIHubLib import scene as N
+    from CervicalAIHubLib.segmentation import create_tumour_segmentation, import_segmentation_result
     from CervicalAILib.io.images import read_image
-    from CervicalAISegmentLib import nodes as N
     from CervicalAISegmentLib.review import mark_reviewed as segment_mark_reviewed
-    from CervicalAISegmentLib.segmentation import create_tumour_segmentation, import_segmentation_result
 
     edited = image(box(1, 5, 8, 16, 8, 20))
     # the browser

@@ -1,5 +1,7 @@
 """The result of `cervicalai segment` in the scene: segmentation nodes, probability map, flagged slices.
 
+Shared by the Segment module (after its Apply) and the hub's review worklist (a cohort's automatic results).
+
 Each run adds new nodes and never changes existing ones (a reviewed segmentation in particular
 is never overwritten by a new automatic run):
 
@@ -15,6 +17,7 @@ Slicer's terminology entry format), and reference the input volumes by role.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+
+from CervicalAIHubLib import scene as N
 
 # the tumour's SNOMED CT terminology as Slicer's entry string, defined once in the engine (the same
 # codes as the DICOM SEG and .seg.nrrd exports): re-exported here for the modules and tests
@@ -35,7 +40,6 @@ from CervicalAILib.io.mrml import (
     volume_node_from_image,
 )
 from CervicalAILib.segmentation.outputs import no_anatomy_sentence, organ_label_names
-from CervicalAISegmentLib import nodes as N
 
 TUMOUR_SEGMENT_NAME = "Cervical tumour"
 TUMOUR_COLOR = (0.89, 0.10, 0.11)
@@ -76,8 +80,6 @@ class SegmentationImport:
 
 def mask_sha256(mask: sitk.Image) -> str:
     """Content hash of a binary mask on its grid (voxels and geometry), to detect later edits."""
-    import hashlib
-
     array = (sitk.GetArrayViewFromImage(mask) > 0).astype(np.uint8)
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(array).tobytes())
@@ -306,9 +308,3 @@ def _display_as_probability(scene, node) -> None:
         if scene.GetNodeByID(color_id) is not None:
             display.SetAndObserveColorNodeID(color_id)
             break
-
-
-def segmentations_of(scene, status: str | None = None) -> list[Any]:
-    """CervicalAI segmentation nodes in the scene (optionally with one status), oldest first."""
-    return [node for node in N.nodes_by_class(scene, "vtkMRMLSegmentationNode")
-            if N.status_of(node) and (status is None or N.status_of(node) == status)]  # fmt: skip

@@ -24,6 +24,7 @@ from typing import Any
 
 import SimpleITK as sitk
 
+from CervicalAIHubLib.scene import LOADED_FROM, ROLE, STATUS, lps_direction, nodes_by_class, volume_size
 from CervicalAILib.contracts.case_folder import Grid, read_manifest
 from CervicalAILib.contracts.case_identity import voxels_sha256
 from CervicalAILib.core.atomic import atomic_directory
@@ -43,7 +44,6 @@ from CervicalAILib.study.load import (
     normalise_role,
     recognise,
 )
-from CervicalAISegmentLib.nodes import LOADED_FROM, ROLE, STATUS, lps_direction, nodes_by_class, volume_size
 
 # DICOM files read per node to recognise it (first, middle and last slice: enough for b-values).
 DICOM_FILES_PER_NODE = 3

@@ -1,16 +1,16 @@
-"""Names and small helpers shared by the MRML logic: node attributes, references, grids.
+"""The scene vocabulary of all three modules: node attributes, statuses, references, grids.
 
 Everything CervicalAI records on MRML nodes is a node attribute with the prefix "CervicalAI."
 (saved with the scene) or a node reference with the prefix "CervicalAI" (kept when nodes are
-renamed). Only MRML classes are used (testable with the slicer-core wheel); slicer and vtk
-are imported inside the functions, like the engine's geometry bridge.
+renamed). The names and values never change: scenes saved by earlier versions must still read.
+Only MRML classes are used (testable with the slicer-core wheel); slicer and vtk are imported
+inside the functions, like the engine's geometry bridge.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import re
-from pathlib import Path
+import json
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ STATUS_READOUT = "readout"  # table of a readout (Predict)
 # The sequence role of a volume (T2W, DWI, ADC, CET1), set when CervicalAI loads a study.
 ROLE = PREFIX + "Role"
 # The case folder CervicalAI loaded a volume from (a `study register` output is on the T2WI grid: the readout
-# then uses the native study it names, with the folder's transforms; CervicalAISegmentLib.volumes.readout_folders).
+# then uses the native study it names, with the folder's transforms; CervicalAIHubLib.volumes.readout_folders).
 LOADED_FROM = PREFIX + "LoadedFrom"
 # Where the inputs and outputs of a run are on disk.
 CASE_FOLDER = PREFIX + "CaseFolder"  # the input case folder (each sequence on its own grid)
@@ -51,6 +51,30 @@ REFERENCE_LAST_REVIEWED = "CervicalAILastReviewed"
 REFERENCE_PROBABILITY = "CervicalAIProbability"
 # Attributes a working or reviewed copy inherits from the segmentation it was made from.
 INHERITED = (CASE_FOLDER, TRANSFORMS_FOLDER, RESULT_FOLDER, MODEL, CONFIDENCE, FLAGGED_SLICES)
+# The review record on a reviewed copy (CervicalAIHubLib.reviewed; made by CervicalAISegmentLib.review).
+REVIEWER = PREFIX + "Reviewer"
+REVIEWED_AT = PREFIX + "ReviewedAt"
+ORIGIN = PREFIX + "Origin"  # automatic / edited / manual (DICOM SEG algorithm type)
+ALGORITHM_TYPE = PREFIX + "AlgorithmType"
+REVIEW_MASK_PATH = PREFIX + "ReviewMaskPath"
+REVIEW_RECORD_PATH = PREFIX + "ReviewRecordPath"
+AUTOMATIC_MODEL = PREFIX + "AutomaticModel"
+# Edit metrics (CervicalAILib.io.measurements.edit_metrics) as attributes: key in the record -> attribute.
+METRIC_ATTRIBUTES = {
+    "dice": PREFIX + "Dice",
+    "hd95_mm": PREFIX + "HD95mm",
+    "automatic_volume_ml": PREFIX + "AutomaticVolumeMl",
+    "reviewed_volume_ml": PREFIX + "ReviewedVolumeMl",
+    "volume_change_ml": PREFIX + "VolumeChangeMl",
+    "volume_change_percent": PREFIX + "VolumeChangePercent",
+}
+# The Predict module's clinical form for a case (JSON: field -> value), on the case's T2WI volume:
+# the hub's export writes it as the case folder's clinical.json.
+CLINICAL_VALUES = PREFIX + "ClinicalValues"
+EXPORTED_TO = PREFIX + "ExportedTo"  # the case folder a reviewed copy was exported to (hub, step 5)
+# What CervicalAIHubLib.reviewed.review_state answers besides the statuses.
+EDITED_AFTER_REVIEW = "edited after review"
+NOT_CERVICALAI = "not a CervicalAI segmentation"
 
 
 def now_utc(now: _dt.datetime | None = None) -> _dt.datetime:
@@ -75,6 +99,12 @@ def status_of(node) -> str:
     return (node.GetAttribute(STATUS) or "") if node is not None else ""
 
 
+def segmentations_of(scene, status: str | None = None) -> list[Any]:
+    """CervicalAI segmentation nodes in the scene (optionally with one status), oldest first."""
+    return [node for node in nodes_by_class(scene, "vtkMRMLSegmentationNode")
+            if status_of(node) and (status is None or status_of(node) == status)]  # fmt: skip
+
+
 def set_attributes(node, values: dict[str, Any]) -> None:
     """Set node attributes; None becomes "" and floats are written with 6 significant digits."""
     for name, value in values.items():
@@ -97,6 +127,39 @@ def float_attribute(node, name: str) -> float | None:
         return float(text)
     except ValueError:
         return None
+
+
+def clinical_values_from_json(text: str) -> dict[str, Any]:
+    """The clinical form's values stored as JSON (the Predict module's parameter node, CLINICAL_VALUES)."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"stored clinical values are not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError("stored clinical values must be a JSON object")
+    return data
+
+
+def clinical_values(volume_node) -> dict[str, Any]:
+    """The clinical values recorded for a case on its T2WI volume (CLINICAL_VALUES), without the empty
+    fields; {} when there are none."""
+    try:
+        values = clinical_values_from_json(volume_node.GetAttribute(CLINICAL_VALUES) if volume_node is not None else "")
+    except InputError as exc:
+        raise InputError(f"volume {volume_node.GetName()!r}: {exc}") from exc
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def record_clinical_values(segmentation, text: str, t2=None) -> Any:
+    """Record the clinical form (JSON) with the case of `segmentation`: on the T2WI it references, else
+    on `t2` (a segmentation CervicalAI did not make). Returns the volume written to (None: no T2WI)."""
+    referenced = segmentation.GetNodeReference(REFERENCE_ROLE["T2W"]) if segmentation is not None else None
+    volume = referenced or t2
+    if volume is not None:
+        volume.SetAttribute(CLINICAL_VALUES, text or "")
+    return volume
 
 
 def set_role_references(node, role_nodes: dict[str, Any]) -> None:
@@ -130,26 +193,6 @@ def unique_name(scene, name: str) -> str:
     while scene.GetFirstNodeByName(f"{name} {number}"):
         number += 1
     return f"{name} {number}"
-
-
-def safe_file_name(text: str, default: str = "case") -> str:
-    """A file-system safe version of a node name (letters, digits, - and _)."""
-    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
-    return cleaned[:60] or default
-
-
-def unique_folder(parent: str | Path, stem: str) -> Path:
-    """A new, empty folder `parent/stem` (or `stem_2`, `stem_3`, ...): never an existing one."""
-    parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
-    number = 1
-    while True:
-        candidate = parent / (stem if number == 1 else f"{stem}_{number}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            number += 1
 
 
 # --- geometry ------------------------------------------------------------------------------------
