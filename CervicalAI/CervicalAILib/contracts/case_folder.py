@@ -32,6 +32,8 @@ from CervicalAILib.core.json_input import read_json
 ROLES = ("T2W", "ADC", "DWI", "CET1")
 REQUIRED_ROLE = "T2W"
 CASE_FILE = "case.json"
+# registration transforms beside a case or a segmentation: transforms/<ROLE>.tfm (T2WI -> that sequence)
+TRANSFORMS_DIR = "transforms"
 CASE_SCHEMA = "cervicalai.case/1"
 # written by `study register` beside the resampled sequences (registration/onto_t2.py)
 LEGACY_REGISTRATION_FILE = "registration.json"

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.case_folder import TRANSFORMS_DIR
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback
 from CervicalAILib.io.geometry import same_grid
-from CervicalAILib.registration.onto_t2 import TRANSFORMS_DIR
 
 log = logging.getLogger(__name__)
 

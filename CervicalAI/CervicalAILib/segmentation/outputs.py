@@ -9,6 +9,7 @@ from typing import Any
 
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.case_folder import TRANSFORMS_DIR
 from CervicalAILib.core.atomic import atomic_directory, to_json
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.segmentation.anatomy import NO_ANATOMY_MESSAGE
@@ -39,7 +40,6 @@ def write_segmentation(
     probability file: nothing can pick up a contour that should not exist. The organ label map
     (`organs.nii.gz`, values by name in `organs.json`) is written whenever the network gave one.
     """
-    from CervicalAILib.registration.onto_t2 import TRANSFORMS_DIR
 
     out_dir = Path(out_dir)
     summary = {**result.summary, **(extra or {})}
