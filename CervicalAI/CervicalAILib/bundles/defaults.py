@@ -19,6 +19,7 @@ DEFAULT_BUNDLES = {
     "encoder-2d": "tumor-encoder-resnet2d",  # deep-feature encoders (self-supervised, no outcome labels)
     "encoder-3d": "tumor-encoder-resnet3d",
     "lnm": "dlrc-lnm",  # DLRC risk model for lymph-node metastasis
+    "lnm-no-contrast": "dlrc-lnm-no-contrast",  # the LNM model without CE-T1WI, used when a study has none
     "stage_group": "dlrc-stage-group",  # surgery vs chemoradiotherapy group
 }
 
