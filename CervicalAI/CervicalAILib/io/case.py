@@ -22,6 +22,7 @@ from CervicalAILib.io.images import IMAGE_SUFFIXES, read_image
 
 # Sequence roles, in the order channels are stacked for networks and exports.
 ROLES = ("T2W", "ADC", "DWI", "CET1")
+ROLE_TITLES = {"T2W": "T2WI", "ADC": "ADC", "DWI": "DWI", "CET1": "CE-T1WI"}  # as radiologists name them
 REQUIRED_ROLE = "T2W"
 CLINICAL_FILE = "clinical.json"
 LABELS_DIR = "labels"

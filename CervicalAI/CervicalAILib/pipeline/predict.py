@@ -36,6 +36,7 @@ from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.io import measurements as measure
+from CervicalAILib.io.case import ROLE_TITLES
 from CervicalAILib.io.geometry import label_fraction_inside, resample_to_reference, same_grid
 from CervicalAILib.io.images import read_image
 from CervicalAILib.review.record import read_review
@@ -291,6 +292,28 @@ def find_encoder_bundle(entry: dict[str, Any], search: list[Path] | None = None)
     )
 
 
+def choose_lnm_model(model: RiskModel, roles: set[str], chosen_by_user: bool) -> tuple[RiskModel, str | None]:
+    """The LNM model for a study with these sequences, and why when it is not `model`.
+
+    When the study lacks a sequence the default (full) model needs (CE-T1WI: ESUR makes contrast
+    optional) and the shipped model without contrast (`lnm-no-contrast`) can score it, that model is
+    used, and the sentence says so. A model the user chose is always kept (its scores that need the
+    missing sequence are then unavailable)."""
+    missing = [r for r in model.required_sequences if r not in roles]
+    if not missing or chosen_by_user:
+        return model, None
+    try:
+        variant = load_risk_model(default_bundle_path("lnm-no-contrast"))
+    except BundleError as exc:
+        log.info("no LNM model without contrast: %s", exc)
+        return model, None
+    if variant.endpoint != model.endpoint or any(r not in roles for r in variant.required_sequences):
+        return model, None
+    return variant, (f"the study has no {', '.join(ROLE_TITLES.get(r, r) for r in missing)}: the LNM risk comes from "
+                     f"{variant.label}, the model without contrast "
+                     f"({' + '.join(ROLE_TITLES.get(r, r) for r in variant.required_sequences)}), instead of {model.label}")
+
+
 def load_models(lnm_bundle: str | Path | None, stage_bundle: str | Path | None, use_stage: bool = True):
     """The LNM risk model (required) and the stage-group model (optional; default when shipped)."""
     lnm = load_risk_model(lnm_bundle or default_bundle_path("lnm"))
@@ -455,6 +478,7 @@ def predict_case(
             else "the tumour mask was edited after its review: review it again"
         )
     lnm_model, stage_model = load_models(lnm_bundle, stage_bundle, use_stage)
+    lnm_model, lnm_model_note = choose_lnm_model(lnm_model, set(inputs.images), chosen_by_user=lnm_bundle is not None)
     models = [m for m in (lnm_model, stage_model) if m is not None]
     # the readout keeps the reader's clinical inputs and what the models use, nothing else
     # (a synthetic case's clinical.json also holds the pathology truth, which must not leak in)
@@ -560,6 +584,8 @@ def predict_case(
             "cutoff": lnm["cutoff"],
             "positive": lnm["above_cutoff"],
             "cutoff_source": "training Youden index",
+            "model": lnm_model.label,
+            "model_note": lnm_model_note,
             "validated": validated_performance(lnm_model),
             "scores": lnm["scores"],
             "harmonisation": lnm["harmonisation"],
