@@ -585,7 +585,8 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
             bundles[key] = write_risk_bundle(
                 fits[key], target, name=names[key], version="1.0.0", synthetic=True,
                 training_data=_training_statement(fits[key].config.endpoint, fits[key], sidecar)
-                + (sv.VARIANTS[key].statement if key in sv.VARIANTS else ""), overwrite=config.overwrite)
+                + (sv.VARIANTS[key].statement if key in sv.VARIANTS else ""),
+                intended_use=sv.VARIANTS[key].intended_use if key in sv.VARIANTS else None, overwrite=config.overwrite)
         if config.figures:
             from CervicalAILib.scoring.nomogram import render_nomogram
 

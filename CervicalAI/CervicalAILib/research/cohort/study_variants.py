@@ -34,6 +34,7 @@ class Variant:
     short: str  # figure titles
     label: str  # its DLRC probability in the comparison with the full model
     statement: str  # added to the bundle's training-data statement
+    intended_use: str
 
 
 VARIANTS = {
@@ -43,6 +44,10 @@ VARIANTS = {
         statement=(" Model without contrast: the candidate features of every family came from T2W, ADC and DWI only "
                    "(no CE-T1WI feature), the rest of the chain as the full dlrc-lnm model on the same cohort and "
                    "split; the readout uses it when a study has no CE-T1WI."),
+        intended_use=("Research use: estimate the probability of pathological pelvic lymph-node metastasis before "
+                      "treatment in cervical cancer, as a second opinion for a radiologist, from a reviewed tumour mask "
+                      "on pelvic MRI without contrast (T2WI and DWI/ADC) plus clinical values; the readout uses it when "
+                      "a study has no CE-T1WI. Not a diagnostic device."),
     ),
 }
 
