@@ -657,24 +657,29 @@ def _metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_paths, 
 
     endpoints = {endpoint: model_metrics(fits[endpoint], evaluations[endpoint], bundles[endpoint], bundle_paths[endpoint])
                  for endpoint in BUNDLE_NAMES}
-    out = {
+    out = metrics_head(config, "Seed 004 (Bao et al., DLRC model for LNM) reproduced on a synthetic multi-centre cohort",
+                       cohort, cohort_frame, sidecar)
+    out["cohort"]["summary"] = _cohort_summary(cohort_frame, splits)
+    out.update(endpoints=endpoints, timing=timing_metrics(timings, wall, cpu, load_start))
+    if config.variants:
+        out["variants"] = {key: variant_metrics(key, fits[key], evaluations[key], bundles[key], bundle_paths[key])
+                           for key in config.variants}
+    return out
+
+
+def metrics_head(config: StudyConfig, title: str, cohort: Path, cohort_frame, sidecar: dict[str, Any]) -> dict[str, Any]:
+    """The first keys of metrics.json: what was run, on which cohort, with which features."""
+    return {
         "schema": "cervicalai.study-report/1",
-        "title": "Seed 004 (Bao et al., DLRC model for LNM) reproduced on a synthetic multi-centre cohort",
+        "title": title,
         "research_use": RESEARCH_USE_STATEMENT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command_text(config),
         "config": config.as_dict(),
         "cohort": {"folder": str(cohort), "n_cases": int(len(cohort_frame)),
-                   "summary": _cohort_summary(cohort_frame, splits),
                    "generator": (sidecar.get("cohort") or {}).get("generator")},
         "extraction": extraction_metrics(sidecar),
-        "endpoints": endpoints,
-        "timing": timing_metrics(timings, wall, cpu, load_start),
     }
-    if config.variants:
-        out["variants"] = {key: variant_metrics(key, fits[key], evaluations[key], bundles[key], bundle_paths[key])
-                           for key in config.variants}
-    return out
 
 
 def extraction_metrics(sidecar: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ default the shipped `dlrc-lnm`), so the shipped full models need not be refitted
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -181,23 +180,15 @@ def variants_metrics(config, cohort: Path, sidecar: dict[str, Any], fits, evalua
 
     import pandas as pd
 
-    from CervicalAILib.research.cohort.study_report import command_text, extraction_metrics, timing_metrics
+    from CervicalAILib.research.cohort.study_report import metrics_head, timing_metrics
 
     cohort_frame = pd.read_csv(cohort / "cohort.csv", dtype={"case_id": str, "center": str})
-    return {
-        "schema": "cervicalai.study-report/1",
-        "title": "Seed 004's DLRC chain: model variants on the study's synthetic multi-centre cohort",
-        "research_use": RESEARCH_USE_STATEMENT,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command_text(config),
-        "config": config.as_dict(),
-        "cohort": {"folder": str(cohort), "n_cases": int(len(cohort_frame)),
-                   "generator": (sidecar.get("cohort") or {}).get("generator")},
-        "extraction": extraction_metrics(sidecar),
-        "variants": {key: variant_metrics(key, fits[key], evaluations[key], bundles[key], bundle_paths[key])
-                     for key in config.variants},
-        "timing": timing_metrics(timings, wall, time.process_time(), load_start),
-    }
+    out = metrics_head(config, "Seed 004's DLRC chain: model variants on the study's synthetic multi-centre cohort",
+                       cohort, cohort_frame, sidecar)
+    out["variants"] = {key: variant_metrics(key, fits[key], evaluations[key], bundles[key], bundle_paths[key])
+                       for key in config.variants}
+    out["timing"] = timing_metrics(timings, wall, time.process_time(), load_start)
+    return out
 
 
 def variant_section(key: str, result: dict[str, Any], fit, tab_dir: Path, config) -> list[str]:
