@@ -204,6 +204,8 @@ def test_model_without_contrast_sees_no_ce_t1wi_and_is_compared_with_the_full_mo
     assert not any(f.startswith("CET1_") for f in model.manifest["inputs"]["features"])
     assert "CET1" not in model.manifest["inputs"]["sequences"]
     assert "no CE-T1WI feature" in model.manifest["training_data"]
+    card = (report / "bundles" / "dlrc-lnm-no-contrast" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "not for clinical use" in card and "no CE-T1WI feature" in card and "without contrast" in card
     # the full model of the same run still uses every sequence, and its provenance has no roles key
     full = load_risk_model(report / "bundles" / "dlrc-lnm")
     assert "roles" not in full.manifest["provenance"]["fit"]
