@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CervicalAI"))
 
 from CervicalAILib.bundles.catalog import CATALOG_FILE, catalog_document  # noqa: E402
-from CervicalAILib.bundles.defaults import DEFAULT_BUNDLES  # noqa: E402
+from CervicalAILib.bundles.defaults import DEFAULT_BUNDLES, OPTIONAL_BUNDLES  # noqa: E402
 from CervicalAILib.core.atomic import to_json  # noqa: E402
 
 MODELS = ROOT / "Resources" / "Models"
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the catalogue is stale")
     args = parser.parse_args(argv)
-    text = to_json(catalog_document(MODELS, DEFAULT_BUNDLES))
+    text = to_json(catalog_document(MODELS, {**DEFAULT_BUNDLES, **OPTIONAL_BUNDLES}))
     path = MODELS / CATALOG_FILE
     current = path.read_text(encoding="utf-8") if path.is_file() else ""
     if args.check:

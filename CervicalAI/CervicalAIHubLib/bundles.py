@@ -21,7 +21,6 @@ PURPOSE_LABELS = {
     "encoder-2d": "Deep-feature encoder (2D)",
     "encoder-3d": "Deep-feature encoder (3D)",
     "lnm": "Lymph-node metastasis risk model (DLRC)",
-    "lnm-no-contrast": "Lymph-node metastasis risk model without contrast (DLRC; used when a study has no CE-T1WI)",
     "stage_group": "Stage-group model (surgery vs chemoradiotherapy)",
 }
 

@@ -19,8 +19,13 @@ DEFAULT_BUNDLES = {
     "encoder-2d": "tumor-encoder-resnet2d",  # deep-feature encoders (self-supervised, no outcome labels)
     "encoder-3d": "tumor-encoder-resnet3d",
     "lnm": "dlrc-lnm",  # DLRC risk model for lymph-node metastasis
-    "lnm-no-contrast": "dlrc-lnm-no-contrast",  # the LNM model without CE-T1WI, used when a study has none
     "stage_group": "dlrc-stage-group",  # surgery vs chemoradiotherapy group
+}
+# Bundles used when the models folder holds them, beside the defaults: the LNM model without contrast
+# (T2WI + DWI) for a study without CE-T1WI (`cervicalai study-report`); without it, such a study's LNM
+# risk is unavailable. The catalogue records these purposes too (default_for).
+OPTIONAL_BUNDLES = {
+    "lnm-no-contrast": "dlrc-lnm-no-contrast",
 }
 
 
@@ -44,10 +49,11 @@ def models_dir() -> Path:
 
 
 def default_bundle_path(purpose: str) -> Path:
-    """Path of the default bundle for `purpose` (a key of DEFAULT_BUNDLES); BundleError if absent."""
-    if purpose not in DEFAULT_BUNDLES:
-        raise BundleError(f"unknown default bundle {purpose!r} (known: {', '.join(DEFAULT_BUNDLES)})")
-    path = models_dir() / DEFAULT_BUNDLES[purpose]
+    """Path of the default bundle for `purpose` (a key of DEFAULT_BUNDLES or OPTIONAL_BUNDLES); BundleError if absent."""
+    folders = {**DEFAULT_BUNDLES, **OPTIONAL_BUNDLES}
+    if purpose not in folders:
+        raise BundleError(f"unknown default bundle {purpose!r} (known: {', '.join(folders)})")
+    path = models_dir() / folders[purpose]
     if not (path / "bundle.json").is_file():
         raise BundleError(f"default {purpose} bundle not found at {path}")
     return path

@@ -27,7 +27,7 @@ FULL_LABEL = "DLRC (full model)"
 @dataclass(frozen=True)
 class Variant:
     endpoint: str
-    bundle: str  # bundle folder and name (bundles.defaults.DEFAULT_BUNDLES)
+    bundle: str  # bundle folder and name (bundles.defaults.OPTIONAL_BUNDLES)
     roles: tuple[str, ...]  # the MRI sequences its candidate features may come from
     title: str  # section title
     short: str  # figure titles
