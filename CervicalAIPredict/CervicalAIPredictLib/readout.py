@@ -129,6 +129,8 @@ def summary_lines(readout: dict[str, Any]) -> list[str]:
             side = "at or above" if lnm.get("positive") else "below"
             text += f" ({side} the model's cut-off of {100 * float(lnm['cutoff']):.0f}%)"
         lines.append(text)
+    if lnm.get("model_note"):  # the LNM model without contrast was used: say so under the probability
+        lines.append(f"Model: {lnm['model_note']}")
     staging = readout.get("staging") or {}
     measured = staging.get("measured") or {}
     if measured.get("text"):
@@ -160,8 +162,9 @@ def readout_rows(readout: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
     lnm = readout.get("lnm") or {}
     add("LNM risk", "LNM probability", lnm_probability(readout))
-    for key, label in (("cutoff", "Cut-off"), ("positive", "At or above cut-off"), ("cutoff_source", "Cut-off source")):
-        if key in lnm:
+    for key, label in (("cutoff", "Cut-off"), ("positive", "At or above cut-off"), ("cutoff_source", "Cut-off source"),
+                       ("model", "Model"), ("model_note", "Model note")):
+        if key in lnm and not (key == "model_note" and lnm[key] is None):
             add("LNM risk", label, lnm[key])
     add("Scores", "Rad_score", readout.get("rad_score"))
     add("Scores", "DL_score", readout.get("dl_score"))

@@ -30,6 +30,8 @@ ZSCORE = {"clip_percentiles": [0.5, 99.5], "scale": "zscore", "stats_region": "c
 RAD_MODEL = {"mean": [900.0, 40.0, 0.0], "sd": [200.0, 15.0, 1.0], "coefficients": [-0.8, 0.6, 0.2], "intercept": -0.7}
 DL_MODEL = {"mean": [0.5, 0.5], "sd": [1.0, 1.0], "coefficients": [0.3, -0.2], "intercept": -0.1}
 DLRC = {"intercept": -0.4, "coefficients": {"rad_score": 0.9, "dl_score": 0.5, "c_lnm": 1.8}}
+# the model without contrast: the same, less the CE-T1WI feature of Rad_score
+NO_CONTRAST = 2  # RAD[:2]
 
 
 def training_range(low, high):
@@ -37,7 +39,13 @@ def training_range(low, high):
     return {"min": low, "max": high, "p01": low, "p99": high}
 
 
-def risk_bundle(path, encoder_bundle, roles=("T2W", "ADC", "CET1", "DWI")):
+def risk_bundle(path, encoder_bundle, roles=("T2W", "ADC", "CET1", "DWI"), name="test-lnm", without_contrast=False):
+    """The hand-built LNM model; `without_contrast`: its Rad_score lacks the CE-T1WI feature (the model a
+    study without CE-T1WI gets)."""
+    rad = RAD[:NO_CONTRAST] if without_contrast else RAD
+    rad_model = {k: v[:len(rad)] if isinstance(v, list) else v for k, v in RAD_MODEL.items()}
+    if without_contrast:
+        roles = tuple(r for r in roles if r != "CET1")
     terms = [
         {"name": "rad_score", "label": "Rad_score", "kind": "score", "family": "radiomics", "columns": ["rad_score"]},
         {"name": "dl_score", "label": "DL_score", "kind": "score", "family": "dl-tiny", "columns": ["dl_score"]},
@@ -49,8 +57,8 @@ def risk_bundle(path, encoder_bundle, roles=("T2W", "ADC", "CET1", "DWI")):
         "positive": "lymph-node metastasis", "negative": "no lymph-node metastasis", "outcome_label": "LNM risk",
         "scores": {"rad_score": "radiomics", "dl_score": "dl-tiny"},
         "families": {
-            "radiomics": {"family": "radiomics", "features": RAD, "standardisation": {"mean": RAD_MODEL["mean"], "sd": RAD_MODEL["sd"]},
-                          "coefficients": RAD_MODEL["coefficients"], "intercept": RAD_MODEL["intercept"]},
+            "radiomics": {"family": "radiomics", "features": rad, "standardisation": {"mean": rad_model["mean"], "sd": rad_model["sd"]},
+                          "coefficients": rad_model["coefficients"], "intercept": rad_model["intercept"]},
             "dl-tiny": {"family": "dl-tiny", "features": DL, "standardisation": {"mean": DL_MODEL["mean"], "sd": DL_MODEL["sd"]},
                         "coefficients": DL_MODEL["coefficients"], "intercept": DL_MODEL["intercept"]},
         },
@@ -66,7 +74,7 @@ def risk_bundle(path, encoder_bundle, roles=("T2W", "ADC", "CET1", "DWI")):
     nomogram = build_nomogram(dlrc, {"rad_score": np.array([-3.0, 3.0]), "dl_score": np.array([-2.0, 2.0]), "c_lnm": np.array([0, 1])})
     encoder_json = encoder_bundle.path / "bundle.json"
     manifest = {
-        "name": "test-lnm", "version": "0.1.0", "task": "risk-model", "endpoint": "lnm",
+        "name": name, "version": "0.1.0", "task": "risk-model", "endpoint": "lnm",
         "intended_use": "tests only", "training_data": "hand-made coefficients; not for clinical use",
         "inputs": {
             "sequences": list(roles),
@@ -84,17 +92,19 @@ def risk_bundle(path, encoder_bundle, roles=("T2W", "ADC", "CET1", "DWI")):
     return write_bundle(path, manifest, files)
 
 
-def expected_readout(world, c_lnm):
+def expected_readout(world, c_lnm, without_contrast=False):
     """Features, scores and probability computed here, independently of the readout code."""
     mask = sitk.ReadImage(str(world["mask"]))
     on_grid = {r: mask if r == "T2W" else mask_on_grid(mask, world["images"][r], world["transforms"][r]) for r in world["images"]}
+    names = RAD[:NO_CONTRAST] if without_contrast else RAD
     rad = {}
-    for name in RAD:
+    for name in names:
         role = name.split("_", 1)[0]
         rad.update(extract_features({role: world["images"][role]}, on_grid[role], settings={role: SETTINGS}, features=[name]))
     deep = extract_deep_features({"DWI": world["images"]["DWI"]}, {"DWI": on_grid["DWI"]}, load_encoder(world["encoder"]), roles=["DWI"])
-    z = (np.array([rad[n] for n in RAD]) - RAD_MODEL["mean"]) / RAD_MODEL["sd"]
-    rad_score = RAD_MODEL["intercept"] + z @ RAD_MODEL["coefficients"]
+    k = len(names)
+    z = (np.array([rad[n] for n in names]) - RAD_MODEL["mean"][:k]) / RAD_MODEL["sd"][:k]
+    rad_score = RAD_MODEL["intercept"] + z @ RAD_MODEL["coefficients"][:k]
     zd = (np.array([deep[n] for n in DL]) - DL_MODEL["mean"]) / DL_MODEL["sd"]
     dl_score = DL_MODEL["intercept"] + zd @ DL_MODEL["coefficients"]
     c = DLRC["coefficients"]

@@ -194,6 +194,12 @@ def _input_roles(inputs: Any) -> list[str]:
     return []
 
 
+def _first_sentence(text: str, limit: int = 300) -> str:
+    """The intended use's first sentence, cut at a word (with an ellipsis) when longer than `limit`."""
+    sentence = text.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 1].rsplit(" ", 1)[0] + "\u2026"
+
+
 def catalog_document(models_dir: str | Path, previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """The catalogue of every bundle folder under `models_dir` (what tools/update_model_catalog.py writes).
 
@@ -220,7 +226,7 @@ def catalog_document(models_dir: str | Path, previous: dict[str, Any] | None = N
             "default_for": list(kept.get("default_for", [])),
             **{field: kept[field] for field in ("aliases", "title") if kept.get(field)},
             "inputs": roles,
-            "description": str(manifest.get("intended_use", "")).split(". ")[0].rstrip(".")[:300],
+            "description": _first_sentence(str(manifest.get("intended_use", ""))),
         })
     return {
         "schema": CATALOG_SCHEMA,

@@ -65,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "deep-feature family for DL_score (5)")
     sel.add_argument("--families", type=_csv_list, metavar="F1,F2", help="use only these feature families "
                      "(radiomics, dl-resnet2d, ...)")
+    sel.add_argument("--sequences", type=_csv_list, metavar="R1,R2", help="candidate features only from these MRI "
+                     "sequences, in every family (e.g. T2W,ADC,DWI for a model without contrast; default: all)")
     sel.add_argument("--max-nan-fraction", type=float_in(0.0, 1.0, high_open=True), default=0.1, help="drop a feature missing in more than this "
                      "fraction of cases (0.1); cases missing a kept feature are excluded and listed")
     clin = parser.add_argument_group("clinical variables")
@@ -183,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         family_cv_folds=args.family_cv_folds,
         max_nan_fraction=args.max_nan_fraction,
         families=args.families,
+        roles=args.sequences,
         keep_features=keep,
         keep_features_source=str(args.keep_features) if args.keep_features else None,
     )

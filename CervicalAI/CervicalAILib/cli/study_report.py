@@ -18,7 +18,13 @@ What it does, in one run (resumable: rerun the same command after an interruptio
      ROC, calibration with Hosmer-Lemeshow, decision curves) and against the generator's oracle
      probability, the best any model can do;
   5. writes OUT/study_report.md with its tables (CSV + Markdown) and figures (PNG), OUT/metrics.json,
-     and the two risk-model bundles dlrc-lnm and dlrc-stage-group (OUT/bundles or --bundles DIR).
+     and the risk-model bundles dlrc-lnm, dlrc-stage-group and dlrc-lnm-no-contrast (the LNM model
+     without contrast: T2WI + DWI/ADC features only, compared with the full model and the oracle)
+     (OUT/bundles or --bundles DIR).
+
+--variants-only fits only the variants (dlrc-lnm-no-contrast) on the same cohort and split and reads
+the full model's per-case scores from --reference (default: the shipped dlrc-lnm), so that the
+shipped full models are not refitted.
 
 The cohort and the feature table go to --work (default OUT.work beside the report): about 7 GB
 at full scale. Full scale takes about an hour on two CPU cores.
@@ -27,6 +33,7 @@ examples:
   cervicalai study-report --out study --jobs 2
   cervicalai study-report --out docs/study_report --work /data/study_work --bundles Resources/Models
   cervicalai study-report --out tiny --scale 0.05 --matrix-scale 0.4     # a quick look, not a study
+  cervicalai study-report --out no_contrast --variants-only --cohort study.work/cohort --work study.work
 """
 
 
@@ -63,6 +70,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="refuse to fit with fewer training cases in either outcome class (default 10)")
     fit.add_argument("--mwu-p", type=float, default=0.01, help="Mann-Whitney U threshold (default 0.01)")
     parser.add_argument("--no-figures", action="store_true", help="tables and metrics only")
+    variants = parser.add_argument_group("model variants")
+    variants.add_argument("--variants", type=_csv_list, default=["lnm_no_contrast"], metavar="V1,V2",
+                          help="models fitted besides seed 004's two (default lnm_no_contrast: LNM without contrast; "
+                               "'none' for none)")
+    variants.add_argument("--variants-only", action="store_true",
+                          help="fit only the variants, compared with the full model of --reference")
+    variants.add_argument("--reference", metavar="DIR",
+                          help="with --variants-only: the full model's bundle, fitted on the same cohort and split "
+                               "(default: the shipped dlrc-lnm)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -75,6 +91,7 @@ def config_from_args(args: argparse.Namespace):
         matrix_scale=args.matrix_scale, roles=tuple(args.roles), encoders=encoders, settings_dir=args.settings,
         cohort=args.cohort, split_seed=args.split_seed, min_events=args.min_events, mwu_p=args.mwu_p,
         figures=not args.no_figures, overwrite=args.overwrite,
+        variants=tuple(v for v in args.variants if v != "none"), variants_only=args.variants_only, reference=args.reference,
     )
 
 
@@ -83,16 +100,19 @@ def run(args: argparse.Namespace) -> int:
     from CervicalAILib.core.progress import line_progress
     from CervicalAILib.research.cohort.study_report import run_study
 
-    inputs = [args.cohort, args.bundles, args.settings]
+    inputs = [args.cohort, args.bundles, args.settings, args.reference]
     check_output_path(args.out, inputs, overwrite=True)  # the study report replaces its own folder itself
     if args.work:
         check_output_path(args.work, inputs + [args.out], overwrite=True, option="--work")
     result = run_study(config_from_args(args), progress=line_progress)
-    lnm = result.metrics["endpoints"]["lnm"]
     lines = [f"report: {result.report} ({result.seconds / 60:.1f} min)"]
-    for cohort, metrics in lnm["oracle"].items():
+    for cohort, metrics in (result.metrics.get("endpoints", {}).get("lnm") or {}).get("oracle", {}).items():
         d, o = metrics["scores"]["DLRC"], metrics["scores"]["Oracle"]
         lines.append(f"LNM {cohort}: DLRC AUC {d['auc']:.3f}, oracle AUC {o['auc']:.3f}")
+    for key, variant in (result.metrics.get("variants") or {}).items():
+        for cohort, metrics in variant["comparison"].items():
+            lines.append(f"{key} {cohort}: " + ", ".join(f"{name} AUC {entry['auc']:.3f}"
+                                                          for name, entry in metrics["scores"].items()))
     for endpoint, path in result.bundles.items():
         lines.append(f"bundle {endpoint}: {path}")
     print("\n".join(lines), file=sys.stderr)

@@ -30,6 +30,7 @@ from CervicalAILib.core.json_input import read_json
 
 # Sequence roles, in the order channels are stacked for networks and exports.
 ROLES = ("T2W", "ADC", "DWI", "CET1")
+ROLE_TITLES = {"T2W": "T2WI", "ADC": "ADC", "DWI": "DWI", "CET1": "CE-T1WI"}  # as radiologists name them
 REQUIRED_ROLE = "T2W"
 CASE_FILE = "case.json"
 # registration transforms beside a case or a segmentation: transforms/<ROLE>.tfm (T2WI -> that sequence)

@@ -28,7 +28,7 @@ import SimpleITK as sitk
 
 from CervicalAILib import RESEARCH_USE_STATEMENT, __version__
 from CervicalAILib.bundles.defaults import default_bundle_path, find_bundle
-from CervicalAILib.contracts.case_folder import require_native_grids
+from CervicalAILib.contracts.case_folder import ROLE_TITLES, require_native_grids
 from CervicalAILib.contracts.clinical import FIELDS as CLINICAL_FIELDS
 from CervicalAILib.contracts.clinical import validate_clinical
 from CervicalAILib.contracts.feature_names import family_of, is_deep, parse_feature_name
@@ -270,6 +270,28 @@ def image_record(series) -> dict[str, Any]:
 # --------------------------------------------------------------------------- bundles
 
 
+def choose_lnm_model(model: RiskModel, roles: set[str], chosen_by_user: bool) -> tuple[RiskModel, str | None]:
+    """The LNM model for a study with these sequences, and why when it is not `model`.
+
+    When the study lacks a sequence the default (full) model needs (CE-T1WI: ESUR makes contrast
+    optional) and the shipped model without contrast (`lnm-no-contrast`) can score it, that model is
+    used, and the sentence says so. A model the user chose is always kept (its scores that need the
+    missing sequence are then unavailable)."""
+    missing = [r for r in model.required_sequences if r not in roles]
+    if not missing or chosen_by_user:
+        return model, None
+    try:
+        variant = load_risk_model(default_bundle_path("lnm-no-contrast"))
+    except BundleError as exc:
+        log.info("no LNM model without contrast: %s", exc)
+        return model, None
+    if variant.endpoint != model.endpoint or any(r not in roles for r in variant.required_sequences):
+        return model, None
+    return variant, (f"the study has no {', '.join(ROLE_TITLES.get(r, r) for r in missing)}: the LNM risk comes from "
+                     f"{variant.label}, the model without contrast "
+                     f"({' + '.join(ROLE_TITLES.get(r, r) for r in variant.required_sequences)}), instead of {model.label}")
+
+
 def load_models(lnm_bundle: str | Path | None, stage_bundle: str | Path | None, use_stage: bool = True):
     """The LNM risk model (required) and the stage-group model (optional; default when shipped)."""
     lnm = load_risk_model(lnm_bundle or default_bundle_path("lnm"))
@@ -432,6 +454,7 @@ def predict_case(
             else "the tumour mask was edited after its review: review it again"
         )
     lnm_model, stage_model = load_models(lnm_bundle, stage_bundle, use_stage)
+    lnm_model, lnm_model_note = choose_lnm_model(lnm_model, set(inputs.images), chosen_by_user=lnm_bundle is not None)
     models = [m for m in (lnm_model, stage_model) if m is not None]
     # the readout keeps the reader's clinical inputs and what the models use, nothing else
     # (a synthetic case's clinical.json also holds the pathology truth, which must not leak in)
@@ -537,6 +560,8 @@ def predict_case(
             "cutoff": lnm["cutoff"],
             "positive": lnm["above_cutoff"],
             "cutoff_source": "training Youden index",
+            "model": lnm_model.label,
+            "model_note": lnm_model_note,
             "validated": validated_performance(lnm_model),
             "scores": lnm["scores"],
             "harmonisation": lnm["harmonisation"],

@@ -25,6 +25,10 @@ def summary_text(readout: dict[str, Any]) -> str:
         + ("" if lnm["positive"] is None else f"  ({'above' if lnm['positive'] else 'below'} the model's cut-off {_pct(lnm['cutoff'])})"),
         f"  Rad_score / DL_score {_num(readout['rad_score'])} / {_num(readout['dl_score'])}",
     ]
+    if lnm.get("model"):
+        lines.append(f"  LNM model            {lnm['model']}")
+    if lnm.get("model_note"):
+        lines.append(f"  Model note:          {lnm['model_note']}")
     if readout.get("nomogram"):
         lines.append(f"  Nomogram             {readout['nomogram']['total_points']:.1f} total points")
     lines.append(f"  Tumour               {seg['volume_ml']:.1f} mL, max 3D diameter {seg['max_diameter_mm']:.1f} mm")

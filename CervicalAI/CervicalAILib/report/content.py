@@ -21,11 +21,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib import RESEARCH_USE_STATEMENT
+from CervicalAILib.contracts.case_folder import ROLE_TITLES
 from CervicalAILib.core.errors import InputError
 
 READOUT_FILE = "readout.json"
 READOUT_SCHEMA_PREFIX = "cervicalai.readout/"
-ROLE_TITLES = {"T2W": "T2WI", "ADC": "ADC", "DWI": "DWI", "CET1": "CE-T1WI"}
 CONTOUR_COLOR = "#ff2a2a"
 # An absolute file path inside a text (POSIX or Windows), as a pseudonymised report hides it.
 PATH_PATTERN = re.compile(r"(?<![\w.\-])(?:[A-Za-z]:)?[\\/][^\s(),;']+")
@@ -84,6 +84,10 @@ def check_readout(readout: dict[str, Any], path: Path) -> None:
         raise InputError(f"the readout contradicts itself: nomogram points add up to {sum(points.values()):.2f}, "
                          f"total_points is {nomogram['total_points']:.2f} (edited or corrupt)", path)
     _check_shipped_figures(readout, path)
+    used = (readout.get("models") or {}).get("lnm") or {}
+    if lnm.get("model") and used.get("name") and lnm["model"] != f"{used['name']}@{used.get('version')}":
+        raise InputError(f"the readout contradicts itself: lnm.model is {lnm['model']} but models.lnm is "
+                         f"{used['name']}@{used.get('version')} (edited or corrupt)", path)
     cutoff, positive = lnm.get("cutoff"), lnm.get("positive")
     if inner is not None and cutoff is not None and positive is not None and bool(positive) != (inner >= cutoff):
         raise InputError(f"the readout contradicts itself: LNM probability {inner:g} is "
@@ -375,6 +379,8 @@ def build_content(readout_dir: str | Path, deidentifier: Any = None, patient_id:
     lnm = readout.get("lnm") or {}
     probability = lnm.get("probability", readout.get("lnm_probability"))
     lnm_lines = [("LNM probability (DLRC)", _percent(probability))]
+    if lnm.get("model"):  # which model gave it: the full one, or the one without contrast (and why)
+        lnm_lines.append(("LNM model", str(lnm["model"]) + (f" ({lnm['model_note']})" if lnm.get("model_note") else "")))
     if lnm.get("cutoff") is not None:
         source = lnm.get("cutoff_source") or "model operating point"
         lnm_lines.append(("Operating point", f"{_percent(lnm['cutoff'])} ({source})"))

@@ -324,3 +324,68 @@ def test_a_dicom_series_is_recorded_by_its_files(tmp_path):
     files = sorted(str(f) for f in series.files)
     assert record["source"] == "dicom" and record["n_files"] == 5 and record["series_uid"] == series.series_uid
     assert record["sha256"] == hashlib.sha256("\n".join(sha256_file(f) for f in files).encode()).hexdigest()
+
+
+@pytest.fixture()
+def shipped_like(world, tmp_path, monkeypatch):
+    """A models folder laid out as the shipped one: the full LNM model (needs CE-T1WI), the model without
+    contrast, and their encoder."""
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(world["models"] / "tiny", models / "tiny")
+    full = risk_bundle(models / "dlrc-lnm", world["encoder"], name="test-lnm")
+    no_contrast = risk_bundle(models / "dlrc-lnm-no-contrast", world["encoder"], name="test-lnm-no-contrast",
+                              without_contrast=True)
+    monkeypatch.setenv("CERVICALAI_MODELS", str(models))
+    return {"full": full, "no_contrast": no_contrast}
+
+
+def _case_without(world, folder, missing):
+    folder.mkdir()
+    for role, image in world["images"].items():
+        if role != missing:
+            sitk.WriteImage(image, str(folder / f"{role}.nii.gz"))
+    return folder
+
+
+def test_a_study_without_contrast_gets_the_lnm_risk_of_the_model_without_contrast(world, tmp_path, shipped_like):
+    from CervicalAILib.pipeline.summary import summary_text
+    from CervicalAILib.report.content import check_readout
+
+    case = _case_without(world, tmp_path / "case", "CET1")
+    inputs = load_inputs(case, world["mask"], {"ln_short_axis_mm": 11.0}, transforms_dir=world["root"] / "reg")
+    readout = predict_case(inputs, out_dir=tmp_path / "out", use_stage=False)
+    rad, _, rad_score, dl_score, probability = expected_readout(world, c_lnm=1, without_contrast=True)
+    assert readout["lnm"]["model"] == "test-lnm-no-contrast@0.1.0"
+    assert readout["models"]["lnm"]["name"] == "test-lnm-no-contrast"
+    assert "no CE-T1WI" in readout["lnm"]["model_note"] and "test-lnm@0.1.0" in readout["lnm"]["model_note"]
+    assert readout["features"]["radiomics"] == pytest.approx(rad, rel=1e-12)
+    assert readout["rad_score"] == pytest.approx(rad_score, rel=1e-9)
+    assert readout["lnm_probability"] == pytest.approx(probability, rel=1e-6)
+    assert not any("CET1" in w for w in readout["warnings"])  # no score of the model used needs it
+    printed = summary_text(readout)
+    assert "LNM model            test-lnm-no-contrast@0.1.0" in printed and "no CE-T1WI" in printed
+    check_readout(json.loads((tmp_path / "out" / "readout.json").read_text()), tmp_path / "out" / "readout.json")
+
+
+def test_a_study_with_contrast_still_gets_the_full_model(world, tmp_path, shipped_like):
+    clinical = {"age": 48, "ln_short_axis_mm": 11.0, "ln_long_axis_mm": 13.0, "ln_necrosis": False}
+    inputs = load_inputs(world["case"], world["mask"], clinical, transforms_dir=world["root"] / "reg")
+    readout = predict_case(inputs, use_stage=False)
+    rad, _, rad_score, _, probability = expected_readout(world, c_lnm=1)
+    assert readout["lnm"]["model"] == "test-lnm@0.1.0" and readout["lnm"]["model_note"] is None
+    assert readout["features"]["radiomics"] == pytest.approx(rad, rel=1e-12)
+    assert readout["rad_score"] == pytest.approx(rad_score, rel=1e-9)
+    assert readout["lnm_probability"] == pytest.approx(probability, rel=1e-6)
+    # the same values as with the full model given explicitly (the readout before the model without contrast)
+    given = predict_case(inputs, lnm_bundle=shipped_like["full"].path, use_stage=False)
+    assert given["lnm_probability"] == readout["lnm_probability"] and given["lnm"]["model"] == readout["lnm"]["model"]
+
+
+def test_a_model_the_user_chose_is_kept_without_contrast(world, tmp_path, shipped_like):
+    case = _case_without(world, tmp_path / "case", "CET1")
+    inputs = load_inputs(case, world["mask"], {"ln_short_axis_mm": 5.0}, transforms_dir=world["root"] / "reg")
+    readout = predict_case(inputs, lnm_bundle=shipped_like["full"].path, use_stage=False)
+    assert readout["lnm"]["model"] == "test-lnm@0.1.0" and readout["lnm"]["model_note"] is None
+    assert readout["lnm_probability"] is None and any("CET1 sequence is missing" in w for w in readout["warnings"])

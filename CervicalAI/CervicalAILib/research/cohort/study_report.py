@@ -61,6 +61,7 @@ ORACLE_COLUMNS = {"lnm": "oracle_lnm_probability", "stage_group": "oracle_stage_
 COHORT_LABELS = {"training": "Training", "internal_validation": "Internal validation",
                  "external_validation": "External validation"}
 ENDPOINT_TITLES = {"lnm": "lymph-node metastasis (LNM)", "stage_group": "chemoradiotherapy stage group (IB3, IIA2-IVB)"}
+SHORT_TITLES = {"lnm": "LNM", "stage_group": "Stage group"}  # figure titles (variants: study_variants.VARIANTS)
 # Seed 004's published results (Table 2), for the side-by-side comparison in the report.
 SEED004_AUC = {
     "Radiomics": (0.735, 0.767, 0.718),
@@ -91,6 +92,12 @@ class StudyConfig:
     mwu_p: float = 0.01
     figures: bool = True
     overwrite: bool = False
+    # models fitted besides seed 004's two (study_variants.VARIANTS), e.g. the LNM model without contrast
+    variants: tuple[str, ...] = ("lnm_no_contrast",)
+    # fit only the variants (the cohort and feature table as usual); they are compared with the full
+    # model of `reference` (a risk bundle fitted on the same cohort and split; default: the shipped one)
+    variants_only: bool = False
+    reference: Path | None = None
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -98,6 +105,14 @@ class StudyConfig:
         self.bundles = Path(self.bundles) if self.bundles is not None else None
         self.settings_dir = Path(self.settings_dir) if self.settings_dir is not None else None
         self.cohort = Path(self.cohort) if self.cohort is not None else None
+        self.reference = Path(self.reference) if self.reference is not None else None
+        from CervicalAILib.research.cohort.study_variants import VARIANTS
+
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise InputError(f"unknown model variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+        if self.variants_only and not self.variants:
+            raise InputError("--variants-only needs at least one variant")
         if not (isinstance(self.scale, (int, float)) and 0 < self.scale <= 10):
             raise InputError(f"--scale must be in (0, 10], got {self.scale!r}")
         if not isinstance(self.jobs, int) or self.jobs < 1:
@@ -220,7 +235,8 @@ def _features(config: StudyConfig, cohort: Path, progress: ProgressCallback) -> 
 # steps 3-4: models and statistics per endpoint
 
 
-def _fit(table_path: Path, endpoint: str, config: StudyConfig, progress: ProgressCallback):
+def _fit(table_path: Path, endpoint: str, config: StudyConfig, progress: ProgressCallback,
+         roles: tuple[str, ...] | None = None):
     from CervicalAILib.research.fit.fit import FitConfig, fit_risk_model
     from CervicalAILib.research.fit.selection import SelectionConfig
     from CervicalAILib.research.fit.table import SplitSpec, read_feature_table
@@ -235,6 +251,7 @@ def _fit(table_path: Path, endpoint: str, config: StudyConfig, progress: Progres
         selection=SelectionConfig(mwu_p=config.mwu_p),
         min_events=config.min_events,
         family_cv_folds=min(5, config.min_events),
+        roles=list(roles) if roles is not None else None,
     )
     return fit_risk_model(table, fit_config, progress=progress)
 
@@ -285,14 +302,16 @@ def _model_scores(result, endpoint: str) -> tuple[dict[str, str], dict[str, str]
 
 
 def _evaluate_endpoint(endpoint: str, result, cohort_frame, config: StudyConfig, fig_dir: Path | None,
-                       progress: ProgressCallback) -> dict[str, Any]:
-    """Table 2 / Table 4 metrics, oracle comparison, decision curves and figures for one endpoint."""
+                       progress: ProgressCallback, name: str | None = None, title: str | None = None) -> dict[str, Any]:
+    """Table 2 / Table 4 metrics, oracle comparison, decision curves and figures for one endpoint
+    (`name`: the model's key in file names when it is not the endpoint's own model, `title` its figure title)."""
     import pandas as pd
 
     from CervicalAILib.research.fit.table import cohort_order
     from CervicalAILib.research.stats import cutoffs_from, decision_curves, evaluate_scores
     from CervicalAILib.research.stats.decision_curve import DEFAULT_THRESHOLDS, parse_threshold_range
 
+    file_key, figure_title = name or endpoint, title or SHORT_TITLES[endpoint]  # `name` is reused below
     models, notes = _model_scores(result, endpoint)
     scores = result.scores.merge(cohort_frame, on="case_id", how="left", suffixes=("", "_cohort"))
     oracle_column = ORACLE_COLUMNS[endpoint]
@@ -326,18 +345,18 @@ def _evaluate_endpoint(endpoint: str, result, cohort_frame, config: StudyConfig,
         curves = decision_curves(y, values, thresholds)
         out["decision_curves"][cohort] = curves
         if fig_dir is not None:
-            _cohort_figures(fig_dir, endpoint, cohort, y, values, metrics, curves)
+            _cohort_figures(fig_dir, file_key, cohort, y, values, metrics, curves, figure_title)
     if "training" not in out["cohorts"]:
         raise CervicalAIError(f"{endpoint}: the training cohort has one outcome class only; nothing to evaluate")
     out["scores_frame"] = pd.DataFrame(scores)
     return out
 
 
-def _cohort_figures(fig_dir: Path, endpoint: str, cohort: str, y, values, metrics, curves) -> None:
+def _cohort_figures(fig_dir: Path, endpoint: str, cohort: str, y, values, metrics, curves, model_title: str) -> None:
     from CervicalAILib.research.stats import figures as fig
 
     label = COHORT_LABELS.get(cohort, cohort)
-    title = f"{'LNM' if endpoint == 'lnm' else 'Stage group'}: {label}"
+    title = f"{model_title}: {label}"
     fig.roc_figure(fig_dir / f"roc_{endpoint}_{cohort}.png", y, values,
                    {n: metrics["scores"][n]["direction"] for n in values}, title=f"ROC, {title}")
     hl = {n: metrics["scores"][n].get("hosmer_lemeshow") for n in values}
@@ -493,9 +512,11 @@ def _features_table(result):
 
 
 def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> StudyResult:
-    """Run the study and write the report folder (atomically) and the two risk-model bundles."""
+    """Run the study and write the report folder (atomically) and the risk-model bundles: seed 004's two
+    and the variants (`config.variants`); with `config.variants_only`, the variants alone."""
     import pandas as pd
 
+    from CervicalAILib.research.cohort import study_variants as sv
     from CervicalAILib.research.fit.bundle import write_risk_bundle
 
     progress = progress or no_progress
@@ -506,12 +527,15 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
     if out.exists() and any(out.iterdir()) and not config.overwrite:
         raise OutputExistsError(f"{out}: report folder exists and is not empty (use --overwrite to replace it)")
     bundle_root = config.bundles
-    bundle_names = {endpoint: default_entry(endpoint).name for endpoint in ENDPOINTS}
-    bundle_paths = {endpoint: (bundle_root or out / "bundles") / name for endpoint, name in bundle_names.items()}
+    names = {} if config.variants_only else {endpoint: default_entry(endpoint).name for endpoint in ENDPOINTS}
+    names.update({key: sv.VARIANTS[key].bundle for key in config.variants})
+    bundle_paths = {key: (bundle_root or out / "bundles") / name for key, name in names.items()}
     if bundle_root is not None and not config.overwrite:
         taken = [p for p in bundle_paths.values() if p.exists() and any(p.iterdir())]
         if taken:
             raise OutputExistsError(f"{taken[0]}: bundle folder exists (use --overwrite to replace it)")
+    # the full model a variant is compared with, when this run does not fit it (checked before the long steps)
+    reference = sv.read_reference(config) if config.variants_only else None
     config.work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
@@ -531,8 +555,12 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
     fits: dict[str, Any] = {}
     evaluations: dict[str, Any] = {}
     cpu_mark = _all_cpu_seconds()
-    for k, endpoint in enumerate(ENDPOINTS):
-        fits[endpoint] = _fit(table_path, endpoint, config, sub_progress(progress, 0.75 + 0.08 * k, 0.81 + 0.08 * k))
+    step = 0.16 / max(len(names), 1)
+    for k, key in enumerate(names):
+        variant = sv.VARIANTS.get(key)
+        fits[key] = _fit(table_path, variant.endpoint if variant else key, config,
+                         sub_progress(progress, 0.75 + step * k, 0.75 + step * (k + 1)),
+                         roles=variant.roles if variant else None)
     t = stage("fit", t)
 
     with atomic.atomic_directory(out, overwrite=config.overwrite) as tmp:
@@ -540,64 +568,87 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
         tab_dir = tmp / "tables"
         fig_dir.mkdir()
         tab_dir.mkdir()
-        for k, endpoint in enumerate(ENDPOINTS):
+        for k, endpoint in enumerate(e for e in ENDPOINTS if e in fits):
             evaluations[endpoint] = _evaluate_endpoint(
                 endpoint, fits[endpoint], cohort_frame, config, fig_dir if config.figures else None,
-                sub_progress(progress, 0.91 + 0.03 * k, 0.94 + 0.03 * k))
+                sub_progress(progress, 0.91 + 0.02 * k, 0.93 + 0.02 * k))
+        for key in config.variants:
+            variant = sv.VARIANTS[key]
+            if reference is None:  # the full model of this run
+                reference = sv.Reference(label=default_entry(variant.endpoint).name,
+                                         scores=fits[variant.endpoint].scores)
+            evaluations[key] = sv.evaluate_variant(key, fits[key], reference, cohort_frame, config,
+                                                   fig_dir if config.figures else None, sub_progress(progress, 0.95, 0.97))
         t = stage("statistics", t)
         fit_cpu = _all_cpu_seconds() - cpu_mark
         progress(0.97, "writing the bundles and the report")
         bundles = {}
-        for endpoint, path in bundle_paths.items():
+        for key, path in bundle_paths.items():
             target = tmp / "bundles" / path.name if bundle_root is None else path
-            bundles[endpoint] = write_risk_bundle(
-                fits[endpoint], target, name=bundle_names[endpoint], version="1.0.0", synthetic=True,
-                training_data=_training_statement(endpoint, fits[endpoint], sidecar), overwrite=config.overwrite)
+            bundles[key] = write_risk_bundle(
+                fits[key], target, name=names[key], version="1.0.0", synthetic=True,
+                training_data=_training_statement(fits[key].config.endpoint, fits[key], sidecar)
+                + (sv.VARIANTS[key].statement if key in sv.VARIANTS else ""),
+                intended_use=sv.VARIANTS[key].intended_use if key in sv.VARIANTS else None, overwrite=config.overwrite)
         if config.figures:
             from CervicalAILib.scoring.nomogram import render_nomogram
 
-            for endpoint, fit in fits.items():
-                render_nomogram(fit.nomogram, fig_dir / f"nomogram_{endpoint}.png",
-                                title=f"DLRC nomogram: {ENDPOINT_TITLES[endpoint]}")
+            for key, fit in fits.items():
+                title = sv.VARIANTS[key].title if key in sv.VARIANTS else ENDPOINT_TITLES[key]
+                render_nomogram(fit.nomogram, fig_dir / f"nomogram_{key}.png", title=f"DLRC nomogram: {title}")
         stage("report", t)
-        metrics = _metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_paths, timings,
-                           time.perf_counter() - start, time.process_time() - cpu_start, load_start)
-        metrics["timing"]["pipeline"] = _pipeline_cost(config, sidecar, fit_cpu)
-        _write_tables(tab_dir, cohort_frame, fits, evaluations)
+        if config.variants_only:
+            metrics = sv.variants_metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_paths, timings,
+                                          time.perf_counter() - start, load_start)
+        else:
+            metrics = _metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_paths, timings,
+                               time.perf_counter() - start, time.process_time() - cpu_start, load_start)
+            metrics["timing"]["pipeline"] = _pipeline_cost(config, sidecar, fit_cpu)
+            _write_tables(tab_dir, cohort_frame, fits, evaluations)
+        for key in config.variants:
+            sv.write_variant_tables(tab_dir, key, fits[key], evaluations[key])
         atomic.write_json(tmp / "metrics.json", metrics)
-        atomic.write_text(tmp / "study_report.md", _markdown(config, metrics, fits, evaluations, tab_dir, cohort_frame))
+        text = (sv.variants_markdown(config, metrics, fits, tab_dir) if config.variants_only
+                else _markdown(config, metrics, fits, evaluations, tab_dir, cohort_frame))
+        atomic.write_text(tmp / "study_report.md", text)
     progress(1.0, f"study report written to {out}")
     return StudyResult(out=out, metrics=metrics, bundles=bundle_paths, seconds=time.perf_counter() - start,
                        report=out / "study_report.md")
 
 
 def _write_tables(tab_dir: Path, cohort_frame, fits, evaluations) -> None:
-    from CervicalAILib.research.stats import table2, table4
     from CervicalAILib.research.stats.tables import write_table
 
     splits = fits["lnm"].cases[["case_id", "cohort"]]
     write_table(_table1(cohort_frame, splits), tab_dir / "table1_clinical", title="Table 1. Clinical characteristics "
                 "by LNM status (p: seed 004's univariate tests)", blank_repeats=())
-    for endpoint, evaluation in evaluations.items():
-        table2(_table2_rows(evaluation), out=tab_dir / f"table2_{endpoint}")
-        rows = _table4_rows(evaluation)
-        if rows:
-            table4(rows, out=tab_dir / f"table4_{endpoint}")
-        write_table(_oracle_table(evaluation), tab_dir / f"oracle_{endpoint}",
-                    title=f"DLRC against the generator's oracle probability ({ENDPOINT_TITLES[endpoint]})")
-        write_table(_features_table(fits[endpoint]), tab_dir / f"models_{endpoint}",
-                    title=f"Selected features and coefficients ({ENDPOINT_TITLES[endpoint]})")
-        frame = evaluation["scores_frame"]
-        keep = [c for c in ("case_id", "center", "cohort", endpoint, "rad_score", "dl_score", "dlrc_probability",
-                            ORACLE_COLUMNS[endpoint], "sra", "c_lnm") if c in frame.columns]
-        atomic.write_text(tab_dir / f"scores_{endpoint}.csv",
-                          frame[keep].to_csv(index=False, lineterminator="\n", float_format="%.10g"))
-        curves = [dict(row, cohort=cohort) for cohort, rows in evaluation["decision_curves"].items() for row in rows]
-        import pandas as pd
+    for endpoint in ENDPOINTS:
+        write_model_tables(tab_dir, endpoint, endpoint, ENDPOINT_TITLES[endpoint], fits[endpoint], evaluations[endpoint])
 
-        atomic.write_text(tab_dir / f"decision_curve_{endpoint}.csv",
-                          pd.DataFrame(curves, columns=["cohort", "threshold", "model", "net_benefit"])
-                          .to_csv(index=False, lineterminator="\n", float_format="%.10g"))
+
+def write_model_tables(tab_dir: Path, name: str, endpoint: str, title: str, fit, evaluation) -> None:
+    """Table 2, Table 4, the oracle table, the coefficients, per-case scores and decision curves of one model."""
+    import pandas as pd
+
+    from CervicalAILib.research.stats import table2, table4
+    from CervicalAILib.research.stats.tables import write_table
+
+    table2(_table2_rows(evaluation), out=tab_dir / f"table2_{name}")
+    rows = _table4_rows(evaluation)
+    if rows:
+        table4(rows, out=tab_dir / f"table4_{name}")
+    write_table(_oracle_table(evaluation), tab_dir / f"oracle_{name}",
+                title=f"DLRC against the generator's oracle probability ({title})")
+    write_table(_features_table(fit), tab_dir / f"models_{name}", title=f"Selected features and coefficients ({title})")
+    frame = evaluation["scores_frame"]
+    keep = [c for c in ("case_id", "center", "cohort", endpoint, "rad_score", "dl_score", "dlrc_probability",
+                        ORACLE_COLUMNS[endpoint], "sra", "c_lnm") if c in frame.columns]
+    atomic.write_text(tab_dir / f"scores_{name}.csv",
+                      frame[keep].to_csv(index=False, lineterminator="\n", float_format="%.10g"))
+    curves = [dict(row, cohort=cohort) for cohort, rows in evaluation["decision_curves"].items() for row in rows]
+    atomic.write_text(tab_dir / f"decision_curve_{name}.csv",
+                      pd.DataFrame(curves, columns=["cohort", "threshold", "model", "net_benefit"])
+                      .to_csv(index=False, lineterminator="\n", float_format="%.10g"))
 
 
 def _metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_paths, timings, wall, cpu, load_start):
@@ -605,48 +656,68 @@ def _metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_paths, 
     import pandas as pd
 
     cohort_frame = pd.read_csv(cohort / "cohort.csv", dtype={"case_id": str, "center": str})
-    endpoints = {}
-    for endpoint, evaluation in evaluations.items():
-        fit = fits[endpoint]
-        bundle = bundles[endpoint]
-        endpoints[endpoint] = {
-            "models": evaluation["models"],
-            "notes": evaluation["notes"],
-            "skipped_cohorts": evaluation["skipped"],
-            "cohorts": evaluation["cohorts"],
-            "oracle": evaluation["oracle"],
-            "selected": {score: {"family": family, "features": fit.model["families"][family]["features"],
-                                 "coefficients": fit.model["families"][family]["coefficients"]}
-                         for score, family in fit.model["scores"].items()},
-            "deep_family_cv_auc": fit.family_cv_auc,
-            "clinical_retained": fit.clinical_retained,
-            "dlrc": {"intercept": fit.dlrc.intercept, "coefficients": fit.dlrc.coefficients},
-            "combat": fit.combat_note,
-            "fit_warnings": fit.warnings,
-            "excluded_cases": int((fit.cases["cohort"] == "excluded").sum()),
-            "bundle": {"name": bundle.label, "path": str(bundle_paths[endpoint]),
-                       "bundle_json_sha256": _sha(bundle.bundle.path / "bundle.json") if bundle.bundle else None},
-        }
+    from CervicalAILib.research.cohort.study_variants import variant_metrics
+
+    endpoints = {endpoint: model_metrics(fits[endpoint], evaluations[endpoint], bundles[endpoint], bundle_paths[endpoint])
+                 for endpoint in ENDPOINTS}
+    out = metrics_head(config, "Seed 004 (Bao et al., DLRC model for LNM) reproduced on a synthetic multi-centre cohort",
+                       cohort, cohort_frame, sidecar)
+    out["cohort"]["summary"] = _cohort_summary(cohort_frame, splits)
+    out.update(endpoints=endpoints, timing=timing_metrics(timings, wall, cpu, load_start))
+    if config.variants:
+        out["variants"] = {key: variant_metrics(key, fits[key], evaluations[key], bundles[key], bundle_paths[key])
+                           for key in config.variants}
+    return out
+
+
+def metrics_head(config: StudyConfig, title: str, cohort: Path, cohort_frame, sidecar: dict[str, Any]) -> dict[str, Any]:
+    """The first keys of metrics.json: what was run, on which cohort, with which features."""
     return {
         "schema": "cervicalai.study-report/1",
-        "title": "Seed 004 (Bao et al., DLRC model for LNM) reproduced on a synthetic multi-centre cohort",
+        "title": title,
         "research_use": RESEARCH_USE_STATEMENT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command_text(config),
         "config": config.as_dict(),
         "cohort": {"folder": str(cohort), "n_cases": int(len(cohort_frame)),
-                   "summary": _cohort_summary(cohort_frame, splits),
                    "generator": (sidecar.get("cohort") or {}).get("generator")},
-        "extraction": {**{k: sidecar.get(k) for k in ("roles", "encoders", "features_per_family", "masks", "cases",
-                                                      "failed_cases", "timing", "radiomics_settings_sha256",
-                                                      "radiomics_settings_source", "software")},
-                       "radiomics_image_types": _image_types(sidecar)},
-        "endpoints": endpoints,
-        "timing": {"wall_seconds": round(wall, 1), "cpu_seconds_main_process": round(cpu, 1), "stages_seconds": timings,
-                   "load_average_at_start": [round(v, 2) for v in load_start],
-                   "load_average_at_end": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count(),
-                   "machine": f"{platform.machine()}, {platform.system()} {platform.release()}",
-                   "python": sys.version.split()[0], "cervicalai": __version__},
+        "extraction": extraction_metrics(sidecar),
+    }
+
+
+def extraction_metrics(sidecar: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: sidecar.get(k) for k in ("roles", "encoders", "features_per_family", "masks", "cases", "failed_cases",
+                                           "timing", "radiomics_settings_sha256", "radiomics_settings_source", "software")},
+            "radiomics_image_types": _image_types(sidecar)}
+
+
+def timing_metrics(timings: dict[str, float], wall: float, cpu: float, load_start) -> dict[str, Any]:
+    return {"wall_seconds": round(wall, 1), "cpu_seconds_main_process": round(cpu, 1), "stages_seconds": timings,
+            "load_average_at_start": [round(v, 2) for v in load_start],
+            "load_average_at_end": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count(),
+            "machine": f"{platform.machine()}, {platform.system()} {platform.release()}",
+            "python": sys.version.split()[0], "cervicalai": __version__}
+
+
+def model_metrics(fit, evaluation: dict[str, Any], bundle, bundle_path: Path) -> dict[str, Any]:
+    """One fitted model's figures, selection and bundle, as metrics.json holds them."""
+    return {
+        "models": evaluation["models"],
+        "notes": evaluation["notes"],
+        "skipped_cohorts": evaluation["skipped"],
+        "cohorts": evaluation["cohorts"],
+        "oracle": evaluation["oracle"],
+        "selected": {score: {"family": family, "features": fit.model["families"][family]["features"],
+                             "coefficients": fit.model["families"][family]["coefficients"]}
+                     for score, family in fit.model["scores"].items()},
+        "deep_family_cv_auc": fit.family_cv_auc,
+        "clinical_retained": fit.clinical_retained,
+        "dlrc": {"intercept": fit.dlrc.intercept, "coefficients": fit.dlrc.coefficients},
+        "combat": fit.combat_note,
+        "fit_warnings": fit.warnings,
+        "excluded_cases": int((fit.cases["cohort"] == "excluded").sum()),
+        "bundle": {"name": bundle.label, "path": str(bundle_path),
+                   "bundle_json_sha256": _sha(bundle.bundle.path / "bundle.json") if bundle.bundle else None},
     }
 
 
@@ -789,6 +860,10 @@ def _markdown(config: StudyConfig, metrics: dict[str, Any], fits, evaluations, t
     lines += ["## Table 1. Clinical characteristics", "", _read(tab_dir / "table1_clinical.md").split("\n", 2)[-1], ""]
     for endpoint in ENDPOINTS:
         lines += _endpoint_section(endpoint, metrics["endpoints"][endpoint], fits[endpoint], tab_dir, config)
+    from CervicalAILib.research.cohort.study_variants import variant_section
+
+    for key, result in (metrics.get("variants") or {}).items():
+        lines += variant_section(key, result, fits[key], tab_dir, config)
     lines += _seed004_comparison(lnm)
     lines += ["## Limitations", "",
               "- Synthetic data: the anatomy is geometric and the outcome follows a known logistic model of the tumour's "
@@ -817,11 +892,15 @@ def _markdown(config: StudyConfig, metrics: dict[str, Any], fits, evaluations, t
     return "\n".join(lines)
 
 
-def _endpoint_section(endpoint: str, result: dict[str, Any], fit, tab_dir: Path, config: StudyConfig) -> list[str]:
+def _endpoint_section(endpoint: str, result: dict[str, Any], fit, tab_dir: Path, config: StudyConfig,
+                      name: str | None = None, heading: list[str] | None = None) -> list[str]:
+    """The report section of one model: `name` is its key in file names (default: the endpoint's own model),
+    `heading` replaces the section's title line."""
     title = ENDPOINT_TITLES[endpoint]
-    lines = [f"## {'LNM' if endpoint == 'lnm' else 'Stage group'}: {title}", ""]
-    for name, note in result["notes"].items():
-        lines.append(f"- {name}: {note}")
+    name = name or endpoint
+    lines = list(heading) if heading else [f"## {SHORT_TITLES[endpoint]}: {title}", ""]
+    for model, note in result["notes"].items():
+        lines.append(f"- {model}: {note}")
     for cohort, reason in result["skipped_cohorts"].items():
         lines.append(f"- {COHORT_LABELS.get(cohort, cohort)} cohort not evaluated: {reason}")
     if result["deep_family_cv_auc"]:
@@ -832,11 +911,11 @@ def _endpoint_section(endpoint: str, result: dict[str, Any], fit, tab_dir: Path,
                  f"DLRC terms: {', '.join(result['dlrc']['coefficients'])}.")
     for warning in result["fit_warnings"]:
         lines.append(f"- Fit warning: {warning}")
-    lines += ["", _read(tab_dir / f"models_{endpoint}.md"), "",
-              _read(tab_dir / f"table2_{endpoint}.md").replace("predicting the endpoint", f"predicting {title}"), ""]
-    if (tab_dir / f"table4_{endpoint}.md").is_file():
-        lines += [_read(tab_dir / f"table4_{endpoint}.md"), ""]
-    lines += [_read(tab_dir / f"oracle_{endpoint}.md"), ""]
+    lines += ["", _read(tab_dir / f"models_{name}.md"), "",
+              _read(tab_dir / f"table2_{name}.md").replace("predicting the endpoint", f"predicting {title}"), ""]
+    if (tab_dir / f"table4_{name}.md").is_file():
+        lines += [_read(tab_dir / f"table4_{name}.md"), ""]
+    lines += [_read(tab_dir / f"oracle_{name}.md"), ""]
     if endpoint == "lnm":
         sra_lines = []
         for cohort, metrics in result["cohorts"].items():
@@ -853,10 +932,10 @@ def _endpoint_section(endpoint: str, result: dict[str, Any], fit, tab_dir: Path,
                       *sra_lines, ""]
     if config.figures:
         cohorts = list(result["cohorts"])
-        lines += [f"![DLRC nomogram](figures/nomogram_{endpoint}.png)", ""]
+        lines += [f"![DLRC nomogram](figures/nomogram_{name}.png)", ""]
         for kind, caption in (("roc", "ROC curves"), ("calibration", "Calibration (Hosmer-Lemeshow groups)"),
                               ("decision_curve", "Decision curves")):
-            lines.append(f"{caption}: " + " ".join(f"![{caption}, {COHORT_LABELS.get(c, c)}](figures/{kind}_{endpoint}_{c}.png)"
+            lines.append(f"{caption}: " + " ".join(f"![{caption}, {COHORT_LABELS.get(c, c)}](figures/{kind}_{name}_{c}.png)"
                                                    for c in cohorts))
             lines.append("")
     return lines
@@ -895,7 +974,8 @@ def command_text(config: StudyConfig) -> str:
             parts += [flag, str(getattr(config, name))]
     if config.work != defaults.work:
         parts += ["--work", shlex.quote(str(config.work))]
-    for flag, value in (("--bundles", config.bundles), ("--cohort", config.cohort), ("--settings", config.settings_dir)):
+    for flag, value in (("--bundles", config.bundles), ("--cohort", config.cohort), ("--settings", config.settings_dir),
+                        ("--reference", config.reference)):
         if value is not None:
             parts += [flag, shlex.quote(str(value))]
     if tuple(config.roles) != tuple(defaults.roles):
@@ -906,4 +986,8 @@ def command_text(config: StudyConfig) -> str:
         parts += ["--encoders", *(shlex.quote(str(e)) for e in config.encoders)]
     if not config.figures:
         parts.append("--no-figures")
+    if tuple(config.variants) != tuple(defaults.variants):
+        parts += ["--variants", ",".join(config.variants) or "none"]
+    if config.variants_only:
+        parts.append("--variants-only")
     return " ".join(parts)

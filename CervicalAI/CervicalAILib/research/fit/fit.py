@@ -30,6 +30,7 @@ from CervicalAILib.contracts.feature_names import RADIOMICS_FAMILY
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.core.provenance import software_versions as core_software_versions
+from CervicalAILib.io.case import ROLES
 from CervicalAILib.research.fit import clinical as clin
 from CervicalAILib.research.fit.logistic import backward_stepwise_aic, finite_or_none, sigmoid
 from CervicalAILib.research.fit.selection import (
@@ -48,6 +49,7 @@ from CervicalAILib.research.fit.table import (
     cohort_order,
     endpoint_spec,
     endpoint_values,
+    feature_role,
 )
 from CervicalAILib.scoring.combat import fit_combat, subset_combat
 
@@ -74,6 +76,9 @@ class FitConfig:
     max_nan_fraction: float = 0.1
     min_events: int = 10
     families: list[str] | None = None  # restrict to these families (default: all in the table)
+    # candidate features only from these MRI sequences, in every family (default: every sequence in the
+    # table); e.g. ("T2W", "ADC", "DWI") for a model that a study without contrast (CE-T1WI) can use
+    roles: list[str] | None = None
     # reproducible features (e.g. `cervicalai icc` kept_features.txt, ICC > 0.75 as in seed 004): in
     # every family that has a feature on the list, the features not on it are left out
     keep_features: list[str] | None = None
@@ -94,6 +99,8 @@ class FitConfig:
             "max_nan_fraction": self.max_nan_fraction,
             "min_events": self.min_events,
             "families": self.families,
+            # only when set, so that the provenance of a fit over every sequence stays as it was
+            **({"roles": list(self.roles)} if self.roles is not None else {}),
             "keep_features": None if self.keep_features is None else {
                 "source": self.keep_features_source, "count": len(self.keep_features),
                 "rule": "in each family with a listed feature, only listed features are candidates"},
@@ -167,6 +174,14 @@ def _clean(table: FeatureTable, y, config: FitConfig):
             reasons.setdefault(case_id, "centre missing (ComBat needs it)")
 
     families = {f: cols for f, cols in table.families.items() if config.families is None or f in config.families}
+    if config.roles is not None:
+        unknown_roles = [r for r in config.roles if r not in ROLES]
+        if unknown_roles:
+            raise InputError(f"unknown sequence(s) {', '.join(unknown_roles)} (known: {', '.join(ROLES)})", table.path)
+        families = {f: [c for c in cols if feature_role(c) in config.roles] for f, cols in families.items()}
+        families = {f: cols for f, cols in families.items() if cols}
+        if not families:
+            raise InputError(f"no feature column of the sequence(s) {', '.join(config.roles)} in the table", table.path)
     if config.families:
         unknown = [f for f in config.families if f not in table.families]
         if unknown:

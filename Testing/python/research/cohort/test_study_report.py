@@ -189,3 +189,65 @@ def test_bad_options_are_refused(tmp_path):
     assert main(["study-report", "--out", str(tmp_path / "r"), "--scale", "0"]) == 2
     assert main(["study-report", "--out", str(tmp_path / "r"), "--min-events", "1"]) == 2
     assert main(["study-report", "--out", str(tmp_path / "r"), "--cohort", str(tmp_path / "none"), "--no-deep"]) == 2
+
+
+def test_model_without_contrast_sees_no_ce_t1wi_and_is_compared_with_the_full_model(study):
+    from sklearn.metrics import roc_auc_score
+
+    from CervicalAILib.scoring.risk_model import load_risk_model
+
+    report = study["report"]
+    model = load_risk_model(report / "bundles" / "dlrc-lnm-no-contrast")
+    assert model.endpoint == "lnm" and model.manifest["name"] == "dlrc-lnm-no-contrast"
+    assert set(model.required_sequences) <= {"T2W", "ADC", "DWI"} and model.required_sequences
+    assert model.manifest["provenance"]["fit"]["roles"] == ["T2W", "ADC", "DWI"]
+    assert not any(f.startswith("CET1_") for f in model.manifest["inputs"]["features"])
+    assert "CET1" not in model.manifest["inputs"]["sequences"]
+    assert "no CE-T1WI feature" in model.manifest["training_data"]
+    card = (report / "bundles" / "dlrc-lnm-no-contrast" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "not for clinical use" in card and "no CE-T1WI feature" in card and "without contrast" in card
+    # the full model of the same run still uses every sequence, and its provenance has no roles key
+    full = load_risk_model(report / "bundles" / "dlrc-lnm")
+    assert "roles" not in full.manifest["provenance"]["fit"]
+    # the comparison: paired on the cases both scored, AUCs those of the per-case scores
+    metrics = json.loads((report / "metrics.json").read_text(encoding="utf-8"))["variants"]["lnm_no_contrast"]
+    assert metrics["reference"] == "dlrc-lnm" and metrics["candidate_sequences"] == ["T2W", "ADC", "DWI"]
+    variant = pd.read_csv(report / "tables" / "scores_lnm_no_contrast.csv", dtype={"case_id": str})
+    both = variant.merge(pd.read_csv(report / "tables" / "scores_lnm.csv", dtype={"case_id": str}),
+                         on="case_id", suffixes=("", "_full"))
+    assert metrics["comparison"]
+    for cohort, entry in metrics["comparison"].items():
+        part = both[both["cohort"] == cohort]
+        y = part["lnm"].to_numpy()
+        assert entry["n"] == len(part)
+        assert entry["scores"]["DLRC without contrast"]["auc"] == pytest.approx(roc_auc_score(y, part["dlrc_probability"]), abs=1e-12)
+        assert entry["scores"]["DLRC (full model)"]["auc"] == pytest.approx(roc_auc_score(y, part["dlrc_probability_full"]), abs=1e-12)
+        assert entry["scores"]["Oracle"]["auc"] == pytest.approx(roc_auc_score(y, part["oracle_lnm_probability"]), abs=1e-12)
+    markdown = (report / "study_report.md").read_text(encoding="utf-8")
+    assert "## LNM without contrast (T2WI + DWI/ADC): `dlrc-lnm-no-contrast`" in markdown
+    assert (report / "figures" / "roc_lnm_no_contrast_vs_full_training.png").is_file()
+
+
+def test_variants_only_refits_the_same_model_against_a_given_full_model(study, tmp_path):
+    report = study["report"]
+    out = tmp_path / "variants"
+    argv = study["argv"] + ["--work", str(study["work"]), "--variants-only", "--reference",
+                            str(report / "bundles" / "dlrc-lnm"), "--no-figures"]
+    argv[argv.index("--out") + 1] = str(out)
+    assert main(argv) == 0
+    assert sorted(p.name for p in (out / "bundles").iterdir()) == ["dlrc-lnm-no-contrast"]
+    full_run = json.loads((report / "metrics.json").read_text(encoding="utf-8"))["variants"]["lnm_no_contrast"]
+    alone = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert "endpoints" not in alone and "--variants-only" in alone["command"]
+    # the full model's scores come from its bundle's scores.csv (10 significant digits): same AUCs
+    for cohort, entry in full_run["comparison"].items():
+        for name, value in entry["scores"].items():
+            assert alone["variants"]["lnm_no_contrast"]["comparison"][cohort]["scores"][name]["auc"] == pytest.approx(
+                value["auc"], abs=1e-9)
+    assert alone["variants"]["lnm_no_contrast"]["dlrc"] == full_run["dlrc"]
+    same = (out / "bundles" / "dlrc-lnm-no-contrast" / "model.json").read_bytes()
+    assert same == (report / "bundles" / "dlrc-lnm-no-contrast" / "model.json").read_bytes()
+    # a full model of another split is refused (here: the shipped one, fitted on the full-size cohort)
+    argv[argv.index("--out") + 1] = str(tmp_path / "other")
+    argv[argv.index("--reference") + 1] = str(tmp_path / "none")
+    assert main(argv) == 2

@@ -283,3 +283,25 @@ def test_a_sites_own_endpoint_column_goes_through_the_same_chain():
         fit_risk_model(table, _config(endpoint="relapse"))
     with pytest.raises(InputError, match="use lnm, stage_group or the name of a 0/1 column"):
         fit_risk_model(table, _config(endpoint="age > 50"))
+
+
+def test_sequences_restrict_the_candidates_of_every_family():
+    """A fit restricted to T2W/ADC/DWI (the model without contrast) never sees a CE-T1WI column, in any family,
+    and records the restriction; an unknown sequence, or one the table lacks, is refused."""
+    from CervicalAILib.research.fit.fit import _clean
+
+    sim, frame = _table_with_defects()
+    table = feature_table_from_frame(frame)
+    y = frame.set_index("case_id")["lnm"] if "case_id" in frame else frame["lnm"]
+    assert any(c.startswith("CET1_") for c in table.feature_columns)
+    _, kept, dropped = _clean(table, y, _config(roles=["T2W", "ADC", "DWI"]))
+    candidates = [c for cols in kept.values() for c in cols] + [d["name"] for items in dropped.values() for d in items]
+    assert candidates and not any(c.startswith("CET1_") for c in candidates)
+    assert {c.split("_", 1)[0] for c in candidates} <= {"T2W", "ADC", "DWI"}
+    assert _config(roles=["T2W", "ADC", "DWI"]).as_dict()["roles"] == ["T2W", "ADC", "DWI"]
+    assert "roles" not in _config().as_dict()  # a fit over every sequence records what it always did
+    with pytest.raises(InputError, match="unknown sequence.*CE-T1"):
+        _clean(table, y, _config(roles=["T2W", "CE-T1"]))
+    only_cet1 = feature_table_from_frame(frame[[c for c in frame.columns if not c.startswith(("T2W_", "ADC_", "DWI_"))]])
+    with pytest.raises(InputError, match="no feature column of the sequence"):
+        _clean(only_cet1, y, _config(roles=["T2W", "DWI"]))
