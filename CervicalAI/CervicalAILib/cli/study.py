@@ -151,7 +151,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 # Everything `study register` writes into its case folder (glob patterns): --overwrite replaces only these.
 REGISTER_OUTPUT_FILES = ["T2W.nii.gz", "ADC.nii.gz", "DWI.nii.gz", "CET1.nii.gz", "labels/*.nii.gz", "clinical.json",
-                         "registration.json", "transforms/*.tfm"]
+                         "registration.json", "case.json", "transforms/*.tfm"]
 
 
 def run_register(args: argparse.Namespace) -> int:

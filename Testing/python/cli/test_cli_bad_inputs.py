@@ -100,6 +100,9 @@ def test_overwrite_replaces_only_what_the_command_wrote(patients, tmp_path, caps
     assert (seg / "my-notes.txt").read_text() == "the reader's notes"
     (seg / "my-notes.txt").unlink()
     assert main(["segment", str(patients["root"] / "A-reg"), "--out", str(seg), "--overwrite"]) == 0  # its own: fine
+    reg = copy_tree(patients["root"] / "A-reg", tmp_path / "reg")  # study register: every file of it is its own
+    assert main(["study", "register", str(patients["A"]), "--out", str(reg), "--overwrite"]) == 0
+    assert json.loads((reg / "case.json").read_text())["grid"] == "T2W"
 
 
 @pytest.mark.parametrize("command", ["register-same", "register-inside", "segment-inside", "segment-parent",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from CervicalAILib import RESEARCH_USE_STATEMENT
+from CervicalAILib.contracts.feature_names import role_of
 from CervicalAILib.core.errors import InputError
 
 CONTRAST_FREE_ROLES = ("T2W", "ADC", "DWI")
@@ -223,9 +224,7 @@ def variant_section(key: str, result: dict[str, Any], fit, tab_dir: Path, config
 
 
 def _sequences(features: list[str]) -> set[str]:
-    from CervicalAILib.research.fit.table import feature_role
-
-    return {feature_role(f) for f in features}
+    return {role_of(f) for f in features}
 
 
 def variants_markdown(config, metrics: dict[str, Any], fits, tab_dir: Path) -> str:

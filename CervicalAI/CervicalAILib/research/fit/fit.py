@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from CervicalAILib.contracts.feature_names import RADIOMICS_FAMILY
+from CervicalAILib.contracts.feature_names import RADIOMICS_FAMILY, role_of
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.core.provenance import software_versions as core_software_versions
@@ -49,7 +49,6 @@ from CervicalAILib.research.fit.table import (
     cohort_order,
     endpoint_spec,
     endpoint_values,
-    feature_role,
 )
 from CervicalAILib.scoring.combat import fit_combat, subset_combat
 
@@ -178,7 +177,7 @@ def _clean(table: FeatureTable, y, config: FitConfig):
         unknown_roles = [r for r in config.roles if r not in ROLES]
         if unknown_roles:
             raise InputError(f"unknown sequence(s) {', '.join(unknown_roles)} (known: {', '.join(ROLES)})", table.path)
-        families = {f: [c for c in cols if feature_role(c) in config.roles] for f, cols in families.items()}
+        families = {f: [c for c in cols if role_of(c) in config.roles] for f, cols in families.items()}
         families = {f: cols for f, cols in families.items() if cols}
         if not families:
             raise InputError(f"no feature column of the sequence(s) {', '.join(config.roles)} in the table", table.path)
