@@ -36,17 +36,19 @@ def own_bundle(folder, name="site-encoder", task="encoder", version="2.0.0"):
 
 
 def test_each_purpose_has_its_shipped_default_in_the_workflows_order():
-    assert default_purposes() == ["segmentation", "segmentation-t2", "encoder-2d", "encoder-3d", "lnm", "stage_group"]
+    assert default_purposes() == ["segmentation", "segmentation-t2", "encoder-2d", "encoder-3d", "lnm", "lnm-no-contrast",
+                                  "stage_group"]
     folders = {purpose: default_entry(purpose).folder for purpose in default_purposes()}
     assert folders == {"segmentation": "cervix-tumor-seg-mpmri", "segmentation-t2": "cervix-tumor-seg-t2",
                        "encoder-2d": "tumor-encoder-resnet2d", "encoder-3d": "tumor-encoder-resnet3d",
-                       "lnm": "dlrc-lnm", "stage_group": "dlrc-stage-group"}  # fmt: skip
+                       "lnm": "dlrc-lnm", "lnm-no-contrast": "dlrc-lnm-no-contrast",
+                       "stage_group": "dlrc-stage-group"}  # fmt: skip
     assert default_entry("encoder-2d").title == "Deep-feature encoder (2D)"
     assert default_bundle_path("lnm") == MODELS / "dlrc-lnm"
     with pytest.raises(BundleError) as error:
         default_entry("lung")
     assert str(error.value) == ("unknown default bundle 'lung' (known: segmentation, segmentation-t2, encoder-2d, "
-                                "encoder-3d, lnm, stage_group)")
+                                "encoder-3d, lnm, lnm-no-contrast, stage_group)")
 
 
 def test_an_alias_or_a_folder_names_an_encoder_and_anything_else_is_one_line(tmp_path):

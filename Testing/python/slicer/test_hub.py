@@ -180,7 +180,7 @@ def test_bundle_cards_show_verified_bundles_and_why_others_are_unusable(tmp_path
     (tampered.path / "weights.json").write_text('{"changed": true}')
     cards = {card.purpose: card for card in bundle_cards(tmp_path)}
     assert list(cards) == default_purposes() == ["segmentation", "segmentation-t2", "encoder-2d", "encoder-3d", "lnm",
-                                                 "stage_group"]  # the workflow's order, from the catalogue
+                                                 "lnm-no-contrast", "stage_group"]  # the workflow's order, from the catalogue
     seg = cards["segmentation"]
     assert seg.usable and seg.label == "cervix-tumor-seg-mpmri@1.2.0" and seg.task == "segmentation"
     assert "Trained on synthetic data only." in seg.model_card and seg.training_data.startswith("240 synthetic")

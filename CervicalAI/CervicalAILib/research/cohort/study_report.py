@@ -35,10 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from CervicalAILib import RESEARCH_USE_STATEMENT, __version__
 from CervicalAILib.bundles.catalog import default_entry
-from CervicalAILib.contracts.feature_names import RADIOMICS_FAMILY, encoder_of_family
+from CervicalAILib.bundles.defaults import default_bundle_path
+from CervicalAILib.contracts.feature_names import RADIOMICS_FAMILY, encoder_of_family, role_of
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import CervicalAIError, InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
@@ -49,6 +51,11 @@ from CervicalAILib.research.cohort.extract import (
     extract_cohort,
     sidecar_path_for,
 )
+from CervicalAILib.research.fit.table import cohort_order
+from CervicalAILib.research.stats import evaluate_scores
+from CervicalAILib.research.stats import figures as fig
+from CervicalAILib.research.stats.tables import format_auc, format_p, write_table
+from CervicalAILib.scoring.risk_model import load_risk_model
 
 BASE_CASES = 1100  # seed 004: 1095 patients
 CENTERS = 5  # seed 004: five centres
@@ -61,7 +68,7 @@ ORACLE_COLUMNS = {"lnm": "oracle_lnm_probability", "stage_group": "oracle_stage_
 COHORT_LABELS = {"training": "Training", "internal_validation": "Internal validation",
                  "external_validation": "External validation"}
 ENDPOINT_TITLES = {"lnm": "lymph-node metastasis (LNM)", "stage_group": "chemoradiotherapy stage group (IB3, IIA2-IVB)"}
-SHORT_TITLES = {"lnm": "LNM", "stage_group": "Stage group"}  # figure titles (variants: study_variants.VARIANTS)
+SHORT_TITLES = {"lnm": "LNM", "stage_group": "Stage group"}  # figure titles (variants: VARIANTS)
 # Seed 004's published results (Table 2), for the side-by-side comparison in the report.
 SEED004_AUC = {
     "Radiomics": (0.735, 0.767, 0.718),
@@ -92,7 +99,7 @@ class StudyConfig:
     mwu_p: float = 0.01
     figures: bool = True
     overwrite: bool = False
-    # models fitted besides seed 004's two (study_variants.VARIANTS), e.g. the LNM model without contrast
+    # models fitted besides seed 004's two (VARIANTS, below), e.g. the LNM model without contrast
     variants: tuple[str, ...] = ("lnm_no_contrast",)
     # fit only the variants (the cohort and feature table as usual); they are compared with the full
     # model of `reference` (a risk bundle fitted on the same cohort and split; default: the shipped one)
@@ -106,7 +113,6 @@ class StudyConfig:
         self.settings_dir = Path(self.settings_dir) if self.settings_dir is not None else None
         self.cohort = Path(self.cohort) if self.cohort is not None else None
         self.reference = Path(self.reference) if self.reference is not None else None
-        from CervicalAILib.research.cohort.study_variants import VARIANTS
 
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
@@ -516,7 +522,6 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
     and the variants (`config.variants`); with `config.variants_only`, the variants alone."""
     import pandas as pd
 
-    from CervicalAILib.research.cohort import study_variants as sv
     from CervicalAILib.research.fit.bundle import write_risk_bundle
 
     progress = progress or no_progress
@@ -528,14 +533,14 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
         raise OutputExistsError(f"{out}: report folder exists and is not empty (use --overwrite to replace it)")
     bundle_root = config.bundles
     names = {} if config.variants_only else {endpoint: default_entry(endpoint).name for endpoint in ENDPOINTS}
-    names.update({key: sv.VARIANTS[key].bundle for key in config.variants})
+    names.update({key: VARIANTS[key].bundle for key in config.variants})
     bundle_paths = {key: (bundle_root or out / "bundles") / name for key, name in names.items()}
     if bundle_root is not None and not config.overwrite:
         taken = [p for p in bundle_paths.values() if p.exists() and any(p.iterdir())]
         if taken:
             raise OutputExistsError(f"{taken[0]}: bundle folder exists (use --overwrite to replace it)")
     # the full model a variant is compared with, when this run does not fit it (checked before the long steps)
-    reference = sv.read_reference(config) if config.variants_only else None
+    reference = read_reference(config) if config.variants_only else None
     config.work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
@@ -557,7 +562,7 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
     cpu_mark = _all_cpu_seconds()
     step = 0.16 / max(len(names), 1)
     for k, key in enumerate(names):
-        variant = sv.VARIANTS.get(key)
+        variant = VARIANTS.get(key)
         fits[key] = _fit(table_path, variant.endpoint if variant else key, config,
                          sub_progress(progress, 0.75 + step * k, 0.75 + step * (k + 1)),
                          roles=variant.roles if variant else None)
@@ -573,11 +578,11 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
                 endpoint, fits[endpoint], cohort_frame, config, fig_dir if config.figures else None,
                 sub_progress(progress, 0.91 + 0.02 * k, 0.93 + 0.02 * k))
         for key in config.variants:
-            variant = sv.VARIANTS[key]
+            variant = VARIANTS[key]
             if reference is None:  # the full model of this run
-                reference = sv.Reference(label=default_entry(variant.endpoint).name,
+                reference = Reference(label=default_entry(variant.endpoint).name,
                                          scores=fits[variant.endpoint].scores)
-            evaluations[key] = sv.evaluate_variant(key, fits[key], reference, cohort_frame, config,
+            evaluations[key] = evaluate_variant(key, fits[key], reference, cohort_frame, config,
                                                    fig_dir if config.figures else None, sub_progress(progress, 0.95, 0.97))
         t = stage("statistics", t)
         fit_cpu = _all_cpu_seconds() - cpu_mark
@@ -588,17 +593,17 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
             bundles[key] = write_risk_bundle(
                 fits[key], target, name=names[key], version="1.0.0", synthetic=True,
                 training_data=_training_statement(fits[key].config.endpoint, fits[key], sidecar)
-                + (sv.VARIANTS[key].statement if key in sv.VARIANTS else ""),
-                intended_use=sv.VARIANTS[key].intended_use if key in sv.VARIANTS else None, overwrite=config.overwrite)
+                + (VARIANTS[key].statement if key in VARIANTS else ""),
+                intended_use=VARIANTS[key].intended_use if key in VARIANTS else None, overwrite=config.overwrite)
         if config.figures:
             from CervicalAILib.scoring.nomogram import render_nomogram
 
             for key, fit in fits.items():
-                title = sv.VARIANTS[key].title if key in sv.VARIANTS else ENDPOINT_TITLES[key]
+                title = VARIANTS[key].title if key in VARIANTS else ENDPOINT_TITLES[key]
                 render_nomogram(fit.nomogram, fig_dir / f"nomogram_{key}.png", title=f"DLRC nomogram: {title}")
         stage("report", t)
         if config.variants_only:
-            metrics = sv.variants_metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_paths, timings,
+            metrics = variants_metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_paths, timings,
                                           time.perf_counter() - start, load_start)
         else:
             metrics = _metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_paths, timings,
@@ -606,9 +611,9 @@ def run_study(config: StudyConfig, progress: ProgressCallback | None = None) -> 
             metrics["timing"]["pipeline"] = _pipeline_cost(config, sidecar, fit_cpu)
             _write_tables(tab_dir, cohort_frame, fits, evaluations)
         for key in config.variants:
-            sv.write_variant_tables(tab_dir, key, fits[key], evaluations[key])
+            write_variant_tables(tab_dir, key, fits[key], evaluations[key])
         atomic.write_json(tmp / "metrics.json", metrics)
-        text = (sv.variants_markdown(config, metrics, fits, tab_dir) if config.variants_only
+        text = (variants_markdown(config, metrics, fits, tab_dir) if config.variants_only
                 else _markdown(config, metrics, fits, evaluations, tab_dir, cohort_frame))
         atomic.write_text(tmp / "study_report.md", text)
     progress(1.0, f"study report written to {out}")
@@ -656,7 +661,6 @@ def _metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_paths, 
     import pandas as pd
 
     cohort_frame = pd.read_csv(cohort / "cohort.csv", dtype={"case_id": str, "center": str})
-    from CervicalAILib.research.cohort.study_variants import variant_metrics
 
     endpoints = {endpoint: model_metrics(fits[endpoint], evaluations[endpoint], bundles[endpoint], bundle_paths[endpoint])
                  for endpoint in ENDPOINTS}
@@ -860,7 +864,6 @@ def _markdown(config: StudyConfig, metrics: dict[str, Any], fits, evaluations, t
     lines += ["## Table 1. Clinical characteristics", "", _read(tab_dir / "table1_clinical.md").split("\n", 2)[-1], ""]
     for endpoint in ENDPOINTS:
         lines += _endpoint_section(endpoint, metrics["endpoints"][endpoint], fits[endpoint], tab_dir, config)
-    from CervicalAILib.research.cohort.study_variants import variant_section
 
     for key, result in (metrics.get("variants") or {}).items():
         lines += variant_section(key, result, fits[key], tab_dir, config)
@@ -991,3 +994,220 @@ def command_text(config: StudyConfig) -> str:
     if config.variants_only:
         parts.append("--variants-only")
     return " ".join(parts)
+
+
+# --- risk models fitted besides seed 004's two (the model without contrast) --------------------------------
+#
+# Risk models of the study fitted besides seed 004's two: the LNM model without contrast.
+#
+# ESUR's protocol for cervical cancer makes contrast optional, so a study may have no CE-T1WI. The
+# variant `lnm_no_contrast` is the same chain as `dlrc-lnm` (same cohort, same split, ComBat, Mann-Whitney
+# U, Spearman, LASSO, stepwise AIC, Rad_score + DL_score + clinical variables) with the candidate
+# features of every family restricted to T2WI and DWI/ADC; the readout uses it when CE-T1WI is missing.
+#
+# Its report section compares it, case by case, with the full model and with the generator's oracle on
+# every cohort. A full `cervicalai study-report` fits it beside the full model; `--variants-only` fits it
+# alone and reads the full model's per-case scores from a bundle fitted on the same cohort and split (by
+# default the shipped `dlrc-lnm`), so the shipped full models need not be refitted.
+
+CONTRAST_FREE_ROLES = ("T2W", "ADC", "DWI")
+FULL_LABEL = "DLRC (full model)"
+
+
+@dataclass(frozen=True)
+class Variant:
+    endpoint: str
+    bundle: str  # bundle folder and name (its catalogue entry is the default for the variant's purpose)
+    roles: tuple[str, ...]  # the MRI sequences its candidate features may come from
+    title: str  # section title
+    short: str  # figure titles
+    label: str  # its DLRC probability in the comparison with the full model
+    statement: str  # added to the bundle's training-data statement
+    intended_use: str
+
+
+VARIANTS = {
+    "lnm_no_contrast": Variant(
+        endpoint="lnm", bundle="dlrc-lnm-no-contrast", roles=CONTRAST_FREE_ROLES,
+        title="LNM without contrast (T2WI + DWI/ADC)", short="LNM without contrast", label="DLRC without contrast",
+        statement=(" Model without contrast: the candidate features of every family came from T2W, ADC and DWI only "
+                   "(no CE-T1WI feature), the rest of the chain as the full dlrc-lnm model on the same cohort and "
+                   "split; the readout uses it when a study has no CE-T1WI."),
+        intended_use=("Research use: estimate the probability of pathological pelvic lymph-node metastasis before "
+                      "treatment in cervical cancer, as a second opinion for a radiologist, from a reviewed tumour mask "
+                      "on pelvic MRI without contrast (T2WI and DWI/ADC) plus clinical values; the readout uses it when "
+                      "a study has no CE-T1WI. Not a diagnostic device."),
+    ),
+}
+
+
+@dataclass
+class Reference:
+    """The full model a variant is compared with: its label and per-case scores (case_id, cohort, dlrc_probability)."""
+
+    label: str
+    scores: Any
+
+
+def read_reference(config) -> Reference:
+    """The full model of `config.reference` (default: the shipped model of the variants' endpoint), from the
+    per-case scores its bundle carries (cohort/scores.csv)."""
+
+
+    endpoints = sorted({VARIANTS[key].endpoint for key in config.variants})
+    if len(endpoints) != 1:
+        raise InputError(f"--variants-only compares with one full model; the variants have endpoints {', '.join(endpoints)}")
+    path = config.reference or default_bundle_path(endpoints[0])
+    model = load_risk_model(path)  # verifies every file's hash
+    if model.endpoint != endpoints[0]:
+        raise InputError(f"the reference model predicts {model.endpoint!r}, the variants {endpoints[0]!r}", path)
+    scores_file = (model.manifest.get("artefacts") or {}).get("scores")
+    if not scores_file:
+        raise InputError("the reference bundle carries no per-case scores (cohort/scores.csv): fit the full model in "
+                         "the same run instead (without --variants-only)", path)
+    scores = pd.read_csv(model.bundle.path / scores_file, dtype={"case_id": str, "center": str})
+    missing = [c for c in ("case_id", "cohort", "dlrc_probability") if c not in scores.columns]
+    if missing:
+        raise InputError(f"{scores_file} lacks the column(s) {', '.join(missing)}", path)
+    return Reference(label=model.label, scores=scores)
+
+
+def evaluate_variant(key: str, fit, reference: Reference, cohort_frame, config, fig_dir: Path | None, progress) -> dict[str, Any]:
+    """The variant's own figures (as the full model's section) plus, per cohort, its DLRC probability
+    against the full model's and the oracle's on the cases both models scored (paired DeLong)."""
+
+    variant = VARIANTS[key]
+    evaluation = _evaluate_endpoint(variant.endpoint, fit, cohort_frame, config, fig_dir, progress, name=key,
+                                    title=variant.short)
+    frame = evaluation["scores_frame"]
+    full = reference.scores[["case_id", "cohort", "dlrc_probability"]].rename(
+        columns={"cohort": "full_cohort", "dlrc_probability": "full_probability"})
+    merged = frame.merge(full, on="case_id", how="inner")
+    if merged.empty:
+        raise InputError(f"the full model {reference.label} scored none of this cohort's cases: give the full model "
+                         "fitted on this cohort (--reference)")
+    # the same patients in the same cohorts, or the comparison would mix training and validation cases
+    scored = merged[merged["cohort"] != "excluded"]
+    moved = scored[(scored["full_cohort"] != scored["cohort"]) & (scored["full_cohort"] != "excluded")]
+    if len(moved):
+        row = moved.iloc[0]
+        raise InputError(f"the full model {reference.label} was fitted on another split ({len(moved)} case(s) differ, e.g. "
+                         f"{row['case_id']}: {row['full_cohort']} there, {row['cohort']} here): give the full model "
+                         "fitted on this cohort and split (--reference)")
+    oracle = ORACLE_COLUMNS[variant.endpoint]
+    comparison: dict[str, Any] = {}
+    for cohort in cohort_order([c for c in scored["cohort"].unique() if c != "excluded"]):
+        part = scored[scored["cohort"] == cohort].dropna(subset=["dlrc_probability", "full_probability", oracle])
+        y = part[variant.endpoint].to_numpy(dtype=int)
+        if len(y) == 0 or y.min() == y.max():
+            continue
+        values = {variant.label: part["dlrc_probability"].to_numpy(dtype=float),
+                  FULL_LABEL: part["full_probability"].to_numpy(dtype=float),
+                  "Oracle": part[oracle].to_numpy(dtype=float)}
+        comparison[cohort] = evaluate_scores(y, values)
+        if fig_dir is not None:
+            fig.roc_figure(fig_dir / f"roc_{key}_vs_full_{cohort}.png", y, values,
+                           title=f"{variant.short} vs full model: {COHORT_LABELS.get(cohort, cohort)}")
+    evaluation["comparison"] = comparison
+    evaluation["reference"] = reference.label
+    evaluation["comparison_cases"] = {"both_models": int(len(scored)), "variant_only": int((frame["cohort"] != "excluded").sum()
+                                                                                           - len(scored))}
+    return evaluation
+
+
+def _comparison_table(evaluation: dict[str, Any], variant: Variant):
+
+
+    rows = []
+    for cohort, metrics in evaluation["comparison"].items():
+        scores = metrics["scores"]
+        pairs = {(c["a"], c["b"]): c for c in metrics["comparisons"]}
+        against_full, against_oracle = pairs[(variant.label, FULL_LABEL)], pairs[(variant.label, "Oracle")]
+        rows.append([COHORT_LABELS.get(cohort, cohort), str(metrics["n"]), str(metrics["n_cases"])]
+                    + [format_auc(scores[name]["auc"], scores[name]["auc_ci"]) for name in (variant.label, FULL_LABEL, "Oracle")]
+                    + [_difference_text(against_full), format_p(against_full["p"]),
+                       _difference_text(against_oracle), format_p(against_oracle["p"])])
+    return pd.DataFrame(rows, columns=["Cohort", "n", "Events", f"{variant.label} AUC (95% CI)", f"{FULL_LABEL} AUC (95% CI)",
+                                       "Oracle AUC (95% CI)", "Without - full (95% CI)", "DeLong p (vs full)",
+                                       "Without - oracle (95% CI)", "DeLong p (vs oracle)"])
+
+
+def write_variant_tables(tab_dir: Path, key: str, fit, evaluation: dict[str, Any]) -> None:
+    variant = VARIANTS[key]
+    write_model_tables(tab_dir, key, variant.endpoint, variant.title, fit, evaluation)
+    write_table(_comparison_table(evaluation, variant), tab_dir / f"comparison_{key}",
+                title=f"{variant.label} against the full model ({evaluation['reference']}) and the generator's oracle, "
+                      "paired on the cases both models scored")
+
+
+def variant_metrics(key: str, fit, evaluation: dict[str, Any], bundle, bundle_path: Path) -> dict[str, Any]:
+    variant = VARIANTS[key]
+    return {"title": variant.title, "endpoint": variant.endpoint, "candidate_sequences": list(variant.roles),
+            **model_metrics(fit, evaluation, bundle, bundle_path),
+            "reference": evaluation["reference"], "comparison_cases": evaluation["comparison_cases"],
+            "comparison": evaluation["comparison"]}
+
+
+def variants_metrics(config, cohort: Path, sidecar: dict[str, Any], fits, evaluations, bundles, bundle_paths, timings,
+                     wall: float, load_start) -> dict[str, Any]:
+    """metrics.json of a --variants-only run."""
+
+
+
+    cohort_frame = pd.read_csv(cohort / "cohort.csv", dtype={"case_id": str, "center": str})
+    out = metrics_head(config, "Seed 004's DLRC chain: model variants on the study's synthetic multi-centre cohort",
+                       cohort, cohort_frame, sidecar)
+    out["variants"] = {key: variant_metrics(key, fits[key], evaluations[key], bundles[key], bundle_paths[key])
+                       for key in config.variants}
+    out["timing"] = timing_metrics(timings, wall, time.process_time(), load_start)
+    return out
+
+
+def variant_section(key: str, result: dict[str, Any], fit, tab_dir: Path, config) -> list[str]:
+    """The report section of one variant: how it differs, its figures against the full model and the oracle,
+    then the same tables and figures as the full model's section."""
+
+    variant = VARIANTS[key]
+    used = sorted({s for score in (fit.model.get("scores") or {}).values()
+                   for s in _sequences(fit.model["families"][score]["features"])})
+    heading = [f"## {variant.title}: `{variant.bundle}`", "",
+               "ESUR's protocol makes contrast optional, and without CE-T1WI the full model cannot score a study. This "
+               f"model is the same chain on the same cohort and split, with the candidate features of every family "
+               f"restricted to {', '.join(variant.roles)} (no CE-T1WI feature; the fit used {', '.join(used) or 'none'}). "
+               "The readout uses it when a study has no CE-T1WI and says so. The comparison below is paired on the "
+               f"cases both models scored ({result['comparison_cases']['both_models']}), against the full model "
+               f"`{result['reference']}` and the generator's oracle.", ""]
+    for cohort in ("internal_validation", "external_validation"):
+        metrics = result["comparison"].get(cohort)
+        if metrics:
+            scores = metrics["scores"]
+            heading.append(f"- {COHORT_LABELS[cohort]} (n = {metrics['n']}, {metrics['n_cases']} events): without "
+                           f"contrast AUC {_auc_text(scores[variant.label])}, full model {_auc_text(scores[FULL_LABEL])}, "
+                           f"oracle {_auc_text(scores['Oracle'])}.")
+    heading += ["", _read(tab_dir / f"comparison_{key}.md"), ""]
+    if config.figures and result["comparison"]:
+        heading += ["ROC against the full model and the oracle: "
+                    + " ".join(f"![{COHORT_LABELS.get(c, c)}](figures/roc_{key}_vs_full_{c}.png)" for c in result["comparison"]),
+                    ""]
+    heading += [f"### The model without contrast in detail ({variant.endpoint}: same tables as the full model)", ""]
+    return _endpoint_section(variant.endpoint, result, fit, tab_dir, config, name=key, heading=heading)
+
+
+def _sequences(features: list[str]) -> set[str]:
+    return {role_of(f) for f in features}
+
+
+def variants_markdown(config, metrics: dict[str, Any], fits, tab_dir: Path) -> str:
+    """study_report.md of a --variants-only run: the variant sections (a full run puts them in its report)."""
+
+    generator = (metrics["cohort"].get("generator") or {})
+    lines = [f"# {metrics['title']}", "",
+             f"**{RESEARCH_USE_STATEMENT}** Every number below describes synthetic patients whose true risk is known.", "",
+             "Reproduce (one command):", "", "```bash", command_text(config), "```", "",
+             f"Cohort: `{generator.get('regenerate', 'cervicalai synth')}` ({metrics['cohort']['n_cases']} synthetic "
+             f"patients, generator {generator.get('version', '?')}); the split of centre A as in the full study "
+             f"(seed {config.split_seed}). Only the variants were fitted here; the full model's per-case scores come "
+             "from its bundle.", ""]
+    for key, result in metrics["variants"].items():
+        lines += variant_section(key, result, fits[key], tab_dir, config)
+    return "\n".join(lines)
