@@ -25,7 +25,7 @@ from typing import Any
 import SimpleITK as sitk
 
 from CervicalAIHubLib.scene import LOADED_FROM, ROLE, STATUS, lps_direction, nodes_by_class, volume_size
-from CervicalAILib.contracts.case_folder import Grid, read_manifest
+from CervicalAILib.contracts.case_folder import TRANSFORMS_DIR, Grid, read_manifest
 from CervicalAILib.contracts.case_identity import voxels_sha256
 from CervicalAILib.core.atomic import atomic_directory
 from CervicalAILib.core.errors import InputError
@@ -270,7 +270,7 @@ def readout_folders(role_nodes: dict[str, Any], input_case: str | Path,
     manifest = read_manifest(folder)
     if manifest.grid is not Grid.T2W or not manifest.native_source or not Path(manifest.native_source).exists():
         return exported
-    if not (folder / "transforms").is_dir():
+    if not (folder / TRANSFORMS_DIR).is_dir():
         return exported
     for role, node in role_nodes.items():
         if node is None:

@@ -36,8 +36,8 @@ CASE_FILE = "case.json"
 # registration transforms beside a case or a segmentation: transforms/<ROLE>.tfm (T2WI -> that sequence)
 TRANSFORMS_DIR = "transforms"
 CASE_SCHEMA = "cervicalai.case/1"
-# written by `study register` beside the resampled sequences (registration/onto_t2.py)
-LEGACY_REGISTRATION_FILE = "registration.json"
+# the registration record `study register` writes beside the resampled sequences (registration/onto_t2.py)
+REGISTRATION_FILE = "registration.json"
 
 
 class Grid(StrEnum):
@@ -82,8 +82,8 @@ def read_manifest(folder: str | Path) -> CaseManifest:
     folder = Path(folder)
     if (folder / CASE_FILE).is_file():
         return CaseManifest.from_dict(read_json(folder / CASE_FILE, "case manifest"), folder / CASE_FILE)
-    if (folder / LEGACY_REGISTRATION_FILE).is_file():
-        record = read_json(folder / LEGACY_REGISTRATION_FILE, "registration record")
+    if (folder / REGISTRATION_FILE).is_file():
+        record = read_json(folder / REGISTRATION_FILE, "registration record")
         source = record.get("source") if isinstance(record, dict) else None
         return CaseManifest(Grid.T2W, source if isinstance(source, str) and source else None)
     return NATIVE

@@ -20,7 +20,13 @@ from typing import Any
 import SimpleITK as sitk
 
 from CervicalAILib import __version__
-from CervicalAILib.contracts.case_folder import CASE_FILE, TRANSFORMS_DIR, CaseManifest, Grid
+from CervicalAILib.contracts.case_folder import (
+    CASE_FILE,
+    REGISTRATION_FILE,
+    TRANSFORMS_DIR,
+    CaseManifest,
+    Grid,
+)
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
@@ -30,7 +36,6 @@ from CervicalAILib.registration.rigid import DEFAULT_SEED, RegistrationResult, r
 
 # Below this fraction of T2WI voxels covered by a sequence (after registration) it is refused.
 MIN_OVERLAP = 0.10
-REGISTRATION_FILE = "registration.json"
 
 
 def grid_summary(image: sitk.Image) -> dict[str, Any]:

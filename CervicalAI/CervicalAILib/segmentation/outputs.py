@@ -40,7 +40,6 @@ def write_segmentation(
     probability file: nothing can pick up a contour that should not exist. The organ label map
     (`organs.nii.gz`, values by name in `organs.json`) is written whenever the network gave one.
     """
-
     out_dir = Path(out_dir)
     summary = {**result.summary, **(extra or {})}
     summary["files"] = {}

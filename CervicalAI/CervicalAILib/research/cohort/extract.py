@@ -319,7 +319,6 @@ class _CaseInputs:
             from CervicalAILib.io.case import load_case
 
             require_native_grids(folder, "features", "list the native case folder {native} in the cohort")
-
             self._source = load_case(folder)
             self.roles = list(self._source.roles)
             self.label_paths = dict(self._source.label_paths)
