@@ -82,11 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The StudyConfig these command-line options describe."""
-    from CervicalAILib.research.cohort.study_report import StudyConfig
+    """The StudyReportConfig these command-line options describe."""
+    from CervicalAILib.research.study_report import StudyReportConfig
 
     encoders = () if args.no_deep else tuple(item for value in args.encoders for item in _csv_list(value))
-    return StudyConfig(
+    return StudyReportConfig(
         out=args.out, work=args.work, bundles=args.bundles, seed=args.seed, scale=args.scale, jobs=args.jobs,
         matrix_scale=args.matrix_scale, roles=tuple(args.roles), encoders=encoders, settings_dir=args.settings,
         cohort=args.cohort, split_seed=args.split_seed, min_events=args.min_events, mwu_p=args.mwu_p,
@@ -98,13 +98,13 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from CervicalAILib.core.output_guard import check_output_path
     from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.research.cohort.study_report import run_study
+    from CervicalAILib.research.study_report import run_study_report
 
     inputs = [args.cohort, args.bundles, args.settings, args.reference]
     check_output_path(args.out, inputs, overwrite=True)  # the study report replaces its own folder itself
     if args.work:
         check_output_path(args.work, inputs + [args.out], overwrite=True, option="--work")
-    result = run_study(config_from_args(args), progress=line_progress)
+    result = run_study_report(config_from_args(args), progress=line_progress)
     lines = [f"report: {result.report} ({result.seconds / 60:.1f} min)"]
     for cohort, metrics in (result.metrics.get("endpoints", {}).get("lnm") or {}).get("oracle", {}).items():
         d, o = metrics["scores"]["DLRC"], metrics["scores"]["Oracle"]

@@ -1,11 +1,9 @@
-"""Cohort research pipeline: feature extraction for whole cohorts and the seed-004 study report.
+"""Cohort research pipeline: feature extraction for whole cohorts (paper 004's study report, which runs it,
+is `research.study_report`).
 
     from CervicalAILib.research.cohort import ExtractionConfig, extract_cohort
     config = ExtractionConfig.build(roles=("T2W", "DWI", "CET1"), encoders=["2d", "3d"])
     result = extract_cohort("cohort/", "features.parquet", config, jobs=2)   # resumable
-
-    from CervicalAILib.research.cohort import StudyConfig, run_study
-    run_study(StudyConfig(out="report/", seed=4, scale=1.0, jobs=2))        # `cervicalai study-report`
 
 A cohort is a folder of case folders plus `cohort.csv` (one row per case: case_id, center,
 outcomes, clinical values). The feature table has one row per case: the cohort.csv columns, then

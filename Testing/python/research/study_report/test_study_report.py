@@ -2,7 +2,7 @@
 
 The numbers of a 44-case run mean nothing clinically; what is checked is that every number in the
 report is the one the statistics give on the run's own per-case scores and cohort.csv (oracle AUC,
-SRA sensitivity, DeLong), that the split is seed 004's, and that the bundles load with their hashes.
+SRA sensitivity, DeLong), that the split is paper 004's, and that the bundles load with their hashes.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def test_bundles_load_with_provenance_and_reproduce_the_scores(study):
 def test_rerun_refuses_then_reuses_cohort_and_features(study, capsys):
     from CervicalAILib.cli import build_parser
     from CervicalAILib.cli.study_report import config_from_args
-    from CervicalAILib.research.cohort.study_report import _cohort, _features
+    from CervicalAILib.research.study_report.run import _cohort, _features
 
     assert main(study["argv"]) == 2
     assert "report folder exists" in capsys.readouterr().err
