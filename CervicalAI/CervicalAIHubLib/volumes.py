@@ -1,7 +1,7 @@
 """Which loaded volume is the T2WI, the DWI, the ADC map and the CE-T1WI.
 
-The engine's study logic (`CervicalAILib.study.load`) decides what a series is and which series
-plays each role; here it is applied to volume nodes already loaded in the scene:
+The engine's study logic (`CervicalAILib.study.recognition` and `.roles`) decides what a series is and
+which series plays each role; here it is applied to volume nodes already loaded in the scene:
 
 1. a role CervicalAI itself recorded when it loaded the study (attribute "CervicalAI.Role");
 2. the DICOM header of the node's files (Slicer's DICOM module records the instance UIDs;
@@ -34,16 +34,9 @@ from CervicalAILib.io.dicom import SeriesHeader, description_b_value, read_frame
 from CervicalAILib.io.geometry import orientation_label, same_grid
 from CervicalAILib.io.images import read_image
 from CervicalAILib.io.mrml import image_from_volume_node
-from CervicalAILib.study.load import (
-    DIFFUSION_WORDS,
-    OTHER,
-    Recognition,
-    Series,
-    Study,
-    assign_roles,
-    normalise_role,
-    recognise,
-)
+from CervicalAILib.study.recognition import DIFFUSION_WORDS, OTHER, Recognition, recognise
+from CervicalAILib.study.roles import assign_roles
+from CervicalAILib.study.series import Series, Study, normalise_role
 
 # DICOM files read per node to recognise it (first, middle and last slice: enough for b-values).
 DICOM_FILES_PER_NODE = 3

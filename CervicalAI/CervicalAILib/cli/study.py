@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_role_overrides(values: list[str]) -> dict[str, str]:
     """['8=DWI', '5=other'] -> {'8': 'DWI', '5': 'other'}; InputError for a malformed value."""
-    from CervicalAILib.study.load import normalise_role
+    from CervicalAILib.study.series import normalise_role
 
     overrides: dict[str, str] = {}
     for value in values:

@@ -17,7 +17,8 @@ from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import write_case
 from CervicalAILib.io.dicom import SeriesHeader
 from CervicalAILib.io.geometry import resample_to_reference
-from CervicalAILib.study.load import load_study, recognise
+from CervicalAILib.study.load import load_study
+from CervicalAILib.study.recognition import recognise
 from conftest import refdata_path
 
 PROSTATEX = ("mri", "ProstateX-0000_dicom")
