@@ -30,7 +30,8 @@ from CervicalAILib.contracts.case_identity import voxels_sha256
 from CervicalAILib.core.atomic import atomic_directory
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import REQUIRED_ROLE, ROLES, find_role_file, write_case
-from CervicalAILib.io.dicom import SeriesHeader, description_b_value, read_frames
+from CervicalAILib.io.dicom.frames import SeriesHeader, read_frames
+from CervicalAILib.io.dicom.tags import description_b_value
 from CervicalAILib.io.geometry import orientation_label, same_grid
 from CervicalAILib.io.images import read_image
 from CervicalAILib.io.mrml import image_from_volume_node

@@ -36,7 +36,7 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/review/worklist.py', 'numpy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/segmentation/postprocess.py', 'scipy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/web/scene.py', 'numpy'): 'S16',
-    # function-level engine import (170)
+    # function-level engine import (167)
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.contracts.schemas'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.core.hashing'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/format.py', 'CervicalAILib.bundles.catalog'): 'S16',
@@ -138,7 +138,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level engine import', 'CervicalAI/CervicalAILib/export/dicom_seg.py', 'CervicalAILib.contracts.case_identity'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/export/dicom_seg.py', 'CervicalAILib.core.output_guard'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/export/masks.py', 'CervicalAILib.contracts.case_identity'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/export/reference.py', 'CervicalAILib.io.dicom'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/export/masks.py', 'CervicalAILib.core.output_guard'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/export/masks.py', 'CervicalAILib.review.record'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/export/nnunet.py', 'CervicalAILib.core.output_guard'): 'S16',
@@ -150,8 +149,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level engine import', 'CervicalAI/CervicalAILib/export/reviewed_set.py', 'CervicalAILib.io.images'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/export/reviewed_set.py', 'CervicalAILib.study.load'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/features/radiomic/extraction.py', 'CervicalAILib.features.radiomic.lbp3d'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/io/dicom.py', 'CervicalAILib.io.image_checks'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/io/dicom.py', 'CervicalAILib.io.images'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.contracts.case_identity'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.core.json_input'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.features.deep'): 'S16',

@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib.core.errors import InputError
+from CervicalAILib.io.dicom.volumes import load_dicom_series
 from CervicalAILib.io.geometry import index_to_physical_matrix, resample_to_reference, same_grid
 from CervicalAILib.io.images import read_image
 from CervicalAILib.io.mask_checks import tumour_mask
@@ -49,8 +50,6 @@ def load_reference_series(folder: str | Path, series: str | None = None) -> Refe
     (e.g. b-values), or an incomplete volume (missing/duplicated slices, irregular spacing).
     """
     import pydicom
-
-    from CervicalAILib.io.dicom import load_dicom_series
 
     folder = Path(folder)
     if not folder.exists():

@@ -21,14 +21,9 @@ from pathlib import Path
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.io.case import is_case_folder, load_case
-from CervicalAILib.io.dicom import (
-    TEMPORAL_KEYS,
-    DicomSeries,
-    ScanResult,
-    description_b_value,
-    group_series,
-    scan_paths,
-)
+from CervicalAILib.io.dicom.frames import ScanResult, scan_paths
+from CervicalAILib.io.dicom.tags import description_b_value
+from CervicalAILib.io.dicom.volumes import TEMPORAL_KEYS, DicomSeries, group_series
 from CervicalAILib.io.image_checks import sequence_problem
 from CervicalAILib.io.images import IMAGE_SUFFIXES, read_image
 from CervicalAILib.study.recognition import OTHER, recognise

@@ -13,7 +13,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from CervicalAILib.io.dicom import SeriesHeader, sequence_name_b_range
+from CervicalAILib.io.dicom.frames import SeriesHeader
+from CervicalAILib.io.dicom.tags import sequence_name_b_range
 
 OTHER = "other"
 ROLE_NAMES = {

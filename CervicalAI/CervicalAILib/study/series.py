@@ -13,11 +13,9 @@ import SimpleITK as sitk
 
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import ROLES, Case
-from CervicalAILib.io.dicom import (
-    DicomVolume,
-    SeriesHeader,
-    sequence_name_b_range,
-)
+from CervicalAILib.io.dicom.frames import SeriesHeader
+from CervicalAILib.io.dicom.tags import sequence_name_b_range
+from CervicalAILib.io.dicom.volumes import DicomVolume
 from CervicalAILib.io.geometry import orientation_label
 from CervicalAILib.io.image_checks import sequence_problem
 from CervicalAILib.study.recognition import OTHER, ROLE_NAMES

@@ -9,7 +9,9 @@ import SimpleITK as sitk
 from pydicom.uid import generate_uid
 from synthetic_dicom import dwi_kwargs, make_series
 
-from CervicalAILib.io.dicom import group_series, load_dicom_series, read_b_value, scan_paths
+from CervicalAILib.io.dicom.frames import scan_paths
+from CervicalAILib.io.dicom.tags import read_b_value
+from CervicalAILib.io.dicom.volumes import group_series, load_dicom_series
 from CervicalAILib.io.geometry import orientation_label
 
 

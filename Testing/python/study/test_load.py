@@ -15,7 +15,7 @@ from CervicalAILib.cli import main
 from CervicalAILib.core.atomic import to_json
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import write_case
-from CervicalAILib.io.dicom import SeriesHeader
+from CervicalAILib.io.dicom.frames import SeriesHeader
 from CervicalAILib.io.geometry import resample_to_reference
 from CervicalAILib.study.load import load_study
 from CervicalAILib.study.recognition import recognise
