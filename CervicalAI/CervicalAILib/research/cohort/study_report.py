@@ -507,8 +507,8 @@ def _features_table(result):
         rows.append([label, "(intercept)", f"{fam['intercept']:+.4f}"])
         for name, coefficient in zip(fam["features"], fam["coefficients"]):
             rows.append([label, name, f"{coefficient:+.4f}"])
-    rows.append(["DLRC", "(intercept)", f"{result.dlrc.intercept:+.4f}"])
-    for column, coefficient in result.dlrc.coefficients.items():
+    rows.append(["DLRC", "(intercept)", f"{result.dlrc.intercept_:+.4f}"])
+    for column, coefficient in result.dlrc.coef_.items():
         rows.append(["DLRC", column, f"{coefficient:+.4f}"])
     return pd.DataFrame(rows, columns=["Model", "Predictor", "Coefficient"])
 
@@ -716,7 +716,7 @@ def model_metrics(fit, evaluation: dict[str, Any], bundle, bundle_path: Path) ->
                      for score, family in fit.model["scores"].items()},
         "deep_family_cv_auc": fit.family_cv_auc,
         "clinical_retained": fit.clinical_retained,
-        "dlrc": {"intercept": fit.dlrc.intercept, "coefficients": fit.dlrc.coefficients},
+        "dlrc": {"intercept": fit.dlrc.intercept_, "coefficients": fit.dlrc.coef_},
         "combat": fit.combat_note,
         "fit_warnings": fit.warnings,
         "excluded_cases": int((fit.cases["cohort"] == "excluded").sum()),
