@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from CervicalAILib.scoring.dlrc import sigmoid
+
 
 @dataclass
 class FamilyScore:
@@ -36,6 +38,10 @@ class FamilyScore:
         """
         z = (np.asarray(X, dtype=float) - self.mean_) / self.sd_
         return self.intercept_ + z @ self.coef_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray | float:
+        """The family's own logistic model's probability of the positive outcome (the score is its log-odds)."""
+        return sigmoid(self.decision_function(X))
 
     def to_dict(self) -> dict[str, Any]:
         return {

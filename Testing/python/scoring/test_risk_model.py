@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from CervicalAILib.bundles.catalog import catalog_path, load_catalog
+from CervicalAILib.bundles.format import write_bundle
 from CervicalAILib.core.atomic import to_json
+from CervicalAILib.core.errors import BundleError
 from CervicalAILib.scoring.combat import Harmonisation
 from CervicalAILib.scoring.dlrc import DLRCModel, sigmoid
 from CervicalAILib.scoring.family_score import FamilyScore
@@ -57,6 +59,8 @@ def test_shipped_models_score_as_their_coefficients_say(entry):
             family = model_doc["families"][term["family"]]
             at_mean = np.asarray(family["standardisation"]["mean"], dtype=float)
             assert model.families[term["family"]].decision_function(at_mean) == family["intercept"]
+            assert model.families[term["family"]].predict_proba(at_mean) == pytest.approx(
+                1 / (1 + np.exp(-family["intercept"])), rel=1e-12)
             term_values[term["name"]] = 0.25
         elif term["kind"] == "categorical":
             term_values[term["name"]] = term["reference"]
@@ -67,6 +71,30 @@ def test_shipped_models_score_as_their_coefficients_say(entry):
         for t in model.dlrc.terms_ if t["kind"] != "categorical")
     assert model.dlrc.decision_function(term_values) == pytest.approx(by_hand, rel=1e-12)
     assert model.dlrc.predict_proba(term_values) == pytest.approx(1 / (1 + np.exp(-by_hand)), rel=1e-12)
+
+
+@pytest.mark.parametrize("damage", ["coefficients", "standardisation", "dlrc", "combat"])
+def test_a_malformed_document_is_one_bundle_error(tmp_path, damage):
+    source = catalog_path().parent / SHIPPED[0].folder
+    manifest = json.loads((source / "bundle.json").read_text())
+    manifest = {k: v for k, v in manifest.items() if k not in ("schema", "files")}
+    files = {name: source / name for name in json.loads((source / "bundle.json").read_text())["files"]}
+    model_doc = json.loads((source / MODEL_FILE).read_text())
+    combat_doc = json.loads((source / COMBAT_FILE).read_text())
+    family = next(iter(model_doc["families"].values()))
+    if damage == "coefficients":
+        family["coefficients"] = family["coefficients"] + [1.0]  # one more than features
+    elif damage == "standardisation":
+        del family["standardisation"]["sd"]
+    elif damage == "dlrc":
+        del model_doc["dlrc"]["intercept"]
+    else:
+        combat_doc = {"applied": True, "families": {"radiomics": {"centers": ["A"], "features": {"x": {}}}}}
+    files |= {MODEL_FILE: to_json(model_doc), COMBAT_FILE: to_json(combat_doc)}
+    write_bundle(tmp_path / "broken", manifest, files)
+    with pytest.raises(BundleError, match="malformed") as raised:
+        load_risk_model(tmp_path / "broken")
+    assert "\n" not in str(raised.value)
 
 
 def test_sigmoid_is_stable_and_symmetric():
