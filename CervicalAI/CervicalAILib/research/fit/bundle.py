@@ -274,9 +274,8 @@ def build_manifest(result, name: str, version: str, synthetic: bool, training_da
         "warnings": result.warnings,
     }
     files: dict[str, Any] = {
-        MODEL_FILE: to_json(model),
-        COMBAT_FILE: to_json(result.harmonisation.to_dict()),
-        NOMOGRAM_FILE: to_json(result.nomogram),
+        # model.json, combat.json, nomogram.json: the fitted parts' to_dict (what load_risk_model reads back)
+        **{name: to_json(document) for name, document in result.risk_model().to_documents().items()},
         SELECTION_FILE: to_json(selection),
     }
     for role, text in settings.items():

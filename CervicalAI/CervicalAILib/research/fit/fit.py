@@ -141,6 +141,15 @@ class FitResult:
     def training(self):
         return self.cases[self.cases["cohort"] == COHORT_TRAINING]
 
+    def risk_model(self) -> RiskModel:
+        """The fitted parts as the readout composes them (in memory: no bundle, no files)."""
+        return RiskModel(
+            manifest={"name": "in-memory", "version": "fit", "endpoint": self.config.endpoint},
+            model=self.model, nomogram=self.nomogram,
+            families={f: s.model for f, s in self.families.items() if s.model is not None},
+            dlrc=self.dlrc, harmonisation=self.harmonisation,
+        )
+
 
 def software_versions() -> dict[str, str]:
     """The statistics stack a fit used (recorded in the risk bundle's provenance)."""
@@ -625,12 +634,7 @@ def score_cohorts(result: FitResult) -> None:
     """Score every included case with the per-patient code path; fill result.scores and metrics."""
     import pandas as pd  # research extra
 
-    model = RiskModel(
-        manifest={"name": "in-memory", "version": "fit", "endpoint": result.config.endpoint},
-        model=result.model, nomogram=result.nomogram,
-        families={f: s.model for f, s in result.families.items() if s.model is not None},
-        dlrc=result.dlrc, harmonisation=result.harmonisation,
-    )
+    model = result.risk_model()
     needed = result.model["features_used"]
     clinical_names = [t["name"] for t in result.dlrc.terms_ if t["kind"] != "score"]
     columns = list(dict.fromkeys(needed + clinical_names + list(result.config.combat_covariates)))
