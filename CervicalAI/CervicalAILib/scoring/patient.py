@@ -2,7 +2,8 @@
 
 `score_patient` composes the risk model's parts: each family's `ComBat` (`combat.py`) and
 `FamilyScore` (`family_score.py`), the `DLRCModel` (`dlrc.py`) and the nomogram.
-`score_patient` takes the patient's raw feature values (names as in the feature table, e.g.
+
+It takes the patient's raw feature values (names as in the feature table, e.g.
 `CET1_wavelet-HLH_gldm_SmallDependenceEmphasis`), clinical values and centre, and returns plain
 data for the readout JSON. Nothing is imputed: a missing feature makes its score unavailable, a
 missing score or clinical value makes the DLRC probability unavailable, and the result says which
