@@ -112,8 +112,8 @@ def _summary(result, bundle) -> str:
         lines.append("deep families, cross-validated training AUC: "
                      + ", ".join(f"{f} {a:.3f}" for f, a in result.family_cv_auc.items()))
     lines.append(f"clinical variables retained (p < {result.config.clinical_p}): {', '.join(result.clinical_retained) or 'none'}")
-    lines.append(f"DLRC, intercept {result.dlrc.intercept:+.4f}:")
-    for column, coefficient in result.dlrc.coefficients.items():
+    lines.append(f"DLRC, intercept {result.dlrc.intercept_:+.4f}:")
+    for column, coefficient in result.dlrc.coef_.items():
         lines.append(f"    {coefficient:+.4f}  {column}")
     cut = result.model["cutoffs"]["dlrc_probability"]
     lines.append(f"cut-off (Youden, training): probability >= {cut['cutoff']:.3f}")

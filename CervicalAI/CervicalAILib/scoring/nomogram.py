@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from CervicalAILib.core.atomic import atomic_path
-from CervicalAILib.research.fit.logistic import sigmoid
+from CervicalAILib.scoring.dlrc import sigmoid
 
 NOMOGRAM_SCHEMA = "cervicalai.nomogram/1"
 MAX_POINTS = 100.0

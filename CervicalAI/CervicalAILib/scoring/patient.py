@@ -1,6 +1,9 @@
 """Scores for one patient: ComBat -> Rad_score / DL_score -> DLRC probability -> nomogram points.
 
-`score_patient` takes the patient's raw feature values (names as in the feature table, e.g.
+`score_patient` composes the risk model's parts: each family's `ComBat` (`combat.py`) and
+`FamilyScore` (`family_score.py`), the `DLRCModel` (`dlrc.py`) and the nomogram.
+
+It takes the patient's raw feature values (names as in the feature table, e.g.
 `CET1_wavelet-HLH_gldm_SmallDependenceEmphasis`), clinical values and centre, and returns plain
 data for the readout JSON. Nothing is imputed: a missing feature makes its score unavailable, a
 missing score or clinical value makes the DLRC probability unavailable, and the result says which
@@ -18,8 +21,7 @@ import numpy as np
 from CervicalAILib.contracts.clinical import term_value
 from CervicalAILib.contracts.feature_names import role_of
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.research.fit.logistic import sigmoid
-from CervicalAILib.scoring.combat import MODE_CENTER, apply_combat
+from CervicalAILib.scoring.combat import MODE_CENTER, MODE_POOLED
 from CervicalAILib.scoring.nomogram import nomogram_points
 from CervicalAILib.scoring.risk_model import RiskModel
 
@@ -67,13 +69,14 @@ def score_patient(
     center = None if center is None or (isinstance(center, float) and math.isnan(center)) else str(center)
 
     # ---- harmonisation mode
-    combat_families = model.combat.get("families", {}) if model.combat.get("applied") else {}
-    training_centers = list(model.combat.get("training_centers", []))
+    harmoniser = model.harmonisation
+    combat_families = harmoniser.families_ if harmoniser.applied_ else {}
+    training_centers = harmoniser.training_centers_
     if combat_families:
-        mode = MODE_CENTER if center in training_centers else "pooled"
+        mode = MODE_CENTER if center in training_centers else MODE_POOLED
         if center is None:
             warnings.append("centre not given: features harmonised with the pooled reference of the training centres")
-        elif mode == "pooled":
+        elif mode == MODE_POOLED:
             warnings.append(f"centre {center} was not in the training data ({', '.join(training_centers)}): features "
                             "harmonised with the pooled reference of the training centres")
     else:
@@ -82,18 +85,18 @@ def score_patient(
             warnings.append(f"centre {center} was not in the training data ({', '.join(training_centers)}) and the model "
                             "has no harmonisation: scanner differences may shift the scores")
     harmonisation = {"method": "ComBat" if combat_families else None, "mode": mode, "center": center,
-                     "note": model.combat.get("note")}
+                     "note": harmoniser.note_}
 
     # ---- family scores
     wanted = list(dict.fromkeys(doc["scores"].values()))
     if all_families:
-        wanted += [f for f in doc["families"] if f not in wanted]
+        wanted += [f for f in model.families if f not in wanted]
     feature_out: dict[str, dict[str, Any]] = {}
     family_scores: dict[str, float | None] = {}
     family_reason: dict[str, str] = {}
     for family in wanted:
-        fam = doc["families"][family]
-        names = fam["features"]
+        family_score = model.families[family]
+        names = family_score.features_
         raw = [_number(features.get(n)) for n in names]
         missing = [n for n, v in zip(names, raw) if v is None]
         if missing:
@@ -104,14 +107,16 @@ def score_patient(
             continue
         values = np.asarray(raw, dtype=float).reshape(1, -1)
         if family in combat_families:
+            combat = combat_families[family]
+            if combat.feature_names_ != names:
+                combat = combat.subset(names)
             try:
-                values, _ = apply_combat(combat_families[family], values, names, [center], covariates)
+                values, _ = combat.transform(values, [center], covariates)
             except InputError as exc:
                 family_scores[family] = None
                 family_reason[family] = f"cannot harmonise: {exc}"
                 continue
-        z = (values[0] - np.asarray(fam["standardisation"]["mean"])) / np.asarray(fam["standardisation"]["sd"])
-        family_scores[family] = float(fam["intercept"] + z @ np.asarray(fam["coefficients"], dtype=float))
+        family_scores[family] = float(family_score.decision_function(values[0]))
         for name, value, harmonised in zip(names, raw, values[0]):
             bounds = ranges["features"].get(name)
             inside = not _outside(float(harmonised), bounds)
@@ -126,7 +131,7 @@ def score_patient(
     for score, family in doc["scores"].items():
         value = family_scores.get(family)
         scores[score] = {"label": SCORE_LABELS[score], "family": family, "value": value, "available": value is not None,
-                         "sequences": sorted({role_of(n) for n in doc["families"][family]["features"]}),
+                         "sequences": sorted({role_of(n) for n in model.families[family].features_}),
                          "reason": None if value is not None else f"{SCORE_LABELS[score]} unavailable: {family_reason[family]}"}
         if value is None:
             unavailable.append(scores[score]["reason"])
@@ -135,11 +140,11 @@ def score_patient(
                             f"{_range_text(ranges['scores'][score])}")
 
     # ---- DLRC
-    dlrc = doc["dlrc"]
+    dlrc = model.dlrc
     term_values: dict[str, Any] = {}
     clinical_used: dict[str, Any] = {}
     missing_terms: list[str] = []
-    for term in dlrc["terms"]:
+    for term in dlrc.terms_:
         name = term["name"]
         if term["kind"] == "score":
             value = scores[name]["value"]
@@ -165,15 +170,8 @@ def score_patient(
     if missing_terms:
         unavailable.append(f"{doc['outcome_label']} unavailable: " + "; ".join(missing_terms))
     else:
-        lp = dlrc["intercept"]
-        for term in dlrc["terms"]:
-            value = term_values[term["name"]]
-            if term["kind"] == "categorical":
-                lp += dlrc["coefficients"].get(f"{term['name']}={value}", 0.0)
-            else:
-                lp += dlrc["coefficients"][term["columns"][0]] * float(value)
-        lp = float(lp)
-        probability = float(sigmoid(lp))
+        lp = dlrc.decision_function(term_values)
+        probability = dlrc.predict_proba(term_values)
         reading = nomogram_points(model.nomogram, term_values)
         nomogram = {"points": reading["points"], "total_points": reading["total_points"],
                     "probability": reading["probability"], "values": dict(term_values)}

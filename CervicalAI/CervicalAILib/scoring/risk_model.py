@@ -1,6 +1,6 @@
 """The risk-model bundle as the per-patient readout reads it (`research/fit/bundle.py` writes it).
 
-A folder written with `models.bundle.write_bundle` (task "risk-model"; every file hashed):
+A folder written with `bundles/format.write_bundle` (task "risk-model"; every file hashed):
 
     bundle.json          manifest: endpoint, intended use, training-data statement, inputs
                          (sequences and features per score, clinical variables with units and
@@ -32,6 +32,9 @@ from CervicalAILib.bundles.format import Bundle, load_bundle
 from CervicalAILib.contracts.case_folder import ROLES
 from CervicalAILib.contracts.feature_names import role_of
 from CervicalAILib.core.errors import BundleError
+from CervicalAILib.scoring.combat import Harmonisation
+from CervicalAILib.scoring.dlrc import DLRCModel
+from CervicalAILib.scoring.family_score import FamilyScore
 
 MODEL_FILE = "model.json"
 COMBAT_FILE = "combat.json"
@@ -45,18 +48,36 @@ SYNTHETIC_STATEMENT = "Trained on synthetic data, not for clinical use."
 
 @dataclass
 class RiskModel:
-    """A risk model ready to score patients: the manifest plus its JSON documents."""
+    """A risk model ready to score patients: the manifest, its documents and the objects that score.
+
+    `model` and `nomogram` are model.json and nomogram.json as read; the model's parts that
+    compute are parsed into `families` (each family's score), `dlrc` and `harmonisation`
+    (combat.json), which `scoring/patient.score_patient` composes.
+    """
 
     manifest: dict[str, Any]
     model: dict[str, Any]
-    combat: dict[str, Any]
     nomogram: dict[str, Any]
+    families: dict[str, FamilyScore]
+    dlrc: DLRCModel
+    harmonisation: Harmonisation
     bundle: Bundle | None = None
 
     @classmethod
     def from_documents(cls, manifest: dict[str, Any], model: dict[str, Any], combat: dict[str, Any],
-                       nomogram: dict[str, Any]) -> RiskModel:
-        return cls(manifest=manifest, model=model, combat=combat, nomogram=nomogram)
+                       nomogram: dict[str, Any], bundle: Bundle | None = None) -> RiskModel:
+        """Parse model.json and combat.json (KeyError, TypeError or ValueError when malformed)."""
+        return cls(manifest=manifest, model=model, nomogram=nomogram,
+                   families={name: FamilyScore.from_dict(doc) for name, doc in model["families"].items()},
+                   dlrc=DLRCModel.from_dict(model["dlrc"]), harmonisation=Harmonisation.from_dict(combat),
+                   bundle=bundle)
+
+    def to_documents(self) -> dict[str, dict[str, Any]]:
+        """model.json, combat.json and nomogram.json rebuilt from the parts (equal to the files read)."""
+        model = dict(self.model)  # the parts replace their entries in place: the key order stays
+        model["families"] = {name: score.to_dict() for name, score in self.families.items()}
+        model["dlrc"] = self.dlrc.to_dict()
+        return {MODEL_FILE: model, COMBAT_FILE: self.harmonisation.to_dict(), NOMOGRAM_FILE: self.nomogram}
 
     @property
     def label(self) -> str:
@@ -69,7 +90,7 @@ class RiskModel:
     def score_features(self, score: str) -> list[str]:
         """Feature names a score needs (empty when the bundle has no such score)."""
         family = self.model["scores"].get(score)
-        return list(self.model["families"][family]["features"]) if family else []
+        return list(self.families[family].features_) if family else []
 
     @property
     def required_features(self) -> list[str]:
@@ -83,7 +104,7 @@ class RiskModel:
 
     @property
     def clinical_inputs(self) -> list[dict[str, Any]]:
-        return [t for t in self.model["dlrc"]["terms"] if t["kind"] != "score"]
+        return [t for t in self.dlrc.terms_ if t["kind"] != "score"]
 
     def radiomics_settings(self, role: str) -> dict[str, Any]:
         """pyradiomics settings (parsed YAML) the bundle carries for `role`."""
@@ -114,4 +135,7 @@ def load_risk_model(path: str | Path) -> RiskModel:
     for key in ("endpoint", "scores", "families", "dlrc", "cutoffs", "training_ranges"):
         if key not in model:
             raise BundleError(f"{bundle.path}: {MODEL_FILE} lacks {key!r}")
-    return RiskModel(manifest=bundle.manifest, model=model, combat=combat, nomogram=nomogram, bundle=bundle)
+    try:
+        return RiskModel.from_documents(bundle.manifest, model, combat, nomogram, bundle=bundle)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BundleError(f"{bundle.path}: {MODEL_FILE} or {COMBAT_FILE} is malformed ({exc!r})") from exc

@@ -1,4 +1,6 @@
-"""ComBat: parameters learned with neuroHarmonize, stored as JSON, applied by our own numpy code."""
+"""ComBat: parameters learned with neuroHarmonize, stored as JSON, applied by our own numpy code.
+
+(Learning's refusals are tested in research/fit/test_harmonise.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import pytest
 
 from CervicalAILib.core.atomic import to_json
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.scoring.combat import MODE_CENTER, MODE_POOLED, apply_combat, fit_combat, subset_combat
+from CervicalAILib.research.fit.harmonise import fit_combat
+from CervicalAILib.scoring.combat import MODE_CENTER, MODE_POOLED, ComBat, Harmonisation
 
 
 def _multicentre(n=240, p=12, seed=1, covariate=True):
@@ -35,9 +38,12 @@ def test_application_matches_neuroharmonize(with_covariate):
     x, site, age, names = _multicentre(covariate=with_covariate)
     covars = pd.DataFrame({"SITE": site} | ({"age": age} if with_covariate else {}))
     model, harmonised_ref = harmonizationLearn(x, covars)
-    params = fit_combat(x, site, names, {"age": age} if with_covariate else None)
+    learned, harmonised_fit = fit_combat(x, site, names, {"age": age} if with_covariate else None)
+    np.testing.assert_array_equal(harmonised_fit, harmonised_ref)
     # the JSON round trip is part of the contract: apply what a bundle would hold
-    params = json.loads(to_json({k: v for k, v in params.items() if k != "_harmonised"}))
+    doc = json.loads(to_json(learned.to_dict()))
+    params = ComBat.from_dict(doc)
+    assert to_json(params.to_dict()) == to_json(learned.to_dict())
 
     # new cases from known centres (different values, including a fractional covariate)
     rng = np.random.default_rng(7)
@@ -46,12 +52,12 @@ def test_application_matches_neuroharmonize(with_covariate):
     new_age = age[:50] + 0.123
     new_covars = pd.DataFrame({"SITE": new_site} | ({"age": new_age} if with_covariate else {}))
     reference = harmonizationApply(new, new_covars, model)
-    ours, modes = apply_combat(params, new, names, list(new_site), {"age": new_age} if with_covariate else None)
+    ours, modes = params.transform(new, list(new_site), {"age": new_age} if with_covariate else None)
     assert modes == [MODE_CENTER] * 50
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-6 * np.abs(reference).max())
     assert np.max(np.abs(ours - reference)) < 1e-6
     # applied to the training cases it reproduces harmonizationLearn's own output
-    train_ours, _ = apply_combat(params, x, names, list(site), {"age": age} if with_covariate else None)
+    train_ours, _ = params.transform(x, list(site), {"age": age} if with_covariate else None)
     assert np.max(np.abs(train_ours - harmonised_ref)) < 1e-6
     # and it really harmonises: centre means of a feature come together
     raw_spread = np.ptp([x[site == s, 0].mean() for s in "ABC"])
@@ -61,52 +67,56 @@ def test_application_matches_neuroharmonize(with_covariate):
 
 def test_single_patient_equals_batch_and_subset():
     x, site, _, names = _multicentre(covariate=False)
-    params = fit_combat(x, site, names)
-    params.pop("_harmonised")
-    batch, _ = apply_combat(params, x[:5], names, list(site[:5]))
-    sub = subset_combat(params, names[3:6])
+    params, _ = fit_combat(x, site, names)
+    batch, _ = params.transform(x[:5], list(site[:5]))
+    sub = params.subset(names[3:6])
+    assert sub.to_dict()["features"] == {name: params.to_dict()["features"][name] for name in names[3:6]}
     for i in range(5):
-        one, modes = apply_combat(sub, x[i, 3:6], names[3:6], [site[i]])
+        one, modes = sub.transform(x[i, 3:6], [site[i]])
         assert modes == [MODE_CENTER]
         np.testing.assert_allclose(one[0], batch[i, 3:6], rtol=1e-15, atol=0)
 
 
 def test_unknown_centre_uses_pooled_reference():
     x, site, _, names = _multicentre(covariate=False)
-    params = fit_combat(x, site, names)
-    params.pop("_harmonised")
-    feature = params["features"][names[0]]
+    params, _ = fit_combat(x, site, names)
+    feature = params.to_dict()["features"][names[0]]
     n = {s: int(np.sum(site == s)) for s in "ABC"}
     pooled_gamma = sum(n[s] * feature["gamma"][s] for s in "ABC") / sum(n.values())
     pooled_delta = sum(n[s] * feature["delta"][s] for s in "ABC") / sum(n.values())
     assert feature["pooled_gamma"] == pytest.approx(pooled_gamma, rel=1e-12)
     assert feature["pooled_delta"] == pytest.approx(pooled_delta, rel=1e-12)
     value = 123.4
-    out, modes = apply_combat(params, np.array([[value]]), names[:1], ["Z"])
+    first = params.subset(names[:1])
+    out, modes = first.transform(np.array([[value]]), ["Z"])
     assert modes == [MODE_POOLED]
     sd = np.sqrt(feature["var_pooled"])
     expected = ((value - feature["grand_mean"]) / sd - pooled_gamma) / np.sqrt(pooled_delta) * sd + feature["grand_mean"]
     assert out[0, 0] == pytest.approx(expected, rel=1e-12)
-    none_out, none_modes = apply_combat(params, np.array([[value]]), names[:1], [None])
+    none_out, none_modes = first.transform(np.array([[value]]), [None])
     assert none_modes == [MODE_POOLED] and none_out[0, 0] == out[0, 0]
-
-
-def test_fit_refuses_one_centre_and_tiny_centres():
-    x, site, _, names = _multicentre(covariate=False)
-    with pytest.raises(InputError, match="at least two training centres"):
-        fit_combat(x, ["A"] * len(x), names)
-    tiny = np.array(["A"] * (len(x) - 2) + ["B", "B"], dtype=object)
-    with pytest.raises(InputError, match=r"too few in: B \(2\)"):
-        fit_combat(x, tiny, names)
-    bad = x.copy()
-    bad[0, 0] = np.nan
-    with pytest.raises(InputError, match="finite"):
-        fit_combat(bad, site, names)
 
 
 def test_missing_covariate_is_an_error():
     x, site, age, names = _multicentre(covariate=True)
-    params = fit_combat(x, site, names, {"age": age})
-    params.pop("_harmonised")
+    params, _ = fit_combat(x, site, names, {"age": age})
     with pytest.raises(InputError, match="covariate 'age'"):
-        apply_combat(params, x[:1], names, ["A"])
+        params.transform(x[:1], ["A"])
+    with pytest.raises(KeyError, match="lack features"):
+        params.subset(["T2W_original_firstorder_Unknown"])
+
+
+def test_harmonisation_document_round_trip_and_families():
+    x, site, age, names = _multicentre(covariate=True)
+    params, _ = fit_combat(x, site, names, {"age": age})
+    doc = {"applied": True, "note": "ComBat learned on the training cohort, centres A, B, C",
+           "training_centers": ["A", "B", "C"], "families": {"radiomics": params.subset(names[:2]).to_dict()}}
+    text = to_json(doc)
+    harmonisation = Harmonisation.from_dict(json.loads(text))
+    assert to_json(harmonisation.to_dict()) == text
+    assert harmonisation.for_family("radiomics").feature_names_ == names[:2]
+    assert harmonisation.for_family("dl-resnet2d") is None
+    assert Harmonisation.from_dict(json.loads(text) | {"applied": False}).for_family("radiomics") is None
+    # a model without ComBat (what the shipped models hold)
+    empty = {"applied": False, "note": "not applied (disabled)", "training_centers": ["A"], "families": {}}
+    assert Harmonisation.from_dict(empty).to_dict() == empty

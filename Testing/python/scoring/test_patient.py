@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -89,7 +90,8 @@ def test_scores_by_hand(model, center):
     from CervicalAILib.scoring.patient import score_patient
 
     out = score_patient(model, PATIENT, {"c_lnm": "yes"}, center=center)
-    entries = {**model.combat["families"]["radiomics"]["features"], **model.combat["families"]["dl-resnet2d"]["features"]}
+    combat = model.harmonisation.to_dict()["families"]
+    entries = {**combat["radiomics"]["features"], **combat["dl-resnet2d"]["features"]}
     h = {name: _harmonise(value, entries[name], center) for name, value in PATIENT.items()}
     rad = -1.0 + 0.5 * (h[RAD[0]] - 10) / 2 - 1.0 * (h[RAD[1]] - 100) / 20
     dl = -0.9 + 0.8 * h[DL[0]]
@@ -113,7 +115,7 @@ def test_unknown_centre_uses_pooled_reference_and_warns(model):
     out = score_patient(model, PATIENT, {"c_lnm": 0}, center="Z")
     assert out["harmonisation"]["mode"] == "pooled"
     assert any("centre Z was not in the training data" in w for w in out["warnings"])
-    entry = model.combat["families"]["radiomics"]["features"][RAD[0]]
+    entry = model.harmonisation.to_dict()["families"]["radiomics"]["features"][RAD[0]]
     assert out["features"][RAD[0]]["harmonised"] == pytest.approx(_harmonise(12.0, entry, "Z"), rel=1e-12)
     out = score_patient(model, PATIENT, {"c_lnm": 0}, center=None)
     assert any("centre not given" in w for w in out["warnings"])
@@ -172,11 +174,12 @@ def test_categorical_clinical_term(model):
 
     term = {"name": "histology", "label": "Histology", "type": "categorical", "kind": "categorical",
             "levels": ["AC", "ASC", "SCC"], "reference": "SCC", "columns": ["histology=AC", "histology=ASC"]}
-    model.model["dlrc"]["terms"].append(term)
-    model.model["dlrc"]["coefficients"].update({"histology=AC": 0.6, "histology=ASC": -0.4})
+    doc = copy.deepcopy(model.model)
+    doc["dlrc"]["terms"].append(term)
+    doc["dlrc"]["coefficients"].update({"histology=AC": 0.6, "histology=ASC": -0.4})
     term_data = {"rad_score": np.array([[-4.0], [2.0]]), "dl_score": np.array([[-3.5], [1.5]]),
                  "c_lnm": np.array([[0.0], [1.0]]), "histology": np.array([[1.0, 0.0], [0.0, 1.0]])}
-    model.nomogram = build_nomogram(model.model["dlrc"], term_data)
+    model = RiskModel.from_documents(model.manifest, doc, model.harmonisation.to_dict(), build_nomogram(doc["dlrc"], term_data))
     base = score_patient(model, PATIENT, {"c_lnm": 0, "histology": "SCC"}, center="A")
     ac = score_patient(model, PATIENT, {"c_lnm": 0, "histology": "AC"}, center="A")
     asc = score_patient(model, PATIENT, {"c_lnm": 0, "histology": "ASC"}, center="A")

@@ -11,9 +11,11 @@ from CervicalAILib.bundles.format import write_bundle
 from CervicalAILib.contracts.feature_names import RADIOMICS_FAMILY, role_of
 from CervicalAILib.core.atomic import to_json, write_text
 from CervicalAILib.core.errors import OutputExistsError
+from CervicalAILib.features.radiomic import load_settings
 from CervicalAILib.io.case import ROLES
-from CervicalAILib.research.fit.fit import SCORE_NAMES, software_versions
+from CervicalAILib.research.fit.fit import software_versions
 from CervicalAILib.research.fit.table import cohort_order
+from CervicalAILib.scoring.patient import SCORE_LABELS
 from CervicalAILib.scoring.risk_model import (
     COMBAT_FILE,
     MODEL_FILE,
@@ -45,14 +47,10 @@ def _radiomics_settings(result, roles: list[str], notes: list[str]) -> dict[str,
             out[role] = _settings_yaml(side[role])
             continue
         try:
-            from CervicalAILib.features.radiomic import (
-                load_settings,  # the engine's default settings (colleague's package)
-            )
-
             out[role] = _settings_yaml(load_settings(role))
             notes.append(f"radiomics settings for {role} not in the feature sidecar: the engine's defaults were "
                          "bundled; check they are the ones that produced the features")
-        except Exception:  # noqa: BLE001 - no radiomics package or no settings for the role
+        except Exception:  # noqa: BLE001 - no settings for the role (or the package lacks them)
             notes.append(f"radiomics settings for {role} unknown (no sidecar, no engine default): the readout cannot "
                          "recompute Rad_score features until they are added")
     return out
@@ -177,7 +175,7 @@ def build_manifest(result, name: str, version: str, synthetic: bool, training_da
         features = model["families"][family]["features"]
         roles = sorted({role_of(f) for f in features})
         roles_used.update(roles)
-        scores_inputs[score] = {"label": SCORE_NAMES[score], "family": family, "sequences": roles, "features": features,
+        scores_inputs[score] = {"label": SCORE_LABELS[score], "family": family, "sequences": roles, "features": features,
                                 "used_by_dlrc": any(t["name"] == score for t in model["dlrc"]["terms"])}
     rad_family = model["scores"].get("rad_score")
     rad_roles = scores_inputs["rad_score"]["sequences"] if rad_family else []
@@ -269,16 +267,15 @@ def build_manifest(result, name: str, version: str, synthetic: bool, training_da
         "deep_family": result.deep_family,
         "clinical_tests": result.clinical_tests,
         "clinical_retained": result.clinical_retained,
-        "dlrc": result.dlrc.log,
+        "dlrc": result.dlrc_log,
         "dropped_features": result.dropped_features,
         "excluded_cases": [{"case_id": c, "reason": r} for c, r in
                            zip(result.cases["case_id"], result.cases["reason"]) if r],
         "warnings": result.warnings,
     }
     files: dict[str, Any] = {
-        MODEL_FILE: to_json(model),
-        COMBAT_FILE: to_json(result.combat_document),
-        NOMOGRAM_FILE: to_json(result.nomogram),
+        # model.json, combat.json, nomogram.json: the fitted parts' to_dict (what load_risk_model reads back)
+        **{name: to_json(document) for name, document in result.risk_model().to_documents().items()},
         SELECTION_FILE: to_json(selection),
     }
     for role, text in settings.items():

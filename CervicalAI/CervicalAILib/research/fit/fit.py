@@ -7,14 +7,17 @@ Order of work, all on the training cohort unless said otherwise:
    and constant features are dropped and reported; duplicate case IDs are refused.
 2. split into cohorts (`SplitSpec`); refuse when the training cohort has fewer than `min_events`
    cases in either outcome class.
-3. ComBat per feature family (neuroHarmonize, SITE = centre), learned on training only.
+3. ComBat per feature family (`harmonise.py`: neuroHarmonize, SITE = centre), learned on training only.
 4. seed 004's chain per family (`selection.py`) -> one score per family; the radiomics family
    gives Rad_score; among deep families the one with the best cross-validated AUC on the training
    cohort (the whole chain refitted in each fold; validation cohorts never consulted) gives DL_score.
 5. clinical variables: univariate tests (`clinical.py`), keep p < clinical_p.
-6. DLRC: backward stepwise logistic regression by AIC over Rad_score, DL_score and the retained
-   clinical variables; Youden cut-off on training; training ranges; nomogram.
+6. DLRC (`dlrc.py`): backward stepwise logistic regression by AIC over Rad_score, DL_score and the
+   retained clinical variables; Youden cut-off on training; training ranges; nomogram.
 7. every case of every cohort is scored with the same code the per-patient readout uses.
+
+`_fit_risk_model` runs these steps, one function each; the fitted parts are the serving objects
+(`scoring/`: ComBat, FamilyScore, DLRCModel) that `bundle.py` writes with their `to_dict`.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progr
 from CervicalAILib.core.provenance import software_versions as core_software_versions
 from CervicalAILib.io.case import ROLES
 from CervicalAILib.research.fit import clinical as clin
-from CervicalAILib.research.fit.logistic import backward_stepwise_aic, finite_or_none, sigmoid
+from CervicalAILib.research.fit.dlrc import DLRCFit, fit_dlrc
+from CervicalAILib.research.fit.harmonise import fit_combat
 from CervicalAILib.research.fit.selection import (
-    FamilyModel,
+    FamilySelection,
     SelectionConfig,
     cross_validated_auc,
     select_family,
@@ -50,13 +54,17 @@ from CervicalAILib.research.fit.table import (
     endpoint_spec,
     endpoint_values,
 )
-from CervicalAILib.scoring.combat import fit_combat, subset_combat
+from CervicalAILib.research.stats.thresholds import youden_cutoff as best_youden_cutoff
+from CervicalAILib.scoring.combat import ComBat, Harmonisation
+from CervicalAILib.scoring.dlrc import DLRCModel, sigmoid
+from CervicalAILib.scoring.nomogram import build_nomogram
+from CervicalAILib.scoring.patient import SCORE_LABELS, score_patient
+from CervicalAILib.scoring.risk_model import MODEL_SCHEMA, RiskModel
 
 log = logging.getLogger(__name__)
 
 # what fits a risk model: recorded in the bundle's provenance
 FIT_DISTRIBUTIONS = ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "neuroHarmonize", "neuroCombat")
-SCORE_NAMES = {"rad_score": "Rad_score", "dl_score": "DL_score"}
 
 
 @dataclass
@@ -107,35 +115,22 @@ class FitConfig:
 
 
 @dataclass
-class DLRCModel:
-    """The combined logistic model over scores and clinical variables (raw units)."""
-
-    terms: list[dict[str, Any]]
-    intercept: float
-    coefficients: dict[str, float]
-    log: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"terms": self.terms, "intercept": self.intercept, "coefficients": self.coefficients}
-
-
-@dataclass
 class FitResult:
     config: FitConfig
     endpoint_column: str
     cases: Any  # DataFrame: case_id, center, cohort, outcome, status, reason
     dropped_features: dict[str, list[dict[str, str]]]
-    combat: dict[str, dict[str, Any] | None]
     combat_note: str
-    families: dict[str, FamilyModel]
+    families: dict[str, FamilySelection]
     family_cv_auc: dict[str, float]
     deep_family: str | None
     clinical_tests: list[dict[str, Any]]
     clinical_variables: dict[str, clin.ClinicalVariable]
     clinical_retained: list[str]
     dlrc: DLRCModel
+    dlrc_log: dict[str, Any]  # selection.json "dlrc"
     model: dict[str, Any]  # the model document (model.json)
-    combat_document: dict[str, Any]
+    harmonisation: Harmonisation  # combat.json: ComBat of the features the scores use
     nomogram: dict[str, Any]
     scores: Any = None  # DataFrame per case, filled by score_cohorts
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -145,6 +140,15 @@ class FitResult:
     @property
     def training(self):
         return self.cases[self.cases["cohort"] == COHORT_TRAINING]
+
+    def risk_model(self) -> RiskModel:
+        """The fitted parts as the readout composes them (in memory: no bundle, no files)."""
+        return RiskModel(
+            manifest={"name": "in-memory", "version": "fit", "endpoint": self.config.endpoint},
+            model=self.model, nomogram=self.nomogram,
+            families={f: s.model for f, s in self.families.items() if s.model is not None},
+            dlrc=self.dlrc, harmonisation=self.harmonisation,
+        )
 
 
 def software_versions() -> dict[str, str]:
@@ -252,9 +256,7 @@ def _drop_constant(frame, train_ids, kept, dropped):
 def youden_cutoff(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
     """The statistics module's Youden cut-off (pROC's candidates and tie rule) as a bundle entry, so
     the bundle's cut-off is the one `cervicalai evaluate` chooses on the training cohort."""
-    from CervicalAILib.research.stats.thresholds import youden_cutoff as best_cutoff
-
-    best = best_cutoff(np.asarray(y, dtype=int), np.asarray(score, dtype=float))
+    best = best_youden_cutoff(np.asarray(y, dtype=int), np.asarray(score, dtype=float))
     return {"cutoff": best.cutoff, "youden_index": best.youden, "sensitivity": best.sensitivity,
             "specificity": best.specificity}
 
@@ -297,10 +299,83 @@ def fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCal
 
 
 def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCallback | None) -> FitResult:
-    import pandas as pd
-
     progress = progress or no_progress
     warnings_out: list[str] = []
+    cohort = _training_cohort(table, config, progress, warnings_out)
+    progress(0.05, "ComBat harmonisation")
+    harmonised = _harmonise_training(table, config, cohort)
+    families, family_cv_auc, deep_family = _select_families(cohort, harmonised, config, progress, warnings_out)
+    progress(0.78, "clinical variables")
+    clinical_variables, clinical_tests, retained = _clinical_candidates(table, config, cohort, warnings_out)
+    progress(0.82, "DLRC model")
+    score_family = {"rad_score": RADIOMICS_FAMILY if families.get(RADIOMICS_FAMILY) and families[RADIOMICS_FAMILY].available
+                    else None, "dl_score": deep_family}
+    score_values = {score: _family_values(families[family], cohort, harmonised)[1]
+                    for score, family in score_family.items() if family}
+    design, term_columns, term_specs = _dlrc_design(table, config, cohort, score_family, score_values,
+                                                    clinical_variables, retained)
+    dlrc = fit_dlrc(design, cohort.y_train, term_columns, term_specs, cohort.train_ids, config.endpoint, table.path)
+    warnings_out += dlrc.warnings
+    nomogram = build_nomogram(dlrc.model.to_dict(), dlrc.term_data, outcome_label=cohort.spec["outcome_label"],
+                              endpoint=config.endpoint)
+    harmonisation = Harmonisation(
+        applied_=any(c is not None for c in harmonised.combat.values()), note_=harmonised.note,
+        training_centers_=harmonised.train_centers,
+        families_={family: combat.subset(families[family].features) for family, combat in harmonised.combat.items()
+                   if combat is not None and family in families and families[family].available},
+    )
+    model_doc = {
+        "schema": MODEL_SCHEMA,
+        "endpoint": config.endpoint,
+        "endpoint_column": cohort.endpoint_column,
+        "positive": cohort.spec["positive"],
+        "negative": cohort.spec["negative"],
+        "outcome_label": cohort.spec["outcome_label"],
+        "scores": {score: family for score, family in score_family.items() if family},
+        "families": {f: m.model.to_dict() for f, m in families.items() if m.model is not None},
+        "dlrc": dlrc.model.to_dict(),
+        "cutoffs": _cutoffs(cohort, dlrc, score_values),
+        "training_ranges": _training_ranges(table, cohort, harmonised, families, score_values, dlrc,
+                                            clinical_variables, retained),
+        "features_used": sorted({f for fam in families.values() for f in fam.features}),
+    }
+    cases = _case_list(table, config, cohort)
+    if harmonisation.applied_:
+        warnings_out += _unseen_centre_warnings(cases, harmonised.train_centers)
+    result = FitResult(
+        config=config, endpoint_column=cohort.endpoint_column, cases=cases, dropped_features=cohort.dropped,
+        combat_note=harmonised.note, families=families, family_cv_auc=family_cv_auc, deep_family=deep_family,
+        clinical_tests=clinical_tests, clinical_variables=clinical_variables, clinical_retained=retained,
+        dlrc=dlrc.model, dlrc_log=dlrc.log, model=model_doc, harmonisation=harmonisation, nomogram=nomogram,
+        warnings=warnings_out, table=table,
+    )
+    progress(0.88, "scoring every case")
+    score_cohorts(result)
+    progress(1.0, "fit complete")
+    return result
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+@dataclass
+class TrainingCohort:
+    """The checked table's cases and candidate features: who trains, what was left out and why."""
+
+    endpoint_column: str
+    spec: dict[str, str]  # the endpoint's wording (`table.endpoint_spec`)
+    y_all: Any  # Series: the endpoint of every case of the table (NaN when missing)
+    reasons: dict[str, str]  # excluded case -> why
+    cohorts: Any  # Series: the cohort of every included case
+    train_ids: Any  # Index: the training cases that remain
+    y_train: np.ndarray
+    kept: dict[str, list[str]]  # family -> candidate feature columns (ComBat may drop more)
+    dropped: dict[str, list[dict[str, str]]]  # family -> [{name, reason}]
+
+
+def _training_cohort(table: FeatureTable, config: FitConfig, progress: ProgressCallback,
+                     warnings_out: list[str]) -> TrainingCohort:
+    """Step 1-2: clean the table, split it, refuse a training cohort with too few events."""
     frame = table.frame
     endpoint = config.endpoint
     y_all, endpoint_column = endpoint_values(table, endpoint)
@@ -333,35 +408,61 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
             warnings_out.append(f"{family}: dropped {len(items)} feature(s) (constant or missing); see selection.json")
     if reasons:
         warnings_out.append(f"excluded {len(reasons)} case(s) (failed extraction or missing endpoint); see split.csv")
+    return TrainingCohort(endpoint_column=endpoint_column, spec=spec, y_all=y_all, reasons=reasons, cohorts=cohorts,
+                          train_ids=train_ids, y_train=y_train, kept=kept, dropped=dropped)
 
-    # ---- ComBat per family on training
-    progress(0.05, "ComBat harmonisation")
-    combat: dict[str, dict[str, Any] | None] = {}
-    harmonised_train: dict[str, np.ndarray] = {}
-    train_centers = sorted(set(frame.loc[train_ids, CENTER].dropna())) if CENTER in frame.columns else []
+
+@dataclass
+class HarmonisedTraining:
+    """Step 3: each family's training matrix (columns `TrainingCohort.kept[family]`), harmonised when
+    ComBat was learned, and the learned parameters (None per family when not applied)."""
+
+    note: str
+    train_centers: list[Any]
+    combat: dict[str, ComBat | None]
+    values: dict[str, np.ndarray]
+
+
+def _combat_note(table: FeatureTable, config: FitConfig, train_centers: list[Any]) -> str:
     if not config.combat:
-        combat_note = "not applied (disabled)"
-    elif CENTER not in frame.columns:
+        return "not applied (disabled)"
+    if CENTER not in table.frame.columns:
         raise InputError(f"no {CENTER!r} column: ComBat needs the centre of every case (or fit without ComBat)", table.path)
-    elif len(train_centers) < 2:
-        combat_note = (f"not applied: the training cohort comes from one centre ({', '.join(train_centers)}), so there is no "
-                       "centre effect to estimate")
-    else:
-        combat_note = f"ComBat learned on the training cohort, centres {', '.join(train_centers)}"
-    covariates = None
-    if config.combat_covariates:
-        missing_cov = [c for c in config.combat_covariates if c not in frame.columns]
-        if missing_cov:
-            raise InputError(f"ComBat covariate column(s) not found: {', '.join(missing_cov)}", table.path)
-        cov_frame = frame.loc[train_ids, config.combat_covariates].apply(pd.to_numeric, errors="coerce")
-        if cov_frame.isna().any().any():
-            bad = cov_frame.index[cov_frame.isna().any(axis=1)][:5]
-            raise InputError(f"ComBat covariates missing/non-numeric for training case(s) {', '.join(bad)}", table.path)
-        covariates = {c: cov_frame[c].to_numpy() for c in config.combat_covariates}
+    if len(train_centers) < 2:
+        return (f"not applied: the training cohort comes from one centre ({', '.join(train_centers)}), so there is no "
+                "centre effect to estimate")
+    return f"ComBat learned on the training cohort, centres {', '.join(train_centers)}"
+
+
+def _combat_covariates(table: FeatureTable, config: FitConfig, train_ids) -> dict[str, np.ndarray] | None:
+    import pandas as pd  # research extra
+
+    if not config.combat_covariates:
+        return None
+    frame = table.frame
+    missing_cov = [c for c in config.combat_covariates if c not in frame.columns]
+    if missing_cov:
+        raise InputError(f"ComBat covariate column(s) not found: {', '.join(missing_cov)}", table.path)
+    cov_frame = frame.loc[train_ids, config.combat_covariates].apply(pd.to_numeric, errors="coerce")
+    if cov_frame.isna().any().any():
+        bad = cov_frame.index[cov_frame.isna().any(axis=1)][:5]
+        raise InputError(f"ComBat covariates missing/non-numeric for training case(s) {', '.join(bad)}", table.path)
+    return {c: cov_frame[c].to_numpy() for c in config.combat_covariates}
+
+
+def _harmonise_training(table: FeatureTable, config: FitConfig, cohort: TrainingCohort) -> HarmonisedTraining:
+    """ComBat per family, learned on the training cohort; drops the features it cannot harmonise."""
+    frame, train_ids, kept, dropped = table.frame, cohort.train_ids, cohort.kept, cohort.dropped
+    train_centers = sorted(set(frame.loc[train_ids, CENTER].dropna())) if CENTER in frame.columns else []
+    note = _combat_note(table, config, train_centers)
+    covariates = _combat_covariates(table, config, train_ids)
+    learn = config.combat and len(train_centers) >= 2
     train_center_of_case = frame.loc[train_ids, CENTER].to_numpy() if CENTER in frame.columns else None
+    combat: dict[str, ComBat | None] = {}
+    harmonised_train: dict[str, np.ndarray] = {}
     for family, cols in kept.items():
         values = frame.loc[train_ids, cols].to_numpy(dtype=float)
-        if cols and config.combat and len(train_centers) >= 2:
+        if cols and learn:
             # ComBat scales each centre by its own variance: a feature constant within a centre cannot be harmonised
             flat = np.zeros(len(cols), dtype=bool)
             for center in train_centers:
@@ -374,9 +475,8 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
             cols = [c for c, f in zip(cols, flat) if not f]
             kept[family] = cols
             values = values[:, ~flat]
-        if cols and config.combat and len(train_centers) >= 2:
-            params = fit_combat(values, frame.loc[train_ids, CENTER].tolist(), cols, covariates)
-            harmonised = params.pop("_harmonised")
+        if cols and learn:
+            params, harmonised = fit_combat(values, frame.loc[train_ids, CENTER].tolist(), cols, covariates)
             bad = ~np.all(np.isfinite(harmonised), axis=0)
             for col in np.asarray(cols)[bad]:
                 dropped[family].append({"name": str(col), "reason": "ComBat gave non-finite values"})
@@ -386,13 +486,19 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
         else:
             harmonised_train[family] = values
             combat[family] = None
+    return HarmonisedTraining(note=note, train_centers=train_centers, combat=combat, values=harmonised_train)
 
-    # ---- selection chain per family
-    families: dict[str, FamilyModel] = {}
+
+def _select_families(cohort: TrainingCohort, harmonised: HarmonisedTraining, config: FitConfig,
+                     progress: ProgressCallback, warnings_out: list[str]
+                     ) -> tuple[dict[str, FamilySelection], dict[str, float], str | None]:
+    """Step 4: the selection chain per family; the deep family with the best cross-validated AUC."""
+    kept, y_train = cohort.kept, cohort.y_train
+    families: dict[str, FamilySelection] = {}
     names = [f for f in kept if kept[f]]
     for k, family in enumerate(names):
         progress(0.10 + 0.45 * k / max(len(names), 1), f"feature selection: {family}")
-        families[family] = select_family(family, harmonised_train[family], kept[family], y_train, config.selection)
+        families[family] = select_family(family, harmonised.values[family], kept[family], y_train, config.selection)
         if not families[family].available:
             warnings_out.append(f"{family}: no score ({families[family].log.get('stopped')})")
         elif families[family].log.get("stepwise", {}).get("skipped"):
@@ -404,16 +510,20 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
         report = sub_progress(progress, 0.55, 0.75)
         for k, family in enumerate(deep):
             report(k / len(deep), f"cross-validating the chain: {family}")
-            family_cv_auc[family] = cross_validated_auc(family, harmonised_train[family], kept[family], y_train,
+            family_cv_auc[family] = cross_validated_auc(family, harmonised.values[family], kept[family], y_train,
                                                         config.selection, config.family_cv_folds)
         deep_family = max(deep, key=lambda f: (family_cv_auc[f], -deep.index(f)))
     else:
         deep_family = deep[0] if deep else None
+    return families, family_cv_auc, deep_family
 
-    # ---- clinical variables
-    progress(0.78, "clinical variables")
+
+def _clinical_candidates(table: FeatureTable, config: FitConfig, cohort: TrainingCohort, warnings_out: list[str]
+                         ) -> tuple[dict[str, clin.ClinicalVariable], list[dict[str, Any]], list[str]]:
+    """Step 5: univariate tests of the clinical candidates; (variables, tests, retained names)."""
+    frame, endpoint = table.frame, config.endpoint
     candidates = list(config.clinical) if config.clinical is not None else [c for c in clin.DEFAULT_CLINICAL if c in frame.columns]
-    circular = [c for c in candidates if c in clin.DEFINES_ENDPOINT.get(endpoint, ()) or c == endpoint_column]
+    circular = [c for c in candidates if c in clin.DEFINES_ENDPOINT.get(endpoint, ()) or c == cohort.endpoint_column]
     if config.clinical is not None and circular:
         raise InputError(f"clinical variable(s) {', '.join(circular)} define the {endpoint!r} endpoint; "
                          "they cannot be predictors of it")
@@ -424,153 +534,109 @@ def _fit_risk_model(table: FeatureTable, config: FitConfig, progress: ProgressCa
         warnings_out.append(f"clinical candidate(s) {', '.join(circular)} left out: they define the {endpoint!r} endpoint")
     excluded_clinical = set(config.exclude_clinical) | set(circular)
     candidates = [c for c in candidates if c not in excluded_clinical]
-    clinical_variables: dict[str, clin.ClinicalVariable] = {}
+    variables: dict[str, clin.ClinicalVariable] = {}
     tests: list[dict[str, Any]] = []
     retained: list[str] = []
     for name in candidates:
-        values = frame.loc[train_ids, name].tolist()
+        values = frame.loc[cohort.train_ids, name].tolist()
         variable = clin.infer_variable(name, values)
-        result = clin.univariate_test(variable, values, y_train)
+        result = clin.univariate_test(variable, values, cohort.y_train)
         tests.append(result.as_dict() | {"retained": result.p < config.clinical_p})
-        clinical_variables[name] = variable
+        variables[name] = variable
         if result.p < config.clinical_p:
             retained.append(name)
+    return variables, tests, retained
 
-    # ---- DLRC
-    progress(0.82, "DLRC model")
-    score_values: dict[str, np.ndarray] = {}
-    score_family = {"rad_score": RADIOMICS_FAMILY if families.get(RADIOMICS_FAMILY, None) and families[RADIOMICS_FAMILY].available else None,
-                    "dl_score": deep_family}
-    for score, family in score_family.items():
-        if family:
-            cols = [kept[family].index(f) for f in families[family].features]
-            score_values[score] = families[family].score(harmonised_train[family][:, cols])
+
+def _family_values(selection: FamilySelection, cohort: TrainingCohort, harmonised: HarmonisedTraining
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """A family's chosen features over the training cohort (harmonised) and its score per training case."""
+    kept = cohort.kept[selection.family]
+    values = harmonised.values[selection.family][:, [kept.index(f) for f in selection.features]]
+    return values, selection.model.decision_function(values)
+
+
+def _dlrc_design(table: FeatureTable, config: FitConfig, cohort: TrainingCohort, score_family: dict[str, str | None],
+                 score_values: dict[str, np.ndarray], variables: dict[str, clin.ClinicalVariable], retained: list[str]
+                 ) -> tuple[np.ndarray, dict[str, list[str]], dict[str, dict[str, Any]]]:
+    """Step 6a: the DLRC candidates' training design: (matrix, term -> its columns, term -> its bundle entry)."""
     term_columns: dict[str, list[str]] = {}
     design_parts: list[np.ndarray] = []
     term_specs: dict[str, dict[str, Any]] = {}
     for score, values in score_values.items():
         term_columns[score] = [score]
         design_parts.append(values.reshape(-1, 1))
-        term_specs[score] = {"name": score, "label": SCORE_NAMES[score], "kind": "score", "family": score_family[score],
+        term_specs[score] = {"name": score, "label": SCORE_LABELS[score], "kind": "score", "family": score_family[score],
                              "columns": [score]}
     for name in retained:
-        variable = clinical_variables[name]
-        encoded = variable.encode(frame.loc[train_ids, name].tolist())
+        variable = variables[name]
         term_columns[name] = variable.columns
-        design_parts.append(encoded)
+        design_parts.append(variable.encode(table.frame.loc[cohort.train_ids, name].tolist()))
         term_specs[name] = variable.as_dict() | {"kind": variable.kind, "columns": variable.columns}
     if not term_columns:
         raise InputError("no predictor for the DLRC model: no family gave a score and no clinical variable had "
-                         f"p < {config.clinical_p}; the data show no usable signal for {endpoint!r}", table.path)
-    design = np.hstack(design_parts)
-    columns = [c for cols in term_columns.values() for c in cols]
-    complete = np.all(np.isfinite(design), axis=1)
-    dlrc_log: dict[str, Any] = {"candidates": list(term_columns)}
-    if not complete.all():
-        missing_ids = list(np.asarray(train_ids)[~complete])
-        dlrc_log["excluded_missing_clinical"] = missing_ids
-        warnings_out.append(f"DLRC fitted on {int(complete.sum())} of {len(complete)} training cases: "
-                            f"{len(missing_ids)} lack a retained clinical value")
-    step = backward_stepwise_aic(design[complete], y_train[complete], columns, term_columns)
-    dlrc_log["stepwise"] = {"criterion": "AIC", "direction": "backward", "steps": step.steps, "kept": step.terms,
-                            "aic": finite_or_none(step.fit.aic), "converged": step.fit.converged,
-                            "standard_errors": step.fit.standard_errors, "p_values": step.fit.p_values}
-    if step.terms and not step.fit.converged:
-        warnings_out.append(f"the DLRC model did not converge (the training classes are separated by "
-                            f"{', '.join(step.terms)}): its probabilities are close to 0 or 1 and overconfident")
-    if not step.terms:
-        raise InputError(f"the DLRC stepwise selection kept no predictor (candidates: {', '.join(term_columns)}): "
-                         f"no usable signal for {endpoint!r}", table.path)
-    dlrc = DLRCModel(
-        terms=[term_specs[t] for t in step.terms],
-        intercept=step.fit.intercept,
-        coefficients=dict(zip(step.fit.columns, step.fit.coefficients)),
-        log=dlrc_log,
-    )
-    lp_train = step.fit.linear_predictor(design[complete][:, [columns.index(c) for c in step.fit.columns]])
-    prob_train = sigmoid(lp_train)
-    cutoffs = {"dlrc_probability": youden_cutoff(y_train[complete], prob_train) | {"chosen_on": COHORT_TRAINING}}
-    for score, values in score_values.items():
-        cutoffs[score] = youden_cutoff(y_train, values) | {"chosen_on": COHORT_TRAINING}
+                         f"p < {config.clinical_p}; the data show no usable signal for {config.endpoint!r}", table.path)
+    return np.hstack(design_parts), term_columns, term_specs
 
-    # ---- ranges and documents
-    ranges: dict[str, Any] = {"features": {}, "scores": {}, "clinical": {}, "dlrc_linear_predictor": value_range(lp_train)}
-    for family, model in families.items():
-        if not model.available:
+
+def _cutoffs(cohort: TrainingCohort, dlrc: DLRCFit, score_values: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Step 6b: Youden cut-offs on the training cohort, of the DLRC probability and of each score."""
+    cutoffs = {"dlrc_probability": youden_cutoff(cohort.y_train[dlrc.complete], sigmoid(dlrc.linear_predictor))
+               | {"chosen_on": COHORT_TRAINING}}
+    for score, values in score_values.items():
+        cutoffs[score] = youden_cutoff(cohort.y_train, values) | {"chosen_on": COHORT_TRAINING}
+    return cutoffs
+
+
+def _training_ranges(table: FeatureTable, cohort: TrainingCohort, harmonised: HarmonisedTraining,
+                     families: dict[str, FamilySelection], score_values: dict[str, np.ndarray], dlrc: DLRCFit,
+                     variables: dict[str, clin.ClinicalVariable], retained: list[str]) -> dict[str, Any]:
+    """Step 6c: training ranges of the features used, the scores, the clinical values and the DLRC log-odds."""
+    ranges: dict[str, Any] = {"features": {}, "scores": {}, "clinical": {},
+                              "dlrc_linear_predictor": value_range(dlrc.linear_predictor)}
+    for family, selection in families.items():
+        if not selection.available:
             continue
-        cols = [kept[family].index(f) for f in model.features]
-        for j, feature in zip(cols, model.features):
-            ranges["features"][feature] = value_range(harmonised_train[family][:, j])
-        ranges["scores"][family] = value_range(model.score(harmonised_train[family][:, cols]))
+        values, scores = _family_values(selection, cohort, harmonised)
+        for j, feature in enumerate(selection.features):
+            ranges["features"][feature] = value_range(values[:, j])
+        ranges["scores"][family] = value_range(scores)
     for score, values in score_values.items():
         ranges["scores"][score] = value_range(values)
     for name in retained:
-        if clinical_variables[name].kind == "continuous":
-            ranges["clinical"][name] = value_range(clinical_variables[name].encode(frame.loc[train_ids, name].tolist())[:, 0])
-    from CervicalAILib.scoring.nomogram import build_nomogram
+        if variables[name].kind == "continuous":
+            ranges["clinical"][name] = value_range(variables[name].encode(table.frame.loc[cohort.train_ids, name].tolist())[:, 0])
+    return ranges
 
-    term_data = {t: design[complete][:, [columns.index(c) for c in term_columns[t]]] for t in step.terms}
-    nomogram = build_nomogram(dlrc.as_dict(), term_data, outcome_label=spec["outcome_label"], endpoint=endpoint)
 
-    used_features = sorted({f for fam in families.values() if fam.available for f in fam.features})
-    combat_document: dict[str, Any] = {"applied": any(p is not None for p in combat.values()), "note": combat_note,
-                                       "training_centers": train_centers, "families": {}}
-    for family, params in combat.items():
-        model = families.get(family)
-        if params is not None and model is not None and model.available:
-            combat_document["families"][family] = subset_combat(params, model.features)
-    model_doc = {
-        "schema": "cervicalai.risk-model/1",
-        "endpoint": endpoint,
-        "endpoint_column": endpoint_column,
-        "positive": spec["positive"],
-        "negative": spec["negative"],
-        "outcome_label": spec["outcome_label"],
-        "scores": {score: family for score, family in score_family.items() if family},
-        "families": {f: m.as_dict() for f, m in families.items() if m.available},
-        "dlrc": dlrc.as_dict(),
-        "cutoffs": cutoffs,
-        "training_ranges": ranges,
-        "features_used": used_features,
-    }
-    cases = pd.DataFrame({
+def _case_list(table: FeatureTable, config: FitConfig, cohort: TrainingCohort):
+    """cohort/split.csv: every case of the table with its cohort, endpoint and why it was excluded."""
+    import pandas as pd  # research extra
+
+    frame = table.frame
+    return pd.DataFrame({
         "case_id": frame.index,
         "center": frame[CENTER].to_numpy() if CENTER in frame.columns else None,
-        "cohort": [cohorts.get(c, "excluded") if c not in reasons else "excluded" for c in frame.index],
-        endpoint: [None if np.isnan(v) else int(v) for v in y_all.to_numpy()],
-        "reason": [reasons.get(c, "") for c in frame.index],
+        "cohort": [cohort.cohorts.get(c, "excluded") if c not in cohort.reasons else "excluded" for c in frame.index],
+        config.endpoint: [None if np.isnan(v) else int(v) for v in cohort.y_all.to_numpy()],
+        "reason": [cohort.reasons.get(c, "") for c in frame.index],
     }).reset_index(drop=True)
-    unseen = sorted({c for c in cases.loc[cases["cohort"] != "excluded", "center"].dropna()} - set(train_centers))
-    if combat_document["applied"] and unseen:
-        for center in unseen:
-            n = int(((cases["center"] == center) & (cases["cohort"] != "excluded")).sum())
-            warnings_out.append(f"centre {center} ({n} case(s)) was not in the training cohort: ComBat uses the pooled "
-                                "reference of the training centres for its cases")
-    result = FitResult(
-        config=config, endpoint_column=endpoint_column, cases=cases, dropped_features=dropped, combat=combat,
-        combat_note=combat_note, families=families, family_cv_auc=family_cv_auc, deep_family=deep_family,
-        clinical_tests=tests, clinical_variables=clinical_variables, clinical_retained=retained, dlrc=dlrc,
-        model=model_doc, combat_document=combat_document, nomogram=nomogram, warnings=warnings_out, table=table,
-    )
-    progress(0.88, "scoring every case")
-    score_cohorts(result)
-    progress(1.0, "fit complete")
-    return result
+
+
+def _unseen_centre_warnings(cases, train_centers: list[Any]) -> list[str]:
+    included = cases["cohort"] != "excluded"
+    unseen = sorted({c for c in cases.loc[included, "center"].dropna()} - set(train_centers))
+    return [f"centre {center} ({int(((cases['center'] == center) & included).sum())} case(s)) was not in the training "
+            "cohort: ComBat uses the pooled reference of the training centres for its cases" for center in unseen]
 
 
 def score_cohorts(result: FitResult) -> None:
     """Score every included case with the per-patient code path; fill result.scores and metrics."""
-    import pandas as pd
+    import pandas as pd  # research extra
 
-    from CervicalAILib.scoring.patient import score_patient
-    from CervicalAILib.scoring.risk_model import RiskModel
-
-    model = RiskModel.from_documents(
-        manifest={"name": "in-memory", "version": "fit", "endpoint": result.config.endpoint},
-        model=result.model, combat=result.combat_document, nomogram=result.nomogram,
-    )
+    model = result.risk_model()
     needed = result.model["features_used"]
-    clinical_names = [t["name"] for t in result.dlrc.terms if t["kind"] != "score"]
+    clinical_names = [t["name"] for t in result.dlrc.terms_ if t["kind"] != "score"]
     columns = list(dict.fromkeys(needed + clinical_names + list(result.config.combat_covariates)))
     frame = result.table.frame[columns]  # only what scoring reads: rows of a wide table are slow to build
     rows = []

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from CervicalAILib.scoring.dlrc import finite_or_none
+
 MAX_EFFECT_PER_SD = 30.0
 
 
@@ -127,15 +129,3 @@ def backward_stepwise_aic(
         current = best_reduced
         current_fit = fit_terms(current)
     return StepwiseResult(terms=current, fit=current_fit, steps=steps)
-
-
-def finite_or_none(value: float) -> float | None:
-    """JSON has no infinity: a non-converged model's AIC is logged as null."""
-    return float(value) if math.isfinite(value) else None
-
-
-def sigmoid(lp: np.ndarray | float) -> np.ndarray | float:
-    """Logistic function, numerically stable for large |lp|."""
-    lp_arr = np.asarray(lp, dtype=float)
-    out = np.where(lp_arr >= 0, 1.0 / (1.0 + np.exp(-np.abs(lp_arr))), np.exp(-np.abs(lp_arr)) / (1.0 + np.exp(-np.abs(lp_arr))))
-    return float(out) if np.ndim(out) == 0 else out

@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from CervicalAILib.research.fit.logistic import backward_stepwise_aic, finite_or_none, fit_logit
+from CervicalAILib.research.fit.logistic import backward_stepwise_aic, fit_logit
+from CervicalAILib.scoring.dlrc import finite_or_none
+from CervicalAILib.scoring.family_score import FamilyScore
 
 
 @dataclass
@@ -50,35 +52,26 @@ class SelectionConfig:
 
 
 @dataclass
-class FamilyModel:
-    """One family's fitted score: selected features, standardisation and coefficients."""
+class FamilySelection:
+    """What the chain chose for one family: its score (None when it kept no feature) and the log."""
 
     family: str
-    features: list[str]
-    mean: list[float]
-    sd: list[float]
-    coefficients: list[float]
-    intercept: float
+    model: FamilyScore | None
     log: dict[str, Any] = field(default_factory=dict)
 
     @property
     def available(self) -> bool:
-        return bool(self.features)
+        return self.model is not None
 
-    def score(self, values: np.ndarray) -> np.ndarray:
-        """Linear predictor for a (cases x len(features)) matrix of harmonised raw values."""
-        values = np.asarray(values, dtype=float).reshape(-1, len(self.features))
-        z = (values - np.asarray(self.mean)) / np.asarray(self.sd)
-        return self.intercept + z @ np.asarray(self.coefficients, dtype=float)
+    @property
+    def features(self) -> list[str]:
+        return list(self.model.features_) if self.model is not None else []
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "features": self.features,
-            "standardisation": {"mean": self.mean, "sd": self.sd, "ddof": 0},
-            "coefficients": self.coefficients,
-            "intercept": self.intercept,
-        }
+
+def _family_score(family: str, features: list[str], mean, sd, coefficients, intercept: float) -> FamilyScore:
+    return FamilyScore(family_=family, features_=features, mean_=np.array([float(v) for v in mean]),
+                       sd_=np.array([float(v) for v in sd]), coef_=np.array([float(v) for v in coefficients]),
+                       intercept_=float(intercept))
 
 
 def mann_whitney_p(values: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -185,7 +178,8 @@ def lasso_cv(z: np.ndarray, y: np.ndarray, config: SelectionConfig) -> dict[str,
     }
 
 
-def select_family(family: str, values: np.ndarray, names: Sequence[str], y: np.ndarray, config: SelectionConfig) -> FamilyModel:
+def select_family(family: str, values: np.ndarray, names: Sequence[str], y: np.ndarray,
+                  config: SelectionConfig) -> FamilySelection:
     """Run the whole chain on one family's training matrix (harmonised raw values)."""
     names = list(names)
     values = np.asarray(values, dtype=float)
@@ -199,7 +193,7 @@ def select_family(family: str, values: np.ndarray, names: Sequence[str], y: np.n
         "kept": len(mwu_keep),
         "p": {names[i]: float(p[i]) for i in sorted(mwu_keep, key=lambda i: (p[i], names[i]))},
     }
-    empty = FamilyModel(family, [], [], [], [], 0.0, log)
+    empty = FamilySelection(family, None, log)
     if not mwu_keep:
         log["stopped"] = f"no feature with Mann-Whitney p < {config.mwu_p}"
         return empty
@@ -230,28 +224,21 @@ def select_family(family: str, values: np.ndarray, names: Sequence[str], y: np.n
         log["stepwise"] = {"criterion": "AIC", "skipped": "the unpenalised model of the LASSO features does not "
                            "converge (separation): the score is the LASSO model's linear predictor"}
         coefficients = [c for c in lasso["coefficients"] if c != 0.0]
-        return FamilyModel(family=family, features=list(lasso_names), mean=[float(v) for v in mean],
-                           sd=[float(v) for v in sd], coefficients=coefficients, intercept=lasso["intercept"], log=log)
+        return FamilySelection(family, _family_score(family, list(lasso_names), mean, sd, coefficients, lasso["intercept"]),
+                               log)
     step = backward_stepwise_aic(z, y, lasso_names)
     log["stepwise"] = {"criterion": "AIC", "direction": "backward", "steps": step.steps, "kept": step.terms,
                        "aic": finite_or_none(step.fit.aic)}
     if not step.terms:
         log["stopped"] = "backward stepwise AIC kept no feature"
-        return FamilyModel(family, [], [], [], [], step.fit.intercept, log)
+        return empty
     pos = [lasso_names.index(t) for t in step.terms]
     log["final"] = {
         "standard_errors": step.fit.standard_errors,
         "p_values": step.fit.p_values,
     }
-    return FamilyModel(
-        family=family,
-        features=list(step.terms),
-        mean=[float(mean[i]) for i in pos],
-        sd=[float(sd[i]) for i in pos],
-        coefficients=list(step.fit.coefficients),
-        intercept=step.fit.intercept,
-        log=log,
-    )
+    return FamilySelection(family, _family_score(family, list(step.terms), mean[pos], sd[pos], step.fit.coefficients,
+                                                 step.fit.intercept), log)
 
 
 def cross_validated_auc(
@@ -273,10 +260,10 @@ def cross_validated_auc(
         fold_values = values[train]
         usable = np.ptp(fold_values, axis=0) > 0
         fold_names = [n for n, u in zip(names, usable) if u]
-        model = select_family(family, fold_values[:, usable], fold_names, y[train], config)
-        if model.available:
-            cols = [list(names).index(f) for f in model.features]
-            aucs.append(float(roc_auc_score(y[test], model.score(values[test][:, cols]))))
+        chosen = select_family(family, fold_values[:, usable], fold_names, y[train], config).model
+        if chosen is not None:
+            cols = [list(names).index(f) for f in chosen.features_]
+            aucs.append(float(roc_auc_score(y[test], chosen.decision_function(values[test][:, cols]))))
         else:
             aucs.append(0.5)  # the chain found nothing in this fold: no discrimination
     return float(np.mean(aucs))

@@ -83,7 +83,7 @@ def model_metrics(fit, evaluation: dict[str, Any], bundle, bundle_path: Path) ->
                      for score, family in fit.model["scores"].items()},
         "deep_family_cv_auc": fit.family_cv_auc,
         "clinical_retained": fit.clinical_retained,
-        "dlrc": {"intercept": fit.dlrc.intercept, "coefficients": fit.dlrc.coefficients},
+        "dlrc": {"intercept": fit.dlrc.intercept_, "coefficients": fit.dlrc.coef_},
         "combat": fit.combat_note,
         "fit_warnings": fit.warnings,
         "excluded_cases": int((fit.cases["cohort"] == "excluded").sum()),

@@ -121,8 +121,8 @@ def _features_table(result):
         rows.append([label, "(intercept)", f"{fam['intercept']:+.4f}"])
         for name, coefficient in zip(fam["features"], fam["coefficients"]):
             rows.append([label, name, f"{coefficient:+.4f}"])
-    rows.append(["DLRC", "(intercept)", f"{result.dlrc.intercept:+.4f}"])
-    for column, coefficient in result.dlrc.coefficients.items():
+    rows.append(["DLRC", "(intercept)", f"{result.dlrc.intercept_:+.4f}"])
+    for column, coefficient in result.dlrc.coef_.items():
         rows.append(["DLRC", column, f"{coefficient:+.4f}"])
     return pd.DataFrame(rows, columns=["Model", "Predictor", "Coefficient"])
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from CervicalAILib.core.atomic import to_json
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.research.fit.bundle import write_risk_bundle
 from CervicalAILib.research.fit.fit import FitConfig, fit_risk_model
@@ -68,11 +69,16 @@ def test_bundle_contents(fitted):
         assert info["features"] == model.score_features(score)
         assert set(info["sequences"]) <= set(manifest["inputs"]["sequences"])
     # ComBat learned on the two training centres; parameters exactly for the features in use
-    combat = model.combat
-    assert combat["applied"] and combat["training_centers"] == ["A", "B"]
-    for family, params in combat["families"].items():
-        assert list(params["features"]) == model.model["families"][family]["features"]
-        assert set(params["centers"]) == {"A", "B"}
+    combat = model.harmonisation
+    assert combat.applied_ and combat.training_centers_ == ["A", "B"] and set(combat.families_) == set(model.families)
+    for family, params in combat.families_.items():
+        assert params.feature_names_ == model.model["families"][family]["features"] == model.families[family].features_
+        assert set(params.centers_) == {"A", "B"}
+    # the documents are the fitted parts' to_dict, and read back they are the same bytes
+    assert json.loads((model.bundle.path / "combat.json").read_text()) == result.harmonisation.to_dict()
+    assert json.loads((model.bundle.path / "model.json").read_text())["dlrc"] == result.dlrc.to_dict()
+    for name, document in model.to_documents().items():
+        assert to_json(document).encode("utf-8") == (model.bundle.path / name).read_bytes(), name
     # provenance holds every choice and the software versions
     prov = manifest["provenance"]
     assert prov["fit"]["selection"]["mwu_p"] == 0.01 and prov["fit"]["selection"]["spearman_rho"] == 0.8
@@ -148,9 +154,9 @@ def test_cohort_scores_equal_the_patient_readout_and_statsmodels(fitted):
     # the DLRC coefficients are the maximum-likelihood fit of its terms on the training cohort
     train = scores[scores["cohort"] == "training"]
     dlrc = result.dlrc
-    design = np.column_stack([train[c] if c in train else rows.loc[train.index, c] for c in dlrc.coefficients])
+    design = np.column_stack([train[c] if c in train else rows.loc[train.index, c] for c in dlrc.coef_])
     direct = sm.Logit(train["lnm"].to_numpy(), sm.add_constant(design.astype(float))).fit(disp=0)
-    np.testing.assert_allclose([dlrc.intercept, *dlrc.coefficients.values()], direct.params, rtol=1e-7)
+    np.testing.assert_allclose([dlrc.intercept_, *dlrc.coef_.values()], direct.params, rtol=1e-7)
     np.testing.assert_allclose(train["dlrc_probability"], direct.predict(), rtol=1e-9)
     # the chosen deep family is the one with the best cross-validated training AUC
     assert result.deep_family == max(result.family_cv_auc, key=result.family_cv_auc.get)

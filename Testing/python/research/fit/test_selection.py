@@ -152,11 +152,13 @@ def test_chain_keeps_signal_and_drops_noise_and_duplicates(simulated):
     assert all(len(pair & removed) == 1 for pair in pairs)
     # the score is the final model's linear predictor
     cols = [names.index(f) for f in model.features]
-    z = (x[:, cols] - model.mean) / model.sd
-    np.testing.assert_allclose(model.score(x[:, cols]), model.intercept + z @ model.coefficients, rtol=1e-12)
+    score = model.model
+    assert score.family_ == "radiomics" and score.features_ == model.features
+    z = (x[:, cols] - np.mean(x[:, cols], axis=0)) / np.std(x[:, cols], axis=0)  # standardised on this cohort
+    np.testing.assert_allclose(score.decision_function(x[:, cols]), score.intercept_ + z @ score.coef_, rtol=1e-12)
     from sklearn.metrics import roc_auc_score
 
-    assert roc_auc_score(y, model.score(x[:, cols])) > 0.7
+    assert roc_auc_score(y, score.decision_function(x[:, cols])) > 0.7
 
     deep_x, deep_names, _ = _family(simulated, "dl-resnet2d")
     deep = select_family("dl-resnet2d", deep_x, deep_names, y, config)
@@ -168,7 +170,7 @@ def test_chain_without_signal_gives_no_score():
     x = rng.normal(size=(200, 30))
     y = (rng.uniform(size=200) < 0.3).astype(int)
     model = select_family("radiomics", x, [f"T2W_f{i}" for i in range(30)], y, SelectionConfig(lasso_folds=5, lasso_n_c=10))
-    assert not model.available
+    assert not model.available and model.model is None and model.features == []
     assert "stopped" in model.log
 
 
@@ -184,7 +186,7 @@ def test_separated_classes_keep_the_finite_lasso_model():
     config = SelectionConfig(lasso_folds=5, lasso_n_c=15)
     model = select_family("radiomics", x, names, y, config)
     assert model.available and "separation" in model.log["stepwise"]["skipped"]
-    assert all(np.isfinite(model.coefficients)) and np.isfinite(model.intercept)
+    assert all(np.isfinite(model.model.coef_)) and np.isfinite(model.model.intercept_)
     # the score is the LASSO model's decision function at the chosen C
     assert model.features == list(model.log["lasso"]["kept"])
     cols = [names.index(f) for f in model.features]
@@ -194,7 +196,7 @@ def test_separated_classes_keep_the_finite_lasso_model():
                                intercept_scaling=config.intercept_scaling, tol=config.lasso_tol, max_iter=10000,
                                random_state=config.seed)
     lasso.fit(z, y)
-    np.testing.assert_allclose(model.score(x[:, cols]), lasso.decision_function(z), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(model.model.decision_function(x[:, cols]), lasso.decision_function(z), rtol=1e-6, atol=1e-6)
     from sklearn.metrics import roc_auc_score
 
-    assert roc_auc_score(y, model.score(x[:, cols])) > 0.99
+    assert roc_auc_score(y, model.model.decision_function(x[:, cols])) > 0.99
