@@ -128,7 +128,7 @@ def run_chain(inputs: Path, work: Path) -> dict:
     step = predict_step(python, native, predict_in / "mask" / MASK_FILE, clinical, readout_dir, transforms=loaded,
                         device="cpu")
     seconds["predict"] = _run_steps([step], env)
-    readout = read_readout(readout_dir)
+    readout = read_readout(readout_dir).to_dict()
 
     # 5. Predict: "Save report"
     saved = save_report(readout_dir, work / "saved-readout")
