@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import types
+import typing
 
 import pytest
 
 from CervicalAILib import RESEARCH_USE_STATEMENT
 from CervicalAILib.contracts import readout_text
 from CervicalAILib.contracts.readout import READOUT_FILE, Readout, read_readout
+from CervicalAILib.contracts.records import Record
 from CervicalAILib.core.atomic import to_json
 from CervicalAILib.core.errors import InputError
+from conftest import REPO
 
 
 def document() -> dict:
@@ -171,3 +176,42 @@ def test_the_wording():
     typed = Readout.from_dict(unmeasured)
     assert readout_text.lnm_line(typed) == "LNM risk (DLRC): not available (see the warnings)"
     assert readout_text.nodes_line(typed) == "Lymph nodes (reader): c_LNM not measured (no measurement given)"
+
+
+def _documented_paths(record: type, prefix: str = "") -> set[str]:
+    """Dotted key paths of a record's typed keys, as docs/readout.md writes them: `a.b`, `list[].key`,
+    `map.*.key` for a {name: record} map, and `parent.*.key` when all of a record's keys are one kind of record."""
+    hints = {name: hint for name, hint in typing.get_type_hints(record).items() if name not in ("json_keys", "json_extra")}
+
+    def inner(hint):  # (the record inside a hint, how its keys are written)
+        hint = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if typing.get_origin(hint) in (
+            typing.Union, types.UnionType) else hint
+        if isinstance(hint, type) and issubclass(hint, Record):
+            return hint, ""
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if origin is list and isinstance(args[0], type) and issubclass(args[0], Record):
+            return args[0], "[]"
+        if origin is dict and isinstance(args[1], type) and issubclass(args[1], Record):
+            return args[1], ".*"
+        return None, ""
+
+    kinds = {inner(hint)[0] for hint in hints.values()}
+    same_kind = len(kinds) == 1 and None not in kinds and len(hints) > 1
+    paths: set[str] = set()
+    for name, hint in hints.items():
+        path = f"{prefix}{name}"
+        paths.add(path)
+        child, suffix = inner(hint)
+        if child is not None:
+            paths |= _documented_paths(child, f"{prefix}*." if same_kind else f"{path}{suffix}.")
+    return paths
+
+
+def test_docs_readout_md_lists_every_key_of_the_contract_and_no_other():
+    """docs/readout.md had drifted from the code (issue 16): its key table and the typed contract are kept in step."""
+    table = (REPO / "docs" / "readout.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([^`]+)` \|", table, flags=re.M))
+    contract = _documented_paths(Readout)
+    assert "models.*.name" in contract and "lnm.validated[].auc" in contract and "inputs.images.*.b_value" in contract
+    assert sorted(contract - documented) == [], "keys of contracts/readout.py missing from docs/readout.md"
+    assert sorted(documented - contract) == [], "keys in docs/readout.md that contracts/readout.py does not have"
