@@ -35,7 +35,7 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/review/worklist.py', 'numpy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/segmentation/postprocess.py', 'scipy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/web/scene.py', 'numpy'): 'S16',
-    # function-level engine import (173)
+    # function-level engine import (171)
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.contracts.schemas'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.core.hashing'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/format.py', 'CervicalAILib.bundles.catalog'): 'S16',
@@ -127,8 +127,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/train_seg.py', 'CervicalAILib.core.progress'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/train_seg.py', 'CervicalAILib.io.case'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/train_seg.py', 'CervicalAILib.research.training'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/contracts/case_identity.py', 'CervicalAILib.contracts.schemas'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/contracts/case_identity.py', 'CervicalAILib.core.json_input'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/core/atomic.py', 'CervicalAILib.core.errors'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/core/atomic.py', 'CervicalAILib.core.output_guard'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/core/atomic.py', 'CervicalAILib.io.image_checks'): 'S16',

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from CervicalAILib.contracts.readout import Readout
 from CervicalAILib.contracts.readout_text import summary_text
+from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 
 DEMO_MARKER = ".cervicalai-demo"
 DEMO_SEED = 424242  # a generator seed never used for training the shipped models
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         result = segment_case(images, device=args.device)
         # which patient's images the mask was made on: the study as registration read it (own grids)
         write_segmentation(result, segmentation_dir, extra={"case": registration["case"]})
-        summary = json.loads((segmentation_dir / "segmentation.json").read_text())
+        summary = json.loads((segmentation_dir / SEGMENTATION_SUMMARY).read_text())
         if result.mask is None:  # the anatomy gate recognised no cervix or uterus
             raise BundleError(f"{summary['message']}: no tumour contour (model {summary['model']['label']})")
         mask_path = segmentation_dir / "tumor.nii.gz"

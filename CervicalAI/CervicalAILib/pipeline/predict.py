@@ -33,6 +33,7 @@ from CervicalAILib.contracts.clinical import FIELDS as CLINICAL_FIELDS
 from CervicalAILib.contracts.clinical import validate_clinical
 from CervicalAILib.contracts.feature_names import family_of, is_deep, parse_feature_name
 from CervicalAILib.contracts.readout import READOUT_FILE, READOUT_SCHEMA, Readout, validated_rows
+from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.hashing import sha256_file
@@ -194,7 +195,7 @@ def load_inputs(
         check_case(record, record_path, images, "the registration transforms", case_id, roles=moved,
                    warnings=warnings)
     segmentation_summary = None
-    seg_json = mask_path.parent / "segmentation.json"
+    seg_json = mask_path.parent / SEGMENTATION_SUMMARY
     if seg_json.is_file():  # validated against its schema by read_record above
         from CervicalAILib.core.json_input import read_json
 
