@@ -20,6 +20,7 @@ from typing import Any, Self
 
 from CervicalAILib.contracts.records import Record
 from CervicalAILib.contracts.schemas import require_valid
+from CervicalAILib.contracts.segmentation import SliceConfidence
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.json_input import read_json
 
@@ -78,12 +79,6 @@ class ReviewFacts(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
-class FlaggedSlice(Record):
-    slice: int | None = None
-    confidence: float | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
 class SegmentationFacts(Record):
     """Measured on the mask; confidence and below from the automatic segmentation's segmentation.json."""
 
@@ -91,7 +86,7 @@ class SegmentationFacts(Record):
     max_diameter_mm: float
     largest_slice_index: int | None = None
     confidence: float | None = None
-    flagged_slices: list[FlaggedSlice] | None = None
+    flagged_slices: list[SliceConfidence] | None = None  # as in segmentation.json
     automatic_model: str | None = None
     ood_score: float | None = None
 

@@ -158,6 +158,12 @@ def needs_reader_lines(readout: Readout) -> list[str]:
     return [f"{LABELS['needs_reader']}: {task}" for task in readout.staging.needs_reader or []]
 
 
+def ood_warning(message: str | None, score: float) -> str:
+    """The readout's warning when the automatic segmentation found the study unlike its training images."""
+    return (f"automatic segmentation: {message or 'the study looks unlike its training images'} "
+            f"(out-of-distribution score {score:.2f})")
+
+
 def warning_lines(readout: Readout) -> list[str]:
     return [f"{LABELS['warning']}: {warning}" for warning in readout.warnings]
 

@@ -33,6 +33,7 @@ from CervicalAILib.contracts.clinical import FIELDS as CLINICAL_FIELDS
 from CervicalAILib.contracts.clinical import validate_clinical
 from CervicalAILib.contracts.feature_names import family_of, is_deep, parse_feature_name
 from CervicalAILib.contracts.readout import READOUT_FILE, READOUT_SCHEMA, Readout, validated_rows
+from CervicalAILib.contracts.readout_text import ood_warning
 from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import BundleError, InputError
@@ -496,8 +497,7 @@ def predict_case(
             # how unlike the segmentation network's training images the study is (above 1: unlike them)
             segmentation["ood_score"] = float(ood["score"])
             if ood.get("unusual"):
-                warnings.append(f"automatic segmentation: {ood.get('message') or 'the study looks unlike its training images'}"
-                                f" (out-of-distribution score {float(ood['score']):.2f})")
+                warnings.append(ood_warning(ood.get("message"), float(ood["score"])))
     stage_probability = stage["probability"] if stage else None
     staging = staging_readout(
         max_diameter,

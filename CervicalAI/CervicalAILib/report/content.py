@@ -2,11 +2,10 @@
 
 The readout contract is contracts/readout.py (docs/readout.md), its wording contracts/readout_text.py.
 Every value may be null (the reason is then in the readout's warnings); the report says "not
-available" instead of failing. Images come from the
-case files the readout references (paths relative to the readout folder or absolute): the key
-image is the T2WI at the slice with the largest tumour area, with the tumour contour, and the
-ADC and CE-T1WI at the same position (resampled onto the T2WI grid in scanner coordinates when
-they are on their own grids).
+available" instead of failing. Images come from the case files the readout references (paths
+relative to the readout folder or absolute): the key image is the T2WI at the slice with the
+largest tumour area, with the tumour contour, and the ADC and CE-T1WI at the same position
+(resampled onto the T2WI grid in scanner coordinates when they are on their own grids).
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ class ReportContent:
     created: str
     sequences: list[str]
     facts: list[tuple[str, str]]  # (label, value) lines of the summary table
-    lnm: list[tuple[str, str]]
+    lnm: list[tuple[str, str]]  # (label, value); the first is the risk sentence (readout_text.lnm_line)
     staging: list[str]
     needs_reader: list[str]
     warnings: list[str]
