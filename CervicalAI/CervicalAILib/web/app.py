@@ -44,7 +44,7 @@ from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition, Vi
 
 from CervicalAILib import RESEARCH_USE_STATEMENT
 from CervicalAILib.contracts.clinical import FIELDS, parse_value, validate_clinical
-from CervicalAILib.contracts.readout import READOUT_FILE, read_readout
+from CervicalAILib.contracts.readout import NOMOGRAM_IMAGE, READOUT_FILE, read_readout
 from CervicalAILib.contracts.readout_text import LABELS, percent, summary_text
 from CervicalAILib.core import atomic
 from CervicalAILib.core.background import BackgroundRun, Step, engine_command, engine_environment
@@ -567,7 +567,7 @@ class ReviewApp:
             self.state.readout_text = ""
         self.state.readout_text += summary_text(readout)
         self.state.readout_lnm = f"{LABELS['lnm']}: {percent(readout.probability)}"
-        nomogram = folder / "nomogram.png"
+        nomogram = folder / ((readout.nomogram.image if readout.nomogram is not None else None) or NOMOGRAM_IMAGE)
         self.state.nomogram_src = ("data:image/png;base64," + base64.b64encode(nomogram.read_bytes()).decode()
                                    if nomogram.is_file() else "")
 
