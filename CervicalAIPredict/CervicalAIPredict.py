@@ -514,7 +514,7 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
         from CervicalAIPredictLib.readout import fill_table, nomogram_path, read_readout, summary_lines
 
         readout = read_readout(folder)
-        name = f"{readout.get('case_id') or 'Case'} readout"
+        name = f"{readout.case_id or 'Case'} readout"
         table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", slicer.mrmlScene.GenerateUniqueName(name))
         fill_table(table, readout)
         table.SetAttribute("CervicalAI.ReadoutFolder", str(folder))
@@ -543,7 +543,7 @@ class CervicalAIPredictLogic(ScriptedLoadableModuleLogic):
         if not readoutFolder:
             raise ValueError("Compute a readout first.")
         readout = read_readout(readoutFolder)
-        target = report_folder_for(slicer.mrmlScene.GetURL(), slicer.app.defaultScenePath, str(readout.get("case_id", "case")))
+        target = report_folder_for(slicer.mrmlScene.GetURL(), slicer.app.defaultScenePath, readout.case_id)
         saved = save_report(readoutFolder, target)
         run = None
         if report_command_available():
@@ -603,12 +603,12 @@ class CervicalAIPredictTest(ScriptedLoadableModuleTest):
         hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
         self.assertEqual(hierarchy.GetItemParent(hierarchy.GetItemByDataNode(table)),
                          hierarchy.GetItemParent(hierarchy.GetItemByDataNode(review.reviewed)))
-        probability = readout["lnm_probability"]
+        probability = readout.probability
         self.assertGreaterEqual(probability, 0.0)
         self.assertLessEqual(probability, 1.0)
-        self.assertTrue(readout["review"]["reviewed"])
+        self.assertTrue(readout.review.reviewed)
         self.assertGreater(table.GetNumberOfRows(), 10)
-        self.assertEqual(table.GetCellText(0, 1), "LNM probability")
+        self.assertEqual(table.GetCellText(0, 1), "LNM risk (DLRC)")
         self.assertIsNotNone(nomogram)
         self.assertTrue(any("Lymph-node metastasis probability" in line for line in lines))
 

@@ -15,8 +15,9 @@ from typing import Any
 import SimpleITK as sitk
 
 from CervicalAIHubLib import scene as N
-from CervicalAIHubLib.segmentation import MASK_FILE, mask_sha256, tumour_mask
+from CervicalAIHubLib.segmentation import mask_sha256, tumour_mask
 from CervicalAIHubLib.volumes import export_case_folder
+from CervicalAILib.contracts.segmentation import MASK_FILE
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file

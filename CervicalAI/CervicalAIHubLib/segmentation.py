@@ -27,6 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CervicalAIHubLib import scene as N
+from CervicalAILib.contracts.segmentation import MASK_FILE, PROBABILITY_FILE, SEGMENTATION_SUMMARY
 
 # the tumour's SNOMED CT terminology as Slicer's entry string, defined once in the engine (the same
 # codes as the DICOM SEG and .seg.nrrd exports): re-exported here for the modules and tests
@@ -43,10 +44,6 @@ from CervicalAILib.segmentation.outputs import no_anatomy_sentence, organ_label_
 
 TUMOUR_SEGMENT_NAME = "Cervical tumour"
 TUMOUR_COLOR = (0.89, 0.10, 0.11)
-# Engine output files (CervicalAILib.segmentation.outputs).
-MASK_FILE = "tumor.nii.gz"
-PROBABILITY_FILE = "tumor_probability.nii.gz"
-SUMMARY_FILE = "segmentation.json"
 PROBABILITY_SCALE = 255.0  # the probability file is uint8, 255 = 1.0
 
 
@@ -153,14 +150,14 @@ def read_result(result_dir: str | Path) -> tuple[sitk.Image, sitk.Image | None, 
     """(mask, probability or None, summary) of a `cervicalai segment` output folder."""
     result_dir = Path(result_dir)
     mask_path = result_dir / MASK_FILE
-    summary_path = result_dir / SUMMARY_FILE
+    summary_path = result_dir / SEGMENTATION_SUMMARY
     if not mask_path.is_file():
         gate = no_anatomy_message(result_dir)
         if gate:
             raise InputError(f"{gate}: no tumour contour was made", result_dir)
         raise InputError(f"no {MASK_FILE} in the segmentation output (did the segment command finish?)", result_dir)
     if not summary_path.is_file():
-        raise InputError(f"no {SUMMARY_FILE} in the segmentation output", result_dir)
+        raise InputError(f"no {SEGMENTATION_SUMMARY} in the segmentation output", result_dir)
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -175,7 +172,7 @@ def no_anatomy_message(result_dir: str | Path) -> str | None:
     """The anatomy gate's sentence ("no cervix or uterus recognised in this study") when the
     `cervicalai segment` output says the network found no cervix or uterus (the command then
     exits with status 3 and writes no tumour mask), else None."""
-    summary_path = Path(result_dir) / SUMMARY_FILE
+    summary_path = Path(result_dir) / SEGMENTATION_SUMMARY
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -17,8 +17,8 @@ from typing import Any
 
 from CervicalAIHubLib import scene as N
 from CervicalAIHubLib.reviewed import export_tumour_mask, review_state
-from CervicalAIHubLib.segmentation import SUMMARY_FILE
 from CervicalAIHubLib.volumes import export_case_folder
+from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 from CervicalAILib.core.errors import InputError
 from CervicalAIPredictLib.form import write_clinical_json
 
@@ -88,8 +88,8 @@ def prepare_inputs(
             warnings.append(f"the case folder {recorded} is gone: the volumes were exported again and will be registered again")
     mask_path, reviewed = export_tumour_mask(segmentation_node, work / "mask", N.grid_image(roles["T2W"]))
     result = segmentation_node.GetAttribute(N.RESULT_FOLDER)
-    if result and (Path(result) / SUMMARY_FILE).is_file():
+    if result and (Path(result) / SEGMENTATION_SUMMARY).is_file():
         # the automatic segmentation's summary beside the mask: the readout reports its confidence
-        shutil.copyfile(Path(result) / SUMMARY_FILE, mask_path.parent / SUMMARY_FILE)
+        shutil.copyfile(Path(result) / SEGMENTATION_SUMMARY, mask_path.parent / SEGMENTATION_SUMMARY)
     clinical_path = write_clinical_json(work / CLINICAL_FILE, clinical_values)
     return PredictInputs(case_folder, mask_path, clinical_path, reviewed, transforms, warnings)

@@ -16,14 +16,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from CervicalAILib.contracts import readout_text
 from CervicalAILib.contracts.clinical import FIELDS
+from CervicalAILib.contracts.readout import NOMOGRAM_IMAGE, Readout
+from CervicalAILib.contracts.readout_text import NOT_AVAILABLE
 from CervicalAILib.core.atomic import atomic_directory
 from CervicalAILib.core.background import Step, engine_command
 from CervicalAILib.core.errors import InputError
+from CervicalAILib.report.content import load_readout
 
-READOUT_FILE = "readout.json"
-NOMOGRAM_FILE = "nomogram.png"
-SCHEMA_PREFIX = "cervicalai.readout/"
 TABLE_COLUMNS = ("Section", "Item", "Value", "Unit")
 READOUT_FOLDER_ATTRIBUTE = "CervicalAI.ReadoutFolder"
 REPORT_FILE = "report.html"  # `cervicalai report` output, written into the saved readout folder (+ report.pdf)
@@ -78,37 +79,28 @@ def report_step(python: str | os.PathLike, readout_dir: str | os.PathLike, pdf: 
 
 # --- reading ---------------------------------------------------------------------------------------
 
-def read_readout(folder: str | os.PathLike) -> dict[str, Any]:
-    """readout.json of a predict output folder, checked for its schema (the engine's reader)."""
-    from CervicalAILib.report.content import load_readout
-
+def read_readout(folder: str | os.PathLike) -> Readout:
+    """readout.json of a predict output folder, checked against its contract (the engine's reader)."""
     return load_readout(folder)[1]
 
 
-def nomogram_path(folder: str | os.PathLike, readout: dict[str, Any] | None = None) -> Path | None:
+def nomogram_path(folder: str | os.PathLike, readout: Readout | None = None) -> Path | None:
     """The nomogram image of a readout folder, if it was drawn."""
-    name = ((readout or {}).get("nomogram") or {}).get("image") or NOMOGRAM_FILE
+    name = (readout.nomogram.image if readout is not None and readout.nomogram is not None else None) or NOMOGRAM_IMAGE
     path = Path(folder) / name
     return path if path.is_file() else None
-
-
-def lnm_probability(readout: dict[str, Any]) -> float | None:
-    value = readout.get("lnm_probability")
-    if value is None:
-        value = (readout.get("lnm") or {}).get("probability")
-    return float(value) if value is not None else None
 
 
 def format_value(value: Any) -> str:
     """Table text of a readout value: numbers to 4 significant digits, yes/no, lists joined."""
     if value is None:
-        return "not available"
+        return NOT_AVAILABLE
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return "not available" if not math.isfinite(value) else f"{value:.4g}"
+        return NOT_AVAILABLE if not math.isfinite(value) else f"{value:.4g}"
     if isinstance(value, (list, tuple)):
         return ", ".join(format_value(v) for v in value) or "none"
     if isinstance(value, dict):
@@ -116,118 +108,78 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def summary_lines(readout: dict[str, Any]) -> list[str]:
-    """What the result box shows: LNM probability against its cut-off, staging, reader tasks, warnings."""
-    lines = []
-    probability = lnm_probability(readout)
-    lnm = readout.get("lnm") or {}
-    if probability is None:
-        lines.append("LNM probability: not available (see warnings)")
-    else:
-        text = f"Lymph-node metastasis probability: {100 * probability:.0f}%"
-        if lnm.get("cutoff") is not None:
-            side = "at or above" if lnm.get("positive") else "below"
-            text += f" ({side} the model's cut-off of {100 * float(lnm['cutoff']):.0f}%)"
-        lines.append(text)
-    if lnm.get("model_note"):  # the LNM model without contrast was used: say so under the probability
-        lines.append(f"Model: {lnm['model_note']}")
-    staging = readout.get("staging") or {}
-    measured = staging.get("measured") or {}
-    if measured.get("text"):
-        lines.append(measured["text"])
-    nodes = staging.get("lymph_nodes") or {}
-    if nodes.get("c_lnm") is not None:
-        rules = ", ".join(nodes.get("sra_rules") or []) or "no SRA rule met"
-        lines.append(f"Lymph nodes: c_LNM {'positive' if nodes['c_lnm'] else 'negative'}; SRA {format_value(nodes.get('sra'))} ({rules})")
-    elif nodes.get("note"):
-        lines.append(f"Lymph nodes: {nodes['note']}")
-    predicted = staging.get("predicted") or {}
-    if predicted.get("text"):
-        lines.append(predicted["text"])
-    for task in staging.get("needs_reader") or []:
-        lines.append(f"Reader: {task}")
-    for warning in readout.get("warnings") or []:
-        lines.append(f"Warning: {warning}")
-    if readout.get("statement"):
-        lines.append(str(readout["statement"]))
-    return lines
+def summary_lines(readout: Readout) -> list[str]:
+    """What the result box shows: the engine's summary (contracts/readout_text), as the CLI and the report word it."""
+    return readout_text.summary_lines(readout)
 
 
-def readout_rows(readout: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def readout_rows(readout: Readout) -> list[tuple[str, str, str, str]]:
     """(section, item, value, unit) rows: every result, input and feature of the readout."""
     rows: list[tuple[str, str, str, str]] = []
+    labels = readout_text.LABELS
 
     def add(section: str, item: str, value: Any, unit: str = "") -> None:
         rows.append((section, item, format_value(value), unit))
 
-    lnm = readout.get("lnm") or {}
-    add("LNM risk", "LNM probability", lnm_probability(readout))
+    lnm = readout.lnm
+    add("LNM risk", labels["lnm"], readout.probability)
+    present = set(lnm.json_keys or ())
     for key, label in (("cutoff", "Cut-off"), ("positive", "At or above cut-off"), ("cutoff_source", "Cut-off source"),
-                       ("model", "Model"), ("model_note", "Model note")):
-        if key in lnm and not (key == "model_note" and lnm[key] is None):
-            add("LNM risk", label, lnm[key])
-    add("Scores", "Rad_score", readout.get("rad_score"))
-    add("Scores", "DL_score", readout.get("dl_score"))
-    nomogram = readout.get("nomogram") or {}
-    for predictor, points in (nomogram.get("points") or {}).items():
-        add("Nomogram", f"{predictor} points", points)
-    if "total_points" in nomogram:
-        add("Nomogram", "Total points", nomogram["total_points"])
-    for name, value in (readout.get("clinical") or {}).items():
+                       ("model", labels["lnm_model"]), ("model_note", "Model note")):
+        if key in present and not (key == "model_note" and lnm.model_note is None):
+            add("LNM risk", label, getattr(lnm, key))
+    add("Scores", labels["rad_score"], readout.rad_score)
+    add("Scores", labels["dl_score"], readout.dl_score)
+    nomogram = readout.nomogram
+    if nomogram is not None:
+        for predictor, points in (nomogram.points or {}).items():
+            add("Nomogram", f"{predictor} points", points)
+        if nomogram.total_points is not None:
+            add("Nomogram", "Total points", nomogram.total_points)
+    for name, value in readout.clinical.items():
         field = FIELDS.get(name)
         add("Clinical", field.label if field else name, value, field.unit if field else "")
-    segmentation = readout.get("segmentation") or {}
-    units = {"volume_ml": "mL", "max_diameter_mm": "mm"}
-    labels = {"volume_ml": "Tumour volume", "max_diameter_mm": "Maximum 3D diameter",
-              "largest_slice_index": "Largest slice (T2WI index)", "confidence": "Automatic segmentation confidence",
-              "automatic_model": "Segmentation model",
-              "ood_score": "Out-of-distribution score (above 1: unlike the training images)"}  # fmt: skip
-    for key, value in segmentation.items():
+    for key, value in readout.segmentation.to_dict().items():
         if isinstance(value, dict):
             value = value.get("label") or f"{value.get('name', '?')}@{value.get('version', '?')}"
         elif isinstance(value, list) and any(isinstance(item, dict) for item in value):
             continue  # the flagged slices: listed in the Segment module, not a readout value
-        add("Segmentation", labels.get(key, key), value, units.get(key, ""))
-    review = readout.get("review") or {}
-    if review:
-        add("Review", "Reviewed", review.get("reviewed"))
+        add("Segmentation", labels.get(key, key), value, readout_text.UNITS.get(key, ""))
+    review = readout.review
+    if review is not None:
+        add("Review", "Reviewed", review.reviewed)
         for key in ("reviewer", "reviewed_at", "origin"):
-            if review.get(key) is not None:
-                add("Review", key.replace("_", " ").capitalize(), review[key])
-        for key, value in (review.get("edit_metrics") or {}).items():
+            if getattr(review, key) is not None:
+                add("Review", key.replace("_", " ").capitalize(), getattr(review, key))
+        for key, value in (review.edit_metrics or {}).items():
             add("Review", key, value, "mL" if key.endswith("_ml") else "mm" if key.endswith("_mm") else "")
-    staging = readout.get("staging") or {}
-    measured = staging.get("measured") or {}
-    if measured:
-        add("Staging", "FIGO size class", measured.get("figo_size_class"))
-        add("Staging", "Size class valid (confined to cervix)", measured.get("size_class_valid"))
-    nodes = staging.get("lymph_nodes") or {}
-    if nodes:
-        add("Staging", "c_LNM (short axis >= 10 mm)", nodes.get("c_lnm"))
-        add("Staging", "SRA positive", nodes.get("sra"))
-        add("Staging", "SRA rules met", nodes.get("sra_rules") or [])
-    predicted = staging.get("predicted") or {}
-    if predicted:
-        add("Staging", "Chemoradiotherapy group probability", predicted.get("stage_group_chemoradiotherapy_probability"))
-        add("Staging", "Predicted stage group", predicted.get("stage_group"))
-    for task in staging.get("needs_reader") or []:
-        add("Staging", "Needs the reader", task)
-    features = readout.get("features") or {}
+    staging = readout.staging
+    if staging.measured is not None:
+        add("Staging", labels["figo_size_class"], staging.measured.figo_size_class)
+        add("Staging", "Size class valid (confined to cervix)", staging.measured.size_class_valid)
+    nodes = staging.lymph_nodes
+    if nodes is not None:
+        add("Staging", "c_LNM (short axis >= 10 mm)", nodes.c_lnm)
+        add("Staging", "SRA positive", nodes.sra)
+        add("Staging", "SRA rules met", nodes.sra_rules or [])
+    predicted = staging.predicted
+    if predicted is not None:
+        add("Staging", "Chemoradiotherapy group probability", predicted.stage_group_chemoradiotherapy_probability)
+        add("Staging", "Predicted stage group", predicted.stage_group)
+    for task in staging.needs_reader or []:
+        add("Staging", labels["needs_reader"], task)
+    features = readout.features or {}
     for kind, section in (("radiomics", "Radiomics feature"), ("deep", "Deep feature")):
         for name, value in (features.get(kind) or {}).items():
             add(section, name, value)
-    models = readout.get("models") or {}
-    for purpose, model in models.items():
-        for entry in model if isinstance(model, list) else [model]:
-            if isinstance(entry, dict):
-                label = f"{entry.get('name', '?')}@{entry.get('version', '?')}"
-                add("Model", purpose, label)
-    for warning in readout.get("warnings") or []:
-        add("Warning", "warning", warning)
+    for model, card in readout_text.model_lines(readout):
+        add("Model", model, card)
+    for warning in readout.warnings:
+        add(labels["warning"], "warning", warning)
     return rows
 
 
-def fill_table(table_node, readout: dict[str, Any]) -> int:
+def fill_table(table_node, readout: Readout) -> int:
     """Replace the table's content with the readout rows (read-only); returns the number of rows."""
     import vtk
 
@@ -247,8 +199,8 @@ def fill_table(table_node, readout: dict[str, Any]) -> int:
     table_node.SetAndObserveTable(table)
     table_node.SetLocked(True)  # a readout is a record: not edited in the Tables module
     table_node.SetAttribute("CervicalAI.Status", "readout")
-    table_node.SetAttribute("CervicalAI.CaseId", str(readout.get("case_id", "")))
-    probability = lnm_probability(readout)
+    table_node.SetAttribute("CervicalAI.CaseId", readout.case_id)
+    probability = readout.probability
     table_node.SetAttribute("CervicalAI.LNMProbability", "" if probability is None else f"{probability:.6g}")
     return len(rows)
 

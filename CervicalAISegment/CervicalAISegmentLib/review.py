@@ -21,7 +21,8 @@ from typing import Any
 
 from CervicalAIHubLib import scene as N
 from CervicalAIHubLib.reviewed import record_attributes
-from CervicalAIHubLib.segmentation import MASK_FILE, create_tumour_segmentation, mask_sha256, tumour_mask
+from CervicalAIHubLib.segmentation import create_tumour_segmentation, mask_sha256, tumour_mask
+from CervicalAILib.contracts.segmentation import MASK_FILE
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.review import record as engine_review

@@ -78,9 +78,9 @@ def _run_steps(steps, env) -> float:
 def run_chain(inputs: Path, work: Path) -> dict:
     import SimpleITK as sitk
 
-    from CervicalAIHubLib.segmentation import MASK_FILE, SUMMARY_FILE
     from CervicalAIHubLib.workflow import case_volume_files, study_load_step
     from CervicalAILib.contracts.case_folder import read_manifest
+    from CervicalAILib.contracts.segmentation import MASK_FILE, SEGMENTATION_SUMMARY
     from CervicalAILib.core.atomic import write_image
     from CervicalAILib.core.background import engine_command, engine_environment
     from CervicalAILib.review import record as engine_review
@@ -105,7 +105,7 @@ def run_chain(inputs: Path, work: Path) -> dict:
         sitk.WriteImage(sitk.ReadImage(str(path)), str(work / "apply" / "input" / f"{role}.nii"), False)
     job = segmentation_job(python, work / "apply", "cpu")
     seconds["segment"] = _run_steps(job.steps, env)
-    summary = json.loads((job.result / SUMMARY_FILE).read_text())
+    summary = json.loads((job.result / SEGMENTATION_SUMMARY).read_text())
 
     # 3. Segment: "Mark as reviewed" on the automatic contour, unchanged
     automatic = sitk.ReadImage(str(job.result / MASK_FILE))
@@ -119,7 +119,7 @@ def run_chain(inputs: Path, work: Path) -> dict:
     (predict_in / "mask").mkdir(parents=True)
     shutil.copyfile(review_dir / MASK_FILE, predict_in / "mask" / MASK_FILE)
     shutil.copyfile(engine_review.record_path(review_dir / MASK_FILE), engine_review.record_path(predict_in / "mask" / MASK_FILE))
-    shutil.copyfile(job.result / SUMMARY_FILE, predict_in / "mask" / SUMMARY_FILE)
+    shutil.copyfile(job.result / SEGMENTATION_SUMMARY, predict_in / "mask" / SEGMENTATION_SUMMARY)
     clinical = write_clinical_json(predict_in / "clinical.json", values_from_form(reader["form"]))
     readout_dir = predict_in / "readout"
     # the loaded volumes are on the T2WI grid and unchanged: the readout takes the native study the loaded
@@ -128,7 +128,7 @@ def run_chain(inputs: Path, work: Path) -> dict:
     step = predict_step(python, native, predict_in / "mask" / MASK_FILE, clinical, readout_dir, transforms=loaded,
                         device="cpu")
     seconds["predict"] = _run_steps([step], env)
-    readout = read_readout(readout_dir)
+    readout = read_readout(readout_dir).to_dict()
 
     # 5. Predict: "Save report"
     saved = save_report(readout_dir, work / "saved-readout")

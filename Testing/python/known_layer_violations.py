@@ -10,9 +10,8 @@ strike an entry when it is fixed; never add one."""
 
 KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     # cycle (0)
-    # layer (3)
+    # layer (2)
     ('layer', 'CervicalAI/CervicalAILib/core/atomic.py', 'core -> io'): 'S16',
-    ('layer', 'CervicalAI/CervicalAILib/report/content.py', 'report -> pipeline'): 'S7',
     ('layer', 'CervicalAI/CervicalAILib/review/worklist.py', 'review -> registration'): 'S10',
     # research library in serving code (0)
     # function-level import of a non-optional library (15)
@@ -31,7 +30,7 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/review/worklist.py', 'numpy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/segmentation/postprocess.py', 'scipy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/web/scene.py', 'numpy'): 'S16',
-    # function-level engine import (162)
+    # function-level engine import (150)
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.contracts.schemas'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.core.hashing'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/format.py', 'CervicalAILib.bundles.catalog'): 'S16',
@@ -124,8 +123,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/train_seg.py', 'CervicalAILib.core.progress'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/train_seg.py', 'CervicalAILib.io.case'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/train_seg.py', 'CervicalAILib.research.training'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/contracts/case_identity.py', 'CervicalAILib.contracts.schemas'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/contracts/case_identity.py', 'CervicalAILib.core.json_input'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/core/atomic.py', 'CervicalAILib.core.errors'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/core/atomic.py', 'CervicalAILib.core.output_guard'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/core/atomic.py', 'CervicalAILib.io.image_checks'): 'S16',
@@ -156,16 +153,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.study.load'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/registration/masks.py', 'CervicalAILib.registration.onto_t2'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/registration/onto_t2.py', 'CervicalAILib.contracts.case_identity'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/report/__init__.py', 'CervicalAILib.report.content'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/report/content.py', 'CervicalAILib.bundles.catalog'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/report/content.py', 'CervicalAILib.contracts.schemas'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/report/content.py', 'CervicalAILib.core.json_input'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/report/content.py', 'CervicalAILib.export.manifest'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/report/content.py', 'CervicalAILib.io.geometry'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/report/content.py', 'CervicalAILib.io.images'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/report/content.py', 'CervicalAILib.io.measurements'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/report/content.py', 'CervicalAILib.pipeline.predict'): 'S7',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/report/content.py', 'CervicalAILib.study.load'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/cohort/extract.py', 'CervicalAILib.features.deep'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/cohort/extract.py', 'CervicalAILib.features.radiomic'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/research/cohort/extract.py', 'CervicalAILib.io.case'): 'S16',

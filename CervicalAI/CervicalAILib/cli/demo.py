@@ -12,6 +12,10 @@ import argparse
 import time
 from pathlib import Path
 
+from CervicalAILib.contracts.readout import Readout
+from CervicalAILib.contracts.readout_text import summary_text
+from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
+
 DEMO_MARKER = ".cervicalai-demo"
 DEMO_SEED = 424242  # a generator seed never used for training the shipped models
 READER_FIELDS = ("age", "figo_stage", "histology", "scc_ag", "ln_short_axis_mm", "ln_long_axis_mm", "ln_necrosis", "center")
@@ -77,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from CervicalAILib.core.errors import BundleError
     from CervicalAILib.core.progress import no_progress
     from CervicalAILib.io import measurements as measure
-    from CervicalAILib.pipeline import predict_case, summary_text
+    from CervicalAILib.pipeline import predict_case
     from CervicalAILib.pipeline.predict import load_inputs
     from CervicalAILib.registration import register_study_to_case
     from CervicalAILib.research.synth import SynthParams, generate_case
@@ -127,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         result = segment_case(images, device=args.device)
         # which patient's images the mask was made on: the study as registration read it (own grids)
         write_segmentation(result, segmentation_dir, extra={"case": registration["case"]})
-        summary = json.loads((segmentation_dir / "segmentation.json").read_text())
+        summary = json.loads((segmentation_dir / SEGMENTATION_SUMMARY).read_text())
         if result.mask is None:  # the anatomy gate recognised no cervix or uterus
             raise BundleError(f"{summary['message']}: no tumour contour (model {summary['model']['label']})")
         mask_path = segmentation_dir / "tumor.nii.gz"
@@ -157,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             inputs = load_inputs(case_dir, mask_path, clinical, transforms_dir=registered)
             readout = predict_case(inputs, out_dir=readout_dir, device=args.device)
-            print(summary_text(readout))
+            print(summary_text(Readout.from_dict(readout)))
         except BundleError as exc:
             print(f"   not run: {exc}")
     print(f"   ({time.perf_counter() - started:.1f} s)")

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from CervicalAILib.cli.options import output_path
+from CervicalAILib.contracts.readout import READOUT_FILE, Readout
+from CervicalAILib.contracts.readout_text import summary_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from CervicalAILib.core.errors import InputError
     from CervicalAILib.core.output_guard import check_output_path
     from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.pipeline import predict_case, summary_text
+    from CervicalAILib.pipeline import predict_case
     from CervicalAILib.pipeline.predict import OUTPUT_FILES, load_inputs
 
     clinical = args.clinical
@@ -64,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(readout), end="")
     else:
-        print(summary_text(readout))
-        print(f"  readout: {args.out / 'readout.json'}")
+        print(summary_text(Readout.from_dict(readout)))
+        print(f"  readout: {args.out / READOUT_FILE}")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from CervicalAILib.cli.options import output_path
 from CervicalAILib.contracts.case_folder import Grid, read_manifest
+from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 
 # Exit status when the anatomy gate recognised no cervix or uterus (no tumour contour written);
 # 0 = segmented (a tumour or "no tumour found"), 2 = an error the message names.
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         "case": record,
     }
     write_segmentation(result, out, overwrite=args.overwrite, extra=extra, transforms=transforms)
-    summary = json.loads((out / "segmentation.json").read_text(encoding="utf-8"))
+    summary = json.loads((out / SEGMENTATION_SUMMARY).read_text(encoding="utf-8"))
     status = 0 if result.anatomy_recognised else NO_ANATOMY_EXIT
     if args.json:
         sys.stdout.write(to_json(summary))

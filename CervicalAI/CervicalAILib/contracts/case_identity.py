@@ -26,11 +26,14 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.case_folder import REGISTRATION_FILE
+from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY, SegmentationSummary
 from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.json_input import read_json
 
 ORIGIN_TOLERANCE_MM = 0.05
 SPACING_TOLERANCE = 1e-4  # relative
-RECORD_FILES = ("segmentation.json", "registration.json")
+RECORD_FILES = (SEGMENTATION_SUMMARY, REGISTRATION_FILE)
 
 
 def voxels_sha256(image: sitk.Image) -> str:
@@ -58,16 +61,13 @@ def case_record(case_id: str, images: dict[str, sitk.Image]) -> dict[str, Any]:
 
 def read_record(folder: str | Path) -> tuple[dict[str, Any] | None, Path | None]:
     """(the "case" record, the file it is in) from segmentation.json or registration.json in `folder`."""
-    from CervicalAILib.contracts.schemas import require_valid
-    from CervicalAILib.core.json_input import read_json
-
     folder = Path(folder)
     for name in RECORD_FILES:
         path = folder / name
         if path.is_file():
             document = read_json(path, name)
-            if name == "segmentation.json":  # an edited summary must not carry its values further
-                require_valid(document, "segmentation", path, "the segmentation summary")
+            if name == SEGMENTATION_SUMMARY:  # an edited summary must not carry its values further
+                SegmentationSummary.from_dict(document, path)
             record = document.get("case") if isinstance(document, dict) else None
             if isinstance(record, dict) and isinstance(record.get("images"), dict):
                 return record, path

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from CervicalAILib import RESEARCH_USE_STATEMENT, __version__
+from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
@@ -32,7 +33,6 @@ from CervicalAILib.review.record import read_review
 
 SCHEMA = "cervicalai.export-manifest/1"
 MANIFEST_FILE = "manifest.json"
-SEGMENTATION_SUMMARY = "segmentation.json"  # written by `cervicalai segment` beside tumor.nii.gz
 
 
 def automatic_model_of(mask_path: str | Path, review_model: str | None = None) -> str | None:

@@ -3,10 +3,9 @@
     from CervicalAILib.pipeline import predict_case
     readout = predict_case("case01/", "case01/seg/tumor.nii.gz", {"ln_short_axis_mm": 6, ...}, out_dir="readout/")
 
-See docs/readout.md for the readout.json contract.
+The readout.json contract is contracts/readout.py (docs/readout.md); its wording contracts/readout_text.py.
 """
 
-from CervicalAILib.pipeline.predict import READOUT_SCHEMA, ReadoutInputs, predict_case
-from CervicalAILib.pipeline.summary import summary_text
+from CervicalAILib.pipeline.predict import ReadoutInputs, predict_case
 
-__all__ = ["READOUT_SCHEMA", "ReadoutInputs", "predict_case", "summary_text"]
+__all__ = ["ReadoutInputs", "predict_case"]

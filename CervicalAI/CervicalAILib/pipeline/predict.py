@@ -32,6 +32,9 @@ from CervicalAILib.contracts.case_folder import ROLE_TITLES, require_native_grid
 from CervicalAILib.contracts.clinical import FIELDS as CLINICAL_FIELDS
 from CervicalAILib.contracts.clinical import validate_clinical
 from CervicalAILib.contracts.feature_names import family_of, is_deep, parse_feature_name
+from CervicalAILib.contracts.readout import READOUT_FILE, READOUT_SCHEMA, Readout, validated_rows
+from CervicalAILib.contracts.readout_text import ood_warning
+from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.hashing import sha256_file
@@ -46,8 +49,6 @@ from CervicalAILib.segmentation.outputs import no_anatomy_sentence
 
 log = logging.getLogger(__name__)
 
-READOUT_SCHEMA = "cervicalai.readout/1"
-READOUT_FILE = "readout.json"
 OUTPUT_FILES = [READOUT_FILE, "nomogram.png", "nomogram.svg"]  # what `predict --overwrite` may replace
 # Keys a clinical.json may hold besides the clinical fields without a warning (bookkeeping, not inputs).
 BOOKKEEPING_KEYS = {"case_id", "patient_id", "pseudonym"}
@@ -195,7 +196,7 @@ def load_inputs(
         check_case(record, record_path, images, "the registration transforms", case_id, roles=moved,
                    warnings=warnings)
     segmentation_summary = None
-    seg_json = mask_path.parent / "segmentation.json"
+    seg_json = mask_path.parent / SEGMENTATION_SUMMARY
     if seg_json.is_file():  # validated against its schema by read_record above
         from CervicalAILib.core.json_input import read_json
 
@@ -389,26 +390,6 @@ def compute_features(
 # --------------------------------------------------------------------------- readout
 
 
-def validated_performance(model: RiskModel) -> list[dict[str, Any]]:
-    """The model's figures per cohort from its bundle: n, events, AUC of the DLRC probability, and
-    the figures at its operating point when the bundle has them (one flat row per cohort)."""
-    metrics = model.manifest.get("metrics") or {}
-    rows = []
-    for cohort, aucs in (metrics.get("auc") or {}).items():
-        row: dict[str, Any] = {
-            "cohort": cohort,
-            "n": (metrics.get("n") or {}).get(cohort),
-            "events": (metrics.get("events") or {}).get(cohort),
-            "auc": aucs.get("dlrc_probability") if isinstance(aucs, dict) else aucs,
-        }
-        at_cutoff = (metrics.get("at_cutoff") or {}).get(cohort) or {}
-        for key in ("sensitivity", "specificity", "ppv", "npv", "accuracy"):
-            if key in at_cutoff:
-                row[key] = at_cutoff[key]
-        rows.append(row)
-    return rows
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
@@ -516,8 +497,7 @@ def predict_case(
             # how unlike the segmentation network's training images the study is (above 1: unlike them)
             segmentation["ood_score"] = float(ood["score"])
             if ood.get("unusual"):
-                warnings.append(f"automatic segmentation: {ood.get('message') or 'the study looks unlike its training images'}"
-                                f" (out-of-distribution score {float(ood['score']):.2f})")
+                warnings.append(ood_warning(ood.get("message"), float(ood["score"])))
     stage_probability = stage["probability"] if stage else None
     staging = staging_readout(
         max_diameter,
@@ -562,7 +542,7 @@ def predict_case(
             "cutoff_source": "training Youden index",
             "model": lnm_model.label,
             "model_note": lnm_model_note,
-            "validated": validated_performance(lnm_model),
+            "validated": validated_rows(lnm_model.manifest),
             "scores": lnm["scores"],
             "harmonisation": lnm["harmonisation"],
         },
@@ -591,7 +571,7 @@ def predict_case(
                     render_nomogram(lnm_model.nomogram, tmp / f"nomogram.{suffix}", patient=lnm["nomogram"]["values"], title=title)
             seconds["writing"] = time.perf_counter() - t0
             seconds["total"] = time.perf_counter() - start
-            (tmp / READOUT_FILE).write_text(atomic.to_json(readout), encoding="utf-8")
+            (tmp / READOUT_FILE).write_text(atomic.to_json(Readout.from_dict(readout).to_dict()), encoding="utf-8")
     else:
         seconds["total"] = time.perf_counter() - start
     progress(1.0, "readout done")

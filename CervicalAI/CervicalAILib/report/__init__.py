@@ -16,10 +16,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from CervicalAILib.contracts.readout import NOMOGRAM_IMAGE, READOUT_FILE
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.output_guard import check_output_path
-from CervicalAILib.report.content import ReportContent, build_content, load_readout
+from CervicalAILib.report.content import ReportContent, build_content, load_readout, resolve_path
 from CervicalAILib.report.render import default_pdf_path, render_html, render_pdf_bytes
 
 __all__ = ["ReportContent", "ReportPaths", "build_content", "load_readout", "render_html", "render_pdf_bytes",
@@ -58,16 +59,12 @@ def write_report(readout_dir: str | Path, out_html: str | Path, pdf_path: str | 
 
 def report_inputs(readout_dir: str | Path) -> list[Path]:
     """Every file the report reads: readout.json, the nomogram, the images and mask it references."""
-    from CervicalAILib.report.content import _resolve, load_readout
-
     folder, readout = load_readout(readout_dir)
-    inputs = [folder / "readout.json"]
-    nomogram = (readout.get("nomogram") or {}).get("image") or "nomogram.png"
-    inputs.append(folder / str(nomogram))
-    entries = list(((readout.get("inputs") or {}).get("images") or {}).values())
-    entries.append((readout.get("inputs") or {}).get("mask") or {})
+    inputs = [folder / READOUT_FILE]
+    inputs.append(folder / ((readout.nomogram.image if readout.nomogram is not None else None) or NOMOGRAM_IMAGE))
+    entries = [*(readout.inputs.images or {}).values(), readout.inputs.mask]
     for entry in entries:
-        path = _resolve(folder, entry.get("path")) if isinstance(entry, dict) else None
+        path = resolve_path(folder, entry.path) if entry is not None else None
         if path is not None:
             inputs.append(path)
     return inputs

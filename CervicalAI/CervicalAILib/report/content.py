@@ -1,11 +1,11 @@
 """What the per-patient report shows, gathered from a readout folder (`readout.json` + `nomogram.png`).
 
-The readout contract is docs/readout.md. Every value may be null (the reason is then in the
-readout's warnings); the report says "not available" instead of failing. Images come from the
-case files the readout references (paths relative to the readout folder or absolute): the key
-image is the T2WI at the slice with the largest tumour area, with the tumour contour, and the
-ADC and CE-T1WI at the same position (resampled onto the T2WI grid in scanner coordinates when
-they are on their own grids).
+The readout contract is contracts/readout.py (docs/readout.md), its wording contracts/readout_text.py.
+Every value may be null (the reason is then in the readout's warnings); the report says "not
+available" instead of failing. Images come from the case files the readout references (paths
+relative to the readout folder or absolute): the key image is the T2WI at the slice with the
+largest tumour area, with the tumour contour, and the ADC and CE-T1WI at the same position
+(resampled onto the T2WI grid in scanner coordinates when they are on their own grids).
 """
 
 from __future__ import annotations
@@ -20,12 +20,24 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib import RESEARCH_USE_STATEMENT
+from CervicalAILib.bundles.catalog import load_catalog, shipped_models_dirs
+from CervicalAILib.contracts import readout_text as wording
 from CervicalAILib.contracts.case_folder import ROLE_TITLES
+from CervicalAILib.contracts.readout import (
+    NOMOGRAM_IMAGE,
+    READOUT_FILE,
+    ImageInput,
+    Readout,
+    read_readout,
+    validated_rows,
+)
 from CervicalAILib.core.errors import InputError
+from CervicalAILib.export.manifest import patient_id_of_case
+from CervicalAILib.io import measurements as measure
+from CervicalAILib.io.geometry import resample_to_reference, same_grid
+from CervicalAILib.io.images import read_image
+from CervicalAILib.study.load import load_study
 
-READOUT_FILE = "readout.json"
-READOUT_SCHEMA_PREFIX = "cervicalai.readout/"
 CONTOUR_COLOR = "#ff2a2a"
 # An absolute file path inside a text (POSIX or Windows), as a pseudonymised report hides it.
 PATH_PATTERN = re.compile(r"(?<![\w.\-])(?:[A-Za-z]:)?[\\/][^\s(),;']+")
@@ -39,7 +51,7 @@ class ReportContent:
     created: str
     sequences: list[str]
     facts: list[tuple[str, str]]  # (label, value) lines of the summary table
-    lnm: list[tuple[str, str]]
+    lnm: list[tuple[str, str]]  # (label, value); the first is the risk sentence (readout_text.lnm_line)
     staging: list[str]
     needs_reader: list[str]
     warnings: list[str]
@@ -51,61 +63,21 @@ class ReportContent:
     case_label: str = "Case"  # "Pseudonym" when `case` is a keyed pseudonym (build_content(deidentifier=...))
 
 
-def load_readout(readout_dir: str | Path) -> tuple[Path, dict[str, Any]]:
-    """(folder, readout dict); InputError naming the file when it is missing or not a readout."""
-    readout_dir = Path(readout_dir)
-    path = readout_dir / READOUT_FILE if readout_dir.is_dir() else readout_dir
-    if not path.is_file():
-        raise InputError(f"no {READOUT_FILE} here (write one with `cervicalai predict ... --out DIR`)", readout_dir)
-    from CervicalAILib.core.json_input import read_json
-
-    readout = read_json(path, "readout")
-    if not isinstance(readout, dict) or not str(readout.get("schema", "")).startswith(READOUT_SCHEMA_PREFIX):
-        raise InputError(f"not a CervicalAI readout (schema {readout.get('schema') if isinstance(readout, dict) else None!r}, "
-                         f"expected {READOUT_SCHEMA_PREFIX}N)", path)
-    check_readout(readout, path)
-    return path.parent, readout
+def load_readout(readout_dir: str | Path) -> tuple[Path, Readout]:
+    """(folder, readout); InputError naming the file when it is missing, not a readout, breaks its contract
+    (contracts/readout.py: schema, value ranges, no contradiction) or misquotes a shipped model: nothing
+    impossible is ever rendered for a reader."""
+    folder, readout = read_readout(readout_dir)
+    _check_shipped_figures(readout, Path(readout_dir) / READOUT_FILE if Path(readout_dir).is_dir() else Path(readout_dir))
+    return folder, readout
 
 
-def check_readout(readout: dict[str, Any], path: Path) -> None:
-    """InputError naming the file when the readout breaks its schema (docs/schemas/readout.schema.json:
-    value ranges included) or contradicts itself: nothing impossible is ever rendered for a reader."""
-    from CervicalAILib.contracts.schemas import require_valid
-
-    require_valid(readout, "readout", path, "the readout")
-    lnm = readout.get("lnm") or {}
-    top, inner = readout.get("lnm_probability"), lnm.get("probability")
-    if top is not None and inner is not None and abs(float(top) - float(inner)) > 1e-6:
-        raise InputError(f"the readout contradicts itself: lnm_probability {top:g} but lnm.probability {inner:g} "
-                         "(edited or corrupt)", path)
-    nomogram = readout.get("nomogram") or {}
-    points = nomogram.get("points") or {}
-    if points and nomogram.get("total_points") is not None and abs(sum(points.values()) - nomogram["total_points"]) > 1e-3:
-        raise InputError(f"the readout contradicts itself: nomogram points add up to {sum(points.values()):.2f}, "
-                         f"total_points is {nomogram['total_points']:.2f} (edited or corrupt)", path)
-    _check_shipped_figures(readout, path)
-    used = (readout.get("models") or {}).get("lnm") or {}
-    if lnm.get("model") and used.get("name") and lnm["model"] != f"{used['name']}@{used.get('version')}":
-        raise InputError(f"the readout contradicts itself: lnm.model is {lnm['model']} but models.lnm is "
-                         f"{used['name']}@{used.get('version')} (edited or corrupt)", path)
-    cutoff, positive = lnm.get("cutoff"), lnm.get("positive")
-    if inner is not None and cutoff is not None and positive is not None and bool(positive) != (inner >= cutoff):
-        raise InputError(f"the readout contradicts itself: LNM probability {inner:g} is "
-                         f"{'above' if inner >= cutoff else 'below'} the cut-off {cutoff:g} but marked "
-                         f"{'positive' if positive else 'negative'} (edited or corrupt)", path)
-
-
-def _check_shipped_figures(readout: dict[str, Any], path: Path) -> None:
+def _check_shipped_figures(readout: Readout, path: Path) -> None:
     """A readout naming a shipped LNM model must quote that model's validated figures: they are read again
     from the shipped bundle (pinned by the model catalogue), so an edited AUC is caught."""
-    from types import SimpleNamespace
-
-    from CervicalAILib.bundles.catalog import load_catalog, shipped_models_dirs
-    from CervicalAILib.pipeline.predict import validated_performance
-
-    model = (readout.get("models") or {}).get("lnm") or {}
-    digest = model.get("bundle_json_sha256")
-    if model.get("source") != "shipped" or not digest:
+    model = readout.models.lnm
+    digest = model.bundle_json_sha256 if model is not None else None
+    if model is None or model.source != "shipped" or not digest:
         return
     entry = next((e for e in load_catalog() if e.bundle_json_sha256 == digest), None)
     if entry is None:
@@ -115,28 +87,14 @@ def _check_shipped_figures(readout: dict[str, Any], path: Path) -> None:
                           if (d / entry.folder / "bundle.json").is_file()), None)
     if manifest_path is None:
         return
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    expected = validated_performance(SimpleNamespace(manifest=manifest))
-    quoted = (readout.get("lnm") or {}).get("validated") or []
+    expected = validated_rows(json.loads(manifest_path.read_text(encoding="utf-8")))
+    quoted = [row.to_dict() for row in readout.lnm.validated or []]
     if expected != quoted:
         raise InputError(f"the readout's validated figures for {entry.label} differ from the shipped model's (edited "
                          "or corrupt readout): refusing to show them", path)
 
 
-def _number(value: Any, digits: int = 1, unit: str = "") -> str:
-    if value is None:
-        return "not available"
-    try:
-        return f"{float(value):.{digits}f}{unit}"
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _percent(value: Any) -> str:
-    return "not available" if value is None else f"{100 * float(value):.1f}%"
-
-
-def _resolve(folder: Path, path: Any) -> Path | None:
+def resolve_path(folder: Path, path: Any) -> Path | None:
     if not path:
         return None
     candidate = Path(str(path))
@@ -145,16 +103,12 @@ def _resolve(folder: Path, path: Any) -> Path | None:
     return candidate if candidate.exists() else None
 
 
-def _read_sequence(path: Path, entry: dict[str, Any], role: str) -> sitk.Image:
+def _read_sequence(path: Path, entry: ImageInput, role: str) -> sitk.Image:
     """An image file, or the DICOM series (by its SeriesInstanceUID) in a folder."""
-    from CervicalAILib.io.images import read_image
-
     if path.is_file():
         return read_image(path)
-    from CervicalAILib.study.load import load_study
-
     study = load_study(path)
-    uid = entry.get("series_uid")
+    uid = entry.series_uid
     for series in study.series:
         if (uid and series.uid == uid) or (not uid and series.role == role):
             return series.image()
@@ -175,9 +129,6 @@ def key_image_png(images: dict[str, sitk.Image], mask: sitk.Image, slice_index: 
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-
-    from CervicalAILib.io import measurements as measure
-    from CervicalAILib.io.geometry import resample_to_reference, same_grid
 
     t2 = images["T2W"]
     if not same_grid(mask, t2):
@@ -206,78 +157,17 @@ def key_image_png(images: dict[str, sitk.Image], mask: sitk.Image, slice_index: 
     return buffer.getvalue()
 
 
-# what each model of the readout predicts or does, by the readout's key (docs/readout.md "models")
-MODEL_ROLES = {
-    "lnm": "predicts pelvic lymph-node metastasis",
-    "stage_group": "predicts the chemoradiotherapy group (IB3, IIA2-IVB)",
-    "encoders": "deep tumour features for DL_score",
-    "segmentation": "automatic tumour contour",
-}
-ROLE_LABELS = {"lnm": "LNM", "stage_group": "Stage group", "encoders": "Encoder", "segmentation": "Segmentation"}
-TASK_ROLES = {"risk-model": "risk model", "encoder": "deep tumour features", "segmentation": "automatic tumour contour"}
-
-
-def _training_clause(card: dict[str, Any]) -> str:
-    """One short clause on the training data; the full paragraph stays in the model card (MODEL_CARD.md)."""
-    text = str(card.get("training_data") or "")
-    if not text:
-        return ""
-    # the number of training cases, written by risk bundles as "N training cases" (models/risk_bundle.py)
-    match = re.search(r"(\d[\d,]*) training cases", text) or re.search(r"(\d[\d,]*) (?:patients|cases)\b", text)
-    cases = f" ({match.group(1)} cases)" if match else ""
-    if card.get("synthetic_training_data") or "synthetic" in text.lower():
-        return f"trained on synthetic data{cases}, not for clinical use"
-    first = re.split(r"(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;")
-    return "trained on " + (first if len(first) <= 80 else first[:77].rstrip() + "...") + cases * (cases not in first)
-
-
-def _model_lines(models: Any) -> list[tuple[str, str]]:
-    """Model cards in brief, one line each: name@version, what it predicts, one clause on its training data.
-
-    The full intended use and training-data paragraph (about 1000 characters per risk model) do not
-    fit a one-page report; the validated AUCs are in the LNM section. Encoders used by both risk
-    models are listed once."""
-    entries: list[tuple[str, Any]] = []
-    if isinstance(models, dict):
-        for key, value in models.items():
-            if isinstance(value, list):
-                entries += [(key, item) for item in value]
-            elif value:
-                entries.append((key, value))
-    lines: list[tuple[str, str]] = []
-    seen: set[tuple[str, str]] = set()
-    for role, card in entries:
-        if not isinstance(card, dict):
-            lines.append((role, str(card)))
-            continue
-        name = f"{card.get('name', card.get('label', role))}@{card.get('version', '?')}"
-        if (role, name) in seen:
-            continue
-        seen.add((role, name))
-        does = MODEL_ROLES.get(role) or TASK_ROLES.get(str(card.get("task")), str(card.get("task") or "model"))
-        if card.get("family") and role == "encoders":
-            does += f" ({card['family']})"
-        clause = _training_clause(card)
-        if card.get("source") == "user-supplied":
-            name += " (user-supplied)"
-            clause = (clause + "; " if clause else "") + "not a shipped model: its description and figures are its own"
-        lines.append((f"{ROLE_LABELS.get(role, role)}: {name}", f"{does}; {clause}" if clause else does))
-    return lines
-
-
-def patient_identity(folder: Path, readout: dict[str, Any]) -> str:
+def patient_identity(folder: Path, readout: Readout) -> str:
     """The identity a report's pseudonym is keyed on, as `cervicalai export` keys it for the case
     folder the readout's mask is in (clinical.json's patient_id, else its case_id, else the folder
     name), so a patient has the same pseudonym on the report and on exported masks; else the
     readout's case_id."""
-    from CervicalAILib.export.manifest import patient_id_of_case
-
-    mask_path = _resolve(folder, ((readout.get("inputs") or {}).get("mask") or {}).get("path"))
+    mask_path = resolve_path(folder, readout.inputs.mask.path if readout.inputs.mask is not None else None)
     if mask_path is not None:
         case_dir = mask_path.parent.parent if mask_path.parent.name == "labels" else mask_path.parent
         if (case_dir / "clinical.json").is_file():
             return patient_id_of_case(case_dir)
-    return str(readout.get("case_id") or folder.name)
+    return readout.case_id or folder.name
 
 
 def blank_title(png: bytes) -> bytes:
@@ -306,117 +196,89 @@ def build_content(readout_dir: str | Path, deidentifier: Any = None, patient_id:
     pseudonym instead of the readout's case id (a folder name, which may be a record number): the
     pseudonym is keyed on `patient_id`, else `patient_identity`; the case id and the identity are
     replaced wherever the readout's text repeats them, and the nomogram's title is blanked."""
-    from CervicalAILib.io.images import read_image
-
     folder, readout = load_readout(readout_dir)
     notes: list[str] = []
-    inputs = readout.get("inputs") or {}
-    image_entries = inputs.get("images") or {}
+    image_entries = readout.inputs.images or {}
     sequences = [role for role in ROLE_TITLES if role in image_entries]
-    segmentation = readout.get("segmentation") or {}
-    staging = readout.get("staging") or {}
-    measured = staging.get("measured") or {}
-    review = readout.get("review") or {}
+    segmentation = readout.segmentation
+    measured = readout.staging.measured
+    review = readout.review
 
     # key image
     key_png = None
     images: dict[str, sitk.Image] = {}
     for role in ("T2W", "ADC", "CET1"):
-        entry = image_entries.get(role) or {}
-        path = _resolve(folder, entry.get("path"))
+        entry = image_entries.get(role) or ImageInput()
+        path = resolve_path(folder, entry.path)
         if path is None:
-            if entry:
-                notes.append(f"{ROLE_TITLES[role]} image not found ({entry.get('path')}): not shown")
+            if role in image_entries:
+                notes.append(f"{ROLE_TITLES[role]} image not found ({entry.path}): not shown")
             continue
         try:
             images[role] = _read_sequence(path, entry, role)
         except InputError as exc:
             notes.append(f"{ROLE_TITLES[role]} image not readable ({exc})")
-    mask_path = _resolve(folder, (inputs.get("mask") or {}).get("path"))
+    mask_path = resolve_path(folder, readout.inputs.mask.path if readout.inputs.mask is not None else None)
     if "T2W" in images and mask_path is not None:
         try:
-            key_png = key_image_png(images, read_image(mask_path), segmentation.get("largest_slice_index"))
+            key_png = key_image_png(images, read_image(mask_path), segmentation.largest_slice_index)
         except InputError as exc:
             notes.append(f"key image not drawn ({exc})")
     else:
         notes.append("key image not drawn: the readout's T2WI or tumour mask file was not found")
 
     # nomogram
-    nomogram = readout.get("nomogram") or {}
-    nomogram_path = _resolve(folder, nomogram.get("image") or "nomogram.png")
+    nomogram = readout.nomogram
+    nomogram_path = resolve_path(folder, (nomogram.image if nomogram is not None else None) or NOMOGRAM_IMAGE)
     nomogram_png = nomogram_path.read_bytes() if nomogram_path is not None and nomogram_path.suffix == ".png" else None
     if nomogram_png is None:
-        notes.append("nomogram image (nomogram.png) not found in the readout folder")
+        notes.append(f"nomogram image ({NOMOGRAM_IMAGE}) not found in the readout folder")
 
-    reviewed = "reviewed" if review.get("reviewed") else "NOT reviewed"
-    reviewer, reviewed_at, created = review.get("reviewer"), review.get("reviewed_at"), str(readout.get("created") or "")
+    reviewed = "reviewed" if review is not None and review.reviewed else "NOT reviewed"
+    reviewer = review.reviewer if review is not None else None
+    reviewed_at = review.reviewed_at if review is not None else None
+    created = readout.created or ""
     if deidentifier is not None:
         # as the de-identified exports do: the reviewer's keyed pseudonym, times shifted by the patient's offset
         identity = str(patient_id or patient_identity(folder, readout))
         reviewer = deidentifier.reviewer_pseudonym(str(reviewer)) if reviewer else None
         reviewed_at = deidentifier.shift_iso(reviewed_at, identity) if reviewed_at else None
         created = deidentifier.shift_iso(created, identity) or "" if created else ""
-    if review.get("reviewed") and reviewer:
+    if review is not None and review.reviewed and reviewer:
         reviewed += f" by {reviewer}" + (f" ({reviewed_at})" if reviewed_at else "")
-    size_class = measured.get("figo_size_class")
+    size_class = measured.figo_size_class if measured is not None else None
+    size_valid = measured is not None and measured.size_class_valid
+    labels = wording.LABELS
     facts = [
-        ("Sequences used", ", ".join(ROLE_TITLES[r] for r in sequences) or "not available"),
-        ("Tumour contour", f"{reviewed}; origin {review.get('origin', 'unknown')}"),
-        ("Tumour volume", _number(segmentation.get("volume_ml"), 1, " mL")),
-        ("Maximum 3D diameter", _number(segmentation.get("max_diameter_mm"), 1, " mm")),
-        ("FIGO size class", (f"{size_class}" if size_class else "not determined")
-         + (" (valid: tumour confined to the cervix)" if measured.get("size_class_valid") else
+        ("Sequences used", ", ".join(ROLE_TITLES[r] for r in sequences) or wording.NOT_AVAILABLE),
+        ("Tumour contour", f"{reviewed}; origin {(review.origin if review is not None else None) or 'unknown'}"),
+        (labels["volume_ml"], wording.number(segmentation.volume_ml, 1, "mL")),
+        (labels["max_diameter_mm"], wording.number(segmentation.max_diameter_mm, 1, "mm")),
+        (labels["figo_size_class"], (f"{size_class}" if size_class else "not determined")
+         + (" (valid: tumour confined to the cervix)" if size_valid else
             " (valid only if confined to the cervix)" if size_class else "")),
-        ("Rad_score", _number(readout.get("rad_score"), 3)),
-        ("DL_score", _number(readout.get("dl_score"), 3)),
+        (labels["rad_score"], wording.number(readout.rad_score)),
+        (labels["dl_score"], wording.number(readout.dl_score)),
     ]
-    if segmentation.get("confidence") is not None:
-        facts.append(("Segmentation confidence", _number(segmentation.get("confidence"), 2)))
-    if segmentation.get("ood_score") is not None:
-        facts.append(("Out-of-distribution score (above 1: unlike the segmentation model's training images)",
-                      _number(segmentation.get("ood_score"), 2)))
+    if segmentation.confidence is not None:
+        facts.append((labels["confidence"], wording.number(segmentation.confidence, 2)))
+    if segmentation.ood_score is not None:
+        facts.append((labels["ood_score"], wording.number(segmentation.ood_score, 2)))
 
-    lnm = readout.get("lnm") or {}
-    probability = lnm.get("probability", readout.get("lnm_probability"))
-    lnm_lines = [("LNM probability (DLRC)", _percent(probability))]
-    if lnm.get("model"):  # which model gave it: the full one, or the one without contrast (and why)
-        lnm_lines.append(("LNM model", str(lnm["model"]) + (f" ({lnm['model_note']})" if lnm.get("model_note") else "")))
-    if lnm.get("cutoff") is not None:
-        source = lnm.get("cutoff_source") or "model operating point"
-        lnm_lines.append(("Operating point", f"{_percent(lnm['cutoff'])} ({source})"))
-        if probability is not None:
-            positive = lnm.get("positive", float(probability) >= float(lnm["cutoff"]))
-            lnm_lines.append(("Above the operating point", "yes: high risk" if positive else "no: low risk"))
-    user_supplied = ((readout.get("models") or {}).get("lnm") or {}).get("source") == "user-supplied"
-    for row in lnm.get("validated") or []:  # one row per cohort (readout.predict.validated_performance)
-        if not isinstance(row, dict) or row.get("auc") is None:
-            continue
-        text = f"AUC {float(row['auc']):.2f}"
-        if row.get("n") is not None:
-            text += f" (n {row['n']}" + (f", {row['events']} with LNM)" if row.get("events") is not None else ")")
-        for key, label in (("sensitivity", "sensitivity"), ("specificity", "specificity")):
-            if row.get(key) is not None:
-                text += f"; {label} {_percent(row[key])} at the operating point"
-        if user_supplied:
-            text += " (as stated by the user-supplied model, not verified)"
-        lnm_lines.append((f"Validated: {str(row.get('cohort', '')).replace('_', ' ')}", text))
-    if nomogram.get("total_points") is not None:
-        lnm_lines.append(("Nomogram total points", _number(nomogram.get("total_points"), 1)))
+    lnm_lines = [(labels["lnm"], wording.lnm_value(readout))]
+    model = wording.lnm_model_value(readout)  # which model gave it: the full one, or the one without contrast (and why)
+    if model:
+        lnm_lines.append((labels["lnm_model"], model))
+    cutoff = wording.cutoff_value(readout)
+    if cutoff:
+        lnm_lines.append((labels["cutoff"], cutoff))
+    lnm_lines += wording.validated_lines(readout)
+    if nomogram is not None and nomogram.total_points is not None:
+        lnm_lines.append((labels["total_points"], wording.number(nomogram.total_points, 1)))
 
-    staging_lines = []
-    if measured.get("text"):
-        staging_lines.append(str(measured["text"]))
-    nodes = staging.get("lymph_nodes") or {}
-    if nodes:
-        c_lnm = nodes.get("c_lnm")
-        staging_lines.append("Lymph nodes (reader): c_LNM " + ("not measured" if c_lnm is None else "positive" if c_lnm
-                             else "negative") + (f"; SRA {'positive' if nodes.get('sra') else 'negative'}"
-                                                 if nodes.get("sra") is not None else ""))
-    predicted = staging.get("predicted") or {}
-    if predicted.get("text"):
-        staging_lines.append(str(predicted["text"]))
+    staging_lines = [line for line in (wording.size_line(readout), wording.nodes_line(readout), wording.stage_line(readout)) if line]
 
-    case_id = str(readout.get("case_id") or folder.name)
+    case_id = readout.case_id or folder.name
     content = ReportContent(
         case=case_id,
         created=created,
@@ -424,10 +286,10 @@ def build_content(readout_dir: str | Path, deidentifier: Any = None, patient_id:
         facts=facts,
         lnm=lnm_lines,
         staging=staging_lines,
-        needs_reader=[str(x) for x in staging.get("needs_reader") or []],
-        warnings=[str(w) for w in readout.get("warnings") or []],
-        models=_model_lines(readout.get("models")),
-        statement=str(readout.get("statement") or RESEARCH_USE_STATEMENT),
+        needs_reader=list(readout.staging.needs_reader or []),
+        warnings=list(readout.warnings),
+        models=wording.model_lines(readout),
+        statement=readout.statement,
         key_image_png=key_png,
         nomogram_png=nomogram_png,
         notes=notes,

@@ -55,7 +55,7 @@ def render_html(content: ReportContent) -> str:
                 if content.nomogram_png else "<p>Nomogram not available.</p>")
     warnings = content.warnings + content.notes
     warning_block = f"<div class='warn'>{_items(warnings)}</div>" if warnings else "<p>none</p>"
-    risk = next((v for k, v in content.lnm if k.startswith("LNM probability")), "not available")
+    risk = ": ".join(content.lnm[0]) if content.lnm else ""  # the risk sentence (contracts/readout_text.lnm_line)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>CervicalAI report {html.escape(content.case)}</title>
 <style>{CSS}</style></head><body>
@@ -67,8 +67,8 @@ def render_html(content: ReportContent) -> str:
 <div class="cols"><div>
 <h2>Tumour</h2><table>{_rows(content.facts)}</table>
 </div><div>
-<h2>Lymph-node metastasis risk</h2><p class="risk">LNM probability {html.escape(risk)}</p>
-<table>{_rows([p for p in content.lnm if not p[0].startswith("LNM probability")])}</table>
+<h2>Lymph-node metastasis risk</h2><p class="risk">{html.escape(risk)}</p>
+<table>{_rows(content.lnm[1:])}</table>
 </div></div>
 <h2>Nomogram (patient marked)</h2>
 {nomogram}

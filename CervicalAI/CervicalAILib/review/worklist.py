@@ -36,6 +36,7 @@ from typing import Any
 
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import is_case_folder
@@ -104,7 +105,7 @@ class WorklistCase:
         """segmentation.json of the automatic contour ({} without one)."""
         if self.segmentation is None:
             return {}
-        path = self.segmentation / "segmentation.json"
+        path = self.segmentation / SEGMENTATION_SUMMARY
         if not path.is_file():
             return {}
         try:
@@ -567,7 +568,7 @@ def flagged_slices(case: WorklistCase, mask: sitk.Image | None) -> list[dict[str
         k = int(entry["slice"])
         if not 0 <= k < array.shape[0]:
             raise InputError(f"flagged slice {k} is outside the T2WI (slices 0-{array.shape[0] - 1})",
-                             case.segmentation / "segmentation.json")
+                             case.segmentation / SEGMENTATION_SUMMARY)
         rows, columns = np.nonzero(array[k])
         if rows.size:
             index = (float(columns.mean()), float(rows.mean()), float(k))

@@ -18,20 +18,14 @@ from CervicalAILib.segmentation.inference import (
     segment_case,
 )
 from CervicalAILib.segmentation.outputs import (
-    MASK_FILE,
     ORGAN_TABLE_FILE,
     ORGANS_FILE,
-    PROBABILITY_FILE,
-    SUMMARY_FILE,
     write_segmentation,
 )
 
 __all__ = [
-    "MASK_FILE",
     "ORGANS_FILE",
     "ORGAN_TABLE_FILE",
-    "PROBABILITY_FILE",
-    "SUMMARY_FILE",
     "SegmentationModel",
     "SegmentationResult",
     "load_model",

@@ -10,17 +10,20 @@ from typing import Any
 import SimpleITK as sitk
 
 from CervicalAILib.contracts.case_folder import TRANSFORMS_DIR
+from CervicalAILib.contracts.segmentation import (
+    MASK_FILE,
+    PROBABILITY_FILE,
+    SEGMENTATION_SUMMARY,
+    SegmentationSummary,
+)
 from CervicalAILib.core.atomic import atomic_directory, to_json
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.segmentation.anatomy import NO_ANATOMY_MESSAGE
 
-MASK_FILE = "tumor.nii.gz"
-PROBABILITY_FILE = "tumor_probability.nii.gz"
-SUMMARY_FILE = "segmentation.json"
 ORGANS_FILE = "organs.nii.gz"  # label map of the anatomical structures, values in ORGAN_TABLE_FILE
 ORGAN_TABLE_FILE = "organs.json"  # {name: value}
 # Everything write_segmentation writes (glob patterns): `segment --overwrite` replaces only these.
-OUTPUT_FILES = [MASK_FILE, PROBABILITY_FILE, SUMMARY_FILE, ORGANS_FILE, ORGAN_TABLE_FILE, "transforms/*.tfm"]
+OUTPUT_FILES = [MASK_FILE, PROBABILITY_FILE, SEGMENTATION_SUMMARY, ORGANS_FILE, ORGAN_TABLE_FILE, "transforms/*.tfm"]
 
 
 def write_segmentation(
@@ -57,7 +60,7 @@ def write_segmentation(
         if organs is not None:
             sitk.WriteImage(organs, str(tmp / ORGANS_FILE), True)
             (tmp / ORGAN_TABLE_FILE).write_text(to_json(dict(result.organ_labels)), encoding="utf-8")
-        (tmp / SUMMARY_FILE).write_text(to_json(summary), encoding="utf-8")
+        (tmp / SEGMENTATION_SUMMARY).write_text(to_json(SegmentationSummary.from_dict(summary).to_dict()), encoding="utf-8")
         if transforms:
             (tmp / TRANSFORMS_DIR).mkdir()
             for role, transform in transforms.items():

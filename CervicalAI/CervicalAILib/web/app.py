@@ -44,10 +44,11 @@ from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition, Vi
 
 from CervicalAILib import RESEARCH_USE_STATEMENT
 from CervicalAILib.contracts.clinical import FIELDS, parse_value, validate_clinical
+from CervicalAILib.contracts.readout import NOMOGRAM_IMAGE, READOUT_FILE, read_readout
+from CervicalAILib.contracts.readout_text import LABELS, percent, summary_text
 from CervicalAILib.core import atomic
 from CervicalAILib.core.background import BackgroundRun, Step, engine_command, engine_environment
 from CervicalAILib.core.errors import CervicalAIError, InputError
-from CervicalAILib.pipeline.summary import summary_text
 from CervicalAILib.review.worklist import IN_PROGRESS, RATINGS, REVIEWED, SKIPPED, ReaderWorklist
 from CervicalAILib.web import scene as case_scene
 
@@ -553,20 +554,20 @@ class ReviewApp:
         self._show_readout(self._reader_case_folder() / READOUT_DIR)
 
     def _show_readout(self, folder: Path) -> None:
-        readout_path = folder / "readout.json"
+        readout_path = folder / READOUT_FILE
         status = self.reader.status(self._require_case())
         if not readout_path.is_file() or status.latest is None:
             self.state.readout_text = self.state.readout_lnm = self.state.nomogram_src = ""
             return
-        readout = json.loads(readout_path.read_text(encoding="utf-8"))
-        if readout.get("inputs", {}).get("mask", {}).get("sha256") not in (None, status.latest.record.mask_sha256):
+        _, readout = read_readout(readout_path)
+        mask = readout.inputs.mask
+        if mask is not None and mask.sha256 not in (None, status.latest.record.mask_sha256):
             self.state.readout_text = "The readout below was computed on an earlier review: compute it again."
         else:
             self.state.readout_text = ""
         self.state.readout_text += summary_text(readout)
-        probability = readout["lnm"]["probability"]
-        self.state.readout_lnm = "LNM risk (DLRC): " + ("unavailable" if probability is None else f"{100 * probability:.1f}%")
-        nomogram = folder / "nomogram.png"
+        self.state.readout_lnm = f"{LABELS['lnm']}: {percent(readout.probability)}"
+        nomogram = folder / ((readout.nomogram.image if readout.nomogram is not None else None) or NOMOGRAM_IMAGE)
         self.state.nomogram_src = ("data:image/png;base64," + base64.b64encode(nomogram.read_bytes()).decode()
                                    if nomogram.is_file() else "")
 

@@ -24,7 +24,7 @@ def test_the_demo_runs_the_chain_and_its_figures_match_its_files(tmp_path, capsy
     assert f"against the ground truth: Dice {dice:.3f}" in printed
     assert dice > 0.5  # the shipped network finds the demo patient's tumour
     readout = json.loads((out / "readout" / "readout.json").read_text())
-    assert f"LNM risk (DLRC)      {100 * readout['lnm']['probability']:.1f}%" in printed
+    assert f"  LNM risk (DLRC): {100 * readout['lnm']['probability']:.1f}%" in printed
     # the mask carries the case it was made on: predict could check it belongs to this patient
     assert not any("no record of the case" in warning for warning in readout["warnings"])
     assert (out / "report.html").is_file() and re.search(r"Report: .*report\.html", printed)

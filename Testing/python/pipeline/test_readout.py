@@ -19,12 +19,16 @@ from deep_testdata import write_encoder_bundle
 from readout_testdata import CROP, DL, SETTINGS, ZSCORE, expected_readout, risk_bundle, training_range
 
 from CervicalAILib.bundles.format import write_bundle
+from CervicalAILib.contracts.readout import Readout
+from CervicalAILib.contracts.readout_text import summary_text
+from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.features.radiomic import extract_features
 from CervicalAILib.pipeline import predict_case
 from CervicalAILib.pipeline.predict import load_inputs
 from CervicalAILib.registration import register_to_t2, write_transform
 from CervicalAILib.registration.masks import mask_on_grid
+from CervicalAILib.report.content import load_readout
 from CervicalAILib.review.record import mark_reviewed
 from CervicalAILib.scoring.nomogram import build_nomogram
 
@@ -97,6 +101,29 @@ def test_reviewed_mask_and_missing_sequence(world, tmp_path):
     assert not any("reviewed" in w for w in readout["warnings"])
 
 
+def test_the_written_readout_is_its_typed_contract_key_for_key(world, tmp_path):
+    """readout.json as `predict` writes it, with the automatic segmentation's record beside the mask (confidence,
+    flagged slices, OOD score): read into the typed Readout and written again it is the same file, byte for byte."""
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    mask_path = seg / "tumor.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(world["mask"])), str(mask_path))
+    (seg / "segmentation.json").write_text(json.dumps({"tumor_found": True, "confidence": 0.8, "model": {"label": "seg@1"},
+                                                       "flagged_slices": [{"slice": 2, "confidence": 0.4}],
+                                                       "ood": {"available": True, "score": 1.2, "unusual": True}}))
+    clinical = {"age": 48, "ln_short_axis_mm": 11.0, "ln_long_axis_mm": 13.0, "ln_necrosis": False}
+    inputs = load_inputs(world["case"], mask_path, clinical, transforms_dir=world["root"] / "reg")
+    predict_case(inputs, out_dir=tmp_path / "out", lnm_bundle=world["risk"].path, use_stage=False)
+    text = (tmp_path / "out" / "readout.json").read_text()
+    _, typed = load_readout(tmp_path / "out")
+    assert atomic.to_json(typed.to_dict()) == text
+    assert Readout.from_dict(typed.to_dict()) == typed
+    written = json.loads(text)
+    assert typed.segmentation.flagged_slices[0].slice == 2 and typed.segmentation.ood_score == 1.2
+    assert typed.lnm.probability == written["lnm"]["probability"] and typed.models.lnm.name == written["models"]["lnm"]["name"]
+    assert typed.inputs.mask.per_sequence == written["inputs"]["mask"]["per_sequence"]
+
+
 def test_no_cervix_recognised_needs_a_reviewed_contour(world, tmp_path):
     """segment's anatomy gate found no cervix or uterus: an unreviewed mask is refused, a reviewed one scored."""
     seg = tmp_path / "seg"
@@ -114,8 +141,6 @@ def test_no_cervix_recognised_needs_a_reviewed_contour(world, tmp_path):
 @pytest.mark.parametrize("score", [1.37, 0.42])
 def test_the_segmentation_ood_score_reaches_the_readout(world, tmp_path, score):
     """segment's out-of-distribution score beside the mask: in the readout, and a warning above 1."""
-    from CervicalAILib.pipeline.summary import summary_text
-
     seg = tmp_path / "seg"
     seg.mkdir()
     mask_path = seg / "tumor.nii.gz"
@@ -134,7 +159,7 @@ def test_the_segmentation_ood_score_reaches_the_readout(world, tmp_path, score):
     flagged = [w for w in readout["warnings"] if "out-of-distribution score" in w]
     if unusual:
         assert flagged == [f"automatic segmentation: {message} (out-of-distribution score {score:.2f})"]
-        assert flagged[0] in summary_text(readout)
+        assert f"Warning: {flagged[0]}" in summary_text(Readout.from_dict(readout))
     else:
         assert flagged == []
 
@@ -350,9 +375,6 @@ def _case_without(world, folder, missing):
 
 
 def test_a_study_without_contrast_gets_the_lnm_risk_of_the_model_without_contrast(world, tmp_path, shipped_like):
-    from CervicalAILib.pipeline.summary import summary_text
-    from CervicalAILib.report.content import check_readout
-
     case = _case_without(world, tmp_path / "case", "CET1")
     inputs = load_inputs(case, world["mask"], {"ln_short_axis_mm": 11.0}, transforms_dir=world["root"] / "reg")
     readout = predict_case(inputs, out_dir=tmp_path / "out", use_stage=False)
@@ -364,9 +386,9 @@ def test_a_study_without_contrast_gets_the_lnm_risk_of_the_model_without_contras
     assert readout["rad_score"] == pytest.approx(rad_score, rel=1e-9)
     assert readout["lnm_probability"] == pytest.approx(probability, rel=1e-6)
     assert not any("CET1" in w for w in readout["warnings"])  # no score of the model used needs it
-    printed = summary_text(readout)
-    assert "LNM model            test-lnm-no-contrast@0.1.0" in printed and "no CE-T1WI" in printed
-    check_readout(json.loads((tmp_path / "out" / "readout.json").read_text()), tmp_path / "out" / "readout.json")
+    printed = summary_text(Readout.from_dict(readout))
+    assert "LNM model: test-lnm-no-contrast@0.1.0 (" in printed and "no CE-T1WI" in printed
+    load_readout(tmp_path / "out")  # the report's reader accepts it (contract and model figures)
 
 
 def test_a_study_with_contrast_still_gets_the_full_model(world, tmp_path, shipped_like):

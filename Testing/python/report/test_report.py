@@ -112,7 +112,7 @@ def test_html_report_is_self_contained_and_complete(readout, tmp_path):
     assert red.sum() > 50 and key.shape[1] > 2.5 * key.shape[0]
     assert nomogram.std() > 0.05  # the nomogram PNG, not a blank
     probability = json.loads((readout / "readout.json").read_text())["lnm"]["probability"]
-    assert f"LNM probability {100 * probability:.1f}%" in text
+    assert f"LNM risk (DLRC): {100 * probability:.1f}% (at or above the model&#x27;s cut-off of 42.0%)" in text
 
 
 def test_key_image_is_the_largest_tumour_slice(readout):
@@ -217,7 +217,7 @@ def test_missing_images_are_noted_not_fatal(readout, tmp_path):
     paths = write_report(copy, tmp_path / "r.html")
     text = paths.html.read_text()
     assert any("CE-T1WI image not found" in n for n in paths.notes)
-    assert "Nomogram not available" in text and "LNM probability not available" in text
+    assert "Nomogram not available" in text and "LNM risk (DLRC): not available (see the warnings)" in text
 
 
 def test_bad_input(readout, tmp_path):
@@ -287,3 +287,38 @@ def test_pseudonym_replaces_the_case_id_everywhere(readout, tmp_path, capsys):
     assert main(["report", str(copy), "--out", str(tmp_path / "p3.html"), "--key", key]) == 2
     assert "without --pseudonym" in capsys.readouterr().err
     assert main(["report", str(copy), "--out", str(tmp_path / "p3.html"), "--pseudonym", "--key", "short"]) == 2
+
+
+def test_the_readout_is_read_into_its_contract_and_back_key_for_key(readout):
+    """readout.json -> Readout -> JSON gives the same bytes (key order included); the typed values are the file's."""
+    from CervicalAILib.contracts.readout import Readout
+    from CervicalAILib.core.atomic import to_json
+
+    document = json.loads((readout / "readout.json").read_text())
+    typed = Readout.from_dict(document, readout / "readout.json")
+    assert to_json(typed.to_dict()) == to_json(document) and list(typed.to_dict()) == list(document)
+    assert Readout.from_dict(typed.to_dict()) == typed
+    assert typed.lnm.cutoff == 0.42 and typed.staging.lymph_nodes.sra is True
+    assert typed.lnm.validated[1].sensitivity == 0.78 and typed.models.encoders[0].name == "simclr-t2"
+    assert build_content(readout).case == typed.case_id
+
+
+def test_the_three_renderings_say_the_same_risk_sentence(readout):
+    """CLI summary, report and the Slicer Predict module's result box take the risk sentence from one place."""
+    from CervicalAILib.contracts.readout_text import lnm_line, summary_text
+    from CervicalAIPredictLib.readout import read_readout, summary_lines
+
+    typed = read_readout(readout)
+    probability = json.loads((readout / "readout.json").read_text())["lnm"]["probability"]
+    sentence = f"LNM risk (DLRC): {100 * probability:.1f}% (at or above the model's cut-off of 42.0%)"
+    assert lnm_line(typed) == sentence
+    assert summary_text(typed).splitlines()[1] == "  " + sentence  # cervicalai predict
+    assert ": ".join(build_content(readout).lnm[0]) == sentence  # the report
+    assert summary_lines(typed)[0] == sentence  # the Predict module's result box
+    # the nodes, the reader's tasks and the warnings too
+    content = build_content(readout)
+    slicer_lines = summary_lines(typed)
+    assert "Lymph nodes (reader): c_LNM positive; SRA positive" in content.staging
+    assert "Lymph nodes (reader): c_LNM positive; SRA positive" in slicer_lines
+    assert [f"Needs the reader: {task}" for task in content.needs_reader] == [
+        line for line in slicer_lines if line.startswith("Needs the reader: ")]

@@ -15,6 +15,8 @@ import SimpleITK as sitk
 from segmentation_testdata import ZSCORE, make_bundle, onnx_network, phantom
 
 from CervicalAILib.bundles.format import write_bundle
+from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY, SegmentationSummary
+from CervicalAILib.core.atomic import to_json
 from CervicalAILib.core.errors import BundleError, InputError, OutputExistsError
 from CervicalAILib.io import measurements as measure
 from CervicalAILib.segmentation import segment_case, write_segmentation
@@ -195,9 +197,15 @@ def test_write_segmentation_files_and_refusal(tmp_path, t2_bundle):
     image, _ = phantom()
     result = segment_case({"T2W": image}, bundle=t2_bundle)
     out = write_segmentation(result, tmp_path / "out")
-    summary = json.loads((out / "segmentation.json").read_text())
+    text = (out / SEGMENTATION_SUMMARY).read_text()
+    summary = json.loads(text)
     for key in ("volume_ml", "max_diameter_mm", "confidence", "flagged_slices", "model", "device", "seconds"):
         assert key in summary
+    typed = SegmentationSummary.from_dict(summary, out / SEGMENTATION_SUMMARY)  # the typed contract, key for key
+    assert to_json(typed.to_dict()) == text and SegmentationSummary.from_dict(typed.to_dict()) == typed
+    assert typed.confidence == summary["confidence"] and typed.model.name == summary["model"]["name"]
+    assert [(f.slice, f.confidence) for f in typed.flagged_slices] == [(f["slice"], f["confidence"])
+                                                                       for f in summary["flagged_slices"]]
     mask = sitk.ReadImage(str(out / "tumor.nii.gz"))
     assert mask.GetPixelID() == sitk.sitkUInt8 and mask.GetSize() == image.GetSize()
     assert sitk.ReadImage(str(out / "tumor_probability.nii.gz")).GetPixelID() == sitk.sitkUInt8

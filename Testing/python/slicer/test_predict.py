@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from CervicalAILib.contracts.clinical import FIELDS, validate_clinical
+from CervicalAILib.contracts.readout import Readout
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import load_case
 from CervicalAILib.io.mrml import volume_node_from_image
@@ -151,7 +152,7 @@ def test_bad_measurements_are_refused(scene):
 
 # --- readout ---------------------------------------------------------------------------------------
 
-def example_readout() -> dict:
+def example_document() -> dict:
     """A readout as docs/readout.md describes it."""
     return {
         "schema": "cervicalai.readout/1",
@@ -186,9 +187,13 @@ def example_readout() -> dict:
     }  # fmt: skip
 
 
+def example_readout(document: dict | None = None) -> Readout:
+    return Readout.from_dict(document or example_document())
+
+
 def write_readout(folder, readout=None, nomogram=True):
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "readout.json").write_text(json.dumps(readout or example_readout()))
+    (folder / "readout.json").write_text(json.dumps(readout or example_document()))
     if nomogram:
         (folder / "nomogram.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     return folder
@@ -196,22 +201,22 @@ def write_readout(folder, readout=None, nomogram=True):
 
 def test_summary_lines_say_the_probability_against_its_cutoff_and_the_staging():
     lines = summary_lines(example_readout())
-    assert lines[0] == "Lymph-node metastasis probability: 23% (below the model's cut-off of 31%)"
+    assert lines[0] == "LNM risk (DLRC): 23.4% (below the model's cut-off of 31.0%)"
     assert lines[1].startswith("FIGO 2018 size class IB2")
-    assert lines[2] == "Lymph nodes: c_LNM negative; SRA yes (short axis >= 8 mm and short/long ratio > 0.8)"
+    assert lines[2] == "Lymph nodes (reader): c_LNM negative; SRA positive (short axis >= 8 mm and short/long ratio > 0.8)"
     assert lines[3].startswith("Predicted probability of the chemoradiotherapy group (IB3/IIA2-IVB): 62%")
     assert "Warning: ADC_original_firstorder_Median = 812 is outside the training range 900-2100" in lines
-    missing = {**example_readout(), "lnm_probability": None, "lnm": {}, "staging": {"lymph_nodes": {"c_lnm": None, "note": "no lymph-node measurement given"}, "needs_reader": ["measure the largest pelvic lymph node"]}}
-    lines = summary_lines(missing)
-    assert lines[0] == "LNM probability: not available (see warnings)"
-    assert "Lymph nodes: no lymph-node measurement given" in lines
-    assert "Reader: measure the largest pelvic lymph node" in lines
+    missing = {**example_document(), "lnm_probability": None, "lnm": {"probability": None}, "staging": {"lymph_nodes": {"c_lnm": None, "note": "no lymph-node measurement given"}, "needs_reader": ["measure the largest pelvic lymph node"]}}
+    lines = summary_lines(example_readout(missing))
+    assert lines[0] == "LNM risk (DLRC): not available (see the warnings)"
+    assert "Lymph nodes (reader): c_LNM not measured (no lymph-node measurement given)" in lines
+    assert "Needs the reader: measure the largest pelvic lymph node" in lines
 
 
 def test_readout_rows_hold_every_score_point_feature_and_warning():
     rows = readout_rows(example_readout())
     as_dict = {(section, item): (value, unit) for section, item, value, unit in rows}
-    assert rows[0] == ("LNM risk", "LNM probability", "0.2345", "")
+    assert rows[0] == ("LNM risk", "LNM risk (DLRC)", "0.2345", "")
     assert as_dict[("LNM risk", "Cut-off")] == ("0.31", "")
     assert as_dict[("LNM risk", "At or above cut-off")] == ("no", "")
     assert as_dict[("Scores", "Rad_score")] == ("-0.4321", "")
@@ -226,8 +231,8 @@ def test_readout_rows_hold_every_score_point_feature_and_warning():
     assert as_dict[("Staging", "Predicted stage group")] == ("chemoradiotherapy", "")
     assert as_dict[("Radiomics feature", "T2W_original_glszm_ZoneEntropy")] == ("5.123", "")
     assert as_dict[("Deep feature", "T2W_deep_0007")] == ("-0.25", "")
-    assert as_dict[("Model", "lnm")] == ("dlrc-lnm@1.0.0", "")
-    assert as_dict[("Model", "encoders")] == ("tumor-encoder-resnet2d@1.0.0", "")
+    assert as_dict[("Model", "LNM: dlrc-lnm@1.0.0")] == ("predicts pelvic lymph-node metastasis", "")
+    assert as_dict[("Model", "Encoder: tumor-encoder-resnet2d@1.0.0")] == ("deep tumour features for DL_score", "")
     assert [row for row in rows if row[0] == "Warning"] == [("Warning", "warning", "ADC_original_firstorder_Median = 812 is outside the training range 900-2100", "")]
     assert len(rows) == 37  # 4 LNM + 2 scores + 4 nomogram + 3 clinical + 4 segmentation + 7 review + 7 staging + 3 features + 2 models + 1 warning
 
@@ -244,7 +249,7 @@ def test_fill_table_node_with_the_readout(scene):
     assert table.GetAttribute("CervicalAI.Status") == "readout"
     assert float(table.GetAttribute("CervicalAI.LNMProbability")) == pytest.approx(0.2345)
     # a second readout replaces the content (no rows left over)
-    fewer = {**example_readout(), "features": {}, "warnings": []}
+    fewer = example_readout({**example_document(), "features": {}, "warnings": []})
     assert fill_table(table, fewer) == table.GetNumberOfRows() == count - 4
 
 
@@ -258,7 +263,7 @@ def test_read_readout_refuses_what_is_not_a_readout(tmp_path):
     with pytest.raises(InputError, match="not a CervicalAI readout"):
         read_readout(tmp_path)
     folder = write_readout(tmp_path / "ok")
-    assert read_readout(folder)["case_id"] == "SYN1-A-0002"
+    assert read_readout(folder).case_id == "SYN1-A-0002"
     assert nomogram_path(folder, read_readout(folder)) == folder / "nomogram.png"
     assert nomogram_path(write_readout(tmp_path / "no-image", nomogram=False)) is None
 
@@ -452,14 +457,14 @@ def test_compute_end_to_end_gives_the_engines_readout(scene, tmp_path, monkeypat
     world = {"mask": inputs.mask_path, "images": {r: load_case(inputs.case_folder).image(r) for r in roles},
              "transforms": read_transforms(job.case), "encoder": encoder}  # fmt: skip
     _, _, rad_score, dl_score, probability = expected_readout(world, c_lnm=1)  # short axis 11 mm: c_LNM positive
-    assert readout["rad_score"] == pytest.approx(rad_score, rel=1e-6)
-    assert readout["dl_score"] == pytest.approx(dl_score, rel=1e-6)
-    assert readout["lnm_probability"] == pytest.approx(probability, rel=1e-6)
-    assert readout["review"]["reviewed"] is True and readout["review"]["reviewer"] == "Dr Test"
-    assert readout["review"]["origin"] == "edited"
-    assert readout["segmentation"]["confidence"] == 0.77  # the run's summary travelled with the mask
+    assert readout.rad_score == pytest.approx(rad_score, rel=1e-6)
+    assert readout.dl_score == pytest.approx(dl_score, rel=1e-6)
+    assert readout.lnm_probability == pytest.approx(probability, rel=1e-6)
+    assert readout.review.reviewed is True and readout.review.reviewer == "Dr Test"
+    assert readout.review.origin == "edited"
+    assert readout.segmentation.confidence == 0.77  # the run's summary travelled with the mask
     rows = {(section, item): value for section, item, value, _ in readout_rows(readout)}
-    assert rows[("Segmentation", "Automatic segmentation confidence")] == "0.77"
+    assert rows[("Segmentation", "Segmentation confidence")] == "0.77"
     assert rows[("Segmentation", "Segmentation model")] == "truth@1"
     table = scene.AddNewNodeByClass("vtkMRMLTableNode")
     assert fill_table(table, readout) == len(readout_rows(readout)) > 15
