@@ -36,7 +36,7 @@ SIZE_BINS = (("< 2 cm", 0.0, 20.0), ("2-4 cm", 20.0, 40.0), ("> 4 cm", 40.0, flo
 
 def register_cases(case_dirs: list[Path], work: Path) -> list[dict]:
     """Load + co-register every case once; write the registered images for the inference worker."""
-    from CervicalAILib.cli.segment import load_images
+    from CervicalAILib.pipeline.segment import load_images
 
     records = []
     for number, case_dir in enumerate(case_dirs):
@@ -197,8 +197,8 @@ def prostatex(bundle: str | None = None) -> dict | None:
     """The real study: it must run and give a result on the T2WI geometry (there is no cervix)."""
     if not PROSTATEX.is_dir():
         return None
-    from CervicalAILib.cli.segment import load_images
     from CervicalAILib.io.geometry import same_grid
+    from CervicalAILib.pipeline.segment import load_images
     from CervicalAILib.segmentation import segment_case
 
     start = time.perf_counter()

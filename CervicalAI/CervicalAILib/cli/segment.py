@@ -57,69 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it exists (never done otherwise)")
 
 
-def load_images(path: Path, t2_only: bool = False, progress=None, originals: dict | None = None):
-    """Images of the study on the T2WI grid, the registration records, and the transforms (T2WI -> role).
-
-    Sequences already on the T2WI grid (a case folder written by `cervicalai study register`) are
-    used as they are, with the transforms stored beside them; only the others are registered.
-    originals: when given, filled with the study's images as read (own grids) and "_case_id".
-    """
-    import SimpleITK as sitk
-
-    from CervicalAILib.io.case import ROLES
-    from CervicalAILib.io.geometry import resample_to_reference, same_grid
-    from CervicalAILib.registration.masks import complete_transforms, read_transforms
-    from CervicalAILib.study.load import load_study, require_role
-
-    study = load_study(path)
-    require_role(study, "T2W", "the tumour is segmented on the T2WI")
-    roles = [role for role in ROLES if role in study.roles_present()]
-    if t2_only:
-        roles = ["T2W"]
-    images = {role: study.image(role) for role in roles}
-    if originals is not None:
-        originals.update(images)
-        originals["_case_id"] = study.case_id
-    t2 = images["T2W"]
-    known = read_transforms(path) if Path(path).is_dir() else {}
-    if known:
-        from CervicalAILib.contracts.case_identity import check_case, read_record
-
-        record, record_path = read_record(path)
-        check_case(record, record_path, images, f"the transforms in {Path(path) / 'transforms'}", study.case_id,
-                   roles=[r for r in known if r in images and not same_grid(images[r], t2)])
-    transforms, registered = complete_transforms(images, roles, known, progress)
-    records = {}
-    on_grid = {"T2W": t2}
-    for role in roles[1:]:
-        if same_grid(images[role], t2):
-            on_grid[role] = images[role]
-            records[role] = {"method": "already on the T2WI grid"}
-            continue
-        on_grid[role] = resample_to_reference(images[role], t2, transforms[role], sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-        how = "rigid registration onto the T2WI (Mattes MI)" if role in registered else "stored transform"
-        records[role] = {"method": how, "parameters": _json_safe(list(transforms[role].GetParameters()))}
-    return on_grid, records, {r: t for r, t in transforms.items() if r in roles}
-
-
 def _model_label(summary: dict) -> str:
     model = summary.get("model") or {}
     return str(model.get("label")) + (" (user-supplied)" if model.get("source") == "user-supplied" else "")
-
-
-def _json_safe(value):
-    """Registration records as JSON: numpy values to plain numbers, NaN (not measured) to None."""
-    import math
-
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    if hasattr(value, "tolist"):
-        return _json_safe(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from CervicalAILib.core.atomic import to_json
     from CervicalAILib.core.output_guard import check_output_path
     from CervicalAILib.core.progress import line_progress, sub_progress
+    from CervicalAILib.pipeline.segment import load_images
     from CervicalAILib.segmentation import write_segmentation
     from CervicalAILib.segmentation.inference import segment_case
     from CervicalAILib.segmentation.outputs import OUTPUT_FILES

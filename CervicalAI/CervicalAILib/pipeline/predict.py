@@ -39,6 +39,8 @@ from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.io import measurements as measure
 from CervicalAILib.io.geometry import label_fraction_inside, resample_to_reference, same_grid
 from CervicalAILib.io.images import read_image
+from CervicalAILib.registration.masks import read_transforms, sequence_masks
+from CervicalAILib.registration.rule import resolve_transforms, stored_in_use
 from CervicalAILib.review.record import read_review
 from CervicalAILib.scoring.risk_model import RiskModel, load_risk_model
 from CervicalAILib.scoring.staging import C_LNM_SHORT_AXIS_MM
@@ -148,7 +150,6 @@ def load_inputs(
     from CervicalAILib.contracts.case_identity import check_case, read_record
     from CervicalAILib.contracts.case_identity import image_record as provenance_record
     from CervicalAILib.io.mask_checks import tumour_mask
-    from CervicalAILib.registration.masks import read_transforms
     from CervicalAILib.study.load import load_study, require_role
 
     case = Path(case)
@@ -191,8 +192,8 @@ def load_inputs(
             record, record_path = {"case_id": case_id, "images": {}}, None  # the case folder's own transforms
         # the sequences a transform will carry the mask onto (those on the T2WI grid need none) must be the
         # images it was computed for
-        moved = [r for r in transforms if r in images and not same_grid(images[r], images["T2W"])]
-        check_case(record, record_path, images, "the registration transforms", case_id, roles=moved,
+        check_case(record, record_path, images, "the registration transforms", case_id,
+                   roles=stored_in_use(images, transforms),
                    warnings=warnings)
     segmentation_summary = None
     seg_json = mask_path.parent / "segmentation.json"
@@ -424,7 +425,6 @@ def predict_case(
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Compute the readout; with `out_dir`, write readout.json and nomogram.png/svg atomically."""
-    from CervicalAILib.registration.masks import complete_transforms, sequence_masks
     from CervicalAILib.scoring.nomogram import render_nomogram
     from CervicalAILib.scoring.patient import score_patient
     from CervicalAILib.scoring.staging import staging_readout
@@ -474,11 +474,11 @@ def predict_case(
         warnings.append(f"the {role} sequence is missing: scores that need it are unavailable (nothing is imputed)")
     roles = [r for r in needed_roles if r in inputs.images]
     progress(0.05, "registration onto the T2WI (for the sequences without a known transform)")
-    transforms, registered = complete_transforms(inputs.images, roles, inputs.transforms)
-    if registered:
+    transforms = resolve_transforms(inputs.images, roles, inputs.transforms)
+    if transforms.registered:
         seconds["registration"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-    masks = sequence_masks({r: inputs.images[r] for r in roles}, mask, transforms, warnings=warnings)
+    masks = sequence_masks({r: inputs.images[r] for r in roles}, mask, transforms.by_role, warnings=warnings)
     seconds["masks"] = time.perf_counter() - t0
 
     # ---- features the models use

@@ -74,7 +74,7 @@ def test_segment_command_human_output_for_empty_prediction(tmp_path, capsys):
 
 
 def test_registered_case_is_not_registered_again_and_transforms_are_written(tmp_path, capsys):
-    from CervicalAILib.cli.segment import load_images
+    from CervicalAILib.pipeline.segment import load_images
     from CervicalAILib.registration.rigid import write_transform
 
     image, truth = phantom(size=(48, 44, 14))

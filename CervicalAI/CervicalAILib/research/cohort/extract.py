@@ -55,6 +55,9 @@ from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.core.provenance import software_versions as core_software_versions
 from CervicalAILib.io.case import LABELS_DIR, REQUIRED_ROLE, ROLES, find_role_file, is_case_folder
+from CervicalAILib.io.geometry import same_grid
+from CervicalAILib.registration.masks import read_transforms, sequence_masks
+from CervicalAILib.registration.rule import Transforms, resolve_transforms
 
 log = logging.getLogger(__name__)
 
@@ -364,9 +367,6 @@ def case_masks(case: _CaseInputs, images: dict[str, Any], register: bool, warnin
 
     With `mask_label`, labels/<mask_label> (on the T2WI grid) is the mask of every sequence,
     carried by the transforms; the sequences' own labels are not used."""
-    from CervicalAILib.io.geometry import same_grid
-    from CervicalAILib.registration.masks import complete_transforms, read_transforms, sequence_masks
-
     if mask_label is not None:
         if mask_label not in case.label_paths:
             found = ", ".join(sorted(case.label_paths)) or "none"
@@ -389,18 +389,15 @@ def case_masks(case: _CaseInputs, images: dict[str, Any], register: bool, warnin
     if lacking and t2_mask is None:
         raise InputError(f"no tumour mask for {', '.join(lacking)}: the case has neither labels/tumor (T2WI) nor "
                          f"labels/tumor_<ROLE> for {'/'.join(lacking)}", case.folder)
-    transforms = read_transforms(case.folder)
-    registered: list[str] = []
-    need = [r for r in lacking if r != REQUIRED_ROLE and r not in transforms and not same_grid(t2_mask, images[r])]
-    if need and register:
-        # the readout's own rule (registration.masks.complete_transforms): the DWI takes the ADC's transform
+    # the readout's rule (registration.rule), for the sequences without their own delineation
+    transforms = Transforms()
+    if any(r != REQUIRED_ROLE for r in lacking):
         available = {REQUIRED_ROLE: case.image(REQUIRED_ROLE), **images}
-        if "DWI" in need and "ADC" in case.roles and "ADC" not in available:
-            available["ADC"] = case.image("ADC")
-        transforms, registered = complete_transforms(available, need, transforms)
-        registered = [r for r in registered if r in need]
-    masks = sequence_masks(images, t2_mask, transforms, own, warnings)
-    for role in registered:
+        if "DWI" in lacking and "ADC" in case.roles and "ADC" not in available:
+            available["ADC"] = case.image("ADC")  # the DWI takes the ADC's transform
+        transforms = resolve_transforms(available, lacking, read_transforms(case.folder), register=register)
+    masks = sequence_masks(images, t2_mask, transforms.by_role, own, warnings)
+    for role in transforms.registered:
         masks[role].source = REGISTERED_ON_THE_FLY
     return masks
 
