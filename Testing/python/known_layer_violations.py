@@ -35,7 +35,7 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/review/worklist.py', 'numpy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/segmentation/postprocess.py', 'scipy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/web/scene.py', 'numpy'): 'S16',
-    # function-level engine import (175)
+    # function-level engine import (173)
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.contracts.schemas'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.core.hashing'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/format.py', 'CervicalAILib.bundles.catalog'): 'S16',
@@ -149,8 +149,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level engine import', 'CervicalAI/CervicalAILib/io/dicom.py', 'CervicalAILib.io.images'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.contracts.case_identity'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.core.json_input'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.features.deep'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.features.radiomic'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.io.mask_checks'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.scoring.nomogram'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/pipeline/predict.py', 'CervicalAILib.scoring.patient'): 'S16',

@@ -27,15 +27,16 @@ import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib import RESEARCH_USE_STATEMENT, __version__
-from CervicalAILib.bundles.defaults import default_bundle_path, find_bundle
+from CervicalAILib.bundles.defaults import default_bundle_path
 from CervicalAILib.contracts.case_folder import ROLE_TITLES, require_native_grids
 from CervicalAILib.contracts.clinical import FIELDS as CLINICAL_FIELDS
 from CervicalAILib.contracts.clinical import validate_clinical
-from CervicalAILib.contracts.feature_names import family_of, is_deep, parse_feature_name
+from CervicalAILib.contracts.feature_names import is_deep, role_of
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.core.progress import ProgressCallback, no_progress
+from CervicalAILib.features.plan import EncoderRef, FeaturePlan, FeatureRequest
 from CervicalAILib.io import measurements as measure
 from CervicalAILib.io.geometry import label_fraction_inside, resample_to_reference, same_grid
 from CervicalAILib.io.images import read_image
@@ -310,17 +311,16 @@ def load_models(lnm_bundle: str | Path | None, stage_bundle: str | Path | None, 
 # --------------------------------------------------------------------------- features
 
 
-def _needed_by_role(model: RiskModel) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
-    """Radiomics feature names per role, and deep families -> roles, that the model uses."""
-    radiomics: dict[str, list[str]] = {}
-    deep: dict[str, set[str]] = {}
-    for name in model.required_features:
-        parsed = parse_feature_name(name)
-        if parsed.is_deep:
-            deep.setdefault(parsed.family, set()).add(parsed.role)
-        else:
-            radiomics.setdefault(parsed.role, []).append(name)
-    return radiomics, deep
+def feature_request(model: RiskModel, roles_present: set[str] | list[str]) -> FeatureRequest:
+    """What `model` asks of the feature plan: its features, its radiomics settings for the sequences the
+    case has (a bundle without settings for one of them is a BundleError), its encoders."""
+    roles = {role_of(name) for name in model.required_features if not is_deep(name)}
+    return FeatureRequest(
+        label=model.label,
+        names=tuple(model.required_features),
+        radiomics_settings={role: model.radiomics_settings(role) for role in sorted(roles) if role in roles_present},
+        encoders=tuple(EncoderRef(e.get("family"), e.get("name"), e.get("version"), e.get("sha256")) for e in model.encoders),
+    )
 
 
 def compute_features(
@@ -330,61 +330,14 @@ def compute_features(
     warnings: list[str],
     device: str = "cpu",
 ) -> list[dict[str, float]]:
-    """Model-driven radiomics and deep features, one dict per model (in `models` order).
-
-    Each model's features are computed with that model's own radiomics settings and encoder, so two
-    models fitted on differently extracted features never share a value by name alone; models with
-    identical settings (same SHA-256) share one extraction per sequence, and the same encoder runs
-    once. A sequence the case lacks is skipped: the model then says which score is unavailable
-    (nothing is imputed).
-    """
-    from CervicalAILib.features.deep import extract_deep_features, load_encoder
-    from CervicalAILib.features.radiomic import extract, settings_sha256
-
-    cache: dict[tuple[str, str], float] = {}  # (settings or encoder hash, feature name) -> value
-    # One pyradiomics call per sequence and settings for all models together, so that image types
-    # two models share (a wavelet, a LoG sigma) are filtered once and the image prepared once.
-    wanted: dict[tuple[str, str], dict[str, None]] = {}  # (role, settings hash) -> feature names
-    settings_of: dict[tuple[str, str], dict[str, Any]] = {}
-    needs = [_needed_by_role(model) for model in models]
-    for model, (radiomics_needed, _) in zip(models, needs):
-        for role, names in radiomics_needed.items():
-            if role in inputs.images:
-                settings = model.radiomics_settings(role)
-                slot = (role, settings_sha256(settings))
-                settings_of[slot] = settings
-                wanted.setdefault(slot, {}).update(dict.fromkeys(names))
-    for (role, key), names in wanted.items():
-        result = extract({role: inputs.images[role]}, masks[role].mask, settings={role: settings_of[(role, key)]},
-                         features=list(names))
-        cache.update({(key, name): value for name, value in result.features.items()})
-        warnings.extend(w for w in result.warnings if w not in warnings)
-    per_model: list[dict[str, float]] = []
-    for model, (radiomics_needed, deep_needed) in zip(models, needs):
-        values: dict[str, float] = {}
-        for role, names in radiomics_needed.items():
-            if role in inputs.images:
-                key = settings_sha256(model.radiomics_settings(role))
-                values.update({name: cache[(key, name)] for name in names})
-        for family, roles in deep_needed.items():
-            present = [r for r in sorted(roles) if r in inputs.images]
-            if not present:
-                continue
-            entry = next(e for e in model.encoders if e.get("family") == family)
-            bundle = find_bundle(entry.get("name"), entry.get("version"), entry.get("sha256"), "encoder",
-                                 f"the risk model ({family} features)")
-            key = f"encoder:{bundle.label}:{entry.get('sha256')}"
-            deep_names = [n for n in model.required_features if family_of(n) == family]
-            if any((key, n) not in cache for n in deep_names):
-                encoder = load_encoder(bundle, device=device)
-                found = extract_deep_features(
-                    {r: inputs.images[r] for r in present}, {r: masks[r].mask for r in present}, encoder,
-                    roles=present, warnings=warnings,
-                )
-                cache.update({(key, name): value for name, value in found.items()})
-            values.update({n: cache[(key, n)] for n in deep_names if (key, n) in cache})
-        per_model.append(values)
-    return per_model
+    """Model-driven radiomics and deep features, one dict per model (in `models` order), by one
+    `FeaturePlan` (features/plan.py): each model's features with its own radiomics settings and
+    encoder; one extraction per sequence and settings, one run per encoder. A sequence the case
+    lacks is skipped: the model then says which score is unavailable (nothing is imputed)."""
+    requests = [feature_request(model, set(inputs.images)) for model in models]
+    plan = FeaturePlan.for_models(requests, set(inputs.images))
+    values = plan.apply(inputs.images, masks, warnings=warnings, device=device)
+    return [values.for_request(request) for request in requests]
 
 
 # --------------------------------------------------------------------------- readout

@@ -54,6 +54,7 @@ from CervicalAILib.core.errors import BundleError, CervicalAIError, InputError, 
 from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.core.provenance import software_versions as core_software_versions
+from CervicalAILib.features.plan import FeaturePlan
 from CervicalAILib.io.case import LABELS_DIR, REQUIRED_ROLE, ROLES, find_role_file, is_case_folder
 from CervicalAILib.io.geometry import same_grid
 from CervicalAILib.registration.masks import read_transforms, sequence_masks
@@ -161,13 +162,16 @@ class ExtractionConfig:
             out[f"deep:{encoder['family']}"] = _digest({"encoder": reference, "roles": roles, **common})
         return out
 
+    def feature_plan(self, components: Sequence[str] | None = None) -> FeaturePlan:
+        """The features of `components` (default: all): the readout's FeaturePlan, every feature of each part."""
+        wanted = set(self.components() if components is None else components)
+        return FeaturePlan.full([r for r in self.roles if f"radiomics:{r}" in wanted], self.settings,
+                                [e for e in self.encoders if f"deep:{e['family']}" in wanted])
+
     def task_view(self, components: Sequence[str] | None = None) -> dict[str, Any]:
         """The picklable part a worker needs, restricted to `components` (default: all)."""
-        wanted = set(self.components() if components is None else components)
-        return {"roles": list(self.roles), "settings": self.settings, "register": self.register,
-                "mask_label": self.mask_label,
-                "radiomics_roles": [r for r in self.roles if f"radiomics:{r}" in wanted],
-                "encoders": [e["path"] for e in self.encoders if f"deep:{e['family']}" in wanted]}
+        return {"roles": list(self.roles), "register": self.register, "mask_label": self.mask_label,
+                "plan": self.feature_plan(components)}
 
 
 def _digest(obj: Any) -> str:
@@ -408,9 +412,6 @@ def extract_case(case_dir: str | Path, config: ExtractionConfig | dict[str, Any]
     `config` is an ExtractionConfig or its `task_view()` (which may ask for some components only).
     `threads` limits onnxruntime's threads. `CaseFeatures.components` groups the values by component.
     """
-    from CervicalAILib.features.deep import extract_deep_features, load_encoder
-    from CervicalAILib.features.radiomic import extract
-
     view = config.task_view() if isinstance(config, ExtractionConfig) else config
     folder = Path(case_dir)
     timings: dict[str, float] = {}
@@ -432,21 +433,7 @@ def extract_case(case_dir: str | Path, config: ExtractionConfig | dict[str, Any]
     lap("load")
     masks = case_masks(case, images, view["register"], warnings, mask_label=view.get("mask_label"))
     lap("masks")
-    components: dict[str, dict[str, float]] = {}
-    for role in view["radiomics_roles"]:
-        result = extract({role: images[role]}, masks[role].mask, settings={role: view["settings"][role]})
-        components[f"radiomics:{role}"] = result.features
-        warnings.extend(result.warnings)
-        lap(f"radiomics {role}")
-    for path in view["encoders"]:
-        encoder = load_encoder(path, threads=threads)
-        roles = [r for r in view["roles"] if r in encoder.roles]
-        values: dict[str, float] = {}
-        if roles:
-            values = extract_deep_features({r: images[r] for r in roles}, {r: masks[r].mask for r in roles},
-                                           encoder, roles=roles, warnings=warnings)
-        components[f"deep:{encoder.family}"] = values
-        lap(f"deep {encoder.family}")
+    components = view["plan"].apply(images, masks, warnings=warnings, threads=threads, lap=lap).by_component
     features = {name: value for values in components.values() for name, value in values.items()}
     return CaseFeatures(case_id=folder.name, features=features, masks={r: m.source for r, m in masks.items()},
                         warnings=list(dict.fromkeys(warnings)), timings=timings, components=components)
