@@ -41,7 +41,7 @@ def register_cases(case_dirs: list[Path], work: Path) -> list[dict]:
     records = []
     for number, case_dir in enumerate(case_dirs):
         start = time.perf_counter()
-        images, _, _ = load_images(case_dir)
+        images = load_images(case_dir).images
         seconds = time.perf_counter() - start
         target = work / case_dir.name
         target.mkdir(parents=True, exist_ok=True)
@@ -202,7 +202,7 @@ def prostatex(bundle: str | None = None) -> dict | None:
     from CervicalAILib.segmentation import segment_case
 
     start = time.perf_counter()
-    images, registration, _ = load_images(PROSTATEX)
+    images = load_images(PROSTATEX).images
     register_s = time.perf_counter() - start
     result = segment_case(images, bundle=bundle)
     summary = result.summary

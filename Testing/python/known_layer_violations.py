@@ -35,7 +35,7 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/review/worklist.py', 'numpy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/segmentation/postprocess.py', 'scipy'): 'S16',
     ('function-level import of a non-optional library', 'CervicalAI/CervicalAILib/web/scene.py', 'numpy'): 'S16',
-    # function-level engine import (173)
+    # function-level engine import (169)
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.contracts.schemas'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/catalog.py', 'CervicalAILib.core.hashing'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/bundles/format.py', 'CervicalAILib.bundles.catalog'): 'S16',
@@ -95,14 +95,10 @@ KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/review.py', 'CervicalAILib.review.worklist'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/review.py', 'CervicalAILib.web.security'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/review.py', 'CervicalAILib.web.server'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/cli/segment.py', 'CervicalAILib.bundles.catalog'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/cli/segment.py', 'CervicalAILib.contracts.case_identity'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/segment.py', 'CervicalAILib.core.atomic'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/segment.py', 'CervicalAILib.core.output_guard'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/segment.py', 'CervicalAILib.core.progress'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/segment.py', 'CervicalAILib.pipeline.segment'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/cli/segment.py', 'CervicalAILib.segmentation'): 'S16',
-    ('function-level engine import', 'CervicalAI/CervicalAILib/cli/segment.py', 'CervicalAILib.segmentation.inference'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/segment.py', 'CervicalAILib.segmentation.outputs'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/study.py', 'CervicalAILib.core.atomic'): 'S16',
     ('function-level engine import', 'CervicalAI/CervicalAILib/cli/study.py', 'CervicalAILib.core.output_guard'): 'S16',

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from CervicalAILib.cli.options import output_path
-from CervicalAILib.contracts.case_folder import Grid, read_manifest
 
 # Exit status when the anatomy gate recognised no cervix or uterus (no tumour contour written);
 # 0 = segmented (a tumour or "no tumour found"), 2 = an error the message names.
@@ -63,58 +62,28 @@ def _model_label(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    from CervicalAILib.bundles.catalog import bundle_source
-    from CervicalAILib.contracts.case_identity import case_record, read_record
     from CervicalAILib.core.atomic import to_json
+    from CervicalAILib.core.errors import InputError
     from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress, sub_progress
-    from CervicalAILib.pipeline.segment import load_images
-    from CervicalAILib.segmentation import write_segmentation
-    from CervicalAILib.segmentation.inference import segment_case
+    from CervicalAILib.core.progress import line_progress
+    from CervicalAILib.pipeline.segment import segment_patient, write_patient_segmentation
     from CervicalAILib.segmentation.outputs import OUTPUT_FILES
 
     if args.nnunet_model is not None and args.model is not None:
-        from CervicalAILib.core.errors import InputError
-
         raise InputError("give either --model or --nnunet-model, not both")
     # the review worklist (`review prepare`) keeps each case's segmentation in CASE/segmentation/ by design
     inside_ok = [args.path] if getattr(args, "into_case", False) else []
     out = check_output_path(args.out, [args.path, args.model, args.nnunet_model], overwrite=args.overwrite,
                             owned=OUTPUT_FILES, inside_ok=inside_ok)
-    start = time.perf_counter()
-    originals: dict = {}
-    images, registration, transforms = load_images(args.path, args.t2_only, sub_progress(line_progress, 0.0, 0.3),
-                                                   originals=originals)
-    registration_seconds = time.perf_counter() - start
-    result = segment_case(
-        images, bundle=args.model, device=args.device, progress=sub_progress(line_progress, 0.3, 1.0),
-        nnunet_model=args.nnunet_model,
-    )
-    result.summary["seconds"]["registration"] = round(registration_seconds, 3)
-    case_id = originals.pop("_case_id")
-    if result.summary["model"].get("backend") != "nnunetv2":  # an ONNX bundle: shipped or user-supplied
-        result.summary["model"].update(bundle_source(result.summary["model"]["path"]))
-    record = case_record(case_id, originals)
-    if Path(args.path).is_dir() and read_manifest(args.path).grid is Grid.T2W:
-        # a `study register` output: its transforms move the native sequences, which its own record names
-        native, _ = read_record(args.path)
-        moved = {r: image for r, image in ((native or {}).get("images") or {}).items() if r in transforms and r != "T2W"}
-        record["images"].update(moved)
-    extra = {
-        "input": str(args.path),
-        "registration": registration,
-        # the case this mask (and its transforms) was made on: predict and export check it (provenance.py)
-        "case": record,
-    }
-    write_segmentation(result, out, overwrite=args.overwrite, extra=extra, transforms=transforms)
+    segmentation = segment_patient(args.path, bundle=args.model, nnunet_model=args.nnunet_model, device=args.device,
+                                   t2_only=args.t2_only, progress=line_progress)
+    write_patient_segmentation(segmentation, out, overwrite=args.overwrite)
     summary = json.loads((out / "segmentation.json").read_text(encoding="utf-8"))
-    status = 0 if result.anatomy_recognised else NO_ANATOMY_EXIT
+    status = 0 if segmentation.anatomy_recognised else NO_ANATOMY_EXIT
     if args.json:
         sys.stdout.write(to_json(summary))
         return status
-    if not result.anatomy_recognised:
+    if not segmentation.anatomy_recognised:
         print(f"{summary['message']}: no tumour contour (model {_model_label(summary)})")
     elif summary["tumor_found"]:
         print(
