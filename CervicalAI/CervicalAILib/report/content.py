@@ -101,7 +101,7 @@ def _check_shipped_figures(readout: dict[str, Any], path: Path) -> None:
     from types import SimpleNamespace
 
     from CervicalAILib.bundles.catalog import load_catalog, shipped_models_dirs
-    from CervicalAILib.pipeline.predict import validated_performance
+    from CervicalAILib.pipeline.readout import validated_performance
 
     model = (readout.get("models") or {}).get("lnm") or {}
     digest = model.get("bundle_json_sha256")
