@@ -44,13 +44,9 @@ from CervicalAILib.contracts.feature_names import RADIOMICS_FAMILY, encoder_of_f
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import CervicalAIError, InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
-from CervicalAILib.research.cohort.extract import (
-    DEFAULT_ENCODERS,
-    DEFAULT_ROLES,
-    ExtractionConfig,
-    extract_cohort,
-    sidecar_path_for,
-)
+from CervicalAILib.research.cohort.config import DEFAULT_ENCODERS, DEFAULT_ROLES, ExtractionConfig
+from CervicalAILib.research.cohort.extract import extract_cohort
+from CervicalAILib.research.cohort.table import sidecar_path_for
 from CervicalAILib.research.fit.table import cohort_order
 from CervicalAILib.research.stats import evaluate_scores
 from CervicalAILib.research.stats import figures as fig
@@ -212,7 +208,7 @@ def _all_cpu_seconds() -> float:
 
 def _features(config: StudyConfig, cohort: Path, progress: ProgressCallback) -> tuple[Path, dict[str, Any]]:
     """The feature table: reused when an earlier run made it from the same cohort and configuration."""
-    from CervicalAILib.research.cohort.extract import read_cohort_table
+    from CervicalAILib.research.cohort.index import read_cohort_table
 
     extraction = ExtractionConfig.build(roles=config.roles, settings_dir=config.settings_dir,
                                         encoders=list(config.encoders))
