@@ -47,7 +47,7 @@ def _readout_child(case_dir: str, mask: str, transforms: str, out: str, queue) -
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     from CervicalAILib.pipeline import predict_case
-    from CervicalAILib.pipeline.predict import load_inputs
+    from CervicalAILib.pipeline.inputs import load_inputs
 
     clinical = json.loads((Path(case_dir) / "clinical.json").read_text())
     reader = {k: clinical[k] for k in ("age", "figo_stage", "histology", "scc_ag", "ln_short_axis_mm", "ln_long_axis_mm",
@@ -69,7 +69,7 @@ def _radiomics_child(case_dir: str, mask: str, transforms: str, which: str, queu
     import SimpleITK as sitk
 
     from CervicalAILib.features.radiomic import extract
-    from CervicalAILib.pipeline.predict import load_inputs, load_models
+    from CervicalAILib.pipeline.inputs import load_inputs, load_models
     from CervicalAILib.registration.masks import sequence_masks
 
     inputs = load_inputs(case_dir, mask, {}, transforms_dir=transforms)

@@ -36,12 +36,12 @@ SIZE_BINS = (("< 2 cm", 0.0, 20.0), ("2-4 cm", 20.0, 40.0), ("> 4 cm", 40.0, flo
 
 def register_cases(case_dirs: list[Path], work: Path) -> list[dict]:
     """Load + co-register every case once; write the registered images for the inference worker."""
-    from CervicalAILib.cli.segment import load_images
+    from CervicalAILib.pipeline.segment import load_images
 
     records = []
     for number, case_dir in enumerate(case_dirs):
         start = time.perf_counter()
-        images, _, _ = load_images(case_dir)
+        images = load_images(case_dir).images
         seconds = time.perf_counter() - start
         target = work / case_dir.name
         target.mkdir(parents=True, exist_ok=True)
@@ -197,12 +197,12 @@ def prostatex(bundle: str | None = None) -> dict | None:
     """The real study: it must run and give a result on the T2WI geometry (there is no cervix)."""
     if not PROSTATEX.is_dir():
         return None
-    from CervicalAILib.cli.segment import load_images
     from CervicalAILib.io.geometry import same_grid
+    from CervicalAILib.pipeline.segment import load_images
     from CervicalAILib.segmentation import segment_case
 
     start = time.perf_counter()
-    images, registration, _ = load_images(PROSTATEX)
+    images = load_images(PROSTATEX).images
     register_s = time.perf_counter() - start
     result = segment_case(images, bundle=bundle)
     summary = result.summary

@@ -81,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from CervicalAILib.core.errors import BundleError
     from CervicalAILib.core.progress import no_progress
     from CervicalAILib.io import measurements as measure
-    from CervicalAILib.pipeline import predict_case
-    from CervicalAILib.pipeline.predict import load_inputs
+    from CervicalAILib.pipeline import load_inputs, predict_case
     from CervicalAILib.registration import register_study_to_case
     from CervicalAILib.research.synth import SynthParams, generate_case
     from CervicalAILib.research.synth.writer import write_case_folder

@@ -89,7 +89,7 @@ class _TerminalBar:
 def run(args: argparse.Namespace) -> int:
     from CervicalAILib.core.output_guard import check_output_path
     from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.research.cohort.extract import ExtractionConfig, extract_cohort
+    from CervicalAILib.research.cohort import ExtractionConfig, extract_cohort
 
     encoders: list[str] = [] if args.no_deep else [item for value in args.encoders for item in _csv_list(value)]
     # an existing table is the command's own business (resume or --overwrite); an input never is

@@ -41,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from CervicalAILib.core.errors import InputError
     from CervicalAILib.core.output_guard import check_output_path
     from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.pipeline import predict_case
-    from CervicalAILib.pipeline.predict import OUTPUT_FILES, load_inputs
+    from CervicalAILib.pipeline import OUTPUT_FILES, load_inputs, predict_case
 
     clinical = args.clinical
     if clinical is None:

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from CervicalAILib.cli.options import output_path
-from CervicalAILib.contracts.case_folder import Grid, read_manifest
 from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 
 # Exit status when the anatomy gate recognised no cervix or uterus (no tumour contour written);
@@ -58,123 +57,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it exists (never done otherwise)")
 
 
-def load_images(path: Path, t2_only: bool = False, progress=None, originals: dict | None = None):
-    """Images of the study on the T2WI grid, the registration records, and the transforms (T2WI -> role).
-
-    Sequences already on the T2WI grid (a case folder written by `cervicalai study register`) are
-    used as they are, with the transforms stored beside them; only the others are registered.
-    originals: when given, filled with the study's images as read (own grids) and "_case_id".
-    """
-    import SimpleITK as sitk
-
-    from CervicalAILib.io.case import ROLES
-    from CervicalAILib.io.geometry import resample_to_reference, same_grid
-    from CervicalAILib.registration.masks import complete_transforms, read_transforms
-    from CervicalAILib.study.load import load_study, require_role
-
-    study = load_study(path)
-    require_role(study, "T2W", "the tumour is segmented on the T2WI")
-    roles = [role for role in ROLES if role in study.roles_present()]
-    if t2_only:
-        roles = ["T2W"]
-    images = {role: study.image(role) for role in roles}
-    if originals is not None:
-        originals.update(images)
-        originals["_case_id"] = study.case_id
-    t2 = images["T2W"]
-    known = read_transforms(path) if Path(path).is_dir() else {}
-    if known:
-        from CervicalAILib.contracts.case_identity import check_case, read_record
-
-        record, record_path = read_record(path)
-        check_case(record, record_path, images, f"the transforms in {Path(path) / 'transforms'}", study.case_id,
-                   roles=[r for r in known if r in images and not same_grid(images[r], t2)])
-    transforms, registered = complete_transforms(images, roles, known, progress)
-    records = {}
-    on_grid = {"T2W": t2}
-    for role in roles[1:]:
-        if same_grid(images[role], t2):
-            on_grid[role] = images[role]
-            records[role] = {"method": "already on the T2WI grid"}
-            continue
-        on_grid[role] = resample_to_reference(images[role], t2, transforms[role], sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-        how = "rigid registration onto the T2WI (Mattes MI)" if role in registered else "stored transform"
-        records[role] = {"method": how, "parameters": _json_safe(list(transforms[role].GetParameters()))}
-    return on_grid, records, {r: t for r, t in transforms.items() if r in roles}
-
-
 def _model_label(summary: dict) -> str:
     model = summary.get("model") or {}
     return str(model.get("label")) + (" (user-supplied)" if model.get("source") == "user-supplied" else "")
 
 
-def _json_safe(value):
-    """Registration records as JSON: numpy values to plain numbers, NaN (not measured) to None."""
-    import math
-
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    if hasattr(value, "tolist"):
-        return _json_safe(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    from CervicalAILib.bundles.catalog import bundle_source
-    from CervicalAILib.contracts.case_identity import case_record, read_record
     from CervicalAILib.core.atomic import to_json
+    from CervicalAILib.core.errors import InputError
     from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress, sub_progress
-    from CervicalAILib.segmentation import write_segmentation
-    from CervicalAILib.segmentation.inference import segment_case
+    from CervicalAILib.core.progress import line_progress
+    from CervicalAILib.pipeline.segment import segment_patient, write_patient_segmentation
     from CervicalAILib.segmentation.outputs import OUTPUT_FILES
 
     if args.nnunet_model is not None and args.model is not None:
-        from CervicalAILib.core.errors import InputError
-
         raise InputError("give either --model or --nnunet-model, not both")
     # the review worklist (`review prepare`) keeps each case's segmentation in CASE/segmentation/ by design
     inside_ok = [args.path] if getattr(args, "into_case", False) else []
     out = check_output_path(args.out, [args.path, args.model, args.nnunet_model], overwrite=args.overwrite,
                             owned=OUTPUT_FILES, inside_ok=inside_ok)
-    start = time.perf_counter()
-    originals: dict = {}
-    images, registration, transforms = load_images(args.path, args.t2_only, sub_progress(line_progress, 0.0, 0.3),
-                                                   originals=originals)
-    registration_seconds = time.perf_counter() - start
-    result = segment_case(
-        images, bundle=args.model, device=args.device, progress=sub_progress(line_progress, 0.3, 1.0),
-        nnunet_model=args.nnunet_model,
-    )
-    result.summary["seconds"]["registration"] = round(registration_seconds, 3)
-    case_id = originals.pop("_case_id")
-    if result.summary["model"].get("backend") != "nnunetv2":  # an ONNX bundle: shipped or user-supplied
-        result.summary["model"].update(bundle_source(result.summary["model"]["path"]))
-    record = case_record(case_id, originals)
-    if Path(args.path).is_dir() and read_manifest(args.path).grid is Grid.T2W:
-        # a `study register` output: its transforms move the native sequences, which its own record names
-        native, _ = read_record(args.path)
-        moved = {r: image for r, image in ((native or {}).get("images") or {}).items() if r in transforms and r != "T2W"}
-        record["images"].update(moved)
-    extra = {
-        "input": str(args.path),
-        "registration": registration,
-        # the case this mask (and its transforms) was made on: predict and export check it (provenance.py)
-        "case": record,
-    }
-    write_segmentation(result, out, overwrite=args.overwrite, extra=extra, transforms=transforms)
+    segmentation = segment_patient(args.path, bundle=args.model, nnunet_model=args.nnunet_model, device=args.device,
+                                   t2_only=args.t2_only, progress=line_progress)
+    write_patient_segmentation(segmentation, out, overwrite=args.overwrite)
     summary = json.loads((out / SEGMENTATION_SUMMARY).read_text(encoding="utf-8"))
-    status = 0 if result.anatomy_recognised else NO_ANATOMY_EXIT
+    status = 0 if segmentation.anatomy_recognised else NO_ANATOMY_EXIT
     if args.json:
         sys.stdout.write(to_json(summary))
         return status
-    if not result.anatomy_recognised:
+    if not segmentation.anatomy_recognised:
         print(f"{summary['message']}: no tumour contour (model {_model_label(summary)})")
     elif summary["tumor_found"]:
         print(

@@ -18,7 +18,6 @@ import SimpleITK as sitk
 
 from CervicalAILib.contracts.case_folder import TRANSFORMS_DIR
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.core.progress import ProgressCallback
 from CervicalAILib.io.geometry import same_grid
 
 log = logging.getLogger(__name__)
@@ -62,39 +61,6 @@ def read_transforms(case_folder: str | Path) -> dict[str, sitk.Transform]:
                     reason = "not a valid ITK transform file"
                 raise InputError(f"cannot read registration transform ({reason})", path) from exc
     return transforms
-
-
-def complete_transforms(
-    images: dict[str, sitk.Image],
-    roles: list[str],
-    transforms: dict[str, sitk.Transform] | None = None,
-    progress: ProgressCallback | None = None,
-) -> tuple[dict[str, sitk.Transform], list[str]]:
-    """Registration transforms (T2WI -> sequence) for `roles`, registering only what is unknown.
-
-    A role already on the T2WI grid, or with a known transform, is left as it is. The DWI takes
-    the ADC's transform when both share one grid (one acquisition; the ADC registers reliably, a
-    high-b image alone does not: see registration/study.py): the ADC's known transform is reused,
-    or the ADC is registered with it. Returns (transforms, roles registered now).
-    """
-    from CervicalAILib.registration.onto_t2 import register_to_t2
-
-    transforms = dict(transforms or {})
-    t2 = images["T2W"]
-    need = [r for r in roles if r != "T2W" and r in images and r not in transforms and not same_grid(images[r], t2)]
-    shares_adc = "ADC" in images and "DWI" in images and same_grid(images["ADC"], images["DWI"])
-    if "DWI" in need and shares_adc and "ADC" in transforms:
-        transforms["DWI"] = transforms["ADC"]
-        need.remove("DWI")
-    if not need:
-        return transforms, []
-    moving = {r: images[r] for r in need}
-    if "DWI" in moving and shares_adc:
-        moving["ADC"] = images["ADC"]
-    _, results = register_to_t2({"T2W": t2, **moving}, progress)
-    for role in need:
-        transforms[role] = results[role].transform
-    return transforms, need
 
 
 def sequence_masks(

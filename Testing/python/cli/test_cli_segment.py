@@ -74,7 +74,7 @@ def test_segment_command_human_output_for_empty_prediction(tmp_path, capsys):
 
 
 def test_registered_case_is_not_registered_again_and_transforms_are_written(tmp_path, capsys):
-    from CervicalAILib.cli.segment import load_images
+    from CervicalAILib.pipeline.segment import load_images
     from CervicalAILib.registration.rigid import write_transform
 
     image, truth = phantom(size=(48, 44, 14))
@@ -84,7 +84,8 @@ def test_registered_case_is_not_registered_again_and_transforms_are_written(tmp_
     folder = write_case(tmp_path / "registered", {"T2W": image, "ADC": adc, "CET1": coarse})
     shift = sitk.TranslationTransform(3, (1.5, -1.0, 0.0))
     write_transform(shift, folder / "transforms" / "CET1.tfm")  # stored by `study register`
-    images, records, transforms = load_images(folder)
+    loaded = load_images(folder)
+    images, records, transforms = loaded.images, loaded.registration, loaded.transforms
     assert records["ADC"]["method"] == "already on the T2WI grid"
     assert records["CET1"]["method"] == "stored transform"
     assert list(transforms["CET1"].GetParameters()) == [1.5, -1.0, 0.0]

@@ -25,7 +25,7 @@ from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.features.radiomic import extract_features
 from CervicalAILib.pipeline import predict_case
-from CervicalAILib.pipeline.predict import load_inputs
+from CervicalAILib.pipeline.inputs import load_inputs
 from CervicalAILib.registration import register_to_t2, write_transform
 from CervicalAILib.registration.masks import mask_on_grid
 from CervicalAILib.report.content import load_readout
@@ -341,7 +341,7 @@ def test_a_dicom_series_is_recorded_by_its_files(tmp_path):
     from synthetic_dicom import make_series
 
     from CervicalAILib.core.hashing import sha256_file
-    from CervicalAILib.pipeline.predict import image_record
+    from CervicalAILib.pipeline.inputs import image_record
     from CervicalAILib.study.load import load_study
 
     series = make_series(tmp_path / "study" / "t2", n_slices=5)

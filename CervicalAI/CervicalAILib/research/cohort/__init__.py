@@ -12,16 +12,12 @@ sidecar JSON (`<table>.json`) saying which settings, encoders and masks produced
 (the contract `models.table.read_feature_table` reads).
 """
 
-from CervicalAILib.research.cohort.extract import (
-    DEFAULT_ROLES,
-    ExtractionConfig,
-    ExtractionResult,
-    extract_case,
-    extract_cohort,
-    parts_dir_for,
-    read_cohort_table,
-    sidecar_path_for,
-)
+from CervicalAILib.research.cohort.case import extract_case
+from CervicalAILib.research.cohort.config import DEFAULT_ROLES, ExtractionConfig
+from CervicalAILib.research.cohort.extract import ExtractionResult, extract_cohort
+from CervicalAILib.research.cohort.index import read_cohort_table
+from CervicalAILib.research.cohort.parts import parts_dir_for
+from CervicalAILib.research.cohort.table import sidecar_path_for
 
 __all__ = [
     "DEFAULT_ROLES",

@@ -1,6 +1,6 @@
 """Training data for the segmentation network: case folders -> cached working-grid arrays.
 
-Each case is co-registered onto its T2WI once (`registration.register_to_t2`), prepared by the
+Each case is co-registered onto its T2WI once (`registration.rule`, as segmentation does), prepared by the
 very same `segmentation.preprocess.prepare_inputs` the runtime uses (working grid + the declared
 normalisation), and stored in a cache folder as plain .npy arrays (never pickles), so training
 epochs and resumed runs never re-register. Targets: the tumour (`labels/tumor.nii.gz`) and any
@@ -28,6 +28,9 @@ from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.io.case import is_case_folder, load_case
+from CervicalAILib.registration.masks import read_transforms
+from CervicalAILib.registration.resample import onto_t2_grid
+from CervicalAILib.registration.rule import resolve_transforms
 from CervicalAILib.segmentation.anatomy import TUMOR, canonical_name, label_mask, read_label_table
 from CervicalAILib.segmentation.preprocess import intensity_summary, prepare_inputs, resample_onto
 
@@ -112,10 +115,10 @@ def prepare_case(
     images = {role: case.image(role) for role in roles}
     registration: dict[str, Any] = {}
     if register and len(roles) > 1:
-        from CervicalAILib.registration import register_to_t2
-
-        images, results = register_to_t2(images)
-        registration = {role: round(float(np.linalg.norm(r.translation_mm)), 3) for role, r in results.items()}
+        # the runtime's rule (registration.rule): same grid, stored transform, the ADC's for the DWI, or registered now
+        transforms = resolve_transforms(images, roles, read_transforms(case_dir))
+        images = onto_t2_grid(images, roles, transforms)
+        registration = {role: round(float(np.linalg.norm(r.translation_mm)), 3) for role, r in transforms.results.items()}
     volume, grid = prepare_inputs(images, roles, preprocessing)
     label_on_t2 = sitk.Cast(case.label("tumor") > 0, sitk.sitkFloat32)
     targets = [resample_onto(label_on_t2, grid, "linear") >= 0.5]

@@ -16,8 +16,14 @@ from deep_testdata import write_encoder_bundle
 
 from CervicalAILib.cli import main
 from CervicalAILib.core.errors import InputError, OutputExistsError
-from CervicalAILib.research.cohort import ExtractionConfig, extract_case, extract_cohort, read_cohort_table
-from CervicalAILib.research.cohort.extract import parts_dir_for, sidecar_path_for
+from CervicalAILib.research.cohort import (
+    ExtractionConfig,
+    extract_case,
+    extract_cohort,
+    parts_dir_for,
+    read_cohort_table,
+    sidecar_path_for,
+)
 
 ROLES = ("T2W", "DWI", "CET1")
 # Small pyradiomics settings (original image, shape + first order) keep the tests fast; the
@@ -261,9 +267,9 @@ def test_mask_policy_transform_scanner_geometry_and_registration(material, tmp_p
         a, b = sitk.GetArrayFromImage(mask_a) > 0, sitk.GetArrayFromImage(mask_b) > 0
         return 2.0 * np.sum(a & b) / (a.sum() + b.sum())
 
-    from CervicalAILib.research.cohort.extract import _CaseInputs, case_masks
+    from CervicalAILib.research.cohort.case import CaseInputs, case_masks
 
-    inputs = _CaseInputs(case)
+    inputs = CaseInputs(case)
     images = {"T2W": inputs.image("T2W"), "DWI": inputs.image("DWI")}
     warnings: list[str] = []
     geometry = case_masks(inputs, images, register=False, warnings=warnings)
@@ -275,7 +281,7 @@ def test_mask_policy_transform_scanner_geometry_and_registration(material, tmp_p
     transform.SetTranslation(truth["translation_mm"])
     (case / "transforms").mkdir()
     sitk.WriteTransform(transform, str(case / "transforms" / "DWI.tfm"))
-    carried = case_masks(_CaseInputs(case), images, register=True, warnings=[])
+    carried = case_masks(CaseInputs(case), images, register=True, warnings=[])
     assert carried["DWI"].source == "registration transform"
     # the T2WI mask carried by the true motion agrees with the generator's own DWI delineation
     assert dice(carried["DWI"].mask, own) > 0.75
