@@ -9,7 +9,8 @@ is missing from the installed extension. This tool rewrites the blocks between t
     # END GENERATED FILE LIST
 
 with every Python file (MODULE_PYTHON_SCRIPTS) and every resource (MODULE_PYTHON_RESOURCES)
-under the module folder, except the module's Testing/ folder (registered by its own CMake).
+under the module folder, except the module's Testing/ folder (registered by its own CMake) and
+the engine's research and web side (NOT_INSTALLED): the extension ships the serving engine only.
 
     python tools/sync_cmake_lists.py           # rewrite the lists
     python tools/sync_cmake_lists.py --check   # exit 1 and name what is missing or stale
@@ -27,6 +28,38 @@ BEGIN = "# BEGIN GENERATED FILE LIST (tools/sync_cmake_lists.py)"
 END = "# END GENERATED FILE LIST"
 RESOURCE_SUFFIXES = {".ui", ".png", ".svg", ".json", ".onnx", ".yaml", ".yml", ".txt", ".md", ".csv"}
 SKIP_PARTS = {"Testing", "__pycache__", ".pytest_cache"}
+# What the extension does not install, as paths under a module folder (a folder ends with "/"), and why.
+# The radiologist's Slicer runs the serving engine: the commands its modules run in the background
+# (study, segment, predict, report, export, review, demo) and the synthetic patient of the self-tests
+# (research/synth: numpy, scipy and SimpleITK only). Testing/python/test_layers.py checks that no
+# installed engine file imports one of these, and test_installed_tree.py runs the installed set alone.
+NOT_INSTALLED: dict[str, dict[str, str]] = {
+    "CervicalAI": {
+        "CervicalAILib/research/cohort/": "cohort extraction (research: pandas, Dask)",
+        "CervicalAILib/research/fit/": "model fitting (research: pandas, scikit-learn, statsmodels)",
+        "CervicalAILib/research/stats/": "validation statistics (research)",
+        "CervicalAILib/research/study_report/": "the reproduced study (research)",
+        "CervicalAILib/research/training/": "network training (torch, MONAI)",
+        "CervicalAILib/research/tables.py": "research tables (pandas)",
+        "CervicalAILib/research/synth/realism.py": "the generator's realism measurement (scikit-learn)",
+        "CervicalAILib/research/synth/figure.py": "cohort figures for `cervicalai synth` (matplotlib)",
+        "CervicalAILib/cli/extract.py": "research command",
+        "CervicalAILib/cli/fit.py": "research command",
+        "CervicalAILib/cli/icc.py": "research command",
+        "CervicalAILib/cli/evaluate.py": "research command",
+        "CervicalAILib/cli/study_report.py": "research command",
+        "CervicalAILib/cli/synth.py": "research command (cohorts; the self-tests call research/synth directly)",
+        "CervicalAILib/cli/train_seg.py": "research command (torch, MONAI)",
+        "CervicalAILib/cli/train_encoder.py": "research command (torch, MONAI)",
+        "CervicalAILib/web/": "the browser review app (trame-slicer: its own environment)",
+    },
+}
+
+
+def installed(module: str, rel: str) -> bool:
+    """Whether the extension installs a file (path relative to the module folder)."""
+    return not any(rel == path or (path.endswith("/") and rel.startswith(path))
+                   for path in NOT_INSTALLED.get(module, {}))
 
 
 def module_files(module: str) -> tuple[list[str], list[str]]:
@@ -37,6 +70,8 @@ def module_files(module: str) -> tuple[list[str], list[str]]:
         if not path.is_file() or SKIP_PARTS & set(rel.parts) or path.name == "CMakeLists.txt":
             continue
         if any(part.startswith(".") or part.endswith(".egg-info") for part in rel.parts):
+            continue
+        if not installed(module, rel.as_posix()):
             continue
         if path.suffix == ".py":
             scripts.append(rel.as_posix())
@@ -75,11 +110,24 @@ def sync(module: str, check: bool) -> list[str]:
     return []
 
 
+def listed(module: str) -> list[str]:
+    """The files a module's CMakeLists lists (scripts, then resources): what Slicer installs."""
+    text = (ROOT / module / "CMakeLists.txt").read_text()
+    block = text[text.find(BEGIN) : text.find(END)]
+    return [line.strip() for line in block.splitlines()[1:] if line.strip() and not line.strip().startswith(("set(", ")"))]
+
+
+def stale_exclusions() -> list[str]:
+    """NOT_INSTALLED entries that name nothing in the module folder (a moved or renamed path)."""
+    return [f"tools/sync_cmake_lists.py NOT_INSTALLED: {module}/{path} does not exist"
+            for module, paths in NOT_INSTALLED.items() for path in paths if not (ROOT / module / path).exists()]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="report differences instead of rewriting")
     args = parser.parse_args()
-    problems = [p for module in MODULES for p in sync(module, args.check)]
+    problems = stale_exclusions() + [p for module in MODULES for p in sync(module, args.check)]
     for problem in problems:
         print(problem, file=sys.stderr)
     return 1 if problems else 0

@@ -9,6 +9,7 @@ the record as node attributes, the tumour mask for the engine with its record, t
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,11 @@ import SimpleITK as sitk
 from CervicalAIHubLib import scene as N
 from CervicalAIHubLib.segmentation import mask_sha256, tumour_mask
 from CervicalAIHubLib.volumes import export_case_folder
+from CervicalAILib.contracts.review import ORIGINS, EditMetrics, ReviewRecord, record_path
 from CervicalAILib.contracts.segmentation import MASK_FILE
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
-from CervicalAILib.review import record as engine_review
 
 # Verdicts of the content-hash check, by what the hash depends on (see _hash_inputs): the widgets ask
 # for the review state on every parameter change (each keystroke in the reviewer's name), and hashing
@@ -99,7 +100,8 @@ def latest_reviewed(scene) -> Any:
     return reviewed[-1] if reviewed else None
 
 
-def record_attributes(record: engine_review.ReviewRecord, mask_path: Path) -> dict[str, Any]:
+def record_attributes(record: ReviewRecord, mask_path: Path) -> dict[str, Any]:
+    """The review record as node attributes (record_from_attributes reads them back)."""
     values: dict[str, Any] = {
         N.REVIEWER: record.reviewer,
         N.REVIEWED_AT: record.reviewed_at,
@@ -107,23 +109,24 @@ def record_attributes(record: engine_review.ReviewRecord, mask_path: Path) -> di
         N.ALGORITHM_TYPE: record.algorithm_type,
         N.AUTOMATIC_MODEL: record.automatic_model,
         N.REVIEW_MASK_PATH: str(mask_path.resolve()),
-        N.REVIEW_RECORD_PATH: str(engine_review.record_path(mask_path).resolve()),
+        N.REVIEW_RECORD_PATH: str(record_path(mask_path).resolve()),
     }
     for key, attribute in N.METRIC_ATTRIBUTES.items():
-        value = record.edit_metrics.get(key)
+        value = getattr(record.edit_metrics, key) if record.edit_metrics is not None else None
         values[attribute] = float(value) if value is not None else None
     return values
 
 
-def record_from_attributes(node) -> engine_review.ReviewRecord:
+def record_from_attributes(node) -> ReviewRecord:
     """The review record a reviewed node carries (reviewer, time, origin, edit metrics)."""
-    metrics = {}
+    metrics = None
     if node.GetAttribute(N.METRIC_ATTRIBUTES["dice"]):
-        metrics = {key: N.float_attribute(node, attribute) for key, attribute in N.METRIC_ATTRIBUTES.items()}
+        values = {key: N.float_attribute(node, attribute) for key, attribute in N.METRIC_ATTRIBUTES.items()}
+        metrics = EditMetrics.from_json(values, f"segmentation {node.GetName()!r} edit metrics")
     origin = node.GetAttribute(N.ORIGIN) or "manual"
-    if origin not in engine_review.ORIGINS:
+    if origin not in ORIGINS:
         raise InputError(f"segmentation {node.GetName()!r} has an unknown review origin {origin!r}")
-    return engine_review.ReviewRecord(
+    return ReviewRecord(
         reviewed=True,
         origin=origin,
         reviewer=node.GetAttribute(N.REVIEWER) or None,
@@ -152,9 +155,8 @@ def export_tumour_mask(node, out_folder: str | Path, reference_image: sitk.Image
     atomic.write_image(mask, mask_path)
     reviewed = state == N.STATUS_REVIEWED
     if reviewed:
-        record = record_from_attributes(node)
-        record.mask_sha256 = sha256_file(mask_path)
-        atomic.write_json(engine_review.record_path(mask_path), record.to_dict())
+        record = replace(record_from_attributes(node), mask_sha256=sha256_file(mask_path))
+        atomic.write_json(record_path(mask_path), record.to_dict())
     return mask_path, reviewed
 
 
@@ -175,8 +177,7 @@ def export_reviewed_case(node, out_dir: str | Path, clinical: dict[str, Any] | N
     out_dir = Path(out_dir)
     export_case_folder(N.role_references(node), out_dir, labels={"tumor": mask}, clinical=clinical)
     label_path = out_dir / "labels" / MASK_FILE
-    record = record_from_attributes(node)
-    record.mask_sha256 = sha256_file(label_path)
-    atomic.write_json(engine_review.record_path(label_path), record.to_dict())
+    record = replace(record_from_attributes(node), mask_sha256=sha256_file(label_path))
+    atomic.write_json(record_path(label_path), record.to_dict())
     node.SetAttribute(N.EXPORTED_TO, str(out_dir.resolve()))
     return out_dir

@@ -112,10 +112,10 @@ class WorklistPanel:
         self.reader.save_working(case_id, mask)
         entry = self.reader.mark_reviewed(case_id, mask, rating, comment)
         metrics = entry.record.edit_metrics
-        if not metrics:
+        if metrics is None:
             change = "drawn by the reader (no automatic contour)"
         else:
-            change = f"Dice {metrics['dice']:.3f} with the automatic contour, volume {metrics['reviewed_volume_ml']:.2f} mL"
+            change = f"Dice {metrics.dice:.3f} with the automatic contour, volume {metrics.reviewed_volume_ml:.2f} mL"
         return f"{case_id}: reviewed by {entry.record.reviewer} ({entry.folder.name}); {change}"
 
     def skip(self, case_id: str, reason: str) -> str:

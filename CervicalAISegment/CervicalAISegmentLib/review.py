@@ -22,6 +22,7 @@ from typing import Any
 from CervicalAIHubLib import scene as N
 from CervicalAIHubLib.reviewed import record_attributes
 from CervicalAIHubLib.segmentation import create_tumour_segmentation, mask_sha256, tumour_mask
+from CervicalAILib.contracts.review import ReviewRecord
 from CervicalAILib.contracts.segmentation import MASK_FILE
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
@@ -31,25 +32,14 @@ from CervicalAILib.review import record as engine_review
 @dataclass
 class ReviewResult:
     reviewed: Any  # the new, frozen vtkMRMLSegmentationNode
-    record: engine_review.ReviewRecord
+    record: ReviewRecord
     mask_path: Path
 
     def summary(self) -> str:
         metrics = self.record.edit_metrics
-        if not metrics:
+        if metrics is None:
             return f"Reviewed by {self.record.reviewer} at {self.record.reviewed_at} (drawn by hand: no automatic contour)"
-        return f"Reviewed by {self.record.reviewer} at {self.record.reviewed_at}: " + format_metrics(metrics)
-
-
-def format_metrics(metrics: dict[str, Any]) -> str:
-    """'Dice 0.91, HD95 2.3 mm, volume 10.2 -> 11.0 mL (+7.8%)' for the edit metrics."""
-    parts = [f"Dice {metrics['dice']:.3f}"]
-    parts.append(f"HD95 {metrics['hd95_mm']:.1f} mm" if metrics.get("hd95_mm") is not None else "HD95 n/a")
-    volume = f"volume {metrics['automatic_volume_ml']:.2f} -> {metrics['reviewed_volume_ml']:.2f} mL"
-    if metrics.get("volume_change_percent") is not None:
-        volume += f" ({metrics['volume_change_percent']:+.1f}%)"
-    parts.append(volume)
-    return ", ".join(parts)
+        return f"Reviewed by {self.record.reviewer} at {self.record.reviewed_at}: " + metrics.summary()
 
 
 def mark_reviewed(

@@ -1030,7 +1030,7 @@ def _review_garbage(b: Base, d: Path) -> Step:
 
 
 case("review-record-wrong-types", "masks", "error", "a review record saying reviewed: \"yes\"",
-     ("tumor.nii.gz.review.json", "wrong type"))(_review_garbage)
+     ("tumor.nii.gz.review.json", "is not boolean"))(_review_garbage)
 
 
 def _review_edited_mask(b: Base, d: Path) -> Step:

@@ -80,6 +80,7 @@ def run_chain(inputs: Path, work: Path) -> dict:
 
     from CervicalAIHubLib.workflow import case_volume_files, study_load_step
     from CervicalAILib.contracts.case_folder import read_manifest
+    from CervicalAILib.contracts.review import record_path
     from CervicalAILib.contracts.segmentation import MASK_FILE, SEGMENTATION_SUMMARY
     from CervicalAILib.core.atomic import write_image
     from CervicalAILib.core.background import engine_command, engine_environment
@@ -118,7 +119,7 @@ def run_chain(inputs: Path, work: Path) -> dict:
     predict_in = work / "predict"
     (predict_in / "mask").mkdir(parents=True)
     shutil.copyfile(review_dir / MASK_FILE, predict_in / "mask" / MASK_FILE)
-    shutil.copyfile(engine_review.record_path(review_dir / MASK_FILE), engine_review.record_path(predict_in / "mask" / MASK_FILE))
+    shutil.copyfile(record_path(review_dir / MASK_FILE), record_path(predict_in / "mask" / MASK_FILE))
     shutil.copyfile(job.result / SEGMENTATION_SUMMARY, predict_in / "mask" / SEGMENTATION_SUMMARY)
     clinical = write_clinical_json(predict_in / "clinical.json", values_from_form(reader["form"]))
     readout_dir = predict_in / "readout"
@@ -157,7 +158,7 @@ def run_chain(inputs: Path, work: Path) -> dict:
         "python": ".".join(map(str, sys.version_info[:3])),
         "packages": _versions(("numpy", "scipy", "pydicom", "SimpleITK", "onnxruntime", "pyradiomics-bhklab", "highdicom")),
         "segmentation": {key: summary.get(key) for key in ("volume_ml", "max_diameter_mm", "confidence", "tumor_found")},
-        "review": {"origin": record.origin, "dice": (record.edit_metrics or {}).get("dice")},
+        "review": {"origin": record.origin, "dice": record.edit_metrics.dice if record.edit_metrics else None},
         "readout": _figures(readout),
         "report": sorted(path.name for path in saved.iterdir() if path.name.startswith("report")),
         "exports": sorted(path.name for path in exports.iterdir()),

@@ -6,6 +6,9 @@
   OPTIONAL_AT_FUNCTION_LEVEL (heavy or optional: the reason is given there);
 - serving code never imports a research-only library, at any level, and an optional library
   only inside a function;
+- the extension installs the serving engine only (tools/sync_cmake_lists.py NOT_INSTALLED): no
+  installed file imports one it does not install, at any level, and the installed research code
+  (the synthetic patient of the self-tests) needs only numpy, scipy and SimpleITK;
 - the engine never imports the Slicer modules; the module Libs build on CervicalAIHubLib, never the
   reverse, and the module scripts never import one another nor another module's Lib (each imports
   its own Lib, CervicalAIHubLib and the engine).
@@ -27,6 +30,9 @@ import pytest
 from known_layer_violations import KNOWN_VIOLATIONS
 
 from conftest import REPO
+
+sys.path.insert(0, str(REPO / "tools"))
+import sync_cmake_lists  # noqa: E402
 
 ENGINE = REPO / "CervicalAI" / "CervicalAILib"
 SERVING = ("core", "contracts", "bundles", "io", "study", "registration", "segmentation", "features", "scoring",
@@ -87,6 +93,13 @@ OPTIONAL_AT_FUNCTION_LEVEL = {
 # Inside Slicer these come from pip, installed by the hub when missing; the hub imports engine modules
 # before that, so the modules it imports keep them inside functions (the compatibility tier checks which).
 PIP_ONLY_IN_SLICER = {"yaml", "nibabel", "trimesh", "pywt", "pykwalify"}
+# Installed files that import a file the extension does not install, and why that is safe.
+INSTALLED_IMPORTS_OF_UNINSTALLED = {
+    ("CervicalAI/CervicalAILib/cli/review.py", "CervicalAILib/web/"):
+        "`review serve` runs the web app in its own environment; without it the command says what to install",
+}
+# What installed research code (research/synth: the self-tests' patient) may import besides the engine.
+INSTALLED_RESEARCH_LIBRARIES = {"numpy", "scipy", "SimpleITK"}
 SLICER_LIBS = {  # module Lib -> the other Libs it may import (all may import the engine)
     "CervicalAIHubLib": set(),
     "CervicalAISegmentLib": {"CervicalAIHubLib"},
@@ -194,6 +207,7 @@ def violations(extra: dict[Path, str] | None = None) -> set[tuple[str, str, str]
                     found.add(("function-level import of a non-optional library", rel, top))
                 if not in_function and top in OPTIONAL_AT_FUNCTION_LEVEL and me in SERVING:
                     found.add(("optional library at module level", rel, top))
+    found |= _installed_set_violations(tree)
     for cycle in _cycles(graph):
         found.add(("cycle", " -> ".join(cycle), ""))
     lib_files = {lib: sorted(folder.rglob("*.py")) for lib, folder in LIB_FOLDERS.items()}
@@ -214,6 +228,36 @@ def violations(extra: dict[Path, str] | None = None) -> set[tuple[str, str, str]
                 found.add(("module script imports another module", path.relative_to(REPO).as_posix(), top))
             elif top in SLICER_LIBS and top not in SCRIPT_LIBS[module]:
                 found.add(("module script imports another module's Lib", path.relative_to(REPO).as_posix(), top))
+    return found
+
+
+def _engine_file(module: str) -> str:
+    """The file of an engine module, relative to the CervicalAI module folder."""
+    path = ENGINE.parent / Path(*module.split("."))
+    return (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).relative_to(ENGINE.parent).as_posix()
+
+
+def _installed_set_violations(tree: Tree) -> set[tuple[str, str, str]]:
+    """Installed engine files importing uninstalled ones; installed research files importing beyond its libraries."""
+    found = set()
+    for path in tree.engine_files():
+        me = path.relative_to(ENGINE.parent).as_posix()
+        if not sync_cmake_lists.installed("CervicalAI", me):
+            continue
+        rel = path.relative_to(REPO).as_posix()
+        for name, _ in _imports(path, tree.text(path)):
+            top = name.split(".")[0]
+            if tree.package(name) is not None:
+                target = _engine_file(tree.existing(name))
+                if sync_cmake_lists.installed("CervicalAI", target):
+                    continue
+                excluded = next(p for p in sync_cmake_lists.NOT_INSTALLED["CervicalAI"]
+                                if target == p or (p.endswith("/") and target.startswith(p)))
+                if (rel, excluded) not in INSTALLED_IMPORTS_OF_UNINSTALLED:
+                    found.add(("installed file imports one the extension does not install", rel, target))
+            elif (tree.package(_module_name(path)) == "research" and top not in sys.stdlib_module_names
+                  and top not in INSTALLED_RESEARCH_LIBRARIES):
+                found.add(("installed research file imports beyond numpy, scipy, SimpleITK", rel, top))
     return found
 
 
@@ -294,6 +338,15 @@ def test_every_known_violation_names_the_step_that_removes_it():
          ("Slicer layering", "CervicalAI/CervicalAIHubLib/_probe.py", "CervicalAIPredictLib")),
         ({"CervicalAI.py": "def exportCase():\n    from CervicalAISegmentLib.review import mark_reviewed\n"},
          ("module script imports another module's Lib", "CervicalAI/CervicalAI.py", "CervicalAISegmentLib")),
+        ({"CervicalAILib/report/_probe.py": "def f():\n    from CervicalAILib.research.stats import roc\n"},
+         ("installed file imports one the extension does not install", "CervicalAI/CervicalAILib/report/_probe.py",
+          "CervicalAILib/research/stats/roc.py")),
+        ({"CervicalAILib/cli/_probe.py": "from CervicalAILib.cli import train_seg\n"},
+         ("installed file imports one the extension does not install", "CervicalAI/CervicalAILib/cli/_probe.py",
+          "CervicalAILib/cli/train_seg.py")),
+        ({"CervicalAILib/research/synth/_probe.py": "def f():\n    import sklearn\n"},
+         ("installed research file imports beyond numpy, scipy, SimpleITK",
+          "CervicalAI/CervicalAILib/research/synth/_probe.py", "sklearn")),
         ({"CervicalAI.py": "def loadCase():\n    import CervicalAISegment\n"},
          ("module script imports another module", "CervicalAI/CervicalAI.py", "CervicalAISegment")),
     ],

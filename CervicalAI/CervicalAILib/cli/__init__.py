@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
             module = importlib.import_module(f"{__name__}.{module_name}")
         except ModuleNotFoundError as exc:
             if exc.name == f"{__name__}.{module_name}":
-                continue  # command not built yet
+                continue  # a research command: the Slicer extension does not install it
             raise
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(sub)

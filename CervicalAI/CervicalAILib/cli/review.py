@@ -168,6 +168,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     from CervicalAILib.core.errors import CervicalAIError
     from CervicalAILib.review.worklist import open_worklist, reader_folder_name
+
+    if importlib.util.find_spec("CervicalAILib.web") is None:  # the Slicer extension installs no web app
+        raise CervicalAIError("the web review app is not part of this installation (the Slicer extension ships the "
+                              "serving engine only): run it from a pip install of CervicalAI with the web extra")
     from CervicalAILib.web.security import read_token
 
     reader_folder_name(args.reader)  # a missing or unsafe reader name is refused before anything starts

@@ -67,7 +67,7 @@ class ReadoutInputs(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class ReviewFacts(Record):
-    """The tumour mask's review record (review/record.py ReviewRecord.to_dict())."""
+    """The tumour mask's review record (contracts/review.py ReviewRecord.to_dict())."""
 
     reviewed: bool | None = None
     origin: str | None = None

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from CervicalAILib.core.errors import InputError, OutputExistsError
 
-# Suffix of a review record beside its mask (`tumor.nii.gz.review.json`, see CervicalAILib.review.record).
+# Suffix of a review record beside its mask (`tumor.nii.gz.review.json`, see CervicalAILib.contracts.review).
 REVIEW_RECORD_SUFFIX = ".review.json"
 
 

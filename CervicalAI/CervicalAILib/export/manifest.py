@@ -88,7 +88,7 @@ def mask_provenance(mask_path: str | Path) -> dict[str, Any]:
         "automatic_model_source": automatic_model_source(mask_path),
         "reviewer": record.reviewer,
         "reviewed_at": record.reviewed_at,
-        "edit_metrics": dict(record.edit_metrics),
+        "edit_metrics": record.to_dict()["edit_metrics"],
     }
 
 

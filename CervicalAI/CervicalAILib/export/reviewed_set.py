@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.review import record_path
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress
@@ -114,7 +115,7 @@ def _write_selected_mask(selected: SelectedCase, readers: list[str], target: Pat
     if len(selected.reviews) == 1:  # the reader's files as they are: the record's SHA-256 still holds
         review = selected.reviews[0]
         shutil.copyfile(review.mask_path, target)
-        shutil.copyfile(engine_review.record_path(review.mask_path), engine_review.record_path(target))
+        shutil.copyfile(record_path(review.mask_path), record_path(target))
         return
     from CervicalAILib.io.images import read_image
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.review import EditMetrics
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.geometry import index_to_physical_matrix, same_grid, voxel_volume_ml
 
@@ -125,7 +126,7 @@ def largest_slice_index(mask: sitk.Image) -> int:
     return int(np.argmax(areas))
 
 
-def edit_metrics(automatic: sitk.Image, reviewed: sitk.Image) -> dict[str, float | None]:
+def edit_metrics(automatic: sitk.Image, reviewed: sitk.Image) -> EditMetrics:
     """How much a reader changed an automatic contour: Dice, HD95 and volume change.
 
     Values that are undefined (HD95 when one contour is empty, percent change of an empty
@@ -133,11 +134,11 @@ def edit_metrics(automatic: sitk.Image, reviewed: sitk.Image) -> dict[str, float
     """
     auto_ml, reviewed_ml = volume_ml(automatic), volume_ml(reviewed)
     hd95 = hausdorff95_mm(automatic, reviewed)
-    return {
-        "dice": dice(automatic, reviewed),
-        "hd95_mm": hd95 if np.isfinite(hd95) else None,
-        "automatic_volume_ml": auto_ml,
-        "reviewed_volume_ml": reviewed_ml,
-        "volume_change_ml": reviewed_ml - auto_ml,
-        "volume_change_percent": 100.0 * (reviewed_ml - auto_ml) / auto_ml if auto_ml > 0 else None,
-    }
+    return EditMetrics(
+        dice=dice(automatic, reviewed),
+        hd95_mm=hd95 if np.isfinite(hd95) else None,
+        automatic_volume_ml=auto_ml,
+        reviewed_volume_ml=reviewed_ml,
+        volume_change_ml=reviewed_ml - auto_ml,
+        volume_change_percent=100.0 * (reviewed_ml - auto_ml) / auto_ml if auto_ml > 0 else None,
+    )

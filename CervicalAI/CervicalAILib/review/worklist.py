@@ -36,6 +36,7 @@ from typing import Any
 
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.review import ReviewRecord
 from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
@@ -123,7 +124,7 @@ class ReviewEntry:
     """One completed review (a reviewed-N folder) of a case by a reader."""
 
     folder: Path
-    record: engine_review.ReviewRecord
+    record: ReviewRecord
     rating: int | None = None
     comment: str = ""
 
@@ -512,10 +513,10 @@ def agreement_table(worklist: Worklist, reader_a: str, reader_b: str) -> list[di
         metrics = measure.edit_metrics(mask_a, mask_b)
         rows.append({
             "case_id": case_id,
-            "dice": metrics["dice"],
-            "hd95_mm": metrics["hd95_mm"],
-            f"volume_ml_{a.folder_name}": metrics["automatic_volume_ml"],
-            f"volume_ml_{b.folder_name}": metrics["reviewed_volume_ml"],
+            "dice": metrics.dice,
+            "hd95_mm": metrics.hd95_mm,
+            f"volume_ml_{a.folder_name}": metrics.automatic_volume_ml,
+            f"volume_ml_{b.folder_name}": metrics.reviewed_volume_ml,
         })
     return rows
 

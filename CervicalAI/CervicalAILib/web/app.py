@@ -46,6 +46,7 @@ from CervicalAILib import RESEARCH_USE_STATEMENT
 from CervicalAILib.contracts.clinical import FIELDS, parse_value, validate_clinical
 from CervicalAILib.contracts.readout import NOMOGRAM_IMAGE, READOUT_FILE, read_readout
 from CervicalAILib.contracts.readout_text import LABELS, percent, summary_text
+from CervicalAILib.contracts.review import EditMetrics
 from CervicalAILib.core import atomic
 from CervicalAILib.core.background import BackgroundRun, Step, engine_command, engine_environment
 from CervicalAILib.core.errors import CervicalAIError, InputError
@@ -77,16 +78,9 @@ def review_layout() -> Layout:
     return Layout(LayoutDirection.Horizontal, [t2, Layout(LayoutDirection.Vertical, others)], flex_sizes=["3", "1"])
 
 
-def format_metrics(metrics: dict[str, Any]) -> str:
-    """'Dice 0.910, HD95 2.3 mm, volume 10.20 -> 11.00 mL (+7.8%)' (as the Segment module shows them)."""
-    if not metrics:
-        return "drawn by the reader (no automatic contour to compare)"
-    parts = [f"Dice {metrics['dice']:.3f}",
-             f"HD95 {metrics['hd95_mm']:.1f} mm" if metrics.get("hd95_mm") is not None else "HD95 n/a"]
-    volume = f"volume {metrics['automatic_volume_ml']:.2f} -> {metrics['reviewed_volume_ml']:.2f} mL"
-    if metrics.get("volume_change_percent") is not None:
-        volume += f" ({metrics['volume_change_percent']:+.1f}%)"
-    return ", ".join(parts + [volume])
+def format_metrics(metrics: EditMetrics | None) -> str:
+    """The edit metrics as the Segment module shows them (EditMetrics.summary), or why there are none."""
+    return metrics.summary() if metrics is not None else "drawn by the reader (no automatic contour to compare)"
 
 
 def slice_view_gutter(server, view_id: str, view) -> None:

@@ -159,9 +159,9 @@ def test_mark_as_reviewed_writes_the_record_with_the_edit_metrics(session_a, rev
     automatic = sitk.ReadImage(str(review_cohort / first / "segmentation" / "tumor.nii.gz"))
     reviewed = sitk.ReadImage(str(folder / "tumor.nii.gz"))
     expected = measure.edit_metrics(automatic > 0, reviewed > 0)  # recomputed from the files
-    assert record["edit_metrics"]["dice"] == pytest.approx(expected["dice"], abs=1e-9)
+    assert record["edit_metrics"]["dice"] == pytest.approx(expected.dice, abs=1e-9)
     assert record["edit_metrics"]["dice"] < 0.99
-    assert record["edit_metrics"]["volume_change_ml"] == pytest.approx(expected["volume_change_ml"], abs=1e-9)
+    assert record["edit_metrics"]["volume_change_ml"] == pytest.approx(expected.volume_change_ml, abs=1e-9)
     assert record["edit_metrics"]["volume_change_ml"] > 0
     assert record["automatic_model"] == json.loads(
         (review_cohort / first / "segmentation" / "segmentation.json").read_text())["model"]["label"]

@@ -500,7 +500,7 @@ def test_the_catalogue_pins_every_shipped_bundle():
         assert load_bundle(REPO / "Resources" / "Models" / folder).source == "shipped"
     engine_schemas = sorted((REPO / "CervicalAI" / "CervicalAILib" / "contracts" / "schemas").glob("*.schema.json"))
     assert [p.name for p in engine_schemas] == ["model-catalog.schema.json", "readout.schema.json",
-                                                "segmentation.schema.json"]
+                                                "review.schema.json", "segmentation.schema.json"]
     for engine in engine_schemas:  # the copies in docs/ for readers are the engine's
         assert (REPO / "docs" / "schemas" / engine.name).read_bytes() == engine.read_bytes()
 

@@ -91,8 +91,8 @@ def test_dice_and_edit_metrics():
     n_a, n_b = measure.mask_array(a).sum(), array.sum()
     assert measure.dice(a, b) == pytest.approx(2 * n_b / (n_a + n_b))
     metrics = measure.edit_metrics(a, b)
-    assert metrics["volume_change_ml"] == pytest.approx(measure.volume_ml(b) - measure.volume_ml(a))
-    assert metrics["volume_change_percent"] < 0 and metrics["hd95_mm"] > 0
+    assert metrics.volume_change_ml == pytest.approx(measure.volume_ml(b) - measure.volume_ml(a))
+    assert metrics.volume_change_percent < 0 and metrics.hd95_mm > 0
     assert measure.dice(a, a) == 1.0 and measure.hausdorff95_mm(a, a) == 0.0
 
 
@@ -101,8 +101,8 @@ def test_empty_and_mismatched_masks():
     empty = sitk.Image(a.GetSize(), sitk.sitkUInt8)
     empty.CopyInformation(a)
     assert measure.max_diameter_mm(empty) == 0.0
-    assert measure.edit_metrics(a, empty)["hd95_mm"] is None
-    assert measure.edit_metrics(empty, a)["volume_change_percent"] is None
+    assert measure.edit_metrics(a, empty).hd95_mm is None
+    assert measure.edit_metrics(empty, a).volume_change_percent is None
     with pytest.raises(InputError, match="empty"):
         measure.largest_slice_index(empty)
     other = _blob(6, spacing=(1.0, 1.0, 4.0))

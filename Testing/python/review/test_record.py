@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.review import record_path
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.review.record import mark_reviewed, read_review, record_path
+from CervicalAILib.review.record import mark_reviewed, read_review
 
 
 def _mask(path, box):
@@ -38,10 +39,10 @@ def test_edited_contour_is_semiautomatic_with_metrics(tmp_path):
     record = mark_reviewed(path, " Dr Reader ", automatic_mask=automatic, automatic_model="seg@1.0", now=when)
     assert record.origin == "edited" and record.algorithm_type == "SEMIAUTOMATIC"
     assert record.reviewer == "Dr Reader" and record.reviewed_at == "2026-11-22T09:30:00+00:00"
-    assert record.edit_metrics["dice"] == pytest.approx(2 * 105 / (147 + 105))
-    assert record.edit_metrics["volume_change_ml"] == pytest.approx(-42 * 0.8 * 0.8 * 4 / 1000)
+    assert record.edit_metrics.dice == pytest.approx(2 * 105 / (147 + 105))
+    assert record.edit_metrics.volume_change_ml == pytest.approx(-42 * 0.8 * 0.8 * 4 / 1000)
     again = read_review(path)
-    assert again.reviewed and again.edit_metrics == record.edit_metrics
+    assert again.reviewed and again.edit_metrics.to_dict() == record.edit_metrics.to_dict()
 
 
 def test_unchanged_automatic_and_manual(tmp_path):

@@ -121,7 +121,7 @@ def test_review_record_is_the_engine_record_with_the_edit_metrics(cohort):
     assert record == {
         "reviewed": True, "origin": "edited", "reviewer": "Dr A", "reviewed_at": "2026-11-22T09:30:00+00:00",
         "mask_sha256": sha256_file(entry.folder / "tumor.nii.gz"), "automatic_model": "seg@1.0",
-        "edit_metrics": expected,
+        "edit_metrics": expected.to_dict(),
     }
     assert record["edit_metrics"]["dice"] == pytest.approx(2 * 256 / (256 + 384))
     assert record["edit_metrics"]["volume_change_ml"] == pytest.approx(128 * 4 / 1000)
@@ -131,7 +131,7 @@ def test_review_record_is_the_engine_record_with_the_edit_metrics(cohort):
 def test_without_an_automatic_contour_the_review_is_manual(cohort):
     reader = open_worklist(cohort).reader("Dr A")
     entry = reader.mark_reviewed("C3", image(box(2, 3, 2, 6, 2, 6)), now=WHEN)
-    assert entry.record.origin == "manual" and entry.record.edit_metrics == {}
+    assert entry.record.origin == "manual" and entry.record.edit_metrics is None
 
 
 def test_bad_ratings_comments_and_grids_are_refused(cohort):
@@ -362,7 +362,7 @@ def test_an_empty_review_needs_rating_4_or_5(cohort):
     with pytest.raises(InputError, match="contour is empty"):
         reader.mark_reviewed("C1", empty, rating=1)
     entry = reader.mark_reviewed("C1", empty, rating=4)
-    assert entry.record.edit_metrics["dice"] == 0.0 and entry.rating == 4
+    assert entry.record.edit_metrics.dice == 0.0 and entry.rating == 4
 
 
 def test_export_dicom_seg_references_the_cases_dicom_t2(tmp_path):

@@ -13,12 +13,13 @@ import pytest
 import SimpleITK as sitk
 from mrml_testdata import make_t2, new_scene, rotation
 
+from CervicalAILib.contracts.review import record_path
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.io import measurements as measure
 from CervicalAILib.io.case import load_case
 from CervicalAILib.io.mrml import volume_node_from_image
-from CervicalAILib.review.record import read_review, record_path
+from CervicalAILib.review.record import read_review
 from conftest import REPO
 
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (real MRML)")
@@ -261,11 +262,11 @@ def test_mark_reviewed_freezes_a_copy_and_measures_the_edits(scene, imported, tm
     reviewed_mask = sitk.GetImageFromArray(edited.astype(np.uint8))
     reviewed_mask.CopyInformation(t2_image)
     expected = measure.edit_metrics(mask, reviewed_mask)
-    assert 0.0 < expected["dice"] < 1.0
-    assert float(reviewed.GetAttribute("CervicalAI.Dice")) == pytest.approx(expected["dice"], rel=1e-5)
-    assert float(reviewed.GetAttribute("CervicalAI.HD95mm")) == pytest.approx(expected["hd95_mm"], rel=1e-4)
-    assert float(reviewed.GetAttribute("CervicalAI.VolumeChangeMl")) == pytest.approx(expected["volume_change_ml"], rel=1e-3)
-    assert float(reviewed.GetAttribute("CervicalAI.VolumeChangePercent")) == pytest.approx(expected["volume_change_percent"], rel=1e-3)
+    assert 0.0 < expected.dice < 1.0
+    assert float(reviewed.GetAttribute("CervicalAI.Dice")) == pytest.approx(expected.dice, rel=1e-5)
+    assert float(reviewed.GetAttribute("CervicalAI.HD95mm")) == pytest.approx(expected.hd95_mm, rel=1e-4)
+    assert float(reviewed.GetAttribute("CervicalAI.VolumeChangeMl")) == pytest.approx(expected.volume_change_ml, rel=1e-3)
+    assert float(reviewed.GetAttribute("CervicalAI.VolumeChangePercent")) == pytest.approx(expected.volume_change_percent, rel=1e-3)
     assert reviewed.GetAttribute("CervicalAI.Reviewer") == "Dr. Ada Reader"
     assert reviewed.GetAttribute("CervicalAI.ReviewedAt") == "2026-11-22T09:30:12+00:00"
     assert reviewed.GetAttribute("CervicalAI.Origin") == "edited"
@@ -279,7 +280,7 @@ def test_mark_reviewed_freezes_a_copy_and_measures_the_edits(scene, imported, tm
     record = read_review(review.mask_path)
     assert record.reviewed and record.reviewer == "Dr. Ada Reader" and record.origin == "edited"
     assert record.mask_sha256 == sha256_file(review.mask_path)
-    assert record.edit_metrics["dice"] == pytest.approx(expected["dice"], rel=1e-6)
+    assert record.edit_metrics.dice == pytest.approx(expected.dice, rel=1e-6)
     assert "Dice" in review.summary() and "Dr. Ada Reader" in review.summary()
 
 
@@ -420,7 +421,7 @@ def test_reviewed_mask_export_carries_the_review_record(scene, imported, tmp_pat
     mask_path, reviewed = export_tumour_mask(review.reviewed, tmp_path / "predict")
     assert reviewed
     record = read_review(mask_path)  # the engine's reader: hash matches the exported file
-    assert record.reviewed and record.reviewer == "R" and record.edit_metrics["dice"] == 1.0
+    assert record.reviewed and record.reviewer == "R" and record.edit_metrics.dice == 1.0
     draft_path, draft_reviewed = export_tumour_mask(result.draft, tmp_path / "draft")
     assert not draft_reviewed and not read_review(draft_path).reviewed
 
