@@ -124,6 +124,19 @@ def test_each_kind_of_bad_value_is_one_line_naming_the_key_and_the_file(tmp_path
     assert text.startswith(f"{tmp_path / 'readout.json'}: ") and message in text and "\n" not in text, text
 
 
+def test_a_score_outside_the_training_range_gets_negative_points_and_is_accepted():
+    """The nomogram extrapolates: a Rad_score below its training range gets points below 0 (the
+    readout warns about the score). The schema must accept what the nomogram computes (a shipped
+    model gave -19.7 points on a compatibility-chain case and predict refused its own readout)."""
+    doc = document()
+    doc["nomogram"]["points"]["rad_score"] = -19.5
+    doc["nomogram"]["total_points"] = sum(doc["nomogram"]["points"].values())
+    assert Readout.from_dict(doc).to_dict()["nomogram"]["total_points"] == pytest.approx(40.5)
+    with pytest.raises(InputError, match="is below the minimum"):
+        doc["nomogram"]["points"]["rad_score"] = -5000.0
+        Readout.from_dict(doc)
+
+
 @pytest.mark.parametrize("path,value,message", [
     ("staging.measured.figo_size_class", 3, "staging.measured.figo_size_class: 3 is not a text or null"),
     ("inputs.mask.per_sequence", ["T2W"], "inputs.mask.per_sequence: list is not an object or null"),

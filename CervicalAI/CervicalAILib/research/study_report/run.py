@@ -16,12 +16,10 @@ from CervicalAILib.bundles.catalog import default_entry
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
-from CervicalAILib.research.cohort.extract import (
-    ExtractionConfig,
-    extract_cohort,
-    read_cohort_table,
-    sidecar_path_for,
-)
+from CervicalAILib.research.cohort.config import ExtractionConfig
+from CervicalAILib.research.cohort.extract import extract_cohort
+from CervicalAILib.research.cohort.index import read_cohort_table
+from CervicalAILib.research.cohort.table import sidecar_path_for
 from CervicalAILib.research.fit.bundle import write_risk_bundle
 from CervicalAILib.research.fit.fit import FitConfig, fit_risk_model
 from CervicalAILib.research.fit.selection import SelectionConfig
