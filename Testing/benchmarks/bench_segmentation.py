@@ -1,7 +1,8 @@
 """Segmentation benchmark: quality and speed on held-out synthetic cases, and the real ProstateX study.
 
     .venv/bin/python Testing/benchmarks/bench_segmentation.py --cohort /work/seg_runs/bench-seed9001 \
-        [--cases 30] [--model BUNDLE] [--t2-model BUNDLE] [--out Testing/benchmarks/results/segmentation.md]
+        [--cases 30] [--model BUNDLE] [--t2-model BUNDLE] [--out Testing/benchmarks/results/segmentation.md] \
+        [--figure docs/figures/prostatex_organs.png]
 
 The cohort must come from a generator seed never used in training. Per case: the study is
 loaded and co-registered onto the T2WI (timed, but excluded from the inference figure), then a
@@ -12,6 +13,8 @@ reported overall and per size bin of the true maximum 3D diameter (< 2 cm, 2-4 c
 When the bundle segments anatomy, each organ's Dice against the case's labels/organs.nii.gz
 (matched by name through its label table) is reported too; the out-of-distribution score of
 every case gives the false-alarm rate on held-out synthetic cases, to compare with the real study.
+With --figure, the real study's T2WI is drawn through the centre of the bladder the network found
+(axial and sagittal) with every organ it found outlined, to check by eye that they lie where they are.
 """
 
 from __future__ import annotations
@@ -193,7 +196,7 @@ def ood_line(rows: list[dict]) -> str:
             f"Anatomy gate: no cervix/uterus recognised in {sum(r['gate'] is False for r in rows)} case(s).")
 
 
-def prostatex(bundle: str | None = None) -> dict | None:
+def prostatex(bundle: str | None = None, figure: Path | None = None) -> dict | None:
     """The real study: it must run and give a result on the T2WI geometry (there is no cervix)."""
     if not PROSTATEX.is_dir():
         return None
@@ -206,6 +209,8 @@ def prostatex(bundle: str | None = None) -> dict | None:
     register_s = time.perf_counter() - start
     result = segment_case(images, bundle=bundle)
     summary = result.summary
+    if figure is not None and result.organs is not None:
+        draw_organs(images["T2W"], result.organs, result.organ_labels, figure)
     return {
         "roles": sorted(images),
         "register_s": round(register_s, 2),
@@ -225,6 +230,45 @@ def prostatex(bundle: str | None = None) -> dict | None:
     }
 
 
+def draw_organs(t2w: sitk.Image, organs: sitk.Image, labels: dict[str, int], out: Path) -> None:
+    """Axial and sagittal T2WI slices through the centre of the bladder found (or of all organs found),
+    every organ outlined in its own colour, on the voxel grid (the sagittal view stretched to mm)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a benchmark machine
+    import matplotlib.pyplot as plt
+
+    image = sitk.GetArrayFromImage(t2w).astype(np.float32)  # z, y, x
+    label_map = sitk.GetArrayFromImage(organs)
+    found = {name: value for name, value in labels.items() if np.any(label_map == value)}
+    centre_mask = label_map == labels["bladder"] if "bladder" in found else label_map > 0
+    if not centre_mask.any():
+        return
+    z, y, x = (int(round(v)) for v in np.argwhere(centre_mask).mean(axis=0))
+    low, high = np.percentile(image, [1, 99.5])
+    spacing_x, _, spacing_z = t2w.GetSpacing()
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2), gridspec_kw={"width_ratios": [1, 1]})
+    views = (("axial", image[z], label_map[z], 1.0), ("sagittal", image[:, :, x], label_map[:, :, x], spacing_z / t2w.GetSpacing()[1]))
+    for axis, (title, plane, plane_labels, aspect) in zip(axes, views, strict=True):
+        origin = "upper" if title == "axial" else "lower"  # sagittal: head at the top
+        axis.imshow(plane, cmap="gray", vmin=low, vmax=high, aspect=aspect, origin=origin, interpolation="nearest")
+        for index, (name, value) in enumerate(sorted(found.items(), key=lambda item: item[1])):
+            if np.any(plane_labels == value):
+                axis.contour(plane_labels == value, levels=[0.5], colors=[colours(index)], linewidths=1.2)  # pixel centres, as imshow
+                axis.plot([], [], color=colours(index), label=name)
+        axis.set_title(f"{title} slice through the bladder found")
+        axis.axis("off")
+    axes[0].legend(loc="lower left", fontsize=8, framealpha=0.7)
+    fig.suptitle("ProstateX-0000 (male pelvis, real T2WI): structures found by the network; no cervix or uterus", fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"figure written: {out} (organs found: {', '.join(sorted(found)) or 'none'}; spacing x {spacing_x:.2f} mm)",
+          file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cohort", type=Path, required=True, help="held-out synthetic cohort (unseen seed)")
@@ -233,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-prostatex", action="store_true")
     parser.add_argument("--model", help="multi-sequence bundle to test (default: the shipped one)")
     parser.add_argument("--t2-model", help="T2WI-only bundle to test (default: the shipped fallback)")
+    parser.add_argument("--figure", type=Path, help="PNG of the organs found on the real study (multi-sequence model)")
     args = parser.parse_args(argv)
 
     from CervicalAILib.io.case import is_case_folder
@@ -250,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = score(output["results"])
             runs[label] = {"rows": rows, "peak_rss_mb": output["peak_rss_mb"], "table": summarise(rows)}
             print(f"{label}: median Dice {runs[label]['table'][0][2]:.3f}", file=sys.stderr, flush=True)
-    real = None if args.skip_prostatex else prostatex(args.model)
+    real = None if args.skip_prostatex else prostatex(args.model, args.figure)
 
     lines = [
         "# Segmentation benchmark",

@@ -1,0 +1,103 @@
+"""The shipped multi-sequence network (cervix-tumor-seg-mpmri 2.x) on what users bring.
+
+- A real male pelvis (ProstateX-0000, ../shared/refdata): no cervix or uterus, so no tumour
+  contour, the gate's sentence, exit status 3, the out-of-distribution score above its
+  threshold; the bladder (present in every pelvis) found, and found where the urine is.
+- A blank series and a 2D image: the gate or a clear error, never a contour.
+The synthetic side (a held-out generator case gets its tumour) is checked by the demo test.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import refdata_path
+
+from CervicalAILib.bundles.defaults import default_bundle_path
+from CervicalAILib.bundles.format import load_bundle
+from CervicalAILib.cli import main
+from CervicalAILib.io.case import write_case
+from CervicalAILib.segmentation import segment_case
+from CervicalAILib.segmentation.anatomy import NO_ANATOMY_MESSAGE
+from CervicalAILib.study.load import load_study
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    bundle = load_bundle(default_bundle_path("segmentation"), task="segmentation")
+    if "cervix" not in json.dumps(bundle.manifest):
+        pytest.fail(f"the shipped model {bundle.label} has no cervix output: the anatomy gate cannot run")
+    return bundle
+
+
+@pytest.mark.slow
+def test_real_male_pelvis_gets_the_gate_sentence_and_its_bladder(shipped, tmp_path, capsys):
+    study = refdata_path("mri", "ProstateX-0000_dicom")
+    out = tmp_path / "seg"
+    assert main(["segment", str(study), "--out", str(out)]) == 3
+    printed = capsys.readouterr().out
+    assert NO_ANATOMY_MESSAGE in printed
+    assert not (out / "tumor.nii.gz").exists()
+    summary = json.loads((out / "segmentation.json").read_text())
+    assert summary["status"] == "no cervix or uterus recognised" and summary["tumor_found"] is False
+    assert summary["model"]["label"] == shipped.label
+    gate = summary["anatomy_gate"]
+    assert gate["applied"] and gate["anatomy_found"] is False and gate["anatomy_ml"] < gate["settings"]["min_ml"]
+    assert summary["ood"]["available"] and summary["ood"]["score"] > 1.0 and summary["ood"]["unusual"]
+    organs = {organ["name"]: organ for organ in summary["organs"]}
+    assert 20.0 < organs["bladder"]["volume_ml"] < 600.0  # a filled adult bladder, not a speck or the pelvis
+    # where it is: the voxels called bladder hold urine (bright on T2WI, brighter than most of the body),
+    # and lie in front of the rectum (LPS: a smaller y is anterior)
+    t2 = sitk.GetArrayFromImage(load_study(study).image("T2W"))
+    organ_image = sitk.ReadImage(str(out / "organs.nii.gz"))
+    labels = sitk.GetArrayFromImage(organ_image)
+    table = json.loads((out / "organs.json").read_text())
+    bladder = labels == _value(table, "bladder")
+    body = t2 > np.percentile(t2, 50)
+    assert bladder.sum() > 1000
+    assert np.median(t2[bladder]) > np.percentile(t2[body & ~bladder], 75)
+    rectum = labels == _value(table, "rectum")
+    if rectum.any():
+        def centre_lps(mask):
+            z, y, x = np.argwhere(mask).mean(axis=0)
+            return organ_image.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z)))
+
+        assert centre_lps(rectum)[1] - centre_lps(bladder)[1] > 20.0
+
+
+def _value(table: dict, name: str) -> int:
+    """The label value of `name` in organs.json, whichever way round it is written."""
+    for key, item in table.items():
+        if str(item).lower() == name:
+            return int(key)
+        if str(key).lower() == name:
+            return int(item if not isinstance(item, list) else item[0])
+    raise AssertionError(f"{name} not in organs.json: {table}")
+
+
+def test_blank_series_gets_a_clear_error_never_a_contour(shipped, tmp_path, capsys):
+    blank = sitk.Image(96, 96, 20, sitk.sitkFloat32)
+    blank.SetSpacing((1.0, 1.0, 4.0))
+    case = write_case(tmp_path / "blank", {"T2W": blank, "ADC": sitk.Image(blank), "DWI": sitk.Image(blank)})
+    out = tmp_path / "seg"
+    status = main(["segment", str(case), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status in (2, 3) and not (out / "tumor.nii.gz").exists()
+    if status == 3:  # the gate
+        assert NO_ANATOMY_MESSAGE in captured.out
+    else:  # a clear error: one line naming the file
+        assert "T2W" in captured.err and "Traceback" not in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_a_2d_image_is_a_clear_error_not_a_contour(shipped, tmp_path, capsys):
+    flat = sitk.GetImageFromArray(np.random.default_rng(0).normal(100, 20, (1, 128, 128)).astype(np.float32))
+    case = write_case(tmp_path / "flat", {"T2W": flat})
+    out = tmp_path / "seg"
+    status = main(["segment", str(case), "--out", str(out), "--t2-only"])
+    captured = capsys.readouterr()
+    assert status == 2 and not (out / "tumor.nii.gz").exists()
+    message = captured.err.strip().splitlines()[-1]
+    assert "T2W" in message and "error" in message and "Traceback" not in captured.err
