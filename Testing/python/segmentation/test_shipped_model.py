@@ -14,15 +14,14 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import refdata_path
 
 from CervicalAILib.bundles.defaults import default_bundle_path
 from CervicalAILib.bundles.format import load_bundle
 from CervicalAILib.cli import main
 from CervicalAILib.io.case import write_case
-from CervicalAILib.segmentation import segment_case
 from CervicalAILib.segmentation.anatomy import NO_ANATOMY_MESSAGE
 from CervicalAILib.study.load import load_study
+from conftest import refdata_path
 
 
 @pytest.fixture(scope="module")
