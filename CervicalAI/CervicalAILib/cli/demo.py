@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from CervicalAILib.core.progress import no_progress
     from CervicalAILib.io import measurements as measure
     from CervicalAILib.pipeline import load_inputs, predict_case
+    from CervicalAILib.pipeline.segment import segment_patient, write_patient_segmentation
     from CervicalAILib.registration import register_study_to_case
     from CervicalAILib.research.synth import SynthParams, generate_case
     from CervicalAILib.research.synth.writer import write_case_folder
@@ -123,13 +124,11 @@ def run(args: argparse.Namespace) -> int:
     segmentation_dir = out / "segmentation"
     mask_path = None
     try:
-        from CervicalAILib.segmentation import segment_case, write_segmentation
-
-        images = {role: sitk.ReadImage(str(p)) for role in ("T2W", "ADC", "DWI", "CET1")
-                  if (p := registered / f"{role}.nii.gz").is_file()}
-        result = segment_case(images, device=args.device)
-        # which patient's images the mask was made on: the study as registration read it (own grids)
-        write_segmentation(result, segmentation_dir, extra={"case": registration["case"]})
+        # the registered folder, as `cervicalai segment` would run on it: its stored transforms are used, and
+        # segmentation.json names the native sequences they move (what predict checks the mask against)
+        segmentation = segment_patient(registered, device=args.device)
+        write_patient_segmentation(segmentation, segmentation_dir)
+        result = segmentation.result
         summary = json.loads((segmentation_dir / SEGMENTATION_SUMMARY).read_text())
         if result.mask is None:  # the anatomy gate recognised no cervix or uterus
             raise BundleError(f"{summary['message']}: no tumour contour (model {summary['model']['label']})")
