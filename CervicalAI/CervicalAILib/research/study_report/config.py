@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.research.cohort.extract import DEFAULT_ENCODERS, DEFAULT_ROLES
+from CervicalAILib.research.cohort.config import DEFAULT_ENCODERS, DEFAULT_ROLES
 
 BASE_CASES = 1100  # paper 004 (Bao et al., the DLRC nomogram): 1095 patients
 CENTERS = 5  # paper 004: five centres
