@@ -34,12 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.io.case import is_case_folder
+from CervicalAILib.io import measurements as measure
+from CervicalAILib.io.case import is_case_folder, load_case
+from CervicalAILib.io.geometry import resample_to_reference, same_grid
+from CervicalAILib.io.images import read_image
+from CervicalAILib.registration.masks import read_transforms
 from CervicalAILib.review import record as engine_review
 
 REVIEW_DIR = "cervicalai-review"
@@ -305,8 +310,6 @@ class ReaderWorklist:
 
     def working_mask(self, case_id: str) -> sitk.Image | None:
         """The reader's working copy of the case (None when the reader has not edited it yet)."""
-        from CervicalAILib.io.images import read_image
-
         path = self.working_mask_path(case_id)
         return read_image(path) if path.is_file() else None
 
@@ -357,9 +360,6 @@ class ReaderWorklist:
                              f"{' or '.join(f'{r} ({RATINGS[r]})' for r in EMPTY_RATINGS)}")
         automatic = None
         if case.automatic_mask_path is not None:
-            from CervicalAILib.io.geometry import same_grid
-            from CervicalAILib.io.images import read_image
-
             automatic = sitk.Cast(read_image(case.automatic_mask_path) > 0, sitk.sitkUInt8)
             if not same_grid(automatic, mask, tolerance=1e-3):
                 raise InputError(f"the reviewed mask of {case_id!r} is not on the grid of its automatic contour (the T2WI)")
@@ -492,10 +492,6 @@ def status_table(worklist: Worklist, readers: list[str] | None = None) -> tuple[
 
 def agreement_table(worklist: Worklist, reader_a: str, reader_b: str) -> list[dict[str, Any]]:
     """Per case reviewed by both readers: Dice and HD95 between their latest reviewed masks, and volumes."""
-    from CervicalAILib.io import measurements as measure
-    from CervicalAILib.io.geometry import same_grid
-    from CervicalAILib.io.images import read_image
-
     a, b = worklist.reader(reader_a), worklist.reader(reader_b)
     if a.folder_name == b.folder_name:
         raise InputError("the agreement table needs two different readers")
@@ -530,10 +526,6 @@ def images_on_t2_grid(case: WorklistCase) -> tuple[dict[str, sitk.Image], list[s
     lies on the same anatomy in every view; without one it is resampled in scanner coordinates
     (and a note says so). Nothing is registered here: that is the segment step's work.
     """
-    from CervicalAILib.io.case import load_case
-    from CervicalAILib.io.geometry import resample_to_reference, same_grid
-    from CervicalAILib.registration.masks import read_transforms
-
     loaded = load_case(case.folder)
     t2 = loaded.image("T2W")
     transforms = read_transforms(case.segmentation) if case.segmentation is not None else {}
@@ -556,8 +548,6 @@ def images_on_t2_grid(case: WorklistCase) -> tuple[dict[str, sitk.Image], list[s
 def flagged_slices(case: WorklistCase, mask: sitk.Image | None) -> list[dict[str, Any]]:
     """The T2WI slices to check first (segmentation.json, lowest confidence) with the point to jump
     to in RAS (mm): the tumour's centre in that slice, else the slice centre. Slices numbered from 0."""
-    import numpy as np
-
     summary = case.segmentation_summary()
     entries = summary.get("flagged_slices") or []
     if not entries or mask is None:

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from CervicalAILib.core.atomic import write_text
 from CervicalAILib.review.worklist import open_worklist
 from CervicalAILib.web.security import Access, check_access, check_port_free, claim_reader
 
@@ -50,7 +51,7 @@ def _run(worklist, reader_list, access: Access, rca_encoder: str | None, ready_f
 
     from trame.app import get_server  # heavy optional packages: only when serving
 
-    from CervicalAILib.web.app import ReviewApp
+    from CervicalAILib.web.app import ReviewApp  # imports trame and trame-slicer at module level: only when serving
 
     server = get_server(f"cervicalai-review-{reader_list.folder_name}", client_type="vue3")
     # trame reads its options from the command line: give it exactly ours, never the user's argv
@@ -65,8 +66,6 @@ def _run(worklist, reader_list, access: Access, rca_encoder: str | None, ready_f
                   f"{len(worklist.cases)} case(s)", flush=True)
             print(f"open {shown.url()}", flush=True)
             if ready_file is not None:
-                from CervicalAILib.core.atomic import write_text
-
                 write_text(ready_file, shown.url() + "\n")
 
         server.controller.on_server_ready.add(announce)

@@ -23,6 +23,7 @@ import SimpleITK as sitk
 
 from CervicalAILib.core import atomic
 from CervicalAILib.research.synth.case import SyntheticCase
+from CervicalAILib.research.synth.dicom import write_case_dicom
 
 
 def write_case_folder(case: SyntheticCase, folder: str | Path, fmt: str = "nifti", seed: int = 0,
@@ -34,8 +35,6 @@ def write_case_folder(case: SyntheticCase, folder: str | Path, fmt: str = "nifti
             for role, image in {**case.images, **case.extra_images}.items():
                 sitk.WriteImage(image, str(tmp / f"{role}.nii.gz"), True)
         else:
-            from CervicalAILib.research.synth.dicom import write_case_dicom
-
             write_case_dicom(case, tmp / "dicom", seed)
         (tmp / "labels").mkdir()
         for name, image in case.labels.items():
