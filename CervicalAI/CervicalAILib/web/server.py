@@ -49,9 +49,10 @@ def _run(worklist, reader_list, access: Access, rca_encoder: str | None, ready_f
     configure_rendering()
     quiet_web_logs()
 
-    from trame.app import get_server  # heavy optional packages: only when serving
+    # heavy optional packages, only when serving (web.app imports trame and trame-slicer at module level)
+    from trame.app import get_server
 
-    from CervicalAILib.web.app import ReviewApp  # imports trame and trame-slicer at module level: only when serving
+    from CervicalAILib.web.app import ReviewApp
 
     server = get_server(f"cervicalai-review-{reader_list.folder_name}", client_type="vue3")
     # trame reads its options from the command line: give it exactly ours, never the user's argv
