@@ -17,7 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from CervicalAILib.core.errors import OutputExistsError
+import SimpleITK as sitk
+
+from CervicalAILib.core.errors import InputError, OutputExistsError
+from CervicalAILib.core.output_guard import foreign_entries, refuse_reviewed
 
 
 def _current_umask() -> int:
@@ -50,7 +53,7 @@ def verify_written(path: str | Path, name: str | None = None) -> None:
     a message and leaves a truncated file that ITK would later read as zero-filled. So every image
     the engine writes is checked (header, byte count, gzip stream) before it is renamed into place.
     """
-    from CervicalAILib.core.errors import InputError
+    # io's file checks, imported here: core sits below io (the one core -> io edge; see issue 16 S16)
     from CervicalAILib.io.image_checks import check_image_file
 
     path = Path(path)
@@ -120,8 +123,6 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def write_image(image, path: str | Path, compress: bool = True) -> Path:
     """Write a SimpleITK image atomically (format from the extension, e.g. .nii.gz, .nrrd)."""
-    import SimpleITK as sitk
-
     with atomic_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), compress)
     return Path(path)
@@ -133,8 +134,6 @@ def refuse_taken_folder(path: str | Path, overwrite: bool = False, owned: list[s
 
     Commands call it before long work so that a taken output is refused at once, not after it.
     """
-    from CervicalAILib.core.output_guard import foreign_entries, refuse_reviewed
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"{path}: exists and is not a folder")

@@ -16,7 +16,11 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from CervicalAILib.contracts.case_folder import REQUIRED_ROLE, ROLES  # noqa: F401  (io.case.ROLES is where readers look)
+from CervicalAILib.contracts.case_folder import (  # noqa: F401  (io.case.ROLES is where readers look)
+    REQUIRED_ROLE,
+    ROLES,
+    TRANSFORMS_DIR,
+)
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.images import IMAGE_SUFFIXES, read_image
@@ -109,6 +113,24 @@ def load_case(path: str | Path) -> Case:
         except json.JSONDecodeError as exc:
             raise InputError(f"clinical.json is not valid JSON ({exc})", clinical_path) from exc
     return Case(path=path, image_paths=image_paths, label_paths=label_paths, clinical=clinical)
+
+
+def read_transforms(case_folder: str | Path) -> dict[str, sitk.Transform]:
+    """The registration transforms stored in a case (or segmentation) folder: `transforms/<ROLE>.tfm`,
+    T2WI -> sequence, written by `cervicalai study register` and `segment` (reading them is IO; which
+    transform to use is registration/rule.py's)."""
+    folder = Path(case_folder) / TRANSFORMS_DIR
+    transforms = {}
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.tfm")):
+            try:
+                transforms[path.stem] = sitk.ReadTransform(str(path))
+            except RuntimeError as exc:
+                reason = str(exc).strip().splitlines()[-1]
+                if "basic_string" in reason or "__pos" in reason or len(reason) > 160:
+                    reason = "not a valid ITK transform file"
+                raise InputError(f"cannot read registration transform ({reason})", path) from exc
+    return transforms
 
 
 def write_case(

@@ -41,10 +41,9 @@ from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io import measurements as measure
-from CervicalAILib.io.case import is_case_folder, load_case
+from CervicalAILib.io.case import is_case_folder, load_case, read_transforms
 from CervicalAILib.io.geometry import resample_to_reference, same_grid
 from CervicalAILib.io.images import read_image
-from CervicalAILib.registration.masks import read_transforms
 from CervicalAILib.review import record as engine_review
 
 REVIEW_DIR = "cervicalai-review"
