@@ -21,6 +21,7 @@ from CervicalAILib.contracts.segmentation import MASK_FILE
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
+from CervicalAILib.io.images import write_image
 from CervicalAILib.review import record as engine_review
 
 # Verdicts of the content-hash check, by what the hash depends on (see _hash_inputs): the widgets ask
@@ -149,7 +150,7 @@ def export_tumour_mask(node, out_folder: str | Path, reference_image: sitk.Image
     mask = tumour_mask(node, reference_image)
     if not sitk.GetArrayViewFromImage(mask).any():
         raise InputError(f"segmentation {node.GetName()!r} has no tumour voxels")
-    atomic.write_image(mask, mask_path)
+    write_image(mask, mask_path)
     reviewed = state == N.STATUS_REVIEWED
     if reviewed:
         record = record_from_attributes(node)

@@ -18,7 +18,7 @@ from CervicalAILib.core.output_guard import check_output_path
 from CervicalAILib.export import manifest as manifest_module
 from CervicalAILib.export.reference import clean_image, load_reference_image, mask_on_reference
 from CervicalAILib.export.seg_nrrd import write_seg_nrrd
-from CervicalAILib.io.images import read_image
+from CervicalAILib.io.images import read_image, write_image
 from CervicalAILib.review.record import require_review
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def write_nifti_mask(mask: sitk.Image, path: str | Path) -> Path:
     path = Path(path)
     if not path.name.endswith((".nii.gz", ".nii")):
         raise InputError("a NIfTI mask file name ends with .nii.gz or .nii", path)
-    return atomic.write_image(clean_image(mask), path)
+    return write_image(clean_image(mask), path)
 
 
 def export_mask_file(

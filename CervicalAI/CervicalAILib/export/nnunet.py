@@ -39,7 +39,7 @@ from CervicalAILib.export import manifest as manifest_module
 from CervicalAILib.export.reference import clean_image, mask_on_reference
 from CervicalAILib.io.case import REQUIRED_ROLE, ROLES, is_case_folder, load_case
 from CervicalAILib.io.geometry import resample_to_reference, same_grid
-from CervicalAILib.io.images import read_image
+from CervicalAILib.io.images import read_image, write_image
 from CervicalAILib.registration import register_to_t2
 
 log = logging.getLogger(__name__)
@@ -280,8 +280,8 @@ def _write_case(tmp: Path, identifier: str, case: _Case, channels: list[str], re
     prepared = mask_on_reference(read_image(case.label_path), t2, f"{name} tumour label", case.label_path)
     for index, role in enumerate(channels):
         image = _float_without_nan(moved[role], f"{name} {role}")
-        atomic.write_image(image, tmp / "imagesTr" / f"{identifier}_{index:04d}{FILE_ENDING}")
-    atomic.write_image(prepared.mask, tmp / "labelsTr" / f"{identifier}{FILE_ENDING}")
+        write_image(image, tmp / "imagesTr" / f"{identifier}_{index:04d}{FILE_ENDING}")
+    write_image(prepared.mask, tmp / "labelsTr" / f"{identifier}{FILE_ENDING}")
     provenance = manifest_module.mask_provenance(case.label_path)
     entry: dict[str, Any] = {
         "case": identifier,

@@ -47,7 +47,7 @@ from CervicalAILib.export.dicom_seg import export_dicom_seg
 from CervicalAILib.export.masks import export_mask_file
 from CervicalAILib.export.nnunet import export_nnunet
 from CervicalAILib.io.case import CLINICAL_FILE, ROLES, find_role_file
-from CervicalAILib.io.images import read_image
+from CervicalAILib.io.images import read_image, write_image
 from CervicalAILib.review import record as engine_review
 from CervicalAILib.review.worklist import REVIEWED, ReviewEntry, Worklist, WorklistCase
 from CervicalAILib.study.load import load_study
@@ -123,7 +123,7 @@ def _write_selected_mask(selected: SelectedCase, readers: list[str], target: Pat
         return
     masks = [read_image(review.mask_path) for review in selected.reviews]
     consensus = majority_mask(masks)
-    atomic.write_image(consensus, target)
+    write_image(consensus, target)
     automatic = None
     if selected.case.automatic_mask_path is not None:
         automatic = sitk.Cast(read_image(selected.case.automatic_mask_path) > 0, sitk.sitkUInt8)

@@ -23,7 +23,7 @@ from CervicalAILib.contracts.case_folder import (  # noqa: F401  (io.case.ROLES 
 )
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.io.images import IMAGE_SUFFIXES, read_image
+from CervicalAILib.io.images import IMAGE_SUFFIXES, read_image, write_image
 
 CLINICAL_FILE = "clinical.json"
 LABELS_DIR = "labels"
@@ -149,11 +149,11 @@ def write_case(
         raise InputError(f"a case needs a {REQUIRED_ROLE} image", out_dir)
     with atomic.atomic_directory(out_dir, overwrite=overwrite) as tmp:
         for role, image in images.items():
-            sitk.WriteImage(image, str(tmp / f"{role}.nii.gz"), True)
+            write_image(image, tmp / f"{role}.nii.gz")
         if labels:
             (tmp / LABELS_DIR).mkdir()
             for name, image in labels.items():
-                sitk.WriteImage(image, str(tmp / LABELS_DIR / f"{name}.nii.gz"), True)
+                write_image(image, tmp / LABELS_DIR / f"{name}.nii.gz")
         if clinical is not None:
             (tmp / CLINICAL_FILE).write_text(atomic.to_json(clinical), encoding="utf-8")
         for name, content in (extra_files or {}).items():

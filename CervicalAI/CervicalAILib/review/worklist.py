@@ -43,7 +43,7 @@ from CervicalAILib.core.errors import InputError
 from CervicalAILib.io import measurements as measure
 from CervicalAILib.io.case import is_case_folder, load_case, read_transforms
 from CervicalAILib.io.geometry import resample_to_reference, same_grid
-from CervicalAILib.io.images import read_image
+from CervicalAILib.io.images import read_image, write_image
 from CervicalAILib.review import record as engine_review
 
 REVIEW_DIR = "cervicalai-review"
@@ -329,7 +329,7 @@ class ReaderWorklist:
     def save_working(self, case_id: str, mask: sitk.Image) -> Path:
         """Autosave of the working copy (atomic: a crash leaves the previous or the new copy)."""
         path = self.working_mask_path(case_id)
-        atomic.write_image(sitk.Cast(mask > 0, sitk.sitkUInt8), path)
+        write_image(sitk.Cast(mask > 0, sitk.sitkUInt8), path)
         if not (self.case_folder(case_id) / STATUS_FILE).is_file():
             self._write_status(case_id, IN_PROGRESS)
         return path
@@ -367,7 +367,7 @@ class ReaderWorklist:
         number = reviews[-1].number + 1 if reviews else 1
         folder = self.case_folder(case_id) / f"{REVIEWED_PREFIX}{number}"
         with atomic.atomic_directory(folder) as tmp:
-            atomic.write_image(mask, tmp / MASK_FILE)
+            write_image(mask, tmp / MASK_FILE)
             engine_review.mark_reviewed(tmp / MASK_FILE, self.reader_name, automatic, case.automatic_model(), now)
             atomic.write_json(tmp / NOTES_FILE, {
                 "rating": rating,
