@@ -23,6 +23,7 @@ from CervicalAILib.contracts.segmentation import MASK_FILE
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
+from CervicalAILib.io.images import write_image
 
 # Verdicts of the content-hash check, by what the hash depends on (see _hash_inputs): the widgets ask
 # for the review state on every parameter change (each keystroke in the reviewer's name), and hashing
@@ -152,7 +153,7 @@ def export_tumour_mask(node, out_folder: str | Path, reference_image: sitk.Image
     mask = tumour_mask(node, reference_image)
     if not sitk.GetArrayViewFromImage(mask).any():
         raise InputError(f"segmentation {node.GetName()!r} has no tumour voxels")
-    atomic.write_image(mask, mask_path)
+    write_image(mask, mask_path)
     reviewed = state == N.STATUS_REVIEWED
     if reviewed:
         record = replace(record_from_attributes(node), mask_sha256=sha256_file(mask_path))

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import SimpleITK as sitk
-
 from CervicalAIHubLib.scene import LOADED_FROM, ROLE, STATUS, lps_direction, nodes_by_class, volume_size
 from CervicalAILib.contracts.case_folder import TRANSFORMS_DIR, Grid, read_manifest
 from CervicalAILib.contracts.case_identity import voxels_sha256
@@ -33,7 +31,7 @@ from CervicalAILib.io.case import REQUIRED_ROLE, ROLES, find_role_file, write_ca
 from CervicalAILib.io.dicom.frames import SeriesHeader, read_frames
 from CervicalAILib.io.dicom.tags import description_b_value
 from CervicalAILib.io.geometry import orientation_label, same_grid
-from CervicalAILib.io.images import read_image
+from CervicalAILib.io.images import read_image, write_image
 from CervicalAILib.io.mrml import image_from_volume_node
 from CervicalAILib.study.recognition import DIFFUSION_WORDS, OTHER, Recognition, recognise
 from CervicalAILib.study.roles import assign_roles
@@ -243,7 +241,7 @@ def export_case_folder(
         raise InputError("an uncompressed export holds the images only (no labels or clinical values)")
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         for role, image in images.items():
-            sitk.WriteImage(image, str(tmp / f"{role}.nii"), False)
+            write_image(image, tmp / f"{role}.nii", compress=False)
     return Path(out_dir)
 
 

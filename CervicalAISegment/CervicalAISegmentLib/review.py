@@ -24,8 +24,8 @@ from CervicalAIHubLib.reviewed import record_attributes
 from CervicalAIHubLib.segmentation import create_tumour_segmentation, mask_sha256, tumour_mask
 from CervicalAILib.contracts.review import ReviewRecord
 from CervicalAILib.contracts.segmentation import MASK_FILE
-from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
+from CervicalAILib.io.images import write_image
 from CervicalAILib.review import record as engine_review
 
 
@@ -78,7 +78,7 @@ def mark_reviewed(
     mask_path = out_folder / MASK_FILE
     if mask_path.exists():
         raise InputError(f"{mask_path} exists: a review is written to a new folder, never over another one")
-    atomic.write_image(reviewed_mask, mask_path)
+    write_image(reviewed_mask, mask_path)
     record = engine_review.mark_reviewed(mask_path, reviewer, automatic_mask, automatic_model or None, now)
 
     reviewed = create_tumour_segmentation(

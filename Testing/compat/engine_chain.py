@@ -82,8 +82,8 @@ def run_chain(inputs: Path, work: Path) -> dict:
     from CervicalAILib.contracts.case_folder import read_manifest
     from CervicalAILib.contracts.review import record_path
     from CervicalAILib.contracts.segmentation import MASK_FILE, SEGMENTATION_SUMMARY
-    from CervicalAILib.core.atomic import write_image
     from CervicalAILib.core.background import engine_command, engine_environment
+    from CervicalAILib.io.images import write_image
     from CervicalAILib.review import record as engine_review
     from CervicalAIPredictLib.form import values_from_form, write_clinical_json
     from CervicalAIPredictLib.readout import predict_step, read_readout, report_step, save_report

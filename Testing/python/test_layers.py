@@ -93,6 +93,12 @@ OPTIONAL_AT_FUNCTION_LEVEL = {
 # Inside Slicer these come from pip, installed by the hub when missing; the hub imports engine modules
 # before that, so the modules it imports keep them inside functions (the compatibility tier checks which).
 PIP_ONLY_IN_SLICER = {"yaml", "nibabel", "trimesh", "pywt", "pykwalify"}
+# Parts of the engine that may be imported inside functions, and why: they load a heavy optional library
+# at module level and are not installed everywhere.
+OPTIONAL_ENGINE_AT_FUNCTION_LEVEL = {
+    "CervicalAILib.web": "the web review app: trame and trame-slicer at module level, its own environment, "
+                         "not installed by the Slicer extension",
+}
 # Installed files that import a file the extension does not install, and why that is safe.
 INSTALLED_IMPORTS_OF_UNINSTALLED = {
     ("CervicalAI/CervicalAILib/cli/review.py", "CervicalAILib/web/"):
@@ -193,7 +199,8 @@ def violations(extra: dict[Path, str] | None = None) -> set[tuple[str, str, str]
                 graph[_module_name(path)].add(tree.existing(name))
                 if target not in ALLOWED[me]:
                     found.add(("layer", rel, f"{me or 'CervicalAILib'} -> {target or 'CervicalAILib'}"))
-                if in_function:
+                optional = any(name == part or name.startswith(part + ".") for part in OPTIONAL_ENGINE_AT_FUNCTION_LEVEL)
+                if in_function and not optional:
                     found.add(("function-level engine import", rel, tree.existing(name)))
             elif top in MODULE_SCRIPTS or top in SLICER_LIBS:
                 found.add(("engine imports Slicer module code", rel, top))

@@ -33,7 +33,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from CervicalAILib.contracts.schemas import validate
 from CervicalAILib.core.errors import BundleError
+from CervicalAILib.core.hashing import sha256_file
 
 CATALOG_FILE = "catalog.json"
 CATALOG_SCHEMA = "cervicalai.model-catalog/1"
@@ -75,8 +77,6 @@ def catalog_path() -> Path | None:
 
 def parse_catalog(document: Any, where: str | Path = CATALOG_FILE) -> list[CatalogEntry]:
     """Entries of a catalogue document; BundleError naming the file when it is not a valid catalogue."""
-    from CervicalAILib.contracts.schemas import validate
-
     problems = validate(document, "model-catalog")
     if problems:
         raise BundleError(f"{where}: not a valid model catalogue ({'; '.join(problems[:3])})")
@@ -176,8 +176,6 @@ def identify(manifest: dict[str, Any], manifest_sha256: str, where: str | Path) 
 def bundle_source(bundle_dir: str | Path) -> dict[str, Any]:
     """{"source", "bundle_json_sha256"} of the bundle folder a result names (for summaries written
     by code that holds only the bundle's path)."""
-    from CervicalAILib.core.hashing import sha256_file
-
     manifest_path = Path(bundle_dir) / "bundle.json"
     digest = sha256_file(manifest_path)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -206,8 +204,6 @@ def catalog_document(models_dir: str | Path, previous: dict[str, Any] | None = N
     previous: the catalogue document of today; each bundle keeps its curated fields (default_for,
     aliases, title) from its entry there (same id). A new bundle gets none: add them by hand.
     """
-    from CervicalAILib.core.hashing import sha256_file
-
     models_dir = Path(models_dir)
     curated = {item["id"]: item for item in (previous or {}).get("models", [])}
     models = []

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from CervicalAILib.bundles.catalog import identify
 from CervicalAILib.core.atomic import atomic_directory, to_json
 from CervicalAILib.core.errors import BundleError
 from CervicalAILib.core.hashing import sha256_file
@@ -148,8 +149,6 @@ def validate_manifest(manifest: Any, where: Path | str = "bundle.json") -> None:
 
 def load_bundle(path: str | Path, task: str | None = None) -> Bundle:
     """Load and verify a bundle folder; refuse with BundleError on any mismatch."""
-    from CervicalAILib.bundles.catalog import identify
-
     bundle_dir = Path(path)
     manifest_path = bundle_dir / MANIFEST
     if not bundle_dir.is_dir():

@@ -1,8 +1,10 @@
 """The `cervicalai` command line.
 
 Each subcommand lives in its own module in this package and exposes
-`add_arguments(parser)` and `run(args) -> int`. Command modules import heavy libraries
-(torch, pyradiomics, onnxruntime, ...) inside `run`, so that `cervicalai --help` stays fast.
+`add_arguments(parser)` and `run(args) -> int`. `cervicalai ...` imports only the module of the
+command it runs (the top-level `--help` comes from the static COMMANDS table), so a command module
+imports the engine at module level and `cervicalai --help` stays fast. A command whose module is not
+installed (the Slicer extension may leave research commands out) is left out of `--help`.
 `python -m CervicalAILib.cli ...` is what Slicer's background process runs.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -40,7 +43,9 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv`: only the command that argv names has its module imported and its
+    arguments added (the others are listed by name and help); argv None loads every installed command."""
     parser = argparse.ArgumentParser(
         prog="cervicalai",
         description="CervicalAI engine: cervical cancer MRI segmentation, radiomics and DLRC nomogram. "
@@ -52,17 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show the full Python traceback of an error (also: environment CERVICALAI_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = None if argv is None else chosen_command(argv)
     for name, module_name, help_text in COMMANDS:
-        try:
-            module = importlib.import_module(f"{__name__}.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{module_name}":
-                continue  # a research command: the Slicer extension does not install it
-            raise
+        if not command_installed(module_name):
+            continue
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(sub)
-        sub.set_defaults(_run=module.run)
+        if argv is None or name == chosen:
+            module = importlib.import_module(f"{__name__}.{module_name}")
+            module.add_arguments(sub)
+            sub.set_defaults(_run=module.run)
     return parser
+
+
+def chosen_command(argv: list[str]) -> str | None:
+    """The command argv names: its first word that is not an option (the top-level options take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def command_installed(module_name: str) -> bool:
+    return importlib.util.find_spec(f"{__name__}.{module_name}") is not None
 
 
 def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
@@ -100,7 +113,13 @@ def os_error_line(exc: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
+    chosen = chosen_command(argv)
+    missing = {name for name, module_name, _ in COMMANDS if not command_installed(module_name)}
+    if chosen in missing:
+        print(f"cervicalai {chosen}: error: this command is not part of this installation", file=sys.stderr)
+        return 2
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

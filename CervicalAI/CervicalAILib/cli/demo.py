@@ -12,9 +12,24 @@ import argparse
 import time
 from pathlib import Path
 
+import SimpleITK as sitk
+
+from CervicalAILib import RESEARCH_USE_STATEMENT
 from CervicalAILib.contracts.readout import Readout
 from CervicalAILib.contracts.readout_text import summary_text
 from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
+from CervicalAILib.core.atomic import write_json
+from CervicalAILib.core.errors import BundleError, OutputExistsError
+from CervicalAILib.core.output_guard import refuse_reviewed
+from CervicalAILib.core.progress import no_progress
+from CervicalAILib.io import measurements as measure
+from CervicalAILib.pipeline import load_inputs, predict_case
+from CervicalAILib.pipeline.segment import segment_patient, write_patient_segmentation
+from CervicalAILib.registration import register_study_to_case
+from CervicalAILib.report import write_report
+from CervicalAILib.research.synth import SynthParams, generate_case
+from CervicalAILib.research.synth.writer import write_case_folder
+from CervicalAILib.study.load import load_study
 
 DEMO_MARKER = ".cervicalai-demo"
 DEMO_SEED = 424242  # a generator seed never used for training the shipped models
@@ -33,9 +48,6 @@ def _prepare_folder(out: Path) -> None:
     """The demo replaces only its own earlier output (marked), never a folder a user made."""
     import shutil
 
-    from CervicalAILib.core.errors import OutputExistsError
-    from CervicalAILib.core.output_guard import refuse_reviewed
-
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a folder; choose another --out")
     if out.exists() and any(out.iterdir()):
@@ -48,8 +60,6 @@ def _prepare_folder(out: Path) -> None:
 
 
 def _tumour_centre(label_path: Path) -> tuple[float, float, float]:
-    import SimpleITK as sitk
-
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(sitk.ReadImage(str(label_path)) > 0)
     return stats.GetCentroid(1)
@@ -57,8 +67,6 @@ def _tumour_centre(label_path: Path) -> tuple[float, float, float]:
 
 def _true_transform(motion: dict):
     """The generator's true patient motion (T2WI -> series) as a SimpleITK transform."""
-    import SimpleITK as sitk
-
     transform = sitk.AffineTransform(3)
     transform.SetMatrix([float(v) for v in motion["matrix"]])
     transform.SetCenter([float(v) for v in motion["center_mm"]])
@@ -73,20 +81,6 @@ def _step(title: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     import json
-
-    import SimpleITK as sitk
-
-    from CervicalAILib import RESEARCH_USE_STATEMENT
-    from CervicalAILib.core.atomic import write_json
-    from CervicalAILib.core.errors import BundleError
-    from CervicalAILib.core.progress import no_progress
-    from CervicalAILib.io import measurements as measure
-    from CervicalAILib.pipeline import load_inputs, predict_case
-    from CervicalAILib.pipeline.segment import segment_patient, write_patient_segmentation
-    from CervicalAILib.registration import register_study_to_case
-    from CervicalAILib.research.synth import SynthParams, generate_case
-    from CervicalAILib.research.synth.writer import write_case_folder
-    from CervicalAILib.study.load import load_study
 
     out = args.out
     _prepare_folder(out)
@@ -168,8 +162,6 @@ def run(args: argparse.Namespace) -> int:
     if readout is None:
         print("   not run: no readout")
     else:
-        from CervicalAILib.report import write_report
-
         paths = write_report(readout_dir, out / "report.html", pdf_path=(out / "report.pdf") if args.pdf else None)
         print(f"   ({time.perf_counter() - started:.1f} s)")
         print(f"\nReport: {paths.html.resolve()}")

@@ -13,6 +13,9 @@ import argparse
 import logging
 
 from CervicalAILib.cli.options import int_at_least
+from CervicalAILib.core.output_guard import check_output_path
+from CervicalAILib.core.progress import line_progress, sub_progress
+from CervicalAILib.research.stats.evaluate import evaluate_table, read_cutoffs, read_table, write_evaluation
 
 log = logging.getLogger(__name__)
 OUTPUT_FILES = ["*.json", "*.csv", "*.md", "*.png"]  # what evaluate writes (and --overwrite may replace)
@@ -71,15 +74,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress, sub_progress
-    from CervicalAILib.research.stats.evaluate import (
-        evaluate_table,
-        read_cutoffs,
-        read_table,
-        write_evaluation,
-    )
-
     check_output_path(args.out, [args.table, args.cutoff_from], overwrite=args.overwrite, owned=OUTPUT_FILES)
     line_progress(0.0, "reading table")
     table = read_table(args.table)

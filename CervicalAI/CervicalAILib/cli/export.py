@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.progress import line_progress
+from CervicalAILib.export.deidentify import Deidentifier, load_key
+from CervicalAILib.export.dicom_seg import export_dicom_seg
+from CervicalAILib.export.masks import export_mask_file
+from CervicalAILib.export.nnunet import export_nnunet
+
 EPILOG = """\
 Every export writes a provenance manifest (manifest.json in a data set folder, FILE.manifest.json
 beside a single file): case or pseudonym, sequences, how the contour was made (MANUAL,
@@ -92,22 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _deidentifier(args: argparse.Namespace):
     if not args.deidentify:
         if args.key or args.key_file:
-            from CervicalAILib.core.errors import InputError
-
             raise InputError("--key/--key-file given without --deidentify")
         return None
-    from CervicalAILib.export.deidentify import Deidentifier, load_key
-
     return Deidentifier(load_key(args.key, args.key_file), dates=args.dates)
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.progress import line_progress
-
     deidentifier = _deidentifier(args)
     if args.export_kind == "nnunet":
-        from CervicalAILib.export.nnunet import export_nnunet
-
         channels = [c.strip().upper() for c in args.channels.split(",") if c.strip()] if args.channels else None
         result = export_nnunet(args.cases, args.out, args.dataset_id, args.name, overwrite=args.overwrite,
                                reviewed_only=args.reviewed_only, channels=channels, registration=args.registration,
@@ -119,16 +118,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(result.cases)} case(s), channels {', '.join(result.channels)}", file=sys.stderr)
         print(result.path)
     elif args.export_kind == "dicom-seg":
-        from CervicalAILib.export.dicom_seg import export_dicom_seg
-
         result = export_dicom_seg(args.mask, args.reference_dicom, args.out, series=args.series,
                                   overwrite=args.overwrite, deidentifier=deidentifier, images_out=args.images_out,
                                   reviewed_only=args.reviewed_only, progress=line_progress)
         print(f"segment algorithm type {result.algorithm_type}; manifest {result.manifest_path}", file=sys.stderr)
         print(result.path)
     else:
-        from CervicalAILib.export.masks import export_mask_file
-
         path, manifest_path, _ = export_mask_file(args.mask, args.out, kind=args.export_kind, reference=args.reference,
                                                   overwrite=args.overwrite, deidentifier=deidentifier,
                                                   patient_id=args.patient_id, reviewed_only=args.reviewed_only)

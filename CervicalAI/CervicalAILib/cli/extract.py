@@ -6,6 +6,9 @@ import argparse
 import sys
 
 from CervicalAILib.cli.options import int_at_least
+from CervicalAILib.core.output_guard import check_output_path
+from CervicalAILib.core.progress import line_progress
+from CervicalAILib.research.cohort import ExtractionConfig, extract_cohort
 
 EPILOG = """\
 The cohort is a folder of case folders plus cohort.csv (one row per case: case_id, center,
@@ -87,10 +90,6 @@ class _TerminalBar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.research.cohort import ExtractionConfig, extract_cohort
-
     encoders: list[str] = [] if args.no_deep else [item for value in args.encoders for item in _csv_list(value)]
     # an existing table is the command's own business (resume or --overwrite); an input never is
     check_output_path(args.out, [args.cohort, args.settings] + [e for e in encoders if e not in ("2d", "3d")],

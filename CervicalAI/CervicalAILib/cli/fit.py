@@ -7,6 +7,13 @@ import logging
 from pathlib import Path
 
 from CervicalAILib.cli.options import float_in, int_at_least
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.output_guard import check_output_path
+from CervicalAILib.core.progress import line_progress
+from CervicalAILib.research.fit.bundle import write_risk_bundle
+from CervicalAILib.research.fit.fit import FitConfig, fit_risk_model
+from CervicalAILib.research.fit.selection import SelectionConfig
+from CervicalAILib.research.fit.table import SplitSpec, cohort_order, read_feature_table
 
 log = logging.getLogger("cervicalai.fit")
 
@@ -95,8 +102,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _summary(result, bundle) -> str:
-    from CervicalAILib.research.fit.table import cohort_order
-
     lines = [f"bundle {bundle.label} written to {bundle.bundle.path}" if bundle.bundle else "bundle written"]
     cases = result.cases
     counts = ", ".join(f"{c} {int((cases['cohort'] == c).sum())}" for c in cohort_order(cases["cohort"].unique().tolist()))
@@ -140,13 +145,6 @@ def _summary(result, bundle) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.errors import InputError
-    from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.research.fit.bundle import write_risk_bundle
-    from CervicalAILib.research.fit.fit import FitConfig, fit_risk_model
-    from CervicalAILib.research.fit.selection import SelectionConfig
-    from CervicalAILib.research.fit.table import SplitSpec, read_feature_table
-
     split_column, train_value = args.split_column, args.train_value
     if args.train_split:
         if "=" not in args.train_split:
@@ -156,8 +154,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("use either a split column (--split-column/--train-split) or --train-centers, not both")
     if args.train_fraction != 1.0 and not args.train_centers:
         raise InputError("--train-fraction needs --train-centers (the centres whose cases are split)")
-    from CervicalAILib.core.output_guard import check_output_path
-
     inputs = [args.features, args.sidecar, args.keep_features]
     check_output_path(args.out, inputs, overwrite=args.overwrite, owned=BUNDLE_FILES)  # before the long fit
     if args.case_lists_out:

@@ -14,6 +14,11 @@ import logging
 import sys
 
 from CervicalAILib.cli.options import float_in
+from CervicalAILib.core.atomic import atomic_directory, write_text
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.output_guard import check_output_path
+from CervicalAILib.core.progress import line_progress
+from CervicalAILib.research.stats.reproducibility import icc_table, read_feature_table, reproducible_features
 
 log = logging.getLogger(__name__)
 OUTPUT_FILES = ["icc.csv", "kept_features.txt"]
@@ -53,16 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.atomic import atomic_directory, write_text
-    from CervicalAILib.core.errors import InputError
-    from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.research.stats.reproducibility import (
-        icc_table,
-        read_feature_table,
-        reproducible_features,
-    )
-
     check_output_path(args.out, [args.features_a, args.features_b], overwrite=args.overwrite, owned=OUTPUT_FILES)
     line_progress(0.0, "reading feature tables")
     table_a = read_feature_table(args.features_a)

@@ -8,6 +8,11 @@ from pathlib import Path
 from CervicalAILib.cli.options import output_path
 from CervicalAILib.contracts.readout import READOUT_FILE, Readout
 from CervicalAILib.contracts.readout_text import summary_text
+from CervicalAILib.core.atomic import to_json
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.output_guard import check_output_path
+from CervicalAILib.core.progress import line_progress
+from CervicalAILib.pipeline import OUTPUT_FILES, load_inputs, predict_case
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,12 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.atomic import to_json
-    from CervicalAILib.core.errors import InputError
-    from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.pipeline import OUTPUT_FILES, load_inputs, predict_case
-
     clinical = args.clinical
     if clinical is None:
         default = args.case / "clinical.json"

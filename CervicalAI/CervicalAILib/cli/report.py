@@ -6,6 +6,10 @@ import argparse
 import logging
 import sys
 
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.export.deidentify import Deidentifier, load_key
+from CervicalAILib.report import default_pdf_path, write_report
+
 EPILOG = """\
 READOUT_DIR is what `cervicalai predict ... --out DIR` wrote (readout.json, nomogram.png). The
 report shows the case pseudonym, the sequences used, the key image (T2WI at the largest tumour
@@ -46,13 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.errors import InputError
-    from CervicalAILib.report import default_pdf_path, write_report
-
     deidentifier = None
     if args.pseudonym:
-        from CervicalAILib.export.deidentify import Deidentifier, load_key
-
         deidentifier = Deidentifier(load_key(args.key, args.key_file))
     elif args.key or args.key_file or args.patient_id:
         raise InputError("--key/--key-file/--patient-id given without --pseudonym")

@@ -6,6 +6,21 @@ import argparse
 import sys
 from pathlib import Path
 
+from CervicalAILib.cli import segment
+from CervicalAILib.core.atomic import write_text
+from CervicalAILib.core.errors import CervicalAIError
+from CervicalAILib.core.output_guard import check_output_path
+from CervicalAILib.core.progress import line_progress
+from CervicalAILib.export.reviewed_set import export_reviewed_set
+from CervicalAILib.review.worklist import (
+    SEGMENTATION_DIR,
+    STATUSES,
+    agreement_table,
+    open_worklist,
+    reader_folder_name,
+    status_table,
+)
+
 EPILOG = """\
 The worklist is a cohort folder (case folders, each with `cervicalai segment CASE --out
 CASE/segmentation`; `review prepare` runs that for every case without it) or a CSV of case folders
@@ -79,8 +94,6 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from CervicalAILib.review.worklist import STATUSES, open_worklist, status_table
-
     worklist = open_worklist(args.worklist)
     readers = args.reader or worklist.readers()
     header, rows = status_table(worklist, readers)
@@ -97,9 +110,6 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from CervicalAILib.cli import segment
-    from CervicalAILib.review.worklist import SEGMENTATION_DIR, open_worklist
-
     worklist = open_worklist(args.worklist)
     todo = [case for case in worklist.cases if case.segmentation is None]
     print(f"{len(worklist.cases) - len(todo)} case(s) already segmented; segmenting {len(todo)}", file=sys.stderr)
@@ -117,10 +127,6 @@ def _agreement(args: argparse.Namespace) -> int:
     import csv
     import io
     import statistics
-
-    from CervicalAILib.core.atomic import write_text
-    from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.review.worklist import agreement_table, open_worklist
 
     if args.out is not None:
         check_output_path(args.out, [args.worklist], overwrite=args.overwrite, kind="file")
@@ -146,11 +152,6 @@ def _agreement(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.export.reviewed_set import export_reviewed_set
-    from CervicalAILib.review.worklist import open_worklist
-
     check_output_path(args.out, [args.worklist, args.dicom_root], overwrite=args.overwrite)
     worklist = open_worklist(args.worklist)
     result = export_reviewed_set(worklist, args.reader, args.out, args.format, consensus=args.consensus,
@@ -166,13 +167,10 @@ def _export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import importlib.util
 
-    from CervicalAILib.core.errors import CervicalAIError
-    from CervicalAILib.review.worklist import open_worklist, reader_folder_name
-
     if importlib.util.find_spec("CervicalAILib.web") is None:  # the Slicer extension installs no web app
         raise CervicalAIError("the web review app is not part of this installation (the Slicer extension ships the "
                               "serving engine only): run it from a pip install of CervicalAI with the web extra")
-    from CervicalAILib.web.security import read_token
+    from CervicalAILib.web.security import read_token  # web/ is optional (not installed in Slicer): only here
 
     reader_folder_name(args.reader)  # a missing or unsafe reader name is refused before anything starts
     token = read_token(args.token, args.token_file)

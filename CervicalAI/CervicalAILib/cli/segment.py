@@ -9,6 +9,12 @@ from pathlib import Path
 
 from CervicalAILib.cli.options import output_path
 from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
+from CervicalAILib.core.atomic import to_json
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.output_guard import check_output_path
+from CervicalAILib.core.progress import line_progress
+from CervicalAILib.pipeline.segment import segment_patient, write_patient_segmentation
+from CervicalAILib.segmentation.outputs import OUTPUT_FILES
 
 # Exit status when the anatomy gate recognised no cervix or uterus (no tumour contour written);
 # 0 = segmented (a tumour or "no tumour found"), 2 = an error the message names.
@@ -63,13 +69,6 @@ def _model_label(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.atomic import to_json
-    from CervicalAILib.core.errors import InputError
-    from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.pipeline.segment import segment_patient, write_patient_segmentation
-    from CervicalAILib.segmentation.outputs import OUTPUT_FILES
-
     if args.nnunet_model is not None and args.model is not None:
         raise InputError("give either --model or --nnunet-model, not both")
     # the review worklist (`review prepare`) keeps each case's segmentation in CASE/segmentation/ by design

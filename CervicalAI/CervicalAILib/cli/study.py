@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 from CervicalAILib.cli.options import output_path
-from CervicalAILib.core.errors import CervicalAIError, InputError
+from CervicalAILib.core.atomic import to_json
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.output_guard import check_output_path
+from CervicalAILib.core.progress import line_progress, sub_progress
+from CervicalAILib.registration import register_study_to_case
+from CervicalAILib.study.load import load_study, require_role
+from CervicalAILib.study.series import normalise_role
 
 ROLE_HELP = (
     "give a series a role by hand, e.g. --role 8=DWI or --role 5=other (repeatable). SERIES is the "
@@ -63,8 +69,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_role_overrides(values: list[str]) -> dict[str, str]:
     """['8=DWI', '5=other'] -> {'8': 'DWI', '5': 'other'}; InputError for a malformed value."""
-    from CervicalAILib.study.series import normalise_role
-
     overrides: dict[str, str] = {}
     for value in values:
         series, sep, role = value.rpartition("=")
@@ -77,8 +81,6 @@ def parse_role_overrides(values: list[str]) -> dict[str, str]:
 
 
 def _load(args: argparse.Namespace, progress=None):
-    from CervicalAILib.study.load import load_study
-
     path = args.path[0] if len(args.path) == 1 else args.path
     return load_study(path, parse_role_overrides(args.role), progress=progress, study=args.study)
 
@@ -139,8 +141,6 @@ def format_study(study) -> str:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.atomic import to_json
-
     study = _load(args)
     if args.json:
         sys.stdout.write(to_json(study.to_dict()))
@@ -155,19 +155,7 @@ REGISTER_OUTPUT_FILES = ["T2W.nii.gz", "ADC.nii.gz", "DWI.nii.gz", "CET1.nii.gz"
 
 
 def run_register(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress, sub_progress
-    from CervicalAILib.study.load import require_role
-
     out = check_output_path(args.out, args.path, overwrite=args.overwrite, owned=REGISTER_OUTPUT_FILES)
-    try:
-        from CervicalAILib.registration import register_study_to_case
-    except ImportError as exc:
-        if getattr(exc, "name", "") and not str(exc.name).startswith("CervicalAILib.registration"):
-            raise
-        raise CervicalAIError(
-            "co-registration is not available: CervicalAILib.registration is missing from this installation"
-        ) from exc
     study = _load(args, progress=sub_progress(line_progress, 0.0, 0.1))
     require_role(study, "T2W", "the T2WI grid is the reference for co-registration")
     for role in study.roles_present():

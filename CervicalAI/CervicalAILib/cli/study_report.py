@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from CervicalAILib.core.output_guard import check_output_path
+from CervicalAILib.core.progress import line_progress
+from CervicalAILib.research.study_report import StudyReportConfig, run_study_report
+
 EPILOG = """\
 What it does, in one run (resumable: rerun the same command after an interruption):
   1. generates 1100 x SCALE synthetic patients of five centres (cervicalai synth; seed 004's centre
@@ -83,8 +87,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The StudyReportConfig these command-line options describe."""
-    from CervicalAILib.research.study_report import StudyReportConfig
-
     encoders = () if args.no_deep else tuple(item for value in args.encoders for item in _csv_list(value))
     return StudyReportConfig(
         out=args.out, work=args.work, bundles=args.bundles, seed=args.seed, scale=args.scale, jobs=args.jobs,
@@ -96,10 +98,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.research.study_report import run_study_report
-
     inputs = [args.cohort, args.bundles, args.settings, args.reference]
     check_output_path(args.out, inputs, overwrite=True)  # the study report replaces its own folder itself
     if args.work:

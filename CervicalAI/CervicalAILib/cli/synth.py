@@ -6,6 +6,10 @@ import argparse
 import sys
 
 from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.output_guard import check_output_path
+from CervicalAILib.core.progress import line_progress
+from CervicalAILib.research.synth import GENERATOR_VERSION, SynthParams, generate_cohort
+from CervicalAILib.research.synth.figure import case_figure
 
 EPILOG = """\
 Each case folder holds T2W, DWI (b=800 or 1000), ADC (integers in 1e-6 mm2/s) and CE-T1
@@ -51,20 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress
-
     check_output_path(args.out, [args.figure], overwrite=args.overwrite, kind="file" if args.figure else "folder")
     if args.figure:
-        from CervicalAILib.research.synth.figure import case_figure
-
         path = case_figure(args.figure, args.out, overwrite=args.overwrite)
         print(path)
         return 0
     if args.cases is None:
         raise InputError("--cases N is required (number of patients to generate)")
-    from CervicalAILib.research.synth import GENERATOR_VERSION, SynthParams, generate_cohort
-
     params = SynthParams(stage_range=args.stage_range, matrix_scale=args.matrix_scale,
                          generator_version=args.generator_version or GENERATOR_VERSION, sagittal_t2=not args.no_sagittal)
     result = generate_cohort(args.out, args.cases, args.seed, centers=args.centers, fmt=args.format,

@@ -6,7 +6,10 @@ import argparse
 import logging
 
 from CervicalAILib.cli.options import float_in, int_at_least, positive_float
+from CervicalAILib.core.output_guard import check_output_path
+from CervicalAILib.core.progress import line_progress
 from CervicalAILib.io.case import ROLES
+from CervicalAILib.research.training.encoder import EncoderTrainingConfig, train_encoder
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.research.training.encoder import EncoderTrainingConfig, train_encoder
-
     check_output_path(args.out, args.cases, overwrite=args.overwrite)
     if args.log:
         check_output_path(args.log, list(args.cases) + [args.out], overwrite=True, kind="file", option="--log")

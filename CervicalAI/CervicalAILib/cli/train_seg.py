@@ -6,6 +6,13 @@ import argparse
 from pathlib import Path
 
 from CervicalAILib.cli.options import float_in, int_at_least, output_path, positive_float
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.output_guard import check_output_path
+from CervicalAILib.core.progress import line_progress
+from CervicalAILib.io.case import ROLES
+from CervicalAILib.research.training import TrainConfig, find_cases, train_segmentation
+from CervicalAILib.research.training.network import DEFAULT_ARCHITECTURE
+from CervicalAILib.research.training.ood import add_ood_to_bundle
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,8 +98,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _numbers(text: str, kind, what: str) -> list:
-    from CervicalAILib.core.errors import InputError
-
     try:
         values = [kind(v) for v in text.split(",")]
     except ValueError as exc:
@@ -104,12 +109,6 @@ def _numbers(text: str, kind, what: str) -> list:
 
 def run(args: argparse.Namespace) -> int:
     import json
-
-    from CervicalAILib.core.errors import InputError
-    from CervicalAILib.core.output_guard import check_output_path
-    from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.io.case import ROLES
-    from CervicalAILib.research.training import TrainConfig, train_segmentation
 
     if args.add_ood is not None:
         check_output_path(args.out, [*args.cases, args.add_ood, *(args.ood_calibration or [])],
@@ -126,8 +125,6 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.iterations < 1 or args.batch_size < 1:
         raise InputError("--epochs, --iterations and --batch-size must be at least 1")
     structures = [s.strip() for s in args.structures.split(",") if s.strip()]
-    from CervicalAILib.research.training.network import DEFAULT_ARCHITECTURE
-
     try:
         channels = [int(c) for c in args.channels.split(",")]
     except ValueError as exc:
@@ -176,11 +173,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _add_ood(args: argparse.Namespace) -> int:
-    from CervicalAILib.core.errors import InputError
-    from CervicalAILib.core.progress import line_progress
-    from CervicalAILib.research.training import find_cases
-    from CervicalAILib.research.training.ood import add_ood_to_bundle
-
     if not args.ood_calibration:
         raise InputError("--add-ood needs --ood-calibration (held-out cases that set the threshold)")
     bundle = add_ood_to_bundle(

@@ -2,13 +2,13 @@
 
 Everything the engine writes goes to a temporary name in the destination folder first and is
 then renamed into place (os.replace is atomic on one file system), so a crash leaves either
-the old file or the new one, never a truncated one.
+the old file or the new one, never a truncated one. Images are written with io.images.write_image,
+which also checks the file before it is renamed into place (ITK's writers do not fail on a full disk).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import shutil
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from CervicalAILib.core.errors import OutputExistsError
+from CervicalAILib.core.output_guard import foreign_entries, refuse_reviewed
 
 
 def _current_umask() -> int:
@@ -40,29 +41,6 @@ def _temp_path_beside(path: Path, suffix: str = "") -> Path:
     return Path(tmp)
 
 
-IMAGE_FILE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-def verify_written(path: str | Path, name: str | None = None) -> None:
-    """OSError when an image file just written is incomplete.
-
-    ITK's NIfTI writer does not fail when the disk is full (or a file size limit is hit): it prints
-    a message and leaves a truncated file that ITK would later read as zero-filled. So every image
-    the engine writes is checked (header, byte count, gzip stream) before it is renamed into place.
-    """
-    from CervicalAILib.core.errors import InputError
-    from CervicalAILib.io.image_checks import check_image_file
-
-    path = Path(path)
-    if not (name or path.name).lower().endswith(IMAGE_FILE_SUFFIXES):
-        return
-    try:
-        check_image_file(path, values=False)
-    except InputError as exc:
-        raise OSError(errno.ENOSPC, f"the file written is incomplete (disk full or file size limit?): {exc.message}",
-                      str(name or path)) from exc
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` when the block succeeds.
@@ -75,8 +53,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = _temp_path_beside(path, suffix)
     try:
         yield tmp
-        if tmp.exists():
-            verify_written(tmp, path.name)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except OSError as exc:
@@ -118,23 +94,12 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, to_json(obj))
 
 
-def write_image(image, path: str | Path, compress: bool = True) -> Path:
-    """Write a SimpleITK image atomically (format from the extension, e.g. .nii.gz, .nrrd)."""
-    import SimpleITK as sitk
-
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), compress)
-    return Path(path)
-
-
 def refuse_taken_folder(path: str | Path, overwrite: bool = False, owned: list[str] | None = None) -> None:
     """OutputExistsError when `path` is a file, or a non-empty folder and `overwrite` is not set, or
     holds a reviewed contour (never replaced), or (with `owned` patterns) files the writer does not own.
 
     Commands call it before long work so that a taken output is refused at once, not after it.
     """
-    from CervicalAILib.core.output_guard import foreign_entries, refuse_reviewed
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"{path}: exists and is not a folder")
@@ -171,7 +136,6 @@ def atomic_directory(path: str | Path, overwrite: bool = False, owned: list[str]
             for name in files:
                 file = os.path.join(folder, name)
                 if not os.path.islink(file):
-                    verify_written(file, str(path / Path(file).relative_to(tmp)))
                     os.chmod(file, FILE_MODE)
         if path.exists():
             refuse_taken_folder(path, overwrite, owned)  # again: something may have appeared meanwhile

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from CervicalAILib.core.errors import InputError, OutputExistsError
+from CervicalAILib.core.hashing import sha256_file
 
 # Suffix of a review record beside its mask (`tumor.nii.gz.review.json`, see CervicalAILib.contracts.review).
 REVIEW_RECORD_SUFFIX = ".review.json"
@@ -64,8 +65,6 @@ def reviewed_contours(folder: str | Path, limit: int = 5) -> list[str]:
 
     Copies an export made (listed with the same SHA-256 in the folder's export manifest) do not count:
     the reader's own contour is elsewhere, and re-exporting replaces the copies."""
-    from CervicalAILib.core.hashing import sha256_file
-
     folder = Path(folder)
     found = []
     if folder.is_dir():

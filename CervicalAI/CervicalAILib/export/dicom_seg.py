@@ -32,10 +32,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib import __version__
+from CervicalAILib.contracts.case_identity import check_case, read_record
 from CervicalAILib.contracts.terminology import ANATOMIC_REGION, CATEGORY, PROPERTY_TYPE
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
+from CervicalAILib.core.output_guard import check_output_path
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.export import manifest as manifest_module
 from CervicalAILib.export.reference import (
@@ -190,9 +192,6 @@ def export_dicom_seg(
     reviewed_only: refuse (InputError naming the mask) a mask without a valid review record.
     """
     import pydicom
-
-    from CervicalAILib.contracts.case_identity import check_case, read_record
-    from CervicalAILib.core.output_guard import check_output_path
 
     progress = progress or no_progress
     out_path = Path(out_path)

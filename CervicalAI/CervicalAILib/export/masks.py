@@ -10,13 +10,16 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.case_identity import check_case, read_record
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
+from CervicalAILib.core.output_guard import check_output_path
 from CervicalAILib.export import manifest as manifest_module
 from CervicalAILib.export.reference import clean_image, load_reference_image, mask_on_reference
 from CervicalAILib.export.seg_nrrd import write_seg_nrrd
-from CervicalAILib.io.images import read_image
+from CervicalAILib.io.images import read_image, write_image
+from CervicalAILib.review.record import require_review
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ def write_nifti_mask(mask: sitk.Image, path: str | Path) -> Path:
     path = Path(path)
     if not path.name.endswith((".nii.gz", ".nii")):
         raise InputError("a NIfTI mask file name ends with .nii.gz or .nii", path)
-    return atomic.write_image(clean_image(mask), path)
+    return write_image(clean_image(mask), path)
 
 
 def export_mask_file(
@@ -47,9 +50,6 @@ def export_mask_file(
     `patient_id`, else the reference series' PatientID, else the case folder the mask is in.
     reviewed_only: refuse (InputError naming the mask) a mask without a valid review record.
     """
-    from CervicalAILib.contracts.case_identity import check_case, read_record
-    from CervicalAILib.core.output_guard import check_output_path
-
     if kind not in ("nifti", "seg-nrrd"):
         raise InputError(f"unknown mask file kind {kind!r}")
     mask_path, out_path = Path(mask_path), Path(out_path)
@@ -62,8 +62,6 @@ def export_mask_file(
     reference_image, reference_patient = load_reference_image(reference) if reference is not None else (None, "")
     mask = read_image(mask_path)
     if reviewed_only:
-        from CervicalAILib.review.record import require_review
-
         require_review(mask_path)
     prepared = mask_on_reference(mask, reference_image, f"mask {mask_path.name}", mask_path)
     record, record_path = read_record(mask_path.parent)

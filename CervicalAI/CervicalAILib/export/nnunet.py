@@ -33,11 +33,14 @@ import SimpleITK as sitk
 
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.output_guard import check_output_path
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.export import manifest as manifest_module
 from CervicalAILib.export.reference import clean_image, mask_on_reference
 from CervicalAILib.io.case import REQUIRED_ROLE, ROLES, is_case_folder, load_case
 from CervicalAILib.io.geometry import resample_to_reference, same_grid
+from CervicalAILib.io.images import read_image, write_image
+from CervicalAILib.registration import register_to_t2
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +106,6 @@ def _on_t2_grid(images: dict[str, sitk.Image], registration: str, progress: Prog
         for role in off_grid:
             out[role] = resample_to_reference(images[role], t2, None, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
         return out, {role: {"method": "resampled in scanner coordinates (no registration)"} for role in off_grid}
-    from CervicalAILib.registration import register_to_t2
-
     subset = {REQUIRED_ROLE: t2, **{role: images[role] for role in off_grid}}
     if "DWI" in subset and "ADC" not in subset and "ADC" in images:
         subset["ADC"] = images["ADC"]  # the DWI takes the ADC's transform (same acquisition; registration/study.py)
@@ -153,8 +154,6 @@ def export_nnunet(
     target = out_dir / folder_name
     if registration not in ("rigid", "none"):
         raise InputError(f"unknown registration {registration!r} (choose rigid or none)")
-    from CervicalAILib.core.output_guard import check_output_path
-
     check_output_path(target, cases, overwrite=overwrite, owned=OUTPUT_FILES)
     if out_dir.is_dir():
         clash = [p.name for p in out_dir.glob(f"Dataset{int(dataset_id):03d}_*") if p.is_dir() and p.name != folder_name]
@@ -274,8 +273,6 @@ def export_nnunet(
 
 def _write_case(tmp: Path, identifier: str, case: _Case, channels: list[str], registration: str, deidentifier: Any,
                 progress: ProgressCallback, **register_options: Any) -> dict[str, Any]:
-    from CervicalAILib.io.images import read_image
-
     images = {role: read_image(case.image_paths[role]) for role in channels}
     moved, records = _on_t2_grid(images, registration, sub_progress(progress, 0.05, 0.8), **register_options)
     t2 = moved[REQUIRED_ROLE]
@@ -283,8 +280,8 @@ def _write_case(tmp: Path, identifier: str, case: _Case, channels: list[str], re
     prepared = mask_on_reference(read_image(case.label_path), t2, f"{name} tumour label", case.label_path)
     for index, role in enumerate(channels):
         image = _float_without_nan(moved[role], f"{name} {role}")
-        atomic.write_image(image, tmp / "imagesTr" / f"{identifier}_{index:04d}{FILE_ENDING}")
-    atomic.write_image(prepared.mask, tmp / "labelsTr" / f"{identifier}{FILE_ENDING}")
+        write_image(image, tmp / "imagesTr" / f"{identifier}_{index:04d}{FILE_ENDING}")
+    write_image(prepared.mask, tmp / "labelsTr" / f"{identifier}{FILE_ENDING}")
     provenance = manifest_module.mask_provenance(case.label_path)
     entry: dict[str, Any] = {
         "case": identifier,

@@ -44,9 +44,14 @@ from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.export import manifest as manifest_module
+from CervicalAILib.export.dicom_seg import export_dicom_seg
+from CervicalAILib.export.masks import export_mask_file
+from CervicalAILib.export.nnunet import export_nnunet
 from CervicalAILib.io.case import CLINICAL_FILE, ROLES, find_role_file
+from CervicalAILib.io.images import read_image, write_image
 from CervicalAILib.review import record as engine_review
 from CervicalAILib.review.worklist import REVIEWED, ReviewEntry, Worklist, WorklistCase
+from CervicalAILib.study.load import load_study
 
 FORMATS = ("cases", "nnunet", "seg-nrrd", "nifti", "dicom-seg")
 CONSENSUS_RULES = ("majority",)
@@ -117,11 +122,9 @@ def _write_selected_mask(selected: SelectedCase, readers: list[str], target: Pat
         shutil.copyfile(review.mask_path, target)
         shutil.copyfile(record_path(review.mask_path), record_path(target))
         return
-    from CervicalAILib.io.images import read_image
-
     masks = [read_image(review.mask_path) for review in selected.reviews]
     consensus = majority_mask(masks)
-    atomic.write_image(consensus, target)
+    write_image(consensus, target)
     automatic = None
     if selected.case.automatic_mask_path is not None:
         automatic = sitk.Cast(read_image(selected.case.automatic_mask_path) > 0, sitk.sitkUInt8)
@@ -174,8 +177,6 @@ def export_reviewed_set(
                              "`cervicalai export nnunet CASES/* --reviewed-only`")
         if dataset_id is None or not name:
             raise InputError("an nnU-Net export needs --dataset-id and --name")
-        from CervicalAILib.export.nnunet import export_nnunet
-
         folders = [str(item.case.folder) for item in selected]
         masks = {str(item.case.folder): item.reviews[0].mask_path for item in selected}
         result = export_nnunet(folders, out, dataset_id, name, overwrite=overwrite, reviewed_only=True, masks=masks,
@@ -215,8 +216,6 @@ def export_reviewed_set(
                         shutil.rmtree(tmp / ".masks" / case.case_id)
                         continue
                 else:
-                    from CervicalAILib.export.masks import export_mask_file
-
                     suffix = ".seg.nrrd" if fmt == "seg-nrrd" else ".nii.gz"
                     export_mask_file(work, tmp / f"{case.case_id}{suffix}", kind=fmt,
                                      reference=find_role_file(case.folder, "T2W"), reviewed_only=True)
@@ -238,9 +237,6 @@ def export_reviewed_set(
 
 def _export_dicom_seg(mask: Path, study: Path, out: Path) -> None:
     """A DICOM SEG referencing the T2WI series of the case's DICOM study."""
-    from CervicalAILib.export.dicom_seg import export_dicom_seg
-    from CervicalAILib.study.load import load_study
-
     if not study.is_dir():
         raise InputError("no DICOM study for the case under --dicom-root", study)
     series = load_study(study).series_for("T2W")

@@ -16,10 +16,14 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from CervicalAILib.contracts.case_folder import REQUIRED_ROLE, ROLES  # noqa: F401  (io.case.ROLES is where readers look)
+from CervicalAILib.contracts.case_folder import (  # noqa: F401  (io.case.ROLES is where readers look)
+    REQUIRED_ROLE,
+    ROLES,
+    TRANSFORMS_DIR,
+)
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.io.images import IMAGE_SUFFIXES, read_image
+from CervicalAILib.io.images import IMAGE_SUFFIXES, read_image, write_image
 
 CLINICAL_FILE = "clinical.json"
 LABELS_DIR = "labels"
@@ -111,6 +115,24 @@ def load_case(path: str | Path) -> Case:
     return Case(path=path, image_paths=image_paths, label_paths=label_paths, clinical=clinical)
 
 
+def read_transforms(case_folder: str | Path) -> dict[str, sitk.Transform]:
+    """The registration transforms stored in a case (or segmentation) folder: `transforms/<ROLE>.tfm`,
+    T2WI -> sequence, written by `cervicalai study register` and `segment` (reading them is IO; which
+    transform to use is registration/rule.py's)."""
+    folder = Path(case_folder) / TRANSFORMS_DIR
+    transforms = {}
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.tfm")):
+            try:
+                transforms[path.stem] = sitk.ReadTransform(str(path))
+            except RuntimeError as exc:
+                reason = str(exc).strip().splitlines()[-1]
+                if "basic_string" in reason or "__pos" in reason or len(reason) > 160:
+                    reason = "not a valid ITK transform file"
+                raise InputError(f"cannot read registration transform ({reason})", path) from exc
+    return transforms
+
+
 def write_case(
     out_dir: str | Path,
     images: dict[str, sitk.Image],
@@ -127,11 +149,11 @@ def write_case(
         raise InputError(f"a case needs a {REQUIRED_ROLE} image", out_dir)
     with atomic.atomic_directory(out_dir, overwrite=overwrite) as tmp:
         for role, image in images.items():
-            sitk.WriteImage(image, str(tmp / f"{role}.nii.gz"), True)
+            write_image(image, tmp / f"{role}.nii.gz")
         if labels:
             (tmp / LABELS_DIR).mkdir()
             for name, image in labels.items():
-                sitk.WriteImage(image, str(tmp / LABELS_DIR / f"{name}.nii.gz"), True)
+                write_image(image, tmp / LABELS_DIR / f"{name}.nii.gz")
         if clinical is not None:
             (tmp / CLINICAL_FILE).write_text(atomic.to_json(clinical), encoding="utf-8")
         for name, content in (extra_files or {}).items():

@@ -8,16 +8,18 @@ the wrong place in space or change its volume.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import SimpleITK as sitk
 
+from CervicalAILib.core.atomic import atomic_path
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.image_checks import check_geometry, check_image, check_image_file
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
-__all__ = ["IMAGE_SUFFIXES", "check_geometry", "is_image_file", "read_image"]
+__all__ = ["IMAGE_SUFFIXES", "check_geometry", "is_image_file", "read_image", "write_image"]
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -60,3 +62,23 @@ def read_image(path: str | Path, pixel_type: int | None = None, dimension: int |
         raise InputError(f"cannot read image ({_itk_reason(exc)})", path) from exc
     check_image(image, path, dimension=dimension)
     return image
+
+
+def write_image(image: sitk.Image, path: str | Path, compress: bool = True) -> Path:
+    """Write a SimpleITK image atomically (format from the extension, e.g. .nii.gz, .nrrd).
+
+    ITK's writers do not fail when the disk is full (or a file size limit is hit): they print a
+    message and leave a truncated file that ITK would later read as zero-filled. So the file is
+    checked (header, byte count, gzip stream) before it is renamed into place: OSError if incomplete.
+    Every image the engine writes goes through here.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), compress)
+        if is_image_file(path):
+            try:
+                check_image_file(tmp, values=False)
+            except InputError as exc:
+                raise OSError(errno.ENOSPC, "the file written is incomplete (disk full or file size limit?): "
+                              f"{exc.message}", str(path)) from exc
+    return path

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
+from scipy.spatial import ConvexHull
 
 from CervicalAILib.contracts.review import EditMetrics
 from CervicalAILib.core.errors import InputError
@@ -55,8 +57,6 @@ def max_diameter_mm(mask: sitk.Image) -> float:
     points = np.unique(np.round(points, 6), axis=0)
     if len(points) > 4:
         try:
-            from scipy.spatial import ConvexHull
-
             points = points[ConvexHull(points).vertices]
         except Exception:  # flat or degenerate point sets: fall back to all points
             pass
@@ -82,8 +82,6 @@ def dice(a: sitk.Image, b: sitk.Image) -> float:
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
     return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1))
 
 
@@ -94,8 +92,6 @@ def hausdorff95_mm(a: sitk.Image, b: sitk.Image) -> float:
     with the voxel spacing; the larger of the two directed 95th percentiles (MONAI's definition).
     Returns inf when exactly one mask is empty and 0 when both are.
     """
-    from scipy import ndimage
-
     _check_same_grid(a, b)
     x, y = mask_array(a), mask_array(b)
     if not x.any() and not y.any():

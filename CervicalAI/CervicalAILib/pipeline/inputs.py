@@ -25,10 +25,10 @@ from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.core.json_input import read_json
+from CervicalAILib.io.case import read_transforms
 from CervicalAILib.io.geometry import label_fraction_inside, resample_to_reference, same_grid
 from CervicalAILib.io.images import read_image
 from CervicalAILib.io.mask_checks import tumour_mask
-from CervicalAILib.registration.masks import read_transforms
 from CervicalAILib.registration.rule import stored_in_use
 from CervicalAILib.review.record import read_review
 from CervicalAILib.scoring.staging import C_LNM_SHORT_AXIS_MM

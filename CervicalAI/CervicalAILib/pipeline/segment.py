@@ -24,7 +24,7 @@ from CervicalAILib.bundles.catalog import bundle_source
 from CervicalAILib.contracts.case_folder import REQUIRED_ROLE, ROLES, TRANSFORMS_DIR, Grid, read_manifest
 from CervicalAILib.contracts.case_identity import case_record, check_case, read_record
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
-from CervicalAILib.registration.masks import read_transforms
+from CervicalAILib.io.case import read_transforms
 from CervicalAILib.registration.resample import onto_t2_grid
 from CervicalAILib.registration.rule import TransformSource, resolve_transforms, stored_in_use
 from CervicalAILib.segmentation.finish import SegmentationResult

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from CervicalAILib.contracts.case_folder import TRANSFORMS_DIR
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.geometry import same_grid
 
@@ -45,22 +43,6 @@ def mask_on_grid(mask: sitk.Image, image: sitk.Image, transform: sitk.Transform 
     inverse = transform.GetInverse() if transform is not None else sitk.Transform()
     fraction = sitk.Resample(sitk.Cast(mask != 0, sitk.sitkFloat32), image, inverse, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return sitk.Cast(fraction >= 0.5 - TIE_MARGIN, sitk.sitkUInt8)
-
-
-def read_transforms(case_folder: str | Path) -> dict[str, sitk.Transform]:
-    """`transforms/<ROLE>.tfm` written by `cervicalai study register` (T2WI -> sequence)."""
-    folder = Path(case_folder) / TRANSFORMS_DIR
-    transforms = {}
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.tfm")):
-            try:
-                transforms[path.stem] = sitk.ReadTransform(str(path))
-            except RuntimeError as exc:
-                reason = str(exc).strip().splitlines()[-1]
-                if "basic_string" in reason or "__pos" in reason or len(reason) > 160:
-                    reason = "not a valid ITK transform file"
-                raise InputError(f"cannot read registration transform ({reason})", path) from exc
-    return transforms
 
 
 def sequence_masks(

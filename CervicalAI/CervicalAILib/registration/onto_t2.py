@@ -27,6 +27,7 @@ from CervicalAILib.contracts.case_folder import (
     CaseManifest,
     Grid,
 )
+from CervicalAILib.contracts.case_identity import case_record
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
@@ -169,8 +170,6 @@ def register_study_to_case(
         if not same_grid(label, fixed):  # the contract puts labels on the T2W grid; repair if not
             label = resample_to_reference(label, fixed, None, sitk.sitkNearestNeighbor)
         labels[name] = label
-    from CervicalAILib.contracts.case_identity import case_record
-
     record = {
         "source": str(getattr(study, "path", "")),
         # the case the transforms were computed on (segment and predict check it: provenance.py)

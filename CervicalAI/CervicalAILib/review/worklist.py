@@ -34,13 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib.contracts.review import ReviewRecord
 from CervicalAILib.contracts.segmentation import SEGMENTATION_SUMMARY
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.io.case import is_case_folder
+from CervicalAILib.io import measurements as measure
+from CervicalAILib.io.case import is_case_folder, load_case, read_transforms
+from CervicalAILib.io.geometry import resample_to_reference, same_grid
+from CervicalAILib.io.images import read_image, write_image
 from CervicalAILib.review import record as engine_review
 
 REVIEW_DIR = "cervicalai-review"
@@ -306,8 +310,6 @@ class ReaderWorklist:
 
     def working_mask(self, case_id: str) -> sitk.Image | None:
         """The reader's working copy of the case (None when the reader has not edited it yet)."""
-        from CervicalAILib.io.images import read_image
-
         path = self.working_mask_path(case_id)
         return read_image(path) if path.is_file() else None
 
@@ -328,7 +330,7 @@ class ReaderWorklist:
     def save_working(self, case_id: str, mask: sitk.Image) -> Path:
         """Autosave of the working copy (atomic: a crash leaves the previous or the new copy)."""
         path = self.working_mask_path(case_id)
-        atomic.write_image(sitk.Cast(mask > 0, sitk.sitkUInt8), path)
+        write_image(sitk.Cast(mask > 0, sitk.sitkUInt8), path)
         if not (self.case_folder(case_id) / STATUS_FILE).is_file():
             self._write_status(case_id, IN_PROGRESS)
         return path
@@ -358,9 +360,6 @@ class ReaderWorklist:
                              f"{' or '.join(f'{r} ({RATINGS[r]})' for r in EMPTY_RATINGS)}")
         automatic = None
         if case.automatic_mask_path is not None:
-            from CervicalAILib.io.geometry import same_grid
-            from CervicalAILib.io.images import read_image
-
             automatic = sitk.Cast(read_image(case.automatic_mask_path) > 0, sitk.sitkUInt8)
             if not same_grid(automatic, mask, tolerance=1e-3):
                 raise InputError(f"the reviewed mask of {case_id!r} is not on the grid of its automatic contour (the T2WI)")
@@ -369,7 +368,7 @@ class ReaderWorklist:
         number = reviews[-1].number + 1 if reviews else 1
         folder = self.case_folder(case_id) / f"{REVIEWED_PREFIX}{number}"
         with atomic.atomic_directory(folder) as tmp:
-            atomic.write_image(mask, tmp / MASK_FILE)
+            write_image(mask, tmp / MASK_FILE)
             engine_review.mark_reviewed(tmp / MASK_FILE, self.reader_name, automatic, case.automatic_model(), now)
             atomic.write_json(tmp / NOTES_FILE, {
                 "rating": rating,
@@ -493,10 +492,6 @@ def status_table(worklist: Worklist, readers: list[str] | None = None) -> tuple[
 
 def agreement_table(worklist: Worklist, reader_a: str, reader_b: str) -> list[dict[str, Any]]:
     """Per case reviewed by both readers: Dice and HD95 between their latest reviewed masks, and volumes."""
-    from CervicalAILib.io import measurements as measure
-    from CervicalAILib.io.geometry import same_grid
-    from CervicalAILib.io.images import read_image
-
     a, b = worklist.reader(reader_a), worklist.reader(reader_b)
     if a.folder_name == b.folder_name:
         raise InputError("the agreement table needs two different readers")
@@ -531,10 +526,6 @@ def images_on_t2_grid(case: WorklistCase) -> tuple[dict[str, sitk.Image], list[s
     lies on the same anatomy in every view; without one it is resampled in scanner coordinates
     (and a note says so). Nothing is registered here: that is the segment step's work.
     """
-    from CervicalAILib.io.case import load_case
-    from CervicalAILib.io.geometry import resample_to_reference, same_grid
-    from CervicalAILib.registration.masks import read_transforms
-
     loaded = load_case(case.folder)
     t2 = loaded.image("T2W")
     transforms = read_transforms(case.segmentation) if case.segmentation is not None else {}
@@ -557,8 +548,6 @@ def images_on_t2_grid(case: WorklistCase) -> tuple[dict[str, sitk.Image], list[s
 def flagged_slices(case: WorklistCase, mask: sitk.Image | None) -> list[dict[str, Any]]:
     """The T2WI slices to check first (segmentation.json, lowest confidence) with the point to jump
     to in RAS (mm): the tumour's centre in that slice, else the slice centre. Slices numbered from 0."""
-    import numpy as np
-
     summary = case.segmentation_summary()
     entries = summary.get("flagged_slices") or []
     if not entries or mask is None:

@@ -18,6 +18,7 @@ from CervicalAILib.contracts.segmentation import (
 )
 from CervicalAILib.core.atomic import atomic_directory, to_json
 from CervicalAILib.core.errors import InputError
+from CervicalAILib.io.images import write_image
 from CervicalAILib.segmentation.anatomy import NO_ANATOMY_MESSAGE
 
 ORGANS_FILE = "organs.nii.gz"  # label map of the anatomical structures, values in ORGAN_TABLE_FILE
@@ -55,10 +56,10 @@ def write_segmentation(
         summary["files"]["transforms"] = {role: f"{TRANSFORMS_DIR}/{role}.tfm" for role in sorted(transforms)}
     with atomic_directory(out_dir, overwrite=overwrite, owned=OUTPUT_FILES) as tmp:
         if result.mask is not None:
-            sitk.WriteImage(result.mask, str(tmp / MASK_FILE), True)
-            sitk.WriteImage(result.probability, str(tmp / PROBABILITY_FILE), True)
+            write_image(result.mask, tmp / MASK_FILE)
+            write_image(result.probability, tmp / PROBABILITY_FILE)
         if organs is not None:
-            sitk.WriteImage(organs, str(tmp / ORGANS_FILE), True)
+            write_image(organs, tmp / ORGANS_FILE)
             (tmp / ORGAN_TABLE_FILE).write_text(to_json(dict(result.organ_labels)), encoding="utf-8")
         (tmp / SEGMENTATION_SUMMARY).write_text(to_json(SegmentationSummary.from_dict(summary).to_dict()), encoding="utf-8")
         if transforms:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 DEFAULT_POSTPROCESSING: dict[str, Any] = {
     "threshold": 0.5,
@@ -69,8 +70,6 @@ def _select_components(
     ]
     if candidates:
         # distance (mm) from each satellite's voxels to the main lesion's surface voxels
-        from scipy.spatial import cKDTree
-
         scale = np.asarray(spacing_zyx, dtype=float)
         surface = keep & ~ndimage.binary_erosion(keep)
         tree = cKDTree(np.argwhere(surface) * scale)

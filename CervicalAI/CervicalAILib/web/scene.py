@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib.contracts.terminology import TUMOUR_TERMINOLOGY
@@ -124,8 +125,6 @@ def load_case(scene, reader: ReaderWorklist, case_id: str) -> LoadedCase:
 
 def largest_section_ras(mask: sitk.Image) -> list[float] | None:
     """RAS (mm) of the centre of the mask's largest slice (T2WI slices); None for an empty mask."""
-    import numpy as np
-
     array = sitk.GetArrayViewFromImage(mask) > 0
     areas = array.sum(axis=(1, 2))
     if not areas.any():

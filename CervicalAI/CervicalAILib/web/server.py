@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from CervicalAILib.core.atomic import write_text
 from CervicalAILib.review.worklist import open_worklist
 from CervicalAILib.web.security import Access, check_access, check_port_free, claim_reader
 
@@ -48,7 +49,8 @@ def _run(worklist, reader_list, access: Access, rca_encoder: str | None, ready_f
     configure_rendering()
     quiet_web_logs()
 
-    from trame.app import get_server  # heavy optional packages: only when serving
+    # heavy optional packages, only when serving (web.app imports trame and trame-slicer at module level)
+    from trame.app import get_server
 
     from CervicalAILib.web.app import ReviewApp
 
@@ -65,8 +67,6 @@ def _run(worklist, reader_list, access: Access, rca_encoder: str | None, ready_f
                   f"{len(worklist.cases)} case(s)", flush=True)
             print(f"open {shown.url()}", flush=True)
             if ready_file is not None:
-                from CervicalAILib.core.atomic import write_text
-
                 write_text(ready_file, shown.url() + "\n")
 
         server.controller.on_server_ready.add(announce)

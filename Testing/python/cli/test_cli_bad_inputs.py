@@ -654,3 +654,23 @@ def test_a_bug_is_one_line_and_the_traceback_comes_with_debug(tmp_path, monkeypa
     debug = subprocess.run([sys.executable, "-c", script, "--debug", "report", str(tmp_path), "--out", "x.html"],
                            capture_output=True, text=True)
     assert "Traceback" in debug.stderr
+
+
+def test_top_level_help_imports_no_command_module():
+    """`cervicalai --help` is built from the COMMANDS table: no command module (nor the engine behind it) loads."""
+    script = ("import sys; from CervicalAILib import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in sys.modules if m.startswith('CervicalAILib.cli.')))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "train-seg" in result.stdout and result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_command_that_is_not_installed_is_left_out_of_help_and_refused_in_one_line(monkeypatch, capsys):
+    from CervicalAILib import cli
+
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, ("ghost", "ghost_command", "a command left out of this build")])
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "ghost" not in capsys.readouterr().out
+    assert cli.main(["-q", "ghost", "x"]) == 2
+    assert capsys.readouterr().err.strip() == "cervicalai ghost: error: this command is not part of this installation"

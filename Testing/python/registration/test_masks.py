@@ -7,7 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.registration.masks import mask_on_grid, read_transforms, sequence_masks
+from CervicalAILib.io.case import read_transforms
+from CervicalAILib.registration.masks import mask_on_grid, sequence_masks
 from CervicalAILib.registration.rigid import write_transform
 
 

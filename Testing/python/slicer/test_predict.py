@@ -416,7 +416,7 @@ def test_compute_end_to_end_gives_the_engines_readout(scene, tmp_path, monkeypat
     from CervicalAIHubLib.runner import new_work_folder
     from CervicalAIHubLib.volumes import export_case_folder
     from CervicalAILib.core.background import BackgroundRun, engine_environment
-    from CervicalAILib.registration.masks import read_transforms
+    from CervicalAILib.io.case import read_transforms
     from CervicalAILib.research.synth import SynthParams, generate_case
     from CervicalAISegmentLib.pipeline import segmentation_job
 

@@ -50,7 +50,7 @@ def test_the_light_web_modules_need_no_trame():
 
 def test_the_review_command_loads_without_trame():
     heavy = sorted(HEAVY | {"slicer", "vtk"})
-    code = ("import sys; from CervicalAILib.cli import build_parser; build_parser().parse_args(['review', 'status', 'x']); "
+    code = ("import sys; from CervicalAILib.cli import build_parser; argv = ['review', 'status', 'x']; build_parser(argv).parse_args(argv); "
             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

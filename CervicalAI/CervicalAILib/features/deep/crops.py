@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.features.deep.config import CropSpec
@@ -122,8 +123,6 @@ def _sample(
     nearest neighbour (round half up, as ITK) for the mask. Returns image, mask and
     inside-the-image arrays of shape (len(centers), z, y, x).
     """
-    from scipy import ndimage
-
     in_spacing = np.asarray(image.GetSpacing(), dtype=float)
     half_index = out_spacing * (out_size - 1) / 2.0 / in_spacing
     # output voxel centres relative to a box centre, in image index units, shape (z, y, x, 3) as xyz

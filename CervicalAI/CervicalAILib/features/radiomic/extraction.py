@@ -37,6 +37,7 @@ import SimpleITK as sitk
 from CervicalAILib.contracts.feature_names import RadiomicName, radiomic_name
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.features.radiomic.lbp3d import lbp3d_images
 from CervicalAILib.features.radiomic.names import (
     SHAPE_CLASSES,
     image_names,
@@ -561,8 +562,6 @@ def _image_filter(image_type: str):
     """pyradiomics' filter function of an image type (`get<Type>Image`); LBP3D from `lbp3d`, which
     gives pyradiomics' values on every scipy (pyradiomics' own yields nothing on scipy 1.17)."""
     from radiomics import imageoperations  # pyradiomics
-
-    from CervicalAILib.features.radiomic.lbp3d import lbp3d_images
 
     return lbp3d_images if image_type == "LBP3D" else getattr(imageoperations, f"get{image_type}Image")
 

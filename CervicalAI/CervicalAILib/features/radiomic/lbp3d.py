@@ -32,14 +32,15 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import special
+from scipy.ndimage import map_coordinates
+from scipy.stats import kurtosis
 
 logger = logging.getLogger(__name__)
 
 
 def spherical_harmonic(order: int, degree: int, azimuth_slot: np.ndarray, polar_slot: np.ndarray) -> np.ndarray:
     """Y of `degree` and `order` as scipy's former `sph_harm(order, degree, azimuth_slot, polar_slot)`."""
-    from scipy import special
-
     if hasattr(special, "sph_harm_y"):  # scipy >= 1.15: sph_harm_y(degree, order, polar, azimuth)
         return special.sph_harm_y(degree, order, polar_slot, azimuth_slot)
     return special.sph_harm(order, degree, azimuth_slot, polar_slot)  # scipy < 1.15
@@ -63,8 +64,6 @@ def lbp3d_images(image: sitk.Image, mask: sitk.Image, **settings: Any) -> Iterat
     pyradiomics' getLBP3DImage. Voxels outside the tumour are 0 (pyradiomics leaves them undefined;
     no feature reads them). Settings: lbp3DLevels (2), lbp3DIcosphereRadius (1),
     lbp3DIcosphereSubdivision (1), label (1)."""
-    from scipy.ndimage import map_coordinates
-    from scipy.stats import kurtosis
     from trimesh.creation import icosphere
 
     if image.GetDimension() != 3:

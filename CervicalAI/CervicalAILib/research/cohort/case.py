@@ -18,10 +18,18 @@ from typing import Any
 
 from CervicalAILib.contracts.case_folder import require_native_grids
 from CervicalAILib.core.errors import InputError
-from CervicalAILib.io.case import LABELS_DIR, REQUIRED_ROLE, ROLES, find_role_file, is_case_folder, load_case
+from CervicalAILib.io.case import (
+    LABELS_DIR,
+    REQUIRED_ROLE,
+    ROLES,
+    find_role_file,
+    is_case_folder,
+    load_case,
+    read_transforms,
+)
 from CervicalAILib.io.geometry import same_grid
 from CervicalAILib.io.images import read_image
-from CervicalAILib.registration.masks import read_transforms, sequence_masks
+from CervicalAILib.registration.masks import sequence_masks
 from CervicalAILib.registration.rule import Transforms, resolve_transforms
 from CervicalAILib.research.cohort.config import ExtractionConfig
 from CervicalAILib.study.load import load_study

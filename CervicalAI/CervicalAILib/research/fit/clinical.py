@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from CervicalAILib.contracts.clinical import KNOWN_CLINICAL, is_missing, yes_no
 
@@ -138,8 +139,6 @@ class UnivariateResult:
 
 def univariate_test(variable: ClinicalVariable, values: Sequence[Any], y: np.ndarray) -> UnivariateResult:
     """Seed 004's univariate comparison of one clinical variable between outcome groups."""
-    from scipy import stats
-
     y = np.asarray(y, dtype=int)
     values = list(values)
     if variable.kind == "continuous":

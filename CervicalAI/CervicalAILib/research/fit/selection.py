@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import mannwhitneyu, rankdata
 
 from CervicalAILib.research.fit.logistic import backward_stepwise_aic, fit_logit
 from CervicalAILib.scoring.dlrc import finite_or_none
@@ -76,8 +77,6 @@ def _family_score(family: str, features: list[str], mean, sd, coefficients, inte
 
 def mann_whitney_p(values: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Two-sided Mann-Whitney U p-value of every column between y == 1 and y == 0."""
-    from scipy.stats import mannwhitneyu
-
     values = np.asarray(values, dtype=float)
     y = np.asarray(y).astype(bool)
     if values.shape[1] == 0:
@@ -87,8 +86,6 @@ def mann_whitney_p(values: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def spearman_matrix(values: np.ndarray) -> np.ndarray:
     """Spearman rank correlation between columns (average ranks for ties)."""
-    from scipy.stats import rankdata
-
     ranks = rankdata(np.asarray(values, dtype=float), axis=0)
     if ranks.shape[1] == 1:
         return np.ones((1, 1))

@@ -29,6 +29,7 @@ from scipy import stats
 
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.research.stats.inputs import binary_outcome, finite_scores
+from CervicalAILib.research.stats.thresholds import wilson_ci
 
 
 def r_seq_by(start: float, stop: float, by: float) -> np.ndarray:
@@ -157,8 +158,6 @@ class CalibrationPoint:
 
 def calibration_curve(y, probability, groups: int = 10, level: float = 0.95) -> list[CalibrationPoint]:
     """Observed event rate against mean predicted probability in the Hosmer-Lemeshow groups."""
-    from CervicalAILib.research.stats.thresholds import wilson_ci
-
     y, probability = _check_probabilities(y, probability)
     return [CalibrationPoint(g.mean_predicted, g.observed_rate, g.n, wilson_ci(g.observed_events, g.n, level))
             for g in _groups(y, probability, groups)]

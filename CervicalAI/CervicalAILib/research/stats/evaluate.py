@@ -38,6 +38,7 @@ import pandas as pd
 from CervicalAILib.core.atomic import atomic_directory, write_json, write_text
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress
+from CervicalAILib.research.stats import figures as fig
 from CervicalAILib.research.stats.calibration import hosmer_lemeshow
 from CervicalAILib.research.stats.decision_curve import (
     DEFAULT_THRESHOLDS,
@@ -52,6 +53,7 @@ from CervicalAILib.research.stats.roc import (
     normalise_direction,
     resolve_direction,
 )
+from CervicalAILib.research.stats.tables import table2, table2_rows, table4, table4_rows
 from CervicalAILib.research.stats.thresholds import diagnostic_metrics, metrics_at_cutoff, youden_cutoff
 from CervicalAILib.research.tables import read_table as read_table_file
 
@@ -447,9 +449,6 @@ def evaluate_table(table: pd.DataFrame, label: str, scores: list[str], positive=
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path, overwrite: bool = False, figures: bool = True,
                      progress: ProgressCallback | None = None) -> Path:
     """Write metrics.json, decision_curve.csv, Tables 2 and 4 and the figures into `out_dir` (atomically)."""
-    from CervicalAILib.research.stats import figures as fig
-    from CervicalAILib.research.stats.tables import table2, table2_rows, table4, table4_rows
-
     progress = progress or no_progress
     out_dir = Path(out_dir)
     cohorts = evaluation.groups or [evaluation.overall]

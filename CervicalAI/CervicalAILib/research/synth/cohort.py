@@ -19,12 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
+from scipy.stats import rankdata
 
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress
+from CervicalAILib.research.synth import anatomy as current_anatomy
+from CervicalAILib.research.synth import scanner as current_scanner
 from CervicalAILib.research.synth.clinical import center_probabilities, sample_patient
+from CervicalAILib.research.synth.labels import label_table
 from CervicalAILib.research.synth.params import GENERATOR_NAME, GENERATOR_VERSION, SynthParams
+from CervicalAILib.research.synth.render import generate_case
+from CervicalAILib.research.synth.v1 import anatomy as anatomy_v1
+from CervicalAILib.research.synth.v1 import scanner as scanner_v1
+from CervicalAILib.research.synth.writer import write_case_folder
 
 FORMATS = ("nifti", "dicom")
 CLINICAL_COLUMNS = (
@@ -46,15 +55,8 @@ class CohortResult:
 def _version(params: SynthParams):
     """(build_anatomy, center_profile, organ label legend) of the generator version in use."""
     if params.generator_version == GENERATOR_VERSION:
-        from CervicalAILib.research.synth.anatomy import build_anatomy
-        from CervicalAILib.research.synth.labels import label_table
-        from CervicalAILib.research.synth.scanner import center_profile
-
-        return build_anatomy, center_profile, label_table()["labels"]
-    from CervicalAILib.research.synth.v1.anatomy import ORGAN_LABELS, build_anatomy
-    from CervicalAILib.research.synth.v1.scanner import center_profile
-
-    return build_anatomy, center_profile, {str(v): k for k, v in ORGAN_LABELS.items()}
+        return current_anatomy.build_anatomy, current_scanner.center_profile, label_table()["labels"]
+    return anatomy_v1.build_anatomy, scanner_v1.center_profile, {str(v): k for k, v in anatomy_v1.ORGAN_LABELS.items()}
 
 
 def cohort_row(clinical: dict[str, Any], latent: dict[str, Any]) -> dict[str, Any]:
@@ -105,9 +107,6 @@ def _check(n_cases: int, seed: int, centers: int, params: SynthParams | None) ->
 def _make_case(task: tuple) -> tuple[dict[str, Any], dict[str, float]]:
     """Worker: generate one case and write its folder; returns its cohort row and timings."""
     case_index, seed, params_dict, centers, folder, fmt = task
-    from CervicalAILib.research.synth.render import generate_case
-    from CervicalAILib.research.synth.writer import write_case_folder
-
     params = SynthParams.from_dict(params_dict)
     case = generate_case(case_index, seed, params, centers)
     t = time.process_time()
@@ -118,8 +117,6 @@ def _make_case(task: tuple) -> tuple[dict[str, Any], dict[str, float]]:
 
 
 def _worker_init() -> None:
-    import SimpleITK as sitk
-
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     _keep_freed_memory()
 
@@ -307,7 +304,5 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
     pos, neg = np.asarray(score)[y], np.asarray(score)[~y]
     if len(pos) == 0 or len(neg) == 0:
         return None
-    from scipy.stats import rankdata
-
     ranks = rankdata(np.concatenate([pos, neg]))
     return round(float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))), 6)

@@ -34,7 +34,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from CervicalAILib.io.geometry import orientation_label
+from CervicalAILib.research.synth.labels import FEMALE_ORGANS, ORGAN_GROUPS, ORGAN_LABELS, organ_mask
 from CervicalAILib.research.synth.scanner import motion_transform
+from CervicalAILib.research.synth.v1.anatomy import ORGAN_LABELS as V1
+from CervicalAILib.study.load import load_study
 
 F32 = np.float32
 PATCH_MM = 32.0
@@ -70,8 +74,6 @@ class Volume:
 
 
 def _orientation_of(image: sitk.Image) -> str:
-    from CervicalAILib.io.geometry import orientation_label
-
     return orientation_label(image.GetDirection())
 
 
@@ -95,8 +97,6 @@ def _ellipsoid_mask(image: sitk.Image, regions: list[dict[str, Any]]) -> np.ndar
 
 def real_t2_volumes(path: str | Path, rois: dict[str, Any] | None = None) -> list[Volume]:
     """The T2-weighted series of a real study in orientations the generator makes."""
-    from CervicalAILib.study.load import load_study
-
     path = Path(path)
     study = load_study(path)
     regions = (rois or {}).get("exclude", [])
@@ -147,11 +147,7 @@ def synthetic_t2_volumes(case_dir: str | Path) -> list[Volume]:
 def female_label_values(version: str) -> list[int]:
     """Organ-label values of organs a male pelvis does not have (and the tumour)."""
     if version.startswith("1."):
-        from CervicalAILib.research.synth.v1.anatomy import ORGAN_LABELS as V1
-
         return [V1[n] for n in ("uterus", "cervix", "vagina", "parametrium", "tumor", "ovary")]
-    from CervicalAILib.research.synth.labels import FEMALE_ORGANS, ORGAN_GROUPS, ORGAN_LABELS
-
     values: list[int] = []
     for name in FEMALE_ORGANS:
         values += list(ORGAN_GROUPS.get(name, (ORGAN_LABELS.get(name),)))
@@ -425,14 +421,10 @@ CONTRAST_TISSUES = ("fat", "muscle", "urine", "marrow")
 def synthetic_tissue_masks(organs: np.ndarray, version: str) -> dict[str, np.ndarray]:
     """Eroded masks (in-plane) of fat, muscle, urine and femoral-head marrow from a T2W organ map."""
     if version.startswith("1."):
-        from CervicalAILib.research.synth.v1.anatomy import ORGAN_LABELS as V1
-
         raw = {"fat": np.isin(organs, [V1["subcutaneous_fat"], V1["pelvic_fat"]]), "muscle": organs == V1["muscle"],
                "urine": organs == V1["bladder"], "marrow": organs == V1["bone"]}
         erosion = {"fat": 2, "muscle": 2, "urine": 4, "marrow": 4}
     else:
-        from CervicalAILib.research.synth.labels import organ_mask
-
         raw = {"fat": organ_mask(organs, "fat"), "muscle": organ_mask(organs, "muscle"),
                "urine": organ_mask(organs, "urine"), "marrow": organ_mask(organs, "femoral_head")}
         erosion = {"fat": 2, "muscle": 2, "urine": 2, "marrow": 4}
@@ -472,8 +464,6 @@ def synthetic_contrasts(case_dir: str | Path) -> dict[str, float]:
 
 def real_contrasts(path: str | Path, rois: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """(min, max) over region pairs of each ratio/ADC for a real study with ROIs (LPS spheres)."""
-    from CervicalAILib.study.load import load_study
-
     study = load_study(path)
     t2 = study.image("T2W")
     adc = study.image("ADC") if "ADC" in study.roles_present() else None

@@ -54,6 +54,7 @@ from CervicalAILib.research.synth.tissues import (
     jittered,
     water_signal,
 )
+from CervicalAILib.research.synth.v1.render import generate_case as generate_v1
 
 # Image roles in the order they are made; ADC comes from the DWI acquisition.
 IMAGE_ROLES = ("T2W", "ADC", "DWI", "CET1")
@@ -508,8 +509,6 @@ def generate_case(case_index: int, seed: int, params: SynthParams | None = None,
     """
     params = (params or SynthParams()).validate()
     if params.generator_version != GENERATOR_VERSION:
-        from CervicalAILib.research.synth.v1.render import generate_case as generate_v1
-
         return generate_v1(case_index, seed, params, n_centers, latent_overrides)
     if case_index < 0 or seed < 0:
         raise InputError(f"case index and seed must not be negative (got {case_index}, {seed})")

@@ -22,6 +22,7 @@ from scipy import fft as sfft
 
 from CervicalAILib.research.synth.params import SynthParams, center_letter
 from CervicalAILib.research.synth.shapes import rotation_matrix
+from CervicalAILib.research.synth.tissues import SequenceParameters
 
 SERIES = ("T2W", "T2W_SAG", "DWI", "CET1")  # acquired series; ADC is computed from the DWI
 MAX_STORED_VALUE = 4095  # 12-bit unsigned, as MR scanners store
@@ -66,8 +67,6 @@ class Protocol:
         return self.fov_mm / (self.acq_matrix * (self.phase_resolution if along_phase else 1.0))
 
     def sequence_parameters(self, field_strength: float):
-        from CervicalAILib.research.synth.tissues import SequenceParameters
-
         return SequenceParameters(self.sequence, field_strength, self.echo_time_ms, self.repetition_time_ms,
                                   self.flip_angle_deg)
 

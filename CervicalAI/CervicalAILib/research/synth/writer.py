@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import SimpleITK as sitk
-
 from CervicalAILib.core import atomic
+from CervicalAILib.io.images import write_image
 from CervicalAILib.research.synth.case import SyntheticCase
+from CervicalAILib.research.synth.dicom import write_case_dicom
 
 
 def write_case_folder(case: SyntheticCase, folder: str | Path, fmt: str = "nifti", seed: int = 0,
@@ -32,14 +32,12 @@ def write_case_folder(case: SyntheticCase, folder: str | Path, fmt: str = "nifti
     with atomic.atomic_directory(folder, overwrite=overwrite) as tmp:
         if fmt == "nifti":
             for role, image in {**case.images, **case.extra_images}.items():
-                sitk.WriteImage(image, str(tmp / f"{role}.nii.gz"), True)
+                write_image(image, tmp / f"{role}.nii.gz")
         else:
-            from CervicalAILib.research.synth.dicom import write_case_dicom
-
             write_case_dicom(case, tmp / "dicom", seed)
         (tmp / "labels").mkdir()
         for name, image in case.labels.items():
-            sitk.WriteImage(image, str(tmp / "labels" / f"{name}.nii.gz"), True)
+            write_image(image, tmp / "labels" / f"{name}.nii.gz")
         if case.label_table is not None:
             (tmp / "labels" / "organs.json").write_text(atomic.to_json(case.label_table), encoding="utf-8")
         clinical = dict(case.clinical)

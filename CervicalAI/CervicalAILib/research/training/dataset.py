@@ -27,8 +27,7 @@ from CervicalAILib.core.atomic import atomic_path, write_json
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.core.progress import ProgressCallback, no_progress
-from CervicalAILib.io.case import is_case_folder, load_case
-from CervicalAILib.registration.masks import read_transforms
+from CervicalAILib.io.case import is_case_folder, load_case, read_transforms
 from CervicalAILib.registration.resample import onto_t2_grid
 from CervicalAILib.registration.rule import resolve_transforms
 from CervicalAILib.segmentation.anatomy import TUMOR, canonical_name, label_mask, read_label_table

@@ -32,16 +32,18 @@ from typing import Any
 
 import numpy as np
 
+from CervicalAILib import __version__
 from CervicalAILib.bundles.format import Bundle, write_bundle
 from CervicalAILib.bundles.onnx import make_session
 from CervicalAILib.contracts.feature_names import deep_name
-from CervicalAILib.core.errors import CervicalAIError, InputError
+from CervicalAILib.core.errors import CervicalAIError, InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.features.deep.config import CropSpec, IntensitySpec, encoder_sections
 from CervicalAILib.features.deep.crops import align_mask, crop_2d, crop_3d
 from CervicalAILib.features.deep.preprocess import normalise_crop
 from CervicalAILib.io.case import ROLES, load_case
 from CervicalAILib.io.measurements import mask_array
+from CervicalAILib.research.training.dataset import find_cases
 
 log = logging.getLogger(__name__)
 
@@ -421,14 +423,10 @@ def train_encoder(
     """
     import torch
 
-    from CervicalAILib.research.training.dataset import find_cases
-
     config = (config or EncoderTrainingConfig()).resolved()
     progress = progress or no_progress
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        from CervicalAILib.core.errors import OutputExistsError
-
         raise OutputExistsError(f"{out_dir}: output folder exists and is not empty (use --overwrite to replace it)")
     case_dirs = find_cases(cases)
     torch.manual_seed(config.seed)
@@ -597,8 +595,6 @@ def _versions() -> dict[str, str]:
     import monai
     import onnx
     import torch
-
-    from CervicalAILib import __version__
 
     return {"cervicalai": __version__, "torch": torch.__version__, "monai": monai.__version__, "onnx": onnx.__version__, "python": platform.python_version()}
 

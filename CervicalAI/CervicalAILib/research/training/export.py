@@ -14,7 +14,10 @@ from CervicalAILib.bundles.onnx import make_session
 from CervicalAILib.core.errors import BundleError
 from CervicalAILib.core.provenance import software_versions
 from CervicalAILib.research.training.dataset import dataset_provenance
+from CervicalAILib.research.training.network import size_multiple_zyx
 from CervicalAILib.research.training.ood import add_feature_output
+from CervicalAILib.research.training.synthesis import SynthesisSettings
+from CervicalAILib.segmentation.anatomy import GateSettings, canonical_name, gate_available
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
@@ -152,9 +155,6 @@ def write_segmentation_bundle(
     case_dirs: Sequence[Path],
 ) -> tuple[Bundle, float]:
     """Export `net` and write the complete bundle at `config.out`; returns (bundle, max ONNX error)."""
-    from CervicalAILib.research.training.network import size_multiple_zyx
-    from CervicalAILib.segmentation.anatomy import GateSettings, canonical_name, gate_available
-
     patch_zyx = list(config.patch_size_xyz[::-1])
     inference_zyx = list(config.inference_patch_size_xyz[::-1])
     structures = [canonical_name(name) for name in getattr(config, "structures", ["tumor"])]
@@ -236,8 +236,6 @@ def write_segmentation_bundle(
             manifest["anatomy_gate"] = GateSettings().to_dict()
         synth_fraction = float(getattr(config, "synth_fraction", 0.0))
         if synth_fraction > 0:
-            from CervicalAILib.research.training.synthesis import SynthesisSettings
-
             manifest["provenance"]["recipe"]["domain_randomisation"] = {
                 "fraction": synth_fraction,
                 "what": "images synthesised from the organ label map: random mean and spread per label and "

@@ -27,10 +27,15 @@ import numpy as np
 
 from CervicalAILib.bundles.format import Bundle, load_bundle, write_bundle
 from CervicalAILib.bundles.onnx import make_session
-from CervicalAILib.core.errors import BundleError, InputError
+from CervicalAILib.core.errors import BundleError, InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.io.case import load_case
+from CervicalAILib.io.geometry import same_grid
+from CervicalAILib.registration import register_to_t2
 from CervicalAILib.research.training.dataset import dataset_provenance
+from CervicalAILib.segmentation.inference import SegmentationModel
 from CervicalAILib.segmentation.ood import OOD_SCHEMA, case_feature_vector
+from CervicalAILib.segmentation.preprocess import prepare_inputs
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +106,12 @@ def add_feature_output(
 
 def case_images(case_dir: Path, roles: Sequence[str], register: bool = True) -> dict[str, Any]:
     """A case folder's sequences for `roles`, co-registered onto its T2WI as the runtime does."""
-    from CervicalAILib.io.case import load_case
-    from CervicalAILib.io.geometry import same_grid
-
     case = load_case(case_dir)
     missing = [role for role in roles if role not in case.roles]
     if missing:
         raise InputError(f"case lacks {', '.join(missing)}", case_dir)
     images = {role: case.image(role) for role in roles}
     if register and any(not same_grid(images[r], images["T2W"]) for r in roles if r != "T2W"):
-        from CervicalAILib.registration import register_to_t2
-
         images, _ = register_to_t2(images)
     return images
 
@@ -134,8 +134,6 @@ def case_vectors(
     model, case_dirs: Sequence[Path], register: bool = True, progress: ProgressCallback | None = None
 ) -> list[np.ndarray]:
     """One feature vector per case folder, prepared exactly as at run time."""
-    from CervicalAILib.segmentation.preprocess import prepare_inputs
-
     progress = progress or no_progress
     vectors = []
     for number, case_dir in enumerate(case_dirs):
@@ -249,14 +247,10 @@ def add_ood_to_bundle(
 ) -> Bundle:
     """`source` bundle with the feature output added to its network and ood.json fitted on case
     folders, written to `out`. The probability output is unchanged (checked), so segmentations are too."""
-    from CervicalAILib.segmentation.inference import SegmentationModel
-
     progress = progress or no_progress
     bundle = source if isinstance(source, Bundle) else load_bundle(source, task="segmentation")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        from CervicalAILib.core.errors import OutputExistsError
-
         raise OutputExistsError(f"{out}: bundle folder exists and is not empty (use --overwrite to replace it)")
     manifest = json.loads(json.dumps(bundle.manifest))
     roles = [entry["role"] for entry in manifest["inputs"]]

@@ -24,13 +24,15 @@ from typing import Any
 import numpy as np
 
 from CervicalAILib.core.atomic import atomic_path, write_json
-from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.research.training.dataset import CachedCase, build_cache, find_cases, training_range
 from CervicalAILib.research.training.export import write_segmentation_bundle
 from CervicalAILib.research.training.network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
 from CervicalAILib.research.training.ood import attach_ood, vectors_from_volumes
+from CervicalAILib.research.training.synthesis import synthesize
 from CervicalAILib.segmentation.anatomy import TUMOR, canonical_name
+from CervicalAILib.segmentation.inference import SegmentationModel
 from CervicalAILib.segmentation.preprocess import pad_to_shape
 from CervicalAILib.segmentation.sliding_window import fit_patch, sliding_window_predict
 
@@ -275,8 +277,6 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     started = time.perf_counter()
     out = Path(config.out)
     if out.exists() and any(out.iterdir()) and not config.overwrite:
-        from CervicalAILib.core.errors import OutputExistsError
-
         raise OutputExistsError(f"{out}: bundle folder exists and is not empty (use --overwrite to replace it)")
     if config.roles[0] != "T2W":
         raise InputError(f"the first role must be T2W (the reference grid), got {config.roles}")
@@ -443,8 +443,6 @@ def _randomised(
     """The sample with (at `synth_fraction`) its image replaced by one synthesised from its label map."""
     label_map = sample.pop("label_map", None)
     if label_map is not None and synth_fraction > 0 and rng.random() < synth_fraction:
-        from CervicalAILib.research.training.synthesis import synthesize
-
         sample["image"] = synthesize(label_map, normalization, rng)
     return sample
 
@@ -452,8 +450,6 @@ def _randomised(
 def fit_bundle_ood(bundle, config: TrainConfig, train_data, val_data, work: Path, progress: ProgressCallback):
     """The bundle again with its OOD score: feature vectors of the (cached) training cases, the
     threshold from `config.ood_calibration` cases (prepared into their own cache) or the validation cases."""
-    from CervicalAILib.segmentation.inference import SegmentationModel
-
     model = SegmentationModel(bundle)
     calibration = val_data
     calibration_dirs = [Path(d) for d in find_cases(config.ood_calibration)] if config.ood_calibration else None
