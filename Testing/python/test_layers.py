@@ -21,6 +21,7 @@ that no longer occurs, so the list only shrinks.
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
@@ -131,8 +132,17 @@ def _module_name(path: Path) -> str:
     return path.stem
 
 
-def _imports(path: Path, text: str) -> Iterator[tuple[str, bool]]:
+def _imports(path: Path, text: str) -> tuple[tuple[str, bool], ...]:
     """(imported dotted name, at function level) of every import statement of a file."""
+    return _parsed_imports(path, text)
+
+
+@functools.lru_cache(maxsize=4096)  # the probes re-check the whole tree with one file changed: parse each text once
+def _parsed_imports(path: Path, text: str) -> tuple[tuple[str, bool], ...]:
+    return tuple(_walk_imports(path, text))
+
+
+def _walk_imports(path: Path, text: str) -> Iterator[tuple[str, bool]]:
     tree = ast.parse(text, filename=str(path))
     package = _module_name(path).split(".")
     if path.name != "__init__.py":
