@@ -186,3 +186,16 @@ def pelvis(cervix: bool = True, far_blob: bool = False, size=(48, 44, 12), spaci
     image.SetSpacing(spacing)
     image.SetOrigin((-30.0, -20.0, 0.0))
     return image, tumour, blob
+
+
+def box_mask(path, box) -> sitk.Image:
+    """A 0/1 mask on an 8 x 20 x 20 grid (0.8 x 0.8 x 4 mm) with the box (z0, z1, y0, y1, x0, x1) set,
+    written to `path` when it is given (review-record tests: a reader's contour and the automatic one)."""
+    array = np.zeros((8, 20, 20), np.uint8)
+    z0, z1, y0, y1, x0, x1 = box
+    array[z0:z1, y0:y1, x0:x1] = 1
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.8, 0.8, 4.0))
+    if path is not None:
+        sitk.WriteImage(image, str(path))
+    return image

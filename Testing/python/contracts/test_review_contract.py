@@ -6,9 +6,8 @@ import dataclasses
 import datetime as dt
 import json
 
-import numpy as np
 import pytest
-import SimpleITK as sitk
+from segmentation_testdata import box_mask
 
 from CervicalAILib.contracts.review import ORIGINS, EditMetrics, ReviewRecord, record_path
 from CervicalAILib.contracts.schemas import load_schema, validate
@@ -48,15 +47,6 @@ WRITTEN_BEFORE_MANUAL = """{
 WHEN = dt.datetime(2026, 11, 22, 9, 30, 12, tzinfo=dt.UTC)
 
 
-def _mask(path, box) -> sitk.Image:
-    array = np.zeros((8, 20, 20), np.uint8)
-    z0, z1, y0, y1, x0, x1 = box
-    array[z0:z1, y0:y1, x0:x1] = 1
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing((0.8, 0.8, 4.0))
-    if path is not None:
-        sitk.WriteImage(image, str(path))
-    return image
 
 
 @pytest.mark.parametrize("text", [WRITTEN_BEFORE_EDITED, WRITTEN_BEFORE_MANUAL,
@@ -69,7 +59,7 @@ def test_records_written_before_read_and_write_back_byte_for_byte(text):
 
 def test_an_older_record_reads_typed(tmp_path):
     mask = tmp_path / "tumor.nii.gz"
-    _mask(mask, (2, 5, 5, 12, 5, 10))
+    box_mask(mask, (2, 5, 5, 12, 5, 10))
     record_path(mask).write_text(WRITTEN_BEFORE_EDITED.replace("d0818f8f3edc10916052e7ceec1ac49fa3841654ee9ee95a77c1f4565bebd368",
                                                                sha256_file(mask)))
     record = read_review(mask)
@@ -84,8 +74,8 @@ def test_an_older_record_reads_typed(tmp_path):
 @pytest.mark.parametrize("automatic", [True, False])
 def test_what_mark_reviewed_writes_follows_the_schema_and_reads_back_the_same(tmp_path, automatic):
     mask = tmp_path / "tumor.nii.gz"
-    _mask(mask, (2, 5, 5, 12, 5, 10))
-    written = mark_reviewed(mask, "Dr R", _mask(None, (2, 5, 5, 12, 5, 12)) if automatic else None,
+    box_mask(mask, (2, 5, 5, 12, 5, 10))
+    written = mark_reviewed(mask, "Dr R", box_mask(None, (2, 5, 5, 12, 5, 12)) if automatic else None,
                             "seg@1.0" if automatic else None, WHEN)
     text = record_path(mask).read_text()
     assert validate(json.loads(text), "review") == []
@@ -120,7 +110,7 @@ def test_the_schema_describes_the_record():
 ])
 def test_each_bad_value_is_one_line_naming_the_file_and_the_key(tmp_path, change, message):
     mask = tmp_path / "tumor.nii.gz"
-    _mask(mask, (2, 5, 5, 12, 5, 10))
+    box_mask(mask, (2, 5, 5, 12, 5, 10))
     record_path(mask).write_text(json.dumps({**json.loads(WRITTEN_BEFORE_EDITED), **change}))
     with pytest.raises(InputError) as caught:
         read_review(mask)

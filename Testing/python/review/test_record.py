@@ -4,37 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import pytest
-import SimpleITK as sitk
+from segmentation_testdata import box_mask
 
 from CervicalAILib.contracts.review import record_path
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.review.record import mark_reviewed, read_review
 
 
-def _mask(path, box):
-    array = np.zeros((8, 20, 20), dtype=np.uint8)
-    z0, z1, y0, y1, x0, x1 = box
-    array[z0:z1, y0:y1, x0:x1] = 1
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing((0.8, 0.8, 4.0))
-    if path is not None:
-        sitk.WriteImage(image, str(path))
-    return image
-
-
 def test_unreviewed_by_default(tmp_path):
     path = tmp_path / "tumor.nii.gz"
-    _mask(path, (2, 5, 5, 12, 5, 12))
+    box_mask(path, (2, 5, 5, 12, 5, 12))
     record = read_review(path)
     assert record.reviewed is False and record.algorithm_type == "AUTOMATIC"
 
 
 def test_edited_contour_is_semiautomatic_with_metrics(tmp_path):
-    automatic = _mask(None, (2, 5, 5, 12, 5, 12))
+    automatic = box_mask(None, (2, 5, 5, 12, 5, 12))
     path = tmp_path / "tumor.nii.gz"
-    _mask(path, (2, 5, 5, 12, 5, 10))  # the reader trimmed two columns
+    box_mask(path, (2, 5, 5, 12, 5, 10))  # the reader trimmed two columns
     when = dt.datetime(2026, 11, 22, 9, 30, tzinfo=dt.UTC)
     record = mark_reviewed(path, " Dr Reader ", automatic_mask=automatic, automatic_model="seg@1.0", now=when)
     assert record.origin == "edited" and record.algorithm_type == "SEMIAUTOMATIC"
@@ -47,7 +35,7 @@ def test_edited_contour_is_semiautomatic_with_metrics(tmp_path):
 
 def test_unchanged_automatic_and_manual(tmp_path):
     path = tmp_path / "tumor.nii.gz"
-    automatic = _mask(path, (2, 5, 5, 12, 5, 12))
+    automatic = box_mask(path, (2, 5, 5, 12, 5, 12))
     # a reviewed automatic contour the reader accepted unchanged is vouched for by the reader: MANUAL
     unchanged = mark_reviewed(path, "A", automatic_mask=automatic, automatic_model="seg@1.0")
     assert unchanged.origin == "automatic" and unchanged.algorithm_type == "MANUAL"
@@ -57,16 +45,16 @@ def test_unchanged_automatic_and_manual(tmp_path):
 
 def test_edit_after_review_invalidates_it(tmp_path):
     path = tmp_path / "tumor.nii.gz"
-    _mask(path, (2, 5, 5, 12, 5, 12))
+    box_mask(path, (2, 5, 5, 12, 5, 12))
     mark_reviewed(path, "A")
-    _mask(path, (2, 6, 5, 12, 5, 12))
+    box_mask(path, (2, 6, 5, 12, 5, 12))
     record = read_review(path)
     assert record.reviewed is False and record.origin == "edited" and record.algorithm_type == "AUTOMATIC"
 
 
 def test_bad_review_inputs(tmp_path):
     path = tmp_path / "tumor.nii.gz"
-    _mask(path, (2, 5, 5, 12, 5, 12))
+    box_mask(path, (2, 5, 5, 12, 5, 12))
     with pytest.raises(InputError, match="reviewer"):
         mark_reviewed(path, "  ")
     record_path(path).write_text("{broken")
