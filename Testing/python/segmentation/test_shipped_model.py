@@ -19,7 +19,7 @@ from CervicalAILib.bundles.defaults import default_bundle_path
 from CervicalAILib.bundles.format import load_bundle
 from CervicalAILib.cli import main
 from CervicalAILib.io.case import write_case
-from CervicalAILib.segmentation.anatomy import NO_ANATOMY_MESSAGE
+from CervicalAILib.segmentation.anatomy import NO_ANATOMY_MESSAGE, label_mask, name_to_values_table
 from CervicalAILib.study.load import load_study
 from conftest import refdata_path
 
@@ -53,12 +53,12 @@ def test_real_male_pelvis_gets_the_gate_sentence_and_its_bladder(shipped, tmp_pa
     t2 = sitk.GetArrayFromImage(load_study(study).image("T2W"))
     organ_image = sitk.ReadImage(str(out / "organs.nii.gz"))
     labels = sitk.GetArrayFromImage(organ_image)
-    table = json.loads((out / "organs.json").read_text())
-    bladder = labels == _value(table, "bladder")
+    table = name_to_values_table(json.loads((out / "organs.json").read_text()), "organs.json")  # the engine's reader
+    bladder = label_mask(labels, table["bladder"])
     body = t2 > np.percentile(t2, 50)
     assert bladder.sum() > 1000
     assert np.median(t2[bladder]) > np.percentile(t2[body & ~bladder], 75)
-    rectum = labels == _value(table, "rectum")
+    rectum = label_mask(labels, table["rectum"])
     if rectum.any():
         def centre_lps(mask):
             z, y, x = np.argwhere(mask).mean(axis=0)
@@ -67,14 +67,6 @@ def test_real_male_pelvis_gets_the_gate_sentence_and_its_bladder(shipped, tmp_pa
         assert centre_lps(rectum)[1] - centre_lps(bladder)[1] > 20.0
 
 
-def _value(table: dict, name: str) -> int:
-    """The label value of `name` in organs.json, whichever way round it is written."""
-    for key, item in table.items():
-        if str(item).lower() == name:
-            return int(key)
-        if str(key).lower() == name:
-            return int(item if not isinstance(item, list) else item[0])
-    raise AssertionError(f"{name} not in organs.json: {table}")
 
 
 def test_blank_series_gets_a_clear_error_never_a_contour(shipped, tmp_path, capsys):
