@@ -97,7 +97,7 @@ def run_inference(records: list[dict], bundle: str | None = None, roles: list[st
 
 def organ_dice(item: dict) -> dict[str, float]:
     """Dice of each predicted organ against the case's true organ label map, matched by name."""
-    from CervicalAILib.segmentation.anatomy import label_mask, read_label_table
+    from CervicalAILib.contracts.label_table import label_mask, read_label_table
 
     case_dir = Path(item["case_dir"])
     if not item.get("organs") or not (case_dir / "labels" / "organs.nii.gz").is_file():

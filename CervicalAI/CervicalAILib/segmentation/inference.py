@@ -24,15 +24,11 @@ import SimpleITK as sitk
 from CervicalAILib.bundles.defaults import default_bundle_path
 from CervicalAILib.bundles.format import Bundle, load_bundle
 from CervicalAILib.bundles.onnx import make_session
+from CervicalAILib.contracts.label_table import TUMOR, canonical_name
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.io.geometry import overlap_fraction, same_grid
-from CervicalAILib.segmentation.anatomy import (
-    TUMOR,
-    GateSettings,
-    canonical_name,
-    gate_available,
-)
+from CervicalAILib.segmentation.anatomy import GateSettings, gate_available
 from CervicalAILib.segmentation.finish import SegmentationResult, finish_segmentation, to_image
 from CervicalAILib.segmentation.nnunet import segment_with_nnunet  # torch and nnunetv2 only inside it
 from CervicalAILib.segmentation.ood import OodModel, not_available

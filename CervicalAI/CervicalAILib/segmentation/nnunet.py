@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.label_table import TUMOR, canonical_name
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.io.geometry import same_grid
-from CervicalAILib.segmentation.anatomy import TUMOR, GateSettings, canonical_name, gate_available
+from CervicalAILib.segmentation.anatomy import GateSettings, gate_available
 from CervicalAILib.segmentation.finish import finish_segmentation
 from CervicalAILib.segmentation.ood import not_available
 

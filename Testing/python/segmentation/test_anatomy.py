@@ -17,19 +17,16 @@ from segmentation_testdata import band_network, make_anatomy_bundle, pelvis
 
 from CervicalAILib.bundles.format import write_bundle
 from CervicalAILib.cli import main
-from CervicalAILib.core.errors import InputError
-from CervicalAILib.io.case import write_case
-from CervicalAILib.segmentation import segment_case, write_segmentation
-from CervicalAILib.segmentation.anatomy import (
-    NO_ANATOMY_MESSAGE,
-    GateSettings,
-    anatomy_gate,
+from CervicalAILib.contracts.label_table import (
     canonical_name,
     label_mask,
     name_to_values_table,
-    organ_masks,
     read_label_table,
 )
+from CervicalAILib.core.errors import InputError
+from CervicalAILib.io.case import write_case
+from CervicalAILib.segmentation import segment_case, write_segmentation
+from CervicalAILib.segmentation.anatomy import NO_ANATOMY_MESSAGE, GateSettings, anatomy_gate, organ_masks
 
 # --------------------------------------------------------------------------- names and tables
 

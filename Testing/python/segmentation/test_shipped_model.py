@@ -18,8 +18,9 @@ import SimpleITK as sitk
 from CervicalAILib.bundles.defaults import default_bundle_path
 from CervicalAILib.bundles.format import load_bundle
 from CervicalAILib.cli import main
+from CervicalAILib.contracts.label_table import label_mask, name_to_values_table
 from CervicalAILib.io.case import write_case
-from CervicalAILib.segmentation.anatomy import NO_ANATOMY_MESSAGE, label_mask, name_to_values_table
+from CervicalAILib.segmentation.anatomy import NO_ANATOMY_MESSAGE
 from CervicalAILib.study.load import load_study
 from conftest import refdata_path
 

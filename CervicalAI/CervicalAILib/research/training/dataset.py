@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.label_table import TUMOR, canonical_name, label_mask, read_label_table
 from CervicalAILib.core.atomic import atomic_path, write_json
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
@@ -30,7 +31,6 @@ from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.io.case import is_case_folder, load_case, read_transforms
 from CervicalAILib.registration.resample import onto_t2_grid
 from CervicalAILib.registration.rule import resolve_transforms
-from CervicalAILib.segmentation.anatomy import TUMOR, canonical_name, label_mask, read_label_table
 from CervicalAILib.segmentation.preprocess import intensity_summary, prepare_inputs, resample_onto
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def prepare_case(
     """Register, resample and normalise one case exactly as the runtime will; its targets.
 
     The tumour target is `labels/tumor.nii.gz`; every other structure is read by name from
-    `labels/organs.nii.gz` and its label table (`segmentation.anatomy.read_label_table`).
+    `labels/organs.nii.gz` and its label table (`contracts.label_table.read_label_table`).
     `with_label_map`: keep the whole organ label map (nearest neighbour) for domain randomisation.
     """
     case = load_case(case_dir)

@@ -11,13 +11,14 @@ import numpy as np
 
 from CervicalAILib.bundles.format import Bundle, write_bundle
 from CervicalAILib.bundles.onnx import make_session
+from CervicalAILib.contracts.label_table import canonical_name
 from CervicalAILib.core.errors import BundleError
 from CervicalAILib.core.provenance import software_versions
 from CervicalAILib.research.training.dataset import dataset_provenance
 from CervicalAILib.research.training.network import size_multiple_zyx
 from CervicalAILib.research.training.ood import add_feature_output
 from CervicalAILib.research.training.synthesis import SynthesisSettings
-from CervicalAILib.segmentation.anatomy import GateSettings, canonical_name, gate_available
+from CervicalAILib.segmentation.anatomy import GateSettings, gate_available
 
 ONNX_FILE = "model.onnx"
 OPSET = 17

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from CervicalAILib.contracts.label_table import TUMOR, canonical_name
 from CervicalAILib.core.atomic import atomic_path, write_json
 from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
@@ -31,7 +32,6 @@ from CervicalAILib.research.training.export import write_segmentation_bundle
 from CervicalAILib.research.training.network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
 from CervicalAILib.research.training.ood import attach_ood, vectors_from_volumes
 from CervicalAILib.research.training.synthesis import synthesize
-from CervicalAILib.segmentation.anatomy import TUMOR, canonical_name
 from CervicalAILib.segmentation.inference import SegmentationModel
 from CervicalAILib.segmentation.preprocess import pad_to_shape
 from CervicalAILib.segmentation.sliding_window import fit_patch, sliding_window_predict
