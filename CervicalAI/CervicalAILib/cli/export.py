@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     nn.add_argument("--channels", metavar="ROLES",
                     help="comma-separated sequences, e.g. T2W,ADC (default: those every case has); cases lacking "
                          "one are excluded")
+    nn.add_argument("--structures", metavar="NAMES",
+                    help="organs to label after the tumour, by name from each case's labels/organs.nii.gz, e.g. "
+                         "cervix,uterus,vagina,bladder,rectum (default: the tumour only); cases lacking one are excluded")
     nn.add_argument("--registration", choices=("rigid", "none"), default="rigid",
                     help="sequences not on the T2WI grid: rigid co-registration (default) or plain resampling")
     _add_common(nn)
@@ -110,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         channels = [c.strip().upper() for c in args.channels.split(",") if c.strip()] if args.channels else None
         result = export_nnunet(args.cases, args.out, args.dataset_id, args.name, overwrite=args.overwrite,
                                reviewed_only=args.reviewed_only, channels=channels, registration=args.registration,
-                               deidentifier=deidentifier, progress=line_progress)
+                               deidentifier=deidentifier, progress=line_progress,
+                               structures=[n.strip() for n in args.structures.split(",") if n.strip()]
+                               if args.structures else None)
         for item in result.excluded:
             print(f"excluded {item['case']}: {item['reason']}", file=sys.stderr)
         for warning in result.warnings:

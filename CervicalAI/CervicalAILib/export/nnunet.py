@@ -2,13 +2,23 @@
 
     DatasetNNN_NAME/dataset.json                 channel_names, labels, numTraining, file_ending
     DatasetNNN_NAME/imagesTr/<case>_0000.nii.gz  T2W, then _0001 ... in the order of channel_names
-    DatasetNNN_NAME/labelsTr/<case>.nii.gz       0 background, 1 tumour (uint8)
+    DatasetNNN_NAME/labelsTr/<case>.nii.gz       0 background, 1 tumour, then the organs asked for (uint8)
     DatasetNNN_NAME/manifest.json                provenance and SHA-256 of every file
 
 Everything is on each case's T2WI grid: sequences on another grid are rigidly co-registered
 onto the T2WI (`registration.register_to_t2`; `registration="none"` resamples them in scanner
 coordinates instead, for sequences known to be aligned); a tumour label on another grid is
 resampled (nearest neighbour) with a warning.
+
+Organs (`structures`, e.g. cervix, uterus, bladder): with them a site's nnU-Net learns the anatomy
+too, and CervicalAI's anatomy gate can then check that model's tumour against its cervix/uterus
+(`segment --nnunet-model`). They come from each case's `labels/organs.nii.gz`, read BY NAME
+through its label table (`contracts.label_table.read_label_table`: `labels/organs.json` or the
+generator's legend): label 2, 3, ... in the order asked for, the tumour (label 1) painted last,
+over any organ. A case whose organ map lacks one of them is excluded with the reason, because
+nnU-Net would learn "absent" from it. What the organ map is (the generator's truth for a
+synthetic case, a site's own annotation) is the case folder's business; the manifest records
+the file and its hash per case.
 
 Channels: nnU-Net needs the same channels for every case. By default the data set has the
 sequences that *every* selected case has (T2W first, then ADC, DWI, CET1), and the sequences some
@@ -31,6 +41,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from CervicalAILib.contracts.label_table import TUMOR, canonical_name, label_mask, read_label_table
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.output_guard import check_output_path
@@ -45,7 +56,8 @@ from CervicalAILib.registration import register_to_t2
 log = logging.getLogger(__name__)
 
 FILE_ENDING = ".nii.gz"
-LABELS = {"background": 0, "tumor": 1}
+LABELS = {"background": 0, TUMOR: 1}  # without organs
+ORGAN_LABEL = "organs"  # labels/organs.nii.gz, the organ label map of a case folder
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 CASE_ID_PATTERN = re.compile(r"[^A-Za-z0-9_\-.]")
 OUTPUT_FILES = ["dataset.json", "manifest.json", "imagesTr/*", "labelsTr/*"]  # what --overwrite may replace
@@ -76,6 +88,7 @@ class _Case:
     patient_id: str
     image_paths: dict[str, Path]
     label_path: Path | None
+    organ_path: Path | None
     registered: bool  # the folder came from `cervicalai study register` (sequences on the T2W grid)
 
 
@@ -90,6 +103,7 @@ def _open_case(folder: Path, label: str) -> _Case:
         patient_id=manifest_module.patient_id_of_case(folder),
         image_paths=dict(case.image_paths),
         label_path=case.label_paths.get(label),
+        organ_path=case.label_paths.get(ORGAN_LABEL),
         registered=(folder / "registration.json").is_file(),
     )
 
@@ -120,6 +134,34 @@ def _on_t2_grid(images: dict[str, sitk.Image], registration: str, progress: Prog
     return out, records
 
 
+def dataset_labels(structures: list[str] | None) -> dict[str, int]:
+    """dataset.json's labels: background 0, tumour 1, then each organ in the order given.
+
+    InputError for a name given twice, the tumour or background among the organs."""
+    labels = dict(LABELS)
+    for name in structures or []:
+        canonical = canonical_name(name)
+        if canonical in labels:
+            raise InputError(f"structure {name!r} is given twice or is the tumour/background itself "
+                             f"(organs go after the tumour: e.g. cervix,uterus,bladder)")
+        labels[canonical] = len(labels)
+    return labels
+
+
+def _organ_problem(case: _Case, structures: list[str]) -> str | None:
+    """Why a case cannot give the organs asked for, or None."""
+    if case.organ_path is None:
+        return f"no organ label map (labels/{ORGAN_LABEL}.nii.gz) for {', '.join(structures)}"
+    try:
+        table = read_label_table(case.folder, ORGAN_LABEL)
+    except InputError as exc:
+        return str(exc)
+    missing = [name for name in structures if name not in table]
+    if missing:
+        return f"its organ label table has no {', '.join(missing)} (it has {', '.join(sorted(table))})"
+    return None
+
+
 def _float_without_nan(image: sitk.Image, what: str) -> sitk.Image:
     array = sitk.GetArrayViewFromImage(image)
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
@@ -141,15 +183,21 @@ def export_nnunet(
     deidentifier: Any = None,
     progress: ProgressCallback | None = None,
     masks: dict[str, str | Path] | None = None,
+    structures: list[str] | None = None,
     **register_options: Any,
 ) -> NnUNetExport:
     """Write `out_dir/DatasetNNN_NAME/` (see the module docstring) and return what went in.
+
+    structures: organs to label after the tumour (from labels/organs.nii.gz, by name); None or
+    empty for the tumour only.
 
     masks: the tumour mask of a case (key: the case folder as given in `cases`) to use instead of
     its labels/<label>, e.g. a reader's reviewed copy kept by the review worklist.
     """
     progress = progress or no_progress
     folder_name = dataset_folder_name(dataset_id, name)
+    labels = dataset_labels(structures)
+    organs = [structure for structure in labels if structure not in LABELS]
     out_dir = Path(out_dir)
     target = out_dir / folder_name
     if registration not in ("rigid", "none"):
@@ -187,6 +235,8 @@ def export_nnunet(
             record = manifest_module.mask_provenance(case.label_path)
             if not record["reviewed"]:
                 reason = "no valid review record (not reviewed, or the mask was edited after the review)"
+        if reason is None and organs:
+            reason = _organ_problem(case, organs)
         if reason is None and channels is not None:
             missing = [c for c in channels if c not in case.image_paths]
             reason = f"lacks {', '.join(missing)}" if missing else None
@@ -232,7 +282,8 @@ def export_nnunet(
             step = sub_progress(progress, number / len(identifiers), (number + 1) / len(identifiers))
             step(0.0, f"case {number + 1}/{len(identifiers)}")
             try:
-                entry = _write_case(tmp, identifier, case, channels, registration, deidentifier, step, **register_options)
+                entry = _write_case(tmp, identifier, case, channels, labels, registration, deidentifier, step,
+                                    **register_options)
             except InputError as exc:
                 excluded.append({"case": identifier if deidentifier else case.case_id,
                                  "reason": manifest_module.scrub([str(exc)], deidentifier, identities)[0]})
@@ -245,9 +296,10 @@ def export_nnunet(
             raise InputError("no case could be exported: " + "; ".join(f"{e['case']}: {e['reason']}" for e in excluded))
         dataset = {
             "name": name,
-            "description": "Primary cervical tumour on T2WI-grid MRI, exported by CervicalAI",
+            "description": "Primary cervical tumour" + (f" and {', '.join(organs)}" if organs else "")
+                           + " on T2WI-grid MRI, exported by CervicalAI",
             "channel_names": {str(i): role for i, role in enumerate(channels)},
-            "labels": dict(LABELS),
+            "labels": dict(labels),
             "numTraining": len(entries),
             "file_ending": FILE_ENDING,
             "overwrite_image_reader_writer": "SimpleITKIO",
@@ -263,7 +315,7 @@ def export_nnunet(
             "nnunet", entries, files, excluded=excluded, deidentifier=deidentifier,
             warnings=manifest_module.scrub(warnings, deidentifier, identities),
             details={"dataset": {"id": int(dataset_id), "name": name, "folder": folder_name, "channels": channels,
-                                 "labels": dict(LABELS), "registration": registration}},
+                                 "labels": dict(labels), "registration": registration}},
         )
         manifest_module.write_manifest(tmp / manifest_module.MANIFEST_FILE, document)
     progress(1.0, f"nnU-Net data set written: {target} ({len(entries)} cases)")
@@ -271,8 +323,9 @@ def export_nnunet(
                         warnings=warnings)
 
 
-def _write_case(tmp: Path, identifier: str, case: _Case, channels: list[str], registration: str, deidentifier: Any,
-                progress: ProgressCallback, **register_options: Any) -> dict[str, Any]:
+def _write_case(tmp: Path, identifier: str, case: _Case, channels: list[str], labels: dict[str, int],
+                registration: str, deidentifier: Any, progress: ProgressCallback,
+                **register_options: Any) -> dict[str, Any]:
     images = {role: read_image(case.image_paths[role]) for role in channels}
     moved, records = _on_t2_grid(images, registration, sub_progress(progress, 0.05, 0.8), **register_options)
     t2 = moved[REQUIRED_ROLE]
@@ -281,7 +334,8 @@ def _write_case(tmp: Path, identifier: str, case: _Case, channels: list[str], re
     for index, role in enumerate(channels):
         image = _float_without_nan(moved[role], f"{name} {role}")
         write_image(image, tmp / "imagesTr" / f"{identifier}_{index:04d}{FILE_ENDING}")
-    write_image(prepared.mask, tmp / "labelsTr" / f"{identifier}{FILE_ENDING}")
+    label_map, organ_voxels = _label_map(prepared.mask, case, labels, t2, name)
+    write_image(label_map, tmp / "labelsTr" / f"{identifier}{FILE_ENDING}")
     provenance = manifest_module.mask_provenance(case.label_path)
     entry: dict[str, Any] = {
         "case": identifier,
@@ -291,10 +345,42 @@ def _write_case(tmp: Path, identifier: str, case: _Case, channels: list[str], re
         "tumour_voxels": int(sitk.GetArrayViewFromImage(prepared.mask).sum()),
         "warnings": prepared.warnings,
     }
+    if organ_voxels:
+        entry["organ_voxels"] = organ_voxels
+        organ_provenance = manifest_module.mask_provenance(case.organ_path)
+        entry["organ_labels"] = (deidentifier.review_record(organ_provenance, case.patient_id) if deidentifier
+                                 else organ_provenance)
     if deidentifier is None:
         entry["source"] = str(case.folder)
     progress(1.0, f"{identifier} written")
     return entry
+
+
+def _label_map(tumour: sitk.Image, case: _Case, labels: dict[str, int], t2: sitk.Image,
+               name: str) -> tuple[sitk.Image, dict[str, int]]:
+    """The case's label file: its organs (by name, nearest-neighbour onto the T2WI grid) with the
+    tumour over them; (image, voxels per organ). Just the tumour when no organ is asked for."""
+    organs = [structure for structure in labels if structure not in LABELS]
+    if not organs:
+        return tumour, {}
+    organ_image = read_image(case.organ_path)
+    if not same_grid(organ_image, t2):
+        organ_image = resample_to_reference(organ_image, t2, None, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
+    organ_values = sitk.GetArrayFromImage(organ_image)
+    table = read_label_table(case.folder, ORGAN_LABEL)
+    combined = np.zeros(organ_values.shape, dtype=np.uint8)
+    counts = {}
+    for structure in organs:
+        inside = label_mask(organ_values, table[structure])
+        if not inside.any():
+            raise InputError(f"{name}: its organ label map holds no {structure} voxel on the T2WI grid")
+        combined[inside] = labels[structure]
+    combined[sitk.GetArrayViewFromImage(tumour) > 0] = labels[TUMOR]  # the tumour over the organ it grows in
+    for structure in organs:
+        counts[structure] = int(np.count_nonzero(combined == labels[structure]))
+    image = sitk.GetImageFromArray(combined)
+    image.CopyInformation(t2)
+    return image, counts
 
 
 def check_nnunet_dataset(folder: str | Path) -> list[str]:

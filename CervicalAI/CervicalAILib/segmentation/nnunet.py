@@ -8,7 +8,7 @@ points CervicalAI at the trained model folder (`cervicalai segment --nnunet-mode
     FOLDER/fold_N/checkpoint_final.pth   (every fold present is used, as nnU-Net's own predictor does)
 
 Channels are matched to our sequences and labels to our structures by NAME (`CHANNEL_NAMES`,
-`anatomy.canonical_name`), never by number; the model must have a label named tumour. nnU-Net
+`contracts.label_table.canonical_name`), never by number; the model must have a label named tumour. nnU-Net
 runs without its own mirroring, once on the image and once on its left-right mirror, and its
 softmax (sigmoid for region-based models) gives the probabilities; from there the result is
 finished exactly as our own networks' (`finish.finish_segmentation`): organ masks, anatomy

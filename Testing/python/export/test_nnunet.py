@@ -233,3 +233,57 @@ def test_the_checker_finds_what_nnunet_rejects(tmp_path, cases, monkeypatch):
     assert any("CASE-3: unexpected label values [2]" in p for p in problems)
     with pytest.raises((AssertionError, RuntimeError, FileNotFoundError)):
         nnunet_verify(result.path, monkeypatch)
+
+
+def _add_organs(case: Path, table: dict, fine_grid: bool = False) -> None:
+    """labels/organs.nii.gz + organs.json in the generator's layout: stroma (5) and canal (6) make up
+    the cervix around the tumour box, the bladder (9) sits in front; on a finer grid if asked."""
+    organs = np.zeros((8, 20, 24), np.uint8)
+    organs[1:7, 4:14, 6:17] = 5
+    organs[3:5, 8:10, 10:12] = 6
+    organs[1:7, 15:19, 6:17] = 9
+    image = _image(organs, (1.5, 1.5, 4.0))
+    if fine_grid:
+        image = sitk.Resample(image, _image(np.zeros((8, 40, 48), np.uint8), (0.75, 0.75, 4.0),
+                                            origin=(-40.375, -30.375, -10.0)), sitk.Transform(), sitk.sitkNearestNeighbor)
+    sitk.WriteImage(image, str(case / "labels" / "organs.nii.gz"))
+    (case / "labels" / "organs.json").write_text(json.dumps(table))
+
+
+GENERATOR_TABLE = {"labels": {"5": {"name": "stroma", "group": "cervix"}, "6": {"name": "canal", "group": "cervix"},
+                              "9": {"name": "Urinary Bladder"}}}
+
+
+def test_organs_are_labelled_by_name_under_the_tumour(tmp_path, monkeypatch):
+    first = make_case(tmp_path / "in", "CASE-1", roles=("T2W",), seed=0)
+    second = make_case(tmp_path / "in", "CASE-2", roles=("T2W",), seed=1)
+    no_organs = make_case(tmp_path / "in", "CASE-3", roles=("T2W",), seed=2)
+    no_bladder = make_case(tmp_path / "in", "CASE-4", roles=("T2W",), seed=0)
+    _add_organs(first, GENERATOR_TABLE)
+    _add_organs(second, GENERATOR_TABLE, fine_grid=True)  # resampled onto the T2WI grid
+    _add_organs(no_bladder, {"5": "cervix"})
+    result = export_nnunet([first, second, no_organs, no_bladder], tmp_path / "raw", 502, "CervixOrgans",
+                           structures=["Cervix", "bladder"])
+    dataset = json.loads((result.path / "dataset.json").read_text())
+    assert dataset["labels"] == {"background": 0, "tumor": 1, "cervix": 2, "bladder": 3}
+    assert "cervix, bladder" in dataset["description"]
+    assert result.cases == ["CASE-1", "CASE-2"]
+    reasons = {e["case"]: e["reason"] for e in result.excluded}
+    assert "no organ label map (labels/organs.nii.gz)" in reasons["CASE-3"]
+    assert "has no bladder" in reasons["CASE-4"]
+    for case in (first, second):
+        label = sitk.GetArrayFromImage(sitk.ReadImage(str(result.path / "labelsTr" / f"{case.name}.nii.gz")))
+        tumour = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "labels" / "tumor.nii.gz"))) > 0
+        assert np.array_equal(label == 1, tumour)  # the tumour wins over the cervix it lies in
+        cervix = np.zeros_like(tumour)
+        cervix[1:7, 4:14, 6:17] = True  # stroma and canal: one structure
+        assert np.array_equal(label == 2, cervix & ~tumour)
+        assert int((label == 3).sum()) == 6 * 4 * 11
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    entry = {c["case"]: c for c in manifest["cases"]}["CASE-1"]
+    assert entry["organ_voxels"] == {"cervix": 6 * 10 * 11 - 4 * 6 * 7, "bladder": 6 * 4 * 11}
+    assert manifest["dataset"]["labels"] == dataset["labels"]
+    assert check_nnunet_dataset(result.path) == []
+    nnunet_verify(result.path, monkeypatch)
+    with pytest.raises(InputError, match="'tumour' is given twice or is the tumour"):
+        export_nnunet([first], tmp_path / "raw2", 503, "X", structures=["cervix", "tumour"])
