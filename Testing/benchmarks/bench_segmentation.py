@@ -191,8 +191,14 @@ def ood_line(rows: list[dict]) -> str:
     if not scores:
         return "Out-of-distribution score: not in this bundle."
     flagged = sum(score > 1.0 for score in scores)
+    by_cohort: dict[str, list[float]] = {}  # case ids start with the cohort's prefix, e.g. SYN9002-A-0002
+    for r in rows:
+        if r["ood_score"] is not None:
+            by_cohort.setdefault(r["case"].split("-")[0], []).append(r["ood_score"])
+    split = ", ".join(f"{name} {sum(v > 1.0 for v in values)} of {len(values)}" for name, values in by_cohort.items())
     return (f"Out-of-distribution score on these held-out synthetic cases: median {_median(scores):.2f}, max "
-            f"{max(scores):.2f}; false alarms (score > 1) {flagged} of {len(scores)} ({100 * flagged / len(scores):.1f}%). "
+            f"{max(scores):.2f}; false alarms (score > 1) {flagged} of {len(scores)} ({100 * flagged / len(scores):.1f}%"
+            f"{'; ' + split if len(by_cohort) > 1 else ''}). "
             f"Anatomy gate: no cervix/uterus recognised in {sum(r['gate'] is False for r in rows)} case(s).")
 
 
@@ -271,8 +277,9 @@ def draw_organs(t2w: sitk.Image, organs: sitk.Image, labels: dict[str, int], out
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cohort", type=Path, required=True, help="held-out synthetic cohort (unseen seed)")
-    parser.add_argument("--cases", type=int, default=30, help="number of cases (default 30)")
+    parser.add_argument("--cohort", type=Path, nargs="+", required=True,
+                        help="held-out synthetic cohort(s) (seeds never used in training or calibration)")
+    parser.add_argument("--cases", type=int, default=30, help="number of cases per cohort (default 30)")
     parser.add_argument("--out", type=Path, default=REPO / "Testing" / "benchmarks" / "results" / "segmentation.md")
     parser.add_argument("--skip-prostatex", action="store_true")
     parser.add_argument("--model", help="multi-sequence bundle to test (default: the shipped one)")
@@ -282,11 +289,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from CervicalAILib.io.case import is_case_folder
 
-    case_dirs = sorted(p for p in args.cohort.iterdir() if is_case_folder(p))[: args.cases]
-    if not case_dirs:
-        parser.error(f"no case folders in {args.cohort}")
-    generator = args.cohort / "generator.json"
-    generator_info = json.loads(generator.read_text()) if generator.is_file() else {}
+    case_dirs, generators = [], []
+    for cohort in args.cohort:
+        found = sorted(p for p in cohort.iterdir() if is_case_folder(p))[: args.cases]
+        if not found:
+            parser.error(f"no case folders in {cohort}")
+        case_dirs += found
+        generator = cohort / "generator.json"
+        info = json.loads(generator.read_text()) if generator.is_file() else {}
+        generators.append(f"seed {info.get('seed', '?')} ({len(found)} cases, version "
+                          f"{info.get('version', info.get('generator_version', '?'))})")
     with tempfile.TemporaryDirectory(prefix="bench-seg-") as tmp:
         records = register_cases(case_dirs, Path(tmp))
         runs = {}
@@ -300,10 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Segmentation benchmark",
         "",
-        f"Command: `.venv/bin/python Testing/benchmarks/bench_segmentation.py --cohort {args.cohort} --cases {args.cases}`",
+        "Command: `.venv/bin/python Testing/benchmarks/bench_segmentation.py --cohort "
+        f"{' '.join(str(c) for c in args.cohort)} --cases {args.cases}`",
         "",
-        f"Held-out cohort: {len(case_dirs)} cases, generator seed {generator_info.get('seed', '?')} "
-        f"(version {generator_info.get('version', generator_info.get('generator_version', '?'))}), never used in training. "
+        f"Held-out cases: {len(case_dirs)}, generator {'; '.join(generators)}, never used in training or calibration. "
         "Metrics on the T2WI grid against `labels/tumor.nii.gz`; size bins by the true maximum 3D diameter. "
         "Inference time = `segment_case` (preprocessing, two network passes, resampling, post-processing, "
         "measurements), registration excluded; peak memory = peak RSS of the inference process.",
