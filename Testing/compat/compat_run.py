@@ -24,6 +24,11 @@ WITH_EXTENSION = "slicer,mrml,extension"
 INSTALLED = "slicer,mrml,extension,hub"
 TESTING = "slicer,mrml,extension,hub,harness"
 PROJECT_PATH = os.pathsep.join(str(path) for path in build_env.PROJECT_PATHS)
+# The environments are installed without .pyc (build_env: made on import instead). Where the caller's
+# environment says PYTHONDONTWRITEBYTECODE they would never be made, and every process of a stand-in
+# would compile numpy, scipy, VTK and the engine again (~4 s each): the bytecode goes to one cache
+# folder beside the environments instead (nothing is written next to the sources).
+PYCACHE = build_env.COMPAT_DIR / "pycache"
 
 
 def environment(version: str) -> dict:
@@ -43,8 +48,8 @@ def run_in(version: str, arguments: list[str], layers: str, timeout: float = 600
     """Run the environment's Python with `arguments`, the project's module folders on PYTHONPATH (as
     Slicer puts them on sys.path) and only `layers` importable."""
     env = {key: value for key, value in os.environ.items()
-           if key not in ("PYTHONPATH", "CERVICALAI_MODELS", "VIRTUAL_ENV", "PYTHONHOME")}  # fmt: skip
-    env.update({"PYTHONPATH": PROJECT_PATH, "CERVICALAI_COMPAT_LAYERS": layers})
+           if key not in ("PYTHONPATH", "CERVICALAI_MODELS", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE")}  # fmt: skip
+    env.update({"PYTHONPATH": PROJECT_PATH, "CERVICALAI_COMPAT_LAYERS": layers, "PYTHONPYCACHEPREFIX": str(PYCACHE)})
     env.update(extra_env or {})
     return subprocess.run([str(build_env.env_python(version)), *arguments], capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=cwd)  # fmt: skip

@@ -12,6 +12,11 @@ REPO = Path(__file__).resolve().parents[2]
 # ../shared/refdata beside the checkout (CI and developer machines); a user's fresh clone has none.
 REFDATA = Path(os.environ.get("CERVICALAI_REFDATA", REPO.parent / "shared" / "refdata"))
 
+# The tests start the engine in a few hundred child processes (`cervicalai` runs, background runs): they
+# write and reuse the engine's bytecode (gitignored __pycache__) even where the caller's environment says
+# PYTHONDONTWRITEBYTECODE, else each one compiles the engine's modules again (~0.5 s each).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 # The Slicer modules' MRML logic packages (CervicalAISegmentLib, ...) are imported by the MRML tests.
 for module in ("CervicalAISegment", "CervicalAIPredict", "CervicalAI"):
     path = str(REPO / module)

@@ -320,8 +320,14 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return result
 
 
+@functools.lru_cache(maxsize=1)
+def current_violations() -> frozenset[tuple[str, str, str]]:
+    """The tree's violations as it is (the probes below compare against it: checked once)."""
+    return frozenset(violations())
+
+
 def test_the_import_rules_hold():
-    found = violations()
+    found = current_violations()
     new = sorted(found - set(KNOWN_VIOLATIONS))
     fixed = sorted(set(KNOWN_VIOLATIONS) - found)
     assert not new, "new violations of the architecture's import rules:\n" + "\n".join(map(str, new))
@@ -371,7 +377,7 @@ def test_every_known_violation_names_the_step_that_removes_it():
 def test_the_check_can_fail(files, expected):
     """Each rule reports a file that breaks it (the probes exist only in memory: the tree is not touched)."""
     extra = {REPO / "CervicalAI" / name: text for name, text in files.items()}
-    assert expected not in violations()
+    assert expected not in current_violations()
     assert expected in violations(extra)
 
 

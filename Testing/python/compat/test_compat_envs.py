@@ -215,34 +215,47 @@ def in_parallel(jobs: dict, workers: int = 2) -> dict:
         return {key: future.result() for key, future in futures.items()}
 
 
-@pytest.fixture(scope="module")
-def chain_runs(chain_inputs, tmp_path_factory):
-    """The chain in the main environment (the reference) and in every stand-in, two at a time."""
+def chain_jobs(chain_inputs, work) -> dict:
+    """The chain in the main environment (the reference) and in every stand-in."""
     import subprocess
 
+    jobs = {("chain", "main"): lambda: subprocess.run([sys.executable, str(CHAIN), "run", str(chain_inputs), str(work / "main")],
+                                                      capture_output=True, text=True, timeout=900)}  # fmt: skip
     for version in VERSIONS:
-        compat_run.environment(version)
-    work = tmp_path_factory.mktemp("chains")
-    jobs = {"main": lambda: subprocess.run([sys.executable, str(CHAIN), "run", str(chain_inputs), str(work / "main")],
-                                           capture_output=True, text=True, timeout=900)}  # fmt: skip
-    for version in VERSIONS:
-        jobs[version] = (lambda v: lambda: compat_run.run_in(v, [str(CHAIN), "run", str(chain_inputs), str(work / v)],
-                                                             compat_run.INSTALLED, timeout=900))(version)  # fmt: skip
-    return in_parallel(jobs)
+        jobs[("chain", version)] = (lambda v: lambda: compat_run.run_in(
+            v, [str(CHAIN), "run", str(chain_inputs), str(work / v)], compat_run.INSTALLED, timeout=900))(version)  # fmt: skip
+    return jobs
 
 
-@pytest.fixture(scope="module")
-def mrml_runs(tmp_path_factory):
-    """The MRML logic tests run by pytest inside every stand-in, two at a time."""
+def mrml_jobs(tmp_path_factory) -> dict:
+    """The MRML logic tests run by pytest inside every stand-in."""
     files = [str(REPO / "Testing" / "python" / name) for name in MRML_TEST_FILES]
     jobs = {}
     for version in VERSIONS:
-        compat_run.environment(version)
         folder = tmp_path_factory.mktemp(f"mrml-{version}")
-        jobs[version] = (lambda v, cwd: lambda: compat_run.run_in(
+        jobs[("mrml", version)] = (lambda v, cwd: lambda: compat_run.run_in(
             v, ["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"),
                 *files], compat_run.TESTING, cwd=cwd, timeout=900))(version, folder)  # fmt: skip
-    return in_parallel(jobs)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def stand_in_runs(chain_inputs, tmp_path_factory):
+    """{(kind, environment): result} of the chains and the MRML test runs, two at a time in one pool
+    (two pools one after the other left a worker idle while the last job of each ran)."""
+    for version in VERSIONS:
+        compat_run.environment(version)
+    return in_parallel({**chain_jobs(chain_inputs, tmp_path_factory.mktemp("chains")), **mrml_jobs(tmp_path_factory)})
+
+
+@pytest.fixture(scope="module")
+def chain_runs(stand_in_runs):
+    return {where: result for (kind, where), result in stand_in_runs.items() if kind == "chain"}
+
+
+@pytest.fixture(scope="module")
+def mrml_runs(stand_in_runs):
+    return {where: result for (kind, where), result in stand_in_runs.items() if kind == "mrml"}
 
 
 def relative(a: float, b: float) -> float:
