@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-from scipy.stats import rankdata
 
 from CervicalAILib.core import atomic
 from CervicalAILib.core.errors import InputError
@@ -337,5 +336,9 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
     pos, neg = np.asarray(score)[y], np.asarray(score)[~y]
     if len(pos) == 0 or len(neg) == 0:
         return None
-    ranks = rankdata(np.concatenate([pos, neg]))
+    # average ranks of ties (scipy.stats.rankdata's default; importing scipy.stats would add a
+    # second to every `cervicalai synth` start)
+    _, tie_group, tie_count = np.unique(np.concatenate([pos, neg]), return_inverse=True, return_counts=True)
+    below = np.cumsum(tie_count) - tie_count
+    ranks = below[tie_group] + (tie_count[tie_group] + 1) / 2
     return round(float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))), 6)
