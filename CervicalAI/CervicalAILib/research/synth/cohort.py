@@ -151,7 +151,7 @@ def _keep_freed_memory() -> None:
 
 
 @contextlib.contextmanager
-def _freed_memory_kept() -> Iterator[None]:
+def freed_memory_kept() -> Iterator[None]:
     """`_keep_freed_memory` for the duration of a generation in this process (jobs=1), then the
     glibc defaults again and the retained memory returned to the system."""
     libc = _glibc()
@@ -196,7 +196,7 @@ def generate_cohort(
         tasks = [(i, int(seed), params_dict, int(centers), str(tmp), fmt) for i in range(n_cases)]
         progress(0.0, f"generating {n_cases} synthetic case(s)")
         if jobs == 1:
-            with _freed_memory_kept():
+            with freed_memory_kept():
                 _collect(map(_make_case, tasks), rows, totals, n_cases, progress)
         else:
             context = multiprocessing.get_context("spawn")
