@@ -129,18 +129,14 @@ def upsample_axis(values: np.ndarray, step: int, n: int, axis: int) -> np.ndarra
     w_shape = [1] * (values.ndim + 1)
     w_shape[axis + 1] = step
     w = (np.arange(step, dtype=F32) / F32(step)).reshape(w_shape)
-    interpolated = (m - 1) * step  # points from the first sample up to (not including) the last
-    shape = list(values.shape)
-    shape[axis] = max(interpolated, n)
-    out = np.empty(shape, np.result_type(values, w))
-    # the interpolated points, written in place as blocks of `step` between two samples
-    blocks_shape = list(values.shape[:axis]) + [m - 1, step] + list(values.shape[axis + 1:])
-    blocks = out[before + (slice(0, interpolated),)].reshape(blocks_shape, copy=False)
-    np.subtract(hi, lo, out=blocks)
-    blocks *= w
+    blocks = hi - lo
+    blocks = blocks * w
     blocks += lo
-    if interpolated < n:  # the last sample is point n - 1
-        out[before + (slice(interpolated, interpolated + 1),)] = values[before + (slice(m - 1, m),)]
+    shape = list(values.shape)
+    shape[axis] = (m - 1) * step
+    out = blocks.reshape(shape)
+    if shape[axis] < n:
+        out = np.concatenate([out, values[before + (slice(m - 1, m),)]], axis=axis)
     return out[before + (slice(0, n),)]
 
 
