@@ -227,7 +227,7 @@ def acquire(water: np.ndarray, fat: np.ndarray | None, geometry: SeriesGeometry,
     kphase = (kx[None, :] if phase_axis == 1 else ky[:, None])
     if art.t2star_blur:
         weight = weight * np.exp(-F32(art.t2star_blur) * np.abs(kphase))
-    spectrum = sfft.fft2(image.astype(np.complex64), axes=(1, 2), workers=1)
+    spectrum = sfft.fft2(image.astype(np.complex64), axes=(1, 2), workers=1, overwrite_x=True)
     n_phase = rx if phase_axis == 1 else ry
     if art.ghost and moving_weight is not None:
         # the moving part gets a phase error that changes from one phase-encoding line to the next
@@ -236,7 +236,7 @@ def acquire(water: np.ndarray, fat: np.ndarray | None, geometry: SeriesGeometry,
         phi = phi + rng.normal(0, art.ghost * 0.3, n_phase)
         error = (np.exp(1j * phi) - 1).astype(np.complex64)
         error = error[None, None, :] if phase_axis == 1 else error[None, :, None]
-        moving = sfft.fft2((image * moving_weight).astype(np.complex64), axes=(1, 2), workers=1)
+        moving = sfft.fft2((image * moving_weight).astype(np.complex64), axes=(1, 2), workers=1, overwrite_x=True)
         moving *= error
         spectrum += moving
         del moving
@@ -262,8 +262,8 @@ def acquire(water: np.ndarray, fat: np.ndarray | None, geometry: SeriesGeometry,
         shift = (0.5 * (1.0 - ny / ry), 0.5 * (1.0 - nx / rx))
         spectrum = _zero_fill(spectrum, ny, nx, shift)
         spectrum *= np.complex64(nx * ny / (rx * ry))
-    out = sfft.ifft2(spectrum, axes=(1, 2), workers=1)
-    return np.abs(out).astype(F32)
+    out = sfft.ifft2(spectrum, axes=(1, 2), workers=1, overwrite_x=True)
+    return np.abs(out)  # float32 (magnitude of complex64)
 
 
 def b0_offset_field(geometry: SeriesGeometry, rng: np.random.Generator, field_strength: float,

@@ -135,11 +135,15 @@ class _SeriesSignals:
         """Signal of the tissue the protocol's SNR refers to (T2WI: pure fat, unsuppressed)."""
         return self.fat_pure if self.seq.kind == "tse" else self.reference()
 
-    def values(self, layer: Layer, view: tuple, sampler: GridSampler) -> dict[str, float | np.ndarray]:
-        """Channel values for a layer: scalars, or arrays over the view for textured tissues."""
+    def values(self, layer: Layer, view: tuple, sampler: GridSampler, touched: tuple[slice, ...]
+               ) -> dict[str, float | np.ndarray]:
+        """Channel values for a layer over the box `touched` of the sampler's `view` (slices
+        relative to it): scalars, or arrays for textured tissues."""
         base = self.base(layer.tissue, layer.flow)
-        if layer.tissue == "tumour":
-            return self._tumour(base, view, sampler)
+        if layer.tissue == "tumour":  # its 3D fields are interpolated over the sampler's box
+            return {c: v[touched] if isinstance(v, np.ndarray) else v
+                    for c, v in self._tumour(base, view, sampler).items()}
+        view = tuple(slice(v.start + t.start, v.start + t.stop) for v, t in zip(view, touched))
         kind = layer.texture
         if kind is None:
             return {c: base[c] for c in self.channels}
@@ -276,6 +280,17 @@ def _tight_boxes(structure: Structure, start: np.ndarray, stop: np.ndarray, a: n
     return boxes
 
 
+def _nonzero_box(occ: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Slices of the smallest box of `occ` [k, j, i] that holds all its non-zero voxels (None: none)."""
+    plane = occ.any(axis=0)
+    rows = np.flatnonzero(plane.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(plane.any(axis=0))
+    slices = np.flatnonzero(occ[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].any(axis=(1, 2)))
+    return slice(slices[0], slices[-1] + 1), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
 def _paint(geometry: SeriesGeometry, structures: list[Structure], bounds: dict[int, tuple], signals: _SeriesSignals
            ) -> _Rendered:
     a, b = geometry.index_to_anatomy()
@@ -311,25 +326,30 @@ def _paint(geometry: SeriesGeometry, structures: list[Structure], bounds: dict[i
                             allowed_cache[part.only_over] = np.array(sorted(ORGAN_LABELS[n] for n in part.only_over),
                                                                      np.uint8)
                         occ *= np.isin(labels[view], allowed_cache[part.only_over])
-                    if not occ.any():
+                    touched = _nonzero_box(occ)
+                    if touched is None:
                         continue
-                    values = signals.values(part, view, sampler)
+                    # blend over the box of voxels the layer covers only: elsewhere occ is 0 and
+                    # nothing changes (a box of a sampler's box is often half its size)
+                    occ = occ[touched]
+                    sub = tuple(slice(v.start + t.start, v.start + t.stop) for v, t in zip(view, touched))
+                    values = signals.values(part, view, sampler, touched)
                     for channel, target in channels.items():
-                        region = target[view]
+                        region = target[sub]
                         diff = np.subtract(values[channel], region)
                         diff *= occ
                         region += diff
                     inside = occ > 0.5
                     if part.paints_label:
-                        labels[view][inside] = ORGAN_LABELS[part.label or structure.label]
+                        labels[sub][inside] = ORGAN_LABELS[part.label or structure.label]
                     if part is not layer:
                         continue
                     if structure.name == "tumor" and li == 0:
-                        tumour[view][inside] = 1
+                        tumour[sub][inside] = 1
                     elif structure.name == "tumor_necrosis":
-                        necrosis[view][inside] = 1
+                        necrosis[sub][inside] = 1
                     if "node_id" in structure.extra:
-                        nodes[view][inside] = structure.extra["node_id"]
+                        nodes[sub][inside] = structure.extra["node_id"]
     nodes[labels != ORGAN_LABELS["lymph_node"]] = 0
     tumour[labels != ORGAN_LABELS["tumor"]] = 0  # the tumour label is what the organ map says
     necrosis &= tumour
