@@ -9,7 +9,6 @@ segmentation, because export and training read organ labels too.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.json_input import read_json
 
 TUMOR = "tumor"
 
@@ -126,10 +126,7 @@ def read_label_table(case_dir: str | Path, label: str = "organs") -> dict[str, t
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a readable JSON label table ({exc})", path) from exc
+    data = read_json(path, "label table")
     if not isinstance(data, dict):
         raise InputError("a label table must be a JSON object", path)
     return data

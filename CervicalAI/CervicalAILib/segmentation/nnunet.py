@@ -37,6 +37,7 @@ import SimpleITK as sitk
 
 from CervicalAILib.contracts.label_table import TUMOR, canonical_name
 from CervicalAILib.core.errors import BundleError, InputError
+from CervicalAILib.core.json_input import read_json
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.io.geometry import same_grid
 from CervicalAILib.segmentation.anatomy import GateSettings, gate_available
@@ -140,12 +141,7 @@ def label_heads(labels: Mapping[str, Any], where: Path) -> dict[str, int]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not readable JSON ({exc})", path) from exc
+    data = read_json(path, path.name)
     if not isinstance(data, dict):
         raise InputError("must hold a JSON object", path)
     return data
