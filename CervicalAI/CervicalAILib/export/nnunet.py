@@ -90,6 +90,7 @@ class _Case:
     label_path: Path | None
     organ_path: Path | None
     registered: bool  # the folder came from `cervicalai study register` (sequences on the T2W grid)
+    organ_table: dict[str, tuple[int, ...]] | None = None  # kept by _organ_problem when organs are asked for
 
 
 def _open_case(folder: Path, label: str) -> _Case:
@@ -149,7 +150,7 @@ def dataset_labels(structures: list[str] | None) -> dict[str, int]:
 
 
 def _organ_problem(case: _Case, structures: list[str]) -> str | None:
-    """Why a case cannot give the organs asked for, or None."""
+    """Why a case cannot give the organs asked for, or None (its label table then kept on the case)."""
     if case.organ_path is None:
         return f"no organ label map (labels/{ORGAN_LABEL}.nii.gz) for {', '.join(structures)}"
     try:
@@ -159,6 +160,7 @@ def _organ_problem(case: _Case, structures: list[str]) -> str | None:
     missing = [name for name in structures if name not in table]
     if missing:
         return f"its organ label table has no {', '.join(missing)} (it has {', '.join(sorted(table))})"
+    case.organ_table = table
     return None
 
 
@@ -367,7 +369,7 @@ def _label_map(tumour: sitk.Image, case: _Case, labels: dict[str, int], t2: sitk
     if not same_grid(organ_image, t2):
         organ_image = resample_to_reference(organ_image, t2, None, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
     organ_values = sitk.GetArrayFromImage(organ_image)
-    table = read_label_table(case.folder, ORGAN_LABEL)
+    table = case.organ_table
     combined = np.zeros(organ_values.shape, dtype=np.uint8)
     counts = {}
     for structure in organs:
