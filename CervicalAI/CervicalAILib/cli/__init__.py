@@ -36,7 +36,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("icc", "icc", "feature reproducibility (ICC) between two segmentations of the same cases"),
     ("fit", "fit", "seed-004 feature selection and model fitting -> model bundle"),
     ("evaluate", "evaluate", "validation statistics: ROC/DeLong, cut-offs, calibration, decision curves"),
-    ("study-report", "study_report", "reproduce the seed-004 study on a synthetic multi-centre cohort"),
+    ("study-report", "study_report", "reproduce the DLRC study of Bao et al. on a synthetic multi-centre cohort"),
     ("export", "export", "export masks as annotation data sets (nnU-Net, DICOM SEG, NRRD, NIfTI)"),
     ("report", "report", "write the per-patient report (HTML, optional PDF) from a readout folder"),
     ("review", "review", "review worklist: status, review in the browser, reader agreement, export the reviewed set"),

@@ -1,4 +1,4 @@
-"""`cervicalai study-report`: the seed-004 study reproduced on a synthetic multi-centre cohort."""
+"""`cervicalai study-report`: the study of Bao et al. (DLRC model for LNM) reproduced on a synthetic multi-centre cohort."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from CervicalAILib.research.study_report import StudyReportConfig, run_study_rep
 
 EPILOG = """\
 What it does, in one run (resumable: rerun the same command after an interruption):
-  1. generates 1100 x SCALE synthetic patients of five centres (cervicalai synth; seed 004's centre
+  1. generates 1100 x SCALE synthetic patients of five centres (cervicalai synth; Bao et al.'s centre
      shares); centre A is split 7:3 into training / internal validation, centres B-E are the
-     external validation cohort (seed 004: 481 / 204 / 410);
+     external validation cohort (Bao et al.: 481 / 204 / 410);
   2. extracts radiomics (T2WI, DWI, CE-T1WI) and deep features (2D and 3D encoders) for every case
      (cervicalai extract);
   3. fits the Radiomics, DL and DLRC models for LNM and for the stage group on the training cohort
@@ -51,24 +51,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="report folder to write")
     parser.add_argument("--seed", type=int, default=4, metavar="S", help="generator seed of the cohort (default 4)")
     parser.add_argument("--scale", type=float, default=1.0, metavar="F",
-                        help="cohort size as a fraction of seed 004's (1100 patients at 1.0; default 1.0)")
+                        help="cohort size as a fraction of Bao et al.'s (1100 patients at 1.0; default 1.0)")
     parser.add_argument("--jobs", type=int, default=2, metavar="N", help="worker processes (default 2)")
     parser.add_argument("--work", metavar="DIR", help="folder for the cohort and feature table (default: OUT.work)")
     parser.add_argument("--bundles", metavar="DIR",
                         help="write the bundles dlrc-lnm/ and dlrc-stage-group/ here (default: OUT/bundles)")
     parser.add_argument("--cohort", metavar="DIR", help="use this existing cohort instead of generating one")
+    parser.add_argument("--bundle-version", default="1.0.0", metavar="V",
+                        help="version written into the risk-model bundles (default 1.0.0; bump it on a refit)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing report, bundles, and a work folder made with other options")
     inputs = parser.add_argument_group("features")
     inputs.add_argument("--roles", type=_csv_list, default=["T2W", "DWI", "CET1"], metavar="R1,R2",
-                        help="sequences (default T2W,DWI,CET1, as seed 004)")
+                        help="sequences (default T2W,DWI,CET1, as Bao et al.)")
     inputs.add_argument("--encoders", nargs="+", default=["2d,3d"], metavar="2d,3d|PATH",
                         help="deep-feature encoders: 2d, 3d (the shipped encoders) or bundle folders (default 2d,3d)")
     inputs.add_argument("--no-deep", action="store_true", help="no deep features (no DL_score)")
     inputs.add_argument("--settings", metavar="DIR", help="pyradiomics settings folder with <ROLE>.yaml")
     inputs.add_argument("--matrix-scale", type=float, default=1.0, metavar="F",
                         help="generator matrix scale (below 1 for quick looks; default 1)")
-    fit = parser.add_argument_group("fit (seed 004's values; change only for smoke tests at tiny scale)")
+    fit = parser.add_argument_group("fit (Bao et al.'s values; change only for smoke tests at tiny scale)")
     fit.add_argument("--split-seed", type=int, default=42, help="seed of the 7:3 split of centre A (default 42)")
     fit.add_argument("--min-events", type=int, default=10,
                      help="refuse to fit with fewer training cases in either outcome class (default 10)")
@@ -76,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-figures", action="store_true", help="tables and metrics only")
     variants = parser.add_argument_group("model variants")
     variants.add_argument("--variants", type=_csv_list, default=["lnm_no_contrast"], metavar="V1,V2",
-                          help="models fitted besides seed 004's two (default lnm_no_contrast: LNM without contrast; "
+                          help="models fitted besides Bao et al.'s two (default lnm_no_contrast: LNM without contrast; "
                                "'none' for none)")
     variants.add_argument("--variants-only", action="store_true",
                           help="fit only the variants, compared with the full model of --reference")
@@ -94,6 +96,7 @@ def config_from_args(args: argparse.Namespace):
         cohort=args.cohort, split_seed=args.split_seed, min_events=args.min_events, mwu_p=args.mwu_p,
         figures=not args.no_figures, overwrite=args.overwrite,
         variants=tuple(v for v in args.variants if v != "none"), variants_only=args.variants_only, reference=args.reference,
+        bundle_version=args.bundle_version,
     )
 
 

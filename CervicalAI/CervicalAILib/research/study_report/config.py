@@ -3,6 +3,7 @@ besides paper 004's two (VARIANTS), the run's options (StudyReportConfig) and th
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,6 +83,7 @@ class StudyReportConfig:
     # model of `reference` (a risk bundle fitted on the same cohort and split; default: the shipped one)
     variants_only: bool = False
     reference: Path | None = None
+    bundle_version: str = "1.0.0"  # version written into every risk bundle of the run (bump on a refit)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -96,6 +98,8 @@ class StudyReportConfig:
             raise InputError(f"unknown model variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
         if self.variants_only and not self.variants:
             raise InputError("--variants-only needs at least one variant")
+        if not re.fullmatch(r"\d+\.\d+\.\d+", str(self.bundle_version)):
+            raise InputError(f"--bundle-version must look like 2.0.0, got {self.bundle_version!r}")
         if not (isinstance(self.scale, (int, float)) and 0 < self.scale <= 10):
             raise InputError(f"--scale must be in (0, 10], got {self.scale!r}")
         if not isinstance(self.jobs, int) or self.jobs < 1:
@@ -135,7 +139,8 @@ def command_text(config: StudyReportConfig) -> str:
     defaults = StudyReportConfig(out=config.out)
     parts = ["cervicalai study-report", "--out", shlex.quote(str(config.out))]
     options = [("--seed", "seed"), ("--scale", "scale"), ("--jobs", "jobs"), ("--matrix-scale", "matrix_scale"),
-               ("--split-seed", "split_seed"), ("--min-events", "min_events"), ("--mwu-p", "mwu_p")]
+               ("--split-seed", "split_seed"), ("--min-events", "min_events"), ("--mwu-p", "mwu_p"),
+               ("--bundle-version", "bundle_version")]
     for flag, name in options:
         if getattr(config, name) != getattr(defaults, name) or name == "seed":
             parts += [flag, str(getattr(config, name))]

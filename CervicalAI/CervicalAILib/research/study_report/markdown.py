@@ -54,7 +54,7 @@ def report_markdown(config: StudyReportConfig, metrics: dict[str, Any], fits, ev
                   f"{auc_text(o['scores']['Oracle'])}** (the exact probability given the image-visible tumour biology and "
                   f"c_LNM, the ceiling for any model), difference {difference_text(comparison)}, DeLong p "
                   f"{format_p(comparison['p'])}. "
-                  f"Seed 004 reported a DLRC external AUC of 0.807 on real patients."]
+                  f"Bao et al. reported a DLRC external AUC of 0.807 on real patients."]
         se = metrics["endpoints"]["stage_group"]["oracle"].get(ext)
         if se:
             lines.append(f"- Stage group (chemoradiotherapy vs surgery), external validation: DLRC AUC "
@@ -74,10 +74,10 @@ def report_markdown(config: StudyReportConfig, metrics: dict[str, Any], fits, ev
     # design
     generator = metrics["cohort"].get("generator") or {}
     lines += ["## Design", "",
-              f"Seed 004 (Bao et al.): 1095 patients of five centres; centre A split 7:3 into training and internal "
+              f"Bao et al.: 1095 patients of five centres; centre A split 7:3 into training and internal "
               f"validation, centres B-E pooled as external validation ({'/'.join(map(str, PAPER004_SIZES))}). Here: "
               f"`{generator.get('regenerate', 'cervicalai synth')}` ({metrics['cohort']['n_cases']} synthetic patients, "
-              f"generator {generator.get('version', '?')}, centre shares of seed 004), the same split of centre A "
+              f"generator {generator.get('version', '?')}, centre shares of Bao et al.), the same split of centre A "
               f"(stratified by LNM, the same split for both endpoints, seed {config.split_seed}).", "",
               "| Cohort | Centres | n | LNM+ | LNM rate | Chemoradiotherapy group |", "|---|---|---|---|---|---|"]
     for row in summary_rows:
@@ -101,7 +101,7 @@ def report_markdown(config: StudyReportConfig, metrics: dict[str, Any], fits, ev
               f"Mann-Whitney U p < {config.mwu_p}; Spearman |rho| > 0.8 removed; LASSO logistic regression (penalty by "
               f"{fits['lnm'].config.selection.lasso_folds}-fold CV, fewer folds when a class has fewer cases); "
               "backward stepwise logistic regression by AIC -> Rad_score, and DL_score from the deep family with the best "
-              "cross-validated training AUC; clinical variables with univariate p < 0.05 (FIGO stage excluded as in seed 004); "
+              "cross-validated training AUC; clinical variables with univariate p < 0.05 (FIGO stage excluded as in Bao et al.); "
               "DLRC = backward stepwise logistic regression over Rad_score, DL_score and those clinical variables.",
               "3. **Statistics** (`CervicalAILib.research.stats`): AUC with DeLong 95% CI; cut-off of maximum Youden index on the "
               "training cohort, carried to the validation cohorts; accuracy, sensitivity, specificity, PPV, NPV; DeLong "
@@ -118,14 +118,14 @@ def report_markdown(config: StudyReportConfig, metrics: dict[str, Any], fits, ev
               "- Synthetic data: the anatomy is geometric and the outcome follows a known logistic model of the tumour's "
               "size, cellularity, texture heterogeneity, enhancement heterogeneity, stromal invasion and extension, plus "
               "c_LNM (docs/synthetic_cohort.md). Real tumours carry more, and less tidy, information.",
-              "- Seed 004 trained on one centre, as here. ComBat needs at least two centres in the training cohort, so the "
+              "- Bao et al. trained on one centre, as here. ComBat needs at least two centres in the training cohort, so the "
               "fit reports it as not applied; the radiomics settings z-score each image and the deep encoders z-score "
               "each crop, which removes the centres' gain differences but not their noise, contrast and resolution "
               "differences. External-validation losses measure that domain shift.",
               "- The deep encoders are small self-supervised networks trained on other synthetic cases "
-              "(docs/deep_features.md), not ImageNet ResNets; seed 004's six DL models are two families here (2D, 3D).",
+              "(docs/deep_features.md), not ImageNet ResNets; Bao et al.'s six DL models are two families here (2D, 3D).",
               "- Training-cohort figures are optimistic (the same cases chose the features); read the validation cohorts.",
-              "- No ICC reproducibility filter: seed 004 kept features with ICC > 0.75 between two readers, but the "
+              "- No ICC reproducibility filter: Bao et al. kept features with ICC > 0.75 between two readers, but the "
               "synthetic cases have one delineation each. With a second contour per case, `cervicalai extract "
               "--mask-label NAME` and `cervicalai icc` give the list that `cervicalai fit --keep-features` applies.",
               ""]
@@ -176,7 +176,7 @@ def endpoint_section(endpoint: str, result: dict[str, Any], fit, tab_dir: Path, 
                                  f"{_pct(dlrc['accuracy'])} |")
         if sra_lines:
             lines += ["**Comparison with the standardized radiological assessment (SRA)** (DLRC at the training cohort's "
-                      "Youden cut-off; seed 004: sensitivity 33.6-37.8% with SRA against 57.1-60.4% with DLRC):", "",
+                      "Youden cut-off; Bao et al.: sensitivity 33.6-37.8% with SRA against 57.1-60.4% with DLRC):", "",
                       "| Cohort | SEN SRA | SEN DLRC | SPE SRA | SPE DLRC | ACC SRA | ACC DLRC |", "|---|---|---|---|---|---|---|",
                       *sra_lines, ""]
     if config.figures:

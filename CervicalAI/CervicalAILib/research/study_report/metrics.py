@@ -31,7 +31,7 @@ def report_metrics(config, cohort, sidecar, fits, evaluations, bundles, bundle_p
 
     endpoints = {endpoint: model_metrics(fits[endpoint], evaluations[endpoint], bundles[endpoint], bundle_paths[endpoint])
                  for endpoint in ENDPOINTS}
-    out = metrics_head(config, "Seed 004 (Bao et al., DLRC model for LNM) reproduced on a synthetic multi-centre cohort",
+    out = metrics_head(config, "The DLRC model for LNM of Bao et al. reproduced on a synthetic multi-centre cohort",
                        cohort, cohort_frame, sidecar)
     out["cohort"]["summary"] = cohort_summary(cohort_frame, splits)
     out.update(endpoints=endpoints, timing=timing_metrics(timings, wall, cpu, load_start))
@@ -105,7 +105,7 @@ def variants_metrics(config, cohort: Path, sidecar: dict[str, Any], fits, evalua
     """metrics.json of a --variants-only run."""
 
     cohort_frame = pd.read_csv(cohort / "cohort.csv", dtype={"case_id": str, "center": str})
-    out = metrics_head(config, "Seed 004's DLRC chain: model variants on the study's synthetic multi-centre cohort",
+    out = metrics_head(config, "The DLRC chain of Bao et al.: model variants on the study's synthetic multi-centre cohort",
                        cohort, cohort_frame, sidecar)
     out["variants"] = {key: variant_metrics(key, fits[key], evaluations[key], bundles[key], bundle_paths[key])
                        for key in config.variants}

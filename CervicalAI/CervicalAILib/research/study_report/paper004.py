@@ -17,8 +17,8 @@ PAPER004_SIZES = (481, 204, 410)
 
 def paper004_comparison(lnm: dict[str, Any]) -> list[str]:
     cohorts = ("training", "internal_validation", "external_validation")
-    lines = ["## Side by side with seed 004 (LNM, AUC)", "",
-             "| Model | Seed 004 training | here | Seed 004 internal | here | Seed 004 external | here |",
+    lines = ["## Side by side with Bao et al. (LNM, AUC)", "",
+             "| Model | Bao et al. training | here | Bao et al. internal | here | Bao et al. external | here |",
              "|---|---|---|---|---|---|---|"]
     dl_name = next((n for n in lnm["models"] if n.startswith("DL")), None)
     for name, published in PAPER004_AUC.items():

@@ -148,7 +148,7 @@ def _training_statement(endpoint: str, result, sidecar: dict[str, Any]) -> str:
             f"({events} positive for {endpoint}) of centre {TRAIN_CENTER} of a synthetic multi-centre cohort ({source}): "
             f"the 70 % training part of a 7:3 split stratified by LNM (seed {result.config.split.seed}); "
             f"features from `cervicalai extract` on {', '.join(sidecar.get('roles') or [])}. Made by "
-            "`cervicalai study-report`, which reproduces seed 004's study. "
+            "`cervicalai study-report`, which reproduces Bao et al.'s study. "
             + _mask_statement(sidecar))
 
 
@@ -235,7 +235,7 @@ def run_study_report(config: StudyReportConfig, progress: ProgressCallback | Non
         for key, path in bundle_paths.items():
             target = tmp / "bundles" / path.name if bundle_root is None else path
             bundles[key] = write_risk_bundle(
-                fits[key], target, name=names[key], version="1.0.0", synthetic=True,
+                fits[key], target, name=names[key], version=config.bundle_version, synthetic=True,
                 training_data=_training_statement(fits[key].config.endpoint, fits[key], sidecar)
                 + (VARIANTS[key].statement if key in VARIANTS else ""),
                 intended_use=VARIANTS[key].intended_use if key in VARIANTS else None, overwrite=config.overwrite)

@@ -130,7 +130,7 @@ def _features_table(result):
 def write_tables(tab_dir: Path, cohort_frame, fits, evaluations) -> None:
     splits = fits["lnm"].cases[["case_id", "cohort"]]
     write_table(_table1(cohort_frame, splits), tab_dir / "table1_clinical", title="Table 1. Clinical characteristics "
-                "by LNM status (p: seed 004's univariate tests)", blank_repeats=())
+                "by LNM status (p: Bao et al.'s univariate tests)", blank_repeats=())
     for endpoint in ENDPOINTS:
         write_model_tables(tab_dir, endpoint, endpoint, ENDPOINT_TITLES[endpoint], fits[endpoint], evaluations[endpoint])
 

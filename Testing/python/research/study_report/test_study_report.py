@@ -59,7 +59,7 @@ def study(tmp_path_factory):
         encoders.append(str(root / name))
     argv = ["study-report", "--out", str(root / "report"), "--scale", "0.04", "--matrix-scale", "0.25",
             "--settings", str(settings), "--encoders", *encoders, "--min-events", "3", "--mwu-p", "0.05",
-            "--jobs", "1"]
+            "--jobs", "1", "--bundle-version", "2.0.1"]
     assert main(argv) == 0
     return {"root": root, "argv": argv, "report": root / "report", "work": root / "report.work"}
 
@@ -98,6 +98,7 @@ def test_seed004_design_and_files(study):
     assert (report / "figures" / "roc_lnm_training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert metrics["command"].startswith("cervicalai study-report --out ")
     assert "--scale 0.04" in metrics["command"] and "--min-events 3" in metrics["command"]
+    assert "--bundle-version 2.0.1" in metrics["command"]
 
 
 def test_oracle_and_sra_figures_are_recomputed_from_the_case_scores(study):
@@ -147,7 +148,7 @@ def test_bundles_load_with_provenance_and_reproduce_the_scores(study):
     for endpoint, name in (("lnm", "dlrc-lnm"), ("stage_group", "dlrc-stage-group")):
         model = load_risk_model(bundles / name)  # verifies every hash
         manifest = model.manifest
-        assert manifest["name"] == name and model.endpoint == endpoint
+        assert manifest["name"] == name and model.endpoint == endpoint and manifest["version"] == "2.0.1"
         assert manifest["synthetic_training_data"] is True
         assert "synthetic data from the CervicalAI generator, not for clinical use" in manifest["training_data"]
         assert manifest["provenance"]["fit"]["split"] == {"mode": "centres", "train_centers": ["A"],
@@ -188,6 +189,7 @@ def test_rerun_refuses_then_reuses_cohort_and_features(study, capsys):
 def test_bad_options_are_refused(tmp_path):
     assert main(["study-report", "--out", str(tmp_path / "r"), "--scale", "0"]) == 2
     assert main(["study-report", "--out", str(tmp_path / "r"), "--min-events", "1"]) == 2
+    assert main(["study-report", "--out", str(tmp_path / "r"), "--bundle-version", "2"]) == 2
     assert main(["study-report", "--out", str(tmp_path / "r"), "--cohort", str(tmp_path / "none"), "--no-deep"]) == 2
 
 
