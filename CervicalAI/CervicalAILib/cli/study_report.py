@@ -35,7 +35,7 @@ at full scale. Full scale takes about an hour on two CPU cores.
 
 examples:
   cervicalai study-report --out study --jobs 2
-  cervicalai study-report --out docs/study_report --work /data/study_work --bundles Resources/Models
+  cervicalai study-report --out docs/study_report --work /data/study_work --bundles /data/refit --bundle-version 2.0.0
   cervicalai study-report --out tiny --scale 0.05 --matrix-scale 0.4     # a quick look, not a study
   cervicalai study-report --out no_contrast --variants-only --cohort study.work/cohort --work study.work
 """

@@ -193,6 +193,15 @@ def test_bad_options_are_refused(tmp_path):
     assert main(["study-report", "--out", str(tmp_path / "r"), "--cohort", str(tmp_path / "none"), "--no-deep"]) == 2
 
 
+def test_refit_is_not_written_into_the_extensions_model_folder(tmp_path, capsys):
+    from CervicalAILib.bundles.catalog import shipped_models_dirs
+
+    shipped = next(d for d in shipped_models_dirs() if d.is_dir())
+    assert main(["study-report", "--out", str(tmp_path / "r"), "--bundles", str(shipped)]) == 2
+    assert "this is the extension's own model folder" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_model_without_contrast_sees_no_ce_t1wi_and_is_compared_with_the_full_model(study):
     from sklearn.metrics import roc_auc_score
 
