@@ -31,6 +31,20 @@ def auc_text(entry: dict[str, Any]) -> str:
     return format_auc(entry.get("auc"), entry.get("auc_ci"))
 
 
+def _variant_headline(variant: dict[str, Any], cohort: str) -> list[str]:
+    """One headline line for a model variant: its AUC against the full model's and the oracle's on the same cases."""
+    comparison = (variant.get("comparison") or {}).get(cohort)
+    if not comparison or not comparison.get("comparisons"):
+        return []
+    against_full = comparison["comparisons"][0]  # variant vs full model (variants.py orders them so)
+    scores = comparison["scores"]
+    own, oracle = scores[against_full["a"]], scores.get("Oracle")
+    line = (f"- {variant['title']} (`{variant['bundle']['name']}`), {COHORT_LABELS[cohort].lower()}: AUC "
+            f"{auc_text(own)} against the full model's {auc_text(scores[FULL_LABEL])} on the same {comparison['n']} "
+            f"patients (difference {difference_text(against_full)}, DeLong p {format_p(against_full['p'])})")
+    return [line + (f" and the oracle's {auc_text(oracle)}." if oracle else ".")]
+
+
 def table_text(path: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
@@ -59,6 +73,8 @@ def report_markdown(config: StudyReportConfig, metrics: dict[str, Any], fits, ev
         if se:
             lines.append(f"- Stage group (chemoradiotherapy vs surgery), external validation: DLRC AUC "
                          f"{auc_text(se['scores']['DLRC'])}, oracle AUC {auc_text(se['scores']['Oracle'])}.")
+        for variant in (metrics.get("variants") or {}).values():
+            lines += _variant_headline(variant, ext)
         lines += [f"- Run time of this run: {timing['wall_seconds'] / 60:.1f} min wall clock on {timing['cpus']} CPU cores "
                   f"(load average {timing['load_average_at_start'][0]:.1f} at the start, "
                   f"{timing['load_average_at_end'][0]:.1f} at the end: the cores were shared with other work); "
