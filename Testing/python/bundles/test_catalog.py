@@ -60,8 +60,8 @@ def test_an_alias_or_a_folder_names_an_encoder_and_anything_else_is_one_line(tmp
     assert load_bundle(resolve_bundle(own.path, "encoder")).source == "user-supplied"
     with pytest.raises(InputError) as error:
         resolve_bundle("4d", "encoder")
-    assert str(error.value) == ("4d: encoder bundle folder not found (known names: 2d (tumor-encoder-resnet2d@1.0.0), "
-                                "3d (tumor-encoder-resnet3d@1.0.0))")
+    assert str(error.value) == ("4d: encoder bundle folder not found (known names: 2d (tumor-encoder-resnet2d@2.0.0), "
+                                "3d (tumor-encoder-resnet3d@2.0.0))")
 
 
 def test_the_encoder_a_risk_model_names_is_found_shipped_or_in_the_site_folder(tmp_path, monkeypatch):
@@ -71,7 +71,7 @@ def test_the_encoder_a_risk_model_names_is_found_shipped_or_in_the_site_folder(t
     assert find_bundle(entry.name, entry.version, None, "encoder").path == MODELS / entry.folder
     with pytest.raises(BundleError) as error:
         find_bundle(entry.name, entry.version, "0" * 64, "encoder", "the risk model (dl-resnet2d features)")
-    assert str(error.value) == ("encoder tumor-encoder-resnet2d@1.0.0 (bundle.json sha256 000000000000...) used by the "
+    assert str(error.value) == ("encoder tumor-encoder-resnet2d@2.0.0 (bundle.json sha256 000000000000...) used by the "
                                 "risk model (dl-resnet2d features) was not found: not in the model catalogue")
     with pytest.raises(BundleError, match="does not name the encoder bundle it needs"):
         find_bundle(None, None, None, "encoder")
