@@ -30,8 +30,8 @@ What it does, in one run (resumable: rerun the same command after an interruptio
 the full model's per-case scores from --reference (default: the shipped dlrc-lnm), so that the
 shipped full models are not refitted.
 
-The cohort and the feature table go to --work (default OUT.work beside the report): about 7 GB
-at full scale. Full scale takes about an hour on two CPU cores.
+The cohort and the feature table go to --work (default OUT.work beside the report): about 16 GB
+at full scale. Full scale takes about 75 minutes on two free CPU cores, most of it generating.
 
 examples:
   cervicalai study-report --out study --jobs 2
