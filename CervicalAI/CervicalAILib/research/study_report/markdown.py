@@ -34,9 +34,11 @@ def auc_text(entry: dict[str, Any]) -> str:
 def _variant_headline(variant: dict[str, Any], cohort: str) -> list[str]:
     """One headline line for a model variant: its AUC against the full model's and the oracle's on the same cases."""
     comparison = (variant.get("comparison") or {}).get(cohort)
-    if not comparison or not comparison.get("comparisons"):
+    if not comparison:
         return []
-    against_full = comparison["comparisons"][0]  # variant vs full model (variants.py orders them so)
+    against_full = next((c for c in comparison["comparisons"] if c["b"] == FULL_LABEL), None)
+    if against_full is None:
+        return []
     scores = comparison["scores"]
     own, oracle = scores[against_full["a"]], scores.get("Oracle")
     line = (f"- {variant['title']} (`{variant['bundle']['name']}`), {COHORT_LABELS[cohort].lower()}: AUC "
