@@ -28,13 +28,14 @@ Format: docs/schemas/model-catalog.schema.json (modelled on SlicerMONAIAuto3DSeg
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from CervicalAILib.contracts.schemas import validate
-from CervicalAILib.core.errors import BundleError
+from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.hashing import sha256_file
 
 CATALOG_FILE = "catalog.json"
@@ -66,6 +67,22 @@ def shipped_models_dirs() -> list[Path]:
     """Where the extension's own bundles (and catalogue) live: the source checkout, the installed extension."""
     here = Path(__file__).resolve()
     return [here.parents[3] / "Resources" / "Models", here.parents[2] / "CervicalAIModels"]
+
+
+def refuse_shipped_folder(path: str | Path, option: str = "--out") -> None:
+    """InputError when `path` is, or lies inside, the extension's own model folder.
+
+    Every bundle there is pinned by the catalogue, so one written there (a refit, a recalibration) would be refused
+    at its next load and leave the extension without that model. Commands call this before their long work;
+    `format.write_bundle` calls it again so that no writer gets round it."""
+    target = Path(os.path.abspath(Path(path).expanduser())).resolve()
+    for folder in shipped_models_dirs():
+        shipped = folder.resolve()
+        if target == shipped or target.is_relative_to(shipped):
+            where = "is the extension's own model folder" if target == shipped else \
+                f"lies in the extension's own model folder ({folder})"
+            raise InputError(f"{option} {path}: {where}, whose bundles the model catalogue pins; write it elsewhere, "
+                             "then copy it in and run tools/update_model_catalog.py")
 
 
 def catalog_path() -> Path | None:

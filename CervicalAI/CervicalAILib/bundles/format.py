@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from CervicalAILib.bundles.catalog import identify
+from CervicalAILib.bundles.catalog import identify, refuse_shipped_folder
 from CervicalAILib.core.atomic import atomic_directory, to_json
 from CervicalAILib.core.errors import BundleError
 from CervicalAILib.core.hashing import sha256_file
@@ -194,6 +194,7 @@ def write_bundle(
     time stamp is added, so the same inputs give the same bytes (callers may add `created`). A model card (MODEL_CARD.md) is required: it is where a user reads what the model is for.
     """
     out_dir = Path(out_dir)
+    refuse_shipped_folder(out_dir)
     if MODEL_CARD not in files:
         raise BundleError(f"{out_dir}: a bundle needs a {MODEL_CARD} model card")
     manifest = dict(manifest)

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from CervicalAILib.bundles.catalog import refuse_shipped_folder
 from CervicalAILib.cli.options import float_in, int_at_least
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.output_guard import check_output_path
@@ -156,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--train-fraction needs --train-centers (the centres whose cases are split)")
     inputs = [args.features, args.sidecar, args.keep_features]
     check_output_path(args.out, inputs, overwrite=args.overwrite, owned=BUNDLE_FILES)  # before the long fit
+    refuse_shipped_folder(args.out)
     if args.case_lists_out:
         check_output_path(args.case_lists_out, inputs + [args.out], overwrite=args.overwrite, owned=["*.csv"],
                           option="--case-lists-out")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from CervicalAILib.bundles.catalog import refuse_shipped_folder
 from CervicalAILib.cli.options import float_in, int_at_least, positive_float
 from CervicalAILib.core.output_guard import check_output_path
 from CervicalAILib.core.progress import line_progress
@@ -73,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_path(args.out, args.cases, overwrite=args.overwrite)
+    refuse_shipped_folder(args.out)  # before hours of training, not at the end
     if args.log:
         check_output_path(args.log, list(args.cases) + [args.out], overwrite=True, kind="file", option="--log")
     config = EncoderTrainingConfig(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from CervicalAILib.bundles.catalog import refuse_shipped_folder
 from CervicalAILib.cli.options import float_in, int_at_least, output_path, positive_float
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.output_guard import check_output_path
@@ -110,6 +111,7 @@ def _numbers(text: str, kind, what: str) -> list:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    refuse_shipped_folder(args.out)  # before hours of training, not at the end
     if args.add_ood is not None:
         check_output_path(args.out, [*args.cases, args.add_ood, *(args.ood_calibration or [])],
                           overwrite=args.overwrite)

@@ -101,3 +101,20 @@ def test_existing_bundle_not_overwritten_without_flag(tmp_path):
 def test_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match="not a model bundle"):
         load_bundle(tmp_path)
+
+
+def test_no_bundle_is_written_into_the_extensions_model_folder(tmp_path, monkeypatch):
+    from CervicalAILib.bundles import catalog
+    from CervicalAILib.core.errors import InputError
+
+    shipped = tmp_path / "Models"
+    (shipped / "test-model").mkdir(parents=True)
+    (shipped / "test-model" / "bundle.json").write_text("{}")
+    monkeypatch.setattr(catalog, "shipped_models_dirs", lambda: [shipped])
+    for target in (shipped / "test-model", shipped / "new-model", shipped):
+        with pytest.raises(InputError, match="extension's own model folder"):
+            write_bundle(target, _manifest(), _files(), overwrite=True)
+    assert (shipped / "test-model" / "bundle.json").read_text() == "{}"  # untouched, even with overwrite
+    assert not (shipped / "new-model").exists()
+    # beside it (a sibling whose name starts the same) is not inside it
+    assert write_bundle(tmp_path / "Models-refit" / "test-model", _manifest(), _files()).label == "test-model@1.0.0"

@@ -122,3 +122,25 @@ def test_existing_output_is_refused_before_fitting(table, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--overwrite" in err and "PROGRESS" not in err  # refused at once, not after a long fit
     assert (out / "reader_notes.txt").read_text() == "mine"
+
+
+def test_no_command_writes_a_bundle_into_the_shipped_model_folder(table, tmp_path, capsys):
+    """fit, train-seg and train-encoder refuse an --out in Resources/Models at once, even with --overwrite."""
+    from CervicalAILib.bundles.catalog import shipped_models_dirs
+    from CervicalAILib.core.hashing import sha256_file
+
+    models = next(d for d in shipped_models_dirs() if (d / "dlrc-lnm" / "bundle.json").is_file())
+    before = sha256_file(models / "dlrc-lnm" / "bundle.json")
+    commands = [
+        ["fit", str(table), "--endpoint", "lnm", "--out", str(models / "dlrc-lnm"), "--overwrite", *ARGS],
+        ["train-seg", str(tmp_path), "--out", str(models / "cervix-tumor-seg-mpmri"), "--overwrite"],
+        ["train-encoder", str(tmp_path), "--out", str(models / "new-encoder")],
+    ]
+    for command in commands:
+        assert main(command) == 2, command[0]
+        err = capsys.readouterr().err
+        line = err.strip().splitlines()[-1]
+        assert "extension's own model folder" in line and "tools/update_model_catalog.py" in line, command[0]
+        assert "PROGRESS" not in err  # refused before any work
+    assert sha256_file(models / "dlrc-lnm" / "bundle.json") == before
+    assert not (models / "new-encoder").exists()

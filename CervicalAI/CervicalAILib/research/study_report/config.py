@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from CervicalAILib.bundles.catalog import shipped_models_dirs
+from CervicalAILib.bundles.catalog import refuse_shipped_folder
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.research.cohort.config import DEFAULT_ENCODERS, DEFAULT_ROLES
 
@@ -99,11 +99,8 @@ class StudyReportConfig:
             raise InputError(f"unknown model variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
         if self.variants_only and not self.variants:
             raise InputError("--variants-only needs at least one variant")
-        # a bundle written there is checked against the catalogue's pins at once and refused (the refit changes it)
-        if self.bundles is not None and any(self.bundles.resolve() == d.resolve() for d in shipped_models_dirs()):
-            raise InputError(f"--bundles {self.bundles}: this is the extension's own model folder, whose bundles the "
-                             "model catalogue pins; write the refit elsewhere, then copy it in and run "
-                             "tools/update_model_catalog.py")
+        if self.bundles is not None:  # before the long run: write_bundle would refuse it only at the end
+            refuse_shipped_folder(self.bundles, option="--bundles")
         if not re.fullmatch(r"\d+\.\d+\.\d+", str(self.bundle_version)):
             raise InputError(f"--bundle-version must look like 2.0.0, got {self.bundle_version!r}")
         if not (isinstance(self.scale, (int, float)) and 0 < self.scale <= 10):
