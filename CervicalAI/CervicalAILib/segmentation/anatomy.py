@@ -12,6 +12,12 @@ tumour candidate (probability >= threshold) and its cervix/uterus masks:
   component, not per voxel: a large tumour grows outward from the cervix (into the vagina,
   the parametria, the bladder wall), so its far edge may lie centimetres from what is left of
   the cervix while the lesion as a whole is still attached to it.
+
+The primary site. A cervical primary grows from the cervix, so when several candidates pass the
+gate, the main lesion is the one with the most probability mass within `primary_near_mm` of the
+cervix (`primary_site_zone`, used by `postprocess.postprocess_mask`); only when none reaches the
+cervix is it the one with the most mass anywhere. Without this a small tumour lost to a larger
+false candidate in the sigmoid colon or the uterine cavity.
 """
 
 from __future__ import annotations
@@ -69,6 +75,8 @@ class GateSettings:
     required: tuple[str, ...] = ("cervix", "uterus")
     min_ml: float = 5.0
     near_mm: float = 10.0
+    primary: str = "cervix"  # where the main lesion starts (see the module docstring)
+    primary_near_mm: float = 5.0
 
     @classmethod
     def from_manifest(cls, spec: Mapping[str, Any] | None) -> GateSettings:
@@ -77,10 +85,13 @@ class GateSettings:
             required=tuple(canonical_name(n) for n in spec.get("required", cls.required)),
             min_ml=float(spec.get("min_ml", cls.min_ml)),
             near_mm=float(spec.get("near_mm", cls.near_mm)),
+            primary=canonical_name(spec.get("primary", cls.primary)),
+            primary_near_mm=float(spec.get("primary_near_mm", cls.primary_near_mm)),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"required": list(self.required), "min_ml": self.min_ml, "near_mm": self.near_mm}
+        return {"required": list(self.required), "min_ml": self.min_ml, "near_mm": self.near_mm,
+                "primary": self.primary, "primary_near_mm": self.primary_near_mm}
 
 
 def gate_available(structure_names: Sequence[str], settings: GateSettings = GateSettings()) -> bool:
@@ -142,3 +153,13 @@ def anatomy_gate(
         removed_ml=round(float(drop.sum()) * voxel_ml, 3),
     )
     return drop, report
+
+
+def primary_site_zone(
+    organs: Mapping[str, np.ndarray], spacing_zyx: Sequence[float], settings: GateSettings = GateSettings()
+) -> np.ndarray | None:
+    """Voxels within `primary_near_mm` of the primary-site organ (bool), or None when it was not found."""
+    site = organs.get(settings.primary)
+    if site is None or not site.any():
+        return None
+    return ndimage.distance_transform_edt(~site, sampling=[float(s) for s in spacing_zyx]) <= settings.primary_near_mm

@@ -22,6 +22,7 @@ from CervicalAILib.segmentation.anatomy import (
     GateSettings,
     anatomy_gate,
     organ_masks,
+    primary_site_zone,
 )
 from CervicalAILib.segmentation.confidence import confidence_report
 from CervicalAILib.segmentation.postprocess import postprocess_mask
@@ -144,7 +145,8 @@ def finish_segmentation(
         seconds["postprocess"] = time.perf_counter() - tick
         return _done(SegmentationResult(None, None, summary, organs_image, organ_labels), seconds, start, progress)
 
-    mask_array, post_report = postprocess_mask(mean, spacing_zyx, postprocessing)
+    zone = primary_site_zone(masks, spacing_zyx, gate) if gate is not None else None
+    mask_array, post_report = postprocess_mask(mean, spacing_zyx, postprocessing, primary_zone=zone)
     confidence = confidence_report(passes, threshold=threshold, flag_below=flag_below)
     mask = to_image(mask_array.astype(np.uint8), t2)
     probability = to_image(np.round(np.clip(mean, 0, 1) * 255).astype(np.uint8), t2)

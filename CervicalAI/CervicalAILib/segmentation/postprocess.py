@@ -2,7 +2,8 @@
 
 A cervical primary is one connected lesion, sometimes with satellite extensions into the
 parametrium or vagina that touch it or lie close to it. So: threshold, keep the component with
-the largest probability mass, keep other components that are close to it and not tiny, fill
+the largest probability mass (among those that reach the primary site, when the caller knows where
+the cervix is: `anatomy.primary_site_zone`), keep other components that are close to it and not tiny, fill
 holes (necrosis is part of the tumour), drop the result if it is below the smallest volume a
 reader would call a tumour. Every number comes from the bundle's `postprocessing` block.
 """
@@ -37,21 +38,28 @@ def _bounding_box(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None
 
 
 def postprocess_mask(
-    probability: np.ndarray, spacing_zyx: Sequence[float], settings: Mapping[str, Any] | None = None
+    probability: np.ndarray,
+    spacing_zyx: Sequence[float],
+    settings: Mapping[str, Any] | None = None,
+    primary_zone: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Binary tumour mask (z, y, x) bool from a probability array, and what was done to it."""
+    """Binary tumour mask (z, y, x) bool from a probability array, and what was done to it.
+
+    primary_zone: voxels near the cervix (bool, same shape); the main lesion is chosen among the
+    components that reach it, if any does. None: the largest probability mass anywhere."""
     config = {**DEFAULT_POSTPROCESSING, **(settings or {})}
     full = np.zeros(probability.shape, dtype=bool)
     box = _bounding_box(probability >= float(config["threshold"]))
     if box is None:
         return full, {"components_found": 0, "components_kept": 0}
-    keep, report = _select_components(probability[box], spacing_zyx, config)
+    zone = primary_zone[box] if primary_zone is not None else None
+    keep, report = _select_components(probability[box], spacing_zyx, config, zone)
     full[box] = keep
     return full, report
 
 
 def _select_components(
-    probability: np.ndarray, spacing_zyx: Sequence[float], config: Mapping[str, Any]
+    probability: np.ndarray, spacing_zyx: Sequence[float], config: Mapping[str, Any], zone: np.ndarray | None
 ) -> tuple[np.ndarray, dict[str, Any]]:
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
     candidate = probability >= float(config["threshold"])
@@ -62,7 +70,15 @@ def _select_components(
     index = np.arange(1, count + 1)
     mass = ndimage.sum_labels(probability, labels, index)
     sizes = ndimage.sum_labels(np.ones_like(probability, dtype=np.float32), labels, index)
-    main = int(index[int(np.argmax(mass))])
+    # the main lesion: the most probability mass at the primary site (a false candidate in the uterine body may
+    # touch the cervix, but little of it lies there), else the most mass anywhere
+    at_site = ndimage.sum_labels(np.where(zone, probability, 0), labels, index) if zone is not None else None
+    if at_site is not None and at_site.max() > 0:
+        main = int(index[int(np.argmax(at_site))])
+        report["main_lesion"] = "most probability at the primary site"
+    else:
+        main = int(index[int(np.argmax(mass))])
+        report["main_lesion"] = "most probability" + (" (none at the primary site)" if zone is not None else "")
     keep = labels == main
     candidates = [
         label for label, size in zip(index, sizes, strict=True)

@@ -26,7 +26,14 @@ from CervicalAILib.contracts.label_table import (
 from CervicalAILib.core.errors import InputError
 from CervicalAILib.io.case import write_case
 from CervicalAILib.segmentation import segment_case, write_segmentation
-from CervicalAILib.segmentation.anatomy import NO_ANATOMY_MESSAGE, GateSettings, anatomy_gate, organ_masks
+from CervicalAILib.segmentation.anatomy import (
+    NO_ANATOMY_MESSAGE,
+    GateSettings,
+    anatomy_gate,
+    organ_masks,
+    primary_site_zone,
+)
+from CervicalAILib.segmentation.postprocess import postprocess_mask
 
 # --------------------------------------------------------------------------- names and tables
 
@@ -136,6 +143,40 @@ def test_gate_is_per_component_and_measures_in_millimetres():
     assert drop[4:6, 2:6, 2:6].all()
     tight = GateSettings(min_ml=0.5, near_mm=5.0)
     assert anatomy_gate(candidate, {"cervix": cervix}, spacing, tight)[1]["removed_components"] == 2
+
+
+def test_the_main_lesion_is_the_one_at_the_cervix_not_the_largest():
+    """A small tumour in the cervix beats a larger false candidate in the uterine body that touches the cervix
+    and a larger, brighter one in the sigmoid colon (held-out cases SYN9002-A-0058, SYN9003-B-0045)."""
+    spacing = (4.0, 1.5, 1.5)
+    shape = (16, 60, 60)
+    cervix = np.zeros(shape, bool)
+    cervix[2:8, 20:32, 20:32] = True  # stroma ring around a tumour in its middle
+    cervix[3:7, 23:29, 23:29] = False
+    probability = np.zeros(shape, np.float32)
+    probability[3:7, 23:29, 23:29] = 0.95  # the tumour: 144 voxels, inside the cervix
+    probability[9:15, 18:34, 18:34] = 0.9  # uterine body: 1536 voxels, one slice (4 mm) above the cervix
+    probability[2:10, 45:58, 45:58] = 0.99  # sigmoid: 1352 voxels, far from it
+    zone = primary_site_zone({"cervix": cervix, "uterus": np.zeros(shape, bool)}, spacing)
+    assert zone[8, 25, 25] and not zone[10, 25, 25]  # 4 mm above the cervix is in the zone, 8 mm is not
+    mask, report = postprocess_mask(probability, spacing, {"threshold": 0.5}, primary_zone=zone)
+    assert report["main_lesion"] == "most probability at the primary site" and report["components_found"] == 3
+    assert mask.sum() == 4 * 6 * 6 and mask[5, 25, 25]
+    # without the zone: the candidate with the most probability mass (the uterine body) wins, as before
+    plain, report = postprocess_mask(probability, spacing, {"threshold": 0.5})
+    assert plain[12, 25, 25] and not plain[5, 25, 25] and report["main_lesion"] == "most probability"
+    # nothing at the cervix: the most mass anywhere, and the report says so
+    far = probability.copy()
+    far[3:7, 23:29, 23:29] = 0
+    far[9:15, 18:34, 18:34] = 0
+    _, report = postprocess_mask(far, spacing, {"threshold": 0.5}, primary_zone=zone)
+    assert report["main_lesion"] == "most probability (none at the primary site)"
+    # no cervix found, or a gate naming another site: no zone
+    assert primary_site_zone({"uterus": cervix}, spacing) is None
+    assert primary_site_zone({"cervix": np.zeros(shape, bool)}, spacing) is None
+    settings = GateSettings.from_manifest({"primary": "Uterus", "primary_near_mm": 2})
+    assert settings.primary == "uterus" and settings.to_dict()["primary_near_mm"] == 2.0
+    assert primary_site_zone({"uterus": cervix}, spacing, settings).sum() < zone.sum()
 
 
 # --------------------------------------------------------------------------- end to end: a network with a cervix output
