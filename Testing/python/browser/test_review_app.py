@@ -33,6 +33,9 @@ from .harness import (
 
 READER_A, READER_B = "Dr Ada", "Dr Bo"
 FIRST = 0  # the worklist opens on its first case
+# a view showing an image, not a blank one (grey-level spread near 0): the first case's T2WI, opened on
+# the largest section of its small cervical tumour, spreads 19.4 on the 0-255 scale; DWI/ADC from 10
+IMAGE_STD = 10
 
 
 def _open(page, server: ReviewServer):
@@ -89,7 +92,7 @@ def test_first_frame_shows_the_t2wi_with_the_contour(session_a, review_cohort, a
     assert page.locator("#worklist-table tr[data-case]").count() == 3
     # the T2WI frame: an image (grey levels spread out, not a blank view) with the red tumour contour on it
     # (the first frames are the server's default 300 x 300 until the page has told it the view's size)
-    stats, _ = wait_for_frame(page, lambda s: s["std"] > 20 and s["red"] > 200 and s["width"] > 400, index=0)
+    stats, _ = wait_for_frame(page, lambda s: s["std"] > IMAGE_STD and s["red"] > 200 and s["width"] > 400, index=0)
     assert stats["height"] > 400
     for index in (1, 2, 3):  # DWI, ADC, CE-T1WI beside it, the contour on each
         side, _ = wait_for_frame(page, lambda s: s["std"] > 10 and s["red"] > 20, index=index)
@@ -215,7 +218,7 @@ def test_restart_keeps_the_status_and_the_reviewed_copy(session_a, review_cohort
     assert "1 of 3 reviewed" in page.locator("#progress-text").inner_text()
     # the worklist opens on the next case still to review: the first one is done
     assert page.evaluate("window.trame.state.get('active_case')") != first
-    wait_for_frame(page, lambda s: s["std"] > 20 and s["red"] > 50 and s["width"] > 400, index=0)
+    wait_for_frame(page, lambda s: s["std"] > IMAGE_STD and s["red"] > 50 and s["width"] > 400, index=0)
     page.screenshot(path=str(artefacts / "06-after-restart.png"))
     assert _files(reviewed) == before
     status = subprocess.run([sys.executable, "-m", "CervicalAILib.cli", "review", "status", str(review_cohort)],
@@ -258,7 +261,7 @@ def test_a_second_reader_does_not_touch_the_first_readers_files(review_cohort, a
         _open(page, server)
         page.evaluate("(name) => window.trame.trigger('open_case', [name])", first)
         page.locator("#case-status:has-text('automatic contour')").wait_for(timeout=60000)
-        wait_for_frame(page, lambda s: s["std"] > 20 and s["red"] > 200, index=0)
+        wait_for_frame(page, lambda s: s["std"] > IMAGE_STD and s["red"] > 200, index=0)
         # a brush stroke of its own (upper right): an eraser stroke can wipe out a small automatic
         # contour, and an empty contour cannot be marked as reviewed
         select_effect(page, "mdi-brush")
