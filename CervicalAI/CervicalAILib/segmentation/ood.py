@@ -5,7 +5,8 @@ encoder) activation for each sliding-window patch. A case's feature vector is th
 those patch vectors over the unmirrored pass. The bundle's `ood.json` (plain data, no pickle)
 holds the mean and the inverse of the (Ledoit-Wolf shrunk) covariance of that vector over the
 training cases, and a threshold set on held-out synthetic cases (split-conformal quantile) so that
-a new case like them exceeds it with probability at most 5 %. The score is the Mahalanobis distance of the case's vector from the training mean,
+a new case like them exceeds it with probability at most the bundle's false-alarm rate (5 % by
+default, 2.5 % for the shipped 2.x networks). The score is the Mahalanobis distance of the case's vector from the training mean,
 divided by that threshold: below 1 the study looks like the training images; above 1 it does
 not, and the reader is told so in one plain sentence.
 """
@@ -62,6 +63,8 @@ class OodModel:
         distance = self.distance(vector)
         score = distance / self.threshold
         unusual = bool(score > 1.0)
+        calibration = self.description.get("calibration", {})
+        rate = 100 * float(calibration.get("false_alarm_rate_target", 0.05))
         return {
             "available": True,
             "score": round(score, 3),
@@ -70,9 +73,9 @@ class OodModel:
             "mahalanobis_distance": round(distance, 3),
             "threshold_distance": round(self.threshold, 3),
             "meaning": "score = Mahalanobis distance of the network's bottleneck features from its training cases / "
-            "the distance a synthetic case like the training ones exceeds with probability at most 5%; above 1: "
+            f"the distance a synthetic case like the training ones exceeds with probability at most {rate:g}%; above 1: "
             "unlike the training images",
-            "calibration": self.description.get("calibration", {}),
+            "calibration": calibration,
             "patches": len(patch_features),
         }
 
