@@ -21,6 +21,7 @@ from CervicalAILib.research.training.ood import (  # noqa: E402
     bottleneck_tensor,
     calibrated_threshold,
     fit_ood,
+    ood_card_section,
 )
 from CervicalAILib.research.training.synthesis import SynthesisSettings, synthesize  # noqa: E402
 
@@ -64,6 +65,8 @@ def test_fit_ood_scores_shifted_cases_above_one_and_keeps_its_promise():
     # the plain meaning quotes the rate the bundle was calibrated at, not a fixed 5 %
     strict = OodModel.from_dict(fit_ood(list(fit), list(calibration), 0.025, provenance={"fit_data": "test"}))
     assert "at most 5%;" in report["meaning"] and "at most 2.5%;" in strict.report([shifted[0]])["meaning"]
+    card = ood_card_section("# a model\n\ntext\n", fit_ood(list(fit), list(calibration), 0.025, provenance={}))
+    assert "with probability at most 2.5% (split-conformal quantile of 100 held-out" in card  # and the model card
 
 
 def test_ood_json_is_checked():

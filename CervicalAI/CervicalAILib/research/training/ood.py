@@ -304,7 +304,7 @@ def ood_card_section(card: str, ood: dict[str, Any]) -> str:
         "",
         "Mahalanobis distance of the case's mean bottleneck features from those of "
         f"{calibration['fit_cases']} synthetic cases, divided by a threshold that a synthetic case like them exceeds "
-        f"with probability at most {100 * calibration['false_alarm_rate_target']:.0f}% (split-conformal quantile of "
+        f"with probability at most {100 * calibration['false_alarm_rate_target']:g}% (split-conformal quantile of "
         f"{calibration['calibration_cases']} held-out synthetic cases, {calibration['calibration_false_alarms']} of "
         "them above it). Above 1: \"the study looks unlike the images this model was trained on: check the contour "
         "carefully\".",
