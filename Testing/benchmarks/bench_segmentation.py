@@ -138,6 +138,7 @@ def score(results: list[dict]) -> list[dict]:
                 "confidence": item["summary"]["confidence"],
                 "ood_score": item["summary"].get("ood", {}).get("score"),
                 "gate": item["summary"].get("anatomy_gate", {}).get("anatomy_found"),
+                "gate_found_ml": item["summary"].get("anatomy_gate", {}).get("anatomy_found_ml"),  # cervix, uterus
                 "organ_dice": organ_dice(item),
                 "inference_s": item["seconds"],
                 "register_s": item["register_s"],

@@ -1,15 +1,19 @@
-"""The shipped multi-sequence network (cervix-tumor-seg-mpmri 2.x) on what users bring.
+"""The shipped networks (cervix-tumor-seg-mpmri 2.x and the T2WI-only fallback) on what users bring.
 
 - A real male pelvis (ProstateX-0000, ../shared/refdata): no cervix or uterus, so no tumour
   contour, the gate's sentence, exit status 3, the out-of-distribution score above its
-  threshold; the bladder (present in every pelvis) found, and found where the urine is.
-- A blank series and a 2D image: the gate or a clear error, never a contour.
+  threshold; the bladder (present in every pelvis) found, and found where the urine is. The
+  T2WI-only fallback gives the same sentence and flag (its organ outlines on real images are
+  rougher: they are not checked here).
+- A blank series and a 2D image: the gate or a clear error, never a contour; a real brain MRI
+  (nibabel's test data), with and without DWI/ADC: the gate.
 The synthetic side (a held-out generator case gets its tumour) is checked by the demo test.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,6 +72,19 @@ def test_real_male_pelvis_gets_the_gate_sentence_and_its_bladder(shipped, tmp_pa
         assert centre_lps(rectum)[1] - centre_lps(bladder)[1] > 20.0
 
 
+@pytest.mark.slow
+def test_real_male_pelvis_t2_only_gets_the_gate_sentence_too(tmp_path, capsys):
+    """The T2WI-only fallback (a study without DWI/ADC) has organ outputs too, so the gate runs there as well."""
+    t2_bundle = load_bundle(default_bundle_path("segmentation-t2"), task="segmentation")
+    out = tmp_path / "seg"
+    assert main(["segment", str(refdata_path("mri", "ProstateX-0000_dicom")), "--out", str(out), "--t2-only"]) == 3
+    assert NO_ANATOMY_MESSAGE in capsys.readouterr().out
+    assert not (out / "tumor.nii.gz").exists()
+    summary = json.loads((out / "segmentation.json").read_text())
+    assert summary["model"]["label"] == t2_bundle.label and summary["tumor_found"] is False
+    gate = summary["anatomy_gate"]
+    assert gate["applied"] and gate["anatomy_found"] is False and gate["anatomy_ml"] < gate["settings"]["min_ml"]
+    assert summary["ood"]["score"] > 1.0 and summary["ood"]["unusual"]
 
 
 def test_blank_series_gets_a_clear_error_never_a_contour(shipped, tmp_path, capsys):
@@ -93,3 +110,34 @@ def test_a_2d_image_is_a_clear_error_not_a_contour(shipped, tmp_path, capsys):
     assert status == 2 and not (out / "tumor.nii.gz").exists()
     message = captured.err.strip().splitlines()[-1]
     assert "T2W" in message and "error" in message and "Traceback" not in captured.err
+
+
+def _nibabel_test_image(name: str) -> sitk.Image:
+    """A real brain MRI that nibabel ships as test data (a pinned dependency, so always present)."""
+    import nibabel
+
+    path = Path(nibabel.__file__).parent / "tests" / "data" / name
+    if not path.is_file():
+        pytest.skip(f"nibabel {nibabel.__version__} no longer ships {name}")
+    return sitk.ReadImage(str(path))
+
+
+@pytest.mark.parametrize("sequences", ["T2WI only", "T2WI + DWI + ADC"])
+def test_a_real_brain_mri_gets_the_gate_not_a_contour(sequences, shipped, tmp_path, capsys):
+    """A non-pelvic MRI: nibabel's structural brain scan as the T2WI (the T2WI-only network) and its
+    echo-planar brain series as T2WI, DWI and ADC (the default network). Neither has a cervix or uterus."""
+    if sequences == "T2WI only":
+        images = {"T2W": _nibabel_test_image("anatomical.nii")}
+    else:
+        series = _nibabel_test_image("example4d.nii.gz")  # 4D: two echo-planar volumes of one brain
+        images = {"T2W": series[:, :, :, 0], "DWI": series[:, :, :, 0], "ADC": series[:, :, :, 1]}
+    images = {role: sitk.Cast(image, sitk.sitkFloat32) for role, image in images.items()}
+    case = write_case(tmp_path / "brain", images)
+    out = tmp_path / "seg"
+    status = main(["segment", str(case), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert status == 3 and NO_ANATOMY_MESSAGE in printed
+    assert not (out / "tumor.nii.gz").exists()
+    summary = json.loads((out / "segmentation.json").read_text())
+    assert summary["tumor_found"] is False and summary["anatomy_gate"]["anatomy_found"] is False
+    assert summary["ood"]["unusual"] is True  # and it says the study is unlike the training images
