@@ -141,3 +141,5 @@ def test_a_real_brain_mri_gets_the_gate_not_a_contour(sequences, shipped, tmp_pa
     summary = json.loads((out / "segmentation.json").read_text())
     assert summary["tumor_found"] is False and summary["anatomy_gate"]["anatomy_found"] is False
     assert summary["ood"]["unusual"] is True  # and it says the study is unlike the training images
+    expected = "segmentation-t2" if sequences == "T2WI only" else "segmentation"
+    assert summary["model"]["label"] == load_bundle(default_bundle_path(expected), task="segmentation").label
