@@ -95,7 +95,7 @@ def test_first_frame_shows_the_t2wi_with_the_contour(session_a, review_cohort, a
     stats, _ = wait_for_frame(page, lambda s: s["std"] > IMAGE_STD and s["red"] > 200 and s["width"] > 400, index=0)
     assert stats["height"] > 400
     for index in (1, 2, 3):  # DWI, ADC, CE-T1WI beside it, the contour on each
-        side, _ = wait_for_frame(page, lambda s: s["std"] > 10 and s["red"] > 20, index=index)
+        side, _ = wait_for_frame(page, lambda s: s["std"] > IMAGE_STD and s["red"] > 20, index=index)
     assert page.locator("#case-status").inner_text().startswith("Status: in progress")
     assert "automatic contour" in page.locator("#case-status").inner_text()
     assert page.evaluate("window.trame.state.get('active_case')") == first

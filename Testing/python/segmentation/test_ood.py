@@ -63,9 +63,10 @@ def test_fit_ood_scores_shifted_cases_above_one_and_keeps_its_promise():
     assert report["score"] == pytest.approx(model.distance((shifted[0] + shifted[1]) / 2) / model.threshold, abs=1e-3)
     assert report["unusual"] and report["message"] == OOD_MESSAGE
     # the plain meaning quotes the rate the bundle was calibrated at, not a fixed 5 %
-    strict = OodModel.from_dict(fit_ood(list(fit), list(calibration), 0.025, provenance={"fit_data": "test"}))
+    strict_document = fit_ood(list(fit), list(calibration), 0.025, provenance={"fit_data": "test"})
+    strict = OodModel.from_dict(strict_document)
     assert "at most 5%;" in report["meaning"] and "at most 2.5%;" in strict.report([shifted[0]])["meaning"]
-    card = ood_card_section("# a model\n\ntext\n", fit_ood(list(fit), list(calibration), 0.025, provenance={}))
+    card = ood_card_section("# a model\n\ntext\n", strict_document)
     assert "with probability at most 2.5% (split-conformal quantile of 100 held-out" in card  # and the model card
 
 

@@ -29,6 +29,11 @@ from CervicalAILib.study.load import load_study
 from conftest import refdata_path
 
 
+def _shipped_label(purpose: str) -> str:
+    """The label of the shipped segmentation bundle for `purpose` ("segmentation", "segmentation-t2")."""
+    return load_bundle(default_bundle_path(purpose), task="segmentation").label
+
+
 @pytest.fixture(scope="module")
 def shipped():
     bundle = load_bundle(default_bundle_path("segmentation"), task="segmentation")
@@ -75,13 +80,12 @@ def test_real_male_pelvis_gets_the_gate_sentence_and_its_bladder(shipped, tmp_pa
 @pytest.mark.slow
 def test_real_male_pelvis_t2_only_gets_the_gate_sentence_too(tmp_path, capsys):
     """The T2WI-only fallback (a study without DWI/ADC) has organ outputs too, so the gate runs there as well."""
-    t2_bundle = load_bundle(default_bundle_path("segmentation-t2"), task="segmentation")
     out = tmp_path / "seg"
     assert main(["segment", str(refdata_path("mri", "ProstateX-0000_dicom")), "--out", str(out), "--t2-only"]) == 3
     assert NO_ANATOMY_MESSAGE in capsys.readouterr().out
     assert not (out / "tumor.nii.gz").exists()
     summary = json.loads((out / "segmentation.json").read_text())
-    assert summary["model"]["label"] == t2_bundle.label and summary["tumor_found"] is False
+    assert summary["model"]["label"] == _shipped_label("segmentation-t2") and summary["tumor_found"] is False
     gate = summary["anatomy_gate"]
     assert gate["applied"] and gate["anatomy_found"] is False and gate["anatomy_ml"] < gate["settings"]["min_ml"]
     assert summary["ood"]["score"] > 1.0 and summary["ood"]["unusual"]
@@ -141,5 +145,4 @@ def test_a_real_brain_mri_gets_the_gate_not_a_contour(sequences, shipped, tmp_pa
     summary = json.loads((out / "segmentation.json").read_text())
     assert summary["tumor_found"] is False and summary["anatomy_gate"]["anatomy_found"] is False
     assert summary["ood"]["unusual"] is True  # and it says the study is unlike the training images
-    expected = "segmentation-t2" if sequences == "T2WI only" else "segmentation"
-    assert summary["model"]["label"] == load_bundle(default_bundle_path(expected), task="segmentation").label
+    assert summary["model"]["label"] == _shipped_label("segmentation-t2" if sequences == "T2WI only" else "segmentation")
