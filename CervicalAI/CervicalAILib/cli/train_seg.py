@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Examples:\n"
         "  cervicalai train-seg cohort/ --out my-seg-model --epochs 40 --max-minutes 90\n"
         "  cervicalai train-seg cohort/ --out tumour-only --structures tumor --synth-fraction 0\n"
+        "  cervicalai train-seg my-annotations/ --init-from Resources/Models/cervix-tumor-seg-mpmri \\\n"
+        "      --channels 16,32,64,128 --lr 0.0005 --out my-fine-tuned-model\n"
         "  cervicalai train-seg fit-cohort/ --add-ood old-bundle --ood-calibration held-out/ --out new-bundle"
     )
     parser.add_argument("cases", nargs="+", type=Path, metavar="CASES", help="case folders or cohort folders")
@@ -92,6 +94,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work folder")
     parser.add_argument(
+        "--init-from", type=Path, metavar="BUNDLE",
+        help="start from the weights of this segmentation bundle (e.g. a shipped one) instead of random ones, to "
+        "fine-tune it on CASES; it must have the same --roles, --structures, --channels and --spacing",
+    )
+    parser.add_argument(
         "--export-only", action="store_true",
         help="do not train: export the best checkpoint of the work folder as the bundle again",
     )
@@ -117,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite)
         return _add_ood(args)
     if not args.export_only:
-        check_output_path(args.out, args.cases, overwrite=args.overwrite or args.resume)
+        check_output_path(args.out, [*args.cases, *([args.init_from] if args.init_from else [])],
+                          overwrite=args.overwrite or args.resume)
     if args.work_dir:
         check_output_path(args.work_dir, args.cases, overwrite=True, option="--work-dir")
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
@@ -165,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         register=not args.no_register,
         jobs=args.jobs,
         resume=args.resume,
+        init_from=str(args.init_from) if args.init_from else None,
         export_only=args.export_only,
         overwrite=args.overwrite,
     )

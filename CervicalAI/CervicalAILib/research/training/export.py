@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from CervicalAILib.bundles.format import Bundle, write_bundle
+from CervicalAILib.bundles.format import Bundle, load_bundle, write_bundle
 from CervicalAILib.bundles.onnx import make_session
 from CervicalAILib.contracts.label_table import canonical_name
-from CervicalAILib.core.errors import BundleError
+from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.provenance import software_versions
 from CervicalAILib.research.training.dataset import dataset_provenance
 from CervicalAILib.research.training.network import size_multiple_zyx
@@ -80,6 +80,68 @@ def export_onnx(net, in_channels: int, path: str | Path, check_shapes_zyx: Seque
     return worst
 
 
+def initialise_from_bundle(
+    net, bundle_path: str | Path, roles: Sequence[str], structures: Sequence[str], architecture: dict[str, Any],
+    working_spacing_mm: Sequence[float],
+) -> dict[str, Any]:
+    """Copy a segmentation bundle's trained weights into `net`, so training continues from that model.
+
+    The bundle must declare the same inputs, outputs (by name), architecture and working spacing as
+    the run. Weights are read back from its ONNX file: initialisers that kept their torch name map to
+    the state-dict key of that name; the exporter renames a few (the PReLU slopes), and those map in
+    the order the graph uses them. The copy is then checked: the torch network must reproduce the
+    bundle's output to 1e-4, else BundleError. Returns what the new bundle's provenance records.
+    """
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    bundle = load_bundle(bundle_path, task="segmentation")
+    manifest = bundle.manifest
+    declared = {
+        "inputs": [entry["role"] for entry in manifest["inputs"]],
+        "outputs": [canonical_name(entry["name"]) for entry in manifest["outputs"]],
+        "architecture": manifest["network"].get("architecture"),
+        "working spacing": [float(v) for v in manifest["preprocessing"]["working_spacing_mm"]],
+    }
+    wanted = {"inputs": list(roles), "outputs": [canonical_name(name) for name in structures],
+              "architecture": dict(architecture), "working spacing": [float(v) for v in working_spacing_mm]}
+    for what, value in wanted.items():
+        if declared[what] != value:
+            raise InputError(f"--init-from {bundle.path}: its {what} {declared[what]} differ from this run's {value}")
+    graph = onnx.load(str(bundle.file(manifest["network"]["file"]))).graph
+    stored = {item.name: numpy_helper.to_array(item) for item in graph.initializer}
+    state = net.state_dict()
+    weights = {}
+    for name, array in stored.items():
+        key = name.removeprefix("inner.")  # the exported module wraps the network as "inner"
+        if key in state:
+            weights[key] = array
+    renamed = [node.input[1] for node in graph.node if node.op_type == "PRelu" and node.input[1] not in weights]
+    unmatched = [key for key in state if key not in weights]
+    if len(renamed) != len(unmatched):
+        raise BundleError(f"{bundle.path}: its network does not match the declared architecture "
+                          f"({len(unmatched)} weights unaccounted for, {len(renamed)} unnamed in the ONNX file)")
+    weights.update({key: stored[name] for key, name in zip(unmatched, renamed, strict=True)})
+    try:
+        net.load_state_dict({key: torch.from_numpy(weights[key].copy()).reshape(state[key].shape) for key in state})
+    except RuntimeError as exc:
+        raise BundleError(f"{bundle.path}: its weights do not fit the declared architecture ({exc})") from exc
+    patch_zyx = [int(v) for v in manifest["network"]["training_patch_size_xyz"][::-1]]
+    sample = torch.randn(1, len(roles), *patch_zyx, generator=torch.Generator().manual_seed(0))
+    session = make_session(bundle.file(manifest["network"]["file"]), what="initial network").session
+    expected = session.run([manifest["network"]["output_name"]], {manifest["network"]["input_name"]: sample.numpy()})[0]
+    net.eval()
+    with torch.no_grad():
+        actual = torch.sigmoid(net(sample)).numpy()
+    difference = float(np.abs(actual - expected).max())
+    if difference > TOLERANCE:
+        raise BundleError(f"{bundle.path}: its weights, read back into torch, differ from the ONNX output by "
+                          f"{difference:.2e} (> {TOLERANCE:g}); cannot continue training from it")
+    return {"label": bundle.label, "model_sha256": manifest["files"][manifest["network"]["file"]]["sha256"],
+            "torch_vs_onnx_max_abs_difference": difference}
+
+
 def model_card(manifest: dict[str, Any]) -> str:
     """MODEL_CARD.md: what the model is, what trained it, how well, and what it is not for."""
     validation = manifest["validation"]
@@ -131,13 +193,19 @@ def model_card(manifest: dict[str, Any]) -> str:
     ]
     for cohort in data:
         lines.append("- " + ", ".join(f"{k}: {v}" for k, v in cohort.items()))
+    start = manifest["provenance"].get("initialised_from")
+    if start:
+        lines += ["", f"Training started from the weights of {start['label']} (model.onnx SHA-256 "
+                  f"{start['model_sha256'][:12]}...): the epochs above continue that model's training."]
     lines += [
         "",
         "## Validation (held-out synthetic cases of the training cohort)",
         "",
         f"- cases: {len(validation['cases'])}; Dice on the working grid: mean {validation['dice_mean_working_grid']}, "
         f"median {validation['dice_median_working_grid']} (best epoch {manifest['provenance']['best_epoch']} of "
-        f"{manifest['provenance']['epochs_run']}).",
+        f"{manifest['provenance']['epochs_run']}"
+        + ("; epoch 0 is the starting model: no epoch improved on it" if manifest['provenance']['best_epoch'] == 0
+           else "") + ").",
         "- Held-out figures on a cohort of a different seed, on the T2WI grid: see docs/segmentation.md and "
         "Testing/benchmarks/results/segmentation.md.",
         "",
@@ -233,6 +301,8 @@ def write_segmentation_bundle(
                 "software": software_versions(TRAINING_LIBRARIES, python=True),
             },
         }
+        if report.get("initialised_from"):  # fine-tuned: the epochs above continue that model's training
+            manifest["provenance"]["initialised_from"] = report["initialised_from"]
         if gate_available(structures):
             manifest["anatomy_gate"] = GateSettings().to_dict()
         synth_fraction = float(getattr(config, "synth_fraction", 0.0))

@@ -28,7 +28,7 @@ from CervicalAILib.core.atomic import atomic_path, write_json
 from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.research.training.dataset import CachedCase, build_cache, find_cases, training_range
-from CervicalAILib.research.training.export import write_segmentation_bundle
+from CervicalAILib.research.training.export import initialise_from_bundle, write_segmentation_bundle
 from CervicalAILib.research.training.network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
 from CervicalAILib.research.training.ood import attach_ood, vectors_from_volumes
 from CervicalAILib.research.training.synthesis import synthesize
@@ -89,6 +89,8 @@ class TrainConfig:
     register: bool = True
     jobs: int = 1
     resume: bool = False
+    # a segmentation bundle whose weights start the run (fine-tuning); same inputs, outputs and architecture
+    init_from: str | None = None
     export_only: bool = False
     overwrite: bool = False
     # out-of-distribution score: fitted on the training cases, threshold from these held-out cases
@@ -324,6 +326,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         for stale in (last_path, best_path, work / "history.json", work / "stop_reason.json"):
             stale.unlink(missing_ok=True)
     stop_reason = "reached the epoch limit"
+    state: dict[str, Any] = {}
     if config.export_only and not last_path.is_file():
         raise InputError(f"--export-only: no checkpoint (last.pt) in {work}")
     if (config.resume or config.export_only) and last_path.is_file():
@@ -336,6 +339,20 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         log.info("resumed from %s after epoch %d (best validation Dice %.4f)", last_path, first_epoch - 1, best["dice"])
     elif config.resume:
         log.warning("--resume: no checkpoint in %s, starting from scratch", work)
+    initialised_from = state.get("initialised_from") if first_epoch > 0 else None
+    if config.init_from and first_epoch == 0 and not config.export_only:
+        initialised_from = initialise_from_bundle(net, config.init_from, config.roles, structures, config.architecture,
+                                                  config.working_spacing_mm)
+        log.info("starting from the weights of %s (read back to %.1e of its output)", initialised_from["label"],
+                 initialised_from["torch_vs_onnx_max_abs_difference"])
+        # the starting model is the score to beat: if no epoch improves on it, it is what gets exported
+        start = validation_record(net, val_data, structures, [int(v) for v in config.inference_patch_size_xyz[::-1]],
+                                  multiple, device)
+        best = {"dice": start["val_dice_mean"], "epoch": -1, "median": start["val_dice_median"],
+                "score": start["val_score"], "structures": start["val_structure_dice_mean"]}
+        initialised_from["validation_score"] = start["val_score"]
+        _save_checkpoint(best_path, {"model": net.state_dict(), "epoch": -1})
+        log.info("starting model: validation tumour Dice %.4f, score %.4f", start["val_dice_mean"], start["val_score"])
 
     total_iterations = config.epochs * config.iterations_per_epoch
     inference_zyx = [int(v) for v in config.inference_patch_size_xyz[::-1]]
@@ -381,7 +398,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         _save_checkpoint(
             last_path,
             {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history, "best": best,
-             "config": asdict(config)},
+             "config": asdict(config), "initialised_from": initialised_from},
         )
         write_json(work / "history.json", history)
         log.info(
@@ -421,6 +438,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         "training_cases": len(train_data),
         "device": device,
         "training_minutes": round(sum(h["seconds"] for h in history) / 60, 1),
+        "initialised_from": initialised_from,
         "history": history,
     }
     bundle, verification = write_segmentation_bundle(

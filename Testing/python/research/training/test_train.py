@@ -169,6 +169,30 @@ def test_resume_continues_where_the_last_run_stopped(tiny_cohort, tmp_path):
     assert resumed["history"][1]["loss"] == pytest.approx(straight["history"][1]["loss"], rel=1e-5)
 
 
+def test_fine_tuning_starts_from_a_bundle_and_keeps_it_when_no_epoch_beats_it(tiny_cohort, tmp_path):
+    first = train_segmentation(_config(tiny_cohort, tmp_path / "start"))
+    # same cohort and seed: the same validation cases, so the starting model must score what its bundle says
+    tuned = train_segmentation(_config(tiny_cohort, tmp_path / "tuned", epochs=1, learning_rate=1e-12,
+                                       init_from=str(tmp_path / "start")))
+    start = tuned["initialised_from"]
+    assert start["label"] == "tiny@1.0.0" and start["torch_vs_onnx_max_abs_difference"] <= 1e-4
+    assert start["model_sha256"] == load_bundle(tmp_path / "start").manifest["files"]["model.onnx"]["sha256"]
+    assert round(tuned["history"][0]["val_dice_mean"], 4) == pytest.approx(
+        first["validation"]["dice_mean_working_grid"], abs=2e-4)
+    # a learning rate of 1e-12 changes nothing: no epoch beats the start, so the starting weights are exported
+    assert tuned["best_epoch"] == 0
+    manifest = load_bundle(tmp_path / "tuned").manifest
+    assert manifest["provenance"]["initialised_from"]["label"] == "tiny@1.0.0"
+    card = load_bundle(tmp_path / "tuned").read_text("MODEL_CARD.md")
+    assert "started from the weights of tiny@1.0.0" in card and "epoch 0 is the starting model" in card
+    # a random start gives another first epoch
+    straight = train_segmentation(_config(tiny_cohort, tmp_path / "fresh", epochs=1))
+    assert tuned["history"][0]["loss"] != pytest.approx(straight["history"][0]["loss"], rel=1e-3)
+    with pytest.raises(InputError, match="its outputs"):
+        train_segmentation(_config(tiny_cohort, tmp_path / "bad", structures=["tumor", "cervix"],
+                                   init_from=str(tmp_path / "start")))
+
+
 def test_onnx_export_matches_torch(tmp_path):
     import onnxruntime as ort
     import torch
@@ -230,3 +254,6 @@ def test_train_seg_command_options(tiny_cohort, tmp_path, capsys):
     assert "--synth-fraction must be between 0 and 1" in capsys.readouterr().err
     assert main(["train-seg", str(tiny_cohort), "--add-ood", str(out), "--out", str(tmp_path / "z")]) == 2
     assert "--add-ood needs --ood-calibration" in capsys.readouterr().err
+    # fine-tuning never writes over the bundle it starts from, even with --overwrite
+    assert main([*common, "--out", str(out), "--init-from", str(out), "--overwrite", "--channels", "4,8,16,32"]) == 2
+    assert str(out) in capsys.readouterr().err and load_bundle(out).manifest == manifest
