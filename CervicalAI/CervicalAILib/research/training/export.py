@@ -196,7 +196,7 @@ def model_card(manifest: dict[str, Any]) -> str:
     start = manifest["provenance"].get("initialised_from")
     if start:
         lines += ["", f"Training started from the weights of {start['label']} (model.onnx SHA-256 "
-                  f"{start['model_sha256'][:12]}...): the epochs above continue that model's training."]
+                  f"{start['model_sha256'][:12]}...): this run continued that model's training."]
     lines += [
         "",
         "## Validation (held-out synthetic cases of the training cohort)",
@@ -301,7 +301,7 @@ def write_segmentation_bundle(
                 "software": software_versions(TRAINING_LIBRARIES, python=True),
             },
         }
-        if report.get("initialised_from"):  # fine-tuned: the epochs above continue that model's training
+        if report.get("initialised_from"):  # fine-tuned: this run continued that model's training
             manifest["provenance"]["initialised_from"] = report["initialised_from"]
         if gate_available(structures):
             manifest["anatomy_gate"] = GateSettings().to_dict()
