@@ -7,6 +7,10 @@ tumour candidate (probability >= threshold) and its cervix/uterus masks:
 
 - cervix + uterus below `min_ml` (a male pelvis, another body region, a blank series): no
   tumour at all, and the study is reported as "no cervix or uterus recognised in this study";
+- the same when the primary site itself (the cervix) is below `min_primary_ml`: a network can
+  take another pelvic organ for a uterus (the bladder dome, the seminal vesicles, bowel), but a
+  cervical tumour grows from a cervix. 0 switches this test off; a bundle sets it from the
+  smallest cervix its network found on calibration cases (older bundles leave it off);
 - otherwise every connected tumour candidate that comes no closer than `near_mm` to the
   cervix/uterus is removed, and the removed voxels are counted. The test is per connected
   component, not per voxel: a large tumour grows outward from the cervix (into the vagina,
@@ -74,6 +78,7 @@ class GateSettings:
 
     required: tuple[str, ...] = ("cervix", "uterus")
     min_ml: float = 5.0
+    min_primary_ml: float = 0.0  # the primary site alone must reach this (0: not tested)
     near_mm: float = 10.0
     primary: str = "cervix"  # where the main lesion starts (see the module docstring)
     primary_near_mm: float = 5.0
@@ -84,13 +89,15 @@ class GateSettings:
         return cls(
             required=tuple(canonical_name(n) for n in spec.get("required", cls.required)),
             min_ml=float(spec.get("min_ml", cls.min_ml)),
+            min_primary_ml=float(spec.get("min_primary_ml", cls.min_primary_ml)),
             near_mm=float(spec.get("near_mm", cls.near_mm)),
             primary=canonical_name(spec.get("primary", cls.primary)),
             primary_near_mm=float(spec.get("primary_near_mm", cls.primary_near_mm)),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"required": list(self.required), "min_ml": self.min_ml, "near_mm": self.near_mm,
+        return {"required": list(self.required), "min_ml": self.min_ml, "min_primary_ml": self.min_primary_ml,
+                "near_mm": self.near_mm,
                 "primary": self.primary, "primary_near_mm": self.primary_near_mm}
 
 
@@ -120,15 +127,22 @@ def anatomy_gate(
             anatomy |= organs[name]
             found_ml[name] = round(float(organs[name].sum()) * voxel_ml, 3)
     anatomy_ml = float(anatomy.sum()) * voxel_ml
+    primary_ml = float(organs[settings.primary].sum()) * voxel_ml if settings.primary in organs else 0.0
     report: dict[str, Any] = {
         "applied": True,
         "settings": settings.to_dict(),
         "anatomy_ml": round(anatomy_ml, 3),
         "anatomy_found_ml": found_ml,
     }
+    reason = None
     if anatomy_ml < settings.min_ml:
+        reason = f"{' + '.join(settings.required)} {anatomy_ml:.1f} mL, below {settings.min_ml:g} mL"
+    elif settings.min_primary_ml > 0 and primary_ml < settings.min_primary_ml:
+        reason = f"{settings.primary} {primary_ml:.1f} mL, below {settings.min_primary_ml:g} mL (the primary site)"
+    if reason is not None:
         report.update(
             anatomy_found=False,
+            reason=reason,
             status=NO_ANATOMY_STATUS,
             message=NO_ANATOMY_MESSAGE,
             removed_components=int(ndimage.label(candidate)[1]) if candidate.any() else 0,

@@ -126,8 +126,9 @@ def finish_segmentation(
     if ood.get("unusual"):
         warnings.append(ood["message"])
     if not anatomy_found:
-        warnings.append(NO_ANATOMY_MESSAGE + ": no tumour contour was made")
-        log.warning(NO_ANATOMY_MESSAGE)
+        because = f" ({gate_report['reason']})" if gate_report.get("reason") else ""
+        warnings.append(f"{NO_ANATOMY_MESSAGE}{because}: no tumour contour was made")
+        log.warning("%s%s", NO_ANATOMY_MESSAGE, because)
         summary: dict[str, Any] = {
             "tumor_found": False,
             "status": NO_ANATOMY_STATUS,

@@ -145,6 +145,32 @@ def test_gate_is_per_component_and_measures_in_millimetres():
     assert anatomy_gate(candidate, {"cervix": cervix}, spacing, tight)[1]["removed_components"] == 2
 
 
+def test_a_uterus_without_a_cervix_is_no_primary_site_when_the_bundle_asks_for_one():
+    """ProstateX-0000 through mpmri 2.2.0: 9.7 mL of "uterus" but 0.03 mL of cervix, so 9.8 mL passes
+    the 5 mL test alone; with min_primary_ml the study gets the gate sentence and no tumour."""
+    spacing = (4.0, 1.0, 1.0)  # 4 uL voxels
+    uterus = np.zeros((10, 40, 40), bool)
+    uterus[2:8, 5:35, 5:35] = True  # 6 * 30 * 30 * 4 uL = 21.6 mL
+    cervix = np.zeros_like(uterus)
+    cervix[8, 18:21, 18:21] = True  # 9 voxels = 0.036 mL
+    candidate = np.zeros_like(uterus)
+    candidate[3:5, 10:14, 10:14] = True
+    organs = {"cervix": cervix, "uterus": uterus}
+    passes = anatomy_gate(candidate, organs, spacing, GateSettings(min_ml=5.0))[1]
+    assert passes["anatomy_found"] is True and "reason" not in passes  # older bundles: off
+    drop, report = anatomy_gate(candidate, organs, spacing, GateSettings(min_ml=5.0, min_primary_ml=1.0))
+    assert report["anatomy_found"] is False and report["message"] == NO_ANATOMY_MESSAGE
+    assert report["reason"] == "cervix 0.0 mL, below 1 mL (the primary site)"
+    assert np.array_equal(drop, candidate) and report["removed_ml"] == pytest.approx(32 * 0.004)
+    cervix[6:8, 15:25, 15:25] = True  # 200 voxels = 0.8 mL more: 0.836 mL, still below 1 mL
+    assert anatomy_gate(candidate, organs, spacing, GateSettings(min_primary_ml=1.0))[1]["anatomy_found"] is False
+    cervix[5, 15:25, 15:25] = True  # + 0.4 mL: 1.236 mL
+    assert anatomy_gate(candidate, organs, spacing, GateSettings(min_primary_ml=1.0))[1]["anatomy_found"] is True
+    small = anatomy_gate(candidate, {"cervix": cervix}, spacing, GateSettings(min_ml=5.0, min_primary_ml=1.0))[1]
+    assert small["reason"] == "cervix + uterus 1.2 mL, below 5 mL"  # the total is tested first
+    assert GateSettings.from_manifest({"min_primary_ml": 1.5}).to_dict()["min_primary_ml"] == 1.5
+
+
 def test_the_main_lesion_is_the_one_at_the_cervix_not_the_largest():
     """A small tumour in the cervix beats a larger false candidate in the uterine body that touches the cervix
     and a larger, brighter one in the sigmoid colon (held-out cases SYN9002-A-0058, SYN9003-B-0045)."""

@@ -42,6 +42,16 @@ def shipped():
     return bundle
 
 
+def assert_gated(gate: dict) -> None:
+    """The gate refused, for one of its two stated reasons, and the figures it reports bear the reason out."""
+    settings, found = gate["settings"], gate["anatomy_found_ml"]
+    assert gate["applied"] and gate["anatomy_found"] is False
+    too_little = gate["anatomy_ml"] < settings["min_ml"]
+    no_primary = found.get(settings["primary"], 0.0) < settings.get("min_primary_ml", 0.0)
+    assert too_little or no_primary
+    assert gate["reason"].startswith(f"{settings['primary']} " if not too_little else " + ".join(settings["required"]))
+
+
 @pytest.mark.slow
 def test_real_male_pelvis_gets_the_gate_sentence_and_its_bladder(shipped, tmp_path, capsys):
     study = refdata_path("mri", "ProstateX-0000_dicom")
@@ -53,8 +63,7 @@ def test_real_male_pelvis_gets_the_gate_sentence_and_its_bladder(shipped, tmp_pa
     summary = json.loads((out / "segmentation.json").read_text())
     assert summary["status"] == "no cervix or uterus recognised" and summary["tumor_found"] is False
     assert summary["model"]["label"] == shipped.label
-    gate = summary["anatomy_gate"]
-    assert gate["applied"] and gate["anatomy_found"] is False and gate["anatomy_ml"] < gate["settings"]["min_ml"]
+    assert_gated(summary["anatomy_gate"])
     assert summary["ood"]["available"] and summary["ood"]["score"] > 1.0 and summary["ood"]["unusual"]
     organs = {organ["name"]: organ for organ in summary["organs"]}
     assert 20.0 < organs["bladder"]["volume_ml"] < 600.0  # a filled adult bladder, not a speck or the pelvis
@@ -86,8 +95,7 @@ def test_real_male_pelvis_t2_only_gets_the_gate_sentence_too(tmp_path, capsys):
     assert not (out / "tumor.nii.gz").exists()
     summary = json.loads((out / "segmentation.json").read_text())
     assert summary["model"]["label"] == _shipped_label("segmentation-t2") and summary["tumor_found"] is False
-    gate = summary["anatomy_gate"]
-    assert gate["applied"] and gate["anatomy_found"] is False and gate["anatomy_ml"] < gate["settings"]["min_ml"]
+    assert_gated(summary["anatomy_gate"])
     assert summary["ood"]["score"] > 1.0 and summary["ood"]["unusual"]
 
 
