@@ -138,7 +138,7 @@ def anatomy_gate(
     if anatomy_ml < settings.min_ml:
         reason = f"{' + '.join(settings.required)} {anatomy_ml:.1f} mL, below {settings.min_ml:g} mL"
     elif settings.min_primary_ml > 0 and primary_ml < settings.min_primary_ml:
-        reason = f"{settings.primary} {primary_ml:.1f} mL, below {settings.min_primary_ml:g} mL (the primary site)"
+        reason = f"{settings.primary} {primary_ml:.2f} mL, below the {settings.min_primary_ml:g} mL the primary site needs"
     if reason is not None:
         report.update(
             anatomy_found=False,

@@ -160,7 +160,7 @@ def test_a_uterus_without_a_cervix_is_no_primary_site_when_the_bundle_asks_for_o
     assert passes["anatomy_found"] is True and "reason" not in passes  # older bundles: off
     drop, report = anatomy_gate(candidate, organs, spacing, GateSettings(min_ml=5.0, min_primary_ml=1.0))
     assert report["anatomy_found"] is False and report["message"] == NO_ANATOMY_MESSAGE
-    assert report["reason"] == "cervix 0.0 mL, below 1 mL (the primary site)"
+    assert report["reason"] == "cervix 0.04 mL, below the 1 mL the primary site needs"
     assert np.array_equal(drop, candidate) and report["removed_ml"] == pytest.approx(32 * 0.004)
     cervix[6:8, 15:25, 15:25] = True  # 200 voxels = 0.8 mL more: 0.836 mL, still below 1 mL
     assert anatomy_gate(candidate, organs, spacing, GateSettings(min_primary_ml=1.0))[1]["anatomy_found"] is False
