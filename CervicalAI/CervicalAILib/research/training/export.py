@@ -109,7 +109,8 @@ def initialise_from_bundle(
     for what, value in wanted.items():
         if declared[what] != value:
             raise InputError(f"--init-from {bundle.path}: its {what} {declared[what]} differ from this run's {value}")
-    graph = onnx.load(str(bundle.file(manifest["network"]["file"]))).graph
+    onnx_path = bundle.file(manifest["network"]["file"])
+    graph = onnx.load(str(onnx_path)).graph
     stored = {item.name: numpy_helper.to_array(item) for item in graph.initializer}
     state = net.state_dict()
     weights = {}
@@ -129,7 +130,7 @@ def initialise_from_bundle(
         raise BundleError(f"{bundle.path}: its weights do not fit the declared architecture ({exc})") from exc
     patch_zyx = [int(v) for v in manifest["network"]["training_patch_size_xyz"][::-1]]
     sample = torch.randn(1, len(roles), *patch_zyx, generator=torch.Generator().manual_seed(0))
-    session = make_session(bundle.file(manifest["network"]["file"]), what="initial network").session
+    session = make_session(onnx_path, what="initial network").session
     expected = session.run([manifest["network"]["output_name"]], {manifest["network"]["input_name"]: sample.numpy()})[0]
     net.eval()
     with torch.no_grad():

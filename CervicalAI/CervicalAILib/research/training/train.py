@@ -339,6 +339,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         log.info("resumed from %s after epoch %d (best validation Dice %.4f)", last_path, first_epoch - 1, best["dice"])
     elif config.resume:
         log.warning("--resume: no checkpoint in %s, starting from scratch", work)
+    inference_zyx = [int(v) for v in config.inference_patch_size_xyz[::-1]]
     initialised_from = state.get("initialised_from") if first_epoch > 0 else None
     if config.init_from and first_epoch == 0 and not config.export_only:
         initialised_from = initialise_from_bundle(net, config.init_from, config.roles, structures, config.architecture,
@@ -346,8 +347,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         log.info("starting from the weights of %s (read back to %.1e of its output)", initialised_from["label"],
                  initialised_from["torch_vs_onnx_max_abs_difference"])
         # the starting model is the score to beat: if no epoch improves on it, it is what gets exported
-        start = validation_record(net, val_data, structures, [int(v) for v in config.inference_patch_size_xyz[::-1]],
-                                  multiple, device)
+        start = validation_record(net, val_data, structures, inference_zyx, multiple, device)
         best = {"dice": start["val_dice_mean"], "epoch": -1, "median": start["val_dice_median"],
                 "score": start["val_score"], "structures": start["val_structure_dice_mean"]}
         initialised_from["validation_score"] = start["val_score"]
@@ -355,7 +355,6 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         log.info("starting model: validation tumour Dice %.4f, score %.4f", start["val_dice_mean"], start["val_score"])
 
     total_iterations = config.epochs * config.iterations_per_epoch
-    inference_zyx = [int(v) for v in config.inference_patch_size_xyz[::-1]]
     epoch = first_epoch - 1
     for epoch in range(first_epoch, config.epochs if not config.export_only else first_epoch):
         epoch_start = time.perf_counter()
