@@ -80,35 +80,48 @@ def export_onnx(net, in_channels: int, path: str | Path, check_shapes_zyx: Seque
     return worst
 
 
-def initialise_from_bundle(
-    net, bundle_path: str | Path, roles: Sequence[str], structures: Sequence[str], architecture: dict[str, Any],
+def starting_bundle(
+    bundle_path: str | Path, roles: Sequence[str], structures: Sequence[str], architecture: dict[str, Any],
     working_spacing_mm: Sequence[float],
-) -> dict[str, Any]:
-    """Copy a segmentation bundle's trained weights into `net`, so training continues from that model.
+) -> Bundle:
+    """The segmentation bundle a run starts from (`--init-from`), checked before any case is prepared:
+    it must declare the same inputs, outputs (by name), architecture and working spacing as the run."""
+    bundle = load_bundle(bundle_path, task="segmentation")
+    manifest = bundle.manifest
+    declared_architecture = manifest["network"].get("architecture") or {}
+    keys = [*architecture, *(key for key in declared_architecture if key not in architecture)]
+    declared = {
+        "inputs": [entry["role"] for entry in manifest["inputs"]],
+        "outputs": [canonical_name(entry["name"]) for entry in manifest["outputs"]],
+        "working spacing": [float(v) for v in manifest["preprocessing"]["working_spacing_mm"]],
+        **{f"network {key}": declared_architecture.get(key) for key in keys},
+    }
+    wanted = {
+        "inputs": list(roles),
+        "outputs": [canonical_name(name) for name in structures],
+        "working spacing": [float(v) for v in working_spacing_mm],
+        **{f"network {key}": architecture.get(key) for key in keys},
+    }
+    for what, value in wanted.items():
+        if declared[what] != value:
+            raise InputError(f"--init-from {bundle.path}: its {what} {declared[what]} differ from this run's {value}")
+    return bundle
 
-    The bundle must declare the same inputs, outputs (by name), architecture and working spacing as
-    the run. Weights are read back from its ONNX file: initialisers that kept their torch name map to
-    the state-dict key of that name; the exporter renames a few (the PReLU slopes), and those map in
-    the order the graph uses them. The copy is then checked: the torch network must reproduce the
-    bundle's output to 1e-4, else BundleError. Returns what the new bundle's provenance records.
+
+def initialise_from_bundle(net, bundle: Bundle, in_channels: int) -> dict[str, Any]:
+    """Copy the trained weights of `bundle` (checked by `starting_bundle`) into `net`, so training continues
+    from that model; returns what the new bundle's provenance records.
+
+    Weights are read back from its ONNX file: initialisers that kept their torch name map to the
+    state-dict key of that name; the exporter renames a few (the PReLU slopes), and those map in the
+    order the graph uses them. The copy is then checked: the torch network must reproduce the
+    bundle's output to 1e-4, else BundleError.
     """
     import onnx
     import torch
     from onnx import numpy_helper
 
-    bundle = load_bundle(bundle_path, task="segmentation")
     manifest = bundle.manifest
-    declared = {
-        "inputs": [entry["role"] for entry in manifest["inputs"]],
-        "outputs": [canonical_name(entry["name"]) for entry in manifest["outputs"]],
-        "architecture": manifest["network"].get("architecture"),
-        "working spacing": [float(v) for v in manifest["preprocessing"]["working_spacing_mm"]],
-    }
-    wanted = {"inputs": list(roles), "outputs": [canonical_name(name) for name in structures],
-              "architecture": dict(architecture), "working spacing": [float(v) for v in working_spacing_mm]}
-    for what, value in wanted.items():
-        if declared[what] != value:
-            raise InputError(f"--init-from {bundle.path}: its {what} {declared[what]} differ from this run's {value}")
     onnx_path = bundle.file(manifest["network"]["file"])
     graph = onnx.load(str(onnx_path)).graph
     stored = {item.name: numpy_helper.to_array(item) for item in graph.initializer}
@@ -129,7 +142,7 @@ def initialise_from_bundle(
     except RuntimeError as exc:
         raise BundleError(f"{bundle.path}: its weights do not fit the declared architecture ({exc})") from exc
     patch_zyx = [int(v) for v in manifest["network"]["training_patch_size_xyz"][::-1]]
-    sample = torch.randn(1, len(roles), *patch_zyx, generator=torch.Generator().manual_seed(0))
+    sample = torch.randn(1, in_channels, *patch_zyx, generator=torch.Generator().manual_seed(0))
     session = make_session(onnx_path, what="initial network").session
     expected = session.run([manifest["network"]["output_name"]], {manifest["network"]["input_name"]: sample.numpy()})[0]
     net.eval()

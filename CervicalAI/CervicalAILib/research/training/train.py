@@ -28,7 +28,11 @@ from CervicalAILib.core.atomic import atomic_path, write_json
 from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.research.training.dataset import CachedCase, build_cache, find_cases, training_range
-from CervicalAILib.research.training.export import initialise_from_bundle, write_segmentation_bundle
+from CervicalAILib.research.training.export import (
+    initialise_from_bundle,
+    starting_bundle,
+    write_segmentation_bundle,
+)
 from CervicalAILib.research.training.network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
 from CervicalAILib.research.training.ood import attach_ood, vectors_from_volumes
 from CervicalAILib.research.training.synthesis import synthesize
@@ -297,6 +301,10 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     work = config.work_path()
     work.mkdir(parents=True, exist_ok=True)
 
+    start_from = None  # checked before the cases are prepared, which can take many minutes
+    if config.init_from and not config.export_only:
+        start_from = starting_bundle(config.init_from, config.roles, structures, config.architecture,
+                                     config.working_spacing_mm)
     cases = find_cases(config.cases)
     train_dirs, val_dirs = split_cases(cases, config.val_fraction, config.min_val_cases, config.seed)
     log.info("%d training cases, %d validation cases", len(train_dirs), len(val_dirs))
@@ -341,9 +349,8 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         log.warning("--resume: no checkpoint in %s, starting from scratch", work)
     inference_zyx = [int(v) for v in config.inference_patch_size_xyz[::-1]]
     initialised_from = state.get("initialised_from") if first_epoch > 0 else None
-    if config.init_from and first_epoch == 0 and not config.export_only:
-        initialised_from = initialise_from_bundle(net, config.init_from, config.roles, structures, config.architecture,
-                                                  config.working_spacing_mm)
+    if start_from is not None and first_epoch == 0:
+        initialised_from = initialise_from_bundle(net, start_from, len(config.roles))
         log.info("starting from the weights of %s (read back to %.1e of its output)", initialised_from["label"],
                  initialised_from["torch_vs_onnx_max_abs_difference"])
         # the starting model is the score to beat: if no epoch improves on it, it is what gets exported
