@@ -102,6 +102,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--export-only", action="store_true",
         help="do not train: export the best checkpoint of the work folder as the bundle again",
     )
+    parser.add_argument(
+        "--export-final", action="store_true",
+        help="export the last epoch instead of the one with the best validation score (with --export-only: the "
+        "last epoch in the work folder); the model card says which",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace BUNDLE if it exists")
 
 
@@ -175,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         init_from=str(args.init_from) if args.init_from else None,
         export_only=args.export_only,
+        export_final=args.export_final,
         overwrite=args.overwrite,
     )
     report = train_segmentation(config, progress=line_progress)

@@ -216,8 +216,9 @@ def model_card(manifest: dict[str, Any]) -> str:
         "## Validation (held-out synthetic cases of the training cohort)",
         "",
         f"- cases: {len(validation['cases'])}; Dice on the working grid: mean {validation['dice_mean_working_grid']}, "
-        f"median {validation['dice_median_working_grid']} (best epoch {manifest['provenance']['best_epoch']} of "
-        f"{manifest['provenance']['epochs_run']}"
+        f"median {validation['dice_median_working_grid']} ("
+        + ("final" if manifest["provenance"].get("exported_epoch") == "final" else "best")
+        + f" epoch {manifest['provenance']['best_epoch']} of {manifest['provenance']['epochs_run']}"
         + ("; epoch 0 is the starting model: no epoch improved on it" if manifest['provenance']['best_epoch'] == 0
            else "") + ").",
         "- Held-out figures on a cohort of a different seed, on the T2WI grid: see docs/segmentation.md and "
@@ -297,6 +298,7 @@ def write_segmentation_bundle(
                 "training_cases": report["training_cases"],
                 "epochs_run": report["epochs_run"],
                 "best_epoch": report["best_epoch"],
+                "exported_epoch": report.get("exported_epoch", "best validation score"),
                 "stop_reason": report["stop_reason"],
                 "device": report["device"],
                 "training_minutes": report["training_minutes"],

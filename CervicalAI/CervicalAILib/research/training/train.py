@@ -96,6 +96,9 @@ class TrainConfig:
     # a segmentation bundle whose weights start the run (fine-tuning); same inputs, outputs and architecture
     init_from: str | None = None
     export_only: bool = False
+    # export the last epoch instead of the best-scoring one (with the learning rate decayed to zero the
+    # final weights are settled; a 17-case validation score can rank an epoch first on one case's flip)
+    export_final: bool = False
     overwrite: bool = False
     # out-of-distribution score: fitted on the training cases, threshold from these held-out cases
     # (default: the validation cases)
@@ -420,10 +423,16 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
             stop_reason = f"time budget of {config.max_minutes} minutes reached"
             break
     log.info("training stopped after epoch %d: %s", epoch + 1, stop_reason)
-    if not best_path.is_file():
+    if not best_path.is_file() or (config.export_final and not history):
         raise InputError(f"no trained epoch to export in {work} (was --epochs 0?)")
     write_json(work / "stop_reason.json", {"stop_reason": stop_reason})  # for a later --export-only
-    net.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
+    if config.export_final:
+        final = history[-1]
+        best = {"dice": final["val_dice_mean"], "epoch": final["epoch"], "median": final["val_dice_median"],
+                "score": final["val_score"], "structures": final["val_structure_dice_mean"]}
+        log.info("exporting the final epoch %d (validation score %.4f)", final["epoch"] + 1, final["val_score"])
+    net.load_state_dict(torch.load(last_path if config.export_final else best_path, map_location=device,
+                                   weights_only=True)["model"])
     net.eval()
     progress(0.94, "choosing the probability threshold on the validation cases")
     threshold, dice_by_threshold = choose_threshold(net, val_data, inference_zyx, multiple, device)
@@ -433,6 +442,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         "stop_reason": stop_reason,
         "epochs_run": len(history),
         "best_epoch": best["epoch"] + 1,
+        "exported_epoch": "final" if config.export_final else "best validation score",
         "validation": {
             "cases": [c.case_id for c in val_data],
             "dice_mean_working_grid": round(best["dice"], 4),

@@ -191,6 +191,18 @@ def test_fine_tuning_starts_from_a_bundle_and_keeps_it_when_no_epoch_beats_it(ti
     with pytest.raises(InputError, match="its outputs"):
         train_segmentation(_config(tiny_cohort, tmp_path / "bad", structures=["tumor", "cervix"],
                                    init_from=str(tmp_path / "start")))
+    # --export-only --export-final: a run's last epoch, whatever its score; the threshold table is recomputed on
+    # the weights loaded, so its 0.5 entry shows which ones were exported
+    moved = train_segmentation(_config(tiny_cohort, tmp_path / "moved", init_from=str(tmp_path / "start")))
+    final = train_segmentation(_config(tiny_cohort, tmp_path / "final", init_from=str(tmp_path / "start"),
+                                       work_dir=str(tmp_path / "moved.work"), export_only=True, export_final=True))
+    assert final["best_epoch"] == 2 and final["exported_epoch"] == "final"
+    assert final["validation"]["dice_mean_by_threshold"]["0.50"] == pytest.approx(
+        moved["history"][-1]["val_dice_mean"], abs=2e-4)
+    exported = load_bundle(tmp_path / "final")
+    assert exported.manifest["files"]["model.onnx"]["sha256"] != start["model_sha256"]  # trained, not the start
+    assert "(final epoch 2 of 2)" in exported.read_text("MODEL_CARD.md")
+    assert exported.manifest["provenance"]["exported_epoch"] == "final"
 
 
 def test_onnx_export_matches_torch(tmp_path):
