@@ -271,6 +271,12 @@ def validation_record(
     }
 
 
+def _exported_entry(record: dict[str, Any], epoch: int) -> dict[str, Any]:
+    """What the run keeps of the epoch it will export (-1: the starting model), from its validation record."""
+    return {"dice": record["val_dice_mean"], "epoch": epoch, "median": record["val_dice_median"],
+            "score": record["val_score"], "structures": record["val_structure_dice_mean"]}
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     import torch
 
@@ -358,8 +364,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
                  initialised_from["torch_vs_onnx_max_abs_difference"])
         # the starting model is the score to beat: if no epoch improves on it, it is what gets exported
         start = validation_record(net, val_data, structures, inference_zyx, multiple, device)
-        best = {"dice": start["val_dice_mean"], "epoch": -1, "median": start["val_dice_median"],
-                "score": start["val_score"], "structures": start["val_structure_dice_mean"]}
+        best = _exported_entry(start, epoch=-1)
         initialised_from["validation_score"] = start["val_score"]
         _save_checkpoint(best_path, {"model": net.state_dict(), "epoch": -1})
         log.info("starting model: validation tumour Dice %.4f, score %.4f", start["val_dice_mean"], start["val_score"])
@@ -401,8 +406,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         history.append(record)
         improved = record["val_score"] > best.get("score", best["dice"]) + 1e-3
         if improved:
-            best = {"dice": record["val_dice_mean"], "epoch": epoch, "median": record["val_dice_median"],
-                    "score": record["val_score"], "structures": record["val_structure_dice_mean"]}
+            best = _exported_entry(record, epoch)
             _save_checkpoint(best_path, {"model": net.state_dict(), "epoch": epoch})
         _save_checkpoint(
             last_path,
@@ -428,8 +432,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     write_json(work / "stop_reason.json", {"stop_reason": stop_reason})  # for a later --export-only
     if config.export_final:
         final = history[-1]
-        best = {"dice": final["val_dice_mean"], "epoch": final["epoch"], "median": final["val_dice_median"],
-                "score": final["val_score"], "structures": final["val_structure_dice_mean"]}
+        best = _exported_entry(final, final["epoch"])
         log.info("exporting the final epoch %d (validation score %.4f)", final["epoch"] + 1, final["val_score"])
     net.load_state_dict(torch.load(last_path if config.export_final else best_path, map_location=device,
                                    weights_only=True)["model"])
