@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  cervicalai train-seg cohort/ --out tumour-only --structures tumor --synth-fraction 0\n"
         "  cervicalai train-seg my-annotations/ --init-from Resources/Models/cervix-tumor-seg-mpmri \\\n"
         "      --channels 16,32,64,128 --lr 0.0005 --out my-fine-tuned-model\n"
-        "  cervicalai train-seg fit-cohort/ --add-ood old-bundle --ood-calibration held-out/ --out new-bundle"
+        "  cervicalai train-seg fit-cohort/ --add-ood old-bundle --calibration held-out/ --out new-bundle"
     )
     parser.add_argument("cases", nargs="+", type=Path, metavar="CASES", help="case folders or cohort folders")
     parser.add_argument("--out", required=True, type=output_path, metavar="BUNDLE", help="model bundle folder to write")
@@ -49,9 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "contrast and artefacts (domain randomisation; default 0.5, 0 to switch off)",
     )
     parser.add_argument(
-        "--ood-calibration", nargs="+", type=Path, metavar="CASES",
-        help="held-out cases (folders or cohorts) that set the out-of-distribution threshold (at most "
-        "--ood-false-alarm-rate of them flagged; default: the validation cases)",
+        "--calibration", "--ood-calibration", dest="calibration", nargs="+", type=Path, metavar="CASES",
+        help="labelled cases never trained on (folders or cohorts) that choose the tumour probability threshold "
+        "(best mean Dice) and the out-of-distribution threshold (at most --ood-false-alarm-rate of them flagged); "
+        "default: the validation cases. Give a cohort of a hundred or so: on a few cases one case's flip moves "
+        "the threshold",
     )
     parser.add_argument("--ood-false-alarm-rate", type=float, default=0.05,
                         help="share of calibration cases allowed above the OOD threshold (default 0.05)")
@@ -59,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--add-ood", type=Path, metavar="BUNDLE",
         help="do not train: write BUNDLE with an out-of-distribution score to --out, fitted on CASES and "
-        "calibrated on --ood-calibration (the segmentation itself is unchanged)",
+        "calibrated on --calibration (the segmentation itself is unchanged)",
     )
     parser.add_argument("--name", default=None, help="model name in bundle.json (default: the bundle folder name)")
     parser.add_argument("--version", dest="model_version", default=None,
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
     refuse_shipped_folder(args.out)  # before hours of training, not at the end
     if args.add_ood is not None:
-        check_output_path(args.out, [*args.cases, args.add_ood, *(args.ood_calibration or [])],
+        check_output_path(args.out, [*args.cases, args.add_ood, *(args.calibration or [])],
                           overwrite=args.overwrite)
         return _add_ood(args)
     if not args.export_only:
@@ -157,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         architecture={**DEFAULT_ARCHITECTURE, "channels": channels},
         synth_fraction=args.synth_fraction,
         ood=not args.no_ood,
-        ood_calibration=[str(c) for c in args.ood_calibration] if args.ood_calibration else None,
+        calibration=[str(c) for c in args.calibration] if args.calibration else None,
         ood_false_alarm_rate=args.ood_false_alarm_rate,
         name=args.name or Path(args.out).name,
         version=args.model_version or "1.0.0",
@@ -190,10 +192,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _add_ood(args: argparse.Namespace) -> int:
-    if not args.ood_calibration:
-        raise InputError("--add-ood needs --ood-calibration (held-out cases that set the threshold)")
+    if not args.calibration:
+        raise InputError("--add-ood needs --calibration (held-out cases that set the threshold)")
     bundle = add_ood_to_bundle(
-        args.add_ood, args.out, find_cases(args.cases), find_cases(args.ood_calibration),
+        args.add_ood, args.out, find_cases(args.cases), find_cases(args.calibration),
         version=args.model_version,
         register=not args.no_register, false_alarm_rate=args.ood_false_alarm_rate, overwrite=args.overwrite,
         progress=line_progress,

@@ -171,9 +171,9 @@ def model_card(manifest: dict[str, Any]) -> str:
         "Segments the primary cervical tumour on pelvic MRI. Inputs (channel order): "
         + ", ".join(entry["role"] for entry in manifest["inputs"])
         + ", co-registered onto the T2WI grid. Output: tumour probability per voxel; the runtime "
-        f"(`cervicalai segment`) thresholds it at {manifest['postprocessing']['threshold']} (chosen on the validation "
-        "cases), keeps the main lesion and nearby satellites, fills "
-        "holes and maps the result back onto the T2WI grid.",
+        f"(`cervicalai segment`) thresholds it at {manifest['postprocessing']['threshold']}, the threshold with the best "
+        f"mean Dice on {validation.get('threshold_chosen_on', 'the validation cases')}; it keeps the main lesion and "
+        "nearby satellites, fills holes and maps the result back onto the T2WI grid.",
         "",
     ]
     organs = [entry["name"] for entry in manifest["outputs"][1:]]

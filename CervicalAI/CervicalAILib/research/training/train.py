@@ -100,10 +100,12 @@ class TrainConfig:
     # final weights are settled; a 17-case validation score can rank an epoch first on one case's flip)
     export_final: bool = False
     overwrite: bool = False
-    # out-of-distribution score: fitted on the training cases, threshold from these held-out cases
-    # (default: the validation cases)
+    # labelled cases never trained on (folders or cohorts) that choose the tumour probability threshold
+    # and the out-of-distribution threshold; default: the validation cases (a few cases: one case's
+    # flip can move the threshold, so give a cohort of a hundred or so when there is one)
+    calibration: list[str] | None = None
+    # out-of-distribution score: fitted on the training cases, threshold from the calibration cases
     ood: bool = True
-    ood_calibration: list[str] | None = None
     ood_false_alarm_rate: float = 0.05
 
     def work_path(self) -> Path:
@@ -233,17 +235,30 @@ def predict_volume(
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
 
 
+def mirrored_mean_probability(
+    net, volume: np.ndarray, patch_zyx: Sequence[int], multiple_zyx: Sequence[int], device: str
+) -> np.ndarray:
+    """Tumour probability (z, y, x) as the runtime thresholds it: the mean of the pass on the volume and
+    the pass on its left-right mirror (x, the bundle's `tta_flip_axes_zyx` [[2]]) mapped back."""
+    original = predict_volume(net, volume, patch_zyx, multiple_zyx, device)[0]
+    mirrored = predict_volume(net, np.ascontiguousarray(volume[..., ::-1]), patch_zyx, multiple_zyx, device)[0]
+    return 0.5 * (original + mirrored[..., ::-1])
+
+
 def choose_threshold(
-    net, val_data: Sequence[CachedCase], patch_zyx: Sequence[int], multiple_zyx: Sequence[int], device: str
+    net, cases: Sequence[CachedCase], patch_zyx: Sequence[int], multiple_zyx: Sequence[int], device: str
 ) -> tuple[float, dict[str, float]]:
-    """The probability threshold (of THRESHOLDS) with the best mean validation Dice.
+    """The probability threshold (of THRESHOLDS) with the best mean Dice on `cases`.
 
     Dice + cross-entropy training can leave a network under-confident (tumour probabilities
-    just below 0.5); the run time reads the chosen threshold from the bundle.
+    just below 0.5); the run time reads the chosen threshold from the bundle. It thresholds the
+    mean of the original and the left-right mirrored pass, so that is what is scored here: the
+    mirrored pass softens the probabilities, and on the 2.3.0 network the best threshold for one
+    pass (0.65) was not the best for the mean (0.55).
     """
-    probabilities = [predict_volume(net, case.image, patch_zyx, multiple_zyx, device)[0] for case in val_data]
+    probabilities = [mirrored_mean_probability(net, case.image, patch_zyx, multiple_zyx, device) for case in cases]
     scores = {
-        f"{t:.2f}": round(float(np.mean([dice_score(p >= t, c.label > 0) for p, c in zip(probabilities, val_data, strict=True)])), 4)
+        f"{t:.2f}": round(float(np.mean([dice_score(p >= t, c.label > 0) for p, c in zip(probabilities, cases, strict=True)])), 4)
         for t in THRESHOLDS
     }
     best = max(THRESHOLDS, key=lambda t: (scores[f"{t:.2f}"], t))  # ties: the higher threshold
@@ -310,11 +325,19 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     work = config.work_path()
     work.mkdir(parents=True, exist_ok=True)
 
-    start_from = None  # checked before the cases are prepared, which can take many minutes
+    # what can fail fast is checked before the cases are prepared, which can take many minutes
+    last_path, best_path = work / "last.pt", work / "best.pt"
+    if config.export_only and not last_path.is_file():
+        raise InputError(f"--export-only: no checkpoint (last.pt) in {work}")
+    start_from = None
     if config.init_from and not config.export_only:
         start_from = starting_bundle(config.init_from, config.roles, structures, config.architecture,
                                      config.working_spacing_mm)
+    calibration_dirs = find_cases(config.calibration) if config.calibration else []
     cases = find_cases(config.cases)
+    overlap = sorted({Path(d).resolve() for d in calibration_dirs} & {Path(d).resolve() for d in cases})
+    if overlap:
+        raise InputError(f"calibration case {overlap[0]} is also a training case: calibration cases must be held out")
     train_dirs, val_dirs = split_cases(cases, config.val_fraction, config.min_val_cases, config.seed)
     log.info("%d training cases, %d validation cases", len(train_dirs), len(val_dirs))
     preprocessing = default_preprocessing(config.roles, config.working_spacing_mm)
@@ -338,14 +361,11 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     history: list[dict[str, Any]] = []
     best = {"dice": -1.0, "epoch": -1, "score": -1.0}
     first_epoch = 0
-    last_path, best_path = work / "last.pt", work / "best.pt"
     if not (config.resume or config.export_only):  # a fresh run must never export an old run's weights
         for stale in (last_path, best_path, work / "history.json", work / "stop_reason.json"):
             stale.unlink(missing_ok=True)
     stop_reason = "reached the epoch limit"
     state: dict[str, Any] = {}
-    if config.export_only and not last_path.is_file():
-        raise InputError(f"--export-only: no checkpoint (last.pt) in {work}")
     if (config.resume or config.export_only) and last_path.is_file():
         state = torch.load(last_path, map_location=device, weights_only=True)
         net.load_state_dict(state["model"])
@@ -437,8 +457,16 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     net.load_state_dict(torch.load(last_path if config.export_final else best_path, map_location=device,
                                    weights_only=True)["model"])
     net.eval()
-    progress(0.94, "choosing the probability threshold on the validation cases")
-    threshold, dice_by_threshold = choose_threshold(net, val_data, inference_zyx, multiple, device)
+    calibration, threshold_cases = val_data, f"the {len(val_data)} validation cases"
+    if calibration_dirs:
+        calibration = build_cache(calibration_dirs, config.roles, preprocessing, work / "cache", config.register,
+                                  config.jobs, sub_progress(progress, 0.9, 0.93))
+        cohorts = ", ".join(sorted({Path(d).parent.name for d in calibration_dirs}))
+        threshold_cases = f"{len(calibration)} held-out calibration cases ({cohorts})"
+    progress(0.94, f"choosing the probability threshold on {threshold_cases}")
+    threshold, dice_by_threshold = choose_threshold(net, calibration, inference_zyx, multiple, device)
+    log.info("tumour threshold %.2f: mean Dice %.4f on %s", threshold, dice_by_threshold[f"{threshold:.2f}"],
+             threshold_cases)
     net = net.to("cpu")
     progress(0.96, "exporting to ONNX and verifying against torch")
     report = {
@@ -451,6 +479,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
             "dice_mean_working_grid": round(best["dice"], 4),
             "dice_median_working_grid": round(best.get("median", best["dice"]), 4),
             "threshold": threshold,
+            "threshold_chosen_on": threshold_cases,
             "dice_mean_by_threshold": dice_by_threshold,
             "structure_dice_mean_working_grid": best.get("structures", {structures[0]: round(best["dice"], 4)}),
         },
@@ -465,7 +494,8 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     )
     if config.ood:
         progress(0.98, "fitting the out-of-distribution score")
-        bundle = fit_bundle_ood(bundle, config, train_data, val_data, work, sub_progress(progress, 0.98, 0.995))
+        bundle = fit_bundle_ood(bundle, config, train_data, calibration, threshold_cases,
+                                sub_progress(progress, 0.98, 0.995))
         report["ood"] = bundle.manifest["ood"]
     report["onnx_max_abs_difference"] = verification
     report["bundle"] = str(bundle.path)
@@ -484,18 +514,12 @@ def _randomised(
     return sample
 
 
-def fit_bundle_ood(bundle, config: TrainConfig, train_data, val_data, work: Path, progress: ProgressCallback):
+def fit_bundle_ood(bundle, config: TrainConfig, train_data, calibration, calibration_described: str,
+                   progress: ProgressCallback):
     """The bundle again with its OOD score: feature vectors of the (cached) training cases, the
-    threshold from `config.ood_calibration` cases (prepared into their own cache) or the validation cases."""
+    threshold from the calibration cases (the held-out ones, or the validation cases)."""
     model = SegmentationModel(bundle)
-    calibration = val_data
-    calibration_dirs = [Path(d) for d in find_cases(config.ood_calibration)] if config.ood_calibration else None
-    if calibration_dirs:
-        calibration = build_cache(calibration_dirs, config.roles, bundle.manifest["preprocessing"], work / "cache",
-                                  config.register, config.jobs)
     fit_vectors = vectors_from_volumes(model, [c.image for c in train_data], sub_progress(progress, 0.0, 0.8))
     calibration_vectors = vectors_from_volumes(model, [c.image for c in calibration], sub_progress(progress, 0.8, 1.0))
-    described = {"fit_data": f"the {len(train_data)} training cases",
-                 "calibration_data": (f"{len(calibration)} held-out cases ({', '.join(sorted({str(Path(d).parent.name) for d in calibration_dirs}))})"
-                                      if calibration_dirs else f"the {len(calibration)} validation cases")}
+    described = {"fit_data": f"the {len(train_data)} training cases", "calibration_data": calibration_described}
     return attach_ood(bundle, config.out, fit_vectors, calibration_vectors, config.ood_false_alarm_rate, described)

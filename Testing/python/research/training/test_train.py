@@ -120,6 +120,35 @@ def test_training_smoke_exports_a_bundle_the_runtime_runs(tiny_cohort, tmp_path)
     assert load_bundle(out).manifest["files"]["model.onnx"] == manifest["files"]["model.onnx"]
 
 
+def test_held_out_calibration_cases_choose_the_thresholds(tiny_cohort, tmp_path_factory, tmp_path):
+    """--calibration: the tumour threshold and the OOD threshold come from labelled cases never trained
+    on (not from the few validation cases), and the bundle and its card say which."""
+    held_out = tmp_path_factory.mktemp("held-out")
+    for index in (11, 12, 13):
+        tiny_case(held_out, index)
+    out = tmp_path / "calibrated"
+    report = train_segmentation(_config(tiny_cohort, out, epochs=1, calibration=[str(held_out)]))
+    manifest = load_bundle(out).manifest
+    validation = manifest["validation"]
+    assert validation["threshold_chosen_on"] == f"3 held-out calibration cases ({held_out.name})"
+    assert manifest["postprocessing"]["threshold"] == validation["threshold"] == report["validation"]["threshold"]
+    scores = validation["dice_mean_by_threshold"]
+    assert scores[f"{validation['threshold']:.2f}"] == max(scores.values())
+    assert manifest["ood"]["calibration"]["calibration_cases"] == 3  # not the 2 validation cases
+    assert f"best mean Dice on 3 held-out calibration cases ({held_out.name})" in load_bundle(out).read_text("MODEL_CARD.md")
+    # a calibration case that is also trained on is refused before anything is prepared
+    work = tmp_path / "overlap.work"
+    with pytest.raises(InputError, match="also a training case"):
+        train_segmentation(_config(tiny_cohort, tmp_path / "overlap", calibration=[str(tiny_cohort / "case01")],
+                                   work_dir=str(work)))
+    assert not (work / "cache").exists()
+    # --export-only without a checkpoint says so before preparing any case
+    empty = tmp_path / "empty.work"
+    with pytest.raises(InputError, match="no checkpoint"):
+        train_segmentation(_config(tiny_cohort, tmp_path / "none", export_only=True, work_dir=str(empty)))
+    assert not (empty / "cache").exists()
+
+
 def test_multi_structure_training_with_domain_randomisation(tiny_cohort, tmp_path):
     """Tumour + organs (read by name), half of the samples synthesised from the label maps; the
     bundle names its outputs, declares the anatomy gate and an OOD score, and the runtime writes organs."""
@@ -191,18 +220,34 @@ def test_fine_tuning_starts_from_a_bundle_and_keeps_it_when_no_epoch_beats_it(ti
     with pytest.raises(InputError, match="its outputs"):
         train_segmentation(_config(tiny_cohort, tmp_path / "bad", structures=["tumor", "cervix"],
                                    init_from=str(tmp_path / "start")))
-    # --export-only --export-final: a run's last epoch, whatever its score; the threshold table is recomputed on
-    # the weights loaded, so its 0.5 entry shows which ones were exported
-    moved = train_segmentation(_config(tiny_cohort, tmp_path / "moved", init_from=str(tmp_path / "start")))
+    # --export-only --export-final: a run's last epoch, whatever its score: the exported network computes what
+    # the last checkpoint's weights compute
+    train_segmentation(_config(tiny_cohort, tmp_path / "moved", init_from=str(tmp_path / "start")))
     final = train_segmentation(_config(tiny_cohort, tmp_path / "final", init_from=str(tmp_path / "start"),
                                        work_dir=str(tmp_path / "moved.work"), export_only=True, export_final=True))
     assert final["best_epoch"] == 2 and final["exported_epoch"] == "final"
-    assert final["validation"]["dice_mean_by_threshold"]["0.50"] == pytest.approx(
-        moved["history"][-1]["val_dice_mean"], abs=2e-4)
+    assert _onnx_vs_checkpoint(tmp_path / "final" / "model.onnx", tmp_path / "moved.work" / "last.pt") <= 1e-4
     exported = load_bundle(tmp_path / "final")
     assert exported.manifest["files"]["model.onnx"]["sha256"] != start["model_sha256"]  # trained, not the start
     assert "(final epoch 2 of 2)" in exported.read_text("MODEL_CARD.md")
     assert exported.manifest["provenance"]["exported_epoch"] == "final"
+
+
+def _onnx_vs_checkpoint(onnx_path, checkpoint_path) -> float:
+    """Largest difference between an exported network's probabilities and those of a checkpoint's weights."""
+    import onnxruntime as ort
+    import torch
+
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["model"]
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    inputs = session.get_inputs()[0].shape[1]
+    outputs = session.get_outputs()[0].shape[1]
+    net = build_network(TINY_ARCH, inputs, outputs).eval()
+    net.load_state_dict(state)
+    sample = torch.randn(1, inputs, 8, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = torch.sigmoid(net(sample)).numpy()
+    return float(np.abs(session.run(None, {"image": sample.numpy()})[0] - expected).max())
 
 
 def test_onnx_export_matches_torch(tmp_path):
@@ -265,7 +310,7 @@ def test_train_seg_command_options(tiny_cohort, tmp_path, capsys):
     assert main([*common, "--out", str(tmp_path / "y"), "--synth-fraction", "1.5"]) == 2
     assert "--synth-fraction must be between 0 and 1" in capsys.readouterr().err
     assert main(["train-seg", str(tiny_cohort), "--add-ood", str(out), "--out", str(tmp_path / "z")]) == 2
-    assert "--add-ood needs --ood-calibration" in capsys.readouterr().err
+    assert "--add-ood needs --calibration" in capsys.readouterr().err
     # fine-tuning never writes over the bundle it starts from, even with --overwrite
     assert main([*common, "--out", str(out), "--init-from", str(out), "--overwrite", "--channels", "4,8,16,32"]) == 2
     assert str(out) in capsys.readouterr().err and load_bundle(out).manifest == manifest
