@@ -188,7 +188,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         chosen = manifest["postprocessing"].get("organ_thresholds")
         if chosen:
             lines += [
-                "Organ thresholds, each the best median Dice on "
+                "Organ thresholds, each the best mean Dice on "
                 f"{validation.get('threshold_chosen_on', 'the validation cases')} (the other organs at 0.5): "
                 + ", ".join(f"{name} {value:g}" for name, value in chosen.items()) + ".",
                 "",

@@ -137,11 +137,11 @@ def test_held_out_calibration_cases_choose_the_thresholds(tiny_cohort, tmp_path_
     assert scores[f"{validation['threshold']:.2f}"] == max(scores.values())
     # each organ's threshold too, written where the runtime reads it
     organ_limits = manifest["postprocessing"]["organ_thresholds"]
-    assert set(organ_limits) == {"cervix", "bladder"} == set(validation["organ_dice_median_by_threshold"])
+    assert set(organ_limits) == {"cervix", "bladder"} == set(validation["organ_dice_mean_by_threshold"])
     for name, limit in organ_limits.items():
-        table = validation["organ_dice_median_by_threshold"][name]
+        table = validation["organ_dice_mean_by_threshold"][name]
         assert table[f"{limit:.2f}"] == max(table.values())
-    assert "Organ thresholds, each the best median Dice" in load_bundle(out).read_text("MODEL_CARD.md")
+    assert "Organ thresholds, each the best mean Dice" in load_bundle(out).read_text("MODEL_CARD.md")
     assert manifest["ood"]["calibration"]["calibration_cases"] == 3  # not the 2 validation cases
     assert f"best mean Dice on 3 held-out calibration cases ({held_out.name})" in load_bundle(out).read_text("MODEL_CARD.md")
     # a calibration case that is also trained on is refused before anything is prepared
