@@ -42,36 +42,21 @@ NO_ANATOMY_STATUS = "no cervix or uterus recognised"
 # --------------------------------------------------------------------------- organ masks
 
 
-def organ_thresholds(postprocessing: Mapping[str, Any]) -> float | dict[str, float]:
-    """The organ thresholds a bundle's `postprocessing` declares: `organ_thresholds` {name: threshold}
-    (chosen per organ on calibration cases), else one `organ_threshold`, else 0.5."""
-    per_organ = postprocessing.get("organ_thresholds")
-    if per_organ:
-        return {canonical_name(name): float(value) for name, value in per_organ.items()}
-    return float(postprocessing.get("organ_threshold", 0.5))
-
-
 def organ_masks(
-    probabilities: Mapping[str, np.ndarray],
-    threshold: float | Mapping[str, float] = 0.5,
-    largest_component: bool = True,
+    probabilities: Mapping[str, np.ndarray], threshold: float = 0.5, largest_component: bool = True
 ) -> dict[str, np.ndarray]:
     """One boolean mask per structure from its probability map (all on one grid).
 
-    `threshold`: one for all structures, or one per structure name (0.5 for a name it lacks).
-    A voxel goes to the structure with the highest probability among those at or above their
-    own threshold (organs do not overlap); each structure keeps its largest connected part (the
-    network's stray voxels elsewhere are not the organ).
+    A voxel goes to the structure with the highest probability among those >= `threshold`
+    (organs do not overlap); each structure keeps its largest connected part (the network's
+    stray voxels elsewhere are not the organ).
     """
     names = list(probabilities)
     if not names:
         return {}
-    limits = [float(threshold.get(n, 0.5)) if isinstance(threshold, Mapping) else float(threshold) for n in names]
     stack = np.stack([np.asarray(probabilities[n], dtype=np.float32) for n in names])
-    eligible = stack >= np.asarray(limits, dtype=np.float32).reshape((-1,) + (1,) * (stack.ndim - 1))
-    winner = np.argmax(np.where(eligible, stack, np.float32(-1)), axis=0)
-    above = eligible.any(axis=0)
-    del eligible
+    winner = np.argmax(stack, axis=0)
+    above = stack.max(axis=0) >= threshold
     masks: dict[str, np.ndarray] = {}
     for index, name in enumerate(names):
         mask = above & (winner == index)

@@ -22,7 +22,6 @@ from CervicalAILib.segmentation.anatomy import (
     GateSettings,
     anatomy_gate,
     organ_masks,
-    organ_thresholds,
     primary_site_zone,
 )
 from CervicalAILib.segmentation.confidence import confidence_report
@@ -90,7 +89,7 @@ def finish_segmentation(
     spacing_zyx = t2.GetSpacing()[::-1]
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
     threshold = float(postprocessing.get("threshold", 0.5))
-    masks = organ_masks(structures, organ_thresholds(postprocessing))
+    masks = organ_masks(structures)
     organ_labels = {name: value for value, name in enumerate(masks, start=1)}
     organs_image = None
     if masks:

@@ -28,7 +28,7 @@ from CervicalAILib.contracts.label_table import TUMOR, canonical_name
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.io.geometry import overlap_fraction, same_grid
-from CervicalAILib.segmentation.anatomy import GateSettings, gate_available, organ_thresholds
+from CervicalAILib.segmentation.anatomy import GateSettings, gate_available
 from CervicalAILib.segmentation.finish import SegmentationResult, finish_segmentation, to_image
 from CervicalAILib.segmentation.nnunet import segment_with_nnunet  # torch and nnunetv2 only inside it
 from CervicalAILib.segmentation.ood import OodModel, not_available
@@ -79,7 +79,6 @@ class SegmentationModel:
         if any(p % m for p, m in zip(self.patch_size_zyx, self.size_multiple_zyx, strict=True)):
             raise BundleError(f"{bundle.path}: inference patch size is not a multiple of the network's size multiple")
         self.postprocessing = manifest.get("postprocessing", {})
-        check_organ_thresholds(self.postprocessing, self.structures, bundle.path)
         gate = GateSettings.from_manifest(manifest.get("anatomy_gate"))
         self.gate: GateSettings | None = gate if gate_available(self.structures, gate) else None
         self.ood: OodModel | None = None
@@ -158,21 +157,6 @@ def load_model(bundle: Bundle | str | Path, device: str = "cpu") -> Segmentation
     if key not in _SESSIONS:
         _SESSIONS[key] = SegmentationModel(bundle, device)
     return _SESSIONS[key]
-
-
-def check_organ_thresholds(postprocessing: Mapping[str, Any], structures: list[str], where) -> None:
-    """BundleError unless the declared organ thresholds are numbers between 0 and 1 for organs the network has."""
-    try:
-        limits = organ_thresholds(postprocessing)
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise BundleError(f"{where}: postprocessing organ thresholds are not numbers ({exc})") from exc
-    values = list(limits.values()) if isinstance(limits, dict) else [limits]
-    unknown = sorted(set(limits) - set(structures)) if isinstance(limits, dict) else []
-    if unknown:
-        raise BundleError(f"{where}: postprocessing organ_thresholds names {', '.join(unknown)}, which the network "
-                          f"does not output (it has {', '.join(structures) or 'no organs'})")
-    if not all(0.0 < value < 1.0 for value in values):
-        raise BundleError(f"{where}: postprocessing organ thresholds must lie between 0 and 1, got {values}")
 
 
 def _choose_model(

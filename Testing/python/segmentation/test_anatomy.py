@@ -91,26 +91,6 @@ def test_organ_masks_resolve_overlaps_and_keep_the_largest_part():
     assert masks["uterus"].sum() == 4 * 8 * 8 - 4 * 2 * 2
 
 
-def test_each_organ_can_have_its_own_threshold():
-    """A voxel goes to the most probable structure among those at or above their own threshold."""
-    bladder = np.zeros((4, 12, 12), np.float32)
-    bladder[:, 2:6, 2:6] = 0.45  # an unsure bladder: below 0.5, above 0.4
-    cervix = np.zeros_like(bladder)
-    cervix[:, 4:10, 4:10] = 0.35  # overlaps the bladder's corner
-    same = organ_masks({"bladder": bladder, "cervix": cervix})
-    assert not same["bladder"].any() and not same["cervix"].any()
-    masks = organ_masks({"bladder": bladder, "cervix": cervix}, {"bladder": 0.4, "cervix": 0.3})
-    assert masks["bladder"].sum() == 4 * 4 * 4  # the corner they share goes to the more probable bladder
-    assert masks["cervix"].sum() == 4 * (6 * 6 - 2 * 2)
-    # the cervix alone lowered: the bladder (0.45 < its 0.5) is not there, so the corner is the cervix's
-    only_cervix = organ_masks({"bladder": bladder, "cervix": cervix}, {"cervix": 0.3})
-    assert not only_cervix["bladder"].any() and only_cervix["cervix"].sum() == 4 * 6 * 6
-    # one threshold for all gives what it always gave
-    assert all((organ_masks({"bladder": bladder, "cervix": cervix}, 0.3)[n]
-                == organ_masks({"bladder": bladder, "cervix": cervix}, {"bladder": 0.3, "cervix": 0.3})[n]).all()
-               for n in ("bladder", "cervix"))
-
-
 # --------------------------------------------------------------------------- the gate on generator truth
 
 
@@ -254,22 +234,6 @@ def test_segment_case_writes_organs_and_keeps_the_tumour_in_the_cervix(anatomy_b
     assert (out / "tumor.nii.gz").is_file()
 
 
-def test_the_runtime_takes_each_organs_threshold_from_the_bundle(anatomy_bundle, tmp_path):
-    """postprocessing.organ_thresholds reaches the organ masks: a stricter cervix threshold, a smaller cervix."""
-    image, _, _ = pelvis()
-    manifest = {k: v for k, v in anatomy_bundle.manifest.items() if k not in ("schema", "files")}
-    files = {name: anatomy_bundle.path / name for name in anatomy_bundle.manifest["files"]}
-    volumes = {}
-    for limit in (0.1, 0.5, 0.9):
-        strict = write_bundle(tmp_path / f"cervix-{limit}", dict(
-            manifest, postprocessing={**manifest["postprocessing"], "organ_thresholds": {"cervix": limit}}), files)
-        summary = segment_case({"T2W": image}, bundle=strict.path).summary
-        volumes[limit] = [o for o in summary["organs"] if o["name"] == "cervix"][0]["volume_ml"]
-    plain = segment_case({"T2W": image}, bundle=anatomy_bundle.path).summary
-    assert volumes[0.5] == [o for o in plain["organs"] if o["name"] == "cervix"][0]["volume_ml"]
-    assert volumes[0.1] > volumes[0.5] > volumes[0.9] > 0
-
-
 def test_a_bright_blob_away_from_the_cervix_is_removed_and_counted(anatomy_bundle):
     image, tumour, blob = pelvis(far_blob=True)
     result = segment_case({"T2W": image}, bundle=anatomy_bundle.path)
@@ -335,12 +299,3 @@ def test_bundle_outputs_are_checked_against_the_network(tmp_path):
     twice = dict(manifest, outputs=[{"name": "tumor", "channel": 0}, {"name": "Tumour", "channel": 1}])
     with pytest.raises(BundleError, match="distinct names"):
         SegmentationModel(write_bundle(tmp_path / "twice", twice, files))
-    post = manifest.get("postprocessing", {})
-    unknown = dict(manifest, postprocessing={**post, "organ_thresholds": {"cervix": 0.3, "bladder": 0.4}})
-    with pytest.raises(BundleError, match="names bladder, which the network does not output"):
-        SegmentationModel(write_bundle(tmp_path / "unknown", unknown, files))
-    outside = dict(manifest, postprocessing={**post, "organ_thresholds": {"cervix": 1.5}})
-    with pytest.raises(BundleError, match="must lie between 0 and 1"):
-        SegmentationModel(write_bundle(tmp_path / "outside", outside, files))
-    assert SegmentationModel(write_bundle(tmp_path / "fine", dict(
-        manifest, postprocessing={**post, "organ_thresholds": {"Cervix": 0.3}}), files)).structures == ["cervix"]

@@ -185,14 +185,6 @@ def model_card(manifest: dict[str, Any]) -> str:
                if manifest.get("anatomy_gate") else ""),
             "",
         ]
-        chosen = manifest["postprocessing"].get("organ_thresholds")
-        if chosen:
-            lines += [
-                "Organ thresholds, each the best mean Dice on "
-                f"{validation.get('threshold_chosen_on', 'the validation cases')} (the other organs at 0.5): "
-                + ", ".join(f"{name} {value:g}" for name, value in chosen.items()) + ".",
-                "",
-            ]
     recipe = manifest["provenance"].get("recipe", {})
     if recipe.get("domain_randomisation"):
         randomisation = recipe["domain_randomisation"]
@@ -297,9 +289,8 @@ def write_segmentation_bundle(
             },
             "postprocessing": {
                 "threshold": report["validation"].get("threshold", 0.5), "keep_near_mm": 10.0, "min_satellite_ml": 0.1, "min_tumor_ml": 0.05, "fill_holes": True,
-                **({"organ_thresholds": report["validation"]["organ_thresholds"]}
-                   if report["validation"].get("organ_thresholds") else {}),
             },
+            "organ_threshold": 0.5,
             "training_range": train_range,
             "validation": report["validation"],
             "provenance": {

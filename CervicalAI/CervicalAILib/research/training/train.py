@@ -36,7 +36,6 @@ from CervicalAILib.research.training.export import (
 from CervicalAILib.research.training.network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
 from CervicalAILib.research.training.ood import attach_ood, vectors_from_volumes
 from CervicalAILib.research.training.synthesis import synthesize
-from CervicalAILib.segmentation.anatomy import organ_masks
 from CervicalAILib.segmentation.inference import SegmentationModel
 from CervicalAILib.segmentation.preprocess import pad_to_shape
 from CervicalAILib.segmentation.sliding_window import fit_patch, sliding_window_predict
@@ -266,36 +265,6 @@ def choose_threshold(
     return float(best), scores
 
 
-ORGAN_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-
-
-def choose_organ_thresholds(
-    net, cases: Sequence[CachedCase], structures: Sequence[str], patch_zyx: Sequence[int],
-    multiple_zyx: Sequence[int], device: str,
-) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Each organ's threshold (of ORGAN_THRESHOLDS) with the best mean Dice on `cases`, the other organs
-    held at 0.5, scored on the runtime's organ masks (`anatomy.organ_masks`: the highest probability among
-    the structures at or above their threshold, largest connected part) of the unmirrored pass the
-    runtime takes the organs from. How sure a network is of each organ differs: on the 2.3.0 network the
-    cervix gained 0.035 median Dice at 0.3, the bladder nothing."""
-    organs = list(structures[1:])
-    dice: dict[str, dict[str, list[float]]] = {name: {f"{t:.2f}": [] for t in ORGAN_THRESHOLDS} for name in organs}
-    for case in cases:
-        probabilities = predict_volume(net, case.image, patch_zyx, multiple_zyx, device)
-        maps = {name: probabilities[channel] for channel, name in enumerate(structures) if channel > 0}
-        for channel, name in enumerate(structures):
-            if channel == 0:
-                continue
-            truth = case.targets[channel] > 0
-            for t in ORGAN_THRESHOLDS:
-                mask = organ_masks(maps, {**dict.fromkeys(organs, 0.5), name: t})[name]
-                dice[name][f"{t:.2f}"].append(dice_score(mask, truth))
-    scores = {name: {key: round(float(np.mean(values)), 4) for key, values in table.items()} for name, table in dice.items()}
-    chosen = {name: max(ORGAN_THRESHOLDS, key=lambda t, n=name: (scores[n][f"{t:.2f}"], -abs(t - 0.5)))
-              for name in organs}  # ties: the one nearer 0.5
-    return chosen, scores
-
-
 def validation_record(
     net, val_data: Sequence[CachedCase], structures: Sequence[str], patch_zyx, multiple_zyx, device: str
 ) -> dict[str, Any]:
@@ -489,21 +458,15 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
                                    weights_only=True)["model"])
     net.eval()
     calibration, threshold_cases = val_data, f"the {len(val_data)} validation cases"
-    if calibration_dirs:  # with every structure's target: the organ thresholds are chosen on them too
+    if calibration_dirs:
         calibration = build_cache(calibration_dirs, config.roles, preprocessing, work / "cache", config.register,
-                                  config.jobs, sub_progress(progress, 0.9, 0.93), structures)
+                                  config.jobs, sub_progress(progress, 0.9, 0.93))
         cohorts = ", ".join(sorted({Path(d).parent.name for d in calibration_dirs}))
         threshold_cases = f"{len(calibration)} held-out calibration cases ({cohorts})"
     progress(0.94, f"choosing the probability threshold on {threshold_cases}")
     threshold, dice_by_threshold = choose_threshold(net, calibration, inference_zyx, multiple, device)
     log.info("tumour threshold %.2f: mean Dice %.4f on %s", threshold, dice_by_threshold[f"{threshold:.2f}"],
              threshold_cases)
-    organ_limits, organ_dice_by_threshold = {}, {}
-    if len(structures) > 1:
-        progress(0.95, f"choosing each organ's threshold on {threshold_cases}")
-        organ_limits, organ_dice_by_threshold = choose_organ_thresholds(
-            net, calibration, structures, inference_zyx, multiple, device)
-        log.info("organ thresholds: %s", ", ".join(f"{n} {t:g}" for n, t in organ_limits.items()))
     net = net.to("cpu")
     progress(0.96, "exporting to ONNX and verifying against torch")
     report = {
@@ -518,8 +481,6 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
             "threshold": threshold,
             "threshold_chosen_on": threshold_cases,
             "dice_mean_by_threshold": dice_by_threshold,
-            **({"organ_thresholds": organ_limits, "organ_dice_mean_by_threshold": organ_dice_by_threshold}
-               if organ_limits else {}),
             "structure_dice_mean_working_grid": best.get("structures", {structures[0]: round(best["dice"], 4)}),
         },
         "training_cases": len(train_data),
