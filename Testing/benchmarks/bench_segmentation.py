@@ -101,6 +101,7 @@ def run_inference(records: list[dict], bundle: str | None = None, roles: list[st
 def organ_dice(item: dict) -> dict[str, float]:
     """Dice of each predicted organ against the case's true organ label map, matched by name."""
     from CervicalAILib.contracts.label_table import label_mask, read_label_table
+    from CervicalAILib.io.measurements import mask_dice
 
     case_dir = Path(item["case_dir"])
     if not item.get("organs") or not (case_dir / "labels" / "organs.nii.gz").is_file():
@@ -111,20 +112,15 @@ def organ_dice(item: dict) -> dict[str, float]:
     scores = {}
     for name, value in item["organ_labels"].items():
         if name in table:
-            scores[name] = _dice(predicted == value, label_mask(truth, table[name]))
+            scores[name] = mask_dice(predicted == value, label_mask(truth, table[name]))
     # The cervix label is the stroma the tumour left; real-data studies usually contour the whole cervix
     # (stroma and tumour): the union of the cervix and the tumour, on both sides, is that structure.
     if "cervix" in scores:
         true_tumour = sitk.GetArrayFromImage(sitk.ReadImage(str(case_dir / "labels" / "tumor.nii.gz"))) > 0
         found_tumour = sitk.GetArrayFromImage(sitk.ReadImage(item["mask"])) > 0
-        scores[WHOLE_CERVIX] = _dice((predicted == item["organ_labels"]["cervix"]) | found_tumour,
+        scores[WHOLE_CERVIX] = mask_dice((predicted == item["organ_labels"]["cervix"]) | found_tumour,
                                      label_mask(truth, table["cervix"]) | true_tumour)
     return scores
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
 
 
 def score(results: list[dict]) -> list[dict]:

@@ -76,9 +76,13 @@ def _check_same_grid(a: sitk.Image, b: sitk.Image) -> None:
 def dice(a: sitk.Image, b: sitk.Image) -> float:
     """Dice overlap of two masks on the same grid (1.0 when both are empty)."""
     _check_same_grid(a, b)
-    x, y = mask_array(a), mask_array(b)
-    total = int(x.sum()) + int(y.sum())
-    return 1.0 if total == 0 else 2.0 * float((x & y).sum()) / total
+    return mask_dice(mask_array(a), mask_array(b))
+
+
+def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two boolean arrays of one shape (1.0 when both are empty)."""
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:

@@ -23,16 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from CervicalAILib.io.measurements import mask_dice
+
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
     """Entropy in bits of a Bernoulli(p) variable, elementwise, in [0, 1]."""
     p = np.clip(np.asarray(p, dtype=np.float32), 1e-6, 1 - 1e-6)
     return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
 
 
 def confidence_report(
@@ -63,13 +60,13 @@ def confidence_report(
             "formula": FORMULA,
         }
     certainty = float(1.0 - entropy[region].mean())
-    agreement = float(np.mean([_dice(masks[0], m) for m in masks[1:]])) if len(masks) > 1 else 1.0
+    agreement = float(np.mean([mask_dice(masks[0], m) for m in masks[1:]])) if len(masks) > 1 else 1.0
     slices = []
     for k in np.flatnonzero(region.any(axis=(1, 2))):
         in_slice = region[k]
         slice_certainty = float(1.0 - entropy[k][in_slice].mean())
         slice_agreement = (
-            float(np.mean([_dice(masks[0][k], m[k]) for m in masks[1:]])) if len(masks) > 1 else 1.0
+            float(np.mean([mask_dice(masks[0][k], m[k]) for m in masks[1:]])) if len(masks) > 1 else 1.0
         )
         slices.append(
             {

@@ -27,6 +27,7 @@ from CervicalAILib.contracts.label_table import TUMOR, canonical_name
 from CervicalAILib.core.atomic import atomic_path, write_json
 from CervicalAILib.core.errors import InputError, OutputExistsError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
+from CervicalAILib.io.measurements import mask_dice
 from CervicalAILib.research.training.dataset import CachedCase, build_cache, find_cases, training_range
 from CervicalAILib.research.training.export import (
     initialise_from_bundle,
@@ -213,11 +214,6 @@ class PatchSampler:
         return sample
 
 
-def dice_score(prediction: np.ndarray, truth: np.ndarray) -> float:
-    total = int(prediction.sum()) + int(truth.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(prediction, truth).sum()) / total
-
-
 def predict_volume(
     net, volume: np.ndarray, patch_zyx: Sequence[int], multiple_zyx: Sequence[int], device: str
 ) -> np.ndarray:
@@ -258,7 +254,7 @@ def choose_threshold(
     """
     probabilities = [mirrored_mean_probability(net, case.image, patch_zyx, multiple_zyx, device) for case in cases]
     scores = {
-        f"{t:.2f}": round(float(np.mean([dice_score(p >= t, c.label > 0) for p, c in zip(probabilities, cases, strict=True)])), 4)
+        f"{t:.2f}": round(float(np.mean([mask_dice(p >= t, c.label > 0) for p, c in zip(probabilities, cases, strict=True)])), 4)
         for t in THRESHOLDS
     }
     best = max(THRESHOLDS, key=lambda t: (scores[f"{t:.2f}"], t))  # ties: the higher threshold
@@ -274,7 +270,7 @@ def validation_record(
     for case in val_data:
         probabilities = predict_volume(net, case.image, patch_zyx, multiple_zyx, device)
         for channel, name in enumerate(structures):
-            dice[name].append(dice_score(probabilities[channel] >= 0.5, case.targets[channel] > 0))
+            dice[name].append(mask_dice(probabilities[channel] >= 0.5, case.targets[channel] > 0))
     tumour = dice[structures[0]]
     organs = [float(np.mean(dice[name])) for name in structures[1:]]
     score = float(np.mean(tumour)) if not organs else 0.5 * float(np.mean(tumour)) + 0.5 * float(np.mean(organs))
