@@ -31,6 +31,7 @@ def main() -> int:
         "radiomics": [],
         "stats": [],
         "segmentation": ["--cohort", str(cohort)],
+        "gate_variation": ["--figure", "docs/figures/gate_variation.png"],
         "deep": ["--cohort", str(cohort)],
         "readout": [],
         "extract": ["--quick"],
