@@ -68,6 +68,7 @@ def finish_segmentation(
     record: dict[str, Any],
     *,
     postprocessing: Mapping[str, Any],
+    organ_threshold: float,
     flag_below: float,
     gate: GateSettings | None,
     gate_missing: str,
@@ -80,7 +81,8 @@ def finish_segmentation(
     """From probabilities on the T2WI grid to the result, the same for every kind of network.
 
     `passes`: tumour probability of the original and the mirrored pass(es); `structures`:
-    name -> probability of each anatomical structure. Organ masks, then the anatomy gate (which
+    name -> probability of each anatomical structure; a voxel's organ is the most probable structure
+    when that reaches `organ_threshold` (the bundle's `organ_threshold`). Organ masks, then the anatomy gate (which
     removes tumour candidates away from the cervix/uterus, or all of them when there is none),
     then the post-processing, confidence, measurements and the summary.
     """
@@ -89,7 +91,7 @@ def finish_segmentation(
     spacing_zyx = t2.GetSpacing()[::-1]
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
     threshold = float(postprocessing.get("threshold", 0.5))
-    masks = organ_masks(structures)
+    masks = organ_masks(structures, organ_threshold)
     organ_labels = {name: value for value, name in enumerate(masks, start=1)}
     organs_image = None
     if masks:

@@ -38,7 +38,7 @@ from CervicalAILib.segmentation.preprocess import (
     intensity_summary,
     prepare_inputs,
 )
-from CervicalAILib.segmentation.sliding_window import fit_patch, sliding_window_predict
+from CervicalAILib.segmentation.sliding_window import MIRRORED_PASSES_ZYX, fit_patch, sliding_window_predict
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,9 @@ class SegmentationModel:
         if any(p % m for p, m in zip(self.patch_size_zyx, self.size_multiple_zyx, strict=True)):
             raise BundleError(f"{bundle.path}: inference patch size is not a multiple of the network's size multiple")
         self.postprocessing = manifest.get("postprocessing", {})
+        self.organ_threshold = float(manifest.get("organ_threshold", 0.5))  # a voxel's organ needs this probability
+        if not 0.0 < self.organ_threshold < 1.0:
+            raise BundleError(f"{bundle.path}: organ_threshold {self.organ_threshold} is not a probability between 0 and 1")
         gate = GateSettings.from_manifest(manifest.get("anatomy_gate"))
         self.gate: GateSettings | None = gate if gate_available(self.structures, gate) else None
         self.ood: OodModel | None = None
@@ -301,7 +304,7 @@ def segment_case(
     seconds["preprocess"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    flips = [tuple(axes) for axes in model.inference.get("tta_flip_axes_zyx", [[2]])]
+    flips = [tuple(axes) for axes in model.inference.get("tta_flip_axes_zyx", MIRRORED_PASSES_ZYX)]
     features: list[np.ndarray] | None = [] if model.ood else None
     tumour_channel = model.output_channels[TUMOR]
     everything = model.probabilities(volume, (), sub_progress(progress, 0.05, 0.6), features)
@@ -347,6 +350,7 @@ def segment_case(
     return finish_segmentation(
         t2, passes, structures, record,
         postprocessing=model.postprocessing,
+        organ_threshold=model.organ_threshold,
         flag_below=float(model.inference.get("flag_below", 0.75)),
         gate=model.gate,
         gate_missing=f"the model {model.bundle.label} has no cervix or uterus output to check the tumour against",

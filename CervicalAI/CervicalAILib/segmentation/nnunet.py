@@ -343,6 +343,7 @@ def segment_with_nnunet(
     return finish_segmentation(
         t2, passes, structures, record,
         postprocessing={"threshold": 0.5},
+        organ_threshold=0.5,
         flag_below=0.75,
         gate=gate if gate_available(model.structures, gate) else None,
         gate_missing="the nnU-Net model has no cervix or uterus label to check the tumour against",

@@ -17,6 +17,10 @@ from CervicalAILib.segmentation.preprocess import pad_to_shape
 
 PatchPredictor = Callable[[np.ndarray], np.ndarray]  # (1, C, z, y, x) -> (1, K, z, y, x)
 
+# The mirrored passes a bundle's tumour probability averages with the plain one, as (z, y, x) axes to
+# flip: left-right only, the pelvis being near-symmetric about the midline (bundle key inference.tta_flip_axes_zyx)
+MIRRORED_PASSES_ZYX: tuple[tuple[int, ...], ...] = ((2,),)
+
 
 def patch_starts(length: int, patch: int, overlap: float) -> list[int]:
     """Start indices of patches of size `patch` covering [0, length) with at least `overlap`."""

@@ -234,6 +234,29 @@ def test_segment_case_writes_organs_and_keeps_the_tumour_in_the_cervix(anatomy_b
     assert (out / "tumor.nii.gz").is_file()
 
 
+def test_the_bundles_organ_threshold_decides_the_organ_voxels(anatomy_bundle, tmp_path):
+    """`organ_threshold` in bundle.json is what the organ masks are cut at (0.5 when absent), and only a
+    probability strictly between 0 and 1 is accepted."""
+    from CervicalAILib.core.errors import BundleError
+
+    image, _, _ = pelvis()
+    manifest = {k: v for k, v in anatomy_bundle.manifest.items() if k not in ("schema", "files")}
+    files = {"model.onnx": band_network(), "MODEL_CARD.md": "# bands\n"}
+
+    def cervix_ml(threshold):
+        bundle = write_bundle(tmp_path / f"t{threshold}", dict(manifest, organ_threshold=threshold), files)
+        organs = segment_case({"T2W": image}, bundle=bundle.path).summary["organs"]
+        return next(organ["volume_ml"] for organ in organs if organ["name"] == "cervix")
+
+    default = next(o["volume_ml"] for o in segment_case({"T2W": image}, bundle=anatomy_bundle.path).summary["organs"])
+    assert "organ_threshold" not in manifest and cervix_ml(0.5) == default
+    assert 0.0 < cervix_ml(0.97) < default - 0.2  # the cervix shell's soft rims drop out
+    assert cervix_ml(0.1) > default
+    for wrong in (0.0, 1.0, 1.5):
+        with pytest.raises(BundleError, match=f"organ_threshold {wrong} is not a probability"):
+            segment_case({"T2W": image}, bundle=write_bundle(tmp_path / f"w{wrong}", dict(manifest, organ_threshold=wrong), files).path)
+
+
 def test_a_bright_blob_away_from_the_cervix_is_removed_and_counted(anatomy_bundle):
     image, tumour, blob = pelvis(far_blob=True)
     result = segment_case({"T2W": image}, bundle=anatomy_bundle.path)

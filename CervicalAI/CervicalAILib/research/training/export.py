@@ -19,6 +19,7 @@ from CervicalAILib.research.training.network import size_multiple_zyx
 from CervicalAILib.research.training.ood import add_feature_output
 from CervicalAILib.research.training.synthesis import SynthesisSettings
 from CervicalAILib.segmentation.anatomy import GateSettings, gate_available
+from CervicalAILib.segmentation.sliding_window import MIRRORED_PASSES_ZYX
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
@@ -284,7 +285,7 @@ def write_segmentation_bundle(
                 "patch_size_xyz": list(config.inference_patch_size_xyz),
                 "overlap": 0.25,
                 "sigma_scale": 0.125,
-                "tta_flip_axes_zyx": [[2]],
+                "tta_flip_axes_zyx": [list(axes) for axes in MIRRORED_PASSES_ZYX],
                 "flag_below": 0.75,
             },
             "postprocessing": {

@@ -39,7 +39,7 @@ from CervicalAILib.research.training.ood import attach_ood, vectors_from_volumes
 from CervicalAILib.research.training.synthesis import synthesize
 from CervicalAILib.segmentation.inference import SegmentationModel
 from CervicalAILib.segmentation.preprocess import pad_to_shape
-from CervicalAILib.segmentation.sliding_window import fit_patch, sliding_window_predict
+from CervicalAILib.segmentation.sliding_window import MIRRORED_PASSES_ZYX, fit_patch, sliding_window_predict
 
 log = logging.getLogger(__name__)
 
@@ -235,10 +235,13 @@ def mirrored_mean_probability(
     net, volume: np.ndarray, patch_zyx: Sequence[int], multiple_zyx: Sequence[int], device: str
 ) -> np.ndarray:
     """Tumour probability (z, y, x) as the runtime thresholds it: the mean of the pass on the volume and
-    the pass on its left-right mirror (x, the bundle's `tta_flip_axes_zyx` [[2]]) mapped back."""
-    original = predict_volume(net, volume, patch_zyx, multiple_zyx, device)[0]
-    mirrored = predict_volume(net, np.ascontiguousarray(volume[..., ::-1]), patch_zyx, multiple_zyx, device)[0]
-    return 0.5 * (original + mirrored[..., ::-1])
+    the passes on its mirrors (`MIRRORED_PASSES_ZYX`, which the exported bundle declares), mapped back."""
+    passes = [predict_volume(net, volume, patch_zyx, multiple_zyx, device)[0]]
+    for axes in MIRRORED_PASSES_ZYX:
+        flip = tuple(axis + 1 for axis in axes)  # the volume is (channels, z, y, x)
+        mirrored = predict_volume(net, np.ascontiguousarray(np.flip(volume, flip)), patch_zyx, multiple_zyx, device)[0]
+        passes.append(np.flip(mirrored, axes))
+    return np.mean(passes, axis=0)
 
 
 def choose_threshold(
