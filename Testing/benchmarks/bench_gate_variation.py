@@ -9,7 +9,8 @@ thickness, in-plane resolution and field of view; each of these is applied to th
 (intensity scale to every series) and the study is segmented with the default network (T2WI +
 ADC + DWI) and the T2WI-only fallback. Every run must end at the gate: no tumour. The table gives
 what each network found (cervix, uterus, their sum against the gate's `min_ml`, the tumour
-candidate the gate removed) so the margin is visible, not only the verdict; the figure draws the
+candidate the gate removed) so the margin is visible, not only the verdict, with the bladder it
+found (present in every pelvis) and the OOD score; the figure draws the
 cervix + uterus volume of each run against the gate's `min_ml` and `min_primary_ml`.
 """
 
@@ -113,6 +114,7 @@ def run(images: Images, network: str) -> dict:
         "uterus_ml": round(float(found.get("uterus", 0.0)), 2),
         "min_ml": settings.get("min_ml"),
         "min_primary_ml": settings.get("min_primary_ml"),
+        "bladder_ml": next((o["volume_ml"] for o in summary.get("organs", []) if o["name"] == "bladder"), None),
         "removed_ml": gate.get("removed_ml"),
         "reason": gate.get("reason", ""),
         "ood_score": (summary.get("ood") or {}).get("score"),
@@ -177,14 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Runs: {len(rows)}; ended at the gate: {gated}; tumour contours: {contours}.",
         "",
-        "| variation | network | cervix mL | uterus mL | cervix + uterus mL (min_ml) | candidate removed mL | OOD score | outcome |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variation | network | cervix mL | uterus mL | cervix + uterus mL (min_ml) | candidate removed mL | OOD score | bladder mL | outcome |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         outcome = row["reason"] if row["status"] == "no cervix or uterus recognised" else f"{row['status']} ({row['volume_ml']} mL)"
         lines.append(
             f"| {row['variation']} | {row['network']} | {row['cervix_ml']:.2f} | {row['uterus_ml']:.2f} | "
-            f"{row['cervix_ml'] + row['uterus_ml']:.2f} ({row['min_ml']:g}) | {row['removed_ml']} | {row['ood_score']} | {outcome} |")
+            f"{row['cervix_ml'] + row['uterus_ml']:.2f} ({row['min_ml']:g}) | {row['removed_ml']} | {row['ood_score']} | "
+            f"{row['bladder_ml']} | {outcome} |")
     for network in ("default", "T2WI-only"):
         mine = [row for row in rows if row["network"] == network]
         largest = max(row["cervix_ml"] + row["uterus_ml"] for row in mine)
