@@ -79,7 +79,9 @@ def test_real_male_pelvis_gets_the_gate_sentence_and_its_bladder(shipped, tmp_pa
     assert bladder.sum() > 1000
     assert np.median(t2[bladder]) > np.percentile(t2[body & ~bladder], 75)
     rectum = label_mask(labels, table["rectum"])
-    if rectum.any():
+    # Neither shipped network finds this study's rectum (2.3.0: 0.45 mL, 2.4.0: a 0.04 mL speck; a rectum
+    # holds tens of mL, docs/segmentation.md "What still fails"); one found at organ size must lie behind the bladder.
+    if organs["rectum"]["volume_ml"] >= 1.0:
         def centre_lps(mask):
             z, y, x = np.argwhere(mask).mean(axis=0)
             return organ_image.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z)))
