@@ -7,10 +7,11 @@ tumour candidate (probability >= threshold) and its cervix/uterus masks:
 
 - cervix + uterus below `min_ml` (a male pelvis, another body region, a blank series): no
   tumour at all, and the study is reported as "no cervix or uterus recognised in this study";
-- the same when the primary site itself (the cervix) is below `min_primary_ml`: a network can
-  take another pelvic organ for a uterus (the bladder dome, the seminal vesicles, bowel), but a
-  cervical tumour grows from a cervix. 0 switches this test off; a bundle sets it from the
-  smallest cervix its network found on calibration cases (older bundles leave it off);
+- no tumour either when the primary site itself (the cervix) is below `min_primary_ml`: a network
+  can take another pelvic organ for a uterus (the bladder dome, the seminal vesicles, bowel), but
+  a cervical tumour grows from a cervix. The study is then reported as "no cervix recognised in
+  this study" (a uterus may well have been found). 0 switches this test off; a bundle sets it
+  from the smallest cervix its network found on calibration cases (older bundles leave it off);
 - otherwise every connected tumour candidate that comes no closer than `near_mm` to the
   cervix/uterus is removed, and the removed voxels are counted. The test is per connected
   component, not per voxel: a large tumour grows outward from the cervix (into the vagina,
@@ -37,19 +38,30 @@ from CervicalAILib.contracts.label_table import canonical_name
 
 NO_ANATOMY_MESSAGE = "no cervix or uterus recognised in this study"
 NO_ANATOMY_STATUS = "no cervix or uterus recognised"
+NO_PRIMARY_MESSAGE = "no cervix recognised in this study"
+NO_PRIMARY_STATUS = "no cervix recognised"
+
+# An organ smaller than this is "not found": a few stray voxels are not a bladder or a rectum
+# (the tumour's own floor is the bundle's postprocessing.min_tumor_ml). A bundle may set its own
+# (`organ_min_ml`).
+DEFAULT_ORGAN_MIN_ML = 0.5
 
 
 # --------------------------------------------------------------------------- organ masks
 
 
 def organ_masks(
-    probabilities: Mapping[str, np.ndarray], threshold: float = 0.5, largest_component: bool = True
+    probabilities: Mapping[str, np.ndarray],
+    threshold: float = 0.5,
+    largest_component: bool = True,
+    min_voxels: int = 0,
 ) -> dict[str, np.ndarray]:
     """One boolean mask per structure from its probability map (all on one grid).
 
     A voxel goes to the structure with the highest probability among those >= `threshold`
     (organs do not overlap); each structure keeps its largest connected part (the network's
-    stray voxels elsewhere are not the organ).
+    stray voxels elsewhere are not the organ); a structure left with fewer than `min_voxels`
+    voxels is empty (not found).
     """
     names = list(probabilities)
     if not names:
@@ -65,6 +77,8 @@ def organ_masks(
             if count > 1:
                 sizes = ndimage.sum_labels(mask, labels, np.arange(1, count + 1))
                 mask = labels == int(np.argmax(sizes)) + 1
+        if int(mask.sum()) < min_voxels:
+            mask = np.zeros_like(mask)
         masks[name] = mask
     return masks
 
@@ -137,14 +151,16 @@ def anatomy_gate(
     reason = None
     if anatomy_ml < settings.min_ml:
         reason = f"{' + '.join(settings.required)} {anatomy_ml:.1f} mL, below {settings.min_ml:g} mL"
+        status, message = NO_ANATOMY_STATUS, NO_ANATOMY_MESSAGE
     elif settings.min_primary_ml > 0 and primary_ml < settings.min_primary_ml:
         reason = f"{settings.primary} {primary_ml:.2f} mL, below the {settings.min_primary_ml:g} mL the primary site needs"
+        status, message = NO_PRIMARY_STATUS, NO_PRIMARY_MESSAGE
     if reason is not None:
         report.update(
             anatomy_found=False,
             reason=reason,
-            status=NO_ANATOMY_STATUS,
-            message=NO_ANATOMY_MESSAGE,
+            status=status,
+            message=message,
             removed_components=int(ndimage.label(candidate)[1]) if candidate.any() else 0,
             removed_ml=round(float(candidate.sum()) * voxel_ml, 3),
         )

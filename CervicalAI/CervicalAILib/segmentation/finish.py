@@ -17,8 +17,6 @@ import SimpleITK as sitk
 from CervicalAILib.core.progress import ProgressCallback
 from CervicalAILib.io import measurements as measure
 from CervicalAILib.segmentation.anatomy import (
-    NO_ANATOMY_MESSAGE,
-    NO_ANATOMY_STATUS,
     GateSettings,
     anatomy_gate,
     organ_masks,
@@ -34,7 +32,7 @@ class SegmentationResult:
     """Outputs on the T2WI grid.
 
     `mask` (uint8 0/1) and `probability` (uint8, 255 = 1.0) of the tumour, both None when the
-    anatomy gate found no cervix or uterus (then there is no tumour contour at all); `organs`
+    anatomy gate closed (no cervix or uterus, or no cervix: then there is no tumour contour at all); `organs`
     (uint8 label map, values in `organ_labels`: name -> value) when the network segments
     anatomical structures; `summary` (what segmentation.json holds).
     """
@@ -51,7 +49,7 @@ class SegmentationResult:
 
     @property
     def anatomy_recognised(self) -> bool:
-        """False only when the anatomy gate ran and found no cervix or uterus."""
+        """False only when the anatomy gate ran and closed (no cervix or uterus, or no cervix)."""
         return self.summary.get("anatomy_gate", {}).get("anatomy_found", True) is not False
 
 
@@ -69,6 +67,7 @@ def finish_segmentation(
     *,
     postprocessing: Mapping[str, Any],
     organ_threshold: float,
+    organ_min_ml: float,
     flag_below: float,
     gate: GateSettings | None,
     gate_missing: str,
@@ -82,7 +81,8 @@ def finish_segmentation(
 
     `passes`: tumour probability of the original and the mirrored pass(es); `structures`:
     name -> probability of each anatomical structure; a voxel's organ is the most probable structure
-    when that reaches `organ_threshold` (the bundle's `organ_threshold`). Organ masks, then the anatomy gate (which
+    when that reaches `organ_threshold` (the bundle's `organ_threshold`); an organ under `organ_min_ml`
+    is not found. Organ masks, then the anatomy gate (which
     removes tumour candidates away from the cervix/uterus, or all of them when there is none),
     then the post-processing, confidence, measurements and the summary.
     """
@@ -91,7 +91,7 @@ def finish_segmentation(
     spacing_zyx = t2.GetSpacing()[::-1]
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
     threshold = float(postprocessing.get("threshold", 0.5))
-    masks = organ_masks(structures, organ_threshold)
+    masks = organ_masks(structures, organ_threshold, min_voxels=int(np.ceil(organ_min_ml / voxel_ml)))
     organ_labels = {name: value for value, name in enumerate(masks, start=1)}
     organs_image = None
     if masks:
@@ -129,12 +129,12 @@ def finish_segmentation(
         warnings.append(ood["message"])
     if not anatomy_found:
         because = f" ({gate_report['reason']})" if gate_report.get("reason") else ""
-        warnings.append(f"{NO_ANATOMY_MESSAGE}{because}: no tumour contour was made")
-        log.warning("%s%s", NO_ANATOMY_MESSAGE, because)
+        warnings.append(f"{gate_report['message']}{because}: no tumour contour was made")
+        log.warning("%s%s", gate_report["message"], because)
         summary: dict[str, Any] = {
             "tumor_found": False,
-            "status": NO_ANATOMY_STATUS,
-            "message": NO_ANATOMY_MESSAGE,
+            "status": gate_report["status"],
+            "message": gate_report["message"],
             "volume_ml": 0.0,
             "max_diameter_mm": 0.0,
             "largest_slice_index": None,

@@ -28,7 +28,7 @@ from CervicalAILib.contracts.label_table import TUMOR, canonical_name
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
 from CervicalAILib.io.geometry import overlap_fraction, same_grid
-from CervicalAILib.segmentation.anatomy import GateSettings, gate_available
+from CervicalAILib.segmentation.anatomy import DEFAULT_ORGAN_MIN_ML, GateSettings, gate_available
 from CervicalAILib.segmentation.finish import SegmentationResult, finish_segmentation, to_image
 from CervicalAILib.segmentation.nnunet import segment_with_nnunet  # torch and nnunetv2 only inside it
 from CervicalAILib.segmentation.ood import OodModel, not_available
@@ -46,6 +46,16 @@ log = logging.getLogger(__name__)
 MIN_SEQUENCE_COVERAGE = 0.3
 
 _SESSIONS: dict[tuple[str, str], SegmentationModel] = {}
+
+
+def _manifest_number(bundle: Bundle, key: str, default: float, low: float, high: float, what: str,
+                     low_included: bool = False) -> float:
+    """bundle.json's number `key` (`default` when absent), or a BundleError naming the bundle and the value."""
+    value = bundle.manifest.get(key, default)
+    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+    if not ((low <= number if low_included else low < number) and number < high):
+        raise BundleError(f"{bundle.path}: {key} {value!r} is not {what}")
+    return number
 
 
 class SegmentationModel:
@@ -79,9 +89,10 @@ class SegmentationModel:
         if any(p % m for p, m in zip(self.patch_size_zyx, self.size_multiple_zyx, strict=True)):
             raise BundleError(f"{bundle.path}: inference patch size is not a multiple of the network's size multiple")
         self.postprocessing = manifest.get("postprocessing", {})
-        self.organ_threshold = float(manifest.get("organ_threshold", 0.5))  # a voxel's organ needs this probability
-        if not 0.0 < self.organ_threshold < 1.0:
-            raise BundleError(f"{bundle.path}: organ_threshold {self.organ_threshold} is not a probability between 0 and 1")
+        # a voxel's organ needs this probability; an organ smaller than organ_min_ml is not found
+        self.organ_threshold = _manifest_number(bundle, "organ_threshold", 0.5, 0.0, 1.0, "a probability between 0 and 1")
+        self.organ_min_ml = _manifest_number(bundle, "organ_min_ml", DEFAULT_ORGAN_MIN_ML, 0.0, 1000.0,
+                                             "a volume in mL (0 to 1000)", low_included=True)
         gate = GateSettings.from_manifest(manifest.get("anatomy_gate"))
         self.gate: GateSettings | None = gate if gate_available(self.structures, gate) else None
         self.ood: OodModel | None = None
@@ -351,6 +362,7 @@ def segment_case(
         t2, passes, structures, record,
         postprocessing=model.postprocessing,
         organ_threshold=model.organ_threshold,
+        organ_min_ml=model.organ_min_ml,
         flag_below=float(model.inference.get("flag_below", 0.75)),
         gate=model.gate,
         gate_missing=f"the model {model.bundle.label} has no cervix or uterus output to check the tumour against",

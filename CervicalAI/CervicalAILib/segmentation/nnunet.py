@@ -40,7 +40,7 @@ from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.json_input import read_json
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.io.geometry import same_grid
-from CervicalAILib.segmentation.anatomy import GateSettings, gate_available
+from CervicalAILib.segmentation.anatomy import DEFAULT_ORGAN_MIN_ML, GateSettings, gate_available
 from CervicalAILib.segmentation.finish import finish_segmentation
 from CervicalAILib.segmentation.ood import not_available
 
@@ -344,6 +344,7 @@ def segment_with_nnunet(
         t2, passes, structures, record,
         postprocessing={"threshold": 0.5},
         organ_threshold=0.5,
+        organ_min_ml=DEFAULT_ORGAN_MIN_ML,
         flag_below=0.75,
         gate=gate if gate_available(model.structures, gate) else None,
         gate_missing="the nnU-Net model has no cervix or uterus label to check the tumour against",

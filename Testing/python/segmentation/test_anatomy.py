@@ -28,6 +28,7 @@ from CervicalAILib.io.case import write_case
 from CervicalAILib.segmentation import segment_case, write_segmentation
 from CervicalAILib.segmentation.anatomy import (
     NO_ANATOMY_MESSAGE,
+    NO_PRIMARY_MESSAGE,
     GateSettings,
     anatomy_gate,
     organ_masks,
@@ -89,6 +90,22 @@ def test_organ_masks_resolve_overlaps_and_keep_the_largest_part():
     assert masks["bladder"].sum() == 4 * 8 * 8 and not masks["bladder"][2, 17, 17]
     assert not (masks["bladder"] & masks["uterus"]).any()
     assert masks["uterus"].sum() == 4 * 8 * 8 - 4 * 2 * 2
+
+
+def test_an_organ_below_the_floor_is_not_found():
+    """A speck is not an organ (ProstateX-0000's "rectum" through mpmri 2.4.0 was 0.04 mL in front of
+    the bladder): fewer voxels than `min_voxels` in the kept part leaves the structure empty."""
+    rectum = np.zeros((6, 20, 20), np.float32)
+    rectum[2, 3:5, 3:5] = 0.9  # 4 voxels, the largest part
+    rectum[4, 15, 15] = 0.9  # 1 voxel
+    bladder = np.zeros_like(rectum)
+    bladder[1:5, 8:14, 8:14] = 0.9  # 144 voxels
+    masks = organ_masks({"rectum": rectum, "bladder": bladder}, min_voxels=5)
+    assert not masks["rectum"].any() and masks["bladder"].sum() == 144
+    # the floor is tested on the part kept, not on all the organ's voxels (4 + 1 = 5 would pass)
+    assert organ_masks({"rectum": rectum}, min_voxels=4)["rectum"].sum() == 4
+    assert organ_masks({"rectum": rectum}, min_voxels=0)["rectum"].sum() == 4
+    assert not organ_masks({"bladder": bladder}, min_voxels=145)["bladder"].any()
 
 
 # --------------------------------------------------------------------------- the gate on generator truth
@@ -159,7 +176,9 @@ def test_a_uterus_without_a_cervix_is_no_primary_site_when_the_bundle_asks_for_o
     passes = anatomy_gate(candidate, organs, spacing, GateSettings(min_ml=5.0))[1]
     assert passes["anatomy_found"] is True and "reason" not in passes  # older bundles: off
     drop, report = anatomy_gate(candidate, organs, spacing, GateSettings(min_ml=5.0, min_primary_ml=1.0))
-    assert report["anatomy_found"] is False and report["message"] == NO_ANATOMY_MESSAGE
+    # a uterus was found: the sentence names what was not (the cervix), not "no cervix or uterus"
+    assert report["anatomy_found"] is False and report["message"] == NO_PRIMARY_MESSAGE
+    assert report["status"] == "no cervix recognised" and NO_PRIMARY_MESSAGE == "no cervix recognised in this study"
     assert report["reason"] == "cervix 0.04 mL, below the 1 mL the primary site needs"
     assert np.array_equal(drop, candidate) and report["removed_ml"] == pytest.approx(32 * 0.004)
     cervix[6:8, 15:25, 15:25] = True  # 200 voxels = 0.8 mL more: 0.836 mL, still below 1 mL
@@ -168,6 +187,7 @@ def test_a_uterus_without_a_cervix_is_no_primary_site_when_the_bundle_asks_for_o
     assert anatomy_gate(candidate, organs, spacing, GateSettings(min_primary_ml=1.0))[1]["anatomy_found"] is True
     small = anatomy_gate(candidate, {"cervix": cervix}, spacing, GateSettings(min_ml=5.0, min_primary_ml=1.0))[1]
     assert small["reason"] == "cervix + uterus 1.2 mL, below 5 mL"  # the total is tested first
+    assert small["message"] == NO_ANATOMY_MESSAGE and small["status"] == "no cervix or uterus recognised"
     assert GateSettings.from_manifest({"min_primary_ml": 1.5}).to_dict()["min_primary_ml"] == 1.5
 
 
@@ -252,9 +272,51 @@ def test_the_bundles_organ_threshold_decides_the_organ_voxels(anatomy_bundle, tm
     assert "organ_threshold" not in manifest and cervix_ml(0.5) == default
     assert 0.0 < cervix_ml(0.97) < default - 0.2  # the cervix shell's soft rims drop out
     assert cervix_ml(0.1) > default
-    for wrong in (0.0, 1.0, 1.5):
-        with pytest.raises(BundleError, match=f"organ_threshold {wrong} is not a probability"):
+    for wrong in (0.0, 1.0, 1.5, "half", True):
+        with pytest.raises(BundleError, match=f"organ_threshold {wrong!r} is not a probability"):
             segment_case({"T2W": image}, bundle=write_bundle(tmp_path / f"w{wrong}", dict(manifest, organ_threshold=wrong), files).path)
+
+
+def test_the_bundles_organ_floor_decides_what_is_found(anatomy_bundle, tmp_path):
+    """`organ_min_ml` (default 0.5 mL): an organ under it is reported not found and is not in organs.nii.gz;
+    here the network's cervix (about 10.6 mL) under a 20 mL floor leaves no cervix, so the gate closes."""
+    from CervicalAILib.core.errors import BundleError
+
+    image, _, _ = pelvis()
+    manifest = {k: v for k, v in anatomy_bundle.manifest.items() if k not in ("schema", "files")}
+    files = {"model.onnx": band_network(), "MODEL_CARD.md": "# bands\n"}
+    assert "organ_min_ml" not in manifest
+    found = segment_case({"T2W": image}, bundle=anatomy_bundle.path)
+    cervix = next(o for o in found.summary["organs"] if o["name"] == "cervix")
+    assert cervix["found"] and cervix["volume_ml"] > 5.0 and found.found
+    floor = segment_case({"T2W": image}, bundle=write_bundle(tmp_path / "floor", dict(manifest, organ_min_ml=20), files).path)
+    assert floor.summary["organs"] == [{"name": "cervix", "label": 1, "found": False, "volume_ml": 0.0}]
+    assert not sitk.GetArrayFromImage(floor.organs).any()
+    assert not floor.anatomy_recognised and floor.summary["message"] == NO_ANATOMY_MESSAGE and floor.mask is None
+    for wrong in (-1, 1000, "x"):
+        with pytest.raises(BundleError, match=f"organ_min_ml {wrong!r} is not a volume"):
+            segment_case({"T2W": image}, bundle=write_bundle(tmp_path / f"w{wrong}", dict(manifest, organ_min_ml=wrong), files).path)
+
+
+def test_a_uterus_without_enough_cervix_gets_its_own_sentence_end_to_end(anatomy_bundle, tmp_path, capsys):
+    """The gate's second test through segment_case and the command: enough cervix + uterus, too little cervix
+    (this network's 10.6 mL cervix against a bundle asking for 20 mL): "no cervix recognised in this study",
+    exit status 3 and no tumour file, like the first test."""
+    image, _, _ = pelvis()
+    manifest = {k: v for k, v in anatomy_bundle.manifest.items() if k not in ("schema", "files")}
+    gate = dict(manifest["anatomy_gate"], min_ml=5.0, min_primary_ml=20.0)
+    bundle = write_bundle(tmp_path / "primary", dict(manifest, anatomy_gate=gate),
+                          {"model.onnx": band_network(), "MODEL_CARD.md": "# bands\n"})
+    result = segment_case({"T2W": image}, bundle=bundle.path)
+    assert not result.anatomy_recognised and result.mask is None
+    assert result.summary["status"] == "no cervix recognised" and result.summary["message"] == NO_PRIMARY_MESSAGE
+    assert result.summary["anatomy_gate"]["reason"].endswith("below the 20 mL the primary site needs")
+    case = write_case(tmp_path / "case", {"T2W": image})
+    out = tmp_path / "seg"
+    assert main(["segment", str(case), "--out", str(out), "--model", str(bundle.path)]) == 3
+    printed = capsys.readouterr().out
+    assert NO_PRIMARY_MESSAGE in printed and NO_ANATOMY_MESSAGE not in printed
+    assert not (out / "tumor.nii.gz").exists()
 
 
 def test_a_bright_blob_away_from_the_cervix_is_removed_and_counted(anatomy_bundle):

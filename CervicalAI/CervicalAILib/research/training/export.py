@@ -18,7 +18,7 @@ from CervicalAILib.research.training.dataset import dataset_provenance
 from CervicalAILib.research.training.network import size_multiple_zyx
 from CervicalAILib.research.training.ood import add_feature_output
 from CervicalAILib.research.training.synthesis import SynthesisSettings
-from CervicalAILib.segmentation.anatomy import GateSettings, gate_available
+from CervicalAILib.segmentation.anatomy import DEFAULT_ORGAN_MIN_ML, GateSettings, gate_available
 from CervicalAILib.segmentation.sliding_window import MIRRORED_PASSES_ZYX
 
 ONNX_FILE = "model.onnx"
@@ -292,6 +292,7 @@ def write_segmentation_bundle(
                 "threshold": report["validation"].get("threshold", 0.5), "keep_near_mm": 10.0, "min_satellite_ml": 0.1, "min_tumor_ml": 0.05, "fill_holes": True,
             },
             "organ_threshold": 0.5,
+            "organ_min_ml": DEFAULT_ORGAN_MIN_ML,
             "training_range": train_range,
             "validation": report["validation"],
             "provenance": {
