@@ -108,6 +108,7 @@ def run(images: Images, network: str) -> dict:
         "network": network,
         "model": summary["model"]["label"],
         "status": summary["status"],
+        "gated": gate.get("anatomy_found") is False,
         "tumor_found": summary["tumor_found"],
         "volume_ml": summary["volume_ml"],
         "cervix_ml": round(float(found.get("cervix", 0.0)), 2),
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"variation": name} | run(images, network)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    gated = sum(1 for row in rows if row["status"] == "no cervix or uterus recognised")
+    gated = sum(1 for row in rows if row["gated"])
     contours = sum(1 for row in rows if row["tumor_found"])
     lines = [
         "# Anatomy gate on the real male pelvis under site variation",
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        outcome = row["reason"] if row["status"] == "no cervix or uterus recognised" else f"{row['status']} ({row['volume_ml']} mL)"
+        outcome = f"{row['status']}: {row['reason']}" if row["gated"] else f"{row['status']} ({row['volume_ml']} mL)"
         lines.append(
             f"| {row['variation']} | {row['network']} | {row['cervix_ml']:.2f} | {row['uterus_ml']:.2f} | "
             f"{row['cervix_ml'] + row['uterus_ml']:.2f} ({row['min_ml']:g}) | {row['removed_ml']} | {row['ood_score']} | "

@@ -12,7 +12,8 @@ Dice, HD95 (mm) and volume error are measured on the T2WI grid against labels/tu
 reported overall and per size bin of the true maximum 3D diameter (< 2 cm, 2-4 cm, > 4 cm).
 When the bundle segments anatomy, each organ's Dice against the case's labels/organs.nii.gz
 (matched by name through its label table) is reported too, with the whole cervix (cervix + tumour,
-as real-data studies contour it: the cervix label is only the stroma the tumour left); the out-of-distribution score of
+as real-data studies contour it: the cervix label is only the stroma the tumour left) and the whole
+uterus (uterus + cervix + tumour, the "uterus" of most multi-structure studies); the out-of-distribution score of
 every case gives the false-alarm rate on held-out synthetic cases, to compare with the real study.
 With --figure, the real study's T2WI is drawn through the centre of the bladder the network found
 (axial and sagittal) with every organ it found outlined, to check by eye that they lie where they are.
@@ -38,6 +39,7 @@ PROSTATEX = REPO.parent / "shared" / "refdata" / "mri" / "ProstateX-0000_dicom"
 SIZE_BINS = (("< 2 cm", 0.0, 20.0), ("2-4 cm", 20.0, 40.0), ("> 4 cm", 40.0, float("inf")))
 TUMOUR_VOLUME_BINS = (("< 5 mL", 0.0, 5.0), ("5-20 mL", 5.0, 20.0), ("20-50 mL", 20.0, 50.0), ("> 50 mL", 50.0, float("inf")))
 WHOLE_CERVIX = "whole cervix (cervix + tumour)"
+WHOLE_UTERUS = "whole uterus (uterus + cervix + tumour)"
 
 
 def register_cases(case_dirs: list[Path], work: Path) -> list[dict]:
@@ -120,6 +122,12 @@ def organ_dice(item: dict) -> dict[str, float]:
         found_tumour = sitk.GetArrayFromImage(sitk.ReadImage(item["mask"])) > 0
         scores[WHOLE_CERVIX] = mask_dice((predicted == item["organ_labels"]["cervix"]) | found_tumour,
                                      label_mask(truth, table["cervix"]) | true_tumour)
+        # Multi-structure networks for cervical cancer MRI mostly contour the uterus with its cervix and
+        # tumour as one organ: this is the figure to set beside theirs.
+        if "uterus" in scores:
+            scores[WHOLE_UTERUS] = mask_dice(
+                (predicted == item["organ_labels"]["uterus"]) | (predicted == item["organ_labels"]["cervix"]) | found_tumour,
+                label_mask(truth, table["uterus"]) | label_mask(truth, table["cervix"]) | true_tumour)
     return scores
 
 
