@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,17 @@ def validate_manifest(manifest: Any, where: Path | str = "bundle.json") -> None:
         _check_file_name(Path(str(where)), name)
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or len(entry["sha256"]) != 64:
             raise BundleError(f"{where}: file entry {name!r} needs a 64-hex-digit 'sha256'")
+
+
+def manifest_number(spec: Mapping[str, Any], key: str, default: float, *, low: float, high: float, what: str,
+                    where: Path | str, low_included: bool = False, name: str | None = None) -> float:
+    """The number `spec[key]` (`default` when absent) within (low, high) - [low, high) with `low_included` -,
+    or a BundleError naming `where` and the value: a hand-edited bundle gets one line, not a traceback."""
+    value = spec.get(key, default)
+    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+    if not ((low <= number if low_included else low < number) and number < high):
+        raise BundleError(f"{where}: {name or key} {value!r} is not {what}")
+    return number
 
 
 def load_bundle(path: str | Path, task: str | None = None) -> Bundle:

@@ -29,12 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from CervicalAILib.bundles.format import manifest_number
 from CervicalAILib.contracts.label_table import canonical_name
+from CervicalAILib.core.errors import BundleError
 
 NO_ANATOMY_MESSAGE = "no cervix or uterus recognised in this study"
 NO_ANATOMY_STATUS = "no cervix or uterus recognised"
@@ -98,15 +101,24 @@ class GateSettings:
     primary_near_mm: float = 5.0
 
     @classmethod
-    def from_manifest(cls, spec: Mapping[str, Any] | None) -> GateSettings:
-        spec = spec or {}
+    def from_manifest(cls, spec: Mapping[str, Any] | None, where: Path | str = "bundle.json") -> GateSettings:
+        """The bundle's "anatomy_gate" (`where` names the bundle in errors); each volume and distance is a
+        number of 0 or more, else a one-line BundleError."""
+        spec = {} if spec is None else spec
+        if not isinstance(spec, Mapping):
+            raise BundleError(f"{where}: anatomy_gate {spec!r} is not an object of gate settings")
+
+        def amount(key: str, default: float, unit: str) -> float:
+            return manifest_number(spec, key, default, low=0.0, high=float("inf"), low_included=True,
+                                   what=f"a number of {unit} (0 or more)", where=where, name=f"anatomy_gate.{key}")
+
         return cls(
             required=tuple(canonical_name(n) for n in spec.get("required", cls.required)),
-            min_ml=float(spec.get("min_ml", cls.min_ml)),
-            min_primary_ml=float(spec.get("min_primary_ml", cls.min_primary_ml)),
-            near_mm=float(spec.get("near_mm", cls.near_mm)),
+            min_ml=amount("min_ml", cls.min_ml, "mL"),
+            min_primary_ml=amount("min_primary_ml", cls.min_primary_ml, "mL"),
+            near_mm=amount("near_mm", cls.near_mm, "mm"),
             primary=canonical_name(spec.get("primary", cls.primary)),
-            primary_near_mm=float(spec.get("primary_near_mm", cls.primary_near_mm)),
+            primary_near_mm=amount("primary_near_mm", cls.primary_near_mm, "mm"),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib.bundles.defaults import default_bundle_path
-from CervicalAILib.bundles.format import Bundle, load_bundle
+from CervicalAILib.bundles.format import Bundle, load_bundle, manifest_number
 from CervicalAILib.bundles.onnx import make_session
 from CervicalAILib.contracts.label_table import TUMOR, canonical_name
 from CervicalAILib.core.errors import BundleError, InputError
@@ -46,16 +46,6 @@ log = logging.getLogger(__name__)
 MIN_SEQUENCE_COVERAGE = 0.3
 
 _SESSIONS: dict[tuple[str, str], SegmentationModel] = {}
-
-
-def _manifest_number(bundle: Bundle, key: str, default: float, low: float, high: float, what: str,
-                     low_included: bool = False) -> float:
-    """bundle.json's number `key` (`default` when absent), or a BundleError naming the bundle and the value."""
-    value = bundle.manifest.get(key, default)
-    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
-    if not ((low <= number if low_included else low < number) and number < high):
-        raise BundleError(f"{bundle.path}: {key} {value!r} is not {what}")
-    return number
 
 
 class SegmentationModel:
@@ -90,10 +80,11 @@ class SegmentationModel:
             raise BundleError(f"{bundle.path}: inference patch size is not a multiple of the network's size multiple")
         self.postprocessing = manifest.get("postprocessing", {})
         # a voxel's organ needs this probability; an organ smaller than organ_min_ml is not found
-        self.organ_threshold = _manifest_number(bundle, "organ_threshold", 0.5, 0.0, 1.0, "a probability between 0 and 1")
-        self.organ_min_ml = _manifest_number(bundle, "organ_min_ml", DEFAULT_ORGAN_MIN_ML, 0.0, 1000.0,
-                                             "a volume in mL (0 to 1000)", low_included=True)
-        gate = GateSettings.from_manifest(manifest.get("anatomy_gate"))
+        self.organ_threshold = manifest_number(manifest, "organ_threshold", 0.5, low=0.0, high=1.0,
+                                               what="a probability between 0 and 1", where=bundle.path)
+        self.organ_min_ml = manifest_number(manifest, "organ_min_ml", DEFAULT_ORGAN_MIN_ML, low=0.0, high=1000.0,
+                                            what="a volume in mL (0 to 1000)", where=bundle.path, low_included=True)
+        gate = GateSettings.from_manifest(manifest.get("anatomy_gate"), where=bundle.path)
         self.gate: GateSettings | None = gate if gate_available(self.structures, gate) else None
         self.ood: OodModel | None = None
         self.features_output: str | None = manifest["network"].get("features_output")

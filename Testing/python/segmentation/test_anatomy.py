@@ -8,6 +8,7 @@ tumour and a cervix channel from intensity bands, so that what it "sees" is know
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from CervicalAILib.contracts.label_table import (
     name_to_values_table,
     read_label_table,
 )
-from CervicalAILib.core.errors import InputError
+from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.io.case import write_case
 from CervicalAILib.segmentation import segment_case, write_segmentation
 from CervicalAILib.segmentation.anatomy import (
@@ -257,8 +258,6 @@ def test_segment_case_writes_organs_and_keeps_the_tumour_in_the_cervix(anatomy_b
 def test_the_bundles_organ_threshold_decides_the_organ_voxels(anatomy_bundle, tmp_path):
     """`organ_threshold` in bundle.json is what the organ masks are cut at (0.5 when absent), and only a
     probability strictly between 0 and 1 is accepted."""
-    from CervicalAILib.core.errors import BundleError
-
     image, _, _ = pelvis()
     manifest = {k: v for k, v in anatomy_bundle.manifest.items() if k not in ("schema", "files")}
     files = {"model.onnx": band_network(), "MODEL_CARD.md": "# bands\n"}
@@ -280,8 +279,6 @@ def test_the_bundles_organ_threshold_decides_the_organ_voxels(anatomy_bundle, tm
 def test_the_bundles_organ_floor_decides_what_is_found(anatomy_bundle, tmp_path):
     """`organ_min_ml` (default 0.5 mL): an organ under it is reported not found and is not in organs.nii.gz;
     here the network's cervix (about 10.6 mL) under a 20 mL floor leaves no cervix, so the gate closes."""
-    from CervicalAILib.core.errors import BundleError
-
     image, _, _ = pelvis()
     manifest = {k: v for k, v in anatomy_bundle.manifest.items() if k not in ("schema", "files")}
     files = {"model.onnx": band_network(), "MODEL_CARD.md": "# bands\n"}
@@ -296,6 +293,25 @@ def test_the_bundles_organ_floor_decides_what_is_found(anatomy_bundle, tmp_path)
     for wrong in (-1, 1000, "x"):
         with pytest.raises(BundleError, match=f"organ_min_ml {wrong!r} is not a volume"):
             segment_case({"T2W": image}, bundle=write_bundle(tmp_path / f"w{wrong}", dict(manifest, organ_min_ml=wrong), files).path)
+
+
+def test_a_hand_edited_gate_setting_is_a_one_line_bundle_error(anatomy_bundle, tmp_path):
+    """The gate's volumes and distances are checked like organ_threshold: a word, a negative number, a number
+    written as text or a list where the settings belong names the bundle and the value instead of failing inside float()."""
+    image, _, _ = pelvis()
+    manifest = {k: v for k, v in anatomy_bundle.manifest.items() if k not in ("schema", "files")}
+    files = {"model.onnx": band_network(), "MODEL_CARD.md": "# bands\n"}
+    for key, wrong, unit in (("min_ml", "five", "mL"), ("min_primary_ml", -1.0, "mL"), ("near_mm", "10", "mm"),
+                             ("primary_near_mm", True, "mm")):
+        bundle = write_bundle(tmp_path / key, dict(manifest, anatomy_gate=dict(manifest["anatomy_gate"], **{key: wrong})), files)
+        with pytest.raises(BundleError, match=rf"^{re.escape(str(bundle.path))}: anatomy_gate\.{key} {wrong!r} is not a number of {unit} \(0 or more\)$"):
+            segment_case({"T2W": image}, bundle=bundle.path)
+    listed = write_bundle(tmp_path / "list", dict(manifest, anatomy_gate=[5.0]), files)
+    with pytest.raises(BundleError, match=r"anatomy_gate \[5\.0\] is not an object of gate settings"):
+        segment_case({"T2W": image}, bundle=listed.path)
+    # 0 is allowed (it switches min_primary_ml off) and the shipped values load
+    zero = write_bundle(tmp_path / "zero", dict(manifest, anatomy_gate=dict(manifest["anatomy_gate"], min_primary_ml=0)), files)
+    assert segment_case({"T2W": image}, bundle=zero.path).anatomy_recognised
 
 
 def test_a_uterus_without_enough_cervix_gets_its_own_sentence_end_to_end(anatomy_bundle, tmp_path, capsys):
@@ -369,7 +385,6 @@ def test_models_without_anatomy_outputs_say_the_gate_was_not_applied(tmp_path):
 
 
 def test_bundle_outputs_are_checked_against_the_network(tmp_path):
-    from CervicalAILib.core.errors import BundleError
     from CervicalAILib.segmentation.inference import SegmentationModel
 
     good = make_anatomy_bundle(tmp_path / "good")
