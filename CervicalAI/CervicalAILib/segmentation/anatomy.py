@@ -7,11 +7,14 @@ tumour candidate (probability >= threshold) and its cervix/uterus masks:
 
 - cervix + uterus below `min_ml` (a male pelvis, another body region, a blank series): no
   tumour at all, and the study is reported as "no cervix or uterus recognised in this study";
-- no tumour either when the primary site itself (the cervix) is below `min_primary_ml`: a network
-  can take another pelvic organ for a uterus (the bladder dome, the seminal vesicles, bowel), but
-  a cervical tumour grows from a cervix. The study is then reported as "no cervix recognised in
-  this study" (a uterus may well have been found). 0 switches this test off; a bundle sets it
-  from the smallest cervix its network found on calibration cases (older bundles leave it off);
+- no tumour either when the primary site itself is below `min_primary_ml`: a network can take
+  another pelvic organ for a uterus (the bladder dome, the seminal vesicles, bowel), but a cervical
+  tumour grows from a cervix. The primary site is the cervix the network found together with the
+  tumour candidates attached to it (within `primary_near_mm`): a tumour replaces the stroma it
+  grows in, so around a large tumour little cervix label is left, while a male pelvis has neither.
+  The study is then reported as "no cervix recognised in this study" (a uterus may well have been
+  found). 0 switches this test off; a bundle sets it from the smallest primary site its network
+  found on calibration cases (older bundles leave it off);
 - otherwise every connected tumour candidate that comes no closer than `near_mm` to the
   cervix/uterus is removed, and the removed voxels are counted. The test is per connected
   component, not per voxel: a large tumour grows outward from the cervix (into the vagina,
@@ -95,7 +98,7 @@ class GateSettings:
 
     required: tuple[str, ...] = ("cervix", "uterus")
     min_ml: float = 5.0
-    min_primary_ml: float = 0.0  # the primary site alone must reach this (0: not tested)
+    min_primary_ml: float = 0.0  # the primary site (cervix + attached tumour) must reach this (0: not tested)
     near_mm: float = 10.0
     primary: str = "cervix"  # where the main lesion starts (see the module docstring)
     primary_near_mm: float = 5.0
@@ -151,21 +154,26 @@ def anatomy_gate(
     for name in settings.required:
         if name in organs:
             anatomy |= organs[name]
-            found_ml[name] = round(float(organs[name].sum()) * voxel_ml, 3)
+            found_ml[name] = round(_organ_ml(organs, name, voxel_ml), 3)
     anatomy_ml = float(anatomy.sum()) * voxel_ml
-    primary_ml = float(organs[settings.primary].sum()) * voxel_ml if settings.primary in organs else 0.0
     report: dict[str, Any] = {
         "applied": True,
         "settings": settings.to_dict(),
         "anatomy_ml": round(anatomy_ml, 3),
         "anatomy_found_ml": found_ml,
     }
+    primary_ml = None
+    if settings.min_primary_ml > 0 and _organ_ml(organs, settings.primary, voxel_ml) < settings.min_primary_ml:
+        # the cervix alone is too small: count the tumour attached to it (the distance map only here)
+        primary_ml = primary_site_ml(candidate, organs, spacing_zyx, settings)
+        report["primary_site_ml"] = round(primary_ml, 3)
     reason = None
     if anatomy_ml < settings.min_ml:
         reason = f"{' + '.join(settings.required)} {anatomy_ml:.1f} mL, below {settings.min_ml:g} mL"
         status, message = NO_ANATOMY_STATUS, NO_ANATOMY_MESSAGE
-    elif settings.min_primary_ml > 0 and primary_ml < settings.min_primary_ml:
-        reason = f"{settings.primary} {primary_ml:.2f} mL, below the {settings.min_primary_ml:g} mL the primary site needs"
+    elif primary_ml is not None and primary_ml < settings.min_primary_ml:
+        reason = (f"{settings.primary} + attached tumour {primary_ml:.2f} mL, "
+                  f"below the {settings.min_primary_ml:g} mL the primary site needs")
         status, message = NO_PRIMARY_STATUS, NO_PRIMARY_MESSAGE
     if reason is not None:
         report.update(
@@ -195,6 +203,29 @@ def anatomy_gate(
         removed_ml=round(float(drop.sum()) * voxel_ml, 3),
     )
     return drop, report
+
+
+def _organ_ml(organs: Mapping[str, np.ndarray], name: str, voxel_ml: float) -> float:
+    return float(organs[name].sum()) * voxel_ml if name in organs else 0.0
+
+
+def primary_site_ml(
+    candidate: np.ndarray, organs: Mapping[str, np.ndarray], spacing_zyx: Sequence[float],
+    settings: GateSettings = GateSettings(),
+) -> float:
+    """mL of the primary site the network found: the primary organ (the cervix) and every tumour
+    candidate component that comes within `primary_near_mm` of it; 0 when the organ was not found."""
+    site = organs.get(settings.primary)
+    if site is None or not site.any():
+        return 0.0
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    candidate = np.asarray(candidate, dtype=bool)
+    if not candidate.any():
+        return float(site.sum()) * voxel_ml
+    zone = primary_site_zone(organs, spacing_zyx, settings)
+    labels, _ = ndimage.label(candidate, structure=ndimage.generate_binary_structure(3, 3))
+    attached = np.unique(labels[zone & candidate])
+    return float((site | np.isin(labels, attached[attached > 0])).sum()) * voxel_ml
 
 
 def primary_site_zone(

@@ -33,6 +33,7 @@ from CervicalAILib.segmentation.anatomy import (
     GateSettings,
     anatomy_gate,
     organ_masks,
+    primary_site_ml,
     primary_site_zone,
 )
 from CervicalAILib.segmentation.postprocess import postprocess_mask
@@ -180,7 +181,8 @@ def test_a_uterus_without_a_cervix_is_no_primary_site_when_the_bundle_asks_for_o
     # a uterus was found: the sentence names what was not (the cervix), not "no cervix or uterus"
     assert report["anatomy_found"] is False and report["message"] == NO_PRIMARY_MESSAGE
     assert report["status"] == "no cervix recognised" and NO_PRIMARY_MESSAGE == "no cervix recognised in this study"
-    assert report["reason"] == "cervix 0.04 mL, below the 1 mL the primary site needs"
+    assert report["reason"] == "cervix + attached tumour 0.04 mL, below the 1 mL the primary site needs"
+    assert report["primary_site_ml"] == pytest.approx(0.036)  # the candidate lies 12 mm from this cervix: not attached
     assert np.array_equal(drop, candidate) and report["removed_ml"] == pytest.approx(32 * 0.004)
     cervix[6:8, 15:25, 15:25] = True  # 200 voxels = 0.8 mL more: 0.836 mL, still below 1 mL
     assert anatomy_gate(candidate, organs, spacing, GateSettings(min_primary_ml=1.0))[1]["anatomy_found"] is False
@@ -190,6 +192,39 @@ def test_a_uterus_without_a_cervix_is_no_primary_site_when_the_bundle_asks_for_o
     assert small["reason"] == "cervix + uterus 1.2 mL, below 5 mL"  # the total is tested first
     assert small["message"] == NO_ANATOMY_MESSAGE and small["status"] == "no cervix or uterus recognised"
     assert GateSettings.from_manifest({"min_primary_ml": 1.5}).to_dict()["min_primary_ml"] == 1.5
+
+
+def test_the_primary_site_counts_the_tumour_attached_to_the_cervix_not_one_elsewhere():
+    """A large tumour replaces the stroma it grows in: calibration case SYN22-B-0033 through the T2WI-only
+    network left 1.1 mL of cervix beside a 13.8 mL tumour. Cervix + attached tumour is the primary site;
+    a candidate in the uterine body 24 mm away is not, and without a cervix nothing is attached."""
+    spacing = (4.0, 1.0, 1.0)  # 4 uL voxels
+    shape = (12, 40, 40)
+    uterus = np.zeros(shape, bool)
+    uterus[0:4, 5:35, 5:35] = True  # 14.4 mL
+    cervix = np.zeros(shape, bool)
+    cervix[8:10, 10:15, 10:15] = True  # 50 voxels: 0.2 mL
+    tumour = np.zeros(shape, bool)
+    tumour[7:11, 15:30, 10:30] = True  # 1200 voxels: 4.8 mL, touching the cervix
+    far = np.zeros(shape, bool)
+    far[1:3, 20:30, 20:30] = True  # 200 voxels in the uterine body, 24 mm above the cervix
+    organs = {"cervix": cervix, "uterus": uterus}
+    settings = GateSettings(min_ml=5.0, min_primary_ml=2.0)
+    assert primary_site_ml(tumour | far, organs, spacing, settings) == pytest.approx(0.2 + 4.8)
+    drop, report = anatomy_gate(tumour | far, organs, spacing, settings)
+    assert report["anatomy_found"] is True and report["primary_site_ml"] == pytest.approx(5.0)
+    assert not drop.any()  # both lie in or next to the cervix/uterus; the main-lesion choice comes later
+    # the far candidate alone is not a primary site: the study gets the gate sentence
+    drop, report = anatomy_gate(far, organs, spacing, settings)
+    assert report["anatomy_found"] is False and report["message"] == NO_PRIMARY_MESSAGE
+    assert report["primary_site_ml"] == pytest.approx(0.2)
+    assert report["reason"] == "cervix + attached tumour 0.20 mL, below the 2 mL the primary site needs"
+    # no cervix at all: a tumour next to the uterus is not attached to anything
+    assert primary_site_ml(tumour, {"cervix": np.zeros(shape, bool), "uterus": uterus}, spacing, settings) == 0.0
+    # a cervix big enough on its own needs no distance map and reports no primary_site_ml
+    cervix[4:8, 10:20, 10:20] = True  # + 1.6 mL
+    cervix[8:10, 10:20, 10:20] = True
+    assert "primary_site_ml" not in anatomy_gate(far, organs, spacing, settings)[1]
 
 
 def test_the_main_lesion_is_the_one_at_the_cervix_not_the_largest():
