@@ -169,10 +169,10 @@ def anatomy_gate(
         report["primary_site_ml"] = round(primary_ml, 3)
     reason = None
     if anatomy_ml < settings.min_ml:
-        reason = f"{' + '.join(settings.required)} {anatomy_ml:.1f} mL, below {settings.min_ml:g} mL"
+        reason = f"{' + '.join(settings.required)} {_under(anatomy_ml, settings.min_ml, 1)} mL, below {settings.min_ml:g} mL"
         status, message = NO_ANATOMY_STATUS, NO_ANATOMY_MESSAGE
     elif primary_ml is not None and primary_ml < settings.min_primary_ml:
-        reason = (f"{settings.primary} + attached tumour {primary_ml:.2f} mL, "
+        reason = (f"{settings.primary} + attached tumour {_under(primary_ml, settings.min_primary_ml, 2)} mL, "
                   f"below the {settings.min_primary_ml:g} mL the primary site needs")
         status, message = NO_PRIMARY_STATUS, NO_PRIMARY_MESSAGE
     if reason is not None:
@@ -203,6 +203,14 @@ def anatomy_gate(
         removed_ml=round(float(drop.sum()) * voxel_ml, 3),
     )
     return drop, report
+
+
+def _under(value: float, limit: float, digits: int) -> str:
+    """`value` (below `limit`) printed with `digits` decimals, or more where rounding would reach the limit
+    (0.999 mL is not "1.00 mL, below the 1 mL")."""
+    while digits < 4 and round(value, digits) >= limit:
+        digits += 1
+    return f"{value:.{digits}f}"
 
 
 def _organ_ml(organs: Mapping[str, np.ndarray], name: str, voxel_ml: float) -> float:

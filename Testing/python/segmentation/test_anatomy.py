@@ -225,6 +225,15 @@ def test_the_primary_site_counts_the_tumour_attached_to_the_cervix_not_one_elsew
     cervix[4:8, 10:20, 10:20] = True  # + 1.6 mL
     cervix[8:10, 10:20, 10:20] = True
     assert "primary_site_ml" not in anatomy_gate(far, organs, spacing, settings)[1]
+    # just under a limit reads as under it (held-out SYN9002-B-0013: 0.999 mL printed as "1.00 mL, below the 1 mL")
+    almost = np.ones((10, 10, 10), bool)
+    almost[0, 0, 0] = False  # 999 voxels of 1 uL
+    none = np.zeros_like(almost)
+    unit = (1.0, 1.0, 1.0)
+    report = anatomy_gate(none, {"cervix": almost}, unit, GateSettings(min_ml=0.5, min_primary_ml=1.0))[1]
+    assert report["reason"] == "cervix + attached tumour 0.999 mL, below the 1 mL the primary site needs"
+    assert anatomy_gate(none, {"cervix": almost}, unit, GateSettings(min_ml=1.0))[1]["reason"] == "cervix + uterus 0.999 mL, below 1 mL"
+    assert anatomy_gate(none, {"cervix": almost}, unit, GateSettings(min_ml=5.0))[1]["reason"] == "cervix + uterus 1.0 mL, below 5 mL"
 
 
 def test_the_main_lesion_is_the_one_at_the_cervix_not_the_largest():
