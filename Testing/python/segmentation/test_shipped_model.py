@@ -54,7 +54,7 @@ def assert_gated(gate: dict) -> None:
     settings, found = gate["settings"], gate["anatomy_found_ml"]
     assert gate["applied"] and gate["anatomy_found"] is False
     too_little = gate["anatomy_ml"] < settings["min_ml"]
-    no_primary = found.get(settings["primary"], 0.0) < settings.get("min_primary_ml", 0.0)
+    no_primary = gate.get("primary_site_ml", found.get(settings["primary"], 0.0)) < settings.get("min_primary_ml", 0.0)
     assert too_little or no_primary
     assert gate["reason"].startswith(f"{settings['primary']} " if not too_little else " + ".join(settings["required"]))
     # the sentence names what was missing: both organs, or (a uterus found) the cervix
@@ -151,6 +151,40 @@ def test_real_male_pelvis_gated_under_another_sites_protocol(network, variation,
     assert summary["status"] == summary["anatomy_gate"]["status"] and summary["tumor_found"] is False
     assert summary["volume_ml"] == 0.0
     assert_gated(summary["anatomy_gate"])
+
+
+def _larger_patient(images: dict[str, sitk.Image], factor: float) -> dict[str, sitk.Image]:
+    """The same pelvis `factor` times as large (every series' voxels scaled about the T2WI's centre)."""
+    t2 = images["T2W"]
+    centre = np.array(t2.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in t2.GetSize()]))
+    out = {}
+    for role, image in images.items():
+        scaled = sitk.Image(image)
+        scaled.SetSpacing([s * factor for s in image.GetSpacing()])
+        scaled.SetOrigin([float(v) for v in centre + factor * (np.array(image.GetOrigin()) - centre)])
+        out[role] = scaled
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("network", "factor"), [("T2WI-only", 1.2), ("default", 1.35)])
+def test_a_larger_male_pelvis_is_gated_by_the_primary_site(network, factor):
+    """A larger man's pelvis (ProstateX-0000 scaled up) gets more "uterus" than the 5 mL test allows: the
+    T2WI-only network 7.7 mL at x1.2, the default network 5.0 mL at x1.35 (bench_gate_variation.py). Only the
+    primary-site test (cervix + attached tumour under min_primary_ml) stops it; with 2.1.0's min_primary_ml 0
+    the T2WI-only network reported "no tumour found" with the anatomy recognised."""
+    from CervicalAILib.pipeline.segment import load_images
+    from CervicalAILib.segmentation import segment_case
+
+    images = _larger_patient(load_images(refdata_path("mri", "ProstateX-0000_dicom")).images, factor)
+    summary = segment_case({"T2W": images["T2W"]} if network == "T2WI-only" else images).summary
+    gate = summary["anatomy_gate"]
+    assert summary["tumor_found"] is False and summary["volume_ml"] == 0.0
+    assert_gated(gate)
+    if gate["anatomy_ml"] >= gate["settings"]["min_ml"]:  # the uterus passed: the primary site refused
+        assert gate["status"] == NO_PRIMARY_STATUS and gate["primary_site_ml"] < gate["settings"]["min_primary_ml"]
+    if network == "T2WI-only":  # the case this test was written for: well over the 5 mL test
+        assert gate["anatomy_ml"] > 6.0 and gate["status"] == NO_PRIMARY_STATUS
 
 
 def test_blank_series_gets_a_clear_error_never_a_contour(shipped, tmp_path, capsys):
