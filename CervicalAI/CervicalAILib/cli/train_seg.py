@@ -49,6 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "contrast and artefacts (domain randomisation; default 0.5, 0 to switch off)",
     )
     parser.add_argument(
+        "--tilt-degrees", type=float, default=0.0,
+        help="also tilt the slice plane of training patches by up to this many degrees (oblique axial "
+        "acquisitions; default 0, as the shipped networks were trained)",
+    )
+    parser.add_argument(
+        "--scale-fraction", type=float, default=0.1,
+        help="scale training patches in-plane by up to this share (smaller and larger pelvises; default 0.1)",
+    )
+    parser.add_argument(
         "--calibration", "--ood-calibration", dest="calibration", nargs="+", type=Path, metavar="CASES",
         help="labelled cases never trained on (folders or cohorts) that choose the tumour probability threshold "
         "(best mean Dice) and the out-of-distribution threshold (at most --ood-false-alarm-rate of them flagged); "
@@ -151,6 +160,10 @@ def run(args: argparse.Namespace) -> int:
                          f"got {args.channels!r}")
     if not 0.0 <= args.synth_fraction <= 1.0:
         raise InputError(f"--synth-fraction must be between 0 and 1, got {args.synth_fraction}")
+    if not 0.0 <= args.tilt_degrees <= 45.0:
+        raise InputError(f"--tilt-degrees must be between 0 and 45, got {args.tilt_degrees}")
+    if not 0.0 <= args.scale_fraction < 0.5:
+        raise InputError(f"--scale-fraction must be at least 0 and under 0.5, got {args.scale_fraction}")
     config = TrainConfig(
         cases=[str(c) for c in args.cases],
         out=str(args.out),
@@ -158,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         structures=structures,
         architecture={**DEFAULT_ARCHITECTURE, "channels": channels},
         synth_fraction=args.synth_fraction,
+        tilt_degrees=args.tilt_degrees,
+        scale_fraction=args.scale_fraction,
         ood=not args.no_ood,
         calibration=[str(c) for c in args.calibration] if args.calibration else None,
         ood_false_alarm_rate=args.ood_false_alarm_rate,

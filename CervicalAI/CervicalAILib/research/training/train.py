@@ -69,6 +69,10 @@ class TrainConfig:
     structures: list[str] = field(default_factory=lambda: ["tumor"])
     # share of training samples whose image is synthesised from the label map (domain randomisation)
     synth_fraction: float = 0.0
+    # spatial augmentation besides the in-plane rotation (+-15 degrees): tilt of the slice plane (degrees;
+    # 0 as the shipped networks were trained) and in-plane scaling (+-share)
+    tilt_degrees: float = 0.0
+    scale_fraction: float = 0.1
     name: str = "cervix-tumor-seg"
     version: str = "1.0.0"
     work_dir: str | None = None
@@ -139,11 +143,21 @@ def split_cases(cases: Sequence[Path], val_fraction: float, min_val: int, seed: 
     return train, val
 
 
-def augmentation(patch_zyx: Sequence[int], elastic: bool = False):
+def augmentation(
+    patch_zyx: Sequence[int],
+    elastic: bool = False,
+    tilt_degrees: float = 0.0,
+    scale_fraction: float = 0.1,
+    spacing_zyx: Sequence[float] = (4.0, 1.5, 1.5),
+):
     """MONAI dictionary transforms applied to each sampled (larger) crop -> patch.
 
     `elastic` (with domain randomisation): a smooth random deformation first, as SynthSeg
-    deforms its label maps, so that shapes vary beyond what the generator drew."""
+    deforms its label maps, so that shapes vary beyond what the generator drew.
+    The affine step (p 0.5) turns the patch in-plane by up to 15 degrees and scales it in-plane by up to
+    `scale_fraction`; `tilt_degrees` also tilts the slice plane by up to that many degrees about each
+    in-plane axis (an oblique acquisition). MONAI rotates in voxel indices, so the tilt is converted with
+    the working grid's spacing (4 mm slices, 1.5 mm pixels: 20 degrees is 7.8 degrees in voxel indices)."""
     from monai.transforms import (
         CenterSpatialCropd,
         Compose,
@@ -156,6 +170,8 @@ def augmentation(patch_zyx: Sequence[int], elastic: bool = False):
     )
 
     keys = ["image", "label"]
+    slice_mm, pixel_mm = float(spacing_zyx[0]), float(min(spacing_zyx[1:]))
+    tilt = math.atan(math.tan(math.radians(tilt_degrees)) * pixel_mm / slice_mm)
     deform = [
         Rand3DElasticd(keys, sigma_range=(4, 7), magnitude_range=(20, 60), prob=0.3, mode=("bilinear", "nearest"),
                        padding_mode="border")
@@ -165,8 +181,8 @@ def augmentation(patch_zyx: Sequence[int], elastic: bool = False):
             RandAffined(
                 keys,
                 prob=0.5,
-                rotate_range=(math.radians(15), 0.0, 0.0),  # about the slice axis: in-plane rotation
-                scale_range=(0.0, 0.1, 0.1),
+                rotate_range=(math.radians(15), tilt, tilt),  # about the slice axis (in-plane), then the tilt
+                scale_range=(0.0, scale_fraction, scale_fraction),
                 mode=("bilinear", "nearest"),
                 padding_mode="border",
                 spatial_size=tuple(patch_zyx),
@@ -349,7 +365,8 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
     patch_zyx = [int(v) for v in config.patch_size_xyz[::-1]]
     crop_zyx = [p if i == 0 else int(math.ceil(p * 1.25)) for i, p in enumerate(patch_zyx)]
     sampler = PatchSampler(train_data, crop_zyx, config.positive_fraction)
-    transforms = augmentation(patch_zyx, elastic=config.synth_fraction > 0)
+    transforms = augmentation(patch_zyx, elastic=config.synth_fraction > 0, tilt_degrees=config.tilt_degrees,
+                              scale_fraction=config.scale_fraction, spacing_zyx=config.working_spacing_mm[::-1])
     normalization = [preprocessing["normalization"][role] for role in config.roles]
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     net = build_network(config.architecture, len(config.roles), len(structures)).to(device)

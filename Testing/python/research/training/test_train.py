@@ -23,7 +23,7 @@ from CervicalAILib.io.case import write_case  # noqa: E402
 from CervicalAILib.research.training import TrainConfig, find_cases, prepare_case, train_segmentation  # noqa: E402
 from CervicalAILib.research.training.export import export_onnx  # noqa: E402
 from CervicalAILib.research.training.network import build_network  # noqa: E402
-from CervicalAILib.research.training.train import default_preprocessing, split_cases  # noqa: E402
+from CervicalAILib.research.training.train import augmentation, default_preprocessing, split_cases  # noqa: E402
 from CervicalAILib.segmentation import segment_case  # noqa: E402
 
 
@@ -309,8 +309,39 @@ def test_train_seg_command_options(tiny_cohort, tmp_path, capsys):
     assert "--channels needs 4 positive numbers" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "y"), "--synth-fraction", "1.5"]) == 2
     assert "--synth-fraction must be between 0 and 1" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "y"), "--tilt-degrees", "nan"]) == 2
+    assert "--tilt-degrees must be between 0 and 45, got nan" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "y"), "--scale-fraction", "0.5"]) == 2
+    assert "--scale-fraction must be at least 0 and under 0.5" in capsys.readouterr().err
     assert main(["train-seg", str(tiny_cohort), "--add-ood", str(out), "--out", str(tmp_path / "z")]) == 2
     assert "--add-ood needs --calibration" in capsys.readouterr().err
     # fine-tuning never writes over the bundle it starts from, even with --overwrite
     assert main([*common, "--out", str(out), "--init-from", str(out), "--overwrite", "--channels", "4,8,16,32"]) == 2
     assert str(out) in capsys.readouterr().err and load_bundle(out).manifest == manifest
+
+
+def _slices_holding_a_plane(transforms, seed: int) -> int:
+    """How many slices of an augmented patch a one-slice plane spreads over (affine applied or not)."""
+    import torch
+
+    transforms.set_random_state(seed)
+    image = torch.zeros((1, 24, 40, 40))
+    image[0, 12] = 1.0  # one axial slice, as the working grid has it
+    out = transforms({"image": image.clone(), "label": image.clone()})
+    return int((out["label"][0].sum(dim=(1, 2)) > 0).sum())
+
+
+def test_tilt_augmentation_turns_the_slice_plane_only_when_asked():
+    """Oblique axial studies (slices tilted against the pelvis) threw the shipped networks off: off by default,
+    as those networks were trained; --tilt-degrees spreads one slice over several, within the converted angle."""
+    flat = augmentation([24, 32, 32])
+    assert max(_slices_holding_a_plane(flat, seed) for seed in range(12)) == 1
+    tilted = augmentation([24, 32, 32], tilt_degrees=20.0, spacing_zyx=(4.0, 1.5, 1.5))
+    spread = [_slices_holding_a_plane(tilted, seed) for seed in range(12)]
+    assert max(spread) > 1  # some draws tilt the plane
+    # 20 degrees of physical tilt across 32 pixels of 1.5 mm rise at most 32 * 1.5 * tan 20 deg / 4 mm = 4.4 slices
+    # per axis, so the plane covers at most about 2 x 4.4 + 1 slices (plus the in-plane turn's corners); 20 degrees
+    # taken as voxel-index degrees (no spacing conversion) spreads it over up to 19 of the 24
+    assert max(spread) <= 11
+    unconverted = augmentation([24, 32, 32], tilt_degrees=20.0, spacing_zyx=(1.5, 1.5, 1.5))
+    assert max(_slices_holding_a_plane(unconverted, seed) for seed in range(12)) > 11
