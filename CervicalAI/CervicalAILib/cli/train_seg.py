@@ -14,6 +14,7 @@ from CervicalAILib.io.case import ROLES
 from CervicalAILib.research.training import TrainConfig, find_cases, train_segmentation
 from CervicalAILib.research.training.network import DEFAULT_ARCHITECTURE
 from CervicalAILib.research.training.ood import add_ood_to_bundle
+from CervicalAILib.segmentation.preprocess import ORIENTATIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tilt-degrees", type=float, default=0.0,
         help="also tilt the slice plane of training patches by up to this many degrees (oblique axial "
         "acquisitions; default 0, as the shipped networks were trained)",
+    )
+    parser.add_argument(
+        "--orientation", choices=ORIENTATIONS, default="LPS-nearest",
+        help="working-grid axes: LPS-nearest keeps the T2WI's slice plane (an oblique series stays oblique; "
+        "default, as both shipped networks were trained), LPS resamples every series onto an axis-aligned "
+        "(true axial) grid so the network sees the anatomy upright whatever the acquisition's tilt",
     )
     parser.add_argument(
         "--scale-fraction", type=float, default=0.1,
@@ -173,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         synth_fraction=args.synth_fraction,
         tilt_degrees=args.tilt_degrees,
         scale_fraction=args.scale_fraction,
+        orientation=args.orientation,
         ood=not args.no_ood,
         calibration=[str(c) for c in args.calibration] if args.calibration else None,
         ood_false_alarm_rate=args.ood_false_alarm_rate,

@@ -5,7 +5,7 @@ what the network saw in training is what it sees at run time. Everything a bundl
 is declared in `bundle.json["preprocessing"]`:
 
     {"working_spacing_mm": [1.5, 1.5, 4.0],          # x, y, z of the working grid
-     "orientation": "LPS-nearest",                      # axes permuted/flipped nearest to LPS
+     "orientation": "LPS-nearest",                      # axes permuted/flipped nearest to LPS ("LPS": axis-aligned)
      "interpolation": "linear",
      "normalization": {"T2W": {"method": "zscore", "foreground_fraction": 0.1,
                                "reference_percentile": 99.0, "clip": 5.0}, ...},
@@ -26,6 +26,10 @@ from CervicalAILib.core.errors import BundleError
 from CervicalAILib.io.geometry import direction_matrix, physical_corners
 
 NORMALIZATION_METHODS = ("zscore", "percentile")
+# Working-grid orientations: "LPS-nearest" keeps the T2WI's slice plane (an oblique acquisition stays
+# oblique: the network must know every tilt); "LPS" is axis-aligned, a true axial grid whatever the
+# acquisition's plane, so the anatomy reaches the network upright.
+ORIENTATIONS = ("LPS-nearest", "LPS")
 
 
 def nearest_lps_direction(direction: np.ndarray) -> np.ndarray:
@@ -47,14 +51,20 @@ def nearest_lps_direction(direction: np.ndarray) -> np.ndarray:
     return permuted * signs
 
 
-def working_grid(reference: sitk.Image, spacing_mm: Sequence[float]) -> sitk.Image:
+def working_grid(reference: sitk.Image, spacing_mm: Sequence[float], orientation: str = "LPS-nearest") -> sitk.Image:
     """An empty float image at `spacing_mm` (x, y, z) covering `reference`'s field of view.
 
-    Its axes are the reference's axes, reordered nearest to LPS; its voxel-edge bounding box
-    starts at the reference's and extends by whole voxels to cover it.
+    Its axes are the reference's axes reordered nearest to LPS ("LPS-nearest"), or LPS itself ("LPS":
+    then an oblique field of view is covered by its axis-aligned bounding box); its voxel-edge bounding
+    box starts at the reference's and extends by whole voxels to cover it.
     """
+    if orientation not in ORIENTATIONS:
+        raise BundleError(f"unknown working-grid orientation {orientation!r} (known: {', '.join(ORIENTATIONS)})")
     spacing = np.asarray(spacing_mm, dtype=float)
-    new_direction = nearest_lps_direction(direction_matrix(reference))
+    if orientation == "LPS":
+        new_direction = np.eye(3)
+    else:
+        new_direction = nearest_lps_direction(direction_matrix(reference))
     corners = physical_corners(reference)  # (8, 3) LPS, voxel edges
     local = corners @ new_direction  # coordinates along the new axes
     low, high = local.min(axis=0), local.max(axis=0)
@@ -119,8 +129,8 @@ def check_preprocessing(spec: Mapping[str, Any], roles: Sequence[str]) -> None:
     spacing = spec["working_spacing_mm"]
     if len(spacing) != 3 or any(float(s) <= 0 for s in spacing):
         raise BundleError(f"bundle working_spacing_mm must be three positive numbers, found {spacing!r}")
-    if spec.get("orientation", "LPS-nearest") != "LPS-nearest":
-        raise BundleError(f"unknown working-grid orientation {spec['orientation']!r} (known: LPS-nearest)")
+    if spec.get("orientation", "LPS-nearest") not in ORIENTATIONS:
+        raise BundleError(f"unknown working-grid orientation {spec['orientation']!r} (known: {', '.join(ORIENTATIONS)})")
     for role in roles:
         if role not in spec["normalization"]:
             raise BundleError(f"bundle declares no intensity normalisation for input {role}")
@@ -138,7 +148,7 @@ def prepare_inputs(
     built from the T2W image.
     """
     check_preprocessing(spec, roles)
-    grid = working_grid(images["T2W"], spec["working_spacing_mm"])
+    grid = working_grid(images["T2W"], spec["working_spacing_mm"], spec.get("orientation", "LPS-nearest"))
     channels = []
     for role in roles:
         array = resample_onto(images[role], grid, spec["interpolation"])

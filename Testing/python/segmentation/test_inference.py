@@ -22,7 +22,7 @@ from CervicalAILib.io import measurements as measure
 from CervicalAILib.segmentation import segment_case, write_segmentation
 from CervicalAILib.segmentation.confidence import binary_entropy, confidence_report
 from CervicalAILib.segmentation.postprocess import postprocess_mask
-from CervicalAILib.segmentation.preprocess import normalize, pad_to_shape, working_grid
+from CervicalAILib.segmentation.preprocess import check_preprocessing, normalize, pad_to_shape, working_grid
 from CervicalAILib.segmentation.sliding_window import gaussian_weights, patch_starts, sliding_window_predict
 
 # --- sliding window ---------------------------------------------------------------------------
@@ -96,6 +96,38 @@ def test_working_grid_covers_the_reference_and_is_lps_ordered():
     assert lo[1] == pytest.approx(30.0 + 0.55 - 36 * 1.1, abs=1e-6)
     assert np.all(extent >= np.array([40.0, 39.6, 30.0]) - 1e-6)
     assert np.all(extent < np.array([40.0, 39.6, 30.0]) + np.array([1.5, 1.5, 3.0]))
+
+
+def test_axis_aligned_working_grid_holds_an_oblique_field_of_view_upright():
+    """"LPS" resamples a series tilted 40 degrees about left-right onto a true axial grid covering it all;
+    "LPS-nearest" keeps the tilt; an unknown orientation is a bundle error naming it."""
+    tilt = np.radians(40.0)
+    direction = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(tilt), -np.sin(tilt)], [0.0, np.sin(tilt), np.cos(tilt)]])
+    image = sitk.Image([60, 50, 12], sitk.sitkFloat32)
+    image.SetSpacing((1.0, 1.0, 4.0))
+    image.SetDirection(tuple(direction.ravel()))
+    image.SetOrigin((-30.0, -20.0, 5.0))
+    kept = working_grid(image, (1.5, 1.5, 4.0))
+    np.testing.assert_allclose(np.asarray(kept.GetDirection()).reshape(3, 3), direction, atol=1e-12)
+    upright = working_grid(image, (1.5, 1.5, 4.0), "LPS")
+    assert np.allclose(np.asarray(upright.GetDirection()).reshape(3, 3), np.eye(3))
+    # every corner of the tilted slab lies inside the axial grid, and the grid is no larger than one voxel
+    # beyond the slab's bounding box: y spans 50 cos40 + 48 sin40 mm, z 50 sin40 + 48 cos40 mm
+    low = np.asarray(upright.GetOrigin()) - 0.5 * np.asarray(upright.GetSpacing())
+    high = low + np.asarray(upright.GetSize()) * np.asarray(upright.GetSpacing())
+    for i in (-0.5, 59.5):
+        for j in (-0.5, 49.5):
+            for k in (-0.5, 11.5):
+                corner = np.asarray(image.TransformContinuousIndexToPhysicalPoint((i, j, k)))
+                assert np.all(corner >= low - 1e-6) and np.all(corner <= high + 1e-6)
+    extent = high - low
+    expected = np.array([60.0, 50 * np.cos(tilt) + 48 * np.sin(tilt), 50 * np.sin(tilt) + 48 * np.cos(tilt)])
+    assert np.all(extent >= expected - 1e-6) and np.all(extent < expected + np.array([1.5, 1.5, 4.0]))
+    with pytest.raises(BundleError, match="unknown working-grid orientation 'RAS'"):
+        working_grid(image, (1.5, 1.5, 4.0), "RAS")
+    with pytest.raises(BundleError, match="unknown working-grid orientation 'RAS'"):
+        check_preprocessing({"working_spacing_mm": [1.5, 1.5, 4.0], "orientation": "RAS", "normalization": {},
+                             "interpolation": "linear"}, [])
 
 
 def test_zscore_and_percentile_normalisation():

@@ -25,6 +25,11 @@ ONNX_FILE = "model.onnx"
 OPSET = 17
 TOLERANCE = 1e-4
 NOT_CLINICAL = "trained on synthetic data, not for clinical use"
+# how the model card describes each working-grid orientation (segmentation.preprocess.ORIENTATIONS)
+GRID_AXES = {
+    "LPS-nearest": "the T2WI's axes reordered nearest to LPS (an oblique series stays oblique)",
+    "LPS": "axis-aligned LPS (a true axial grid, whatever plane the T2WI was acquired in)",
+}
 # what trains and exports a network: recorded in the bundle's provenance
 TRAINING_LIBRARIES = {"torch": "torch", "monai": "monai", "onnx": "onnx", "onnxruntime": "onnxruntime",
                       "numpy": "numpy", "SimpleITK": "SimpleITK"}
@@ -196,7 +201,8 @@ def model_card(manifest: dict[str, Any]) -> str:
         "",
         f"- {manifest['network']['architecture']['name']}, channels {manifest['network']['architecture']['channels']}, "
         f"strides (z, y, x) {manifest['network']['architecture']['strides_zyx']}, ONNX opset {OPSET}.",
-        f"- Working grid {pre['working_spacing_mm']} mm (x, y, z), axes nearest to LPS; linear interpolation.",
+        f"- Working grid {pre['working_spacing_mm']} mm (x, y, z), {GRID_AXES[pre.get('orientation', 'LPS-nearest')]}; "
+        "linear interpolation.",
         "- Per-sequence z-score inside the body (voxels above 10% of the 99th percentile), clipped to +-5.",
         f"- Sliding window {manifest['inference']['patch_size_xyz']} (x, y, z) with Gaussian blending, plus a "
         "left-right mirrored pass for the confidence.",

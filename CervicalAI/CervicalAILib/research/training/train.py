@@ -46,11 +46,12 @@ log = logging.getLogger(__name__)
 ZSCORE = {"method": "zscore", "foreground_fraction": 0.1, "reference_percentile": 99.0, "clip": 5.0}
 
 
-def default_preprocessing(roles: Sequence[str], spacing_mm: Sequence[float] = (1.5, 1.5, 4.0)) -> dict[str, Any]:
+def default_preprocessing(roles: Sequence[str], spacing_mm: Sequence[float] = (1.5, 1.5, 4.0),
+                          orientation: str = "LPS-nearest") -> dict[str, Any]:
     """The preprocessing declaration written into the bundle and applied by the runtime."""
     return {
         "working_spacing_mm": [float(s) for s in spacing_mm],
-        "orientation": "LPS-nearest",
+        "orientation": orientation,
         "interpolation": "linear",
         "normalization": {role: dict(ZSCORE) for role in roles},
         "pad": "channel_minimum",
@@ -84,6 +85,8 @@ class TrainConfig:
     # patch, so a network trained on 80x80x16 patches misbehaves on whole-volume patches.
     inference_patch_size_xyz: list[int] = field(default_factory=lambda: [80, 80, 16])
     working_spacing_mm: list[float] = field(default_factory=lambda: [1.5, 1.5, 4.0])
+    # working-grid axes (segmentation.preprocess.ORIENTATIONS): the T2WI's slice plane, or axis-aligned
+    orientation: str = "LPS-nearest"
     architecture: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))
     learning_rate: float = 2e-3
     weight_decay: float = 1e-5
@@ -355,7 +358,7 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
         raise InputError(f"calibration case {overlap[0]} is also a training case: calibration cases must be held out")
     train_dirs, val_dirs = split_cases(cases, config.val_fraction, config.min_val_cases, config.seed)
     log.info("%d training cases, %d validation cases", len(train_dirs), len(val_dirs))
-    preprocessing = default_preprocessing(config.roles, config.working_spacing_mm)
+    preprocessing = default_preprocessing(config.roles, config.working_spacing_mm, config.orientation)
     data = build_cache(
         train_dirs + val_dirs, config.roles, preprocessing, work / "cache", config.register, config.jobs,
         sub_progress(progress, 0.0, 0.15), structures, with_label_map=config.synth_fraction > 0,

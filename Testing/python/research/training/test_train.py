@@ -299,8 +299,9 @@ def test_train_seg_command_options(tiny_cohort, tmp_path, capsys):
               "--patch", "16,16,8", "--inference-patch", "32,32,8", "--spacing", "2,2,3", "--val-fraction", "0.4",
               "--no-register", "--threads", "1"]
     assert main([*common, "--out", str(out), "--structures", "tumor", "--synth-fraction", "0",
-                 "--channels", "4,8,16,32"]) == 0
+                 "--channels", "4,8,16,32", "--orientation", "LPS"]) == 0
     manifest = load_bundle(out).manifest
+    assert manifest["preprocessing"]["orientation"] == "LPS"  # the runtime builds the grid the network saw
     assert [o["name"] for o in manifest["outputs"]] == ["tumor"] and "anatomy_gate" not in manifest
     assert manifest["network"]["architecture"]["channels"] == [4, 8, 16, 32] and manifest["version"] == "1.0.0"
     assert manifest["ood"]["calibration"]["calibration_cases"] == 2
@@ -313,6 +314,9 @@ def test_train_seg_command_options(tiny_cohort, tmp_path, capsys):
     assert "--tilt-degrees must be between 0 and 45, got nan" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "y"), "--scale-fraction", "0.5"]) == 2
     assert "--scale-fraction must be at least 0 and under 0.5" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage_error:  # argparse's own choice check
+        main([*common, "--out", str(tmp_path / "y"), "--orientation", "RAS"])
+    assert usage_error.value.code == 2 and "invalid choice: 'RAS'" in capsys.readouterr().err
     assert main(["train-seg", str(tiny_cohort), "--add-ood", str(out), "--out", str(tmp_path / "z")]) == 2
     assert "--add-ood needs --calibration" in capsys.readouterr().err
     # fine-tuning never writes over the bundle it starts from, even with --overwrite
