@@ -7,7 +7,8 @@ ProstateX-0000 (../shared/refdata; a male pelvis, so no cervix or uterus) is the
 study here. Other sites' studies differ in intensity scale, contrast, coil shading, noise, slice
 thickness, in-plane resolution and field of view; each of these is applied to the study's T2WI
 (intensity scale to every series). Other patients differ in body size, in how they lie and in
-where the field of view sits; these are applied to every series alike. The study is segmented
+where the field of view sits, and sites plan the slab differently (axial or oblique); these are
+applied to every series alike. `--model` / `--t2-model` test other bundles than the shipped ones. The study is segmented
 with the default network (T2WI + ADC + DWI) and the T2WI-only fallback. Every run must end at the gate: no tumour. The table gives
 what each network found (cervix, uterus, their sum against the gate's `min_ml`, the tumour
 candidate the gate removed) so the margin is visible, not only the verdict, with the bladder it
@@ -120,6 +121,26 @@ def _rotation(axis: int, degrees: float) -> Callable[[np.ndarray], sitk.Transfor
     return transform
 
 
+def _oblique_slab(degrees: float) -> Callable[[Images], Images]:
+    """Every series acquired again in a slab tilted `degrees` about left-right (an oblique axial plan, as
+    cervical MRI is often planned perpendicular to the canal): the anatomy stays where it is, each grid
+    turns about its own centre and what falls outside the tilted slab is lost."""
+    def change(images: Images) -> Images:
+        turn = np.radians(degrees)
+        tilt = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(turn), -np.sin(turn)], [0.0, np.sin(turn), np.cos(turn)]])
+        out = {}
+        for role, image in images.items():
+            direction = tilt @ np.asarray(image.GetDirection()).reshape(3, 3)
+            half = np.asarray(image.GetSpacing()) * (np.asarray(image.GetSize()) - 1) / 2
+            centre = np.array(image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()]))
+            origin = centre - direction @ half
+            out[role] = sitk.Resample(image, image.GetSize(), sitk.Transform(), sitk.sitkLinear,
+                                      tuple(float(v) for v in origin), image.GetSpacing(),
+                                      tuple(float(v) for v in direction.ravel()), 0.0, sitk.sitkFloat32)
+        return out
+    return change
+
+
 def _shift(offset_mm: tuple[float, float, float]) -> Callable[[np.ndarray], sitk.Transform]:
     return lambda centre: sitk.TranslationTransform(3, offset_mm)
 
@@ -142,16 +163,18 @@ VARIATIONS: dict[str, Callable[[Images], Images]] = {
     "patient x1.2 (larger)": _patient_scaled(1.2),
     "patient x1.35 (larger)": _patient_scaled(1.35),
     "turned 12 deg in-plane": _moved(_rotation(2, 12.0)),
-    "tilted 20 deg (oblique axial)": _moved(_rotation(0, 20.0)),
+    "patient tilted 20 deg": _moved(_rotation(0, 20.0)),
+    "oblique slab 20 deg": _oblique_slab(20.0),
+    "oblique slab 40 deg": _oblique_slab(40.0),
     "field of view 30 mm off-centre": _moved(_shift((30.0, 0.0, 0.0))),
 }
 
 
-def run(images: Images, network: str) -> dict:
+def run(images: Images, network: str, bundle: str | None = None) -> dict:
     from CervicalAILib.segmentation import segment_case
 
     start = time.perf_counter()
-    summary = segment_case(images if network == "default" else {"T2W": images["T2W"]}).summary
+    summary = segment_case(images if network == "default" else {"T2W": images["T2W"]}, bundle=bundle).summary
     gate = summary.get("anatomy_gate") or {}
     found = gate.get("anatomy_found_ml", {})
     settings = gate.get("settings", {})
@@ -213,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "Testing" / "benchmarks" / "results" / "gate_variation.md")
     parser.add_argument("--figure", type=Path, default=None)
+    parser.add_argument("--model", help="multi-sequence bundle to test (default: the shipped one)")
+    parser.add_argument("--t2-model", help="T2WI-only bundle to test (default: the shipped fallback)")
     args = parser.parse_args(argv)
+    bundles = {"default": args.model, "T2WI-only": args.t2_model}
     if not PROSTATEX.is_dir():
         print(f"not run: {PROSTATEX} is absent", file=sys.stderr)
         return 0
@@ -224,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, vary in VARIATIONS.items():
         images = vary(dict(base))
         for network in ("default", "T2WI-only"):
-            row = {"variation": name} | run(images, network)
+            row = {"variation": name} | run(images, network, bundles[network])
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     gated = sum(1 for row in rows if row["gated"])

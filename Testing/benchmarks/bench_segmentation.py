@@ -38,6 +38,8 @@ REPO = Path(__file__).resolve().parents[2]
 PROSTATEX = REPO.parent / "shared" / "refdata" / "mri" / "ProstateX-0000_dicom"
 SIZE_BINS = (("< 2 cm", 0.0, 20.0), ("2-4 cm", 20.0, 40.0), ("> 4 cm", 40.0, float("inf")))
 TUMOUR_VOLUME_BINS = (("< 5 mL", 0.0, 5.0), ("5-20 mL", 5.0, 20.0), ("20-50 mL", 20.0, 50.0), ("> 50 mL", 50.0, float("inf")))
+# the T2WI slice plane's tilt against the axial plane (cervical MRI is often planned perpendicular to the canal)
+TILT_BINS = (("< 25 deg", 0.0, 25.0), ("25-40 deg", 25.0, 40.0), (">= 40 deg", 40.0, 90.0))
 WHOLE_CERVIX = "whole cervix (cervix + tumour)"
 WHOLE_UTERUS = "whole uterus (uterus + cervix + tumour)"
 
@@ -131,6 +133,12 @@ def organ_dice(item: dict) -> dict[str, float]:
     return scores
 
 
+def slice_tilt_deg(image: sitk.Image) -> float:
+    """Angle between the series' slice normal (third direction column) and the body's long axis."""
+    normal_z = abs(float(image.GetDirection()[8]))
+    return float(np.degrees(np.arccos(min(normal_z, 1.0))))
+
+
 def score(results: list[dict]) -> list[dict]:
     from CervicalAILib.io import measurements as measure
 
@@ -157,6 +165,7 @@ def score(results: list[dict]) -> list[dict]:
                 "gate": item["summary"].get("anatomy_gate", {}).get("anatomy_found"),
                 "gate_found_ml": item["summary"].get("anatomy_gate", {}).get("anatomy_found_ml"),  # cervix, uterus
                 "organ_dice": organ_dice(item),
+                "t2_tilt_deg": round(slice_tilt_deg(truth), 1),
                 "inference_s": item["seconds"],
                 "register_s": item["register_s"],
                 "model": item["summary"]["model"]["label"],
@@ -209,6 +218,15 @@ def organ_table(rows: list[dict]) -> list[str]:
     for label, low, high in TUMOUR_VOLUME_BINS:
         group = [r for r in rows if low <= r["true_ml"] < high]
         cells = [f"{_median(r['organ_dice'][n] for r in group if n in r['organ_dice']):.3f}" for n in names]
+        lines.append(f"| {label} | {len(group)} | " + " | ".join(cells) + " |")
+    # An oblique series on a working grid that keeps its slice plane shows the network tilted anatomy.
+    header = "| T2WI slice-plane tilt | cases | tumour | " + " | ".join(names) + " |"
+    lines += ["", "Median Dice by the tilt of the T2WI slice plane against the axial plane:", "", header,
+              "|---|---|---|" + "---|" * len(names)]
+    for label, low, high in TILT_BINS:
+        group = [r for r in rows if low <= r["t2_tilt_deg"] < high]
+        cells = [f"{_median(r['dice'] for r in group):.3f}"]
+        cells += [f"{_median(r['organ_dice'][n] for r in group if n in r['organ_dice']):.3f}" for n in names]
         lines.append(f"| {label} | {len(group)} | " + " | ".join(cells) + " |")
     return lines + [""]
 
