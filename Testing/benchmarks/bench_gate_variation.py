@@ -125,12 +125,15 @@ def _oblique_slab(degrees: float) -> Callable[[Images], Images]:
     """Every series acquired again in a slab tilted `degrees` about left-right (an oblique axial plan, as
     cervical MRI is often planned perpendicular to the canal): the anatomy stays where it is, each grid
     turns about its own centre and what falls outside the tilted slab is lost."""
+    from CervicalAILib.io.geometry import direction_matrix
+    from CervicalAILib.research.synth.shapes import rotation_matrix
+
+    tilt = rotation_matrix(rx=float(np.radians(degrees)))
+
     def change(images: Images) -> Images:
-        turn = np.radians(degrees)
-        tilt = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(turn), -np.sin(turn)], [0.0, np.sin(turn), np.cos(turn)]])
         out = {}
         for role, image in images.items():
-            direction = tilt @ np.asarray(image.GetDirection()).reshape(3, 3)
+            direction = tilt @ direction_matrix(image)
             half = np.asarray(image.GetSpacing()) * (np.asarray(image.GetSize()) - 1) / 2
             centre = np.array(image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()]))
             origin = centre - direction @ half

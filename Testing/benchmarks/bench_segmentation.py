@@ -134,9 +134,10 @@ def organ_dice(item: dict) -> dict[str, float]:
 
 
 def slice_tilt_deg(image: sitk.Image) -> float:
-    """Angle between the series' slice normal (third direction column) and the body's long axis."""
-    normal_z = abs(float(image.GetDirection()[8]))
-    return float(np.degrees(np.arccos(min(normal_z, 1.0))))
+    """Angle between the series' slice normal and the body's long axis."""
+    from CervicalAILib.io.geometry import slice_normal
+
+    return float(np.degrees(np.arccos(min(abs(float(slice_normal(image)[2])), 1.0))))
 
 
 def score(results: list[dict]) -> list[dict]:

@@ -25,6 +25,8 @@ from CervicalAILib.bundles.format import load_bundle
 from CervicalAILib.cli import main
 from CervicalAILib.contracts.label_table import label_mask, name_to_values_table
 from CervicalAILib.io.case import write_case
+from CervicalAILib.io.geometry import direction_matrix, slice_normal
+from CervicalAILib.research.synth.shapes import rotation_matrix
 from CervicalAILib.segmentation.anatomy import (
     DEFAULT_ORGAN_MIN_ML,
     NO_ANATOMY_MESSAGE,
@@ -190,11 +192,10 @@ def test_a_larger_male_pelvis_is_gated_by_the_primary_site(network, factor):
 def _oblique_slab(images: dict[str, sitk.Image], degrees: float) -> dict[str, sitk.Image]:
     """Every series re-acquired in a slab tilted `degrees` about left-right (an oblique axial plan): the anatomy
     stays where it is, each grid turns about its own centre."""
-    turn = np.radians(degrees)
-    tilt = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(turn), -np.sin(turn)], [0.0, np.sin(turn), np.cos(turn)]])
+    tilt = rotation_matrix(rx=float(np.radians(degrees)))
     out = {}
     for role, image in images.items():
-        direction = tilt @ np.asarray(image.GetDirection()).reshape(3, 3)
+        direction = tilt @ direction_matrix(image)
         centre = np.array(image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()]))
         origin = centre - direction @ (np.asarray(image.GetSpacing()) * (np.asarray(image.GetSize()) - 1) / 2)
         out[role] = sitk.Resample(image, image.GetSize(), sitk.Transform(), sitk.sitkLinear,
@@ -214,7 +215,7 @@ def test_an_oblique_slab_of_the_male_pelvis_is_gated(network):
 
     acquired = load_images(refdata_path("mri", "ProstateX-0000_dicom")).images
     images = _oblique_slab(acquired, 40.0)
-    normals = [np.asarray(i.GetDirection()).reshape(3, 3)[:, 2] for i in (acquired["T2W"], images["T2W"])]
+    normals = [slice_normal(image) for image in (acquired["T2W"], images["T2W"])]
     assert np.degrees(np.arccos(abs(float(normals[0] @ normals[1])))) == pytest.approx(40.0, abs=0.1)  # slab turned
     summary = segment_case({"T2W": images["T2W"]} if network == "T2WI-only" else images).summary
     assert summary["tumor_found"] is False and summary["volume_ml"] == 0.0
