@@ -24,6 +24,7 @@ physics; --generator-version 1.1.0 reproduces cohorts of the 1.x generator.
 examples:
   cervicalai synth --cases 20 --seed 1 --out cohort
   cervicalai synth --cases 1100 --seed 4 --centers 5 --jobs 2 --out study
+  cervicalai synth --cases 60 --seed 9002 --centers 5 --t2-orientation axial --out axial   # the same patients, axial T2WI
   cervicalai synth --cases 3 --seed 1 --format dicom --out dicom_cohort
   cervicalai synth --figure cohort/SYN1-A-0001 --out case.png
 """
@@ -48,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generator-version", default=None, metavar="V",
                         help="generator version to render with (default: the current one; 1.1.0 reproduces 1.x cohorts)")
     parser.add_argument("--no-sagittal", action="store_true", help="do not acquire the sagittal T2WI (generator 2)")
+    parser.add_argument("--t2-orientation", choices=("site", "axial", "oblique_axial"), default="site",
+                        help="T2WI plane: each centre's protocol (default; centres A-E plan it oblique axial, "
+                             "F-K axial), or one plane for every case (generator 2)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
     parser.add_argument("--figure", metavar="CASE_DIR",
                         help="instead of generating: draw one case's four sequences at the largest tumour "
@@ -63,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if args.cases is None:
         raise InputError("--cases N is required (number of patients to generate)")
     params = SynthParams(stage_range=args.stage_range, matrix_scale=args.matrix_scale,
-                         generator_version=args.generator_version or GENERATOR_VERSION, sagittal_t2=not args.no_sagittal)
+                         generator_version=args.generator_version or GENERATOR_VERSION, sagittal_t2=not args.no_sagittal,
+                         t2_orientation=args.t2_orientation)
     result = generate_cohort(args.out, args.cases, args.seed, centers=args.centers, fmt=args.format,
                              jobs=args.jobs, params=params, progress=line_progress, overwrite=args.overwrite)
     print(f"wrote {result.n_cases} case(s) to {result.path} in {result.seconds:.1f} s", file=sys.stderr)

@@ -212,6 +212,10 @@ class SynthParams:
             raise InputError(f"center weights must be positive, got {self.center_weights}")
         if self.t2_orientation not in ("site", "axial", "oblique_axial"):
             raise InputError(f"T2W orientation must be 'site', 'axial' or 'oblique_axial', not {self.t2_orientation!r}")
+        if self.t2_orientation != "site" and self.generator_version != GENERATOR_VERSION:
+            # generator 1.x planned every T2WI axial and has no such choice: refuse rather than ignore it
+            raise InputError(f"a T2W orientation other than 'site' needs generator {GENERATOR_VERSION}, "
+                             f"not {self.generator_version}")
         if not (0.1 <= self.matrix_scale <= 2.0):
             raise InputError(f"matrix scale must be between 0.1 and 2, got {self.matrix_scale}")
         if self.motion_rotation_sd_deg < 0 or self.motion_translation_sd_mm < 0:

@@ -118,9 +118,29 @@ def test_cli_generates_and_reports_progress(tmp_path, capsys):
     assert (out / "SYN2-A-0001" / "T2W.nii.gz").is_file()
 
 
+def test_cli_t2_orientation_replans_the_same_patient(tmp_path):
+    """--t2-orientation axial: centre A's T2WI (oblique axial by its protocol) is planned axial instead,
+    for the same patient: same tumour, same clinical values, and the choice is recorded."""
+    def t2(out, *extra):
+        assert main(["synth", "--cases", "1", "--seed", "2", "--out", str(out), "--matrix-scale", "0.3", *extra]) == 0
+        case = out / "SYN2-A-0001"
+        truth = json.loads((case / "generator_truth.json").read_text())
+        direction = np.array(truth["series"]["T2W"]["direction"]).reshape(3, 3)
+        tilt = float(np.degrees(np.arccos(abs(direction[2, 2]))))
+        generator = json.loads((out / "generator.json").read_text())
+        return tilt, (case / "clinical.json").read_text(), generator["parameters"]["t2_orientation"]
+
+    site_tilt, site_clinical, site_choice = t2(tmp_path / "site")
+    axial_tilt, axial_clinical, axial_choice = t2(tmp_path / "axial", "--t2-orientation", "axial")
+    assert site_tilt > 2.0 and site_choice == "site"  # centre A plans its T2WI perpendicular to the canal
+    assert axial_tilt == pytest.approx(0.0, abs=1e-6) and axial_choice == "axial"
+    assert axial_clinical == site_clinical
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
+        (["--cases", "2", "--t2-orientation", "axial", "--generator-version", "1.1.0"], "needs generator 2.0.0"),
         (["--cases", "0"], "number of cases"),
         (["--cases", "2", "--jobs", "0"], "--jobs"),
         (["--cases", "2", "--centers", "0"], "centres"),
