@@ -10,6 +10,7 @@ from CervicalAILib.core.output_guard import check_output_path
 from CervicalAILib.core.progress import line_progress
 from CervicalAILib.research.synth import GENERATOR_VERSION, SynthParams, generate_cohort
 from CervicalAILib.research.synth.figure import case_figure
+from CervicalAILib.research.synth.params import T2_ORIENTATIONS
 
 EPILOG = """\
 Each case folder holds T2W, DWI (b=800 or 1000), ADC (integers in 1e-6 mm2/s) and CE-T1
@@ -49,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generator-version", default=None, metavar="V",
                         help="generator version to render with (default: the current one; 1.1.0 reproduces 1.x cohorts)")
     parser.add_argument("--no-sagittal", action="store_true", help="do not acquire the sagittal T2WI (generator 2)")
-    parser.add_argument("--t2-orientation", choices=("site", "axial", "oblique_axial"), default="site",
+    parser.add_argument("--t2-orientation", choices=T2_ORIENTATIONS, default="site",
                         help="T2WI plane: each centre's protocol (default; centres A-E plan it oblique axial, "
                              "F-K axial), or one plane for every case (generator 2)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")

@@ -25,6 +25,8 @@ GENERATOR_NAME = "CervicalAI synthetic pelvic MRI"
 GENERATOR_VERSION = "2.0.0"
 # Versions this code can make: 1.1.0 is kept (synth/v1) so that 1.x cohorts stay reproducible.
 SUPPORTED_VERSIONS = ("1.1.0", GENERATOR_VERSION)
+# T2WI planes a cohort may ask for: each centre's protocol, or one plane for every case (generator 2)
+T2_ORIENTATIONS = ("site", "axial", "oblique_axial")
 
 # Random streams of one case (case_rng's third key). Never renumber: that changes every cohort.
 STREAM_CLINICAL = 0
@@ -210,7 +212,7 @@ class SynthParams:
         weights = np.asarray(self.center_weights, dtype=float)
         if len(weights) == 0 or np.any(~np.isfinite(weights)) or np.any(weights <= 0):
             raise InputError(f"center weights must be positive, got {self.center_weights}")
-        if self.t2_orientation not in ("site", "axial", "oblique_axial"):
+        if self.t2_orientation not in T2_ORIENTATIONS:
             raise InputError(f"T2W orientation must be 'site', 'axial' or 'oblique_axial', not {self.t2_orientation!r}")
         if self.t2_orientation != "site" and self.generator_version != GENERATOR_VERSION:
             # generator 1.x planned every T2WI axial and has no such choice: refuse rather than ignore it
