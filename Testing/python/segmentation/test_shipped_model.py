@@ -8,7 +8,9 @@
   give it (steeper contrast, thicker slices).
 - A blank series and a 2D image: the gate or a clear error, never a contour; a real brain MRI
   (nibabel's test data), with and without DWI/ADC: the gate.
-The synthetic side (a held-out generator case gets its tumour) is checked by the demo test.
+- Held-out synthetic patients with the T2WI planned axial, as many sites plan it (the default network
+  before 2.5.0 had seen oblique axial T2WIs only): each tumour found, the organs drawn, no OOD flag.
+The synthetic side as generated (a held-out case gets its tumour) is checked by the demo test.
 """
 
 from __future__ import annotations
