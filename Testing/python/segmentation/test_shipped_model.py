@@ -3,13 +3,14 @@
 - A real male pelvis (ProstateX-0000, ../shared/refdata): no cervix or uterus, so no tumour
   contour, the gate's sentence, exit status 3, the out-of-distribution score above its
   threshold; the bladder (present in every pelvis) found, and found where the urine is. The
-  T2WI-only fallback gives the same sentence and flag (its organ outlines on real images are
-  rougher: they are not checked here). The same with the T2WI as another site's protocol would
+  T2WI-only fallback ends at the gate too, with the flag (it takes some of the male pelvis for uterus,
+  but finds no cervix; its organ outlines on real images are rougher and are not checked here). The same with the T2WI as another site's protocol would
   give it (steeper contrast, thicker slices).
 - A blank series and a 2D image: the gate or a clear error, never a contour; a real brain MRI
   (nibabel's test data), with and without DWI/ADC: the gate.
-- Held-out synthetic patients with the T2WI planned axial, as many sites plan it (the default network
-  before 2.5.0 had seen oblique axial T2WIs only): each tumour found, the organs drawn, no OOD flag.
+- Held-out synthetic patients with the T2WI planned axial, as many sites plan it (the networks before
+  2.5.0 and T2WI-only 2.2.0 had seen oblique axial T2WIs only), through both networks: each tumour found,
+  the organs drawn, no OOD flag.
 The synthetic side as generated (a held-out case gets its tumour) is checked by the demo test.
 """
 
@@ -108,14 +109,17 @@ def test_real_male_pelvis_gets_the_gate_sentence_and_its_bladder(shipped, tmp_pa
 
 @pytest.mark.slow
 def test_real_male_pelvis_t2_only_gets_the_gate_sentence_too(tmp_path, capsys):
-    """The T2WI-only fallback (a study without DWI/ADC) has organ outputs too, so the gate runs there as well."""
+    """The T2WI-only fallback (a study without DWI/ADC) has organ outputs too, so the gate runs there as well.
+    2.1.1 found under 5 mL of cervix + uterus here ("no cervix or uterus recognised"); 2.2.0 takes 6.3 mL of the
+    male pelvis for uterus but finds 0.65 mL of cervix, so its primary-site test refuses ("no cervix recognised")."""
     out = tmp_path / "seg"
     assert main(["segment", str(refdata_path("mri", "ProstateX-0000_dicom")), "--out", str(out), "--t2-only"]) == 3
-    assert NO_ANATOMY_MESSAGE in capsys.readouterr().out
+    printed = capsys.readouterr().out
     assert not (out / "tumor.nii.gz").exists()
     summary = json.loads((out / "segmentation.json").read_text())
     assert summary["model"]["label"] == _shipped_label("segmentation-t2") and summary["tumor_found"] is False
     assert_gated(summary["anatomy_gate"])
+    assert f"{summary['anatomy_gate']['message']}: no tumour contour" in printed  # the gate's sentence, printed
     assert summary["ood"]["score"] > 1.0 and summary["ood"]["unusual"]
 
 
@@ -141,8 +145,9 @@ def _thick_slices(image: sitk.Image) -> sitk.Image:
 @pytest.mark.parametrize("variation", [_steeper_contrast, _thick_slices], ids=["steeper contrast", "5 mm slices"])
 def test_real_male_pelvis_gated_under_another_sites_protocol(network, variation, shipped):
     """The gate does not hang on this one study's look: its T2WI as another site would acquire it still
-    ends at the gate with no tumour (two variations that bring the T2WI-only network within 0.7 mL of min_ml
-    and give the default network its lowest OOD score, in Testing/benchmarks/bench_gate_variation.py, which runs twelve)."""
+    ends at the gate with no tumour (two of the twenty variations in Testing/benchmarks/bench_gate_variation.py:
+    the steeper contrast gives the T2WI-only network 2.2.0 8.4 mL of "uterus", which only the primary-site test
+    refuses; the 5 mm slices give the default network one of its lowest OOD scores, 2.5)."""
     from CervicalAILib.pipeline.segment import load_images
     from CervicalAILib.segmentation import segment_case
 
@@ -212,8 +217,9 @@ def _oblique_slab(images: dict[str, sitk.Image], degrees: float) -> dict[str, si
 @pytest.mark.parametrize("network", ["default", "T2WI-only"])
 def test_an_oblique_slab_of_the_male_pelvis_is_gated(network):
     """Cervical MRI is often planned oblique, perpendicular to the canal. The male pelvis re-acquired in a slab
-    tilted 40 degrees gives the T2WI-only network 1.57 mL of cervix + attached tumour against its 2 mL
-    min_primary_ml, the least margin in bench_gate_variation.py; both networks must still end at the gate."""
+    tilted 40 degrees gave the T2WI-only network 2.1.1 1.57 mL of cervix + attached tumour against its 2 mL
+    min_primary_ml, then the least margin in bench_gate_variation.py (2.2.0: 0.95 mL); both networks must still
+    end at the gate."""
     from CervicalAILib.pipeline.segment import load_images
     from CervicalAILib.segmentation import segment_case
 
@@ -283,26 +289,46 @@ def test_a_real_brain_mri_gets_the_gate_not_a_contour(sequences, shipped, tmp_pa
     assert summary["model"]["label"] == _shipped_label("segmentation-t2" if sequences == "T2WI only" else "segmentation")
 
 
-@pytest.mark.slow
-def test_a_t2wi_planned_axial_gets_its_tumour_and_organs(tmp_path):
-    """Sites plan the T2WI either oblique axial (perpendicular to the cervical canal) or straight axial; the
-    generator's centres A-E plan it oblique, F-K axial. Four held-out synthetic patients (seed 9011, never
-    trained or calibrated on) with every T2WI planned axial, through `cervicalai segment`: each tumour found,
-    the organs drawn and none flagged as unusual. The default network before 2.5.0, trained on oblique T2WIs
-    only, drew these patients' rectum at median Dice 0.39 and their vagina at 0.62."""
-    cohort = tmp_path / "axial"
+@pytest.fixture(scope="module")
+def axial_cohort(tmp_path_factory) -> Path:
+    """Four held-out synthetic patients (seed 9011, never trained or calibrated on) with every T2WI planned axial."""
+    cohort = tmp_path_factory.mktemp("axial")
     assert main(["synth", "--cases", "4", "--seed", "9011", "--centers", "5", "--stage-range", "full",
                  "--t2-orientation", "axial", "--out", str(cohort)]) == 0
+    return cohort
+
+
+# The least each network must reach on the axial cohort: tumour Dice per case, organ median Dice. The T2WI-only
+# network finds the tumour and the vagina less well without DWI/ADC (2.2.0 here: tumour at least 0.58, vagina
+# median 0.67, uterus 0.75, rectum 0.87).
+AXIAL_FLOORS = {
+    "default": {"tumour": 0.65, "rectum": 0.75, "vagina": 0.7, "uterus": 0.7, "bladder": 0.85},
+    "T2WI-only": {"tumour": 0.5, "rectum": 0.75, "vagina": 0.6, "uterus": 0.65, "bladder": 0.85},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("network", ["default", "T2WI-only"])
+def test_a_t2wi_planned_axial_gets_its_tumour_and_organs(network, axial_cohort, tmp_path):
+    """Sites plan the T2WI either oblique axial (perpendicular to the cervical canal) or straight axial; the
+    generator's centres A-E plan it oblique, F-K axial. The axial cohort through `cervicalai segment`: each
+    tumour found, the organs drawn and none flagged as unusual. The networks before 2.5.0 (default) and 2.2.0
+    (T2WI-only), trained on oblique T2WIs only, drew these patients' rectum at median Dice 0.39 and 0.44 and
+    their vagina at 0.62 and 0.53; the T2WI-only 2.1.1 flagged one of the four as unusual."""
+    floors = AXIAL_FLOORS[network]
     organ_dice: dict[str, list[float]] = {"rectum": [], "vagina": [], "uterus": [], "bladder": []}
-    for case in sorted(p for p in cohort.iterdir() if p.is_dir()):
+    for case in sorted(p for p in axial_cohort.iterdir() if p.is_dir()):
         t2 = sitk.ReadImage(str(case / "T2W.nii.gz"))
         assert abs(float(slice_normal(t2)[2])) == pytest.approx(1.0, abs=1e-6)  # axial, whatever the centre
         out = tmp_path / f"seg-{case.name}"
-        assert main(["segment", str(case), "--out", str(out)]) == 0, case.name
+        only = ["--t2-only"] if network == "T2WI-only" else []
+        assert main(["segment", str(case), "--out", str(out), *only]) == 0, case.name
         summary = json.loads((out / "segmentation.json").read_text())
-        assert summary["model"]["label"] == _shipped_label("segmentation") and summary["tumor_found"]
+        purpose = "segmentation-t2" if network == "T2WI-only" else "segmentation"
+        assert summary["model"]["label"] == _shipped_label(purpose) and summary["tumor_found"]
         assert summary["ood"]["available"] and not summary["ood"]["unusual"], (case.name, summary["ood"]["score"])
-        assert dice(sitk.ReadImage(str(out / "tumor.nii.gz")), sitk.ReadImage(str(case / "labels" / "tumor.nii.gz"))) > 0.65, case.name
+        tumour_dice = dice(sitk.ReadImage(str(out / "tumor.nii.gz")), sitk.ReadImage(str(case / "labels" / "tumor.nii.gz")))
+        assert tumour_dice > floors["tumour"], (case.name, tumour_dice)
         predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "organs.nii.gz")))
         predicted_table = name_to_values_table(json.loads((out / "organs.json").read_text()), "organs.json")
         true_organs = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "labels" / "organs.nii.gz")))
@@ -310,5 +336,4 @@ def test_a_t2wi_planned_axial_gets_its_tumour_and_organs(tmp_path):
         for name, scores in organ_dice.items():
             scores.append(mask_dice(label_mask(predicted, predicted_table[name]), label_mask(true_organs, true_table[name])))
     medians = {name: float(np.median(scores)) for name, scores in organ_dice.items()}
-    assert medians["rectum"] > 0.75 and medians["vagina"] > 0.7, medians
-    assert medians["uterus"] > 0.7 and medians["bladder"] > 0.85, medians
+    assert all(medians[name] > floors[name] for name in medians), medians
