@@ -3,9 +3,10 @@
 - A real male pelvis (ProstateX-0000, ../shared/refdata): no cervix or uterus, so no tumour
   contour, the gate's sentence, exit status 3, the out-of-distribution score above its
   threshold; the bladder (present in every pelvis) found, and found where the urine is. The
-  T2WI-only fallback ends at the gate too, with the flag (it takes some of the male pelvis for uterus,
-  but finds no cervix; its organ outlines on real images are rougher and are not checked here). The same with the T2WI as another site's protocol would
-  give it (steeper contrast, thicker slices).
+  T2WI-only fallback ends at the gate too, with the flag (it takes some of the male pelvis for
+  uterus, but finds too little cervix; its organ outlines on real images are rougher and are not
+  checked here). The same with the T2WI as another site's protocol would give it (steeper
+  contrast, thicker slices).
 - A blank series and a 2D image: the gate or a clear error, never a contour; a real brain MRI
   (nibabel's test data), with and without DWI/ADC: the gate.
 - Held-out synthetic patients with the T2WI planned axial, as many sites plan it (the networks before
