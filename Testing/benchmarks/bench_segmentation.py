@@ -133,15 +133,9 @@ def organ_dice(item: dict) -> dict[str, float]:
     return scores
 
 
-def slice_tilt_deg(image: sitk.Image) -> float:
-    """Angle between the series' slice normal and the body's long axis."""
-    from CervicalAILib.io.geometry import slice_normal
-
-    return float(np.degrees(np.arccos(min(abs(float(slice_normal(image)[2])), 1.0))))
-
-
 def score(results: list[dict]) -> list[dict]:
     from CervicalAILib.io import measurements as measure
+    from CervicalAILib.io.geometry import plane_tilt_deg
 
     rows = []
     for item in results:
@@ -166,7 +160,7 @@ def score(results: list[dict]) -> list[dict]:
                 "gate": item["summary"].get("anatomy_gate", {}).get("anatomy_found"),
                 "gate_found_ml": item["summary"].get("anatomy_gate", {}).get("anatomy_found_ml"),  # cervix, uterus
                 "organ_dice": organ_dice(item),
-                "t2_tilt_deg": round(slice_tilt_deg(truth), 1),
+                "t2_tilt_deg": round(plane_tilt_deg(truth), 1),
                 "inference_s": item["seconds"],
                 "register_s": item["register_s"],
                 "model": item["summary"]["model"]["label"],

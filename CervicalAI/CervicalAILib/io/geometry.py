@@ -31,6 +31,12 @@ def slice_normal(image: sitk.Image) -> np.ndarray:
     return direction_matrix(image)[:, 2]
 
 
+def plane_tilt_deg(image: sitk.Image) -> float:
+    """Angle between the slice normal and the body's long (S-I) axis: 0 axial, 90 sagittal or coronal."""
+    normal = slice_normal(image)
+    return float(np.degrees(np.arccos(min(1.0, abs(float(normal[2]) / float(np.linalg.norm(normal)))))))
+
+
 def orientation_label(image_or_direction, oblique_tolerance_deg: float = 10.0) -> str:
     """'axial', 'coronal' or 'sagittal' by the slice normal; 'oblique-<nearest>' beyond tolerance."""
     if isinstance(image_or_direction, sitk.Image):

@@ -27,7 +27,7 @@ from CervicalAILib.bundles.onnx import make_session
 from CervicalAILib.contracts.label_table import TUMOR, canonical_name
 from CervicalAILib.core.errors import BundleError, InputError
 from CervicalAILib.core.progress import ProgressCallback, no_progress, sub_progress
-from CervicalAILib.io.geometry import overlap_fraction, same_grid
+from CervicalAILib.io.geometry import orientation_label, overlap_fraction, plane_tilt_deg, same_grid
 from CervicalAILib.segmentation.anatomy import DEFAULT_ORGAN_MIN_ML, GateSettings, gate_available
 from CervicalAILib.segmentation.finish import SegmentationResult, finish_segmentation, to_image
 from CervicalAILib.segmentation.nnunet import segment_with_nnunet  # torch and nnunetv2 only inside it
@@ -215,7 +215,7 @@ def check_sequence_overlap(images: Mapping[str, sitk.Image], roles: list[str]) -
 
 
 def range_warnings(images: Mapping[str, sitk.Image], roles: list[str], training_range: Mapping[str, Any]) -> list[str]:
-    """Warnings for inputs outside the spacing or intensity range the network was trained on."""
+    """Warnings for inputs outside the spacing, slice plane or intensity range the network was trained on."""
     warnings: list[str] = []
     if not training_range:
         return warnings
@@ -231,6 +231,15 @@ def range_warnings(images: Mapping[str, sitk.Image], roles: list[str], training_
             warnings.append(
                 f"T2W voxel spacing {text(spacing)} mm is far outside the training range "
                 f"({text(low)} to {text(high)} mm): check the contour carefully"
+            )
+    tilt_range = training_range.get("t2w_tilt_deg")
+    if tilt_range:  # e.g. a sagittal or coronal T2WI given where the network saw axial and oblique axial ones
+        tilt, most = plane_tilt_deg(images["T2W"]), float(tilt_range["max"])
+        if tilt > most + float(training_range.get("tilt_tolerance_deg", 10.0)):
+            warnings.append(
+                f"the T2W slice plane is {tilt:.0f} degrees from axial ({orientation_label(images['T2W'])}), beyond the "
+                f"training range (up to {most:.0f} degrees: axial and oblique axial T2WIs): use the axial T2WI if "
+                "the study has one, and check the contour carefully"
             )
     intensity_factor = float(training_range.get("intensity_tolerance_factor", 3.0))
     for role in roles:

@@ -307,6 +307,25 @@ def test_out_of_range_input_is_segmented_with_warnings(tmp_path):
     assert summary["tumor_found"]  # still segmented
 
 
+def test_a_t2wi_plane_beyond_the_trained_tilts_is_segmented_with_a_warning(tmp_path):
+    """A sagittal T2WI (slices left-right) given to a network trained on axial and oblique axial T2WIs (up to
+    63.5 degrees from axial, as the shipped ones declare): segmented, with a sentence naming the plane; an
+    oblique axial T2WI within the range gets none."""
+    bundle = make_bundle(tmp_path / "b", training_range={"t2w_tilt_deg": {"min": 0.0, "max": 63.5}, "tilt_tolerance_deg": 10.0})
+    sagittal = (0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)  # columns: x -> posterior, y -> inferior, slices -> left
+    image, _ = phantom(direction=sagittal)
+    summary = segment_case({"T2W": image}, bundle=bundle).summary
+    plane = [w for w in summary["warnings"] if "slice plane" in w]
+    assert plane == ["the T2W slice plane is 90 degrees from axial (sagittal), beyond the training range (up to 64 "
+                     "degrees: axial and oblique axial T2WIs): use the axial T2WI if the study has one, and check the "
+                     "contour carefully"]
+    assert summary["tumor_found"]  # still segmented
+    tilt = np.radians(50.0)  # an oblique axial plan, tilted about left-right: within the range
+    oblique = (1.0, 0.0, 0.0, 0.0, np.cos(tilt), np.sin(tilt), 0.0, -np.sin(tilt), np.cos(tilt))
+    image, _ = phantom(direction=oblique)
+    assert not any("slice plane" in w for w in segment_case({"T2W": image}, bundle=bundle).summary["warnings"])
+
+
 def test_tampered_or_unknown_bundles_are_refused(tmp_path, t2_bundle):
     image, _ = phantom()
     tampered = tmp_path / "tampered"

@@ -11,7 +11,8 @@
   (nibabel's test data), with and without DWI/ADC: the gate.
 - Held-out synthetic patients with the T2WI planned axial, as many sites plan it (the networks before
   2.5.0 and T2WI-only 2.2.0 had seen oblique axial T2WIs only), through both networks: each tumour found,
-  the organs drawn, no OOD flag.
+  the organs drawn, no OOD flag. The first of them with its series resampled sagittal: segmented, with a
+  sentence naming the plane (the shipped bundles declare the slice planes they were trained on).
 The synthetic side as generated (a held-out case gets its tumour) is checked by the demo test.
 """
 
@@ -29,7 +30,7 @@ from CervicalAILib.bundles.format import load_bundle
 from CervicalAILib.cli import main
 from CervicalAILib.contracts.label_table import label_mask, name_to_values_table, read_label_table
 from CervicalAILib.io.case import write_case
-from CervicalAILib.io.geometry import direction_matrix, slice_normal
+from CervicalAILib.io.geometry import direction_matrix, orientation_label, slice_normal
 from CervicalAILib.io.measurements import dice, mask_dice
 from CervicalAILib.research.synth.shapes import rotation_matrix
 from CervicalAILib.segmentation.anatomy import (
@@ -338,3 +339,37 @@ def test_a_t2wi_planned_axial_gets_its_tumour_and_organs(network, axial_cohort, 
             scores.append(mask_dice(label_mask(predicted, predicted_table[name]), label_mask(true_organs, true_table[name])))
     medians = {name: float(np.median(scores)) for name, scores in organ_dice.items()}
     assert all(medians[name] > floors[name] for name in medians), medians
+
+
+def _sagittal(images: dict[str, sitk.Image], slice_mm: float = 4.0) -> dict[str, sitk.Image]:
+    """Every series resampled onto a sagittal slab over the T2WI's box (slices left-right, 0.6 mm pixels), as when
+    the sagittal T2WI of a study is given as the T2WI."""
+    corners = np.array([images["T2W"].TransformIndexToPhysicalPoint([int(i * (n - 1)) for i, n in zip(ijk, images["T2W"].GetSize())])
+                        for ijk in np.ndindex(2, 2, 2)])
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    direction = np.column_stack([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])  # x -> P, y -> I, slices -> L
+    spacing = [0.6, 0.6, slice_mm]
+    extent = [high[1] - low[1], high[2] - low[2], high[0] - low[0]]
+    size = [int(e / s) + 1 for e, s in zip(extent, spacing)]
+    origin = [float(low[0]), float(low[1]), float(high[2])]
+    return {role: sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, origin, spacing,
+                                direction.ravel().tolist(), 0.0, sitk.sitkFloat32) for role, image in images.items()}
+
+
+@pytest.mark.slow
+def test_a_sagittal_t2wi_is_segmented_with_a_sentence_naming_its_plane(axial_cohort):
+    """A sagittal T2WI given as the T2WI (a study's sagittal series picked by mistake): both networks declare
+    the slice planes they were trained on (0-63.5 degrees from axial), so the case is segmented with a
+    sentence naming the plane. The OOD score alone does not say it: on these patients it stays under 1
+    (0.70-0.93 on the first two)."""
+    from CervicalAILib.segmentation import segment_case
+
+    case = sorted(p for p in axial_cohort.iterdir() if p.is_dir())[0]
+    images = _sagittal({role: sitk.ReadImage(str(case / f"{role}.nii.gz")) for role in ("T2W", "ADC", "DWI")})
+    assert orientation_label(images["T2W"]) == "sagittal"
+    for network, given in (("default", images), ("T2WI-only", {"T2W": images["T2W"]})):
+        summary = segment_case(given).summary
+        assert summary["model"]["label"] == _shipped_label("segmentation" if network == "default" else "segmentation-t2")
+        plane = [w for w in summary["warnings"] if "slice plane" in w]
+        assert len(plane) == 1 and plane[0].startswith("the T2W slice plane is 90 degrees from axial (sagittal)"), network
+        assert "use the axial T2WI" in plane[0]

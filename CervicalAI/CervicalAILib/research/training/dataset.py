@@ -29,6 +29,7 @@ from CervicalAILib.core.errors import InputError
 from CervicalAILib.core.hashing import sha256_file
 from CervicalAILib.core.progress import ProgressCallback, no_progress
 from CervicalAILib.io.case import is_case_folder, load_case, read_transforms
+from CervicalAILib.io.geometry import plane_tilt_deg
 from CervicalAILib.registration.resample import onto_t2_grid
 from CervicalAILib.registration.rule import resolve_transforms
 from CervicalAILib.segmentation.preprocess import intensity_summary, prepare_inputs, resample_onto
@@ -142,6 +143,7 @@ def prepare_case(
     t2 = case.image("T2W")
     stats = {
         "t2w_spacing_mm": list(t2.GetSpacing()),
+        "t2w_tilt_deg": plane_tilt_deg(t2),
         "intensity_p99": {role: intensity_summary(images[role])["p99"] for role in roles},
         "tumor_voxels": int(targets[0].sum()),
         "structures": structures,
@@ -214,9 +216,9 @@ def build_cache(
 
 
 def training_range(cases: Sequence[CachedCase], roles: Sequence[str]) -> dict[str, Any]:
-    """The spacing and intensity range seen in training, for the runtime's out-of-range warnings."""
+    """The spacing, slice-plane and intensity range seen in training, for the runtime's out-of-range warnings."""
     spacings = np.array([c.stats["t2w_spacing_mm"] for c in cases], dtype=float)
-    return {
+    declared: dict[str, Any] = {
         "t2w_spacing_mm": {"min": spacings.min(axis=0).round(4).tolist(), "max": spacings.max(axis=0).round(4).tolist()},
         "intensity_p99": {
             role: [
@@ -228,6 +230,11 @@ def training_range(cases: Sequence[CachedCase], roles: Sequence[str]) -> dict[st
         "tolerance_factor": 1.5,
         "intensity_tolerance_factor": 3.0,
     }
+    tilts = [c.stats.get("t2w_tilt_deg") for c in cases]
+    if None not in tilts:  # caches written before the tilt was recorded lack it: then nothing is declared
+        declared["t2w_tilt_deg"] = {"min": round(min(tilts), 1), "max": round(max(tilts), 1)}
+        declared["tilt_tolerance_deg"] = 10.0
+    return declared
 
 
 def dataset_provenance(case_dirs: Sequence[Path]) -> list[dict[str, Any]]:

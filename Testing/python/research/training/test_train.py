@@ -101,6 +101,7 @@ def test_training_smoke_exports_a_bundle_the_runtime_runs(tiny_cohort, tmp_path)
     assert "not for clinical use" in manifest["training_data"]
     assert "not for clinical use" in bundle.read_text("MODEL_CARD.md")
     assert manifest["training_range"]["t2w_spacing_mm"]["min"] == [1.0, 1.0, 3.0]
+    assert manifest["training_range"]["t2w_tilt_deg"] == {"min": 0.0, "max": 0.0}  # the tiny cases are axial
     assert len(manifest["validation"]["cases"]) == 2
     # the run-time threshold is the one with the best validation Dice among the candidates
     scores = manifest["validation"]["dice_mean_by_threshold"]
