@@ -644,6 +644,28 @@ def _t2_only(b: Base, d: Path) -> Step:
 case("ok-t2-only", "image files", "warn", "a case with the T2WI alone (T2-only model)", "T2WI-only")(_t2_only)
 
 
+def _sagittal_t2(b: Base, d: Path) -> Step:
+    """The study's sagittal T2WI given as the T2WI: A's T2WI resampled onto a sagittal slab over its box."""
+    t2 = sitk.ReadImage(str(b.Areg / "T2W.nii.gz"))
+    corners = np.array([t2.TransformIndexToPhysicalPoint([int(i * (n - 1)) for i, n in zip(ijk, t2.GetSize())])
+                        for ijk in np.ndindex(2, 2, 2)])
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    pixel = float(min(t2.GetSpacing()[:2]))
+    spacing = [pixel, pixel, 4.0]  # slices left-right
+    size = [int((high[axis] - low[axis]) / step) + 1 for axis, step in zip((1, 2, 0), spacing)]
+    direction = np.column_stack([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])  # x -> P, y -> I, slices -> L
+    sagittal = sitk.Resample(t2, size, sitk.Transform(), sitk.sitkLinear, [float(low[0]), float(low[1]), float(high[2])],
+                             spacing, direction.ravel().tolist(), 0.0, sitk.sitkFloat32)
+    case = d / "A"
+    case.mkdir()
+    sitk.WriteImage(sagittal, str(case / "T2W.nii.gz"))
+    return Step(["segment", case, "--out", d / "seg"], may_change=[d / "seg"])
+
+
+case("t2-sagittal", "image files", "warn", "the sagittal T2WI given as the T2WI (segmented, with a warning)",
+     ("slice plane", "sagittal"))(_sagittal_t2)
+
+
 def _blank_adc(b: Base, d: Path) -> Step:
     case = cp(b.Areg, d / "A")
     image_like(case / "ADC.nii.gz", np.zeros_like(array_of(case / "ADC.nii.gz")), case / "ADC.nii.gz")
