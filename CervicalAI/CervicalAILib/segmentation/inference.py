@@ -234,11 +234,11 @@ def range_warnings(images: Mapping[str, sitk.Image], roles: list[str], training_
             )
     tilt_range = training_range.get("t2w_tilt_deg")
     if tilt_range:  # e.g. a sagittal or coronal T2WI given where the network saw axial and oblique axial ones
-        tilt, most = plane_tilt_deg(images["T2W"]), float(tilt_range["max"])
+        tilt, least, most = plane_tilt_deg(images["T2W"]), float(tilt_range["min"]), float(tilt_range["max"])
         if tilt > most + float(training_range.get("tilt_tolerance_deg", 10.0)):
             warnings.append(
-                f"the T2W slice plane is {tilt:.0f} degrees from axial ({orientation_label(images['T2W'])}), beyond the "
-                f"training range (up to {most:.0f} degrees: axial and oblique axial T2WIs): use the axial T2WI if "
+                f"the T2W slice plane is {tilt:.0f} degrees from axial ({orientation_label(images['T2W'])}), beyond "
+                f"the {least:.0f}-{most:.0f} degrees of the T2WIs the network was trained on: use the axial T2WI if "
                 "the study has one, and check the contour carefully"
             )
     intensity_factor = float(training_range.get("intensity_tolerance_factor", 3.0))
