@@ -646,16 +646,11 @@ case("ok-t2-only", "image files", "warn", "a case with the T2WI alone (T2-only m
 
 def _sagittal_t2(b: Base, d: Path) -> Step:
     """The study's sagittal T2WI given as the T2WI: A's T2WI resampled onto a sagittal slab over its box."""
+    from segmentation_testdata import sagittal_grid
+
     t2 = sitk.ReadImage(str(b.Areg / "T2W.nii.gz"))
-    corners = np.array([t2.TransformIndexToPhysicalPoint([int(i * (n - 1)) for i, n in zip(ijk, t2.GetSize())])
-                        for ijk in np.ndindex(2, 2, 2)])
-    low, high = corners.min(axis=0), corners.max(axis=0)
-    pixel = float(min(t2.GetSpacing()[:2]))
-    spacing = [pixel, pixel, 4.0]  # slices left-right
-    size = [int((high[axis] - low[axis]) / step) + 1 for axis, step in zip((1, 2, 0), spacing)]
-    direction = np.column_stack([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])  # x -> P, y -> I, slices -> L
-    sagittal = sitk.Resample(t2, size, sitk.Transform(), sitk.sitkLinear, [float(low[0]), float(low[1]), float(high[2])],
-                             spacing, direction.ravel().tolist(), 0.0, sitk.sitkFloat32)
+    grid = sagittal_grid(t2, pixel_mm=float(min(t2.GetSpacing()[:2])))
+    sagittal = sitk.Resample(t2, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     case = d / "A"
     case.mkdir()
     sitk.WriteImage(sagittal, str(case / "T2W.nii.gz"))

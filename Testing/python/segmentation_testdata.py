@@ -9,6 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CervicalAILib.bundles.format import write_bundle
+from CervicalAILib.io.geometry import physical_corners
 
 # The smallest U-Net the training code builds (training and OOD tests)
 TINY_ARCH = {
@@ -186,6 +187,21 @@ def pelvis(cervix: bool = True, far_blob: bool = False, size=(48, 44, 12), spaci
     image.SetSpacing(spacing)
     image.SetOrigin((-30.0, -20.0, 0.0))
     return image, tumour, blob
+
+
+def sagittal_grid(reference: sitk.Image, pixel_mm: float, slice_mm: float = 4.0) -> sitk.Image:
+    """An empty sagittal grid (slices left-right; x -> posterior, y -> inferior) over `reference`'s voxel-edge box:
+    what a study's sagittal series covering the same anatomy looks like, for giving it where a T2WI is expected."""
+    corners = physical_corners(reference)
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    direction = np.column_stack([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
+    spacing = np.array([pixel_mm, pixel_mm, slice_mm])
+    extent = np.array([high[1] - low[1], high[2] - low[2], high[0] - low[0]])  # along the new x, y, slices
+    grid = sitk.Image([int(n) for n in np.maximum(np.ceil(extent / spacing), 1)], sitk.sitkFloat32)
+    grid.SetSpacing([float(v) for v in spacing])
+    grid.SetDirection([float(v) for v in direction.ravel()])
+    grid.SetOrigin([float(low[0] + slice_mm / 2), float(low[1] + pixel_mm / 2), float(high[2] - pixel_mm / 2)])
+    return grid
 
 
 def box_mask(path, box) -> sitk.Image:

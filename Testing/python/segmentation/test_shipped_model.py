@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from segmentation_testdata import sagittal_grid
 
 from CervicalAILib.bundles.defaults import default_bundle_path
 from CervicalAILib.bundles.format import load_bundle
@@ -341,21 +342,6 @@ def test_a_t2wi_planned_axial_gets_its_tumour_and_organs(network, axial_cohort, 
     assert all(medians[name] > floors[name] for name in medians), medians
 
 
-def _sagittal(images: dict[str, sitk.Image], slice_mm: float = 4.0) -> dict[str, sitk.Image]:
-    """Every series resampled onto a sagittal slab over the T2WI's box (slices left-right, 0.6 mm pixels), as when
-    the sagittal T2WI of a study is given as the T2WI."""
-    corners = np.array([images["T2W"].TransformIndexToPhysicalPoint([int(i * (n - 1)) for i, n in zip(ijk, images["T2W"].GetSize())])
-                        for ijk in np.ndindex(2, 2, 2)])
-    low, high = corners.min(axis=0), corners.max(axis=0)
-    direction = np.column_stack([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])  # x -> P, y -> I, slices -> L
-    spacing = [0.6, 0.6, slice_mm]
-    extent = [high[1] - low[1], high[2] - low[2], high[0] - low[0]]
-    size = [int(e / s) + 1 for e, s in zip(extent, spacing)]
-    origin = [float(low[0]), float(low[1]), float(high[2])]
-    return {role: sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, origin, spacing,
-                                direction.ravel().tolist(), 0.0, sitk.sitkFloat32) for role, image in images.items()}
-
-
 @pytest.mark.slow
 def test_a_sagittal_t2wi_is_segmented_with_a_sentence_naming_its_plane(axial_cohort):
     """A sagittal T2WI given as the T2WI (a study's sagittal series picked by mistake): both networks declare
@@ -365,7 +351,10 @@ def test_a_sagittal_t2wi_is_segmented_with_a_sentence_naming_its_plane(axial_coh
     from CervicalAILib.segmentation import segment_case
 
     case = sorted(p for p in axial_cohort.iterdir() if p.is_dir())[0]
-    images = _sagittal({role: sitk.ReadImage(str(case / f"{role}.nii.gz")) for role in ("T2W", "ADC", "DWI")})
+    acquired = {role: sitk.ReadImage(str(case / f"{role}.nii.gz")) for role in ("T2W", "ADC", "DWI")}
+    grid = sagittal_grid(acquired["T2W"], pixel_mm=0.6)  # every series onto the sagittal slab over the T2WI's box
+    images = {role: sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+              for role, image in acquired.items()}
     assert orientation_label(images["T2W"]) == "sagittal"
     for network, given in (("default", images), ("T2WI-only", {"T2W": images["T2W"]})):
         summary = segment_case(given).summary
