@@ -102,11 +102,13 @@ def phantom(size=(40, 36, 12), spacing=(1.0, 1.1, 2.5), radius_mm=7.0, centre=(2
 # (the anatomy gate's and the OOD score's tests)
 
 
-def band_network(with_features: bool = False) -> bytes:
+def band_network(with_features: bool = False, lean_voxels: int = 0) -> bytes:
     """ONNX (1, 1, z, y, x) -> probability (1, 2, z, y, x): channel 0 tumour = sigmoid(40 (x - 0.83)),
     channel 1 cervix = sigmoid(40 (x - 0.5)) - tumour. Inputs normalised to 0..1 by the maximum, a
     phantom's body (1/3), cervix (2/3) and tumour (1) fall in these bands. With `with_features`,
-    a second output "features" (1, 2): the patch means of x and x^2."""
+    a second output "features" (1, 2): the patch means of x and x^2. With `lean_voxels` n, the cervix
+    band reads the voxel n further along the last axis (a network that is not left-right symmetric:
+    its cervix lands n voxels off, towards the lower index, and off the other way in a mirrored pass)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -118,12 +120,17 @@ def band_network(with_features: bool = False) -> bytes:
         helper.make_node("Sub", ["image", "hi"], ["d_hi"]),
         helper.make_node("Mul", ["d_hi", "gain"], ["g_hi"]),
         helper.make_node("Sigmoid", ["g_hi"], ["tumour"]),
-        helper.make_node("Sub", ["image", "lo"], ["d_lo"]),
+        helper.make_node("Sub", ["leaning" if lean_voxels else "image", "lo"], ["d_lo"]),
         helper.make_node("Mul", ["d_lo", "gain"], ["g_lo"]),
         helper.make_node("Sigmoid", ["g_lo"], ["tissue"]),
         helper.make_node("Sub", ["tissue", "tumour"], ["cervix"]),
         helper.make_node("Concat", ["tumour", "cervix"], ["probability"], axis=1),
     ]
+    if lean_voxels:
+        taps = [0.0] * (2 * lean_voxels) + [1.0]  # out[x] = in[x + n]: zero padding beyond the edge
+        constants.append(helper.make_tensor("lean", TensorProto.FLOAT, [1, 1, 1, 1, len(taps)], taps))
+        nodes.insert(0, helper.make_node("Conv", ["image", "lean"], ["leaning"],
+                                         pads=[0, 0, lean_voxels, 0, 0, lean_voxels]))
     if with_features:
         outputs.append(helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 2]))
         nodes += [

@@ -56,33 +56,44 @@ DEFAULT_ORGAN_MIN_ML = 0.5
 # --------------------------------------------------------------------------- organ masks
 
 
+def largest_part(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of a boolean mask (26-connected), or the mask itself when it has one or none."""
+    if not mask.any():
+        return mask
+    labels, count = ndimage.label(mask, structure=ndimage.generate_binary_structure(mask.ndim, mask.ndim))
+    if count == 1:
+        return mask
+    sizes = ndimage.sum_labels(mask, labels, np.arange(1, count + 1))
+    return labels == int(np.argmax(sizes)) + 1
+
+
 def organ_masks(
     probabilities: Mapping[str, np.ndarray],
-    threshold: float = 0.5,
+    threshold: float | Mapping[str, float] = 0.5,
     largest_component: bool = True,
     min_voxels: int = 0,
 ) -> dict[str, np.ndarray]:
     """One boolean mask per structure from its probability map (all on one grid).
 
-    A voxel goes to the structure with the highest probability among those >= `threshold`
-    (organs do not overlap); each structure keeps its largest connected part (the network's
-    stray voxels elsewhere are not the organ); a structure left with fewer than `min_voxels`
-    voxels is empty (not found).
+    `threshold`: one for every structure or one per structure. A voxel goes to the structure with
+    the highest probability among those at or above their threshold (organs do not overlap); each
+    structure keeps its largest connected part (the network's stray voxels elsewhere are not the
+    organ); a structure left with fewer than `min_voxels` voxels is empty (not found).
     """
     names = list(probabilities)
     if not names:
         return {}
     stack = np.stack([np.asarray(probabilities[n], dtype=np.float32) for n in names])
-    winner = np.argmax(stack, axis=0)
-    above = stack.max(axis=0) >= threshold
+    each = [float(threshold[n]) if isinstance(threshold, Mapping) else float(threshold) for n in names]
+    candidate = stack >= np.asarray(each, dtype=np.float32).reshape(-1, *([1] * (stack.ndim - 1)))
+    winner = np.argmax(np.where(candidate, stack, np.float32(-1)), axis=0)
+    above = candidate.any(axis=0)
+    del stack, candidate
     masks: dict[str, np.ndarray] = {}
     for index, name in enumerate(names):
         mask = above & (winner == index)
-        if largest_component and mask.any():
-            labels, count = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 3))
-            if count > 1:
-                sizes = ndimage.sum_labels(mask, labels, np.arange(1, count + 1))
-                mask = labels == int(np.argmax(sizes)) + 1
+        if largest_component:
+            mask = largest_part(mask)
         if int(mask.sum()) < min_voxels:
             mask = np.zeros_like(mask)
         masks[name] = mask

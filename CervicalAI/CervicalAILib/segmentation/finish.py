@@ -66,7 +66,7 @@ def finish_segmentation(
     record: dict[str, Any],
     *,
     postprocessing: Mapping[str, Any],
-    organ_threshold: float,
+    organ_threshold: float | Mapping[str, float],
     organ_min_ml: float,
     flag_below: float,
     gate: GateSettings | None,
@@ -81,7 +81,7 @@ def finish_segmentation(
 
     `passes`: tumour probability of the original and the mirrored pass(es); `structures`:
     name -> probability of each anatomical structure; a voxel's organ is the most probable structure
-    when that reaches `organ_threshold` (the bundle's `organ_threshold`); an organ under `organ_min_ml`
+    among those reaching their `organ_threshold` (the bundle's, one or per structure); an organ under `organ_min_ml`
     is not found. Organ masks, then the anatomy gate (which
     removes tumour candidates away from the cervix/uterus, or all of them when there is none),
     then the post-processing, confidence, measurements and the summary.

@@ -94,6 +94,24 @@ def test_organ_masks_resolve_overlaps_and_keep_the_largest_part():
     assert masks["uterus"].sum() == 4 * 8 * 8 - 4 * 2 * 2
 
 
+def test_each_organ_can_have_its_own_threshold():
+    """With one threshold per structure, a voxel goes to the most probable structure among those at or
+    above their own threshold: an under-confident uterus (0.35) cut at 0.3 wins over a bladder at 0.45
+    that needs 0.5, and where both qualify the more probable one still wins."""
+    bladder = np.full((2, 4, 4), 0.45, np.float32)
+    uterus = np.full_like(bladder, 0.35)
+    bladder[1] = 0.8  # both qualify here: the bladder is more probable
+    uniform = organ_masks({"bladder": bladder, "uterus": uterus}, 0.5)
+    assert uniform["bladder"].sum() == 16 and not uniform["uterus"].any()
+    each = organ_masks({"bladder": bladder, "uterus": uterus}, {"bladder": 0.5, "uterus": 0.3})
+    assert each["uterus"][0].all() and not each["uterus"][1].any() and each["bladder"][1].all()
+    assert not each["bladder"][0].any()
+    # one number for all is the same as that number named for each
+    assert all((organ_masks({"bladder": bladder, "uterus": uterus}, 0.4)[n]
+                == organ_masks({"bladder": bladder, "uterus": uterus}, {"bladder": 0.4, "uterus": 0.4})[n]).all()
+               for n in ("bladder", "uterus"))
+
+
 def test_an_organ_below_the_floor_is_not_found():
     """A speck is not an organ (ProstateX-0000's "rectum" through mpmri 2.4.0 was 0.04 mL in front of
     the bladder): fewer voxels than `min_voxels` in the kept part leaves the structure empty."""
@@ -307,7 +325,7 @@ def test_the_bundles_organ_threshold_decides_the_organ_voxels(anatomy_bundle, tm
     files = {"model.onnx": band_network(), "MODEL_CARD.md": "# bands\n"}
 
     def cervix_ml(threshold):
-        bundle = write_bundle(tmp_path / f"t{threshold}", dict(manifest, organ_threshold=threshold), files)
+        bundle = write_bundle(tmp_path / f"t{len(list(tmp_path.iterdir()))}", dict(manifest, organ_threshold=threshold), files)
         organs = segment_case({"T2W": image}, bundle=bundle.path).summary["organs"]
         return next(organ["volume_ml"] for organ in organs if organ["name"] == "cervix")
 
@@ -318,6 +336,42 @@ def test_the_bundles_organ_threshold_decides_the_organ_voxels(anatomy_bundle, tm
     for wrong in (0.0, 1.0, 1.5, "half", True):
         with pytest.raises(BundleError, match=f"organ_threshold {wrong!r} is not a probability"):
             segment_case({"T2W": image}, bundle=write_bundle(tmp_path / f"w{wrong}", dict(manifest, organ_threshold=wrong), files).path)
+    # one threshold per structure, named (in any spelling the label tables accept)
+    assert cervix_ml({"Cervix": 0.97}) == cervix_ml(0.97)
+    for wrong, says in (({"cervix": 0.5, "femoral head": 0.5}, "names femoral_head, which the network does not output"),
+                        ({}, "gives no threshold for cervix"),
+                        ({"cervix": 2}, "organ_threshold of cervix 2 is not a probability")):
+        with pytest.raises(BundleError, match=says):
+            segment_case({"T2W": image}, bundle=write_bundle(tmp_path / f"m{len(wrong)}{says[:4]}", dict(manifest, organ_threshold=wrong), files).path)
+
+
+def test_the_bundle_names_the_passes_the_organs_come_from(anatomy_bundle, tmp_path):
+    """`inference.organ_passes`: "original" (the default, bundles before 2.5.1) takes the organs from the
+    unmirrored pass, "mean" from the mean of it and the left-right mirrored pass (as the tumour). A network
+    that reads the cervix 2 working voxels (3 mm) to one side draws it 3 mm off in its own pass and 3 mm
+    off the other way in the mirrored one: the mean puts it back where it is."""
+    image, _, _ = pelvis()
+    manifest = {k: v for k, v in anatomy_bundle.manifest.items() if k not in ("schema", "files")}
+    # one patch over the whole phantom, so the mirrored pass covers all of the cervix, not a crop around the tumour
+    inference = dict(manifest["inference"], patch_size_xyz=[48, 48, 12])
+    files = {"model.onnx": band_network(lean_voxels=2), "MODEL_CARD.md": "# leaning bands\n"}
+    true_x_mm = image.TransformContinuousIndexToPhysicalPoint((14.0, 22.0, 6.0))[0]  # the phantom's cervix centre
+
+    def cervix_centre_x_mm(passes):
+        settings = inference if passes is None else dict(inference, organ_passes=passes)
+        bundle = write_bundle(tmp_path / str(passes), dict(manifest, inference=settings), files)
+        result = segment_case({"T2W": image}, bundle=bundle.path)
+        cervix = sitk.GetArrayFromImage(result.organs) == result.organ_labels["cervix"]
+        x_index = float(np.argwhere(cervix)[:, 2].mean())
+        return result.organs.TransformContinuousIndexToPhysicalPoint((x_index, 22.0, 6.0))[0]
+
+    original, mean = cervix_centre_x_mm("original"), cervix_centre_x_mm("mean")
+    assert cervix_centre_x_mm(None) == original
+    assert original < true_x_mm - 2.0  # 3 mm off, towards the lower x
+    assert abs(mean - true_x_mm) < 0.6
+    with pytest.raises(BundleError, match="inference.organ_passes 'both' is not one of original, mean"):
+        segment_case({"T2W": image}, bundle=write_bundle(
+            tmp_path / "wrong", dict(manifest, inference=dict(inference, organ_passes="both")), files).path)
 
 
 def test_the_bundles_organ_floor_decides_what_is_found(anatomy_bundle, tmp_path):

@@ -191,6 +191,15 @@ def model_card(manifest: dict[str, Any]) -> str:
                if manifest.get("anatomy_gate") else ""),
             "",
         ]
+    organ_threshold = manifest.get("organ_threshold")
+    if organs and isinstance(organ_threshold, dict):
+        lines += [
+            "Each organ voxel goes to the most probable structure among those at or above their own threshold "
+            "(mean of the original and mirrored pass): "
+            + ", ".join(f"{name} {value}" for name, value in organ_threshold.items())
+            + f", each the threshold with the best median Dice on {validation.get('threshold_chosen_on', 'the validation cases')}.",
+            "",
+        ]
     recipe = manifest["provenance"].get("recipe", {})
     if recipe.get("domain_randomisation"):
         randomisation = recipe["domain_randomisation"]
@@ -292,12 +301,13 @@ def write_segmentation_bundle(
                 "overlap": 0.25,
                 "sigma_scale": 0.125,
                 "tta_flip_axes_zyx": [list(axes) for axes in MIRRORED_PASSES_ZYX],
+                "organ_passes": "mean",  # what choose_thresholds scored the organ thresholds on
                 "flag_below": 0.75,
             },
             "postprocessing": {
                 "threshold": report["validation"].get("threshold", 0.5), "keep_near_mm": 10.0, "min_satellite_ml": 0.1, "min_tumor_ml": 0.05, "fill_holes": True,
             },
-            "organ_threshold": 0.5,
+            "organ_threshold": report["validation"].get("organ_threshold") or 0.5,
             "organ_min_ml": DEFAULT_ORGAN_MIN_ML,
             "training_range": train_range,
             "validation": report["validation"],

@@ -37,6 +37,7 @@ from CervicalAILib.research.training.export import (
 from CervicalAILib.research.training.network import DEFAULT_ARCHITECTURE, build_network, size_multiple_zyx
 from CervicalAILib.research.training.ood import attach_ood, vectors_from_volumes
 from CervicalAILib.research.training.synthesis import synthesize
+from CervicalAILib.segmentation.anatomy import largest_part
 from CervicalAILib.segmentation.inference import SegmentationModel
 from CervicalAILib.segmentation.preprocess import pad_to_shape
 from CervicalAILib.segmentation.sliding_window import MIRRORED_PASSES_ZYX, fit_patch, sliding_window_predict
@@ -250,37 +251,53 @@ def predict_volume(
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
 
 
-def mirrored_mean_probability(
+def mirrored_mean_probabilities(
     net, volume: np.ndarray, patch_zyx: Sequence[int], multiple_zyx: Sequence[int], device: str
 ) -> np.ndarray:
-    """Tumour probability (z, y, x) as the runtime thresholds it: the mean of the pass on the volume and
-    the passes on its mirrors (`MIRRORED_PASSES_ZYX`, which the exported bundle declares), mapped back."""
-    passes = [predict_volume(net, volume, patch_zyx, multiple_zyx, device)[0]]
+    """Every structure's probability (K, z, y, x) as the runtime thresholds it: the mean of the pass on
+    the volume and the passes on its mirrors (`MIRRORED_PASSES_ZYX`, which the exported bundle declares),
+    mapped back."""
+    passes = [predict_volume(net, volume, patch_zyx, multiple_zyx, device)]
     for axes in MIRRORED_PASSES_ZYX:
         flip = tuple(axis + 1 for axis in axes)  # the volume is (channels, z, y, x)
-        mirrored = predict_volume(net, np.ascontiguousarray(np.flip(volume, flip)), patch_zyx, multiple_zyx, device)[0]
-        passes.append(np.flip(mirrored, axes))
+        mirrored = predict_volume(net, np.ascontiguousarray(np.flip(volume, flip)), patch_zyx, multiple_zyx, device)
+        passes.append(np.flip(mirrored, flip))
     return np.mean(passes, axis=0)
 
 
-def choose_threshold(
-    net, cases: Sequence[CachedCase], patch_zyx: Sequence[int], multiple_zyx: Sequence[int], device: str
-) -> tuple[float, dict[str, float]]:
-    """The probability threshold (of THRESHOLDS) with the best mean Dice on `cases`.
+def choose_thresholds(
+    net, cases: Sequence[CachedCase], structures: Sequence[str], patch_zyx: Sequence[int],
+    multiple_zyx: Sequence[int], device: str,
+) -> tuple[float, dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
+    """The tumour threshold (of THRESHOLDS) with the best mean Dice on `cases`, and each organ's
+    threshold with the best median Dice; with the Dice by threshold behind each choice.
 
-    Dice + cross-entropy training can leave a network under-confident (tumour probabilities
-    just below 0.5); the run time reads the chosen threshold from the bundle. It thresholds the
-    mean of the original and the left-right mirrored pass, so that is what is scored here: the
-    mirrored pass softens the probabilities, and on the 2.3.0 network the best threshold for one
-    pass (0.65) was not the best for the mean (0.55).
+    Dice + cross-entropy training can leave a network under-confident (probabilities just below
+    0.5), and not equally for every structure (the 2.5.0 network's uterus is best cut at 0.3, its
+    vagina at 0.5); the run time reads the chosen thresholds from the bundle. It thresholds the
+    mean of the original and the mirrored passes, so that is what is scored here: the mirrored pass
+    softens the probabilities, and on the 2.3.0 network the best tumour threshold for one pass
+    (0.65) was not the best for the mean (0.55). Each organ is scored alone, as its largest
+    connected part (what the run time keeps); the median, not the mean, because a few cases where
+    an organ is mostly missed pull the mean towards thresholds that thicken every other case's organ.
     """
-    probabilities = [mirrored_mean_probability(net, case.image, patch_zyx, multiple_zyx, device) for case in cases]
-    scores = {
-        f"{t:.2f}": round(float(np.mean([mask_dice(p >= t, c.label > 0) for p, c in zip(probabilities, cases, strict=True)])), 4)
-        for t in THRESHOLDS
-    }
-    best = max(THRESHOLDS, key=lambda t: (scores[f"{t:.2f}"], t))  # ties: the higher threshold
-    return float(best), scores
+    tumour: dict[float, list[float]] = {t: [] for t in THRESHOLDS}
+    organs: dict[str, dict[float, list[float]]] = {name: {t: [] for t in THRESHOLDS} for name in structures[1:]}
+    for case in cases:
+        probabilities = mirrored_mean_probabilities(net, case.image, patch_zyx, multiple_zyx, device)
+        for t in THRESHOLDS:
+            tumour[t].append(mask_dice(probabilities[0] >= t, case.label > 0))
+        for channel, name in enumerate(structures[1:], start=1):
+            truth = case.targets[channel] > 0
+            for t in THRESHOLDS:
+                organs[name][t].append(mask_dice(largest_part(probabilities[channel] >= t), truth))
+    tumour_scores = {f"{t:.2f}": round(float(np.mean(v)), 4) for t, v in tumour.items()}
+    best = max(THRESHOLDS, key=lambda t: (tumour_scores[f"{t:.2f}"], t))  # ties: the higher threshold
+    organ_scores = {name: {f"{t:.2f}": round(float(np.median(v)), 4) for t, v in by.items()}
+                    for name, by in organs.items()}
+    organ_best = {name: float(max(THRESHOLDS, key=lambda t, s=scores: (s[f"{t:.2f}"], t)))
+                  for name, scores in organ_scores.items()}
+    return float(best), tumour_scores, organ_best, organ_scores
 
 
 def validation_record(
@@ -482,10 +499,13 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
                                   config.jobs, sub_progress(progress, 0.9, 0.93))
         cohorts = ", ".join(sorted({Path(d).parent.name for d in calibration_dirs}))
         threshold_cases = f"{len(calibration)} held-out calibration cases ({cohorts})"
-    progress(0.94, f"choosing the probability threshold on {threshold_cases}")
-    threshold, dice_by_threshold = choose_threshold(net, calibration, inference_zyx, multiple, device)
+    progress(0.94, f"choosing the probability thresholds on {threshold_cases}")
+    threshold, dice_by_threshold, organ_threshold, organ_dice_by_threshold = choose_thresholds(
+        net, calibration, structures, inference_zyx, multiple, device)
     log.info("tumour threshold %.2f: mean Dice %.4f on %s", threshold, dice_by_threshold[f"{threshold:.2f}"],
              threshold_cases)
+    for name, value in organ_threshold.items():
+        log.info("%s threshold %.2f: median Dice %.4f", name, value, organ_dice_by_threshold[name][f"{value:.2f}"])
     net = net.to("cpu")
     progress(0.96, "exporting to ONNX and verifying against torch")
     report = {
@@ -500,6 +520,8 @@ def train_segmentation(config: TrainConfig, progress: ProgressCallback | None = 
             "threshold": threshold,
             "threshold_chosen_on": threshold_cases,
             "dice_mean_by_threshold": dice_by_threshold,
+            "organ_threshold": organ_threshold,
+            "organ_dice_median_by_threshold": organ_dice_by_threshold,
             "structure_dice_mean_working_grid": best.get("structures", {structures[0]: round(best["dice"], 4)}),
         },
         "training_cases": len(train_data),

@@ -161,6 +161,15 @@ def test_multi_structure_training_with_domain_randomisation(tiny_cohort, tmp_pat
     assert manifest["provenance"]["recipe"]["domain_randomisation"]["fraction"] == 0.5
     assert set(report["validation"]["structure_dice_mean_working_grid"]) == {"tumor", "cervix", "bladder"}
     assert set(report["history"][0]["val_structure_dice_mean"]) == {"tumor", "cervix", "bladder"}
+    # each organ is cut where its median Dice on the calibration cases is best (ties: the higher threshold)
+    by_threshold = manifest["validation"]["organ_dice_median_by_threshold"]
+    assert set(manifest["organ_threshold"]) == set(by_threshold) == {"cervix", "bladder"}
+    for name, scores in by_threshold.items():
+        best = max(scores.values())
+        assert manifest["organ_threshold"][name] == max(float(t) for t, v in scores.items() if v == best)
+    card = load_bundle(out).read_text("MODEL_CARD.md")
+    assert f"cervix {manifest['organ_threshold']['cervix']}, bladder {manifest['organ_threshold']['bladder']}, each the " \
+           "threshold with the best median Dice on the 2 validation cases" in card
     ood = manifest["ood"]
     assert ood["calibration"]["fit_cases"] == 3 and ood["calibration"]["calibration_cases"] == 2
     assert manifest["network"]["features"]["channels"] == TINY_ARCH["channels"][-1]
