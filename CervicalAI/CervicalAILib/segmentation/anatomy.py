@@ -83,12 +83,13 @@ def organ_masks(
     names = list(probabilities)
     if not names:
         return {}
-    stack = np.stack([np.asarray(probabilities[n], dtype=np.float32) for n in names])
-    each = [float(threshold[n]) if isinstance(threshold, Mapping) else float(threshold) for n in names]
-    candidate = stack >= np.asarray(each, dtype=np.float32).reshape(-1, *([1] * (stack.ndim - 1)))
-    winner = np.argmax(np.where(candidate, stack, np.float32(-1)), axis=0)
-    above = candidate.any(axis=0)
-    del stack, candidate
+    stack = np.stack([np.asarray(probabilities[n], dtype=np.float32) for n in names])  # a fresh copy
+    for index, name in enumerate(names):  # under its own threshold a structure cannot win the voxel
+        limit = float(threshold[name]) if isinstance(threshold, Mapping) else float(threshold)
+        stack[index][stack[index] < limit] = -1.0  # in place: no second copy of a whole-study stack
+    winner = np.argmax(stack, axis=0)
+    above = stack.max(axis=0) >= 0.0  # thresholds are above 0, so a candidate is never negative
+    del stack
     masks: dict[str, np.ndarray] = {}
     for index, name in enumerate(names):
         mask = above & (winner == index)

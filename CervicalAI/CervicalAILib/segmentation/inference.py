@@ -354,13 +354,20 @@ def segment_case(
         step = sub_progress(progress, 0.6 + 0.25 * number / len(flips), 0.6 + 0.25 * (number + 1) / len(flips))
         if box is None:  # nothing suspicious: mirror the whole volume
             mirrored = model.probabilities(volume, axes, step)
-        else:  # outside the crop, the original pass stands in for the mirrored one
-            mirrored = everything.copy()
-            crop = np.ascontiguousarray(volume[(slice(None), *box)])
-            mirrored[(slice(None), *box)] = model.probabilities(crop, axes, step)
-        working_passes.append(mirrored[tumour_channel].copy())  # a copy: the other channels can go
+            working_passes.append(mirrored[tumour_channel].copy())  # a copy: the other channels can go
+            if organ_sum is not None:
+                organ_sum += mirrored
+            continue
+        # outside the crop, the original pass stands in for the mirrored one (no full copy of every channel)
+        crop = np.ascontiguousarray(volume[(slice(None), *box)])
+        in_crop = model.probabilities(crop, axes, step)
+        mirrored_tumour = original.copy()
+        mirrored_tumour[box] = in_crop[tumour_channel]
+        working_passes.append(mirrored_tumour)
         if organ_sum is not None:
-            organ_sum += mirrored
+            summed_in_crop = organ_sum[(slice(None), *box)] + in_crop
+            organ_sum += everything
+            organ_sum[(slice(None), *box)] = summed_in_crop
     organ_probabilities = everything if organ_sum is None else organ_sum / (len(flips) + 1)
     del organ_sum
     seconds["network"] = time.perf_counter() - tick
