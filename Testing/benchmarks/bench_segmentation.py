@@ -10,7 +10,7 @@ fresh worker process segments every registered case with the default multi-seque
 with the T2WI-only bundle, so the reported peak memory is that of an inference process alone.
 Dice, HD95 (mm) and volume error are measured on the T2WI grid against labels/tumor.nii.gz and
 reported overall and per size bin of the true maximum 3D diameter (< 2 cm, 2-4 cm, > 4 cm).
-When the bundle segments anatomy, each organ's Dice against the case's labels/organs.nii.gz
+When the bundle segments anatomy, each organ's Dice and HD95 against the case's labels/organs.nii.gz
 (matched by name through its label table) is reported too, with the whole cervix (cervix + tumour,
 as real-data studies contour it: the cervix label is only the stroma the tumour left) and the whole
 uterus (uterus + cervix + tumour, the "uterus" of most multi-structure studies); the out-of-distribution score of
@@ -102,35 +102,40 @@ def run_inference(records: list[dict], bundle: str | None = None, roles: list[st
     return output
 
 
-def organ_dice(item: dict) -> dict[str, float]:
-    """Dice of each predicted organ against the case's true organ label map, matched by name."""
+def organ_scores(item: dict) -> tuple[dict[str, float], dict[str, float]]:
+    """Dice and HD95 (mm; inf when only one side has the organ) of each predicted organ against the case's true
+    organ label map, matched by name, plus the whole cervix and the whole uterus."""
     from CervicalAILib.contracts.label_table import label_mask, read_label_table
-    from CervicalAILib.io.measurements import mask_dice
+    from CervicalAILib.io.measurements import hausdorff95_mm, mask_dice
 
     case_dir = Path(item["case_dir"])
     if not item.get("organs") or not (case_dir / "labels" / "organs.nii.gz").is_file():
-        return {}
+        return {}, {}
     table = read_label_table(case_dir, "organs")
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(case_dir / "labels" / "organs.nii.gz")))
-    predicted = sitk.GetArrayFromImage(sitk.ReadImage(item["organs"]))
-    scores = {}
-    for name, value in item["organ_labels"].items():
-        if name in table:
-            scores[name] = mask_dice(predicted == value, label_mask(truth, table[name]))
+    organs_image = sitk.ReadImage(item["organs"])
+    predicted = sitk.GetArrayFromImage(organs_image)
+    labels = item["organ_labels"]
+    pairs = {name: (predicted == value, label_mask(truth, table[name])) for name, value in labels.items() if name in table}
     # The cervix label is the stroma the tumour left; real-data studies usually contour the whole cervix
     # (stroma and tumour): the union of the cervix and the tumour, on both sides, is that structure.
-    if "cervix" in scores:
+    if "cervix" in pairs:
         true_tumour = sitk.GetArrayFromImage(sitk.ReadImage(str(case_dir / "labels" / "tumor.nii.gz"))) > 0
         found_tumour = sitk.GetArrayFromImage(sitk.ReadImage(item["mask"])) > 0
-        scores[WHOLE_CERVIX] = mask_dice((predicted == item["organ_labels"]["cervix"]) | found_tumour,
-                                     label_mask(truth, table["cervix"]) | true_tumour)
+        pairs[WHOLE_CERVIX] = (pairs["cervix"][0] | found_tumour, pairs["cervix"][1] | true_tumour)
         # Multi-structure networks for cervical cancer MRI mostly contour the uterus with its cervix and
         # tumour as one organ: this is the figure to set beside theirs.
-        if "uterus" in scores:
-            scores[WHOLE_UTERUS] = mask_dice(
-                (predicted == item["organ_labels"]["uterus"]) | (predicted == item["organ_labels"]["cervix"]) | found_tumour,
-                label_mask(truth, table["uterus"]) | label_mask(truth, table["cervix"]) | true_tumour)
-    return scores
+        if "uterus" in pairs:
+            pairs[WHOLE_UTERUS] = (pairs["uterus"][0] | pairs[WHOLE_CERVIX][0], pairs["uterus"][1] | pairs[WHOLE_CERVIX][1])
+
+    def image(mask: np.ndarray) -> sitk.Image:
+        out = sitk.GetImageFromArray(mask.astype(np.uint8))
+        out.CopyInformation(organs_image)
+        return out
+
+    dice = {name: mask_dice(found, true) for name, (found, true) in pairs.items()}
+    hd95 = {name: hausdorff95_mm(image(found), image(true)) for name, (found, true) in pairs.items()}
+    return dice, hd95
 
 
 def score(results: list[dict]) -> list[dict]:
@@ -145,6 +150,7 @@ def score(results: list[dict]) -> list[dict]:
         prediction.CopyInformation(truth)  # same grid by construction (checked in the tests)
         true_ml, pred_ml = measure.volume_ml(truth), measure.volume_ml(prediction)
         hd95 = measure.hausdorff95_mm(prediction, truth)
+        organ_dice, organ_hd95 = organ_scores(item)
         rows.append(
             {
                 "case": item["case"],
@@ -159,7 +165,8 @@ def score(results: list[dict]) -> list[dict]:
                 "ood_score": item["summary"].get("ood", {}).get("score"),
                 "gate": item["summary"].get("anatomy_gate", {}).get("anatomy_found"),
                 "gate_found_ml": item["summary"].get("anatomy_gate", {}).get("anatomy_found_ml"),  # cervix, uterus
-                "organ_dice": organ_dice(item),
+                "organ_dice": organ_dice,
+                "organ_hd95_mm": organ_hd95,
                 "t2_tilt_deg": round(plane_tilt_deg(truth), 1),
                 "inference_s": item["seconds"],
                 "register_s": item["register_s"],
@@ -201,11 +208,17 @@ def organ_table(rows: list[dict]) -> list[str]:
     names = sorted({name for r in rows for name in r["organ_dice"]})
     if not names:
         return []
-    lines = ["| organ | cases | median Dice | mean Dice | cases at Dice >= 0.85 |", "|---|---|---|---|---|"]
+    lines = ["| organ | cases | median Dice | mean Dice | cases at Dice >= 0.85 | median HD95 (mm) | HD95 infinite (organ on one side only) |",
+             "|---|---|---|---|---|---|---|"]
     for name in names:
         values = [r["organ_dice"][name] for r in rows if name in r["organ_dice"]]
         share = 100.0 * sum(v >= 0.85 for v in values) / len(values)
-        lines.append(f"| {name} | {len(values)} | {_median(values):.3f} | {float(np.mean(values)):.3f} | {share:.0f}% |")
+        # an organ missed on one side has an infinite HD95: it stays in the median (as the worst), and is counted
+        distances = [r["organ_hd95_mm"][name] for r in rows if name in r.get("organ_hd95_mm", {})]
+        hd95 = f"{statistics.median(distances):.2f}" if distances else "-"
+        missed = sum(d == float("inf") for d in distances)
+        lines.append(f"| {name} | {len(values)} | {_median(values):.3f} | {float(np.mean(values)):.3f} | {share:.0f}% "
+                     f"| {hd95} | {missed} |")
     # The cervix label is the stroma the tumour has not replaced: around a large tumour it is a thin rim,
     # whose Dice falls with the tumour's size; the same breakdown for every organ shows whether it is that.
     header = "| true tumour volume | cases | " + " | ".join(names) + " |"
