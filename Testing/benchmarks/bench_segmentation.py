@@ -107,6 +107,7 @@ def organ_scores(item: dict) -> tuple[dict[str, float], dict[str, float]]:
     organ label map, matched by name, plus the whole cervix and the whole uterus."""
     from CervicalAILib.contracts.label_table import label_mask, read_label_table
     from CervicalAILib.io.measurements import hausdorff95_mm, mask_dice
+    from CervicalAILib.segmentation.finish import to_image
 
     case_dir = Path(item["case_dir"])
     if not item.get("organs") or not (case_dir / "labels" / "organs.nii.gz").is_file():
@@ -128,13 +129,9 @@ def organ_scores(item: dict) -> tuple[dict[str, float], dict[str, float]]:
         if "uterus" in pairs:
             pairs[WHOLE_UTERUS] = (pairs["uterus"][0] | pairs[WHOLE_CERVIX][0], pairs["uterus"][1] | pairs[WHOLE_CERVIX][1])
 
-    def image(mask: np.ndarray) -> sitk.Image:
-        out = sitk.GetImageFromArray(mask.astype(np.uint8))
-        out.CopyInformation(organs_image)
-        return out
-
     dice = {name: mask_dice(found, true) for name, (found, true) in pairs.items()}
-    hd95 = {name: hausdorff95_mm(image(found), image(true)) for name, (found, true) in pairs.items()}
+    hd95 = {name: hausdorff95_mm(to_image(found.astype(np.uint8), organs_image), to_image(true.astype(np.uint8), organs_image))
+            for name, (found, true) in pairs.items()}
     return dice, hd95
 
 
